@@ -1,0 +1,168 @@
+"""Rich renderings of core results for the headless commands (the app has its own widgets)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from rnnt_tui.core.report import fuse_json
+from rnnt_tui.core.results import DONE, FAILED, MISMATCH, StepResult
+from rnnt_tui.core.session import Session
+from rnnt_tui.core.summary import ModelSummary
+
+STATUS_STYLE = {DONE: "green", MISMATCH: "bold red", FAILED: "bold red"}
+
+
+def num(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+_DTYPES = {"float32": "f32", "float16": "f16", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "bool"}
+
+
+def shape(info: Any) -> str:
+    if info is None:
+        return "-"
+    return f"[{','.join(map(str, info.shape))}] {_DTYPES.get(info.dtype, info.dtype)}"
+
+
+def summary_table(summary: ModelSummary) -> Table:
+    table = Table(title=f"{summary.model_class} ({summary.kind})", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    enc, dec, joint = summary.encoder, summary.decoder, summary.joint
+    rows = [
+        ("checkpoint", f"{summary.path} ({summary.size_bytes / 1e6:.1f} MB)"),
+        ("sample rate / mels", f"{summary.sample_rate} Hz / {summary.n_mels}"),
+        ("encoder", f"{enc.type} d_model {enc.d_model}, {enc.n_layers} layers, {enc.subsampling} "
+                    f"{enc.subsampling_factor}x"),
+        ("decoder", f"{dec.type} {dec.pred_rnn_layers} x LSTM {dec.pred_hidden}"),
+        ("joint", f"{joint.type} hidden {joint.joint_hidden} ({joint.activation}), "
+                  f"{joint.num_classes_with_blank} outputs"),
+        ("vocabulary", f"{summary.vocab_size} {summary.tokenizer} tokens, blank id {summary.blank_id}"),
+        ("durations", str(summary.durations) if summary.durations else "-"),
+        ("fuse_loss_wer", Text(str(joint.fuse_loss_wer), style="bold yellow" if joint.fuse_loss_wer else "")),
+        ("fused_batch_size", str(joint.fused_batch_size)),
+        ("log_softmax", str(joint.log_softmax)),
+    ]
+    for key, value in rows:
+        table.add_row(key, value if isinstance(value, Text) else str(value))
+    return table
+
+
+def run_table(session: Session) -> Table:
+    table = Table(title="NeMo / PyTorch pipeline", title_justify="left")
+    for col in ("component", "inputs", "outputs", "first ms", "median ms", "p90 ms", "status"):
+        table.add_column(col, justify="right" if "ms" in col else "left", no_wrap=col != "status")
+    for name, result in session.results.items():
+        t = result.timings.get("reference")
+        table.add_row(name, "\n".join(f"{i.name} {shape(i)}" for i in result.inputs),
+                      "\n".join(f"{o.name} {shape(o)}" for o in result.reference_outputs),
+                      num(t.first_ms if t else None), num(t.median_ms if t else None),
+                      num(t.p90_ms if t else None),
+                      Text(result.status if not result.error else f"{result.status}: {result.error}",
+                           style=STATUS_STYLE.get(result.status, "")))
+    return table
+
+
+def fuse_table(session: Session) -> Group:
+    data = fuse_json(session)
+    table = Table(title=f"Joint mode: {data['mode']}", title_justify="left")
+    table.add_column("flag")
+    table.add_column("found")
+    table.add_column("used")
+    for key in ("fuse_loss_wer", "fused_batch_size", "log_softmax"):
+        table.add_row(key, str(data[key]["found"]), str(data[key]["used"]))
+    return Group(table, Text(data["explanation"], style="italic"))
+
+
+def _results(session: Session) -> list[StepResult]:
+    return [r for name, r in session.results.items() if name != "decode"]
+
+
+def shapes_table(session: Session) -> Table:
+    table = Table(title="Shapes", title_justify="left")
+    for col in ("component", "output", "reference", "candidate"):
+        table.add_column(col)
+    for result in _results(session):
+        rows = result.comparisons or []
+        if not rows:
+            for info in result.reference_outputs:
+                table.add_row(result.name, info.name, shape(info), Text(result.error or "-", style="red"))
+        for row in rows:
+            style = "" if row.candidate is None or row.shape_match else "bold red"
+            table.add_row(result.name, row.name, shape(row.reference), Text(shape(row.candidate), style=style))
+    return table
+
+
+def timings_table(session: Session) -> Table:
+    duration_ms = session.audio.duration_s * 1000.0
+    table = Table(title=f"Timings (ms; clip {session.audio.duration_s:.2f} s)", title_justify="left")
+    for col in ("component", "runtime", "prepare", "load", "cached", "first", "median", "p90", "RTF", "speedup"):
+        table.add_column(col, justify="left" if col in ("component", "runtime") else "right")
+    for result in [*_results(session), *([session.results["decode"]] if "decode" in session.results else [])]:
+        for side, t in result.timings.items():
+            if t is None:
+                continue
+            table.add_row(result.name, side, num(t.prepare_ms), num(t.load_ms),
+                          "-" if t.cached is None else ("yes" if t.cached else "no"), num(t.first_ms),
+                          num(t.median_ms), num(t.p90_ms), num(t.median_ms / duration_ms if duration_ms else None),
+                          num(result.speedup) if side == "candidate" else "")
+    return table
+
+
+def diffs_table(session: Session) -> Table:
+    table = Table(title="Diffs (candidate - reference)", title_justify="left")
+    for col in ("component", "output", "max abs @ index", "mean abs", "RMSE", "max rel", "cosine", "SNR dB",
+                "NaN/Inf", "atol/rtol", "ok"):
+        table.add_column(col, justify="left" if col in ("component", "output") else "right")
+    for result in _results(session):
+        if result.error:
+            table.add_row(result.name, "-", Text(result.error, style="red"), *([""] * 7), Text("FAIL", "bold red"))
+        for row in result.comparisons:
+            s = row.stats
+            ok = row.ok
+            verdict = Text("n/a" if ok is None else ("ok" if ok else "FAIL"),
+                           style="dim" if ok is None else ("green" if ok else "bold red"))
+            if s is None:
+                table.add_row(result.name, row.name, Text(row.note, style="yellow"), *([""] * 6),
+                              f"{row.atol:g}/{row.rtol:g}", verdict)
+                continue
+            nan_inf = f"{s.nan['candidate']}/{s.inf['candidate']}"
+            extra = f" argmax {s.argmax_agreement:.1%}" if s.argmax_agreement is not None else ""
+            table.add_row(result.name, row.name + extra, f"{num(s.max_abs)} @ {s.max_abs_index}", num(s.mean_abs),
+                          num(s.rmse), num(s.max_rel), num(s.cosine, 7), num(s.snr_db),
+                          Text(nan_inf, style="bold red" if nan_inf != "0/0" else ""),
+                          f"{row.atol:g}/{row.rtol:g}", verdict)
+    return table
+
+
+def transcripts(session: Session) -> Group:
+    comp = session.decode_comparison
+    lines: list[Text] = []
+    if comp is None:
+        decode = session.results.get("decode")
+        return Group(Text(f"decode: {decode.error if decode else 'not run'}", style="red"))
+    lines.append(Text.assemble(("reference  ", "bold"), comp.reference_text))
+    if comp.candidate_text is not None:
+        lines.append(Text.assemble(("candidate  ", "bold"), comp.candidate_text))
+    lines.append(Text.assemble(("NeMo       ", "bold"), str(comp.nemo_text),
+                               ("  (reference decode matches NeMo)" if comp.matches_nemo
+                                else "  (reference decode DIFFERS from NeMo)", "dim" if comp.matches_nemo else "red")))
+    if comp.token_agreement is not None:
+        lines.append(Text(f"token agreement {comp.token_agreement:.1%}, WER {comp.wer:.1%}"))
+    if comp.first_divergence is not None:
+        d = comp.first_divergence
+        lines.append(Text(f"first divergence at token {d.index} (frame {d.frame_reference}): "
+                          f"{d.piece_reference!r} vs {d.piece_candidate!r}", style="bold red"))
+    return Group(*lines)

@@ -1,0 +1,107 @@
+"""A checkpoint on disk: its summary (instant, config only), its content hash, and the restored NeMo model.
+
+Restoring runs NeMo's loader, which unpickles the weights: only open checkpoints you trust. The file itself is
+only ever read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rnnt_tui.core.errors import BadInputError, CancelledError
+from rnnt_tui.core.quiet import quiet
+from rnnt_tui.core.summary import ModelSummary, read_summary
+
+_HASH_CHUNK = 8 * 1024 * 1024
+
+
+def content_hash(path: Path, cache_dir: Path | None = None, cancel: threading.Event | None = None) -> str:
+    """SHA-256 of the file, remembered per (path, size, mtime, inode) so a large checkpoint is hashed once."""
+    stat = path.stat()
+    stamp = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
+    memo = cache_dir / "hashes" / (hashlib.sha256(stamp.encode()).hexdigest()[:32] + ".json") if cache_dir else None
+    if memo is not None and memo.is_file():
+        try:
+            return str(json.loads(memo.read_text())["sha256"])
+        except (ValueError, KeyError, OSError):
+            pass
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("cancelled while hashing the checkpoint")
+            digest.update(chunk)
+    value = digest.hexdigest()
+    if memo is not None:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"sha256": value, "stamp": stamp}))
+            os.replace(tmp, memo)
+        except OSError:
+            pass  # an unwritable cache only costs a re-hash next time
+    return value
+
+
+@dataclass
+class LoadedModel:
+    """A restored NeMo transducer in eval mode on CPU, with the summary it was opened from."""
+
+    path: Path
+    summary: ModelSummary
+    model: Any
+    sha256: str
+    restore_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def eval(self) -> Any:
+        """Put every module in eval mode (NeMo's restore and transcribe leave them training) and return it."""
+        self.model.eval()
+        return self.model
+
+
+def restore(path: Path | str, summary: ModelSummary | None = None, cache_dir: Path | None = None,
+            cancel: threading.Event | None = None) -> LoadedModel:
+    """Restore the full model through NeMo on CPU in eval mode. Raises BadInputError naming the file."""
+    import time
+
+    path = Path(path).expanduser()
+    summary = summary or read_summary(path)
+    sha = content_hash(path, cache_dir, cancel)
+    start = time.perf_counter()
+    with quiet() as captured:
+        import torch  # heavy: only when a model is really restored
+        from nemo.collections.asr.models import ASRModel
+
+        try:
+            model = ASRModel.restore_from(str(path), map_location=torch.device("cpu"))
+        except Exception as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "could not" in detail.lower() or "locate" in detail.lower() or "import" in detail.lower():
+                problem = f"NeMo cannot build the model class it names ({summary.model_class}): {detail}"
+            else:
+                problem = f"NeMo could not restore it ({type(exc).__name__}: {detail})"
+            raise BadInputError(path, problem) from exc
+    if not hasattr(model, "joint") or not hasattr(model, "decoder"):
+        raise BadInputError(path, f"restored a {type(model).__name__}, which is not a transducer")
+    model.eval()
+    loaded = LoadedModel(path=path, summary=summary, model=model, sha256=sha,
+                         restore_s=time.perf_counter() - start)
+    if captured.text.strip():
+        loaded.notes.append(captured.text.strip())
+    return loaded
+
+
+def copy_model(model: Any) -> Any:
+    """A deep copy of a NeMo model. ModelPT wraps `training_step` in a wrapt proxy that refuses deepcopy; the
+    copy shares those proxies (nothing here trains)."""
+    import copy
+
+    memo = {id(v): v for v in vars(model).values() if hasattr(v, "__wrapped__")}
+    return copy.deepcopy(model, memo)

@@ -1,0 +1,100 @@
+"""The joint over the full T x U grid, compared in chunks of T so memory stays bounded.
+
+Each chunk of frames is run on both runtimes with the same inputs (reference encoder output, reference decoder
+outputs and the prediction-net inputs that made them) and folded into one `DiffAccumulator`; the statistics
+equal a whole-grid pass (see core.stats). Peak extra memory is two chunks of [1, chunk, U, C] logits plus the
+per-cell maps ([T, U] max |d| and argmax agreement) that the heatmap draws. `joint_chunk_frames=0` runs the whole
+grid at once. Timings are of one call on the first chunk (or the whole grid when it is one chunk).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rnnt_tui.core.compare_ops import samples
+from rnnt_tui.core.components import JOINT, TensorInfo, describe
+from rnnt_tui.core.errors import CancelledError
+from rnnt_tui.core.results import DONE, FAILED, MISMATCH, OutputComparison, StepResult
+from rnnt_tui.core.runtimes.base import Progress, Runtime
+from rnnt_tui.core.stats import DiffAccumulator
+from rnnt_tui.core.timing import measure
+
+if TYPE_CHECKING:
+    from rnnt_tui.core.session import SessionSettings
+
+
+def compare_joint_grid(reference: Runtime, candidate: Runtime | None, encoded: np.ndarray, g: np.ndarray,
+                       targets: np.ndarray, settings: SessionSettings, progress: Progress,
+                       cancel: threading.Event | None) -> StepResult:
+    frames = encoded.shape[2]
+    steps = g.shape[2]
+    chunk = settings.joint_chunk_frames if settings.joint_chunk_frames > 0 else frames
+    chunk = max(1, min(chunk, frames))
+    tol = settings.tolerances[JOINT]
+    first_inputs = {"encoded": encoded[:, :, :chunk], "decoder_output": g, "targets": targets}
+    result = StepResult(name=JOINT, status=DONE, inputs=describe({"encoded": encoded, "decoder_output": g,
+                                                                   "targets": targets}))
+    try:
+        bound = reference.bind(JOINT, first_inputs)
+        raw, ref_t = measure(bound, runs=settings.runs, warmup=settings.warmup)
+        first_ref = bound.outputs(raw)["logits"]
+    except Exception as exc:  # noqa: BLE001 - NeMo's own error (fused mode) is the finding
+        result.status = FAILED
+        result.error = f"reference joint raised {type(exc).__name__}: {exc}"
+        result.notes.append("switch the joint to validation mode (fuse off, log_softmax off) to compare logits")
+        return result
+    classes = first_ref.shape[-1]
+    full_shape = (1, frames, steps, classes)
+    result.reference_outputs = [TensorInfo("logits", full_shape, str(first_ref.dtype))]
+    result.timings["reference"] = ref_t
+    result.samples["reference"] = samples({"logits": first_ref})
+    scope = "the whole grid" if chunk == frames else f"a chunk of {chunk} of {frames} frames"
+    result.notes.append(f"joint over T x U = {frames} x {steps} in chunks of {chunk} frames; timed on {scope}")
+    if candidate is None:
+        return result
+    try:
+        cand_bound = candidate.bind(JOINT, first_inputs)
+        cand_raw, cand_t = measure(cand_bound, runs=settings.runs, warmup=settings.warmup)
+        first_cand = cand_bound.outputs(cand_raw)["logits"]
+    except Exception as exc:  # noqa: BLE001 - the candidate failing is the finding
+        result.status, result.error = FAILED, f"{candidate.label}: {type(exc).__name__}: {exc}"
+        return result
+    result.timings["candidate"] = cand_t
+    result.samples["candidate"] = samples({"logits": first_cand})
+    cand_info = TensorInfo("logits", (1, frames, *first_cand.shape[2:]), str(first_cand.dtype))
+    result.candidate_outputs = [cand_info]
+    ref_info = result.reference_outputs[0]
+    if first_cand.shape != first_ref.shape:
+        note = f"shape mismatch: {list(cand_info.shape)} vs reference {list(full_shape)}"
+        result.comparisons = [OutputComparison("logits", ref_info, cand_info, None, tol.atol, tol.rtol, note)]
+        result.status = MISMATCH
+        return result
+    acc = DiffAccumulator(full_shape, tol.atol, tol.rtol, axis=1, logits=True, topk=settings.topk)
+    cell_max = np.zeros((frames, steps), dtype=np.float32)
+    cell_agree = np.zeros((frames, steps), dtype=bool)
+    for start in range(0, frames, chunk):
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("cancelled during the joint grid")
+        stop = min(start + chunk, frames)
+        if start == 0:
+            ref_logits, cand_logits = first_ref, first_cand
+        else:
+            inputs = {"encoded": encoded[:, :, start:stop], "decoder_output": g, "targets": targets}
+            ref_logits = reference.run(JOINT, inputs)["logits"]
+            cand_logits = candidate.run(JOINT, inputs)["logits"]
+        acc.update(ref_logits, cand_logits)
+        r32 = ref_logits.astype(np.float32, copy=False)[0]
+        c32 = cand_logits.astype(np.float32, copy=False)[0]
+        cell_max[start:stop] = np.abs(c32 - r32).max(axis=-1)
+        cell_agree[start:stop] = r32.argmax(axis=-1) == c32.argmax(axis=-1)
+        progress(f"joint frames {stop}/{frames}", stop / frames)
+    stats = acc.result()
+    note = "" if ref_info.dtype == cand_info.dtype else \
+        f"dtype differs: {cand_info.dtype} vs {ref_info.dtype} (upcast for statistics)"
+    result.comparisons = [OutputComparison("logits", ref_info, cand_info, stats, tol.atol, tol.rtol, note)]
+    result.maps = {"cell_max_abs": cell_max, "cell_argmax_agree": cell_agree}
+    result.status = DONE if stats.ok else MISMATCH
+    return result

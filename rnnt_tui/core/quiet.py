@@ -1,0 +1,52 @@
+"""Keeps the heavy libraries' import chatter (NeMo telemetry, coremltools version warnings) off the user's screen.
+
+What they print is captured, not thrown away: `Quiet.text` holds it, so a caller can show it on request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+_NOISY_LOGGERS = ("nemo_logger", "nemo", "coremltools", "torch", "onnx", "onnxruntime", "lightning",
+                  "pytorch_lightning", "numba", "matplotlib", "urllib3", "httpx")
+
+
+@dataclass
+class Quiet:
+    buffer: io.StringIO = field(default_factory=io.StringIO)
+
+    @property
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
+
+def calm_loggers() -> None:
+    """Turn the chatty libraries' loggers down to errors (idempotent)."""
+    os.environ.setdefault("NEMO_TELEMETRY_DISABLED", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from nemo.utils import logging as nemo_logging  # only when NeMo is already importable
+
+        nemo_logging.setLevel(logging.ERROR)
+    except Exception:  # noqa: BLE001 - NeMo absent or its logger changed: nothing to calm
+        pass
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[Quiet]:
+    """Capture Python-level stdout/stderr and warnings for the duration (imports, restores, exports)."""
+    captured = Quiet()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(captured.buffer), contextlib.redirect_stderr(captured.buffer):
+            calm_loggers()
+            yield captured
+    calm_loggers()

@@ -1,0 +1,141 @@
+"""The runtime seam: what every runtime (reference or candidate) implements.
+
+A runtime says whether it can run here (and why not, in one sentence), prepares each component (export /
+convert / load, each reported with its timing and whether the cache served it), binds a component to inputs
+(so the timed region holds only the call), and offers the two step functions greedy decoding needs.
+Adding a runtime means adding a subclass; the comparison code does not change.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rnnt_tui.core.checkpoint import LoadedModel
+
+#: progress(message, fraction or None); fraction in [0, 1]
+Progress = Callable[[str, float | None], None]
+
+
+def no_progress(message: str, fraction: float | None = None) -> None:
+    """A Progress that ignores everything."""
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Options a candidate runtime may use; each runtime documents which it honours."""
+
+    precision: str = "fp32"
+    compute_units: str = "CPU_ONLY"
+    minimum_deployment_target: str = "macOS14"
+    max_frames: int = 3000
+    packages_dir: str | None = None
+    use_cache: bool = True
+
+
+@dataclass
+class PrepareReport:
+    """How a component was made ready on a runtime."""
+
+    component: str
+    action: str
+    prepare_ms: float
+    load_ms: float | None = None
+    cached: bool = False
+    artifact: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"component": self.component, "action": self.action, "prepare_ms": round(self.prepare_ms, 3),
+                "load_ms": None if self.load_ms is None else round(self.load_ms, 3), "cached": self.cached,
+                "artifact": self.artifact, "notes": list(self.notes)}
+
+
+class BoundCall(ABC):
+    """A component bound to inputs already in the runtime's native form."""
+
+    @abstractmethod
+    def __call__(self) -> Any:
+        """Run the component once (this is what gets timed)."""
+
+    @abstractmethod
+    def outputs(self, raw: Any) -> dict[str, np.ndarray]:
+        """Convert one call's raw result to the named numpy outputs of the component contract."""
+
+
+class FunctionCall(BoundCall):
+    """A BoundCall from two plain functions."""
+
+    def __init__(self, call: Callable[[], Any], convert: Callable[[Any], dict[str, np.ndarray]]) -> None:
+        self._call = call
+        self._convert = convert
+
+    def __call__(self) -> Any:
+        return self._call()
+
+    def outputs(self, raw: Any) -> dict[str, np.ndarray]:
+        return self._convert(raw)
+
+
+class Runtime(ABC):
+    """One way of running the model's components."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    #: the components this runtime can run on its own (others are fed the reference's outputs)
+    components: ClassVar[tuple[str, ...]]
+
+    def __init__(self, loaded: LoadedModel, options: RuntimeOptions | None = None) -> None:
+        self.loaded = loaded
+        self.options = options or RuntimeOptions()
+        self.reports: dict[str, PrepareReport] = {}
+
+    @classmethod
+    @abstractmethod
+    def availability(cls) -> Availability:
+        """Whether this runtime can run components here; if not, why in one sentence."""
+
+    def describe(self) -> dict[str, Any]:
+        """Name, label, versions and options, for reports."""
+        return {"name": self.name, "label": self.label}
+
+    @abstractmethod
+    def prepare(self, progress: Progress = no_progress,
+                cancel: threading.Event | None = None) -> list[PrepareReport]:
+        """Export/convert/load every supported component; fills and returns `self.reports`."""
+
+    @abstractmethod
+    def bind(self, component: str, inputs: dict[str, np.ndarray]) -> BoundCall:
+        """Bind `component` to contract-named numpy inputs."""
+
+    def run(self, component: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Bind and call once; outputs as numpy."""
+        bound = self.bind(component, inputs)
+        return bound.outputs(bound())
+
+    # -- greedy decoding steps -------------------------------------------------------------------
+    @abstractmethod
+    def initial_state(self) -> Any:
+        """The prediction net's state before any token."""
+
+    @abstractmethod
+    def decoder_step(self, token: int, state: Any) -> tuple[Any, Any]:
+        """Feed one token (blank = start); return (decoder output handle, next state)."""
+
+    @abstractmethod
+    def joint_step(self, frame: np.ndarray, decoder_output: Any) -> np.ndarray:
+        """Joint of one encoder frame [1,D,1] with one decoder output; returns the logits row [C] as numpy."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most runtimes hold nothing to release
+        """Release sessions and models."""

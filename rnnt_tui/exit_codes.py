@@ -1,0 +1,22 @@
+"""The headless commands' exit codes, in one place (the README's table is generated from these docstrings)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What a headless `rnnt-tui` command's exit status means."""
+
+    OK = 0
+    """Done; for `compare`, every component within tolerance and the transcripts agree."""
+    MISMATCH = 1
+    """`compare` ran and found a component out of tolerance (or a shape mismatch, or NaN/Inf)."""
+    BAD_INPUT = 2
+    """A file given could not be used (missing, corrupt, wrong kind, not a transducer); stderr names it."""
+    UNAVAILABLE = 3
+    """The chosen runtime cannot run here (for example Core ML predictions need macOS); stderr says why."""
+    FAILED = 4
+    """A step failed unexpectedly (a runtime raised mid-run); stderr has the error."""
+    INTERRUPTED = 130
+    """Stopped with Ctrl-C; no partial cache entry is left behind."""

@@ -1,0 +1,109 @@
+"""The headless commands: JSON shapes, exit codes, messages on stderr, nothing written beside the user's files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnnt_tui.cli import main
+from rnnt_tui.exit_codes import ExitCode
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_version_reads_metadata_without_importing_the_libraries() -> None:
+    code = ("import sys; from rnnt_tui.cli import main; main(['--version']); "
+            "print(sorted(m for m in ('torch', 'nemo', 'coremltools', 'textual') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for name in ("rnnt-tui", "nemo_toolkit", "torch", "coremltools", "textual"):
+        assert any(line.startswith(name + " ") for line in out.splitlines()), out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_inspect_json_has_the_documented_keys(capsys: pytest.CaptureFixture[str],
+                                             checkpoints: dict[str, Path]) -> None:
+    code, out, _ = _run(capsys, "inspect", str(checkpoints["tdt"]), "--json")
+    assert code == ExitCode.OK
+    data = json.loads(out)
+    assert data["kind"] == "tdt" and data["durations"] == [0, 1, 2, 3, 4]
+    assert set(data["joint"]) >= {"fuse_loss_wer", "fused_batch_size", "log_softmax", "num_classes_with_blank"}
+    assert data["joint"]["num_classes_with_blank"] == 48 + 1 + 5
+    assert {"model_class", "sample_rate", "n_mels", "vocab_size", "blank_id", "encoder", "decoder"} <= set(data)
+
+
+@pytest.mark.parametrize("kind", ["rnnt-char", "hybrid"])
+def test_run_json(capsys: pytest.CaptureFixture[str], checkpoints: dict[str, Path], clip: Path, kind: str) -> None:
+    code, out, _ = _run(capsys, "run", str(checkpoints[kind]), str(clip), "--runs", "3", "--warmup", "1", "--json")
+    assert code == ExitCode.OK
+    data = json.loads(out)
+    assert [c["name"] for c in data["components"]] == ["preprocessor", "encoder", "decoder", "joint"]
+    for comp in data["components"]:
+        assert comp["timings"]["runs"] == 3 and comp["timings"]["median_ms"] > 0
+        assert all({"name", "shape", "dtype"} <= set(t) for t in comp["inputs"] + comp["outputs"])
+    assert data["audio"]["duration_s"] == pytest.approx(1.6, abs=1e-3)
+    assert isinstance(data["transcript"], str) and data["tokens"] == [int(t) for t in data["tokens"]]
+    assert data["matches_nemo"] is True
+    assert data["fuse"]["fuse_loss_wer"] == {"found": True, "used": False}
+
+
+def test_bad_inputs_exit_2_naming_the_file(capsys: pytest.CaptureFixture[str], checkpoints: dict[str, Path],
+                                           clip: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.nemo"
+    junk.write_bytes(b"\x00garbage" * 100)
+    text = tmp_path / "speech.wav"
+    text.write_text("not audio at all\n")
+    cases = [
+        (("inspect", str(tmp_path / "nope.nemo")), "no such file"),
+        (("inspect", str(junk)), "not a readable .nemo archive"),
+        (("inspect", str(checkpoints["ctc"])), "CTC model"),
+        (("run", str(checkpoints["rnnt-char"]), str(text)), "not readable audio"),
+        (("compare", str(checkpoints["ctc"]), str(clip), "--against", "onnx"), "CTC model"),
+    ]
+    for args, problem in cases:
+        code, _, err = _run(capsys, *args)
+        assert code == ExitCode.BAD_INPUT, (args, err)
+        assert problem in err and "Traceback" not in err, err
+        named = args[2] if args[0] == "run" else args[1]
+        assert Path(named).name in err.replace("\n", "")
+
+
+def test_unknown_candidate_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "compare", "--against", "tensorrt")
+    assert code == ExitCode.BAD_INPUT and "not a candidate runtime" in err
+
+
+def test_perturbed_candidate_exits_1_at_the_joint(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                                 checkpoints: dict[str, Path], clip: Path) -> None:
+    from rnnt_tui.core import runtimes
+
+    monkeypatch.setitem(runtimes.RUNTIMES, "perturbed", "perturbed_runtime:PerturbedRuntime")
+    monkeypatch.setenv("RNNT_TUI_TEST_PERTURB", "joint.joint_net.2.weight")
+    code, out, _ = _run(capsys, "compare", str(checkpoints["rnnt-char"]), str(clip), "--against", "perturbed",
+                        "--runs", "1", "--warmup", "0", "--json")
+    assert code == ExitCode.MISMATCH
+    report = json.loads(out)
+    assert report["status"] == "mismatch"
+    by_name = {c["name"]: c for c in report["components"]}
+    assert [o["ok"] for o in by_name["joint"]["outputs"]] == [False]
+    assert all(o["ok"] is not False for n in ("preprocessor", "encoder", "decoder") for o in by_name[n]["outputs"])
+
+
+def test_cache_list_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
+    from rnnt_tui.core.cache import ArtifactCache
+
+    store = ArtifactCache()
+    store.get_or_build("k" * 40, lambda tmp: (tmp / "a.bin").write_bytes(b"x" * 10) and {"runtime": "test"})
+    code, out, _ = _run(capsys, "cache", "list", "--json")
+    assert code == ExitCode.OK
+    assert any(e["key"] == "k" * 40 and e["size_bytes"] == 10 for e in json.loads(out))
+    code, _, err = _run(capsys, "cache", "clear")
+    assert code == ExitCode.OK and "removed" in err
+    assert store.entries() == []
