@@ -30,6 +30,14 @@ def num(value: Any, digits: int = 3) -> str:
 _DTYPES = {"float32": "f32", "float16": "f16", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "bool"}
 
 
+def cosine(value: float) -> str:
+    """Cosine near 1 as 1 - x, so 0.9999999 and 0.9999 are told apart."""
+    if math.isnan(value):
+        return "nan"
+    gap = 1.0 - value
+    return "1" if gap == 0 else (f"1 - {gap:.1e}" if 0 < gap < 1e-3 else f"{value:.5f}")
+
+
 def shape(info: Any) -> str:
     if info is None:
         return "-"
@@ -121,30 +129,45 @@ def timings_table(session: Session) -> Table:
     return table
 
 
-def diffs_table(session: Session) -> Table:
+def diffs_table(session: Session) -> Group:
     table = Table(title="Diffs (candidate - reference)", title_justify="left")
     for col in ("component", "output", "max abs @ index", "mean abs", "RMSE", "max rel", "cosine", "SNR dB",
-                "NaN/Inf", "atol/rtol", "ok"):
-        table.add_column(col, justify="left" if col in ("component", "output") else "right")
+                "NaN/Inf", "argmax", "ok"):
+        table.add_column(col, justify="left" if col in ("component", "output") else "right",
+                         no_wrap=col != "output", min_width=14 if col == "output" else None)
+    notes: list[Text] = []
+
+    def footnote(text: str, style: str) -> str:
+        notes.append(Text(f"[{len(notes) + 1}] {text}", style=style))
+        return f"[{len(notes)}]"
+
     for result in _results(session):
         if result.error:
-            table.add_row(result.name, "-", Text(result.error, style="red"), *([""] * 7), Text("FAIL", "bold red"))
+            table.add_row(result.name, footnote(f"{result.name}: {result.error}", "red"), *([""] * 8),
+                          Text("FAIL", "bold red"))
+        elif not result.comparisons:
+            note = next((n for n in result.notes if "candidate" in n or "has no" in n), result.status)
+            table.add_row(result.name, footnote(f"{result.name}: {note}", "dim"), *([""] * 8), Text("n/a", "dim"))
         for row in result.comparisons:
             s = row.stats
             ok = row.ok
             verdict = Text("n/a" if ok is None else ("ok" if ok else "FAIL"),
                            style="dim" if ok is None else ("green" if ok else "bold red"))
+            note = row.note.replace("lengths must match exactly", "").strip("; ")
+            name = row.name if not note else f"{row.name} {footnote(f'{result.name}.{row.name}: {note}', 'yellow')}"
             if s is None:
-                table.add_row(result.name, row.name, Text(row.note, style="yellow"), *([""] * 6),
-                              f"{row.atol:g}/{row.rtol:g}", verdict)
+                table.add_row(result.name, name, *([""] * 8), verdict)
                 continue
             nan_inf = f"{s.nan['candidate']}/{s.inf['candidate']}"
-            extra = f" argmax {s.argmax_agreement:.1%}" if s.argmax_agreement is not None else ""
-            table.add_row(result.name, row.name + extra, f"{num(s.max_abs)} @ {s.max_abs_index}", num(s.mean_abs),
-                          num(s.rmse), num(s.max_rel), num(s.cosine, 7), num(s.snr_db),
+            index = ",".join(map(str, s.max_abs_index or []))
+            table.add_row(result.name, name, f"{num(s.max_abs, 2)} @[{index}]", num(s.mean_abs, 2),
+                          num(s.rmse, 2), num(s.max_rel, 2), cosine(s.cosine), num(s.snr_db),
                           Text(nan_inf, style="bold red" if nan_inf != "0/0" else ""),
-                          f"{row.atol:g}/{row.rtol:g}", verdict)
-    return table
+                          "" if s.argmax_agreement is None else f"{s.argmax_agreement:.1%}", verdict)
+    tolerances = ", ".join(f"{name} {t.atol:g}/{t.rtol:g}" for name, t in session.settings.tolerances.items())
+    notes.append(Text(f"ok = every element within atol + rtol*|reference| ({tolerances}); lengths exactly",
+                      style="dim"))
+    return Group(table, *notes)
 
 
 def transcripts(session: Session) -> Group:

@@ -143,8 +143,9 @@ class Session:
         report = self.prepare_reports.get(side, {}).get(component)
         if timings is None or report is None:
             return timings
+        cached = report.cached if side == "candidate" else None
         return Timings(**{**timings.__dict__, "prepare_ms": report.prepare_ms, "load_ms": report.load_ms,
-                          "cached": report.cached})
+                          "cached": cached})
 
     def _component_step(self, name: str, inputs: dict[str, np.ndarray], logits: bool = False) -> StepResult:
         ref_out, ref_t = self._timed(self.reference, name, inputs)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up rnnt-tui from a fresh checkout and open it on the bundled demo.
+#   bash scripts/setup.sh                 # venv in .venv, install, open the app
+#   bash scripts/setup.sh --install-only  # just install (CI uses this)
+# RNNT_TUI_VENV chooses the virtualenv folder (default .venv); PYTHON the interpreter (default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${RNNT_TUI_VENV:-.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+  "${PYTHON:-python3}" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+# torch before anything else, pinned (see constraints.txt), then the project and its dev extra under the constraints.
+"$venv/bin/python" -m pip install --quiet "$(grep '^torch==' constraints.txt)"
+"$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[dev]"
+if [ "${1:-}" = "--install-only" ]; then
+  exit 0
+fi
+exec "$venv/bin/rnnt-tui" "$@"
