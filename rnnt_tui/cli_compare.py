@@ -99,7 +99,8 @@ def _prepare_table(report: dict[str, object]) -> Table:
         table.add_column(col)
     for rep in candidate.get("prepare", []):
         table.add_row(rep["component"], rep["action"], num(rep["prepare_ms"]), "yes" if rep["cached"] else "no",
-                      str(rep["artifact"] or "-"), "; ".join(rep["notes"])[:200])
+                      str(rep["artifact"] or "-"),
+                      "; ".join(n for n in rep["notes"] if n != candidate.get("reason"))[:200])
     return table
 
 

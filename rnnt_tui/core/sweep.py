@@ -26,10 +26,26 @@ class SweepRow:
     components: dict[str, dict[str, Any]] = field(default_factory=dict)
     transcript: str | None = None
     error: str | None = None
+    placement: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"compute_units": self.compute_units, "status": self.status, "components": self.components,
-                "transcript": self.transcript, "error": self.error}
+                "transcript": self.transcript, "error": self.error, "placement": self.placement}
+
+
+def placements(candidate: Any, units: str) -> dict[str, Any]:
+    """Per component, the share of ops (and estimated cost) on CPU / GPU / Neural Engine, from MLComputePlan.
+    Empty where the platform cannot tell (not macOS 14.4+); the reason is kept under "unavailable"."""
+    from rnnt_tui.core.coreml.plan import compute_plan
+    from rnnt_tui.core.errors import RuntimeUnavailableError
+
+    out: dict[str, Any] = {}
+    for component, path in getattr(candidate, "compiled_paths", {}).items():
+        try:
+            out[component] = compute_plan(path, component, units).to_json()
+        except RuntimeUnavailableError as exc:
+            return {"unavailable": str(exc)}
+    return out
 
 
 def sweep(base: Session, units: tuple[str, ...] = COMPUTE_UNITS, progress: Progress = no_progress,
@@ -61,6 +77,7 @@ def sweep(base: Session, units: tuple[str, ...] = COMPUTE_UNITS, progress: Progr
                 "speedup": result.speedup, "worst_max_abs": worst, "status": result.status,
             }
         row.transcript = session.decode_comparison.candidate_text if session.decode_comparison else None
+        row.placement = placements(candidate, unit)
         rows.append(row)
         candidate.close()
     return rows

@@ -39,7 +39,7 @@ class RuntimeOptions:
     precision: str = "fp32"
     compute_units: str = "CPU_ONLY"
     minimum_deployment_target: str = "macOS14"
-    max_frames: int = 3000
+    max_frames: int | None = None  # Core ML time bound in encoder frames; None = about 5 minutes of audio
     packages_dir: str | None = None
     use_cache: bool = True
 

@@ -1,0 +1,337 @@
+"""Convert a restored NeMo transducer's components to Core ML ML-program packages (works on Linux too).
+
+Each component is wrapped (`wrappers`), traced with `torch.jit.trace`, and converted with
+`ct.convert(convert_to="mlprogram")`. Time axes are flexible (`ct.RangeDim`): the preprocessor's samples, the
+encoder's feature frames and the joint's T and U. Their upper bound comes from `max_frames`, counted in encoder
+frames (the default covers about 5 minutes of audio); it is written into each package's metadata (`rnnt_tui.*`:
+component, max_frames, precision, source sha256, rnnt-tui version) so a runtime can refuse a longer clip and name
+the bound. Range-flexible inputs may keep a model off the Neural Engine (Apple suggests enumerated shapes for
+it); this tool validates numerics, so that is accepted, and the compute plan shows where ops really run.
+
+Precision: the default is **fp32**. coremltools' own default for ML programs is fp16 (`compute_precision=None`),
+which mixes fp16 rounding into every comparison; fp32 isolates conversion errors, which is what a validation tool
+should look at first. fp16 is an option (`precision="fp16"`): inputs stay fp32, outputs come back float16.
+
+Packages are built once per (checkpoint sha256, component, precision, target, max_frames, library versions) in the
+ArtifactCache; `out_dir` copies them out as `<component>.mlpackage`. What the tracer and coremltools print or warn
+is captured and returned in each package's notes, never printed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rnnt_tui.core.cache import ArtifactCache, make_key
+from rnnt_tui.core.checkpoint import LoadedModel
+from rnnt_tui.core.components import COMPONENTS, DECODER, ENCODER, JOINT, PREPROCESSOR
+from rnnt_tui.core.coreml.spec import META_PREFIX, load_coremltools
+from rnnt_tui.core.errors import BadInputError, CancelledError
+from rnnt_tui.core.quiet import quiet
+from rnnt_tui.core.runtimes.base import Progress, no_progress
+
+PRECISIONS = ("fp32", "fp16")
+DEFAULT_PRECISION = "fp32"
+DEFAULT_TARGET = "macOS14"
+DEFAULT_SECONDS = 300.0
+_EXAMPLE_SECONDS = 2.0
+_PROGRESS_MARKS = ("ops/s]", "passes/s]", " ops/s", "passes/s")
+_NOISE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ResourceWarning)
+_BENIGN = ("torch/nn/modules/rnn.py", "torch/nn/functional.py")
+
+
+@dataclass(frozen=True)
+class ConvertedPackage:
+    """One converted component: where its package is, whether the cache served it, and what was said."""
+
+    component: str
+    path: Path
+    precision: str
+    minimum_deployment_target: str
+    max_frames: int
+    cached: bool
+    elapsed_ms: float
+    cache_key: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"component": self.component, "path": str(self.path), "precision": self.precision,
+                "minimum_deployment_target": self.minimum_deployment_target, "max_frames": self.max_frames,
+                "cached": self.cached, "elapsed_ms": round(self.elapsed_ms, 3),
+                "seconds": round(self.elapsed_ms / 1000, 3), "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The model's sizes that fix the packages' shapes and the time bounds derived from `max_frames`."""
+
+    sample_rate: int
+    hop: int
+    n_mels: int
+    factor: int
+    d_model: int
+    pred_hidden: int
+    layers: int
+    max_frames: int
+
+    @property
+    def max_features(self) -> int:
+        return self.max_frames * self.factor
+
+    @property
+    def max_samples(self) -> int:
+        return (self.max_features - 1) * self.hop
+
+
+def geometry(loaded: LoadedModel, max_frames: int | None = None, seconds: float = DEFAULT_SECONDS) -> Geometry:
+    """Sizes of `loaded`; `max_frames` (encoder frames) defaults to what covers `seconds` of audio."""
+    from rnnt_tui.core.coreml.wrappers import state_shape  # torch: only once a model is restored
+
+    model = loaded.model
+    featurizer = model.preprocessor.featurizer
+    hop = int(featurizer.hop_length)
+    rate = int(getattr(model.preprocessor, "_sample_rate", 0) or loaded.summary.sample_rate or 16000)
+    factor = int(getattr(model.encoder, "subsampling_factor", 1) or 1)
+    layers, _, hidden = state_shape(model.decoder)
+    frames = max_frames if max_frames else math.ceil(seconds * rate / (hop * factor))
+    if frames < 1:
+        raise ValueError(f"max_frames must be positive, got {frames}")
+    n_mels = int(getattr(model.encoder, "_feat_in", 0) or featurizer.nfilt)
+    return Geometry(sample_rate=rate, hop=hop, n_mels=n_mels, factor=factor,
+                    d_model=int(model.joint.encoder_hidden), pred_hidden=hidden, layers=layers, max_frames=frames)
+
+
+def default_max_frames(loaded: LoadedModel, seconds: float = DEFAULT_SECONDS) -> int:
+    """Encoder frames that cover `seconds` of audio for this model."""
+    return geometry(loaded, None, seconds).max_frames
+
+
+def expected_frames(loaded: LoadedModel, component: str, size: int) -> int:
+    """Time-axis length NeMo's `component` gives for an input of `size` samples (preprocessor) or feature frames
+    (encoder): the tensor's length, which may exceed the valid-length output by a frame."""
+    model = loaded.model
+    if component == PREPROCESSOR:
+        featurizer = model.preprocessor.featurizer
+        pad = getattr(featurizer, "stft_pad_amount", None)
+        if pad is None:
+            return size // int(featurizer.hop_length) + 1
+        return (size + 2 * int(pad) - int(featurizer.n_fft)) // int(featurizer.hop_length) + 1
+    pre: Any = getattr(model.encoder, "pre_encode", None)
+    if all(hasattr(pre, a) for a in ("_left_padding", "_right_padding", "_kernel_size", "_stride", "_sampling_num")):
+        length = float(size)
+        for _ in range(int(pre._sampling_num)):
+            length = (length + pre._left_padding + pre._right_padding - pre._kernel_size) / pre._stride + 1
+            length = math.ceil(length) if getattr(pre, "_ceil_mode", False) else math.floor(length)
+        return int(length)
+    return math.ceil(size / max(1, int(getattr(model.encoder, "subsampling_factor", 1) or 1)))
+
+
+def _encoder_covering(encoder: Any, frames: int) -> Any:
+    """The encoder itself, or (when its positional table is shorter than `frames`) a shallow copy whose own
+    positional-encoding module is extended; the user's encoder is never changed."""
+    pos_enc = getattr(encoder, "pos_enc", None)
+    pe = getattr(pos_enc, "pe", None)
+    if pe is None or not hasattr(pos_enc, "extend_pe") or (int(pe.size(1)) + 1) // 2 >= frames:
+        return encoder
+    clone = copy.copy(encoder)
+    clone._modules = dict(encoder._modules)
+    clone._modules["pos_enc"] = copy.deepcopy(pos_enc)
+    clone._modules["pos_enc"].extend_pe(frames, pe.device, pe.dtype)
+    return clone
+
+
+def _target(ct: Any, name: str) -> Any:
+    try:
+        return ct.target[name]
+    except KeyError:
+        macs = [n for n in ct.target.__members__ if n.startswith("macOS") and int(n[5:7].rstrip("_")) >= 13]
+        raise ValueError(f"unknown deployment target {name!r}; choose one of {', '.join(macs)}") from None
+
+
+def _io(ct: Any, component: str, g: Geometry) -> tuple[list[Any], list[Any], tuple[Any, ...]]:
+    """(ct inputs, ct outputs, example torch inputs) for a component."""
+    import numpy as np
+    import torch
+
+    f32, i32 = np.float32, np.int32
+    samples = int(_EXAMPLE_SECONDS * g.sample_rate)
+    feats = samples // g.hop + 1
+    frames = max(1, feats // g.factor)
+    if component == PREPROCESSOR:
+        upper = max(g.max_samples, samples)
+        return ([ct.TensorType(name="audio_signal", shape=(1, ct.RangeDim(g.hop, upper, samples)), dtype=f32),
+                 ct.TensorType(name="length", shape=(1,), dtype=i32)],
+                [ct.TensorType(name="features"), ct.TensorType(name="features_length")],
+                (0.1 * torch.randn(1, samples), torch.tensor([samples], dtype=torch.int32)))
+    if component == ENCODER:
+        upper = max(g.max_features, feats)
+        return ([ct.TensorType(name="features", shape=(1, g.n_mels, ct.RangeDim(1, upper, feats)), dtype=f32),
+                 ct.TensorType(name="features_length", shape=(1,), dtype=i32)],
+                [ct.TensorType(name="encoded"), ct.TensorType(name="encoded_length")],
+                (torch.randn(1, g.n_mels, feats), torch.tensor([feats], dtype=torch.int32)))
+    if component == DECODER:
+        state = (g.layers, 1, g.pred_hidden)
+        return ([ct.TensorType(name="targets", shape=(1, 1), dtype=i32),
+                 ct.TensorType(name="h", shape=state, dtype=f32), ct.TensorType(name="c", shape=state, dtype=f32)],
+                [ct.TensorType(name="decoder_output"), ct.TensorType(name="h_out"), ct.TensorType(name="c_out")],
+                (torch.zeros(1, 1, dtype=torch.int32), torch.zeros(*state), torch.zeros(*state)))
+    if component == JOINT:
+        upper = max(g.max_frames, frames)
+        return ([ct.TensorType(name="encoded", shape=(1, g.d_model, ct.RangeDim(1, upper, frames)), dtype=f32),
+                 ct.TensorType(name="decoder_output", shape=(1, g.pred_hidden, ct.RangeDim(1, upper, 4)),
+                               dtype=f32)],
+                [ct.TensorType(name="logits")],
+                (torch.randn(1, g.d_model, frames), torch.randn(1, g.pred_hidden, 4)))
+    raise ValueError(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
+
+
+def _clean(text: str) -> list[str]:
+    lines = []
+    for raw in text.replace("\r", "\n").splitlines():
+        line = raw.strip()
+        if line and not any(mark in line for mark in _PROGRESS_MARKS) and line not in lines:
+            lines.append(line)
+    return lines
+
+
+def _warning(caught: warnings.WarningMessage) -> str | None:
+    """A captured warning as one note, or None for noise (deprecations, temp-dir cleanup, and the tracer's notes
+    on torch's own argument checks - LSTM hidden size, embedding padding index - whose shapes are fixed here)."""
+    if issubclass(caught.category, _NOISE) or (caught.filename.endswith(_BENIGN)
+                                               and "Python boolean" in str(caught.message)):
+        return None
+    where = "/".join(Path(caught.filename).parts[-2:])
+    return f"{caught.category.__name__}: {caught.message} ({where}:{caught.lineno})"
+
+
+def convert_one(loaded: LoadedModel, component: str, out_path: Path, precision: str = DEFAULT_PRECISION,
+                minimum_deployment_target: str = DEFAULT_TARGET, max_frames: int | None = None) -> list[str]:
+    """Trace and convert one component to `out_path` (.mlpackage); returns the captured notes."""
+    import torch
+
+    from rnnt_tui import __version__
+    from rnnt_tui.core.coreml.wrappers import EncoderWrapper, wrap
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    ct, chatter = load_coremltools()
+    g = geometry(loaded, max_frames)
+    model = loaded.eval()
+    with quiet() as q, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if component == ENCODER:
+            wrapper: torch.nn.Module = EncoderWrapper(_encoder_covering(model.encoder, g.max_frames + 1))
+        else:
+            wrapper = wrap(model, component)
+        inputs, outputs, example = _io(ct, component, g)
+        with torch.no_grad():
+            traced = torch.jit.trace(wrapper.eval(), example, check_trace=False)
+        mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=inputs, outputs=outputs,
+                             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+                             minimum_deployment_target=_target(ct, minimum_deployment_target))
+    meta = {"component": component, "max_frames": g.max_frames, "max_feature_frames": g.max_features,
+            "max_samples": g.max_samples, "precision": precision, "source_sha256": loaded.sha256,
+            "version": __version__, "minimum_deployment_target": minimum_deployment_target,
+            "blank_id": int(model.decoder.blank_idx)}
+    for key, value in meta.items():
+        mlmodel.user_defined_metadata[META_PREFIX + key] = str(value)
+    mlmodel.short_description = f"rnnt-tui {component} of {loaded.path.name} ({precision})"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with quiet() as saving:
+        mlmodel.save(str(out_path))
+    notes = _clean("\n".join([q.text, saving.text]))
+    notes += [w for w in dict.fromkeys(_warning(c) for c in caught) if w and w not in notes]
+    return notes if not chatter else [*notes, *(line for line in _clean(chatter) if line not in notes)]
+
+
+def cache_key(loaded: LoadedModel, component: str, precision: str, target: str, max_frames: int) -> str:
+    from rnnt_tui.versions import all_versions
+
+    versions = {k: v for k, v in all_versions().items() if k in ("rnnt-tui", "coremltools", "torch", "nemo_toolkit",
+                                                                 "numpy")}
+    return make_key(kind="coreml-package", sha256=loaded.sha256, component=component, precision=precision,
+                    target=target, max_frames=max_frames, versions=versions)
+
+
+def convert_components(loaded: LoadedModel, precision: str = DEFAULT_PRECISION,
+                       minimum_deployment_target: str = DEFAULT_TARGET, max_frames: int | None = None,
+                       components: Iterable[str] = COMPONENTS, out_dir: Path | str | None = None,
+                       progress: Progress = no_progress, cancel: threading.Event | None = None,
+                       cache: ArtifactCache | None = None, use_cache: bool = True) -> list[ConvertedPackage]:
+    """Convert `components` of `loaded` to Core ML packages, cached (with `use_cache=False`, into a fresh temp dir
+    the caller owns); copy them to `out_dir` as `<component>.mlpackage` when given."""
+    wanted = list(components)
+    unknown = [c for c in wanted if c not in COMPONENTS]
+    if unknown:
+        raise ValueError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}")
+    frames = geometry(loaded, max_frames).max_frames
+    store = (cache or ArtifactCache()) if use_cache else None
+    scratch = None if use_cache else Path(tempfile.mkdtemp(prefix="rnnt-tui-coreml-"))
+    done: list[ConvertedPackage] = []
+    for index, component in enumerate(wanted):
+        if cancel is not None and cancel.is_set():
+            raise CancelledError(f"cancelled before converting the {component}")
+        progress(f"Core ML: converting the {component} ({index + 1}/{len(wanted)}, {precision})", index / len(wanted))
+        start = time.perf_counter()
+        key = cache_key(loaded, component, precision, minimum_deployment_target, frames)
+        name = f"{component}.mlpackage"
+        if store is not None:
+            def build(tmp: Path, component: str = component, name: str = name) -> dict[str, Any]:
+                notes = convert_one(loaded, component, tmp / name, precision, minimum_deployment_target, frames)
+                return {"component": component, "precision": precision, "target": minimum_deployment_target,
+                        "max_frames": frames, "sha256": loaded.sha256, "notes": notes}
+
+            entry, cached = store.get_or_build(key, build, cancel)
+            path, notes = entry.path / name, list(entry.meta.get("notes", []))
+            if store.note:
+                notes.append(store.note)
+        else:
+            assert scratch is not None
+            path, cached = scratch / key / name, False
+            notes = convert_one(loaded, component, path, precision, minimum_deployment_target, frames)
+        elapsed = (time.perf_counter() - start) * 1000
+        done.append(ConvertedPackage(component=component, path=path, precision=precision,
+                                     minimum_deployment_target=minimum_deployment_target, max_frames=frames,
+                                     cached=cached, elapsed_ms=elapsed, cache_key=key, notes=tuple(notes)))
+        how = "from the cache" if cached else f"converted in {elapsed / 1000:.1f} s"
+        progress(f"Core ML: {component} {how}", (index + 1) / len(wanted))
+    if out_dir is not None:
+        done = [_copy_out(p, Path(out_dir).expanduser()) for p in done]
+    return done
+
+
+def _copy_out(package: ConvertedPackage, out_dir: Path) -> ConvertedPackage:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{package.component}.mlpackage"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(package.path, target)
+    return replace(package, path=target)
+
+
+def write_packages(checkpoint_path: Path | str, out_dir: Path | str | None = None,
+                   precision: str = DEFAULT_PRECISION, minimum_deployment_target: str = DEFAULT_TARGET,
+                   max_frames: int | None = None, components: Iterable[str] = COMPONENTS,
+                   progress: Progress = no_progress, cancel: threading.Event | None = None) -> list[ConvertedPackage]:
+    """`rnnt-tui convert CHECKPOINT [--precision] [--out DIR]`: restore, convert, and write `<component>.mlpackage`
+    files into `out_dir` (default `./<checkpoint stem>-coreml-<precision>` in the working directory)."""
+    from rnnt_tui.core.checkpoint import restore
+
+    path = Path(checkpoint_path).expanduser()
+    if not path.is_file():
+        raise BadInputError(path, "no such checkpoint file")
+    out = Path(out_dir).expanduser() if out_dir else Path.cwd() / f"{path.stem}-coreml-{precision}"
+    progress(f"Restoring {path.name} through NeMo", None)
+    loaded = restore(path, cancel=cancel)
+    return convert_components(loaded, precision=precision, minimum_deployment_target=minimum_deployment_target,
+                              max_frames=max_frames, components=components, out_dir=out, progress=progress,
+                              cancel=cancel)
