@@ -13,6 +13,7 @@ from rnnt_tui.core.report import fuse_json
 from rnnt_tui.core.results import DONE, FAILED, MISMATCH, StepResult
 from rnnt_tui.core.session import Session
 from rnnt_tui.core.summary import ModelSummary
+from rnnt_tui.formatting import cosine
 
 STATUS_STYLE = {DONE: "green", MISMATCH: "bold red", FAILED: "bold red"}
 
@@ -28,14 +29,6 @@ def num(value: Any, digits: int = 3) -> str:
 
 
 _DTYPES = {"float32": "f32", "float16": "f16", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "bool"}
-
-
-def cosine(value: float) -> str:
-    """Cosine near 1 as 1 - x, so 0.9999999 and 0.9999 are told apart."""
-    if math.isnan(value):
-        return "nan"
-    gap = 1.0 - value
-    return "1" if gap == 0 else (f"1 - {gap:.1e}" if 0 < gap < 1e-3 else f"{value:.5f}")
 
 
 def shape(info: Any) -> str:

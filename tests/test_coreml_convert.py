@@ -55,7 +55,7 @@ def test_traced_wrappers_equal_eager_nemo(kind: str, loaded_model: Callable[[str
     import torch
 
     from rnnt_tui.core.coreml.wrappers import state_shape, wrap
-    from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, FuseMode
+    from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, fuse_mode_of
 
     loaded = loaded_model(kind)
     model = loaded.eval()
@@ -95,7 +95,7 @@ def test_traced_wrappers_equal_eager_nemo(kind: str, loaded_model: Callable[[str
             assert torch.equal(out, g.transpose(1, 2)) and torch.equal(h_out, h_ref) and torch.equal(c_out, c_ref)
 
         dec = torch.randn(1, hidden, 5)
-        fuse = FuseMode(model)
+        fuse = fuse_mode_of(model)
         try:
             fuse.set(VALIDATION)
             reference = model.joint(encoder_outputs=encoded, decoder_outputs=dec)

@@ -66,9 +66,9 @@ def _runtime(loaded: Any, units: str = "CPU_ONLY") -> Any:
 
 @pytest.fixture
 def validation_mode(loaded_model: Callable[[str], Any]) -> Iterator[None]:
-    from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, FuseMode
+    from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, fuse_mode_of
 
-    modes = [FuseMode(loaded_model(kind).model) for kind in KINDS]
+    modes = [fuse_mode_of(loaded_model(kind).model) for kind in KINDS]
     for mode in modes:
         mode.set(VALIDATION)
     yield

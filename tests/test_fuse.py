@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, FuseMode, JointMode, explain, probe_joint
+from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, JointMode, explain, fuse_mode_of, probe_joint
 
 
 def _sha(path: Path) -> str:
@@ -23,7 +23,7 @@ def test_switch_to_validation_and_back(loaded_model: Callable[[str], object], ch
     joint = loaded.model.joint  # type: ignore[attr-defined]
     loss, wer = joint.loss, joint.wer
     assert loss is not None and wer is not None
-    mode = FuseMode(loaded.model)  # type: ignore[attr-defined]
+    mode = fuse_mode_of(loaded.model)  # type: ignore[attr-defined]
     assert mode.saved == JointMode(fuse_loss_wer=True, fused_batch_size=4, log_softmax=None)
     assert mode.name == AS_SAVED
 
@@ -51,7 +51,7 @@ def test_log_softmax_none_returns_log_probs_on_cpu(loaded_model: Callable[[str],
 
     loaded = loaded_model("rnnt-char")
     joint = loaded.model.joint  # type: ignore[attr-defined]
-    mode = FuseMode(loaded.model)  # type: ignore[attr-defined]
+    mode = fuse_mode_of(loaded.model)  # type: ignore[attr-defined]
     try:
         joint.set_fuse_loss_wer(False)
         assert joint.log_softmax is None

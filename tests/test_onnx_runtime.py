@@ -19,7 +19,7 @@ from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.cache import ArtifactCache
 from rnnt_tui.core.decode import greedy_decode
 from rnnt_tui.core.errors import CancelledError
-from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, FuseMode
+from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, fuse_mode_of
 from rnnt_tui.core.runtimes.base import RuntimeOptions
 from rnnt_tui.core.runtimes.onnx_runtime import DECODER_JOINT_FILE, ENCODER_FILE, OnnxRuntime
 from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
@@ -145,7 +145,7 @@ def test_joint_grid_matches_reference_in_validation_mode(setup: Callable[[str], 
         g, state = s.ref.decoder_step(token, state)
         steps.append(g)
     decoder_output = torch.cat(steps, dim=1).transpose(1, 2)
-    mode = FuseMode(model)
+    mode = fuse_mode_of(model)
     try:
         mode.set(VALIDATION)
         with torch.inference_mode():
@@ -184,7 +184,7 @@ def test_greedy_decode_matches_reference(setup: Callable[[str], Setup], kind: st
     length = int(s.encoded["encoded_length"][0])
     durations = s.loaded.summary.durations
     noise = 3 * np.random.default_rng(0).standard_normal(s.encoded["encoded"].shape).astype(np.float32)
-    mode = FuseMode(s.loaded.model)
+    mode = fuse_mode_of(s.loaded.model)
     for encoded in (s.encoded["encoded"], noise):  # random weights: the noise input also makes blank decisions
         as_saved = greedy_decode(s.ref, encoded, length, s.ref.blank_id, durations, 10)
         ref, got = _Recording(s.ref), _Recording(s.onnx)

@@ -14,7 +14,7 @@ from perturbed_runtime import PerturbedRuntime
 
 from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.checkpoint import copy_model
-from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, FuseMode
+from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, fuse_mode_of
 from rnnt_tui.core.results import DONE, FAILED, MISMATCH
 from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
 from rnnt_tui.core.session import Session, SessionSettings
@@ -33,7 +33,7 @@ def _session(loaded: Any, clip: Path, candidate: Any = None, settings: SessionSe
 @pytest.fixture(autouse=True)
 def _restore_fuse(loaded_model: Callable[[str], Any]) -> Any:
     """Sessions switch the shared models to validation mode; give the next test the checkpoint's own mode."""
-    modes = {kind: FuseMode(loaded_model(kind).model) for kind in factory.KINDS}
+    modes = {kind: fuse_mode_of(loaded_model(kind).model) for kind in factory.KINDS}
     yield
     for mode in modes.values():
         mode.set(AS_SAVED)
@@ -151,7 +151,7 @@ def test_candidate_raising_marks_only_that_step_failed(loaded_model: Callable[[s
 def test_nan_from_candidate_is_a_mismatch(loaded_model: Callable[[str], Any], clip: Path) -> None:
     loaded = loaded_model("rnnt-char")
     model = copy_model(loaded.model)
-    FuseMode(model).set(VALIDATION)
+    fuse_mode_of(model).set(VALIDATION)
     with torch.no_grad():
         model.joint.joint_net[2].bias[3] = float("nan")
     from dataclasses import replace

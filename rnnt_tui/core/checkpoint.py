@@ -91,6 +91,9 @@ def restore(path: Path | str, summary: ModelSummary | None = None, cache_dir: Pa
     if not hasattr(model, "joint") or not hasattr(model, "decoder"):
         raise BadInputError(path, f"restored a {type(model).__name__}, which is not a transducer")
     model.eval()
+    from rnnt_tui.core.fuse import fuse_mode_of
+
+    fuse_mode_of(model)  # remember the saved mode before any session switches it
     loaded = LoadedModel(path=path, summary=summary, model=model, sha256=sha,
                          restore_s=time.perf_counter() - start)
     if captured.text.strip():

@@ -10,6 +10,7 @@ including the loss and WER modules that `set_fuse_loss_wer(False)` would otherwi
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -94,6 +95,18 @@ class FuseMode:
         else:
             raise ValueError(f"unknown joint mode {mode_name!r}; choose one of {', '.join(MODES)}")
         return self.current
+
+
+_MODES: weakref.WeakKeyDictionary[Any, FuseMode] = weakref.WeakKeyDictionary()
+
+
+def fuse_mode_of(model: Any) -> FuseMode:
+    """The one FuseMode of a model, created the first time it is asked for - by `restore`, before anything
+    switches the joint - so every later Session knows what the checkpoint really had."""
+    mode = _MODES.get(model.joint)
+    if mode is None:
+        mode = _MODES[model.joint] = FuseMode(model)
+    return mode
 
 
 @dataclass(frozen=True)

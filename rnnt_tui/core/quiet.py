@@ -9,6 +9,7 @@ import contextlib
 import io
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,11 +33,13 @@ def calm_loggers() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    if "nemo" not in sys.modules:
+        return  # importing NeMo just to quiet it would cost seconds
     try:
-        from nemo.utils import logging as nemo_logging  # only when NeMo is already importable
+        from nemo.utils import logging as nemo_logging
 
         nemo_logging.setLevel(logging.ERROR)
-    except Exception:  # noqa: BLE001 - NeMo absent or its logger changed: nothing to calm
+    except Exception:  # noqa: BLE001 - NeMo's logger changed: nothing to calm
         pass
 
 

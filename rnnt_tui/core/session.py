@@ -70,7 +70,7 @@ class Session:
         self.reference = reference
         self.candidate = candidate
         self.settings = settings or SessionSettings()
-        self.fuse = fuse_mode.FuseMode(loaded.model)
+        self.fuse = fuse_mode.fuse_mode_of(loaded.model)
         self.fuse.set(self.settings.joint_mode)
         self.results: dict[str, StepResult] = {}
         self.prepare_reports: dict[str, dict[str, PrepareReport]] = {}
@@ -90,7 +90,13 @@ class Session:
         self.prepare_reports["reference"] = {r.component: r for r in self.reference.prepare(progress, cancel)}
         if self.candidate is None:
             return
-        reports = self.candidate.prepare(progress, cancel)
+        try:
+            reports = self.candidate.prepare(progress, cancel)
+        except CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the reference still runs; the reason is shown
+            self.candidate_unavailable = f"{self.candidate.label} could not be prepared: {_err(exc)}"
+            return
         self.prepare_reports["candidate"] = {r.component: r for r in reports}
         availability = self.candidate.availability()
         if not availability.ok:

@@ -1,0 +1,232 @@
+"""What the keys and the command palette do: run steps, switch the joint's mode, pick files, export, quit.
+
+The second half of `RnntApp`'s behaviour (the first, showing what workers report, is `controller.Controller`).
+Each action only starts a worker or a screen; results come back as messages.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual.binding import Binding
+from textual.widgets import TabbedContent
+from textual.worker import WorkerState
+
+from rnnt_tui.app.controller import Controller
+from rnnt_tui.app.engine import RUNTIME_LABELS, RunOptions, export_directory, export_stem
+from rnnt_tui.app.widgets.fuse_panel import FusePanel
+from rnnt_tui.app.widgets.pipeline import PipelineStrip
+from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
+from rnnt_tui.core.components import STEPS
+from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
+from rnnt_tui.core.results import PREPARING
+
+#: command-palette titles where the footer's short word would be vague
+PALETTE_TITLES = {
+    "pick_checkpoint": "Open a checkpoint (.nemo)…",
+    "pick_audio": "Open an audio clip…",
+    "toggle_fuse": "Switch the joint fuse mode (as saved / validation)",
+    "export": "Export the report (JSON, Markdown, SVG)",
+    "sweep": "Core ML compute-unit sweep",
+    "toggle_theme": "Toggle light / dark theme",
+}
+
+
+class Actions(Controller):
+    """The app's actions (bound to keys and listed in the command palette)."""
+
+    # -- messages from widgets ----------------------------------------------------------------------
+    def on_pipeline_strip_selected(self, message: PipelineStrip.Selected) -> None:
+        self.pipeline.select(message.step)
+        self.query_one(TabbedContent).active = "tab-step"
+        self.show_step_detail()
+
+    def on_fuse_panel_mode_requested(self, message: FusePanel.ModeRequested) -> None:
+        self.request_joint_mode(message.mode)
+
+    def on_runtime_panel_changed(self, message: RuntimePanel.Changed) -> None:
+        self.apply_options(message.options)
+
+    # -- actions ------------------------------------------------------------------------------------
+    def steps_running(self) -> bool:
+        return any(w.group in ("steps", "fuse") and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                   for w in self.workers)
+
+    def _busy_running(self) -> bool:
+        if self.steps_running():
+            self.notify("A step is running: wait for it, or Esc cancels it.", timeout=3)
+            return True
+        return False
+
+    def _has_session(self) -> bool:
+        if self.session is None:
+            self.notify("The model is still loading; press it again once the status line says Ready.",
+                        severity="warning")
+            return False
+        return True
+
+    def action_next_step(self) -> None:
+        if not self._has_session() or self._busy_running():
+            return
+        todo = [name for name in STEPS if name not in self.results]
+        if not todo:
+            self.notify("Every step has run: x reruns the selected one, r runs them all again.")
+            return
+        self.query_one(TabbedContent).active = "tab-step"
+        self.run_steps([todo[0]])
+
+    def action_run_all(self) -> None:
+        if self._has_session():
+            self.workers.cancel_group(self, "steps")
+            self.query_one(TabbedContent).active = "tab-tables"
+            self.run_steps(list(STEPS))
+
+    def action_rerun(self) -> None:
+        if self._has_session() and not self._busy_running():
+            self.query_one(TabbedContent).active = "tab-step"
+            self.run_steps([self.pipeline.selected])
+
+    def action_cancel(self) -> None:
+        groups = ("steps", "fuse", "model", "export", "sweep")
+        cancelled = [w for g in groups for w in self.workers.cancel_group(self, g)]
+        if not cancelled:
+            self.notify("Nothing is running.", timeout=3)
+
+    def action_select_step(self, delta: int) -> None:
+        self.pipeline.move(delta)
+        self.query_one(TabbedContent).active = "tab-step"
+        self.show_step_detail()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_toggle_fuse(self) -> None:
+        self.request_joint_mode(AS_SAVED if self.joint_mode == VALIDATION else VALIDATION)
+
+    def request_joint_mode(self, mode: str) -> None:
+        self.joint_mode = mode
+        panel = self.query_one(FusePanel)
+        if self.session is None:
+            panel.show_pending(mode)
+            self.notify(f"The joint will be in {mode} mode once the model is restored.", title="Joint mode")
+            return
+        panel.show_pending(mode)
+        self.workers.cancel_group(self, "steps")
+        self.switch_joint_mode(mode, rerun="joint" in self.results)
+
+    def apply_options(self, options: RunOptions) -> None:
+        self.options = options
+        self.query_one(RuntimePanel).set_options(options)
+        self.labels["candidate"] = RUNTIME_LABELS.get(options.against, options.against)
+        self.show_header()
+        if self.session is None:
+            return
+        self.workers.cancel_group(self, "steps")
+        self.pipeline.reset(PREPARING)
+        self.rebuild_session(None, options, self.joint_mode)
+
+    def action_pick_checkpoint(self) -> None:
+        from rnnt_tui.app.screens.pick import PickFileScreen, checkpoint_kind
+
+        self.push_screen(PickFileScreen(checkpoint_kind(), self.checkpoint, self.recent.existing("checkpoints")),
+                         self.open_path)
+
+    def action_pick_audio(self) -> None:
+        from rnnt_tui.app.screens.pick import PickFileScreen, audio_kind
+
+        self.push_screen(PickFileScreen(audio_kind(), self.audio_path, self.recent.existing("audio")),
+                         self.open_audio)
+
+    def open_path(self, path: Path | None) -> None:
+        if path is None:
+            return
+        self.workers.cancel_group(self, "steps")
+        self.status.working(f"Reading {path.name}…")
+        self.open_checkpoint(path, self.audio_path, self.options, self.joint_mode)
+
+    def open_audio(self, path: Path | None) -> None:
+        if path is None:
+            return
+        if self.session is None:
+            self.audio_path = path
+            self.open_checkpoint(self.checkpoint, path, self.options, self.joint_mode)
+            return
+        self.workers.cancel_group(self, "steps")
+        self.status.working(f"Reading {path.name}…")
+        self.rebuild_session(path, self.options, self.joint_mode)
+
+    def action_export(self, directory: Path | None = None) -> None:
+        if not self._has_session():
+            return
+        target = export_directory(directory or self.export_dir, self.checkpoint)
+        stem = export_stem(target)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            svg = Path(self.save_screenshot(f"{stem}.svg", str(target)))
+        except OSError as exc:
+            self.notify(f"{target}: {exc.strerror or exc}", title="Cannot write the report", severity="error")
+            return
+        self.status.working(f"Writing {stem}.json / .md…")
+        self.write_report(target, stem, svg)
+
+    def action_export_to(self) -> None:
+        from textual_fspicker import SelectDirectory
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.export_dir = path
+                self.action_export(path)
+
+        self.push_screen(SelectDirectory(str(self.export_dir), title="Export the report to…"), chosen)
+
+    def action_sweep(self) -> None:
+        from rnnt_tui.app.screens.sweep import SweepScreen
+
+        self.push_screen(SweepScreen(self.availability.get("coreml"), self.options.against, self.run_sweep))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+        self.recent.theme = self.theme
+        self.recent.save()
+
+    async def action_quit(self) -> None:
+        """Quit; if a background job is running, cancel it and wait for it on screen (q again leaves at once,
+        the process then ends when the job does)."""
+        busy = [w for w in self.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        if (not busy and not self.engine.active) or getattr(self, "_quitting", False):
+            self.exit()
+            return
+        self._quitting = True
+        for worker in busy:
+            worker.cancel()
+        self.status.working("Stopping… waiting for the background job to finish (an import cannot be "
+                            "interrupted)")
+        self.set_interval(0.1, self._exit_when_idle)
+
+    def _exit_when_idle(self) -> None:
+        if not self.engine.active:
+            self.exit()
+
+    def action_help(self) -> None:
+        from rnnt_tui.app.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(self.key_bindings()))
+
+    def key_bindings(self) -> list[Binding]:
+        return [b for b in self.BINDINGS if isinstance(b, Binding)]
+
+    def palette_commands(self) -> list[tuple[str, str, Any]]:
+        """Every action for the command palette, then the recent files."""
+        commands: list[tuple[str, str, Any]] = [
+            (PALETTE_TITLES.get(b.action, b.description), b.tooltip, partial(self.run_action, b.action))
+            for b in self.key_bindings()
+        ]
+        commands.append(("Export to a directory…", "Choose where the JSON, Markdown and SVG go",
+                         self.action_export_to))
+        for p in self.recent.existing("checkpoints"):
+            commands.append((f"Open recent checkpoint {p.name}", str(p), partial(self.open_path, p)))
+        for p in self.recent.existing("audio"):
+            commands.append((f"Open recent clip {p.name}", str(p), partial(self.open_audio, p)))
+        return commands

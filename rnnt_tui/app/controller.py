@@ -1,0 +1,266 @@
+"""What the app shows for each message from the workers: the core's results, put into the widgets.
+
+A base of `RnntApp` (with `actions.Actions`, what the keys do; kept apart so each module stays short). Handlers
+use Textual's `on_<message>` names so they are found through the MRO (a mixin's `@on` handlers would not be).
+The state shown is only replaced when a new session is ready; until then a pending checkpoint's summary is on
+screen, and `revert_pending` puts the current session back if the new one fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual.widgets import Static
+from textual.worker import WorkerState
+
+from rnnt_tui.app.engine import RUNTIME_LABELS, RunOptions
+from rnnt_tui.app.messages import (
+    AudioReady,
+    CandidateFailed,
+    FuseChanged,
+    JobDone,
+    ModelRestored,
+    Progress,
+    RuntimesChecked,
+    SessionReady,
+    StepFinished,
+    StepStarted,
+    SummaryReady,
+)
+from rnnt_tui.app.widgets.detail import DetailView
+from rnnt_tui.app.widgets.fuse_panel import FusePanel
+from rnnt_tui.app.widgets.model_panel import ModelPanel
+from rnnt_tui.app.widgets.pictures import PicturesView
+from rnnt_tui.app.widgets.pipeline import PipelineStrip
+from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
+from rnnt_tui.app.widgets.status import StatusLine
+from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
+from rnnt_tui.app.widgets.transcript import TranscriptView, transcript_line
+from rnnt_tui.core.components import STEPS
+from rnnt_tui.core.fuse import VALIDATION, JointMode
+from rnnt_tui.core.results import PENDING, PREPARING, RUNNING
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from rnnt_tui.app.engine import Engine
+    from rnnt_tui.app.recent import Recent
+    from rnnt_tui.core.audio import Audio
+    from rnnt_tui.core.results import DecodeComparison, StepResult
+    from rnnt_tui.core.runtimes.base import Availability
+    from rnnt_tui.core.session import Session
+    from rnnt_tui.core.summary import ModelSummary
+
+    _Base = App[int]
+else:
+    _Base = object
+
+
+def saved_mode(summary: ModelSummary) -> JointMode:
+    """The joint flags as the checkpoint's config has them (before NeMo restores it)."""
+    j = summary.joint
+    return JointMode(fuse_loss_wer=j.fuse_loss_wer, fused_batch_size=j.fused_batch_size, log_softmax=j.log_softmax)
+
+
+class Controller(_Base):
+    """Message handlers and actions of the app."""
+
+    checkpoint: Path
+    audio_path: Path
+    options: RunOptions
+    joint_mode: str
+    export_dir: Path
+    engine: Engine
+    recent: Recent
+
+    if TYPE_CHECKING:  # the workers, defined on RnntApp with @work
+        def open_checkpoint(self, path: Path, audio: Path, options: RunOptions, joint_mode: str) -> Any: ...
+        def rebuild_session(self, audio: Path | None, options: RunOptions, joint_mode: str) -> Any: ...
+        def run_steps(self, names: list[str]) -> Any: ...
+        def switch_joint_mode(self, mode: str, rerun: bool) -> Any: ...
+        def write_report(self, directory: Path, stem: str, screenshot: Path) -> Any: ...
+        def run_sweep(self, screen: Any) -> Any: ...
+
+    def init_state(self) -> None:
+        self.session: Session | None = None
+        self.summary: ModelSummary | None = None
+        self.audio: Audio | None = None
+        self.results: dict[str, StepResult] = {}
+        self.decode: DecodeComparison | None = None
+        self.availability: dict[str, Availability] = {}
+        against = self.options.against
+        self.labels = {"reference": RUNTIME_LABELS["pytorch"], "candidate": RUNTIME_LABELS.get(against, against)}
+        self.probe = ""
+
+    # -- widgets ------------------------------------------------------------------------------------
+    @property
+    def status(self) -> StatusLine:
+        return self.query_one(StatusLine)
+
+    @property
+    def pipeline(self) -> PipelineStrip:
+        return self.query_one(PipelineStrip)
+
+    def model_panels_show(self, summary: ModelSummary | None = None, audio: Audio | None = None,
+                          status: str | None = None) -> None:
+        for panel in self.query(ModelPanel):
+            panel.show(summary, audio, status)
+
+    def show_header(self) -> None:
+        o = self.options
+        units = f" {o.compute_units}" if o.against == "coreml" else ""
+        self.sub_title = (f"{self.checkpoint.name} · {self.audio_path.name} · vs {self.labels['candidate']}{units} "
+                          f"{o.precision}")
+
+    def show_step_detail(self) -> None:
+        name = self.pipeline.selected
+        self.query_one(DetailView).show(name, self.results.get(name), self.labels, self.pipeline.status(name))
+
+    def show_results(self) -> None:
+        """Every widget that shows results, from `self.results` / `self.decode` (rows update in place)."""
+        duration = self.audio.duration_s if self.audio is not None else 0.0
+        diffs, timings, shapes = self.query_one(DiffsTable), self.query_one(TimingsTable), self.query_one(ShapesTable)
+        for name in STEPS:
+            result = self.results.get(name)
+            if self.pipeline.status(name) not in (RUNNING, PREPARING) or result is not None:
+                self.pipeline.show(name, result.status if result is not None else PENDING)
+            if result is None:
+                continue
+            diffs.show(result, self.decode.token_agreement if self.decode is not None else None)
+            timings.show(result, duration)
+            shapes.show(result)
+        pictures = self.query_one(PicturesView)
+        pictures.show_encoder(self.results.get("encoder"))
+        pictures.show_joint(self.results.get("joint"), self.decode.reference_pieces if self.decode else [])
+        self.query_one(TranscriptView).show(self.decode, self.labels)
+        self.query_one("#transcript-line", Static).update(transcript_line(self.decode, self.labels))
+        self.show_step_detail()
+
+    def reset_results(self) -> None:
+        self.results, self.decode = {}, None
+        self.query_one(DiffsTable).prime()
+        self.query_one(ShapesTable).prime()
+        self.query_one(TimingsTable).prime(self.labels)
+        self.query_one(PicturesView).clear()
+        self.query_one(TranscriptView).show(None, self.labels)
+        self.query_one("#transcript-line", Static).update(transcript_line(None, self.labels))
+
+    # -- messages from the workers ------------------------------------------------------------------
+    def on_summary_ready(self, message: SummaryReady) -> None:
+        self.model_panels_show(message.summary, status="restoring with NeMo…")
+        self.query_one(FusePanel).show_saved(saved_mode(message.summary))
+        self.pipeline.reset(PREPARING)
+        self.summary = message.summary
+
+    def on_audio_ready(self, message: AudioReady) -> None:
+        self.model_panels_show(audio=message.audio)
+
+    def on_model_restored(self, message: ModelRestored) -> None:
+        self.model_panels_show(status=f"restored in {message.restore_s:.1f} s; preparing runtimes…")
+
+    def on_progress(self, message: Progress) -> None:
+        self.status.working(message.text, message.fraction)
+        extra = f" {message.fraction:.0%}" if message.fraction is not None else ""
+        if message.job == "prepare":
+            self.pipeline.reset(PREPARING, extra)
+        elif message.job == "step":
+            for name in STEPS:
+                if self.pipeline.status(name) == RUNNING:
+                    self.pipeline.show(name, RUNNING, extra)
+
+    def on_runtimes_checked(self, message: RuntimesChecked) -> None:
+        self.availability = message.availability
+        self.query_one(RuntimePanel).show_availability(message.availability)
+
+    def on_session_ready(self, message: SessionReady) -> None:
+        session = message.session
+        self.session = session
+        self.summary, self.audio = session.loaded.summary, session.audio
+        self.checkpoint, self.audio_path = session.loaded.path, session.audio.path
+        cand = session.candidate
+        fallback = RUNTIME_LABELS.get(self.options.against, self.options.against)
+        self.labels = {"reference": session.reference.label, "candidate": cand.label if cand is not None else fallback}
+        self.recent.add("checkpoints", self.checkpoint)
+        self.recent.add("audio", self.audio_path)
+        self.recent.save()
+        self.model_panels_show(session.loaded.summary, session.audio,
+                                        status="restored · ready")
+        self.probe = message.probe
+        self.query_one(FusePanel).show_used(session.fuse.name, session.fuse.current, message.probe,
+                                            saved=session.fuse.saved)
+        self.reset_results()
+        self.pipeline.reset(PENDING)
+        self.show_header()
+        self.show_results()
+        if message.candidate_note:
+            self.notify(f"{message.candidate_note}. The reference (NeMo / PyTorch) still runs.",
+                        title=f"{self.labels['candidate']} cannot run here", severity="warning", timeout=10)
+        self.status.idle("Ready · n: next step · r: run all · f: fuse mode · ?: help", style="bold green")
+        # Settings changed while this session was being built: apply them now (never silently drop them).
+        if message.options is not None and message.options != self.options:
+            self.pipeline.reset(PREPARING)
+            self.rebuild_session(None, self.options, self.joint_mode)
+        elif session.fuse.name != self.joint_mode:
+            self.switch_joint_mode(self.joint_mode, False)
+
+    def on_candidate_failed(self, message: CandidateFailed) -> None:
+        from rnnt_tui.app.screens.error import ErrorScreen
+
+        self.push_screen(ErrorScreen("The second runtime could not be prepared", message.reason + "\n\nThe "
+                                     "reference still runs; the report says why the candidate did not.",
+                                     message.details))
+
+    def on_step_started(self, message: StepStarted) -> None:
+        self.pipeline.show(message.name, RUNNING)
+        self.pipeline.select(message.name)
+        self.status.working(f"Running {message.name}…")
+        self.show_step_detail()
+
+    def on_step_finished(self, message: StepFinished) -> None:
+        self.results, self.decode = dict(message.results), message.decode
+        self.show_results()
+        if message.name == "decode" and message.decode is not None and message.decode.candidate_tokens is not None:
+            agree = message.decode.first_divergence is None
+            self.notify(f"{self.labels['reference']}: {message.decode.reference_text!r}\n"
+                        f"{self.labels['candidate']}: {message.decode.candidate_text!r}",
+                        title="Transcripts agree" if agree else "Transcripts differ",
+                        severity="information" if agree else "warning", timeout=6)
+
+    def on_fuse_changed(self, message: FuseChanged) -> None:
+        self.joint_mode, self.probe = message.mode, message.probe
+        self.query_one(FusePanel).show_used(message.mode, message.current, message.probe)
+        words = "validation mode (fuse off, log_softmax off)" if message.mode == VALIDATION else "as saved"
+        self.notify(f"joint(enc, dec) → {message.probe}", title=f"Joint now {words}", timeout=6)
+
+    def on_job_done(self, message: JobDone) -> None:
+        self.job_ended(message.job, message.text, cancelled=message.cancelled)
+
+    def job_ended(self, job: str | None, text: str, cancelled: bool = False, failed: bool = False) -> None:
+        if cancelled:
+            for name in STEPS:
+                if self.pipeline.status(name) in (RUNNING, PREPARING):
+                    self.pipeline.show(name, "cancelled")
+            self.show_step_detail()
+        busy = any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) and w.group not in (job, "runtimes")
+                   for w in self.workers)
+        if not busy:
+            style = "bold red" if failed else "yellow" if cancelled else "bold green"
+            self.status.idle(text, style=style)
+
+    def revert_pending(self) -> None:
+        """Put the current session back on screen after a pick that failed part way."""
+        if self.session is None:
+            self.summary = None
+            for panel in self.query(ModelPanel):
+                panel.summary = None
+            self.model_panels_show(status="no model open · o opens a checkpoint")
+            self.query_one(FusePanel).show_nothing("No model open: o opens a checkpoint.")
+            self.pipeline.reset(PENDING)
+            return
+        s = self.session
+        self.summary, self.audio = s.loaded.summary, s.audio
+        self.model_panels_show(s.loaded.summary, s.audio, status="restored · ready")
+        self.query_one(FusePanel).show_used(s.fuse.name, s.fuse.current, self.probe, saved=s.fuse.saved)
+        self.pipeline.reset(PENDING)
+        self.show_results()

@@ -1,0 +1,80 @@
+"""`run_app`: what `rnnt-tui` (and `rnnt-tui open`) calls to open the interactive app.
+
+Light on purpose: it imports Textual and the app, nothing heavy, so the first screen paints at once; NeMo, torch
+and the runtimes load in background workers. While the app runs, anything a native library writes straight to
+the terminal's file descriptors (onnxruntime and torch C++ warnings, coremltools notices) goes to a log file in
+the state directory instead of over the screen; Textual keeps drawing on a duplicate of the terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+
+def log_path() -> Path:
+    from rnnt_tui.paths import state_dir
+
+    return state_dir() / "rnnt-tui.log"
+
+
+def _set_std(stdout: object, stderr: object) -> None:
+    # sys.__stdout__/__stderr__ are what Textual sizes from and draws on; swapping them is the point here.
+    setattr(sys, "__stdout__", stdout)  # noqa: B010
+    setattr(sys, "__stderr__", stderr)  # noqa: B010
+
+
+@contextlib.contextmanager
+def stray_output_to(log: Path) -> Iterator[None]:
+    """Point fds 1 and 2 at `log`; Textual draws on `sys.__stderr__` and sizes from `sys.__stdout__`, so both
+    become private copies of the terminal for the duration."""
+    if not (sys.__stderr__ is not None and sys.__stderr__.isatty() and sys.__stdout__ is not None
+            and sys.__stdout__.isatty()):
+        yield
+        return
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        sink = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        yield
+        return
+    originals = (sys.__stdout__, sys.__stderr__)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    copies: list[TextIO] = [os.fdopen(os.dup(fd), "w", buffering=1, encoding=stream.encoding or "utf-8",
+                                      errors="replace") for fd, stream in ((1, sys.__stdout__), (2, sys.__stderr__))]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for fd in (1, 2):
+        os.dup2(sink, fd)
+    _set_std(*copies)
+    try:
+        yield
+    finally:
+        _set_std(*originals)
+        for copy in copies:
+            with contextlib.suppress(OSError, ValueError):
+                copy.flush()
+                copy.close()
+        for fd, dup in saved.items():
+            os.dup2(dup, fd)
+            os.close(dup)
+        os.close(sink)
+
+
+def run_app(checkpoint: Path | None = None, audio: Path | None = None, against: str = "onnx",
+            compute_units: str = "CPU_ONLY", precision: str = "fp32", runs: int = 5, warmup: int = 1) -> int:
+    """Open the app on `checkpoint` and `audio` (the bundled demo when None); returns the exit code."""
+    from rnnt_tui.app.app import RnntApp
+    from rnnt_tui.app.engine import RunOptions
+    from rnnt_tui.paths import demo_audio, demo_checkpoint
+
+    options = RunOptions(against=against, compute_units=compute_units, precision=precision, runs=runs,
+                         warmup=warmup)
+    with stray_output_to(log_path()):
+        app = RnntApp(checkpoint or demo_checkpoint(), audio or demo_audio(), options)
+        code = app.run()
+    return int(code or 0)

@@ -1,0 +1,195 @@
+"""The live tables: shapes, timings and diffs, one row per (step, tensor or runtime), updated in place.
+
+Rows are created once per session from the component contract (`core.components.INPUTS` / `OUTPUTS`) with
+stable keys, then each arriving `StepResult` fills its cells with `update_cell`; nothing is cleared and rebuilt.
+Every number shown is a field of a core result (`DiffStats`, `Timings`, `StepResult.to_json` for the RTF).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from rnnt_tui.app.format import DASH, ms, num, passfail, shape, state_text
+from rnnt_tui.core.components import COMPONENTS, INPUTS, OUTPUTS, STEPS
+from rnnt_tui.core.results import MISMATCH
+from rnnt_tui.formatting import cosine
+
+if TYPE_CHECKING:
+    from rnnt_tui.core.components import TensorInfo
+    from rnnt_tui.core.results import StepResult
+    from rnnt_tui.core.stats import DiffStats
+
+PENDING_CELL = Text("…", style="dim")
+SIDES = ("reference", "candidate")
+
+
+class LiveTable(DataTable[Any]):
+    """A DataTable whose rows have stable keys and whose cells update in place."""
+
+    COLUMNS: tuple[tuple[str, str], ...] = ()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(zebra_stripes=True, cursor_type="row", **kwargs)
+        self._primed = False
+
+    def on_mount(self) -> None:
+        for key, label in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    def ensure_row(self, key: str, cells: Iterable[Any]) -> None:
+        if key not in self.rows:
+            self.add_row(*cells, key=key)
+
+    def set_cells(self, key: str, values: dict[str, Any]) -> None:
+        if key not in self.rows:
+            return
+        for column, value in values.items():
+            self.update_cell(key, column, value, update_width=True)
+
+    def reset_rows(self, keys: Iterable[str]) -> None:
+        """Blank every value cell of `keys` (a new session), keeping the rows and their order."""
+        value_columns = [key for key, _ in self.COLUMNS[2:]]
+        for key in keys:
+            self.set_cells(key, dict.fromkeys(value_columns, PENDING_CELL))
+
+
+class ShapesTable(LiveTable):
+    """Each component's inputs and outputs: shape and dtype on both runtimes; mismatches highlighted."""
+
+    COLUMNS = (("step", "step"), ("tensor", "tensor"), ("reference", "reference"), ("candidate", "candidate"),
+               ("match", "match"))
+
+    def prime(self) -> None:
+        for step in COMPONENTS:
+            for io, names in (("in", INPUTS[step]), ("out", OUTPUTS[step])):
+                for name in names:
+                    self.ensure_row(f"{step}/{io}/{name}", [step, f"{io}: {name}", PENDING_CELL, PENDING_CELL,
+                                                            PENDING_CELL])
+        self.reset_rows(list(self.rows_keys()))
+
+    def rows_keys(self) -> list[str]:
+        return [str(k.value) for k in self.rows]
+
+    def show(self, result: StepResult) -> None:
+        if result.name not in INPUTS:
+            return
+        for info in result.inputs:
+            key = f"{result.name}/in/{info.name}"
+            self.ensure_row(key, [result.name, f"in: {info.name}", "", "", ""])
+            self.set_cells(key, {"reference": _tensor(info), "candidate": Text("same input", style="dim"),
+                                 "match": Text("", style="dim")})
+        compared = {c.name: c for c in result.comparisons}
+        candidates = {t.name: t for t in result.candidate_outputs}
+        for info in result.reference_outputs:
+            key = f"{result.name}/out/{info.name}"
+            self.ensure_row(key, [result.name, f"out: {info.name}", "", "", ""])
+            comparison = compared.get(info.name)
+            cand = comparison.candidate if comparison is not None else candidates.get(info.name)
+            if comparison is not None and cand is not None:
+                match = Text("✓", style="green") if comparison.shape_match else \
+                    Text("✗ shape", style="bold white on red")
+                cand_cell = _tensor(cand, bad=not comparison.shape_match)
+            elif result.comparisons or result.candidate_outputs:
+                match, cand_cell = Text("not exposed", style="dim"), Text(DASH, style="dim")
+            else:
+                match, cand_cell = state_text(result.status), Text(DASH, style="dim")
+            self.set_cells(key, {"reference": _tensor(info), "candidate": cand_cell, "match": match})
+
+
+def _tensor(info: TensorInfo, bad: bool = False) -> Text:
+    return Text(f"{shape(info.shape)} {info.dtype}", style="bold white on red" if bad else "")
+
+
+class TimingsTable(LiveTable):
+    """Prepare, load, first, median, p90 (ms), real-time factor and speedup, per step and runtime."""
+
+    COLUMNS = (("step", "step"), ("runtime", "runtime"), ("prepare", "prepare ms"), ("load", "load ms"),
+               ("first", "first ms"), ("median", "median ms"), ("p90", "p90 ms"), ("rtf", "RTF"),
+               ("speedup", "speedup"))
+
+    def prime(self, labels: dict[str, str]) -> None:
+        for step in STEPS:
+            for side in SIDES:
+                key = f"{step}/{side}"
+                self.ensure_row(key, [step, labels.get(side, side), *([PENDING_CELL] * 7)])
+                self.set_cells(key, {"runtime": labels.get(side, side)})
+        self.reset_rows(f"{step}/{side}" for step in STEPS for side in SIDES)
+
+    def show(self, result: StepResult, duration_s: float) -> None:
+        rtf = result.to_json(duration_s)["rtf"]
+        for side in SIDES:
+            t = result.timings.get(side)
+            key = f"{result.name}/{side}"
+            if t is None:
+                self.set_cells(key, dict.fromkeys(("prepare", "load", "first", "median", "p90", "rtf", "speedup"),
+                                                  Text(DASH, style="dim")))
+                continue
+            prepare = ms(t.prepare_ms) + (" (cached)" if t.cached else "")
+            speed: Any = DASH
+            if side == "candidate" and result.speedup is not None:
+                speed = Text(f"{result.speedup:.2f}×", style="green" if result.speedup >= 1 else "yellow")
+            self.set_cells(key, {"prepare": prepare, "load": ms(t.load_ms), "first": ms(t.first_ms),
+                                 "median": ms(t.median_ms), "p90": ms(t.p90_ms), "rtf": num(rtf.get(side)),
+                                 "speedup": speed})
+
+
+class DiffsTable(LiveTable):
+    """Diff statistics per output, pass/fail coloured against the tolerance the core applied."""
+
+    COLUMNS = (("step", "step"), ("output", "output"), ("max_abs", "max abs"), ("at", "at index"),
+               ("mean_abs", "mean abs"), ("rmse", "RMSE"), ("max_rel", "max rel"), ("cosine", "cosine"),
+               ("snr", "SNR dB"), ("naninf", "NaN/Inf"), ("argmax", "argmax agree"), ("tol", "atol / rtol"),
+               ("result", "result"))
+
+    def prime(self) -> None:
+        for step in COMPONENTS:
+            for name in OUTPUTS[step]:
+                self.ensure_row(f"{step}/{name}", [step, name, *([PENDING_CELL] * 11)])
+        self.ensure_row("decode/tokens", ["decode", "tokens", *([PENDING_CELL] * 11)])
+        self.reset_rows(str(k.value) for k in self.rows)
+
+    def show(self, result: StepResult, token_agreement: float | None = None) -> None:
+        if result.name == "decode":
+            cells: dict[str, Any] = dict.fromkeys(("max_abs", "at", "mean_abs", "rmse", "max_rel", "cosine", "snr",
+                                                   "naninf", "tol"), Text(DASH, style="dim"))
+            cells["argmax"] = num(token_agreement) if token_agreement is not None else Text(DASH, style="dim")
+            cells["result"] = state_text(result.status, step="decode")
+            self.set_cells("decode/tokens", cells)
+            return
+        compared = {c.name: c for c in result.comparisons}
+        for name in OUTPUTS.get(result.name, ()):
+            comparison = compared.get(name)
+            key = f"{result.name}/{name}"
+            if comparison is None or comparison.stats is None:
+                note = comparison.note if comparison is not None and comparison.note else None
+                cells = dict.fromkeys([k for k, _ in self.COLUMNS[2:]], Text(DASH, style="dim"))
+                if comparison is not None:
+                    cells["result"] = passfail(comparison.ok) if comparison.candidate is not None else \
+                        Text(note or "not exposed", style="dim")
+                else:
+                    cells["result"] = state_text(result.status) if result.status != MISMATCH else passfail(False)
+                self.set_cells(key, cells)
+                continue
+            self.set_cells(key, _stats_cells(comparison.stats, comparison.atol, comparison.rtol, comparison.ok))
+
+
+def _stats_cells(s: DiffStats, atol: float, rtol: float, ok: bool | None) -> dict[str, Any]:
+    bad = "bold red"
+    nan_inf = f"{s.nan.get('candidate', 0)}/{s.inf.get('candidate', 0)}"
+    return {
+        "max_abs": Text(num(s.max_abs), style="" if ok else bad),
+        "at": shape(s.max_abs_index) if s.max_abs_index is not None else DASH,
+        "mean_abs": num(s.mean_abs),
+        "rmse": num(s.rmse),
+        "max_rel": num(s.max_rel),
+        "cosine": cosine(s.cosine),
+        "snr": num(s.snr_db),
+        "naninf": Text(nan_inf, style=bad if nan_inf != "0/0" else ""),
+        "argmax": num(s.argmax_agreement) if s.argmax_agreement is not None else DASH,
+        "tol": f"{num(atol)} / {num(rtol)}",
+        "result": passfail(ok),
+    }

@@ -1,0 +1,396 @@
+"""Pilot tests driving the real app (real NeMo, real ONNX Runtime, real Textual) on small checkpoints.
+
+They press keys the way a user does and assert on what the screen holds and on the messages the workers posted:
+first paint before the restore, run all, step by step, the fuse-mode switch, picking good and bad files, export,
+runtime controls, help and the command palette, quitting while busy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.message import Message
+from textual.pilot import Pilot
+from textual.worker import WorkerState
+
+from rnnt_tui.app.app import RnntApp
+from rnnt_tui.app.engine import RunOptions
+from rnnt_tui.app.messages import FuseChanged, JobDone, SessionReady, StepFinished, SummaryReady
+from rnnt_tui.app.widgets.fuse_panel import FusePanel
+from rnnt_tui.app.widgets.tables import DiffsTable
+from rnnt_tui.core.components import STEPS
+from rnnt_tui.paths import demo_audio, demo_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A fused char RNNT checkpoint and a CTC one (the bad pick), built from configs."""
+    import factory
+
+    root = tmp_path_factory.mktemp("app-ckpt")
+    return {kind: factory.build(kind, root / f"{kind}.nemo", root / "work") for kind in ("rnnt-char", "ctc")}
+
+
+def make_app(checkpoint: Path | None = None, audio: Path | None = None, export_dir: Path | None = None,
+             **options: Any) -> RnntApp:
+    return RnntApp(checkpoint or demo_checkpoint(), audio or demo_audio(), RunOptions(**options),
+                   export_dir=export_dir)
+
+
+def screen_text(app: RnntApp) -> str:
+    """Everything the active screen shows, as plain text lines."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def busy(app: RnntApp) -> bool:
+    return any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) and w.group != "runtimes"
+               for w in app.workers)
+
+
+async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def ready(pilot: Pilot[Any]) -> RnntApp:
+    app = pilot.app
+    assert isinstance(app, RnntApp)
+    await wait_for(pilot, lambda: app.session is not None and not busy(app), "the session")
+    await pilot.pause(0.1)
+    return app
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    await pilot.pause(0.2)
+    await wait_for(pilot, lambda: not busy(pilot.app), "the background work")  # type: ignore[arg-type]
+    await pilot.pause(0.1)
+
+
+def of_type(messages: list[Message], kind: type) -> list[Any]:
+    return [m for m in messages if isinstance(m, kind)]
+
+
+async def test_summary_paints_before_restore_then_run_all_fills_tables(small: dict[str, Path]) -> None:
+    messages: list[Message] = []
+    app = make_app(small["rnnt-char"])
+    async with app.run_test(size=(160, 45), message_hook=messages.append) as pilot:
+        await wait_for(pilot, lambda: bool(of_type(messages, SummaryReady)), "the summary")
+        text = screen_text(app)
+        assert "fuse_loss_wer" in text and "after restore" in text  # saved flags shown, used ones not yet
+        assert "rnnt-char.nemo" in text
+        await ready(pilot)
+        kinds = [type(m) for m in messages if isinstance(m, (SummaryReady, SessionReady))]
+        assert kinds == [SummaryReady, SessionReady]
+
+        await pilot.press("r")
+        await settle(pilot)
+        finished = [m.name for m in of_type(messages, StepFinished)]
+        assert finished == list(STEPS)
+        assert app.results["encoder"].status == "done"
+        assert app.results["joint"].status == "done"
+        assert app.results["preprocessor"].status == "reference-only"  # ONNX export has no preprocessor
+        table = app.query_one(DiffsTable)
+        assert str(table.get_cell("encoder/encoded", "result")) == "pass"
+        assert str(table.get_cell("joint/logits", "result")) == "pass"
+        text = screen_text(app)
+        assert "agree token for token" in text
+        assert "ONNX Runtime" in text
+        assert of_type(messages, JobDone)[-1].text.startswith("Done")
+
+
+async def test_step_by_step_select_and_rerun() -> None:
+    messages: list[Message] = []
+    app = make_app()
+    async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert [m.name for m in of_type(messages, StepFinished)] == ["preprocessor", "encoder"]
+        assert app.pipeline.selected == "encoder"
+        text = screen_text(app)
+        assert "encoder ✓ within tol" in text and "[1, 64," in text  # the detail: shapes of both runtimes
+        await pilot.press("left_square_bracket")
+        assert app.pipeline.selected == "preprocessor"
+        await pilot.press("x")
+        await settle(pilot)
+        assert [m.name for m in of_type(messages, StepFinished)][-1] == "preprocessor"
+        assert "joint" not in app.results
+
+
+async def test_fuse_toggle_reruns_joint_and_shows_nemo_error() -> None:
+    messages: list[Message] = []
+    app = make_app()
+    async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        panel = app.query_one(FusePanel)
+        assert panel.mode == "validation" and panel.used is not None and not panel.used.fuse_loss_wer
+        assert panel.saved is not None and panel.saved.fuse_loss_wer  # the demo is saved fused
+        await pilot.press("r")
+        await settle(pilot)
+        assert app.results["joint"].status == "done"
+
+        await pilot.press("f")
+        await settle(pilot)
+        changed = of_type(messages, FuseChanged)[-1]
+        assert changed.mode == "as-saved" and changed.probe.startswith("raises")
+        assert app.results["joint"].status == "failed"  # rerun: NeMo's fused joint needs lengths
+        text = screen_text(app)
+        assert "AS SAVED" in text and "fuse_loss_wer` is set" in text
+
+        await pilot.press("f")
+        await settle(pilot)
+        assert of_type(messages, FuseChanged)[-1].mode == "validation"
+        assert app.results["joint"].status == "done"
+        assert "→ logits of" in screen_text(app)
+
+
+def broken_weights(tmp_path: Path) -> Path:
+    """The demo's config with garbage weights: the summary reads fine, NeMo's restore fails."""
+    import tarfile
+
+    path = tmp_path / "broken-weights.nemo"
+    garbage = tmp_path / "model_weights.ckpt"
+    garbage.write_bytes(b"not a torch checkpoint" * 10)
+    with tarfile.open(demo_checkpoint()) as src, tarfile.open(path, "w") as out:
+        config = src.getmember("./model_config.yaml")
+        out.addfile(config, src.extractfile(config))
+        out.add(garbage, arcname="./model_weights.ckpt")
+    return path
+
+
+async def test_bad_picks_notify_and_keep_the_session(small: dict[str, Path], tmp_path: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        session = app.session
+        not_audio = tmp_path / "notes.wav"
+        not_audio.write_text("not audio")
+        for pick, bad in ((app.open_path, small["ctc"]), (app.open_path, tmp_path / "missing.nemo"),
+                          (app.open_audio, not_audio), (app.open_path, broken_weights(tmp_path))):
+            pick(bad)
+            await settle(pilot)
+            note = list(app._notifications)[-1]
+            assert note.severity == "error" and bad.name in note.title, note
+            assert app.session is session
+            assert "demo-rnnt.nemo" in screen_text(app) and "restored · ready" in screen_text(app)
+        assert "CTC" in next(iter(app._notifications)).message
+
+
+async def test_pick_by_key_opens_the_new_checkpoint_and_remembers_it(small: dict[str, Path]) -> None:
+    from rnnt_tui.app.recent import Recent
+    from rnnt_tui.app.screens.pick import PickFileScreen
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        first = (await ready(pilot)).session
+        await pilot.press("o")
+        assert isinstance(app.screen, PickFileScreen)
+        assert "demo-rnnt.nemo" in screen_text(app)  # the recent list
+        await pilot.press("ctrl+b")
+        assert type(app.screen).__name__ == "FileOpen"  # textual-fspicker's dialog
+        await pilot.press("escape")
+        assert isinstance(app.screen, PickFileScreen)
+        field = app.screen.query_one("#pick-path")
+        field.value = str(small["rnnt-char"])  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        await ready(pilot)
+        assert app.session is not first and app.checkpoint == small["rnnt-char"]
+        assert "rnnt-char.nemo" in screen_text(app)
+    recent = Recent.load()
+    assert recent.checkpoints[0] == str(small["rnnt-char"].resolve())
+    assert str(demo_checkpoint().resolve()) in recent.checkpoints
+
+
+async def test_export_writes_json_markdown_and_svg(tmp_path: Path) -> None:
+    from rnnt_tui.core.report import build_report
+
+    messages: list[Message] = []
+    app = make_app(export_dir=tmp_path)
+    async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        assert app.session is not None
+        expected = build_report(app.session)
+        app.action_export_to()  # the palette's "Export to a directory…"
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "SelectDirectory"
+        await pilot.press("escape")
+    written = sorted(p.suffix for p in tmp_path.glob("rnnt-tui-report-*"))
+    assert written == [".json", ".md", ".svg"]
+    report = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert report.keys() == expected.keys() and report["status"] == "ok"
+    assert [c["name"] for c in report["components"]] == ["preprocessor", "encoder", "decoder", "joint"]
+    assert "# rnnt-tui comparison" in next(tmp_path.glob("*.md")).read_text()
+    assert not list(demo_checkpoint().parent.glob("rnnt-tui-report-*"))
+    assert any("Report saved" in (n.title or "") for n in app._notifications)
+
+
+def test_export_never_writes_into_the_checkpoint_folder(tmp_path: Path) -> None:
+    from rnnt_tui.app.engine import export_directory
+
+    ckpt = tmp_path / "model.nemo"
+    assert export_directory(tmp_path, ckpt) == tmp_path / "rnnt-tui-reports"
+    assert export_directory(tmp_path / "elsewhere", ckpt) == tmp_path / "elsewhere"
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS")
+async def test_coreml_is_shown_disabled_with_its_reason_and_the_reference_still_runs() -> None:
+    from textual.widgets import Input, RadioButton, Select
+
+    app = make_app(against="coreml")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await wait_for(pilot, lambda: "coreml" in app.availability, "the runtime check")
+        assert not app.availability["coreml"].ok
+        await pilot.press("5")
+        text = screen_text(app)
+        assert "Core ML: not available here" in text
+        assert app.query_one("#compute-units", Select).disabled
+        assert not app.query_one("#against-onnx", RadioButton).disabled
+        assert app.query_one("#against-coreml", RadioButton).disabled
+        assert any("cannot run here" in (n.title or "") for n in app._notifications)
+        await pilot.press("r")
+        await settle(pilot)
+        assert app.results["encoder"].status == "reference-only"
+        assert app.results["decode"].status in ("reference-only", "done")
+
+        app.query_one("#against-onnx", RadioButton).value = True  # switch to ONNX Runtime: a new session
+        await pilot.pause(0.3)
+        await ready(pilot)
+        assert app.session is not None and app.session.candidate is not None
+        assert app.session.candidate.name == "onnx" and app.options.against == "onnx"
+        assert app.query_one("#against-coreml", RadioButton).disabled
+
+        runs = app.query_one("#runs", Input)
+        runs.value = "2"
+        runs.focus()
+        await pilot.press("enter")  # timed runs: a new session with the new settings
+        await pilot.pause(0.3)
+        await ready(pilot)
+        assert app.session.settings.runs == 2
+
+
+async def test_help_palette_and_sweep_screens() -> None:
+    from rnnt_tui.app.screens.help import HelpScreen
+    from rnnt_tui.app.screens.sweep import SweepScreen
+
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        assert "Run every step" in screen_text(app)
+        await pilot.press("escape")
+        titles = [title for title, _, _ in app.palette_commands()]
+        for wanted in ("Run all", "Next step", "Switch the joint fuse mode (as saved / validation)",
+                       "Export the report (JSON, Markdown, SVG)", "Open a checkpoint (.nemo)…", "Open an audio clip…",
+                       "Core ML compute-unit sweep", "Rerun step", "Cancel", "Help", "Toggle light / dark theme",
+                       "Export to a directory…", "Open recent checkpoint demo-rnnt.nemo"):
+            assert wanted in titles
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"run all")
+        await pilot.pause(0.3)
+        assert "Run all" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.press("u")
+        assert isinstance(app.screen, SweepScreen)
+        text = screen_text(app)
+        assert all(unit in text for unit in ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"))
+        if sys.platform != "darwin":
+            assert "needs macOS" in text
+        await pilot.press("escape")
+
+
+async def test_quit_while_loading_is_clean() -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.05)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: app._exit, "the exit", timeout=60)
+    assert app.return_code in (0, None)
+
+
+async def test_cancel_leaves_a_working_app() -> None:
+    messages: list[Message] = []
+    app = make_app()
+    async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        await pilot.press("r", "escape")
+        await settle(pilot)
+        assert all(app.pipeline.status(name) != "running" for name in STEPS)
+        await pilot.press("r")
+        await settle(pilot)
+        assert [r.status for r in app.results.values()].count("done") >= 3
+        assert of_type(messages, JobDone)[-1].text.startswith("Done")
+
+
+async def test_unwritable_export_is_a_notification_and_errors_open_a_modal(tmp_path: Path) -> None:
+    from rnnt_tui.app.screens.error import ErrorScreen
+
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        blocked = tmp_path / "a-file"
+        blocked.write_text("")
+        app.write_report(blocked / "reports", "x", blocked / "x.svg")  # a folder cannot be made inside a file
+        await settle(pilot)
+        note = list(app._notifications)[-1]
+        assert note.severity == "error" and "reports" in note.message
+        assert app.session is not None
+
+        app.push_screen(ErrorScreen("Something went wrong while testing", "RuntimeError: boom",
+                                    "Traceback (most recent call last):\n  ...\nRuntimeError: boom"))
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "RuntimeError: boom" in text and "Details" in text
+        assert "Traceback" not in text  # details stay folded until asked for
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ErrorScreen)
+
+
+async def test_a_mismatching_candidate_is_marked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A candidate with one joint weight nudged (tests/perturbed_runtime.py): the joint fails its tolerance."""
+    from rnnt_tui.core import runtimes
+
+    monkeypatch.setitem(runtimes.RUNTIMES, "perturbed", "perturbed_runtime:PerturbedRuntime")
+    app = make_app(against="perturbed")
+    async with app.run_test(size=(160, 50)) as pilot:
+        await ready(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        assert app.results["joint"].status == "mismatch"
+        assert app.results["encoder"].status == "done"
+        assert str(app.query_one(DiffsTable).get_cell("joint/logits", "result")) == "FAIL"
+        assert "✗ mismatch" in screen_text(app)
+        await pilot.press("3")
+        assert "█" in screen_text(app)  # the joint heatmaps are drawn
+
+
+async def test_a_bad_checkpoint_on_the_command_line_leaves_the_app_usable(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "nope.nemo")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        note = list(app._notifications)[-1]
+        assert note.severity == "error" and "nope.nemo" in note.title
+        assert app.session is None
+        assert "o opens a checkpoint" in screen_text(app)
+        await pilot.press("r")  # nothing to run yet: a warning, no crash
+        assert list(app._notifications)[-1].severity == "warning"
