@@ -34,14 +34,17 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def loaded_model(checkpoints: dict[str, Path]) -> Callable[[str], object]:
-    """kind -> LoadedModel, restored once per session. Tests that change the fuse mode must restore it."""
+    """kind -> LoadedModel, restored once per session, handed out in the joint mode the checkpoint was saved with."""
     from rnnt_tui.core.checkpoint import restore
 
     memo: dict[str, object] = {}
 
     def get(kind: str) -> object:
+        from rnnt_tui.core.fuse import AS_SAVED, fuse_mode_of
+
         if kind not in memo:
             memo[kind] = restore(checkpoints[kind])
+        fuse_mode_of(memo[kind].model).set(AS_SAVED)  # type: ignore[attr-defined] - each test starts as saved
         return memo[kind]
 
     return get

@@ -92,6 +92,8 @@ async def test_summary_paints_before_restore_then_run_all_fills_tables(small: di
         await ready(pilot)
         kinds = [type(m) for m in messages if isinstance(m, (SummaryReady, SessionReady))]
         assert kinds == [SummaryReady, SessionReady]
+        trust = [n for n in app._notifications if "Only open checkpoints you trust" in n.message]
+        assert len(trust) == 1  # said once, when NeMo's loader (which unpickles) first runs
 
         await pilot.press("r")
         await settle(pilot)

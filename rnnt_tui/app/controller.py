@@ -149,6 +149,11 @@ class Controller(_Base):
     # -- messages from the workers ------------------------------------------------------------------
     def on_summary_ready(self, message: SummaryReady) -> None:
         self.model_panels_show(message.summary, status="restoring with NeMo…")
+        if not getattr(self, "_trust_told", False):
+            self._trust_told = True
+            self.notify("Reading the summary ran nothing from the archive; restoring runs NeMo's loader, which "
+                        "unpickles the weights. Only open checkpoints you trust.", title="Restoring with NeMo",
+                        timeout=8)
         self.query_one(FusePanel).show_saved(saved_mode(message.summary))
         self.pipeline.reset(PREPARING)
         self.summary = message.summary
