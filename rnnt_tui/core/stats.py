@@ -93,6 +93,8 @@ class DiffAccumulator:
         self._sum_cand_sq = 0.0
         self._dot = 0.0
         self._diff_ref = 0.0
+        self._buffer: np.ndarray | None = None
+        self._unit: np.ndarray | None = None
         self._max_rel = 0.0
         self._nan = {"reference": 0, "candidate": 0}
         self._inf = {"reference": 0, "candidate": 0}
@@ -133,29 +135,47 @@ class DiffAccumulator:
         if n == 0:
             return
         self.count += n
-        rr = _dot(ref, ref)
-        cc = _dot(cand, cand)
-        if not (math.isfinite(rr) and math.isfinite(cc)):
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: the non-finite path below reports it
+            diff = cand - ref
+            rr = _dot(ref, ref)
+            dd = _dot(diff, diff)
+            dr = _dot(diff, ref)
+        if not (math.isfinite(rr) and math.isfinite(dd) and math.isfinite(dr)):
             self._update_nonfinite(ref, cand, chunk_shape, chunk_start, block_start)
             return
-        diff = cand - ref
-        self._diff_ref += _dot(diff, ref)
+        self._sum_ref_sq += rr
+        self._sum_sq += dd
+        self._diff_ref += dr
+        self._sum_cand_sq += rr + 2.0 * dr + dd  # |r + d|^2, without another pass over the candidate
+        self._dot += rr + dr  # r . (r + d)
         absd = np.abs(diff, out=diff)
         local = int(np.argmax(absd))
         local_max = float(absd[local])
         if local_max > self._max_abs:
             self._max_abs = local_max
             self._max_index = self._global_index(chunk_shape, chunk_start, block_start + local)
-        self._sum_abs += float(absd.sum(dtype=np.float64))
-        self._sum_sq += _dot(absd, absd)
-        self._sum_ref_sq += rr
-        self._sum_cand_sq += cc
-        self._dot += _dot(ref, cand)
+        self._sum_abs += _dot(absd, self._ones(n))
+        if local_max == 0.0:
+            return
         absr = np.abs(ref)
-        self._violations += int(np.count_nonzero(absd > self.atol + self.rtol * absr))
-        nonzero = absr > 0
-        if local_max > 0 and np.any(nonzero):
-            self._max_rel = max(self._max_rel, float(np.max(absd[nonzero] / absr[nonzero])))
+        scratch = self._scratch(n)
+        if local_max > self.atol:  # otherwise no element can be outside atol + rtol * |r|
+            np.multiply(absr, self.rtol, out=scratch)
+            scratch += self.atol
+            self._violations += int(np.count_nonzero(np.greater(absd, scratch)))
+        scratch.fill(0.0)
+        np.divide(absd, absr, out=scratch, where=absr > 0)  # max relative over non-zero reference elements
+        self._max_rel = max(self._max_rel, float(scratch.max()))
+
+    def _scratch(self, n: int) -> np.ndarray:
+        if self._buffer is None or self._buffer.size < n:
+            self._buffer = np.empty(n, dtype=np.float32)
+        return self._buffer[:n]
+
+    def _ones(self, n: int) -> np.ndarray:
+        if self._unit is None or self._unit.size < n:
+            self._unit = np.ones(n, dtype=np.float32)
+        return self._unit[:n]
 
     def _update_nonfinite(self, ref: np.ndarray, cand: np.ndarray, chunk_shape: tuple[int, ...],
                           chunk_start: int, block_start: int) -> None:
