@@ -84,11 +84,25 @@ def compare(checkpoint: str | None, audio: str | None, against: str, compute_uni
             cli.err.print(f"[bold yellow]{session.candidate.label if session.candidate else against} cannot run "  # type: ignore[attr-defined]
                           f"here:[/] {session.candidate_unavailable}")
             return ExitCode.UNAVAILABLE
+        _print_failures(session)
         if report["status"] == "failed":
             return ExitCode.FAILED
         return ExitCode.OK if report["status"] == STATUS_OK else ExitCode.MISMATCH
 
     sys.exit(cli._guard(body))  # type: ignore[attr-defined]
+
+
+def _print_failures(session: object) -> None:
+    """One stderr line per failed step, and the cache's note if it could not be used (exit 4 names the error)."""
+    from rnnt_tui.core.results import FAILED
+
+    cli = _cli()
+    reports = getattr(session, "prepare_reports", {}).get("candidate", {})
+    for note in sorted({n for r in reports.values() for n in r.notes if "without a cache" in n}):
+        cli.err.print(f"[yellow]note:[/] {note}")  # type: ignore[attr-defined]
+    for name, result in getattr(session, "results", {}).items():
+        if result.status == FAILED:
+            cli.err.print(f"[bold red]failed:[/] {name}: {result.error}")  # type: ignore[attr-defined]
 
 
 def _prepare_table(report: dict[str, object]) -> Table:

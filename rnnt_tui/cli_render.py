@@ -152,6 +152,8 @@ def diffs_table(session: Session) -> Group:
                 table.add_row(result.name, name, *([""] * 8), verdict)
                 continue
             nan_inf = f"{s.nan['candidate']}/{s.inf['candidate']}"
+            if s.nan["reference"] or s.inf["reference"]:
+                nan_inf += f" ref {s.nan['reference']}/{s.inf['reference']}"
             index = ",".join(map(str, s.max_abs_index or []))
             table.add_row(result.name, name, f"{num(s.max_abs, 2)} @[{index}]", num(s.mean_abs, 2),
                           num(s.rmse, 2), num(s.max_rel, 2), cosine(s.cosine), num(s.snr_db),

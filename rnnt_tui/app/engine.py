@@ -141,12 +141,13 @@ class Engine:
     def open_checkpoint(self, path: Path, audio_path: Path, options: RunOptions, joint_mode: str, post: Post,
                         cancel: threading.Event) -> None:
         """Summary first (config only), then the clip, then NeMo's restore and the runtimes' preparation."""
-        from rnnt_tui.core.audio import load_audio
         from rnnt_tui.core.summary import read_summary
+        from rnnt_tui.core.workflow import load_clip
 
+        path, audio_path = path.expanduser().resolve(), audio_path.expanduser().resolve()  # NeMo's restore chdirs
         summary = read_summary(path)
         post(SummaryReady(path, summary))
-        audio = load_audio(audio_path, summary.sample_rate or 16000)
+        audio = load_clip(audio_path, summary)
         post(AudioReady(audio))
         post(Progress("model", f"Restoring {path.name} with NeMo (importing torch and NeMo takes a few seconds)…"))
         with self.lock:
@@ -165,7 +166,7 @@ class Engine:
                 cancel: threading.Event) -> None:
         """A new session on the restored model: another clip, runtime, compute unit, precision or run count."""
         from rnnt_tui.core import fuse
-        from rnnt_tui.core.audio import load_audio
+        from rnnt_tui.core.workflow import load_clip
 
         with self.lock:
             old = self.session
@@ -173,7 +174,7 @@ class Engine:
                 raise RuntimeError("no model is restored yet")
             audio = old.audio
             if audio_path is not None:
-                audio = load_audio(audio_path, old.loaded.summary.sample_rate or 16000)
+                audio = load_clip(audio_path, old.loaded.summary)
                 post(AudioReady(audio))
             # A new Session reads the joint's flags as "saved": hand it the joint exactly as the checkpoint had it.
             old.fuse.set(fuse.AS_SAVED)

@@ -5,12 +5,16 @@ library versions. An entry is built in a private temp dir beside the cache and r
 complete, with a manifest of every file and its size: a kill mid-build leaves no entry (only a temp dir that
 the next build sweeps away), and an entry whose files do not match its manifest is treated as corrupt and
 rebuilt. Builders of the same key in two processes are serialised with a lock file. If the cache dir cannot be
-written, builds go to a private temp dir for this process and the caller is told why.
+written (missing and not creatable, read-only, not a directory) or fills up mid-build (ENOSPC, quota), builds go
+to one private temp dir for this process, removed when it exits, and `note` says why in one sentence: the tool
+keeps working without a cache.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -30,6 +34,32 @@ from rnnt_tui.paths import cache_dir
 
 MANIFEST = "MANIFEST.json"
 _STALE_TMP_S = 6 * 3600
+#: errors that mean "this cache dir cannot take the entry", not "the build is broken": retried without the cache
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG,
+                          errno.ENOTDIR})
+_fallback_root: Path | None = None
+_fallback_lock = threading.Lock()
+
+
+def _fallback() -> Path:
+    """This process's private cache root (0700 temp dir), made once and removed at exit."""
+    global _fallback_root
+    with _fallback_lock:
+        if _fallback_root is None or not _fallback_root.is_dir():
+            _fallback_root = Path(tempfile.mkdtemp(prefix="rnnt-tui-cache-"))
+            atexit.register(shutil.rmtree, _fallback_root, True)
+        return _fallback_root
+
+
+def _disk_trouble(exc: BaseException) -> str | None:
+    """Why `exc` looks like the cache's disk refusing the write (full, read-only, no permission), else None."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return exc.strerror or str(exc)
+    text = str(exc)
+    for marker in ("No space left on device", "Disk quota exceeded", "Read-only file system"):
+        if marker in text:
+            return marker
+    return None
 
 
 @dataclass
@@ -67,16 +97,20 @@ class ArtifactCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or cache_dir()) / "artifacts"
         self.note: str | None = None
+        self.fallback = False
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".probe-{uuid.uuid4().hex}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
-            fallback = Path(tempfile.mkdtemp(prefix="rnnt-tui-cache-"))
-            self.note = f"cache dir {self.root} is not writable ({exc.strerror or exc}); using {fallback} " \
-                        "for this run only"
-            self.root = fallback
+            self._fall_back(f"cache dir {self.root} is not writable ({exc.strerror or exc})")
+
+    def _fall_back(self, why: str) -> None:
+        root = _fallback() / "artifacts"
+        root.mkdir(parents=True, exist_ok=True)
+        self.note = f"{why}; working without a cache: artifacts go to {root} for this run only"
+        self.root, self.fallback = root, True
 
     def path(self, key: str) -> Path:
         return self.root / key
@@ -120,7 +154,22 @@ class ArtifactCache:
 
     def get_or_build(self, key: str, build: Callable[[Path], dict[str, Any]],
                      cancel: threading.Event | None = None) -> tuple[CacheEntry, bool]:
-        """Return (entry, was_cached). `build(tmpdir)` writes files into tmpdir and returns metadata."""
+        """Return (entry, was_cached). `build(tmpdir)` writes files into tmpdir and returns metadata.
+
+        If the cache dir refuses the entry (full disk, quota, read-only, permissions), the build is retried once
+        in this process's private temp cache and `note` says so; other errors propagate unchanged.
+        """
+        try:
+            return self._get_or_build(key, build, cancel)
+        except Exception as exc:
+            why = _disk_trouble(exc)
+            if why is None or self.fallback:
+                raise
+            self._fall_back(f"cache dir {self.root} cannot take the entry ({why})")
+            return self._get_or_build(key, build, cancel)
+
+    def _get_or_build(self, key: str, build: Callable[[Path], dict[str, Any]],
+                      cancel: threading.Event | None) -> tuple[CacheEntry, bool]:
         hit = self.lookup(key)
         if hit is not None:
             type(self).stats.hits += 1
@@ -172,9 +221,12 @@ class ArtifactCache:
         return out
 
     def clear(self) -> int:
-        """Remove every entry; returns how many were removed."""
+        """Remove every entry; returns how many were removed. Builds in progress in live processes are left."""
         removed = 0
         for entry in list(self.root.iterdir()) if self.root.is_dir() else []:
+            building = entry.name.startswith(".tmp-") and not entry.name.startswith(f".tmp-{os.getpid()}-")
+            if building and _pid_alive(entry.name):
+                continue  # another process is building this entry right now
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
                 removed += not entry.name.startswith(".")

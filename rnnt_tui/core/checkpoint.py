@@ -66,6 +66,21 @@ class LoadedModel:
         return self.model
 
 
+def _restore_problem(exc: BaseException, model_class: str) -> str:
+    """What NeMo's failure means for the user, in one line."""
+    import pickle
+
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = f"{type(exc).__name__} {detail}".lower()
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in lowered or "unpickl" in lowered:
+        return "model_weights.ckpt is not a plain state dict (corrupt, or it holds pickled code, which is refused)"
+    if "unsafetarget" in lowered or "could not" in lowered or "locate" in lowered or "import" in lowered:
+        return f"NeMo cannot build the model class the config names ({model_class}): {detail}"
+    if "size mismatch" in lowered or "missing key" in lowered or "unexpected key" in lowered:
+        return f"the weights do not fit the model its config describes ({detail})"
+    return f"NeMo could not restore it ({type(exc).__name__}: {detail})"
+
+
 def restore(path: Path | str, summary: ModelSummary | None = None, cache_dir: Path | None = None,
             cancel: threading.Event | None = None) -> LoadedModel:
     """Restore the full model through NeMo on CPU in eval mode. Raises BadInputError naming the file."""
@@ -82,12 +97,7 @@ def restore(path: Path | str, summary: ModelSummary | None = None, cache_dir: Pa
         try:
             model = ASRModel.restore_from(str(path), map_location=torch.device("cpu"))
         except Exception as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            if "could not" in detail.lower() or "locate" in detail.lower() or "import" in detail.lower():
-                problem = f"NeMo cannot build the model class it names ({summary.model_class}): {detail}"
-            else:
-                problem = f"NeMo could not restore it ({type(exc).__name__}: {detail})"
-            raise BadInputError(path, problem) from exc
+            raise BadInputError(path, _restore_problem(exc, summary.model_class)) from exc
     if not hasattr(model, "joint") or not hasattr(model, "decoder"):
         raise BadInputError(path, f"restored a {type(model).__name__}, which is not a transducer")
     model.eval()

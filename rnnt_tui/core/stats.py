@@ -56,7 +56,8 @@ class DiffStats:
 
     @property
     def ok(self) -> bool:
-        return self.violations == 0
+        """Every element within tolerance and no NaN or Inf on either side (agreeing on a NaN is no pass)."""
+        return self.violations == 0 and not any(self.nan.values()) and not any(self.inf.values())
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

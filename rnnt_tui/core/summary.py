@@ -80,15 +80,26 @@ class ModelSummary:
         return data
 
 
-def _resolve(node: Any, root: dict[str, Any], depth: int = 0) -> Any:
-    if isinstance(node, dict):
-        return {k: _resolve(v, root, depth) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve(v, root, depth) for v in node]
+def _resolve(node: Any, root: dict[str, Any], depth: int = 0, memo: dict[int, Any] | None = None) -> Any:
+    """`node` with `${a.b}` interpolations replaced. A YAML alias is one object reached twice: it is resolved
+    once and shared (memo by id), so an alias "bomb" stays small and a self-referencing alias terminates."""
+    memo = {} if memo is None else memo
+    if isinstance(node, (dict, list)):
+        if id(node) in memo:
+            return memo[id(node)]
+        if isinstance(node, dict):
+            mapping: dict[Any, Any] = {}
+            memo[id(node)] = mapping
+            mapping.update((k, _resolve(v, root, depth, memo)) for k, v in node.items())
+            return mapping
+        items: list[Any] = []
+        memo[id(node)] = items
+        items.extend(_resolve(v, root, depth, memo) for v in node)
+        return items
     if isinstance(node, str) and depth < 8:
         whole = _INTERP.fullmatch(node)
         if whole:
-            return _resolve(_lookup(root, whole.group(1), node), root, depth + 1)
+            return _resolve(_lookup(root, whole.group(1), node), root, depth + 1, memo)
     return node
 
 
@@ -113,11 +124,13 @@ def parse_config(text: str, path: Path) -> dict[str, Any]:
     """Parse config YAML safely (no Python tags) and resolve simple interpolations."""
     try:
         data = yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise BadInputError(path, "model_config.yaml does not hold a mapping")
+        resolved: dict[str, Any] = _resolve(data, data)
     except yaml.YAMLError as exc:
         raise BadInputError(path, f"model_config.yaml is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise BadInputError(path, "model_config.yaml does not hold a mapping")
-    resolved: dict[str, Any] = _resolve(data, data)
+    except RecursionError as exc:
+        raise BadInputError(path, "model_config.yaml is nested too deeply to be a model config") from exc
     return resolved
 
 
@@ -220,4 +233,10 @@ def read_summary(path: Path | str) -> ModelSummary:
     path = Path(path).expanduser()
     contents = read_archive(path)
     cfg = parse_config(contents.config_text, path)
-    return summarize_config(cfg, path, path.stat().st_size, contents.members)
+    try:
+        return summarize_config(cfg, path, path.stat().st_size, contents.members)
+    except BadInputError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as exc:  # a section of the wrong type
+        raise BadInputError(path, f"model_config.yaml has an unexpected layout ({type(exc).__name__}: {exc})") \
+            from exc
