@@ -23,7 +23,7 @@ from textual.widgets import RadioButton, RadioSet, Static
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, JointMode, explain
 
 FLAGS = ("fuse_loss_wer", "fused_batch_size", "log_softmax")
-MODE_LABELS = {AS_SAVED: "as saved", VALIDATION: "validation mode"}
+MODE_LABELS = {AS_SAVED: "as saved", VALIDATION: "validation"}  # short: the line below explains each
 
 
 def _flag(value: Any) -> str:
@@ -53,14 +53,16 @@ class FusePanel(Vertical):
             yield Static(id="fuse-flags")
             with RadioSet(id="fuse-mode"):
                 yield RadioButton(MODE_LABELS[AS_SAVED], id="mode-as-saved")
-                yield RadioButton(MODE_LABELS[VALIDATION] + " (fuse off, log_softmax off)", id="mode-validation",
+                yield RadioButton(MODE_LABELS[VALIDATION], id="mode-validation",
                                   value=True)
         yield Static(id="fuse-explain")
         yield Static(id="fuse-returns")
 
     def on_mount(self) -> None:
         self.border_title = "Joint fuse mode"
-        self.query_one("#fuse-mode", RadioSet).tooltip = "Press f to switch between the two modes"
+        radio = self.query_one("#fuse-mode", RadioSet)
+        radio.tooltip = "Press f to switch between the two modes"
+        radio.can_focus = False  # f and the mouse switch it; a focus cursor on the other button read as a choice
         self._render_all()
 
     # -- data in ------------------------------------------------------------------------------------
@@ -106,13 +108,12 @@ class FusePanel(Vertical):
 
     def _sync_radio(self) -> None:
         radio = self.query_one("#fuse-mode", RadioSet)
-        long_label = MODE_LABELS[VALIDATION] + ("" if self.app.has_class("-narrow") else
-                                                " (fuse off, log_softmax off)")
-        self.query_one("#mode-validation", RadioButton).label = long_label
         wanted = "mode-as-saved" if self.mode == AS_SAVED else "mode-validation"
         with self.prevent(RadioSet.Changed, RadioButton.Changed):
-            for button in radio.query(RadioButton):
+            for index, button in enumerate(radio.query(RadioButton)):
                 button.value = button.id == wanted
+                if button.value:
+                    radio._selected = index  # RadioSet draws its cursor here: keep it on the active mode
 
     def _flags_table(self) -> Table:
         table = Table.grid(padding=(0, 2))
