@@ -5,13 +5,19 @@ How: each run is a fresh process that opens the real app (`RnntApp`, headless `A
 artifact cache so the export/conversion really happens) with a Textual `set_interval` timer ticking every
 10 ms. The timer records the gap between ticks; a stall is the gap minus the 10 ms interval (how late the UI
 thread answered). A sampler thread polls every 5 ms; once a tick is more than 60 ms late it takes every thread's
-stack (`sys._current_frames`, once per stall), so each stall over 50 ms comes with the call that held
-the GIL or the event loop. Phases come from the app's own messages (summary, restore, prepare progress, session
-ready, steps). After the session is ready the script presses `r` (run all steps) and measures those too.
+stack (`sys._current_frames`, once per stall; it runs when it gets the GIL, so a C call that held the GIL shows
+as the frame that made it, or as no busy thread when the holder was the cyclic GC), so each stall over 50 ms comes
+with the call that held the GIL or the event loop. (faulthandler's GIL-free watchdog was tried first: dumping
+the app's threads segfaulted it.) Phases come from the app's own messages (summary, restore, prepare progress,
+session ready, steps). After the session is ready the script presses `r` (run all steps) and measures those too.
+The baseline, in the same run: the hello-world app (bench/hello_app.py) with the same timer, idle for 10 s.
 
 Run:   python bench/stalls.py [--models demo,conformer-120m] [--against onnx,coreml] [--runs 3]
-Takes: ~40 s per demo run, ~1-2 min per conformer-120m run (parakeet-0.6b: several minutes; opt in).
-Writes bench/results/stalls.json.
+       python bench/stalls.py --fix gc-freeze-imports --tag stalls-fix-gc-freeze-imports   # a proposed fix
+       python bench/stalls.py --src /path/to/patched/checkout --fix offload --tag stalls-fix-offload
+Takes: ~25 s per demo run, ~40-60 s per conformer-120m run, ~10 min for the default 15 runs
+(parakeet-0.6b: several minutes per run; opt in with --models).
+Writes bench/results/stalls.json (or TAG.json).
 """
 
 from __future__ import annotations
