@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnt_tui.core.errors import BadInputError, CancelledError
-from rnnt_tui.core.quiet import quiet
+from rnnt_tui.core.quiet import calm_loggers, gc_frozen, quiet
 from rnnt_tui.core.summary import ModelSummary, read_summary
 
 _HASH_CHUNK = 8 * 1024 * 1024
@@ -91,8 +91,10 @@ def restore(path: Path | str, summary: ModelSummary | None = None, cache_dir: Pa
     sha = content_hash(path, cache_dir, cancel)
     start = time.perf_counter()
     with quiet() as captured:
-        import torch  # heavy: only when a model is really restored
-        from nemo.collections.asr.models import ASRModel
+        with gc_frozen():
+            import torch  # heavy: only when a model is really restored
+            from nemo.collections.asr.models import ASRModel
+        calm_loggers()  # NeMo's own logger exists only now
 
         try:
             model = ASRModel.restore_from(str(path), map_location=torch.device("cpu"))

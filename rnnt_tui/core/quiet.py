@@ -44,6 +44,24 @@ def calm_loggers() -> None:
 
 
 @contextlib.contextmanager
+def gc_frozen() -> Iterator[None]:
+    """Import heavy libraries with the cyclic GC off, then freeze what they left: torch + NeMo + coremltools make
+    ~700 k long-lived objects, and every full collection over them holds the GIL for ~0.5 s (coremltools even
+    calls gc.collect() after each conversion), which stalls the app's event loop. Frozen objects are never
+    scanned again; objects made later (models, results) stay collectable."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
 def quiet() -> Iterator[Quiet]:
     """Capture Python-level stdout/stderr and warnings for the duration (imports, restores, exports)."""
     captured = Quiet()

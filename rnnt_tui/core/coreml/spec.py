@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rnnt_tui.core.components import COMPONENTS, DECODER, ENCODER, JOINT, PREPROCESSOR
 from rnnt_tui.core.errors import BadInputError
-from rnnt_tui.core.quiet import quiet
+from rnnt_tui.core.quiet import gc_frozen, quiet
 
 META_PREFIX = "rnnt_tui."
 PACKAGE_SUFFIXES = (".mlpackage", ".mlmodelc", ".mlmodel")
@@ -76,8 +77,11 @@ def load_coremltools() -> tuple[Any, str]:
     """Import coremltools once, keeping its import warnings off the screen; returns (module, what it printed)."""
     global _ct_module, _ct_chatter
     if _ct_module is None:
-        with quiet() as q:
+        with quiet() as q, gc_frozen():
             import coremltools
+
+            if "torch" in sys.modules:  # the torch frontend ct.convert imports on first use
+                import coremltools.converters.mil.frontend.torch
 
         _ct_module, _ct_chatter = coremltools, q.text.strip()
     return _ct_module, _ct_chatter
