@@ -42,7 +42,8 @@ def load_note(doc: dict[str, Any]) -> str:
 
 def main() -> None:
     docs = {n: load(n) for n in ("startup", "stalls", "cache", "timing", "joint_memory", "diff_throughput",
-                                 "scaling", "startup-src", "stalls-fix-gc-freeze-imports", "stalls-fix-offload")}
+                                 "scaling", "startup-src", "stalls-in-process", "stalls-fix-gc-freeze-imports",
+                                 "stalls-fix-offload")}
     any_doc = next((d for d in docs.values() if d), None)
     if any_doc is None:
         raise SystemExit("no results yet: run the bench scripts first (see bench/README.md)")
@@ -71,10 +72,10 @@ def main() -> None:
         fix = docs["startup-src"]
         if fix:
             f = fix["summary"]
-            out.append(f"| 1' | … with the proposed start-up fix (workers after the first paint, lazy CLI imports) | "
-                       f"{ms(f['rnnt_first_frame_ms']['median'])} vs {ms(f['hello_first_frame_ms']['median'])} = "
-                       f"**{f['ratio_of_medians']:.2f}x** | ≤ 2.5x | {yes(f['goal_met'])} | "
-                       f"`python bench/startup.py --src <patched checkout>` ({load_note(fix)}) |")
+            out.append(f"| 1' | history: the start-up fix on a patched checkout, before numpy left the UI's "
+                       f"imports | {ms(f['rnnt_first_frame_ms']['median'])} vs "
+                       f"{ms(f['hello_first_frame_ms']['median'])} = **{f['ratio_of_medians']:.2f}x** | ≤ 2.5x | "
+                       f"{yes(f['goal_met'])} | `bench/results/startup-src.json` ({load_note(fix)}) |")
     d = docs["stalls"]
     if d:
         s = d["summary"]
@@ -85,18 +86,17 @@ def main() -> None:
         out.append(f"| 2 | Responsiveness: longest event-loop stall (10 ms Textual timer) while NeMo imports, the "
                    f"model restores, ONNX exports / Core ML converts, then all steps run | {rows}{base_s} | no stall "
                    f"over 50 ms | {yes(s['goal_met'])} | `python bench/stalls.py` ({load_note(d)}) |")
-        for tag, label, cmd in (
-                ("stalls-fix-gc-freeze-imports", "GC frozen after the heavy imports",
-                 "--fix gc-freeze-imports"),
-                ("stalls-fix-offload", "+ exports/conversions in a child process",
-                 "--src <patched checkout> --fix offload,gc-freeze-imports")):
+        for tag, label in (
+                ("stalls-in-process", "history: the engine in the app's own process (worker threads)"),
+                ("stalls-fix-gc-freeze-imports", "history: + GC frozen after the heavy imports"),
+                ("stalls-fix-offload", "history: + exports / conversions in a child process")):
             fix = docs[tag]
             if fix:
                 f = fix["summary"]
                 rows = "; ".join(f"{t['model']} vs {t['against']} {t['median_max_stall_ms']:.0f} ms"
                                  for t in f["table"] if t["model"] != "hello")
-                out.append(f"| 2' | … with a proposed fix: {label} | {rows} | no stall over 50 ms | "
-                           f"{yes(f['goal_met'])} | `python bench/stalls.py {cmd}` ({load_note(fix)}) |")
+                out.append(f"| 2' | {label} | {rows} | no stall over 50 ms | {yes(f['goal_met'])} | "
+                           f"`bench/results/{tag}.json` ({load_note(fix)}) |")
     d = docs["cache"]
     if d:
         s = d["summary"]

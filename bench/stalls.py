@@ -13,8 +13,7 @@ session ready, steps). After the session is ready the script presses `r` (run al
 The baseline, in the same run: the hello-world app (bench/hello_app.py) with the same timer, idle for 10 s.
 
 Run:   python bench/stalls.py [--models demo,conformer-120m] [--against onnx,coreml] [--runs 3]
-       python bench/stalls.py --fix gc-freeze-imports --tag stalls-fix-gc-freeze-imports   # a proposed fix
-       python bench/stalls.py --src /path/to/patched/checkout --fix offload --tag stalls-fix-offload
+       python bench/stalls.py --src /path/to/patched/checkout --tag NAME   # measure a proposed change
 Takes: ~25 s per demo run, ~40-60 s per conformer-120m run, ~10 min for the default 15 runs
 (parakeet-0.6b: several minutes per run; opt in with --models).
 Writes bench/results/stalls.json (or TAG.json).
@@ -63,71 +62,14 @@ def short(frame: str | None) -> str | None:
 
 
 def apply_fixes(fixes: list[str]) -> None:
-    """Experiments for the fixes this script proposes, applied from outside (the app's code is not changed):
-
-    - `switch=S`: sys.setswitchinterval(S) (Python's default is 0.005 s).
-    - `gc-freeze`: restore with the cyclic GC off, then gc.freeze() - every object alive after the restore
-      (torch, NeMo, the model) is never scanned again - and the GC back on.
-    - `offload` (with --src DIR holding that change): exports and conversions in a child process.
-    - `gc-freeze-imports`: the same, but only around the heavy imports (torch + NeMo before the restore,
-      coremltools and its torch frontend before the first conversion); the model itself stays collectable.
-    """
+    """Experiments applied from outside the app's code: `switch=S` sets sys.setswitchinterval(S) in the app's
+    process (Python's default is 0.005 s). (Earlier experiments - a GC freeze after the heavy imports, builds in
+    a child process - are now part of the tool: the whole engine runs in a child process.)"""
     for fix in fixes:
-        if fix == "offload":  # a checkout whose rnnt_tui has core/offload.py (see --src): builds in a child process
-            os.environ["RNNT_TUI_BUILDS"] = "subprocess"
-        elif fix.startswith("switch="):
+        if fix.startswith("switch="):
             sys.setswitchinterval(float(fix.split("=", 1)[1]))
-        elif fix in ("gc-freeze", "gc-freeze-imports"):
-            _patch_gc(whole=fix == "gc-freeze")
         elif fix:
             raise SystemExit(f"unknown fix {fix!r}")
-
-
-def _frozen(fn: Any) -> Any:
-    """Run fn with the cyclic GC off, then freeze everything alive and turn the GC back on."""
-    import gc
-
-    gc.disable()
-    try:
-        return fn()
-    finally:
-        gc.freeze()
-        gc.enable()
-
-
-def _patch_gc(whole: bool) -> None:
-    from rnnt_tui.core import checkpoint
-    from rnnt_tui.core.coreml import spec
-    from rnnt_tui.core.quiet import quiet
-
-    original_restore, original_ct = checkpoint.restore, spec.load_coremltools
-
-    def import_heavy() -> None:
-        with quiet():
-            import torch  # noqa: F401
-            from nemo.collections.asr.models import ASRModel  # noqa: F401
-
-    def restore(*args: Any, **kwargs: Any) -> Any:
-        if whole:
-            return _frozen(lambda: original_restore(*args, **kwargs))
-        _frozen(import_heavy)
-        return original_restore(*args, **kwargs)
-
-    def load_coremltools() -> Any:
-        if spec._ct_module is not None:
-            return original_ct()
-
-        def load() -> Any:
-            result = original_ct()
-            with quiet():
-                import coremltools.converters.mil.frontend.torch  # noqa: F401 - ct.convert imports it
-            return result
-
-        return _frozen(load)
-
-    checkpoint.restore = restore  # type: ignore[assignment]
-    if not whole:
-        spec.load_coremltools = load_coremltools  # type: ignore[assignment]
 
 
 def child(model: str, against: str, steps: bool, timeout: float, fixes: list[str]) -> None:
@@ -278,9 +220,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--max-load", type=float, default=1.5)
     parser.add_argument("--wait", type=float, default=0.0)
-    parser.add_argument("--fix", default="", help="experiment, comma-separated: gc-freeze, gc-freeze-imports, "
-                        "switch=0.001 "
-                        "(applied to the app process from outside; see apply_fixes)")
+    parser.add_argument("--fix", default="", help="experiment: switch=0.001 (applied to the app process from "
+                        "outside; see apply_fixes)")
     parser.add_argument("--src", help="run the rnnt_tui package in this checkout (a copy with a proposed fix)")
     parser.add_argument("--tag", default="stalls", help="result file name (bench/results/TAG.json)")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "AGAINST", "STEPS"), help=argparse.SUPPRESS)

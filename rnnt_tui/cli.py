@@ -30,10 +30,24 @@ SUBCOMMANDS = ("inspect", "run", "compare", "convert", "cache", "open")
 
 
 class _DefaultToOpen(click.Group):
-    """`rnnt-tui [CHECKPOINT] [AUDIO] [options]` without a subcommand opens the app."""
+    """`rnnt-tui [CHECKPOINT] [AUDIO] [options]` without a subcommand opens the app. The headless commands that
+    live in `cli_compare` (which imports the core's numpy-heavy modules) are imported only when named."""
+
+    LAZY = ("compare", "convert", "cache")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            from rnnt_tui import cli_compare
+
+            self.add_command(getattr(cli_compare, cmd_name))
+        return super().get_command(ctx, cmd_name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+        known = (*self.commands, *self.LAZY, "--help", "-h", "--version")
+        if not args or args[0] not in known:
             args = ["open", *args]
         return super().parse_args(ctx, args)
 
@@ -196,13 +210,6 @@ def run(checkpoint: str | None, audio: str | None, runs: int, warmup: int, joint
         return ExitCode.FAILED if failed else ExitCode.OK
 
     sys.exit(_guard(body))
-
-
-from rnnt_tui.cli_compare import cache, compare, convert  # noqa: E402 - registers the remaining commands
-
-main_group.add_command(compare)
-main_group.add_command(convert)
-main_group.add_command(cache)
 
 
 def main(argv: list[str] | None = None) -> int:

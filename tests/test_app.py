@@ -8,6 +8,7 @@ runtime controls, help and the command palette, quitting while busy.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +21,8 @@ from textual.pilot import Pilot
 from textual.worker import WorkerState
 
 from rnnt_tui.app.app import RnntApp
-from rnnt_tui.app.engine import RunOptions
+from rnnt_tui.app.engine import Engine, RunOptions
+from rnnt_tui.app.engine_process import ProcessEngine
 from rnnt_tui.app.messages import FuseChanged, JobDone, SessionReady, StepFinished, SummaryReady
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.tables import DiffsTable
@@ -40,9 +42,10 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def make_app(checkpoint: Path | None = None, audio: Path | None = None, export_dir: Path | None = None,
-             **options: Any) -> RnntApp:
+             engine: Engine | None = None, **options: Any) -> RnntApp:
+    """The app as users get it (its engine in a child process) unless `engine` says otherwise."""
     return RnntApp(checkpoint or demo_checkpoint(), audio or demo_audio(), RunOptions(**options),
-                   export_dir=export_dir)
+                   export_dir=export_dir, engine=engine)
 
 
 def screen_text(app: RnntApp) -> str:
@@ -217,9 +220,11 @@ async def test_pick_by_key_opens_the_new_checkpoint_and_remembers_it(small: dict
     assert str(demo_checkpoint().resolve()) in recent.checkpoints
 
 
-async def test_export_writes_json_markdown_and_svg(tmp_path: Path) -> None:
-    from rnnt_tui.core.report import build_report
+async def test_export_writes_json_markdown_and_svg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rnnt_tui.cli import main
 
+    assert main(["compare", str(demo_checkpoint()), str(demo_audio()), "--against", "onnx", "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)  # what the headless twin writes for the same comparison
     messages: list[Message] = []
     app = make_app(export_dir=tmp_path)
     async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
@@ -229,7 +234,6 @@ async def test_export_writes_json_markdown_and_svg(tmp_path: Path) -> None:
         await pilot.press("e")
         await settle(pilot)
         assert app.session is not None
-        expected = build_report(app.session)
         app.action_export_to()  # the palette's "Export to a directory…"
         await pilot.pause(0.2)
         assert type(app.screen).__name__ == "SelectDirectory"
@@ -238,6 +242,7 @@ async def test_export_writes_json_markdown_and_svg(tmp_path: Path) -> None:
     assert written == [".json", ".md", ".svg"]
     report = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert report.keys() == expected.keys() and report["status"] == "ok"
+    assert report["decode"]["reference_text"] == expected["decode"]["reference_text"]
     assert [c["name"] for c in report["components"]] == ["preprocessor", "encoder", "decoder", "joint"]
     assert "# rnnt-tui comparison" in next(tmp_path.glob("*.md")).read_text()
     assert not list(demo_checkpoint().parent.glob("rnnt-tui-report-*"))
@@ -276,8 +281,8 @@ async def test_coreml_is_shown_disabled_with_its_reason_and_the_reference_still_
         app.query_one("#against-onnx", RadioButton).value = True  # switch to ONNX Runtime: a new session
         await pilot.pause(0.3)
         await ready(pilot)
-        assert app.session is not None and app.session.candidate is not None
-        assert app.session.candidate.name == "onnx" and app.options.against == "onnx"
+        assert app.session is not None and app.session.candidate_label == "ONNX Runtime"
+        assert app.options.against == "onnx"
         assert app.query_one("#against-coreml", RadioButton).disabled
 
         runs = app.query_one("#runs", Input)
@@ -286,7 +291,7 @@ async def test_coreml_is_shown_disabled_with_its_reason_and_the_reference_still_
         await pilot.press("enter")  # timed runs: a new session with the new settings
         await pilot.pause(0.3)
         await ready(pilot)
-        assert app.session.settings.runs == 2
+        assert app.session.runs == 2
 
 
 async def test_help_palette_and_sweep_screens() -> None:
@@ -328,6 +333,60 @@ async def test_quit_while_loading_is_clean() -> None:
         await pilot.press("q")
         await wait_for(pilot, lambda: app._exit, "the exit", timeout=60)
     assert app.return_code in (0, None)
+    assert isinstance(app.engine, ProcessEngine)
+    proc = app.engine._proc
+    assert proc is None or proc.wait(10) is not None  # the engine process (mid-import) went with the app
+
+
+async def test_an_engine_process_that_dies_is_reported_and_the_app_recovers() -> None:
+    from rnnt_tui.app.screens.error import ErrorScreen
+
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert isinstance(app.engine, ProcessEngine) and app.engine._proc is not None
+        app.engine._proc.kill()  # as the kernel's OOM killer would
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), "the error modal")
+        assert "engine process stopped unexpectedly" in screen_text(app)
+        await pilot.press("escape")
+        assert app.session is None and "o opens a checkpoint" in screen_text(app)
+        app.open_checkpoint(demo_checkpoint(), demo_audio(), app.options, app.joint_mode)  # a fresh engine
+        await ready(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        assert [app.results[name].status for name in ("encoder", "decoder", "joint")] == ["done"] * 3
+
+
+UI_PROCESS_SCRIPT = """
+import asyncio, json, sys
+from rnnt_tui.app.app import RnntApp
+from rnnt_tui.app.engine import RunOptions
+from rnnt_tui.paths import demo_audio, demo_checkpoint
+
+async def main():
+    app = RnntApp(demo_checkpoint(), demo_audio(), RunOptions())
+    async with app.run_test(size=(120, 40)) as pilot:
+        while app.session is None:
+            await pilot.pause(0.1)
+        await pilot.press("r")
+        while "decode" not in app.results:
+            await pilot.pause(0.1)
+        statuses = {name: result.status for name, result in app.results.items()}
+    heavy = sorted(m for m in ("torch", "nemo", "onnxruntime", "coremltools", "lightning") if m in sys.modules)
+    print(json.dumps({"statuses": statuses, "heavy": heavy, "agree": app.decode.first_divergence is None}))
+
+asyncio.run(main())
+"""
+
+
+def test_the_ui_process_never_imports_torch_nemo_or_the_runtimes() -> None:
+    """The app's own process only draws: the whole comparison ran in the engine process."""
+    out = subprocess.run([sys.executable, "-c", UI_PROCESS_SCRIPT], capture_output=True, text=True, timeout=300,
+                         check=True).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found["statuses"]["encoder"] == found["statuses"]["joint"] == "done" and found["agree"]
+    assert found["heavy"] == []
 
 
 async def test_cancel_leaves_a_working_app() -> None:
@@ -373,7 +432,7 @@ async def test_a_mismatching_candidate_is_marked(monkeypatch: pytest.MonkeyPatch
     from rnnt_tui.core import runtimes
 
     monkeypatch.setitem(runtimes.RUNTIMES, "perturbed", "perturbed_runtime:PerturbedRuntime")
-    app = make_app(against="perturbed")
+    app = make_app(against="perturbed", engine=Engine())  # in-process: the patched registry is this process's
     async with app.run_test(size=(160, 50)) as pilot:
         await ready(pilot)
         await pilot.press("r")

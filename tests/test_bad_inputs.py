@@ -294,7 +294,7 @@ async def test_app_bad_picks_notify_and_keep_the_session_and_says_what_it_trusts
             assert note.severity == "error", (case.name, note)
             assert case.path.name in note.title and squeeze(case.problem) in squeeze(note.message), (case.name, note)
             assert app.session is session, case.name
-            assert app.checkpoint == demo_checkpoint() and app.summary is session.loaded.summary, case.name
+            assert app.checkpoint == demo_checkpoint() and app.summary is session.summary, case.name
             assert not [s for s in app.screen_stack if type(s).__name__ == "ErrorScreen"], case.name
         assert badfiles.changes(before, badfiles.snapshot(*roots)) == {"added": [], "removed": [], "modified": []}
         await pilot.press("r")  # the session still works after all of that

@@ -192,8 +192,8 @@ class Actions(Controller):
         self.recent.save()
 
     async def action_quit(self) -> None:
-        """Quit; if a background job is running, cancel it and wait for it on screen (q again leaves at once,
-        the process then ends when the job does)."""
+        """Quit; if a background job is running, cancel it (stopping the engine process ends it at once) and
+        wait for its thread on screen (q again leaves at once)."""
         busy = [w for w in self.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
         if (not busy and not self.engine.active) or getattr(self, "_quitting", False):
             self.exit()
@@ -201,8 +201,8 @@ class Actions(Controller):
         self._quitting = True
         for worker in busy:
             worker.cancel()
-        self.status.working("Stopping… waiting for the background job to finish (an import cannot be "
-                            "interrupted)")
+        self.engine.stop()
+        self.status.working("Stopping the background job…")
         self.set_interval(0.1, self._exit_when_idle)
 
     def _exit_when_idle(self) -> None:

@@ -1,14 +1,16 @@
 """The rnnt-tui app: layout, key bindings, the background workers and the one place errors are handled.
 
 Every piece of work (summary, restore, export/convert, steps, mode switch, report) runs in a thread worker
-(`@work(thread=True, exclusive=True, exit_on_error=False)`) that calls the core through `engine.Engine` and posts
-messages; `controller.Controller` shows what arrives, `actions.Actions` holds what the keys do. Worker failures
-land in one `Worker.StateChanged` handler: a bad file becomes a notification naming it (the current session
-stays), anything unexpected a modal with the details. Nothing here computes a number.
+(`@work(thread=True, exclusive=True, exit_on_error=False)`) that calls the engine - by default a
+`engine_process.ProcessEngine`, which runs `engine.Engine` and so the core, NeMo and the runtimes in a child process
+- and relays the messages it posts; `controller.Controller` shows what arrives, `actions.Actions` holds what the
+keys do. Worker failures land in one `Worker.StateChanged` handler: a bad file becomes a notification naming it (the
+current session stays), anything unexpected a modal with the details. Nothing here computes a number.
 """
 
 from __future__ import annotations
 
+import gc
 import traceback
 from pathlib import Path
 from typing import ClassVar
@@ -22,7 +24,8 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from rnnt_tui.app.actions import Actions
 from rnnt_tui.app.commands import RnntCommands
-from rnnt_tui.app.engine import Engine, RunOptions, WorkerCancel, progress_to
+from rnnt_tui.app.engine import Engine, RunOptions, WorkerCancel
+from rnnt_tui.app.engine_process import EngineStoppedError, ProcessEngine
 from rnnt_tui.app.messages import Exported, JobDone, RuntimesChecked
 from rnnt_tui.app.recent import Recent
 from rnnt_tui.app.screens.error import ErrorScreen
@@ -83,7 +86,9 @@ class RnntApp(Actions, App[int]):
     ]
 
     def __init__(self, checkpoint: Path, audio: Path, options: RunOptions | None = None,
-                 export_dir: Path | None = None) -> None:
+                 export_dir: Path | None = None, engine: Engine | ProcessEngine | None = None) -> None:
+        """`engine`: where the work runs; by default a `ProcessEngine` (a child process, so nothing heavy ever
+        holds this process's GIL); an in-process `Engine` serves tests that patch the core."""
         super().__init__()
         self.checkpoint = checkpoint
         self.audio_path = audio
@@ -91,7 +96,7 @@ class RnntApp(Actions, App[int]):
         self.joint_mode = VALIDATION
         self.export_dir = export_dir or Path.cwd()
         self.is_mounted_layout = False
-        self.engine = Engine()
+        self.engine = engine if engine is not None else ProcessEngine()
         self.recent = Recent.load()
         self.init_state()
 
@@ -132,8 +137,17 @@ class RnntApp(Actions, App[int]):
         self.query_one(ShapesTable).prime()
         self.query_one(TimingsTable).prime(self.labels)
         self.show_step_detail()
+
+    def on_ready(self) -> None:
+        """The first frame is on screen: only now start the background work. The objects alive now (Textual,
+        Rich, the widget tree) live as long as the app: `gc.freeze()` keeps the cyclic GC from walking them
+        again on every full collection (one such walk was a 60 ms stall here)."""
+        gc.freeze()
         self.check_runtimes()
         self.open_checkpoint(self.checkpoint, self.audio_path, self.options, self.joint_mode)
+
+    def on_unmount(self) -> None:
+        self.engine.stop()
 
     def on_resize(self) -> None:
         self.apply_layout()
@@ -163,9 +177,7 @@ class RnntApp(Actions, App[int]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="runtimes", description="checking runtimes")
     def check_runtimes(self) -> None:
         with self.engine.track():
-            from rnnt_tui.app.engine import check_runtimes
-
-            self.post_message(RuntimesChecked(check_runtimes()))
+            self.post_message(RuntimesChecked(self.engine.check_runtimes()))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="model", description="opening the checkpoint")
     def open_checkpoint(self, path: Path, audio: Path, options: RunOptions, joint_mode: str) -> None:
@@ -212,11 +224,7 @@ class RnntApp(Actions, App[int]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="sweep", description="compute-unit sweep")
     def run_sweep(self, screen: SweepScreen) -> None:
         with self.engine.track():
-            from rnnt_tui.core.sweep import sweep
-
-            with self.engine.lock:
-                session = self.engine._current()
-                rows = sweep(session, progress=progress_to(self.post_message, "sweep"), cancel=self._cancel_flag())
+            rows = self.engine.sweep(self.post_message, self._cancel_flag())
             screen.post_message(SweepDone(rows))
             self.post_message(JobDone("sweep", "Sweep done"))
 
@@ -239,6 +247,15 @@ class RnntApp(Actions, App[int]):
             kept = "the current session is unchanged" if self.session is not None else "o opens a checkpoint"
             self.job_ended(group, f"{name} not opened: {kept}")
             self.revert_pending()
+        elif isinstance(error, EngineStoppedError):  # the model went with the process: nothing to keep showing
+            self.session = None
+            self.reset_results()
+            self.job_ended(group, "The engine process stopped: o opens a checkpoint", failed=True)
+            self.revert_pending()
+            self.push_screen(ErrorScreen("The engine process stopped", f"{error}.\n\nNeMo, the runtimes and the "
+                                         "model run in a child process so the screen never freezes; it ended "
+                                         "(out of memory, or a crash in a native library). Nothing of yours "
+                                         "was written.", ""))
         else:
             details = "".join(traceback.format_exception(error)) if error is not None else ""
             message = f"{type(error).__name__}: {error}" if error is not None else "unknown error"

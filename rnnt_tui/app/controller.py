@@ -8,6 +8,7 @@ screen, and `revert_pending` puts the current session back if the new one fails.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from rnnt_tui.app.messages import (
     Progress,
     RuntimesChecked,
     SessionReady,
+    SessionView,
     StepFinished,
     StepStarted,
     SummaryReady,
@@ -45,11 +47,11 @@ if TYPE_CHECKING:
     from textual.app import App
 
     from rnnt_tui.app.engine import Engine
+    from rnnt_tui.app.engine_process import ProcessEngine
     from rnnt_tui.app.recent import Recent
     from rnnt_tui.core.audio import Audio
     from rnnt_tui.core.results import DecodeComparison, StepResult
     from rnnt_tui.core.runtimes.base import Availability
-    from rnnt_tui.core.session import Session
     from rnnt_tui.core.summary import ModelSummary
 
     _Base = App[int]
@@ -71,7 +73,7 @@ class Controller(_Base):
     options: RunOptions
     joint_mode: str
     export_dir: Path
-    engine: Engine
+    engine: Engine | ProcessEngine
     recent: Recent
 
     if TYPE_CHECKING:  # the workers, defined on RnntApp with @work
@@ -83,7 +85,7 @@ class Controller(_Base):
         def run_sweep(self, screen: Any) -> Any: ...
 
     def init_state(self) -> None:
-        self.session: Session | None = None
+        self.session: SessionView | None = None
         self.summary: ModelSummary | None = None
         self.audio: Audio | None = None
         self.results: dict[str, StepResult] = {}
@@ -181,19 +183,17 @@ class Controller(_Base):
     def on_session_ready(self, message: SessionReady) -> None:
         session = message.session
         self.session = session
-        self.summary, self.audio = session.loaded.summary, session.audio
-        self.checkpoint, self.audio_path = session.loaded.path, session.audio.path
-        cand = session.candidate
+        self.summary, self.audio = session.summary, session.audio
+        self.checkpoint, self.audio_path = session.path, session.audio.path
         fallback = RUNTIME_LABELS.get(self.options.against, self.options.against)
-        self.labels = {"reference": session.reference.label, "candidate": cand.label if cand is not None else fallback}
+        self.labels = {"reference": session.reference_label, "candidate": session.candidate_label or fallback}
         self.recent.add("checkpoints", self.checkpoint)
         self.recent.add("audio", self.audio_path)
         self.recent.save()
-        self.model_panels_show(session.loaded.summary, session.audio,
-                                        status="restored · ready")
+        self.model_panels_show(session.summary, session.audio, status="restored · ready")
         self.probe = message.probe
-        self.query_one(FusePanel).show_used(session.fuse.name, session.fuse.current, message.probe,
-                                            saved=session.fuse.saved)
+        self.query_one(FusePanel).show_used(session.fuse_name, session.fuse_current, message.probe,
+                                            saved=session.fuse_saved)
         self.reset_results()
         self.pipeline.reset(PENDING)
         self.show_header()
@@ -206,7 +206,7 @@ class Controller(_Base):
         if message.options is not None and message.options != self.options:
             self.pipeline.reset(PREPARING)
             self.rebuild_session(None, self.options, self.joint_mode)
-        elif session.fuse.name != self.joint_mode:
+        elif session.fuse_name != self.joint_mode:
             self.switch_joint_mode(self.joint_mode, False)
 
     def on_candidate_failed(self, message: CandidateFailed) -> None:
@@ -234,6 +234,8 @@ class Controller(_Base):
 
     def on_fuse_changed(self, message: FuseChanged) -> None:
         self.joint_mode, self.probe = message.mode, message.probe
+        if self.session is not None:
+            self.session = replace(self.session, fuse_name=message.mode, fuse_current=message.current)
         self.query_one(FusePanel).show_used(message.mode, message.current, message.probe)
         words = "validation mode (fuse off, log_softmax off)" if message.mode == VALIDATION else "as saved"
         self.notify(f"joint(enc, dec) → {message.probe}", title=f"Joint now {words}", timeout=6)
@@ -264,8 +266,8 @@ class Controller(_Base):
             self.pipeline.reset(PENDING)
             return
         s = self.session
-        self.summary, self.audio = s.loaded.summary, s.audio
-        self.model_panels_show(s.loaded.summary, s.audio, status="restored · ready")
-        self.query_one(FusePanel).show_used(s.fuse.name, s.fuse.current, self.probe, saved=s.fuse.saved)
+        self.summary, self.audio = s.summary, s.audio
+        self.model_panels_show(s.summary, s.audio, status="restored · ready")
+        self.query_one(FusePanel).show_used(s.fuse_name, s.fuse_current, self.probe, saved=s.fuse_saved)
         self.pipeline.reset(PENDING)
         self.show_results()

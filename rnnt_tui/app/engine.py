@@ -1,10 +1,11 @@
-"""What the app's background workers do with the core: open a model, (re)build a session, run steps, switch
-the joint's mode, write a report.
+"""What the app's background workers do with the core: open a model, (re)build a session, run steps, switch the joint's
+mode, write a report.
 
-Everything here runs in a worker thread and talks to the UI only by posting messages (`app.messages`); it never
-touches a widget. One lock serialises every use of the model, so a step, a mode switch and a rebuild never run
-on it at once; the core polls the cancel flag and raises `CancelledError`. The app decides nothing numeric: each
-result shown comes from a core call made here.
+Everything here runs in a worker thread - of the engine process (`engine_process`) when the app runs, of the app's
+own process in tests that patch the core - and talks to the UI only by posting messages (`app.messages`, plain data
+that can be pickled); it never touches a widget. One lock serialises every use of the model, so a step, a mode
+switch and a rebuild never run on it at once; the core polls the cancel flag and raises `CancelledError`. The app
+decides nothing numeric: each result shown comes from a core call made here.
 
 Heavy libraries (torch, NeMo, onnxruntime, coremltools) load inside these functions, never at import.
 """
@@ -31,6 +32,7 @@ from rnnt_tui.app.messages import (
     ModelRestored,
     Progress,
     SessionReady,
+    SessionView,
     StepFinished,
     StepStarted,
     SummaryReady,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from rnnt_tui.core.checkpoint import LoadedModel
     from rnnt_tui.core.runtimes.base import Availability, Runtime
     from rnnt_tui.core.session import Session
+    from rnnt_tui.core.sweep import SweepRow
 
 Post = Callable[[Message], object]
 
@@ -112,19 +115,26 @@ def make_candidate(loaded: LoadedModel, options: RunOptions) -> tuple[Runtime | 
     return runtime, None if availability.ok else availability.reason
 
 
-class Engine:
-    """The model, clip and session the app shows, changed only under `lock` by worker threads."""
+def session_view(session: Session) -> SessionView:
+    """What the app shows of a prepared session: plain data, so it can cross a process boundary."""
+    fuse = session.fuse
+    return SessionView(path=session.loaded.path, summary=session.loaded.summary, audio=session.audio,
+                       reference_label=session.reference.label,
+                       candidate_label=session.candidate.label if session.candidate is not None else None,
+                       fuse_name=fuse.name, fuse_current=fuse.current, fuse_saved=fuse.saved,
+                       runs=session.settings.runs, warmup=session.settings.warmup)
+
+
+class ActiveWorkers:
+    """Counts the app's worker threads inside an engine call until they really return (Textual marks a
+    cancelled worker done at once, while its thread may still be inside an import that cannot be interrupted)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.session: Session | None = None
         self._active = 0
         self._count = threading.Lock()
 
     @contextlib.contextmanager
     def track(self) -> Iterator[None]:
-        """Count a worker thread as running until it really returns (Textual marks a cancelled worker done at
-        once, while its thread may still be inside an import that cannot be interrupted)."""
         with self._count:
             self._active += 1
         try:
@@ -136,6 +146,16 @@ class Engine:
     @property
     def active(self) -> int:
         return self._active
+
+
+class Engine(ActiveWorkers):
+    """The model, clip and session the app shows, changed only under `lock` by worker threads (in the app's
+    own process here; `engine_process.ProcessEngine` runs this same class in a child process)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.session: Session | None = None
 
     # -- opening ------------------------------------------------------------------------------------
     def open_checkpoint(self, path: Path, audio_path: Path, options: RunOptions, joint_mode: str, post: Post,
@@ -206,8 +226,8 @@ class Engine:
             reason = f"{candidate.label} could not be prepared: {type(exc).__name__}: {exc}"
             session.candidate_unavailable = reason
             post(CandidateFailed(reason, traceback.format_exc()))
-        post(SessionReady(session, probe_joint(loaded.model).describe(), note or session.candidate_unavailable,
-                          options))
+        post(SessionReady(session_view(session), probe_joint(loaded.model).describe(),
+                          note or session.candidate_unavailable, options))
         return session
 
     @staticmethod
@@ -240,6 +260,19 @@ class Engine:
             post(StepFinished(JOINT, dict(session.results), session.decode_comparison, session.audio.duration_s))
         if rerun:
             self.run_steps([JOINT], post, cancel)
+
+    def check_runtimes(self) -> dict[str, Availability]:
+        return check_runtimes()
+
+    def sweep(self, post: Post, cancel: threading.Event) -> list[SweepRow]:
+        """The Core ML compute-unit sweep on the current session's model and clip."""
+        from rnnt_tui.core.sweep import sweep
+
+        with self.lock:
+            return sweep(self._current(), progress=progress_to(post, "sweep"), cancel=cancel)
+
+    def stop(self) -> None:
+        """Nothing to stop in-process: a worker thread ends when its core call next polls the cancel flag."""
 
     def export(self, directory: Path, stem: str) -> list[Path]:
         """Write the report (the same document as `rnnt-tui compare --json`) as JSON and Markdown."""

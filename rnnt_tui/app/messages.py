@@ -15,9 +15,9 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio
+    from rnnt_tui.core.fuse import JointMode
     from rnnt_tui.core.results import DecodeComparison, StepResult
     from rnnt_tui.core.runtimes.base import Availability
-    from rnnt_tui.core.session import Session
     from rnnt_tui.core.summary import ModelSummary
 
 
@@ -45,11 +45,27 @@ class ModelRestored(Message):
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SessionView:
+    """What the app shows of a prepared session (plain data: the model itself stays with the engine)."""
+
+    path: Path
+    summary: ModelSummary
+    audio: Audio
+    reference_label: str
+    candidate_label: str | None
+    fuse_name: str
+    fuse_current: JointMode
+    fuse_saved: JointMode
+    runs: int
+    warmup: int
+
+
 @dataclass
 class SessionReady(Message):
     """A comparison session is prepared: runtimes exported/loaded, nothing run yet."""
 
-    session: Session
+    session: SessionView
     probe: str
     candidate_note: str | None = None
     options: Any = None

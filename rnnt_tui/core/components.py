@@ -19,8 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 PREPROCESSOR = "preprocessor"
 ENCODER = "encoder"
 DECODER = "decoder"
@@ -53,7 +51,11 @@ class TensorInfo:
 
     @classmethod
     def of(cls, name: str, array: Any) -> TensorInfo:
-        arr = np.asarray(array) if not hasattr(array, "shape") else array
+        if not hasattr(array, "shape"):
+            import numpy as np  # only for lists; the app's process reads these without importing numpy
+
+            array = np.asarray(array)
+        arr = array
         return cls(name=name, shape=tuple(int(d) for d in arr.shape), dtype=str(arr.dtype).replace("torch.", ""))
 
     def to_json(self) -> dict[str, Any]:

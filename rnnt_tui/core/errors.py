@@ -17,6 +17,9 @@ class BadInputError(RnntTuiError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
 
+    def __reduce__(self) -> tuple[type[BadInputError], tuple[Path | None, str]]:
+        return BadInputError, (self.path, self.problem)  # so it crosses the app's engine-process pipe intact
+
 
 class RuntimeUnavailableError(RnntTuiError):
     """The chosen runtime cannot run on this machine; the message says why in one sentence."""

@@ -7,13 +7,15 @@ T x U maps) live in `StepResult.maps` and are left out of JSON.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from rnnt_tui.core.components import TensorInfo
-from rnnt_tui.core.stats import DiffStats
-from rnnt_tui.core.timing import Timings
+
+if TYPE_CHECKING:  # the app's process reads results without importing numpy (stats and timing need it)
+    import numpy as np
+
+    from rnnt_tui.core.stats import DiffStats
+    from rnnt_tui.core.timing import Timings
 
 PENDING = "pending"
 PREPARING = "preparing"

@@ -245,8 +245,8 @@ class Session:
             result.status = REFERENCE_ONLY if result.status == DONE else result.status
             result.notes.append(f"candidate not run: {self.candidate_unavailable}")
         probe = fuse_mode.probe_joint(self.loaded.model)
-        result.notes.insert(0, f"joint mode {self.fuse.name}: joint(encoder_outputs, decoder_outputs) "
-                               f"returns {probe.describe()}")
+        result.notes.insert(0, f"joint mode {self.fuse.name}: joint(encoder_outputs, decoder_outputs) → "
+                               f"{probe.describe()}")
         return result
 
     def _decode(self, progress: Progress, cancel: threading.Event | None) -> StepResult:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from rich.console import RenderableType
 from rich.text import Text
 from textual.containers import VerticalScroll
@@ -21,6 +20,8 @@ from textual.widgets import Sparkline, Static
 from rnnt_tui.app.format import num
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from rnnt_tui.core.results import StepResult
 
 LEVELS = (  # (upper bound as a multiple of atol, colour, words)
@@ -35,6 +36,7 @@ LABEL_WIDTH = 6
 
 def _pool(grid: np.ndarray, rows: int, cols: int, worst: str) -> np.ndarray:
     """Shrink a [T, U] grid to at most cols × rows cells, keeping each block's worst value."""
+    import numpy as np  # here, not at import: the first frame does not wait for numpy
     t, u = grid.shape
     t_edges = np.linspace(0, t, min(t, cols) + 1).astype(int)
     u_edges = np.linspace(0, u, min(u, rows) + 1).astype(int)
@@ -80,6 +82,8 @@ class Heatmap(Widget):
         cols = max(4, self.size.width - LABEL_WIDTH - 1)
         rows = max(1, min(self.grid.shape[1], 24))
         worst = "max" if self.kind == "diff" else "min"
+        import numpy as np
+
         grid = self.grid.astype(np.float32) if self.kind == "diff" else self.grid.astype(bool)
         if self._pooled is None or self._pooled[0] != (rows, cols):  # pool once per size, not per repaint
             self._pooled = ((rows, cols), _pool(grid, rows, cols, worst))
@@ -154,7 +158,7 @@ class PicturesView(VerticalScroll):
             spark.data = []
             caption.update(Text("run the encoder step (with a candidate) to draw it", style="dim italic"))
             return
-        spark.data = [float(v) for v in np.asarray(data, dtype=np.float64)]
+        spark.data = [float(v) for v in data]
         encoded = next((c for c in result.comparisons if c.name == "encoded"), None) if result else None
         peak = encoded.stats.max_abs if encoded is not None and encoded.stats is not None else None
         where = encoded.stats.max_abs_index if encoded is not None and encoded.stats is not None else None

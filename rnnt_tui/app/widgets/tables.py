@@ -45,10 +45,13 @@ class LiveTable(DataTable[Any]):
             self.add_row(*cells, key=key)
 
     def set_cells(self, key: str, values: dict[str, Any]) -> None:
+        """Update the cells whose value changed (each result re-sends every row; re-setting an equal cell would
+        still re-measure the column widths)."""
         if key not in self.rows:
             return
         for column, value in values.items():
-            self.update_cell(key, column, value, update_width=True)
+            if self.get_cell(key, column) != value:
+                self.update_cell(key, column, value, update_width=True)
 
     def reset_rows(self, keys: Iterable[str]) -> None:
         """Blank every value cell of `keys` (a new session), keeping the rows and their order."""
