@@ -61,7 +61,7 @@ def render_detail(step: str, result: StepResult | None, labels: dict[str, str], 
     stats = _stats(result)
     if stats is not None:
         parts.append(stats)
-    if result.timings:
+    if any(t is not None for t in result.timings.values()):  # a step that raised has no timings to show
         parts.append(_timings(result, labels))
     for note in result.notes:
         if note.lstrip().startswith("Traceback"):  # kept for the report, not drawn on screen
