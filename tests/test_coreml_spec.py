@@ -1,6 +1,6 @@
 """Reading Core ML packages on any OS and matching a folder of them to components: our own packages (by metadata,
 and renamed with a mapping file), the common parakeet-export layout (tiny stand-in packages converted here with
-that layout's tensor names), joint-decision packages refused as not comparable, and `.mlmodelc` metadata."""
+that layout's tensor names), joint-decision heads recognised as such, and `.mlmodelc` metadata."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_read_spec_of_our_packages(ours: tuple[Any, Path]) -> None:
 
 
 def test_match_our_packages_by_metadata(ours: tuple[Any, Path]) -> None:
-    from rnnt_tui.core.coreml.spec import match_packages
+    from rnnt_tui.core.coreml.matching import match_packages
 
     loaded, folder = ours
     found = match_packages(folder, loaded.summary)
@@ -139,7 +139,7 @@ def test_match_our_packages_by_metadata(ours: tuple[Any, Path]) -> None:
 
 
 def test_renamed_packages_with_a_mapping_file(ours: tuple[Any, Path], tmp_path: Path) -> None:
-    from rnnt_tui.core.coreml.spec import match_packages
+    from rnnt_tui.core.coreml.matching import match_packages
     from rnnt_tui.core.errors import BadInputError
 
     loaded, folder = ours
@@ -153,8 +153,10 @@ def test_renamed_packages_with_a_mapping_file(ours: tuple[Any, Path], tmp_path: 
                        "ignore: [Spare.mlpackage]\n")
     found = match_packages(tmp_path, loaded.summary, mapping)
     assert {k: v.path.name for k, v in found.items()} == {"encoder": "A.mlpackage", "joint": "B.mlpackage",
-                                                          "decoder": "C.mlpackage"}
+                                                          "decoder": "C.mlpackage",
+                                                          "ignored:Spare.mlpackage": "Spare.mlpackage"}
     assert all(v.source == "mapping" for v in found.values())
+    assert not found["ignored:Spare.mlpackage"].comparable  # listed with why, never used
     assert found["decoder"].outputs == {"decoder_output": "decoder_output", "h_out": "h_out", "c_out": "c_out"}
     json_mapping = tmp_path / "mapping.json"
     json_mapping.write_text(json.dumps({"encoder": "A.mlpackage"}))
@@ -170,11 +172,11 @@ def test_renamed_packages_with_a_mapping_file(ours: tuple[Any, Path], tmp_path: 
 
 
 def test_match_parakeet_style_packages(parakeet_style: Path) -> None:
-    from rnnt_tui.core.coreml.spec import match_packages
+    from rnnt_tui.core.coreml.matching import match_packages
 
     summary = SimpleNamespace(encoder=SimpleNamespace(d_model=D), n_mels=MELS)
     found = match_packages(parakeet_style, summary)
-    assert sorted(found) == ["decoder", "encoder", "joint", "joint_decision:JointDecision.mlpackage", "preprocessor"]
+    assert sorted(found) == ["decoder", "encoder", "joint", "joint_decision_step", "preprocessor"]
     assert all(found[c].source == "names" and found[c].comparable for c in ("decoder", "encoder", "joint"))
     pre = found["preprocessor"]
     assert pre.inputs == {"audio_signal": "audio_signal", "length": "audio_length"}
@@ -189,13 +191,16 @@ def test_match_parakeet_style_packages(parakeet_style: Path) -> None:
     assert dec.outputs == {"decoder_output": "decoder", "h_out": "h_out", "c_out": "c_out"}
     joint = found["joint"]
     assert joint.per_step and joint.inputs == {"encoded": "encoder_step", "decoder_output": "decoder_step"}
-    decision = found["joint_decision:JointDecision.mlpackage"]
-    assert not decision.comparable and "not logits" in decision.reason
+    decision = found["joint_decision_step"]
+    assert decision.comparable and decision.per_step and decision.path.name == "JointDecision.mlpackage"
+    assert decision.inputs == {"encoded": "encoder_step", "decoder_output": "decoder_step"}
+    assert decision.outputs == {"token_id": "token_id", "token_prob": "token_prob", "duration": "duration"}
 
 
 def test_read_compiled_model_metadata(tmp_path: Path) -> None:
     """A .mlmodelc is read from the metadata.json Core ML's compiler writes (coremltools' FeatureType fields)."""
-    from rnnt_tui.core.coreml.spec import match_packages, read_spec
+    from rnnt_tui.core.coreml.matching import match_packages
+    from rnnt_tui.core.coreml.spec import read_spec
 
     compiled = tmp_path / "Encoder.mlmodelc"
     compiled.mkdir()
@@ -216,7 +221,8 @@ def test_read_compiled_model_metadata(tmp_path: Path) -> None:
 
 
 def test_unreadable_inputs_are_refused(tmp_path: Path) -> None:
-    from rnnt_tui.core.coreml.spec import match_packages, read_spec
+    from rnnt_tui.core.coreml.matching import match_packages
+    from rnnt_tui.core.coreml.spec import read_spec
     from rnnt_tui.core.errors import BadInputError
 
     with pytest.raises(BadInputError, match="no such"):

@@ -28,8 +28,8 @@ import numpy as np
 
 from rnnt_tui.core.cache import ArtifactCache, make_key
 from rnnt_tui.core.components import DECODER, ENCODER, JOINT, PREPROCESSOR
+from rnnt_tui.core.coreml.matching import PackageInfo, match_packages, package_info
 from rnnt_tui.core.coreml.plan import compute_unit, core_ml_problem, require
-from rnnt_tui.core.coreml.spec import PackageInfo, match_packages, package_info
 from rnnt_tui.core.errors import BadInputError, CancelledError, StepFailedError
 from rnnt_tui.core.runtimes.base import (
     Availability,
