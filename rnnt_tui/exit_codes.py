@@ -20,3 +20,21 @@ class ExitCode(IntEnum):
     """A step failed unexpectedly (a runtime raised mid-run); stderr has the error."""
     INTERRUPTED = 130
     """Stopped with Ctrl-C; no partial cache entry is left behind."""
+
+
+def exit_code_for(status: str) -> ExitCode:
+    """The exit code of a comparison's overall status (`ok`, `mismatch`, `failed`, `unavailable`)."""
+    return {"ok": ExitCode.OK, "mismatch": ExitCode.MISMATCH, "failed": ExitCode.FAILED,
+            "unavailable": ExitCode.UNAVAILABLE}.get(status, ExitCode.FAILED)
+
+
+def sweep_exit_code(statuses: list[str]) -> ExitCode:
+    """A compute-unit sweep: 3 when Core ML could run on no unit, else 1 when any unit mismatches, else 4 when
+    any failed, else 0."""
+    if not statuses or all(s == "unavailable" for s in statuses):
+        return ExitCode.UNAVAILABLE
+    if "mismatch" in statuses:
+        return ExitCode.MISMATCH
+    if "failed" in statuses:
+        return ExitCode.FAILED
+    return ExitCode.OK

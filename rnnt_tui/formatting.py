@@ -1,8 +1,49 @@
-"""Plain-text number formats shared by the headless tables and the app (no Rich, no Textual)."""
+"""Plain-text number formats, one place for the headless tables, the reports and the app (no Rich, no Textual).
+
+Formatting only: nothing here computes a value the core did not return.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
+
+DASH = "-"
+
+
+def num(value: Any, digits: int = 3, dash: str = DASH) -> str:
+    """A float in `digits` significant digits (scientific when very small or large), ints and text as they are,
+    booleans as yes/no, None as a dash."""
+    if value is None:
+        return dash
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    if abs(value) < 1e-3 or abs(value) >= 1e5:
+        return f"{value:.{digits - 1}e}"
+    return f"{value:.{digits}g}"
+
+
+def ms(value: float | None, dash: str = DASH) -> str:
+    """Milliseconds with as many decimals as the size deserves."""
+    if value is None:
+        return dash
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def shape(dims: Sequence[int] | None, dash: str = DASH) -> str:
+    return dash if dims is None else "[" + ", ".join(str(d) for d in dims) + "]"
 
 
 def cosine(value: float) -> str:

@@ -15,19 +15,21 @@ from perturbed_runtime import PerturbedRuntime
 from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.checkpoint import copy_model
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, fuse_mode_of
-from rnnt_tui.core.results import DONE, FAILED, MISMATCH
+from rnnt_tui.core.names import Status
+from rnnt_tui.core.pipeline.facts import NemoFacts
+from rnnt_tui.core.pipeline.pipeline import prepare_session
+from rnnt_tui.core.pipeline.request import Settings
+from rnnt_tui.core.pipeline.session import Session
 from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
-from rnnt_tui.core.session import Session, SessionSettings
 from rnnt_tui.paths import demo_dir
 
-FAST = SessionSettings(runs=2, warmup=0)
+DONE, FAILED, MISMATCH = Status.DONE, Status.FAILED, Status.MISMATCH
+FAST = Settings(runs=2, warmup=0)
 
 
-def _session(loaded: Any, clip: Path, candidate: Any = None, settings: SessionSettings = FAST) -> Session:
+def _session(loaded: Any, clip: Path, candidate: Any = None, settings: Settings = FAST) -> Session:
     audio = load_audio(clip, loaded.summary.sample_rate)
-    session = Session(loaded, audio, TorchRuntime(loaded), candidate, settings)
-    session.prepare()
-    return session
+    return prepare_session(NemoFacts(loaded, settings.joint_mode), audio, TorchRuntime(loaded), candidate, settings)
 
 
 @pytest.fixture(autouse=True)
@@ -45,12 +47,14 @@ def test_pipeline_shapes_and_decode_equal_nemo(loaded_model: Callable[[str], Any
     session = _session(loaded, clip)
     session.run_all()
     s = loaded.summary
-    features = session.data["preprocessor.reference"]["features"]
-    encoded = session.data["encoder.reference"]["encoded"]
+    up = session.ctx.upstream
+    assert up.features is not None and up.encoded is not None
+    features = up.features["features"]
+    encoded = up.encoded["encoded"]
     assert features.shape[:2] == (1, s.n_mels)
     assert encoded.shape[:2] == (1, s.encoder.d_model)
-    frames = int(session.data["encoder.reference"]["encoded_length"][0])
-    feature_frames = int(session.data["preprocessor.reference"]["features_length"][0])
+    frames = int(up.encoded["encoded_length"][0])
+    feature_frames = int(up.features["features_length"][0])
     assert frames == -(-feature_frames // s.encoder.subsampling_factor)
     joint = session.results["joint"]
     tokens = session.decode_comparison.reference_tokens
@@ -105,7 +109,7 @@ def test_chunked_joint_equals_whole_grid(loaded_model: Callable[[str], Any], cli
     results = []
     for chunk in (0, 5):
         session = _session(loaded, clip, PerturbedRuntime(loaded, target="joint.joint_net.2.weight", amount=1e-3),
-                           SessionSettings(runs=1, warmup=0, joint_chunk_frames=chunk))
+                           Settings(runs=1, warmup=0, joint_chunk_frames=chunk))
         results.append(session.run_step("joint"))
     whole, chunked = (r.comparisons[0].stats for r in results)
     assert whole is not None and chunked is not None
@@ -120,7 +124,7 @@ def test_chunked_joint_equals_whole_grid(loaded_model: Callable[[str], Any], cli
 def test_as_saved_fused_joint_fails_with_nemos_error_and_the_rest_goes_on(loaded_model: Callable[[str], Any],
                                                                           clip: Path) -> None:
     loaded = loaded_model("rnnt-bpe")
-    session = _session(loaded, clip, TorchRuntime(loaded), SessionSettings(runs=1, warmup=0, joint_mode=AS_SAVED))
+    session = _session(loaded, clip, TorchRuntime(loaded), Settings(runs=1, warmup=0, joint_mode=AS_SAVED))
     session.run_all()
     joint = session.results["joint"]
     assert joint.status == FAILED and "fuse_loss_wer" in (joint.error or "")
@@ -161,3 +165,81 @@ def test_nan_from_candidate_is_a_mismatch(loaded_model: Callable[[str], Any], cl
     stats = joint.comparisons[0].stats
     assert joint.status == MISMATCH and stats is not None
     assert stats.nan["candidate"] > 0 and stats.nan["reference"] == 0
+
+
+def test_building_a_session_leaves_the_shared_model_as_saved(loaded_model: Callable[[str], Any], clip: Path) -> None:
+    """The joint mode is applied when the joint runs, not when a session is built (sessions share one model)."""
+    loaded = loaded_model("rnnt-char")
+    switch = fuse_mode_of(loaded.model)
+    _session(loaded, clip, TorchRuntime(loaded), Settings(runs=1, warmup=0, joint_mode=VALIDATION))
+    assert switch.current == switch.saved and switch.saved.fuse_loss_wer
+
+
+def test_joint_mode_is_named_not_guessed_from_flags(loaded_model: Callable[[str], Any], clip: Path) -> None:
+    """A checkpoint saved in validation flags runs in validation mode: the report says validation, and NeMo's
+    joint is never told to switch to a mode it is already in."""
+    loaded = loaded_model("rnnt-char")
+    switch = fuse_mode_of(loaded.model)
+    switch.set(VALIDATION)
+    saved = switch.saved
+    try:
+        object.__setattr__(switch, "saved", switch.current)  # as if the checkpoint had been saved this way
+        session = _session(loaded, clip, TorchRuntime(loaded), Settings(runs=1, warmup=0, joint_mode=VALIDATION))
+        joint = session.run_step("joint")
+        assert session.fuse().mode == VALIDATION
+        assert joint.notes[0].startswith("joint mode validation")
+    finally:
+        object.__setattr__(switch, "saved", saved)
+
+
+def test_reference_joint_failure_in_validation_mode_does_not_suggest_validation(
+        loaded_model: Callable[[str], Any], clip: Path) -> None:
+    loaded = loaded_model("rnnt-char")
+
+    class _BrokenJoint(TorchRuntime):
+        def bind(self, component: str, inputs: dict[str, np.ndarray]) -> Any:
+            if component == "joint":
+                raise RuntimeError("joint exploded")
+            return super().bind(component, inputs)
+
+    audio = load_audio(clip, loaded.summary.sample_rate)
+    settings = Settings(runs=1, warmup=0, joint_mode=VALIDATION)
+    session = prepare_session(NemoFacts(loaded, VALIDATION), audio, _BrokenJoint(loaded), None, settings)
+    joint = session.run_step("joint")
+    assert joint.status == FAILED and "joint exploded" in (joint.error or "")
+    assert not any("switch the joint to validation" in n for n in joint.notes)
+    as_saved = _session(loaded, clip, None, Settings(runs=1, warmup=0, joint_mode=AS_SAVED)).run_step("joint")
+    assert as_saved.status == FAILED
+    assert any("switch the joint to validation" in n for n in as_saved.notes)
+
+
+def test_step_json_has_one_output_shape_with_or_without_a_candidate(loaded_model: Callable[[str], Any],
+                                                                    clip: Path) -> None:
+    loaded = loaded_model("rnnt-char")
+    alone = _session(loaded, clip).run_step("encoder").to_json()
+    paired = _session(loaded, clip, TorchRuntime(loaded)).run_step("encoder").to_json()
+    assert [set(o) for o in alone["outputs"]] == [set(o) for o in paired["outputs"]]
+    assert alone["outputs"][0]["shape_candidate"] is None and alone["outputs"][0]["ok"] is None
+    assert paired["outputs"][0]["shape_candidate"] == paired["outputs"][0]["shape_reference"]
+
+
+def test_a_crashing_candidate_is_reported_with_its_traceback(loaded_model: Callable[[str], Any], clip: Path) -> None:
+    from rnnt_tui.core.pipeline.events import CandidateFailed
+
+    loaded = loaded_model("rnnt-char")
+
+    class _Crashes(TorchRuntime):
+        label = "crashing runtime"
+
+        def prepare(self, progress: Any = None, cancel: Any = None) -> Any:
+            raise ValueError("conversion crashed in op 'add_17'")
+
+    events: list[object] = []
+    audio = load_audio(clip, loaded.summary.sample_rate)
+    session = prepare_session(NemoFacts(loaded, VALIDATION), audio, TorchRuntime(loaded), _Crashes(loaded), FAST,
+                              events.append)
+    failed = [e for e in events if isinstance(e, CandidateFailed)]
+    assert len(failed) == 1 and "add_17" in failed[0].reason
+    assert "Traceback" in failed[0].details and "add_17" in failed[0].details
+    assert session.candidate_unavailable == failed[0].reason
+    assert session.run_step("encoder").status == Status.REFERENCE_ONLY

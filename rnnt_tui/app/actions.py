@@ -14,14 +14,15 @@ from textual.binding import Binding
 from textual.widgets import TabbedContent
 from textual.worker import WorkerState
 
+from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.controller import Controller
-from rnnt_tui.app.engine import RUNTIME_LABELS, RunOptions, export_directory, export_stem
+from rnnt_tui.app.engine import export_directory, export_stem
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
-from rnnt_tui.core.results import PREPARING
+from rnnt_tui.core.names import RUNTIME_LABELS, Status
 
 #: command-palette titles where the footer's short word would be vague
 PALETTE_TITLES = {
@@ -116,7 +117,7 @@ class Actions(Controller):
         self.workers.cancel_group(self, "steps")
         self.switch_joint_mode(mode, rerun="joint" in self.results)
 
-    def apply_options(self, options: RunOptions) -> None:
+    def apply_options(self, options: RuntimeChoices) -> None:
         self.options = options
         self.query_one(RuntimePanel).set_options(options)
         self.labels["candidate"] = RUNTIME_LABELS.get(options.against, options.against)
@@ -124,7 +125,7 @@ class Actions(Controller):
         if self.session is None:
             return
         self.workers.cancel_group(self, "steps")
-        self.pipeline.reset(PREPARING)
+        self.pipeline.reset(Status.PREPARING)
         self.rebuild_session(None, options, self.joint_mode)
 
     def action_pick_checkpoint(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import traceback
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -23,10 +23,11 @@ from textual.widgets import Footer, Header, Label, Static, TabbedContent, TabPan
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from rnnt_tui.app.actions import Actions
+from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.commands import RnntCommands
-from rnnt_tui.app.engine import Engine, RunOptions, WorkerCancel
+from rnnt_tui.app.engine import Engine, WorkerCancel
 from rnnt_tui.app.engine_process import EngineStoppedError, ProcessEngine
-from rnnt_tui.app.messages import Exported, JobDone, RuntimesChecked
+from rnnt_tui.app.messages import CoreEvent, Exported, JobDone, RuntimesChecked
 from rnnt_tui.app.recent import Recent
 from rnnt_tui.app.screens.error import ErrorScreen
 from rnnt_tui.app.screens.sweep import SweepDone, SweepScreen
@@ -85,14 +86,14 @@ class RnntApp(Actions, App[int]):
         _b("t", "toggle_theme", "Theme", "Switch between the light and the dark theme", show=False),
     ]
 
-    def __init__(self, checkpoint: Path, audio: Path, options: RunOptions | None = None,
+    def __init__(self, checkpoint: Path, audio: Path, options: RuntimeChoices | None = None,
                  export_dir: Path | None = None, engine: Engine | ProcessEngine | None = None) -> None:
         """`engine`: where the work runs; by default a `ProcessEngine` (a child process, so nothing heavy ever
         holds this process's GIL); an in-process `Engine` serves tests that patch the core."""
         super().__init__()
         self.checkpoint = checkpoint
         self.audio_path = audio
-        self.options = options or RunOptions()
+        self.options = options or RuntimeChoices()
         self.joint_mode = VALIDATION
         self.export_dir = export_dir or Path.cwd()
         self.is_mounted_layout = False
@@ -171,6 +172,10 @@ class RnntApp(Actions, App[int]):
             tabs.hide_tab("tab-model")
 
     # -- workers: each calls the engine in a thread and reports by messages ---------------------------
+    def post_event(self, event: Any) -> None:
+        """What the engine emits (a core event), posted as a message (thread-safe)."""
+        self.post_message(CoreEvent(event))
+
     def _cancel_flag(self) -> WorkerCancel:
         return WorkerCancel(get_current_worker())
 
@@ -180,18 +185,20 @@ class RnntApp(Actions, App[int]):
             self.post_message(RuntimesChecked(self.engine.check_runtimes()))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="model", description="opening the checkpoint")
-    def open_checkpoint(self, path: Path, audio: Path, options: RunOptions, joint_mode: str) -> None:
+    def open_checkpoint(self, path: Path, audio: Path, options: RuntimeChoices, joint_mode: str) -> None:
         with self.engine.track():
             try:
-                self.engine.open_checkpoint(path, audio, options, joint_mode, self.post_message, self._cancel_flag())
+                self.engine.open_checkpoint(options.request(path, audio, joint_mode), self.post_event,
+                                            self._cancel_flag())
             except CancelledError:
                 self.post_message(JobDone("model", f"Cancelled opening {path.name}", cancelled=True))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="model", description="preparing the session")
-    def rebuild_session(self, audio: Path | None, options: RunOptions, joint_mode: str) -> None:
+    def rebuild_session(self, audio: Path | None, options: RuntimeChoices, joint_mode: str) -> None:
         with self.engine.track():
             try:
-                self.engine.rebuild(audio, options, joint_mode, self.post_message, self._cancel_flag())
+                self.engine.rebuild(options.request(self.checkpoint, audio or self.audio_path, joint_mode),
+                                    self.post_event, self._cancel_flag())
             except CancelledError:
                 self.post_message(JobDone("model", "Cancelled preparing the runtimes", cancelled=True))
 
@@ -199,7 +206,7 @@ class RnntApp(Actions, App[int]):
     def run_steps(self, names: list[str]) -> None:
         with self.engine.track():
             try:
-                self.engine.run_steps(names, self.post_message, self._cancel_flag())
+                self.engine.run_steps(names, self.post_event, self._cancel_flag())
             except CancelledError:
                 self.post_message(JobDone("steps", "Cancelled", cancelled=True))
                 return
@@ -209,7 +216,7 @@ class RnntApp(Actions, App[int]):
     def switch_joint_mode(self, mode: str, rerun: bool) -> None:
         with self.engine.track():
             try:
-                self.engine.set_joint_mode(mode, rerun, self.post_message, self._cancel_flag())
+                self.engine.set_joint_mode(mode, rerun, self.post_event, self._cancel_flag())
             except CancelledError:
                 self.post_message(JobDone("fuse", "Cancelled", cancelled=True))
                 return
@@ -224,7 +231,7 @@ class RnntApp(Actions, App[int]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="sweep", description="compute-unit sweep")
     def run_sweep(self, screen: SweepScreen) -> None:
         with self.engine.track():
-            rows = self.engine.sweep(self.post_message, self._cancel_flag())
+            rows = self.engine.sweep(self.post_event, self._cancel_flag())
             screen.post_message(SweepDone(rows))
             self.post_message(JobDone("sweep", "Sweep done"))
 

@@ -10,26 +10,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.widgets import Static
 from textual.worker import WorkerState
 
-from rnnt_tui.app.engine import RUNTIME_LABELS, RunOptions
-from rnnt_tui.app.messages import (
-    AudioReady,
-    CandidateFailed,
-    FuseChanged,
-    JobDone,
-    ModelRestored,
-    Progress,
-    RuntimesChecked,
-    SessionReady,
-    SessionView,
-    StepFinished,
-    StepStarted,
-    SummaryReady,
-)
+from rnnt_tui.app.choices import RuntimeChoices
+from rnnt_tui.app.messages import CoreEvent, JobDone, RuntimesChecked
 from rnnt_tui.app.widgets.detail import DetailView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.model_panel import ModelPanel
@@ -41,7 +28,19 @@ from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
 from rnnt_tui.app.widgets.transcript import TranscriptView, transcript_line
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import VALIDATION, JointMode
-from rnnt_tui.core.results import PENDING, PREPARING, RUNNING
+from rnnt_tui.core.names import RUNTIME_LABELS, Status
+from rnnt_tui.core.pipeline.events import (
+    CandidateFailed,
+    ClipLoaded,
+    FuseChanged,
+    ModelRestored,
+    Progress,
+    SessionReady,
+    SessionView,
+    StepFinished,
+    StepStarted,
+    SummaryRead,
+)
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -50,13 +49,18 @@ if TYPE_CHECKING:
     from rnnt_tui.app.engine_process import ProcessEngine
     from rnnt_tui.app.recent import Recent
     from rnnt_tui.core.audio import Audio
+    from rnnt_tui.core.pipeline.pipeline import RuntimeChoice as Availability
     from rnnt_tui.core.results import DecodeComparison, StepResult
-    from rnnt_tui.core.runtimes.base import Availability
     from rnnt_tui.core.summary import ModelSummary
 
     _Base = App[int]
 else:
     _Base = object
+
+
+def _runtime_fields(request: Any) -> tuple[Any, ...]:
+    """What a session was built with that a rebuild would change (not the paths, not the joint mode)."""
+    return request.against, request.options, request.settings.runs, request.settings.warmup
 
 
 def saved_mode(summary: ModelSummary) -> JointMode:
@@ -70,15 +74,15 @@ class Controller(_Base):
 
     checkpoint: Path
     audio_path: Path
-    options: RunOptions
+    options: RuntimeChoices
     joint_mode: str
     export_dir: Path
     engine: Engine | ProcessEngine
     recent: Recent
 
     if TYPE_CHECKING:  # the workers, defined on RnntApp with @work
-        def open_checkpoint(self, path: Path, audio: Path, options: RunOptions, joint_mode: str) -> Any: ...
-        def rebuild_session(self, audio: Path | None, options: RunOptions, joint_mode: str) -> Any: ...
+        def open_checkpoint(self, path: Path, audio: Path, options: RuntimeChoices, joint_mode: str) -> Any: ...
+        def rebuild_session(self, audio: Path | None, options: RuntimeChoices, joint_mode: str) -> Any: ...
         def run_steps(self, names: list[str]) -> Any: ...
         def switch_joint_mode(self, mode: str, rerun: bool) -> Any: ...
         def write_report(self, directory: Path, stem: str, screenshot: Path) -> Any: ...
@@ -125,8 +129,8 @@ class Controller(_Base):
         diffs, timings, shapes = self.query_one(DiffsTable), self.query_one(TimingsTable), self.query_one(ShapesTable)
         for name in STEPS:
             result = self.results.get(name)
-            if self.pipeline.status(name) not in (RUNNING, PREPARING) or result is not None:
-                self.pipeline.show(name, result.status if result is not None else PENDING)
+            if self.pipeline.status(name) not in (Status.RUNNING, Status.PREPARING) or result is not None:
+                self.pipeline.show(name, result.status if result is not None else Status.PENDING)
             if result is None:
                 continue
             diffs.show(result, self.decode.token_agreement if self.decode is not None else None)
@@ -148,8 +152,19 @@ class Controller(_Base):
         self.query_one(TranscriptView).show(None, self.labels)
         self.query_one("#transcript-line", Static).update(transcript_line(None, self.labels))
 
-    # -- messages from the workers ------------------------------------------------------------------
-    def on_summary_ready(self, message: SummaryReady) -> None:
+    # -- events from the engine ---------------------------------------------------------------------
+    def on_core_event(self, message: CoreEvent) -> None:
+        """Route one pipeline event to its handler (events without one are not shown)."""
+        handler = self.EVENT_HANDLERS.get(type(message.event).__name__)
+        if handler is not None:
+            getattr(self, handler)(message.event)
+
+    EVENT_HANDLERS: ClassVar[dict[str, str]] = {
+        "SummaryRead": "on_summary_read", "ClipLoaded": "on_clip_loaded", "ModelRestored": "on_model_restored",
+        "Progress": "on_progress", "SessionReady": "on_session_ready", "CandidateFailed": "on_candidate_failed",
+        "StepStarted": "on_step_started", "StepFinished": "on_step_finished", "FuseChanged": "on_fuse_changed"}
+
+    def on_summary_read(self, message: SummaryRead) -> None:
         self.model_panels_show(message.summary, status="restoring with NeMo…")
         if not getattr(self, "_trust_told", False):
             self._trust_told = True
@@ -157,10 +172,10 @@ class Controller(_Base):
                         "unpickles the weights. Only open checkpoints you trust.", title="Restoring with NeMo",
                         timeout=8)
         self.query_one(FusePanel).show_saved(saved_mode(message.summary))
-        self.pipeline.reset(PREPARING)
+        self.pipeline.reset(Status.PREPARING)
         self.summary = message.summary
 
-    def on_audio_ready(self, message: AudioReady) -> None:
+    def on_clip_loaded(self, message: ClipLoaded) -> None:
         self.model_panels_show(audio=message.audio)
 
     def on_model_restored(self, message: ModelRestored) -> None:
@@ -170,18 +185,18 @@ class Controller(_Base):
         self.status.working(message.text, message.fraction)
         extra = f" {message.fraction:.0%}" if message.fraction is not None else ""
         if message.job == "prepare":
-            self.pipeline.reset(PREPARING, extra)
+            self.pipeline.reset(Status.PREPARING, extra)
         elif message.job == "step":
             for name in STEPS:
-                if self.pipeline.status(name) == RUNNING:
-                    self.pipeline.show(name, RUNNING, extra)
+                if self.pipeline.status(name) == Status.RUNNING:
+                    self.pipeline.show(name, Status.RUNNING, extra)
 
     def on_runtimes_checked(self, message: RuntimesChecked) -> None:
         self.availability = message.availability
         self.query_one(RuntimePanel).show_availability(message.availability)
 
     def on_session_ready(self, message: SessionReady) -> None:
-        session = message.session
+        session = message.view
         self.session = session
         self.summary, self.audio = session.summary, session.audio
         self.checkpoint, self.audio_path = session.path, session.audio.path
@@ -191,22 +206,23 @@ class Controller(_Base):
         self.recent.add("audio", self.audio_path)
         self.recent.save()
         self.model_panels_show(session.summary, session.audio, status="restored · ready")
-        self.probe = message.probe
-        self.query_one(FusePanel).show_used(session.fuse_name, session.fuse_current, message.probe,
-                                            saved=session.fuse_saved)
+        self.probe = session.fuse.probe
+        self.query_one(FusePanel).show_used(session.fuse.mode, session.fuse.current, session.fuse.probe,
+                                            saved=session.fuse.saved)
         self.reset_results()
-        self.pipeline.reset(PENDING)
+        self.pipeline.reset(Status.PENDING)
         self.show_header()
         self.show_results()
-        if message.candidate_note:
-            self.notify(f"{message.candidate_note}. The reference (NeMo / PyTorch) still runs.",
+        if session.candidate_note:
+            self.notify(f"{session.candidate_note}. The reference (NeMo / PyTorch) still runs.",
                         title=f"{self.labels['candidate']} cannot run here", severity="warning", timeout=10)
         self.status.idle("Ready · n: next step · r: run all · f: fuse mode · ?: help", style="bold green")
         # Settings changed while this session was being built: apply them now (never silently drop them).
-        if message.options is not None and message.options != self.options:
-            self.pipeline.reset(PREPARING)
+        if session.options is not None and _runtime_fields(session.options) != _runtime_fields(
+                self.options.request(session.path, session.audio.path, self.joint_mode)):
+            self.pipeline.reset(Status.PREPARING)
             self.rebuild_session(None, self.options, self.joint_mode)
-        elif session.fuse_name != self.joint_mode:
+        elif session.fuse.mode != self.joint_mode:
             self.switch_joint_mode(self.joint_mode, False)
 
     def on_candidate_failed(self, message: CandidateFailed) -> None:
@@ -217,7 +233,7 @@ class Controller(_Base):
                                      message.details))
 
     def on_step_started(self, message: StepStarted) -> None:
-        self.pipeline.show(message.name, RUNNING)
+        self.pipeline.show(message.name, Status.RUNNING)
         self.pipeline.select(message.name)
         self.status.working(f"Running {message.name}…")
         self.show_step_detail()
@@ -233,12 +249,13 @@ class Controller(_Base):
                         severity="information" if agree else "warning", timeout=6)
 
     def on_fuse_changed(self, message: FuseChanged) -> None:
-        self.joint_mode, self.probe = message.mode, message.probe
+        fuse = message.fuse
+        self.joint_mode, self.probe = fuse.mode, fuse.probe
         if self.session is not None:
-            self.session = replace(self.session, fuse_name=message.mode, fuse_current=message.current)
-        self.query_one(FusePanel).show_used(message.mode, message.current, message.probe)
-        words = "validation mode (fuse off, log_softmax off)" if message.mode == VALIDATION else "as saved"
-        self.notify(f"joint(enc, dec) → {message.probe}", title=f"Joint now {words}", timeout=6)
+            self.session = replace(self.session, fuse=fuse)
+        self.query_one(FusePanel).show_used(fuse.mode, fuse.current, fuse.probe)
+        words = "validation mode (fuse off, log_softmax off)" if fuse.mode == VALIDATION else "as saved"
+        self.notify(f"joint(enc, dec) → {fuse.probe}", title=f"Joint now {words}", timeout=6)
 
     def on_job_done(self, message: JobDone) -> None:
         self.job_ended(message.job, message.text, cancelled=message.cancelled)
@@ -246,8 +263,8 @@ class Controller(_Base):
     def job_ended(self, job: str | None, text: str, cancelled: bool = False, failed: bool = False) -> None:
         if cancelled:
             for name in STEPS:
-                if self.pipeline.status(name) in (RUNNING, PREPARING):
-                    self.pipeline.show(name, "cancelled")
+                if self.pipeline.status(name) in (Status.RUNNING, Status.PREPARING):
+                    self.pipeline.show(name, Status.CANCELLED)
             self.show_step_detail()
         busy = any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) and w.group not in (job, "runtimes")
                    for w in self.workers)
@@ -263,11 +280,11 @@ class Controller(_Base):
                 panel.summary = None
             self.model_panels_show(status="no model open · o opens a checkpoint")
             self.query_one(FusePanel).show_nothing("No model open: o opens a checkpoint.")
-            self.pipeline.reset(PENDING)
+            self.pipeline.reset(Status.PENDING)
             return
         s = self.session
         self.summary, self.audio = s.summary, s.audio
         self.model_panels_show(s.summary, s.audio, status="restored · ready")
-        self.query_one(FusePanel).show_used(s.fuse_name, s.fuse_current, self.probe, saved=s.fuse_saved)
-        self.pipeline.reset(PENDING)
+        self.query_one(FusePanel).show_used(s.fuse.mode, s.fuse.current, self.probe, saved=s.fuse.saved)
+        self.pipeline.reset(Status.PENDING)
         self.show_results()

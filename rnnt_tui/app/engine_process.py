@@ -8,7 +8,8 @@ Conformer). `ProcessEngine` has `engine.Engine`'s methods and runs one `Engine` 
 with subprocess and spoken to over a socket pair through multiprocessing's `Connection` (multiprocessing's spawn
 needs a real `sys.stderr` for its resource tracker, and Textual has replaced it). Each call crosses with an id and
 runs in its own thread there (the engine's lock serialises them as before); the messages it posts come back as
-they happen and are posted to the app from a reader thread; the caller's cancel flag is forwarded. `stop()` kills
+they happen (the core's plain pipeline events: the child never imports Textual) and are posted to the app from a
+reader thread; the caller's cancel flag is forwarded. `stop()` kills
 the child, so quitting mid-import or mid-conversion is immediate (the artifact cache is atomic: a killed build
 leaves nothing). A child that dies is reported to the callers waiting on it; a fresh one starts on the next call.
 """
@@ -16,7 +17,6 @@ leaves nothing). A child that dies is reported to the callers waiting on it; a f
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import os
 import pickle
@@ -31,12 +31,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnnt_tui.app import messages
-from rnnt_tui.app.engine import ActiveWorkers, Engine, Post, RunOptions
+from rnnt_tui.app.engine import ActiveWorkers, Engine, Post
 from rnnt_tui.core.errors import CancelledError, RnntTuiError
 
 if TYPE_CHECKING:
-    from rnnt_tui.core.runtimes.base import Availability
+    from rnnt_tui.core.pipeline.pipeline import RuntimeChoice as Availability
+    from rnnt_tui.core.pipeline.request import Request
     from rnnt_tui.core.sweep import SweepRow
 
 POLL_S = 0.05  # how often a waiting caller looks at its cancel flag
@@ -61,13 +61,11 @@ class ProcessEngine(ActiveWorkers):
         self._stopping = False
 
     # -- the Engine's methods -----------------------------------------------------------------------
-    def open_checkpoint(self, path: Path, audio_path: Path, options: RunOptions, joint_mode: str, post: Post,
-                        cancel: threading.Event) -> None:
-        self._call("open_checkpoint", (path, audio_path, options, joint_mode), post, cancel)
+    def open_checkpoint(self, request: Request, post: Post, cancel: threading.Event) -> None:
+        self._call("open_checkpoint", (request,), post, cancel)
 
-    def rebuild(self, audio_path: Path | None, options: RunOptions, joint_mode: str, post: Post,
-                cancel: threading.Event) -> None:
-        self._call("rebuild", (audio_path, options, joint_mode), post, cancel)
+    def rebuild(self, request: Request, post: Post, cancel: threading.Event) -> None:
+        self._call("rebuild", (request,), post, cancel)
 
     def run_steps(self, names: list[str], post: Post, cancel: threading.Event) -> None:
         self._call("run_steps", (list(names),), post, cancel)
@@ -187,11 +185,7 @@ class ProcessEngine(ActiveWorkers):
 
 
 def _decode(kind: str, blob: bytes) -> Any:
-    payload = pickle.loads(blob)  # from our own child process, over a private pipe
-    if kind == "post":
-        name, fields = payload
-        return getattr(messages, name)(**fields)
-    return payload
+    return pickle.loads(blob)  # from our own child process, over a private pipe: core events and results
 
 
 def _encode_error(exc: BaseException) -> bytes:
@@ -233,9 +227,8 @@ def serve(conn: Connection) -> None:
             conn.send((kind, call_id, blob))
 
     def poster(call_id: int) -> Callable[[Any], None]:
-        def post(message: Any) -> None:
-            fields = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
-            send("post", call_id, pickle.dumps((type(message).__name__, fields)))
+        def post(event: Any) -> None:
+            send("post", call_id, pickle.dumps(event))
 
         return post
 

@@ -69,10 +69,10 @@ def run_app(checkpoint: Path | None = None, audio: Path | None = None, against: 
             compute_units: str = "CPU_ONLY", precision: str = "fp32", runs: int = 5, warmup: int = 1) -> int:
     """Open the app on `checkpoint` and `audio` (the bundled demo when None); returns the exit code."""
     from rnnt_tui.app.app import RnntApp
-    from rnnt_tui.app.engine import RunOptions
+    from rnnt_tui.app.choices import RuntimeChoices
     from rnnt_tui.paths import demo_audio, demo_checkpoint
 
-    options = RunOptions(against=against, compute_units=compute_units, precision=precision, runs=runs,
+    options = RuntimeChoices(against=against, compute_units=compute_units, precision=precision, runs=runs,
                          warmup=warmup)
     with stray_output_to(log_path()):
         app = RnntApp(checkpoint or demo_checkpoint(), audio or demo_audio(), options)

@@ -1,119 +1,42 @@
-"""Messages the background workers post to the UI thread: the only way a worker's results reach a widget.
+"""The Textual messages of the app: the core's pipeline events, wrapped, and the app's own few.
 
-Workers never touch widgets; they post one of these (thread-safe) and the app's handlers update the screen.
-`Progress` can replace an earlier, not yet handled `Progress` of the same job so a fast export cannot pile up
-hundreds of updates in the queue.
+The engine (in its child process) emits plain `core.pipeline.events`; the app posts each one wrapped in a
+`CoreEvent` (thread-safe) and `controller.Controller` routes it by type. A `Progress` can replace an earlier, not
+yet handled `Progress` of the same job, so a fast export cannot pile up hundreds of updates in the queue.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from rnnt_tui.core.audio import Audio
-    from rnnt_tui.core.fuse import JointMode
-    from rnnt_tui.core.results import DecodeComparison, StepResult
-    from rnnt_tui.core.runtimes.base import Availability
-    from rnnt_tui.core.summary import ModelSummary
+    from rnnt_tui.core.pipeline.events import Event
+    from rnnt_tui.core.pipeline.pipeline import RuntimeChoice
 
 
-@dataclass
-class SummaryReady(Message):
-    """The checkpoint's config was read: show the model and its saved fuse mode before the restore."""
+class CoreEvent(Message):
+    """One event of the core's pipeline."""
 
-    path: Path
-    summary: ModelSummary
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
 
+    def can_replace(self, message: Message) -> bool:
+        from rnnt_tui.core.pipeline.events import Progress
 
-@dataclass
-class AudioReady(Message):
-    """The clip was read and resampled for the model."""
-
-    audio: Audio
-
-
-@dataclass
-class ModelRestored(Message):
-    """NeMo restored the model (the slow part); the runtimes are being prepared next."""
-
-    path: Path
-    restore_s: float
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class SessionView:
-    """What the app shows of a prepared session (plain data: the model itself stays with the engine)."""
-
-    path: Path
-    summary: ModelSummary
-    audio: Audio
-    reference_label: str
-    candidate_label: str | None
-    fuse_name: str
-    fuse_current: JointMode
-    fuse_saved: JointMode
-    runs: int
-    warmup: int
-
-
-@dataclass
-class SessionReady(Message):
-    """A comparison session is prepared: runtimes exported/loaded, nothing run yet."""
-
-    session: SessionView
-    probe: str
-    candidate_note: str | None = None
-    options: Any = None
+        return isinstance(message, CoreEvent) and isinstance(self.event, Progress) \
+            and isinstance(message.event, Progress) and message.event.job == self.event.job
 
 
 @dataclass
 class RuntimesChecked(Message):
-    """Which candidate runtimes can run here, and why not; `None` when a runtime's module is missing."""
+    """Which candidate runtimes can run here, their labels, and why not."""
 
-    availability: dict[str, Availability]
-
-
-@dataclass
-class Progress(Message):
-    """A worker's progress: `fraction` None means indeterminate."""
-
-    job: str
-    text: str
-    fraction: float | None = None
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, Progress) and message.job == self.job
-
-
-@dataclass
-class StepStarted(Message):
-    """A pipeline step started running."""
-
-    name: str
-
-
-@dataclass
-class StepFinished(Message):
-    """A step finished; `results` is a snapshot of every step's result so far (keyed by step name)."""
-
-    name: str
-    results: dict[str, StepResult]
-    decode: DecodeComparison | None
-    duration_s: float
-
-
-@dataclass
-class FuseChanged(Message):
-    """The reference joint's mode changed; `probe` says what joint(enc, dec) now returns."""
-
-    mode: str
-    current: Any
-    probe: str
+    availability: dict[str, RuntimeChoice]
 
 
 @dataclass
@@ -130,11 +53,3 @@ class Exported(Message):
     """A report was written; the paths to tell the user."""
 
     paths: list[Path]
-
-
-@dataclass
-class CandidateFailed(Message):
-    """The candidate runtime could not be prepared; the reference still runs. Details for the modal."""
-
-    reason: str
-    details: str

@@ -5,41 +5,25 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from rnnt_tui.core import fuse as fuse_mode
 from rnnt_tui.core.components import COMPONENTS
-from rnnt_tui.core.results import FAILED, MISMATCH
-from rnnt_tui.core.session import DECODE, Session
+from rnnt_tui.core.names import OK, Status
+from rnnt_tui.core.pipeline.session import DECODE, Session
+from rnnt_tui.formatting import num
 from rnnt_tui.versions import all_versions
-
-STATUS_OK = "ok"
-STATUS_MISMATCH = "mismatch"
-STATUS_FAILED = "failed"
-STATUS_UNAVAILABLE = "unavailable"
-
-
-def fuse_json(session: Session) -> dict[str, Any]:
-    saved, used = session.fuse.saved, session.fuse.current
-    return {
-        "fuse_loss_wer": {"found": saved.fuse_loss_wer, "used": used.fuse_loss_wer},
-        "fused_batch_size": {"found": saved.fused_batch_size, "used": used.fused_batch_size},
-        "log_softmax": {"found": saved.log_softmax, "used": used.log_softmax},
-        "mode": session.fuse.name,
-        "explanation": fuse_mode.explain(session.fuse.name, saved),
-    }
 
 
 def overall_status(session: Session) -> str:
+    """`unavailable` (the candidate cannot run here), `failed`, `mismatch` or `ok`."""
     statuses = [r.status for r in session.results.values()]
     if session.candidate is not None and session.candidate_unavailable:
-        return STATUS_UNAVAILABLE
-    if FAILED in statuses:
-        return STATUS_FAILED
-    if MISMATCH in statuses:
-        return STATUS_MISMATCH
-    return STATUS_OK
+        return Status.UNAVAILABLE.value
+    if Status.FAILED in statuses:
+        return Status.FAILED.value
+    if Status.MISMATCH in statuses:
+        return Status.MISMATCH.value
+    return OK
 
 
 def build_report(session: Session) -> dict[str, Any]:
@@ -62,33 +46,18 @@ def build_report(session: Session) -> dict[str, Any]:
     elif decode_result is not None:
         decode = {"status": decode_result.status, "error": decode_result.error}
     return {
-        "checkpoint": {"path": str(session.loaded.path), "sha256": session.loaded.sha256,
-                       "summary": session.loaded.summary.to_json()},
+        "checkpoint": {"path": str(session.facts.path), "sha256": session.facts.sha256,
+                       "summary": session.facts.summary.to_json()},
         "audio": session.audio.to_json(),
         "reference": session.reference.describe(),
         "candidate": candidate,
-        "fuse": fuse_json(session),
-        "settings": {"runs": session.settings.runs, "warmup": session.settings.warmup,
-                     "joint_chunk_frames": session.settings.joint_chunk_frames,
-                     "tolerances": {k: {"atol": v.atol, "rtol": v.rtol}
-                                    for k, v in session.settings.tolerances.items()}},
+        "fuse": session.fuse().to_json(),
+        "settings": session.settings.to_json(),
         "components": components,
         "decode": decode,
         "status": overall_status(session),
         "versions": all_versions(),
     }
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        return f"{value:.{digits}g}"
-    return str(value)
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -98,7 +67,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# rnnt-tui comparison: {summary['model_class']} ({summary['kind']})",
         "",
-        f"- checkpoint: `{report['checkpoint']['path']}` (sha256 {report['checkpoint']['sha256'][:12]})",
+        f"- checkpoint: `{report['checkpoint']['path']}` (sha256 {(report['checkpoint']['sha256'] or '-')[:12]})",
         f"- audio: `{report['audio']['path']}` ({report['audio']['duration_s']} s)",
         f"- reference: {report['reference'].get('label')}; candidate: {cand.get('label', 'none')}"
         + (f" (not run: {cand['reason']})" if cand.get("reason") else ""),
@@ -111,43 +80,43 @@ def to_markdown(report: dict[str, Any]) -> str:
     ]
     fuse = report["fuse"]
     for key in ("fuse_loss_wer", "fused_batch_size", "log_softmax"):
-        lines.append(f"| {key} | {_fmt(fuse[key]['found'])} | {_fmt(fuse[key]['used'])} |")
+        lines.append(f"| {key} | {num(fuse[key]['found'])} | {num(fuse[key]['used'])} |")
     lines += ["", fuse["explanation"], "", "## Shapes", "", "| component | output | reference | candidate |",
               "|---|---|---|---|"]
     for comp in report["components"]:
         for out in comp["outputs"]:
-            ref_shape = out.get("shape_reference", out.get("shape"))
-            lines.append(f"| {comp['name']} | {out['name']} | {ref_shape} | {out.get('shape_candidate', '-')} |")
+            lines.append(f"| {comp['name']} | {out['name']} | {out['shape_reference']} | "
+                         f"{out['shape_candidate'] or '-'} |")
     lines += ["", "## Timings (ms)", "", "| component | runtime | prepare | load | first | median | p90 | speedup |",
               "|---|---|---|---|---|---|---|---|"]
     for comp in report["components"]:
         for side, t in comp["timings"].items():
             if t:
-                lines.append(f"| {comp['name']} | {side} | {_fmt(t.get('prepare_ms'))} | {_fmt(t.get('load_ms'))} "
-                             f"| {_fmt(t['first_ms'])} | {_fmt(t['median_ms'])} | {_fmt(t['p90_ms'])} "
-                             f"| {_fmt(comp['speedup'])} |")
+                lines.append(f"| {comp['name']} | {side} | {num(t.get('prepare_ms'))} | {num(t.get('load_ms'))} "
+                             f"| {num(t['first_ms'])} | {num(t['median_ms'])} | {num(t['p90_ms'])} "
+                             f"| {num(comp['speedup'])} |")
     lines += ["", "## Diffs", "", "| component | output | max abs (at) | mean abs | rmse | max rel | cosine | SNR dB "
               "| NaN/Inf | ok |", "|---|---|---|---|---|---|---|---|---|---|"]
     for comp in report["components"]:
         for out in comp["outputs"]:
             stats = out.get("stats")
             if not stats:
-                if "ok" in out:
+                if out["ok"] is not None:
                     lines.append(f"| {comp['name']} | {out['name']} | - | - | - | - | - | - | - | "
-                                 f"{_fmt(out['ok'])} {out.get('note', '')} |")
+                                 f"{num(out['ok'])} {out.get('note', '')} |")
                 continue
             nan_inf = f"{stats['nan']['candidate']}/{stats['inf']['candidate']}"
-            lines.append(f"| {comp['name']} | {out['name']} | {_fmt(stats['max_abs'])} {stats['max_abs_index']} "
-                         f"| {_fmt(stats['mean_abs'])} | {_fmt(stats['rmse'])} | {_fmt(stats['max_rel'])} "
-                         f"| {_fmt(stats['cosine'], 6)} | {_fmt(stats['snr_db'])} | {nan_inf} | {_fmt(out['ok'])} |")
+            lines.append(f"| {comp['name']} | {out['name']} | {num(stats['max_abs'])} {stats['max_abs_index']} "
+                         f"| {num(stats['mean_abs'])} | {num(stats['rmse'])} | {num(stats['max_rel'])} "
+                         f"| {num(stats['cosine'], 6)} | {num(stats['snr_db'])} | {nan_inf} | {num(out['ok'])} |")
     decode = report.get("decode") or {}
     if decode.get("reference_text") is not None:
         lines += ["", "## Transcripts", "", f"- reference: `{decode['reference_text']}`",
                   f"- candidate: `{decode.get('candidate_text')}`", f"- NeMo: `{decode.get('nemo_text')}`",
-                  f"- token agreement: {_fmt(decode.get('token_agreement'))}, WER: {_fmt(decode.get('wer'))}"]
+                  f"- token agreement: {num(decode.get('token_agreement'))}, WER: {num(decode.get('wer'))}"]
         if decode.get("first_divergence"):
             div = decode["first_divergence"]
-            lines.append(f"- first divergence: token {div['index']} at frame {div['frame']}: "
+            lines.append(f"- first divergence: token {div['index']} at frame {div['frame_reference']}: "
                          f"{div['piece_reference']!r} vs {div['piece_candidate']!r}")
     return "\n".join(lines) + "\n"
 
@@ -161,19 +130,19 @@ def run_report(session: Session) -> dict[str, Any]:
             continue
         t = result.timings.get("reference")
         components.append({
-            "name": name, "status": result.status, "error": result.error,
+            "name": name, "status": str(result.status), "error": result.error,
             "inputs": [i.to_json() for i in result.inputs],
             "outputs": [o.to_json() for o in result.reference_outputs],
             "timings": {"first_ms": t.first_ms, "median_ms": t.median_ms, "p90_ms": t.p90_ms, "runs": t.runs,
                         "warmup": t.warmup} if t else None,
-            "notes": result.notes[:1] if result.status != FAILED else [],
+            "notes": result.notes[:1] if result.status != Status.FAILED else [],
         })
     decode = session.decode_comparison
     decode_t = session.results[DECODE].timings.get("reference") if DECODE in session.results else None
     return {
-        "checkpoint": str(session.loaded.path),
+        "checkpoint": str(session.facts.path),
         "audio": session.audio.to_json(),
-        "fuse": fuse_json(session),
+        "fuse": session.fuse().to_json(),
         "components": components,
         "decode_ms": decode_t.median_ms if decode_t else None,
         "transcript": decode.reference_text if decode else None,

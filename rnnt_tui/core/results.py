@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rnnt_tui.core.components import TensorInfo
+from rnnt_tui.core.names import Status
 
 if TYPE_CHECKING:  # the app's process reads results without importing numpy (stats and timing need it)
     import numpy as np
@@ -17,13 +18,6 @@ if TYPE_CHECKING:  # the app's process reads results without importing numpy (st
     from rnnt_tui.core.stats import DiffStats
     from rnnt_tui.core.timing import Timings
 
-PENDING = "pending"
-PREPARING = "preparing"
-RUNNING = "running"
-DONE = "done"
-MISMATCH = "mismatch"
-FAILED = "failed"
-REFERENCE_ONLY = "reference-only"
 
 
 @dataclass(frozen=True)
@@ -34,8 +28,8 @@ class OutputComparison:
     reference: TensorInfo | None
     candidate: TensorInfo | None
     stats: DiffStats | None
-    atol: float
-    rtol: float
+    atol: float | None
+    rtol: float | None
     note: str = ""
 
     @property
@@ -70,7 +64,7 @@ class StepResult:
     """What one pipeline step produced on the reference and (if any) the candidate runtime."""
 
     name: str
-    status: str
+    status: Status
     inputs: list[TensorInfo] = field(default_factory=list)
     reference_outputs: list[TensorInfo] = field(default_factory=list)
     candidate_outputs: list[TensorInfo] = field(default_factory=list)
@@ -88,16 +82,21 @@ class StepResult:
             return ref.median_ms / cand.median_ms
         return None
 
+    def output_rows(self) -> list[OutputComparison]:
+        """One row per output, in one shape whether or not a candidate ran (then its side is empty)."""
+        if self.comparisons:
+            return list(self.comparisons)
+        return [OutputComparison(t.name, t, None, None, None, None, "") for t in self.reference_outputs]
+
     def to_json(self, duration_s: float | None = None) -> dict[str, Any]:
         timings = {side: (t.to_json() if t else None) for side, t in self.timings.items()}
         rtf = {side: (t.median_ms / (duration_s * 1000.0) if t and duration_s else None)
                for side, t in self.timings.items()}
         return {
             "name": self.name,
-            "status": self.status,
+            "status": str(self.status),
             "inputs": [t.to_json() for t in self.inputs],
-            "outputs": [c.to_json() for c in self.comparisons] if self.comparisons
-            else [t.to_json() for t in self.reference_outputs],
+            "outputs": [c.to_json() for c in self.output_rows()],
             "timings": timings,
             "rtf": rtf,
             "speedup": self.speedup,
@@ -119,8 +118,7 @@ class Divergence:
     piece_candidate: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "step": self.index, "frame": self.frame_reference,
-                "frame_reference": self.frame_reference, "frame_candidate": self.frame_candidate,
+        return {"index": self.index, "frame_reference": self.frame_reference, "frame_candidate": self.frame_candidate,
                 "token_reference": self.token_reference, "token_candidate": self.token_candidate,
                 "piece_reference": self.piece_reference, "piece_candidate": self.piece_candidate}
 

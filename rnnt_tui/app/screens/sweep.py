@@ -20,12 +20,12 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, Static
 
-from rnnt_tui.app.engine import COMPUTE_UNITS
 from rnnt_tui.app.format import ms, num
 from rnnt_tui.core.components import COMPONENTS
+from rnnt_tui.core.names import COMPUTE_UNITS
 
 if TYPE_CHECKING:
-    from rnnt_tui.core.runtimes.base import Availability
+    from rnnt_tui.core.pipeline.pipeline import RuntimeChoice as Availability
 
 PLACEMENT_NOTE = ("Op placement (share of ops on CPU / GPU / Neural Engine) comes from Core ML's MLComputePlan, "
                   "which needs macOS 14.4 or later.")

@@ -180,5 +180,5 @@ class PicturesView(VerticalScroll):
             empty = f"no grid: {result.error}"
         else:
             empty = "no grid: the joint was not compared (no candidate ran it)"
-        self.query_one("#joint-diff", Heatmap).show(cell, logits.atol if logits else 1.0, labels, empty)
+        self.query_one("#joint-diff", Heatmap).show(cell, (logits.atol if logits else None) or 1.0, labels, empty)
         self.query_one("#joint-agree", Heatmap).show(agree, 1.0, labels, empty)

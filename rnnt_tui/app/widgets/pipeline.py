@@ -18,7 +18,7 @@ from textual.widgets import Static
 
 from rnnt_tui.app.format import STATES, state_text
 from rnnt_tui.core.components import STEPS
-from rnnt_tui.core.results import PENDING
+from rnnt_tui.core.names import Status
 
 
 class StepBox(Static):
@@ -27,13 +27,13 @@ class StepBox(Static):
     def __init__(self, name: str) -> None:
         super().__init__(id=f"step-{name}", classes="step")
         self.step = name
-        self.status = PENDING
+        self.status: str = Status.PENDING
         self.extra = ""
 
     def on_mount(self) -> None:
         self.border_title = self.step
         self.tooltip = f"{self.step}: click or press [ / ] to select"
-        self.show(PENDING)
+        self.show(Status.PENDING)
 
     def show(self, status: str, extra: str = "") -> None:
         self.status, self.extra = status, extra
@@ -82,7 +82,7 @@ class PipelineStrip(Horizontal):
         for box in self.query(StepBox):
             box.show(box.status, box.extra)
 
-    def reset(self, status: str = PENDING, extra: str = "") -> None:
+    def reset(self, status: str = Status.PENDING, extra: str = "") -> None:
         for name in STEPS:
             self.show(name, status, extra)
 

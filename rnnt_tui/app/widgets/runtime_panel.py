@@ -1,7 +1,7 @@
 """Runtime controls: the second runtime, the Core ML compute unit, precision, timed runs and warm-ups.
 
 What cannot run here stays on screen, disabled, with the reason the core gives (`Runtime.availability()`),
-rather than hidden. Changing a control posts `Changed` with the new `RunOptions`; the app rebuilds the session.
+rather than hidden. Changing a control posts `Changed` with the new `RuntimeChoices`; the app rebuilds the session.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, RadioButton, RadioSet, Select, Static
 
-from rnnt_tui.app.engine import COMPUTE_UNITS, PRECISIONS, RUNTIME_LABELS, RunOptions
+from rnnt_tui.app.choices import RuntimeChoices
+from rnnt_tui.core.names import CANDIDATE_RUNTIMES, COMPUTE_UNITS, PRECISIONS, RUNTIME_LABELS
 
 if TYPE_CHECKING:
-    from rnnt_tui.core.runtimes.base import Availability
+    from rnnt_tui.core.pipeline.pipeline import RuntimeChoice as Availability
 
 UNIT_HELP = {
     "CPU_ONLY": "CPU only",
@@ -27,7 +28,7 @@ UNIT_HELP = {
     "CPU_AND_NE": "CPU and Neural Engine",
     "ALL": "all (CPU, GPU, Neural Engine)",
 }
-CANDIDATE_ORDER = ("onnx", "coreml")
+CANDIDATE_ORDER = CANDIDATE_RUNTIMES
 
 
 class RuntimePanel(Vertical):
@@ -35,9 +36,9 @@ class RuntimePanel(Vertical):
 
     @dataclass
     class Changed(Message):
-        options: RunOptions
+        options: RuntimeChoices
 
-    def __init__(self, options: RunOptions, **kwargs: Any) -> None:
+    def __init__(self, options: RuntimeChoices, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.options = options
         self.availability: dict[str, Availability] = {}
@@ -76,7 +77,7 @@ class RuntimePanel(Vertical):
         self.availability = dict(availability)
         self._refresh()
 
-    def set_options(self, options: RunOptions) -> None:
+    def set_options(self, options: RuntimeChoices) -> None:
         self.options = options
         self._refresh()
 
@@ -118,7 +119,7 @@ class RuntimePanel(Vertical):
             with self.prevent(RadioButton.Changed, RadioSet.Changed):
                 self.query_one(f"#precision-{p}", RadioButton).value = p == self.options.precision
 
-    def _emit(self, options: RunOptions) -> None:
+    def _emit(self, options: RuntimeChoices) -> None:
         if options != self.options:
             self.options = options
             self._refresh()

@@ -15,7 +15,7 @@ from textual.widgets import DataTable
 
 from rnnt_tui.app.format import DASH, ms, num, passfail, shape, state_text
 from rnnt_tui.core.components import COMPONENTS, INPUTS, OUTPUTS, STEPS
-from rnnt_tui.core.results import MISMATCH
+from rnnt_tui.core.names import Status
 from rnnt_tui.formatting import cosine
 
 if TYPE_CHECKING:
@@ -174,13 +174,13 @@ class DiffsTable(LiveTable):
                     cells["result"] = passfail(comparison.ok) if comparison.candidate is not None else \
                         Text(note or "not exposed", style="dim")
                 else:
-                    cells["result"] = state_text(result.status) if result.status != MISMATCH else passfail(False)
+                    cells["result"] = state_text(result.status) if result.status != Status.MISMATCH else passfail(False)
                 self.set_cells(key, cells)
                 continue
             self.set_cells(key, _stats_cells(comparison.stats, comparison.atol, comparison.rtol, comparison.ok))
 
 
-def _stats_cells(s: DiffStats, atol: float, rtol: float, ok: bool | None) -> dict[str, Any]:
+def _stats_cells(s: DiffStats, atol: float | None, rtol: float | None, ok: bool | None) -> dict[str, Any]:
     bad = "bold red"
     nan_inf = f"{s.nan.get('candidate', 0)}/{s.inf.get('candidate', 0)}"
     return {

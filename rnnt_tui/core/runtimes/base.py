@@ -17,31 +17,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rnnt_tui.core.checkpoint import LoadedModel
+from rnnt_tui.core.options import RuntimeOptions
+from rnnt_tui.core.progress import Progress, no_progress
 
-#: progress(message, fraction or None); fraction in [0, 1]
-Progress = Callable[[str, float | None], None]
-
-
-def no_progress(message: str, fraction: float | None = None) -> None:
-    """A Progress that ignores everything."""
-
+__all__ = ["Availability", "BoundCall", "FunctionCall", "PrepareReport", "Progress", "Runtime", "RuntimeOptions",
+           "no_progress"]
 
 @dataclass(frozen=True)
 class Availability:
     ok: bool
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """Options a candidate runtime may use; each runtime documents which it honours."""
-
-    precision: str = "fp32"
-    compute_units: str = "CPU_ONLY"
-    minimum_deployment_target: str = "macOS14"
-    max_frames: int | None = None  # Core ML time bound in encoder frames; None = about 5 minutes of audio
-    packages_dir: str | None = None
-    use_cache: bool = True
 
 
 @dataclass

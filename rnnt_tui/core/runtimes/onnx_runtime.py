@@ -40,6 +40,7 @@ from rnnt_tui.core.cache import ArtifactCache, CacheEntry, make_key
 from rnnt_tui.core.checkpoint import LoadedModel, copy_model
 from rnnt_tui.core.components import DECODER, ENCODER, JOINT
 from rnnt_tui.core.errors import CancelledError, RuntimeUnavailableError, StepFailedError
+from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.quiet import quiet
 from rnnt_tui.core.runtimes.base import (
     Availability,
@@ -117,7 +118,7 @@ class _Graph:
 
 class OnnxRuntime(Runtime):
     name: ClassVar[str] = "onnx"
-    label: ClassVar[str] = "ONNX Runtime"
+    label: ClassVar[str] = RUNTIME_LABELS["onnx"]
     components: ClassVar[tuple[str, ...]] = (ENCODER, DECODER, JOINT)
 
     def __init__(self, loaded: LoadedModel, options: RuntimeOptions | None = None) -> None:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rnnt_tui.core.components import DECODER, ENCODER, JOINT, PREPROCESSOR
+from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.runtimes.base import (
     Availability,
     BoundCall,
@@ -31,7 +32,7 @@ def _np(tensor: Any) -> np.ndarray:
 
 class TorchRuntime(Runtime):
     name: ClassVar[str] = "pytorch"
-    label: ClassVar[str] = "NeMo / PyTorch"
+    label: ClassVar[str] = RUNTIME_LABELS["pytorch"]
     components: ClassVar[tuple[str, ...]] = (PREPROCESSOR, ENCODER, DECODER, JOINT)
 
     @classmethod

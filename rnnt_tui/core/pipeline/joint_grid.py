@@ -10,24 +10,46 @@ grid at once. Timings are of one call on the first chunk (or the whole grid when
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rnnt_tui.core import fuse as fuse_mode
 from rnnt_tui.core.compare_ops import samples
 from rnnt_tui.core.components import JOINT, TensorInfo, describe
 from rnnt_tui.core.errors import CancelledError
-from rnnt_tui.core.results import DONE, FAILED, MISMATCH, OutputComparison, StepResult
-from rnnt_tui.core.runtimes.base import Progress, Runtime
+from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
+from rnnt_tui.core.pipeline.context import StepContext, error_text
+from rnnt_tui.core.pipeline.request import Settings
+from rnnt_tui.core.progress import Progress
+from rnnt_tui.core.results import OutputComparison, StepResult
+from rnnt_tui.core.runtimes.base import Runtime
 from rnnt_tui.core.stats import DiffAccumulator
 from rnnt_tui.core.timing import measure
 
-if TYPE_CHECKING:
-    from rnnt_tui.core.session import SessionSettings
+
+def joint_step(ctx: StepContext) -> StepResult:
+    """The joint over the reference's T x U grid; the mode note says what joint(enc, dec) returns now."""
+    assert ctx.upstream.decoder is not None and ctx.upstream.targets is not None, "the decoder chain runs first"
+    encoded, length = ctx.upstream.encoded_frames
+    ctx.facts.apply()
+    fuse = ctx.facts.fuse()
+    candidate = ctx.candidate if ctx.comparing else None
+    result = compare_joint_grid(ctx.reference, candidate, encoded[:, :, :length],
+                                ctx.upstream.decoder["decoder_output"], ctx.upstream.targets, ctx.settings,
+                                ctx.progress, ctx.cancel)
+    if result.status == Status.FAILED and result.error and result.error.startswith("reference") \
+            and fuse.mode != fuse_mode.VALIDATION:
+        result.notes.append("switch the joint to validation mode (fuse off, log_softmax off) to compare logits")
+    for side in (REFERENCE, CANDIDATE):
+        result.timings[side] = ctx.with_prepare(side, JOINT, result.timings.get(side))
+    if candidate is None:
+        ctx.candidate_skip(result)
+    result.notes.insert(0, f"joint mode {fuse.mode}: joint(encoder_outputs, decoder_outputs) → {fuse.probe}")
+    return result
 
 
 def compare_joint_grid(reference: Runtime, candidate: Runtime | None, encoded: np.ndarray, g: np.ndarray,
-                       targets: np.ndarray, settings: SessionSettings, progress: Progress,
+                       targets: np.ndarray, settings: Settings, progress: Progress,
                        cancel: threading.Event | None) -> StepResult:
     frames = encoded.shape[2]
     steps = g.shape[2]
@@ -35,22 +57,21 @@ def compare_joint_grid(reference: Runtime, candidate: Runtime | None, encoded: n
     chunk = max(1, min(chunk, frames))
     tol = settings.tolerances[JOINT]
     first_inputs = {"encoded": encoded[:, :, :chunk], "decoder_output": g, "targets": targets}
-    result = StepResult(name=JOINT, status=DONE, inputs=describe({"encoded": encoded, "decoder_output": g,
+    result = StepResult(name=JOINT, status=Status.DONE, inputs=describe({"encoded": encoded, "decoder_output": g,
                                                                    "targets": targets}))
     try:
         bound = reference.bind(JOINT, first_inputs)
         raw, ref_t = measure(bound, runs=settings.runs, warmup=settings.warmup)
         first_ref = bound.outputs(raw)["logits"]
     except Exception as exc:  # noqa: BLE001 - NeMo's own error (fused mode) is the finding
-        result.status = FAILED
-        result.error = f"reference joint raised {type(exc).__name__}: {exc}"
-        result.notes.append("switch the joint to validation mode (fuse off, log_softmax off) to compare logits")
+        result.status = Status.FAILED
+        result.error = f"reference joint raised {error_text(exc)}"
         return result
     classes = first_ref.shape[-1]
     full_shape = (1, frames, steps, classes)
     result.reference_outputs = [TensorInfo("logits", full_shape, str(first_ref.dtype))]
-    result.timings["reference"] = ref_t
-    result.samples["reference"] = samples({"logits": first_ref})
+    result.timings[REFERENCE] = ref_t
+    result.samples[REFERENCE] = samples({"logits": first_ref})
     scope = "the whole grid" if chunk == frames else f"a chunk of {chunk} of {frames} frames"
     result.notes.append(f"joint over T x U = {frames} x {steps} in chunks of {chunk} frames; timed on {scope}")
     if candidate is None:
@@ -60,17 +81,17 @@ def compare_joint_grid(reference: Runtime, candidate: Runtime | None, encoded: n
         cand_raw, cand_t = measure(cand_bound, runs=settings.runs, warmup=settings.warmup)
         first_cand = cand_bound.outputs(cand_raw)["logits"]
     except Exception as exc:  # noqa: BLE001 - the candidate failing is the finding
-        result.status, result.error = FAILED, f"{candidate.label}: {type(exc).__name__}: {exc}"
+        result.status, result.error = Status.FAILED, f"{candidate.label}: {error_text(exc)}"
         return result
-    result.timings["candidate"] = cand_t
-    result.samples["candidate"] = samples({"logits": first_cand})
+    result.timings[CANDIDATE] = cand_t
+    result.samples[CANDIDATE] = samples({"logits": first_cand})
     cand_info = TensorInfo("logits", (1, frames, *first_cand.shape[2:]), str(first_cand.dtype))
     result.candidate_outputs = [cand_info]
     ref_info = result.reference_outputs[0]
     if first_cand.shape != first_ref.shape:
         note = f"shape mismatch: {list(cand_info.shape)} vs reference {list(full_shape)}"
         result.comparisons = [OutputComparison("logits", ref_info, cand_info, None, tol.atol, tol.rtol, note)]
-        result.status = MISMATCH
+        result.status = Status.MISMATCH
         return result
     acc = DiffAccumulator(full_shape, tol.atol, tol.rtol, axis=1, logits=True, topk=settings.topk)
     cell_max = np.zeros((frames, steps), dtype=np.float32)
@@ -96,5 +117,5 @@ def compare_joint_grid(reference: Runtime, candidate: Runtime | None, encoded: n
         f"dtype differs: {cand_info.dtype} vs {ref_info.dtype} (upcast for statistics)"
     result.comparisons = [OutputComparison("logits", ref_info, cand_info, stats, tol.atol, tol.rtol, note)]
     result.maps = {"cell_max_abs": cell_max, "cell_argmax_agree": cell_agree}
-    result.status = DONE if stats.ok else MISMATCH
+    result.status = Status.DONE if stats.ok else Status.MISMATCH
     return result

@@ -8,19 +8,17 @@ Outputs are stacked over the U steps: decoder_output [1,H,U], h and c [U,L,1,H].
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rnnt_tui.core.compare_ops import compare_outputs, samples, status_of
 from rnnt_tui.core.components import DECODER, OUTPUTS, describe
 from rnnt_tui.core.errors import CancelledError
-from rnnt_tui.core.results import DONE, FAILED, MISMATCH, REFERENCE_ONLY, StepResult
+from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
+from rnnt_tui.core.pipeline.context import StepContext, error_text
+from rnnt_tui.core.results import StepResult
 from rnnt_tui.core.runtimes.base import Runtime
 from rnnt_tui.core.timing import measure
-
-if TYPE_CHECKING:
-    from rnnt_tui.core.session import Session
 
 
 def _chain(runtime: Runtime, targets: list[int], h0: np.ndarray, c0: np.ndarray,
@@ -45,45 +43,43 @@ def _chain(runtime: Runtime, targets: list[int], h0: np.ndarray, c0: np.ndarray,
     return stacked
 
 
-def compare_decoder_chain(session: Session, targets: list[int],
-                          cancel: threading.Event | None) -> tuple[StepResult, np.ndarray]:
-    """Run the chain on both runtimes; return the step result and the reference decoder outputs [1,H,U]."""
-    reference = session.reference
+def decoder_step(ctx: StepContext) -> StepResult:
+    """Step the decoder along the reference path on both runtimes; keeps the reference chain upstream."""
+    assert ctx.upstream.decode is not None, "the reference decode runs first"
+    blank = ctx.facts.summary.blank_id
+    targets = [blank, *ctx.upstream.decode.tokens]
+    reference = ctx.reference
     state = reference.initial_state()
     h0 = np.array(state[0], dtype=np.float32)
     c0 = np.array(state[1], dtype=np.float32)
     step_inputs: dict[str, np.ndarray] = {"targets": np.array([[targets[0]]], dtype=np.int64), "h": h0, "c": c0}
-    settings = session.settings
+    settings = ctx.settings
 
-    ref = _chain(reference, targets, h0, c0, cancel)
-    bound = reference.bind(DECODER, step_inputs)
-    _, ref_t = measure(bound, runs=settings.runs, warmup=settings.warmup)
-    result = StepResult(name=DECODER, status=DONE, inputs=describe(step_inputs), reference_outputs=describe(ref),
-                        timings={"reference": session._with_prepare("reference", DECODER, ref_t)},
-                        samples={"reference": samples(ref)},
+    ref = _chain(reference, targets, h0, c0, ctx.cancel)
+    _, ref_t = measure(reference.bind(DECODER, step_inputs), runs=settings.runs, warmup=settings.warmup)
+    ctx.upstream.decoder = ref
+    ctx.upstream.targets = np.array([targets], dtype=np.int64)
+    result = StepResult(name=DECODER, status=Status.DONE, inputs=describe(step_inputs),
+                        reference_outputs=describe(ref), timings=ctx.reference_timings(DECODER, ref_t),
+                        samples={REFERENCE: samples(ref)},
                         notes=[f"{len(targets)} chained steps along the reference decode path "
                                f"(blank, then {len(targets) - 1} tokens); timings are per step"])
-    session.data["decoder.reference"] = ref
-    candidate = session.candidate
-    if candidate is None:
-        return result, ref["decoder_output"]
-    if not session.comparing:
-        result.status = REFERENCE_ONLY
-        result.notes.append(f"candidate not run: {session.candidate_unavailable}")
-        return result, ref["decoder_output"]
+    if ctx.candidate_skip(result, DECODER):
+        return result
+    candidate = ctx.candidate
+    assert candidate is not None
     try:
-        cand = _chain(candidate, targets, h0, c0, cancel)
-        cand_bound = candidate.bind(DECODER, step_inputs)
-        _, cand_t = measure(cand_bound, runs=settings.runs, warmup=settings.warmup)
+        cand = _chain(candidate, targets, h0, c0, ctx.cancel)
+        _, cand_t = measure(candidate.bind(DECODER, step_inputs), runs=settings.runs, warmup=settings.warmup)
     except CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the candidate failing is the finding
-        result.status, result.error = FAILED, f"{candidate.label}: {type(exc).__name__}: {exc}"
-        return result, ref["decoder_output"]
-    session.data["decoder.candidate"] = cand
+        result.status, result.error = Status.FAILED, f"{candidate.label}: {error_text(exc)}"
+        return result
+    ctx.upstream.candidate[DECODER] = cand
     result.candidate_outputs = describe(cand)
-    result.timings["candidate"] = session._with_prepare("candidate", DECODER, cand_t)
-    result.samples["candidate"] = samples(cand)
+    result.timings[CANDIDATE] = ctx.with_prepare(CANDIDATE, DECODER, cand_t)
+    result.samples[CANDIDATE] = samples(cand)
     result.comparisons = compare_outputs(ref, cand, OUTPUTS[DECODER], settings.tolerances[DECODER])
-    result.status = DONE if status_of(result.comparisons) else MISMATCH
-    return result, ref["decoder_output"]
+    result.status = Status.DONE if status_of(result.comparisons) else Status.MISMATCH
+    return result

@@ -1,31 +1,23 @@
-"""Rich renderings of core results for the headless commands (the app has its own widgets)."""
+"""Rich renderings of core results for the headless commands (the app has its own widgets).
+
+Rendering only: every number comes from a core result; number formats are `rnnt_tui.formatting`'s.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from rnnt_tui.core.report import fuse_json
-from rnnt_tui.core.results import DONE, FAILED, MISMATCH, StepResult
-from rnnt_tui.core.session import Session
+from rnnt_tui.core.names import Status
+from rnnt_tui.core.pipeline.session import Session
+from rnnt_tui.core.results import StepResult
 from rnnt_tui.core.summary import ModelSummary
-from rnnt_tui.formatting import cosine
+from rnnt_tui.formatting import cosine, num
 
-STATUS_STYLE = {DONE: "green", MISMATCH: "bold red", FAILED: "bold red"}
-
-
-def num(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        return f"{value:.{digits}g}"
-    return str(value)
+STATUS_STYLE = {Status.DONE: "green", Status.MISMATCH: "bold red", Status.FAILED: "bold red"}
 
 
 _DTYPES = {"float32": "f32", "float16": "f16", "float64": "f64", "int64": "i64", "int32": "i32", "bool": "bool"}
@@ -77,14 +69,15 @@ def run_table(session: Session) -> Table:
 
 
 def fuse_table(session: Session) -> Group:
-    data = fuse_json(session)
+    data = session.fuse().to_json()
     table = Table(title=f"Joint mode: {data['mode']}", title_justify="left")
     table.add_column("flag")
     table.add_column("found")
     table.add_column("used")
     for key in ("fuse_loss_wer", "fused_batch_size", "log_softmax"):
         table.add_row(key, str(data[key]["found"]), str(data[key]["used"]))
-    return Group(table, Text(data["explanation"], style="italic"))
+    return Group(table, Text(data["explanation"], style="italic"),
+                 Text(f"joint(encoder_outputs, decoder_outputs) → {data['joint_returns']}", style="dim"))
 
 
 def _results(session: Session) -> list[StepResult]:

@@ -1,0 +1,33 @@
+"""The runtime choices the app's Runtimes tab edits, and how they become the core's `Request`.
+
+Plain UI state (no library behind it): the second runtime, the Core ML compute unit, precision, timed runs and
+warm-ups. `request()` is the one place where the app's state turns into what the pipeline runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnt_tui.core.names import DEFAULT_COMPUTE_UNITS, DEFAULT_PRECISION
+from rnnt_tui.core.options import RuntimeOptions
+from rnnt_tui.core.pipeline.request import Request, Settings
+from rnnt_tui.core.tolerances import resolve
+
+
+@dataclass(frozen=True)
+class RuntimeChoices:
+    """What the Runtimes tab shows and edits."""
+
+    against: str = "onnx"
+    compute_units: str = DEFAULT_COMPUTE_UNITS
+    precision: str = DEFAULT_PRECISION
+    runs: int = 5
+    warmup: int = 1
+
+    def request(self, checkpoint: Path, clip: Path, joint_mode: str) -> Request:
+        """The pipeline request for these choices (tolerances follow the precision)."""
+        return Request(checkpoint, clip, self.against,
+                       RuntimeOptions(precision=self.precision, compute_units=self.compute_units),
+                       Settings(runs=self.runs, warmup=self.warmup, joint_mode=joint_mode,
+                                tolerances=resolve(self.precision)))

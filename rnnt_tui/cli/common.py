@@ -1,0 +1,97 @@
+"""What every headless command shares: the two consoles, the error guard, progress on stderr, JSON output.
+
+Data goes to stdout (`out`), diagnostics to stderr (`err`); the guard maps the core's errors to `ExitCode`s and
+one line each (never a traceback, except an unexpected one's, folded under the line).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
+from rnnt_tui.exit_codes import ExitCode
+from rnnt_tui.paths import demo_audio, demo_checkpoint
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+ProgressFn = Callable[[str, float | None], None]
+
+
+def checkpoint_path(value: str | None) -> Path:
+    return Path(value).expanduser() if value else demo_checkpoint()
+
+
+def audio_path(value: str | None) -> Path:
+    return Path(value).expanduser() if value else demo_audio()
+
+
+@contextmanager
+def status(json_mode: bool) -> Iterator[ProgressFn]:
+    """A progress callback: a spinner on an interactive stderr, nothing otherwise."""
+    if err.is_terminal and not json_mode:
+        with err.status("starting") as spinner:
+            def progress(message: str, fraction: float | None = None) -> None:
+                pct = f" {fraction:.0%}" if fraction is not None else ""
+                spinner.update(f"{message}{pct}")
+            yield progress
+    else:
+        def silent(message: str, fraction: float | None = None) -> None:
+            """No progress on a non-interactive stderr."""
+
+        yield silent
+
+
+def emitter(progress: ProgressFn) -> Callable[[object], None]:
+    """A pipeline `emit` for a headless command: progress to the spinner, a failed candidate's traceback to
+    stderr (folded under its one line); everything else is read from the finished session."""
+    from rnnt_tui.core.pipeline import events
+
+    def emit(event: object) -> None:
+        if isinstance(event, events.Progress):
+            progress(event.text, event.fraction)
+        elif isinstance(event, events.CandidateFailed):
+            err.print(f"[bold red]{event.label} could not be prepared[/] (the reference still runs): {event.reason}")
+            err.print(_indent(event.details), style="dim", markup=False, highlight=False)
+
+    return emit
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.rstrip().splitlines())
+
+
+def guard(fn: Callable[[], int]) -> NoReturn:
+    """Run a command body and exit with its code; the core's errors become exit codes and one-line messages."""
+    sys.exit(run_guarded(fn))
+
+
+def run_guarded(fn: Callable[[], int]) -> int:
+    try:
+        return fn()
+    except BadInputError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        return ExitCode.BAD_INPUT
+    except RuntimeUnavailableError as exc:
+        err.print(f"[bold yellow]unavailable:[/] {exc}")
+        return ExitCode.UNAVAILABLE
+    except (KeyboardInterrupt, CancelledError):
+        err.print("interrupted")
+        return ExitCode.INTERRUPTED
+    except click.UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - last line of defence: a message, not a traceback
+        err.print(f"[bold red]failed:[/] {type(exc).__name__}: {exc}")
+        return ExitCode.FAILED
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))

@@ -1,0 +1,121 @@
+"""`rnnt-tui compare`: every component on NeMo/PyTorch and on a candidate runtime, same inputs, diffs and timings;
+`--sweep` repeats it on every Core ML compute unit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from rnnt_tui.cli import options
+from rnnt_tui.cli.common import audio_path, checkpoint_path, emit_json, emitter, err, guard, out, status
+from rnnt_tui.exit_codes import exit_code_for, sweep_exit_code
+from rnnt_tui.formatting import num
+
+
+@click.command()
+@click.argument("checkpoint", required=False)
+@click.argument("audio", required=False)
+@options.against()
+@options.compute_units
+@click.option("--sweep", is_flag=True, help="Core ML: compare on all four compute units, one row per unit.")
+@options.precision
+@options.packages
+@options.runs
+@options.warmup
+@options.atol
+@options.rtol
+@options.joint_mode
+@options.joint_chunk
+@options.json_mode
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the report as Markdown.")
+def compare(checkpoint: str | None, audio: str | None, against: str, compute_units: str, sweep: bool, precision: str,
+            packages: str | None, runs: int, warmup: int, atol: str, rtol: str, joint_mode: str, joint_chunk: int,
+            json_mode: bool, markdown: str | None) -> None:
+    """Compare every component of CHECKPOINT on AUDIO: NeMo/PyTorch vs the candidate runtime."""
+    if sweep and against != "coreml":
+        raise click.UsageError("--sweep compares Core ML compute units: use it with --against coreml")
+    settings = options.settings(runs, warmup, joint_mode, precision, atol, rtol, joint_chunk)
+
+    def body() -> int:
+        from rnnt_tui.cli.render import diffs_table, fuse_table, shapes_table, timings_table, transcripts
+        from rnnt_tui.core.options import RuntimeOptions
+        from rnnt_tui.core.pipeline.pipeline import open_session
+        from rnnt_tui.core.pipeline.request import Request
+        from rnnt_tui.core.report import build_report, to_markdown
+
+        request = Request(checkpoint_path(checkpoint), audio_path(audio), against,
+                          RuntimeOptions(precision=precision, compute_units=compute_units, packages_dir=packages),
+                          settings)
+        with status(json_mode) as progress:
+            session = open_session(request, emitter(progress))
+            if session.candidate_unavailable is None:
+                session.run_all(progress)
+            report = build_report(session)
+            if sweep and session.candidate_unavailable is None:
+                return _sweep(session, report, json_mode, progress)
+        if markdown:
+            Path(markdown).write_text(to_markdown(report))
+        if json_mode:
+            emit_json({**report, "sweep": None} if sweep else report)
+        elif session.candidate_unavailable is None:
+            for renderable in (fuse_table(session), shapes_table(session), timings_table(session),
+                               diffs_table(session), transcripts(session)):
+                out.print(renderable)
+        else:
+            out.print(prepare_table(report))
+        if session.candidate_unavailable is not None:
+            label = session.candidate.label if session.candidate else against
+            err.print(f"[bold yellow]{label} cannot run here:[/] {session.candidate_unavailable}")
+        print_failures(session)
+        return exit_code_for(report["status"])
+
+    guard(body)
+
+
+def print_failures(session: Any) -> None:
+    """One stderr line per failed step, and the cache's note if it could not be used (exit 4 names the error)."""
+    from rnnt_tui.core.names import CANDIDATE, Status
+
+    reports = session.prepare_reports.get(CANDIDATE, {})
+    for note in sorted({n for r in reports.values() for n in r.notes if "without a cache" in n}):
+        err.print(f"[yellow]note:[/] {note}")
+    for name, result in session.results.items():
+        if result.status == Status.FAILED:
+            err.print(f"[bold red]failed:[/] {name}: {result.error}")
+
+
+def prepare_table(report: dict[str, Any]) -> Table:
+    candidate = report.get("candidate") or {}
+    table = Table(title=f"{candidate.get('label')}: prepared (not run)", title_justify="left")
+    for col in ("component", "action", "prepare ms", "cached", "artifact", "notes"):
+        table.add_column(col)
+    for rep in candidate.get("prepare", []):
+        table.add_row(rep["component"], rep["action"], num(rep["prepare_ms"]), "yes" if rep["cached"] else "no",
+                      str(rep["artifact"] or "-"),
+                      "; ".join(n for n in rep["notes"] if n != candidate.get("reason"))[:200])
+    return table
+
+
+def _sweep(session: Any, report: dict[str, Any], json_mode: bool, progress: Any) -> int:
+    from rnnt_tui.core.sweep import sweep as run_sweep
+
+    rows = run_sweep(session, progress=progress)
+    code = sweep_exit_code([str(r.status) for r in rows])
+    if json_mode:
+        emit_json({**report, "sweep": [r.to_json() for r in rows]})
+        return code
+    table = Table(title="Compute-unit sweep", title_justify="left")
+    for col in ("compute units", "status", "component", "load ms", "median ms", "p90 ms", "speedup", "worst max abs"):
+        table.add_column(col)
+    for row in rows:
+        if not row.components:
+            table.add_row(row.compute_units, str(row.status), "-", "-", "-", "-", "-", row.error or "-")
+        for name, comp in row.components.items():
+            table.add_row(row.compute_units, str(row.status), name, num(comp.get("load_ms")),
+                          num(comp.get("median_ms")), num(comp.get("p90_ms")), num(comp.get("speedup")),
+                          num(comp.get("worst_max_abs")))
+    out.print(table)
+    return code

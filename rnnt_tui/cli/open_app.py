@@ -1,0 +1,31 @@
+"""`rnnt-tui [CHECKPOINT] [AUDIO]`: open the interactive app (Textual is imported only here)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from rnnt_tui.cli import options
+
+
+@click.command("open")
+@click.argument("checkpoint", required=False)
+@click.argument("audio", required=False)
+@options.against(required=False)
+@options.compute_units
+@options.precision
+@options.runs
+@options.warmup
+def open_app(checkpoint: str | None, audio: str | None, against: str | None, compute_units: str, precision: str,
+             runs: int, warmup: int) -> None:
+    """Open the interactive app (the default command). Second runtime: coreml on macOS, onnx elsewhere."""
+    from rnnt_tui.app.main import run_app
+
+    if against is None:
+        against = "coreml" if sys.platform == "darwin" else "onnx"
+    code = run_app(Path(checkpoint).expanduser() if checkpoint else None,
+                   Path(audio).expanduser() if audio else None, against=against, compute_units=compute_units,
+                   precision=precision, runs=runs, warmup=warmup)
+    sys.exit(code)

@@ -1,0 +1,71 @@
+"""Click options shared by several subcommands, each defined once (choices come from `core.names`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
+from rnnt_tui.core.names import (
+    CANDIDATE_RUNTIMES,
+    COMPUTE_UNITS,
+    DEFAULT_COMPUTE_UNITS,
+    DEFAULT_PRECISION,
+    PRECISIONS,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _candidate(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from rnnt_tui.core.runtimes import CANDIDATES
+
+    if value not in CANDIDATES:
+        raise click.BadParameter(f"{value!r} is not a candidate runtime; choose one of {', '.join(CANDIDATES)}")
+    return value
+
+
+def against(required: bool = True) -> Callable[[F], F]:
+    return click.option("--against", required=required, callback=_candidate,
+                        metavar="{" + ",".join(CANDIDATE_RUNTIMES) + "}",
+                        help="The candidate runtime: onnx (ONNX Runtime), coreml (Core ML, macOS), mil (the Core ML "
+                             "program in rnnt-tui's MIL interpreter, any OS).")
+
+
+json_mode = click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
+compute_units = click.option("--compute-units", type=click.Choice(COMPUTE_UNITS), default=DEFAULT_COMPUTE_UNITS,
+                             show_default=True, help="Core ML compute units.")
+precision = click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION,
+                         show_default=True, help="Core ML conversion precision (also picks the default tolerances).")
+runs = click.option("--runs", type=click.IntRange(1, 1000), default=5, show_default=True, help="Timed runs.")
+warmup = click.option("--warmup", type=click.IntRange(0, 1000), default=1, show_default=True,
+                      help="Untimed warm-ups.")
+joint_mode = click.option("--joint-mode", type=click.Choice([VALIDATION, AS_SAVED]), default=VALIDATION,
+                          show_default=True,
+                          help="validation: fuse off, log_softmax off (raw logits, like exports); as-saved: the "
+                               "checkpoint's own flags.")
+packages = click.option("--packages", type=click.Path(file_okay=False), default=None,
+                        help="A folder of existing .mlpackage/.mlmodelc files to use instead of converting.")
+atol = click.option("--atol", default="", help="Absolute tolerance: one value, or per component: "
+                                               "encoder=1e-2,joint=5e-2.")
+rtol = click.option("--rtol", default="", help="Relative tolerance, same form as --atol.")
+joint_chunk = click.option("--joint-chunk", type=click.IntRange(0, 100000), default=32, show_default=True,
+                           help="Frames per joint chunk; 0 = the whole T x U grid at once.")
+
+
+def settings(runs: int, warmup: int, joint_mode: str, precision: str = DEFAULT_PRECISION, atol: str = "",
+             rtol: str = "", joint_chunk: int = 32) -> Any:
+    """The pipeline `Settings` these options describe (a bad tolerance is a usage error)."""
+    from rnnt_tui.core.pipeline.request import Settings
+    from rnnt_tui.core.tolerances import parse_override, resolve
+
+    try:
+        tolerances = resolve(precision, parse_override(atol, "atol"), parse_override(rtol, "rtol"))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return Settings(runs=runs, warmup=warmup, joint_mode=joint_mode, tolerances=tolerances,
+                    joint_chunk_frames=joint_chunk)

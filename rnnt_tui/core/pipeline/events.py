@@ -1,0 +1,130 @@
+"""The plain events a running pipeline emits, in the order they happen.
+
+Front ends subscribe with one callback (`emit(event)`): the CLI turns `Progress` into a spinner and reads the
+finished session; the app's engine process pickles each event over its pipe and the app wraps it in one Textual
+message. Events are frozen dataclasses of plain data (no model, no runtime), so they pickle and never import a
+heavy library in the process that reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rnnt_tui.core.audio import Audio
+    from rnnt_tui.core.pipeline.facts import FuseView
+    from rnnt_tui.core.results import DecodeComparison, StepResult
+    from rnnt_tui.core.summary import ModelSummary
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every pipeline event."""
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """Work under way: `fraction` None means indeterminate. `job` groups updates (prepare, step, corpus, …)."""
+
+    job: str
+    text: str
+    fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class SummaryRead(Event):
+    """The checkpoint's config was read (nothing restored or executed yet)."""
+
+    path: Path
+    summary: ModelSummary
+
+
+@dataclass(frozen=True)
+class ClipLoaded(Event):
+    """The clip was read, downmixed and resampled for the model."""
+
+    audio: Audio
+
+
+@dataclass(frozen=True)
+class ModelRestored(Event):
+    """NeMo restored the model (the slow part)."""
+
+    path: Path
+    restore_s: float
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CandidateFailed(Event):
+    """The candidate could not be prepared (an export or conversion raised): the reason in one line and the
+    traceback for a folded details view. The reference still runs."""
+
+    label: str
+    reason: str
+    details: str
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """What a front end shows of a prepared comparison (plain data: models and runtimes stay in the core)."""
+
+    path: Path
+    summary: ModelSummary
+    audio: Audio
+    reference_label: str
+    candidate_label: str | None
+    candidate_note: str | None
+    fuse: FuseView
+    runs: int
+    warmup: int
+    options: Any = None
+
+
+@dataclass(frozen=True)
+class SessionReady(Event):
+    """Runtimes prepared; nothing run yet."""
+
+    view: SessionView
+
+
+@dataclass(frozen=True)
+class StepStarted(Event):
+    name: str
+
+
+@dataclass(frozen=True)
+class StepFinished(Event):
+    """A step finished; `results` is every step's result so far (keyed by step name)."""
+
+    name: str
+    results: dict[str, StepResult] = field(default_factory=dict)
+    decode: DecodeComparison | None = None
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class FuseChanged(Event):
+    """The reference joint's mode changed."""
+
+    fuse: FuseView
+
+
+Emit = Callable[[Event], object]
+ProgressCallback = Callable[[str, float | None], None]
+
+
+def ignore(event: Event) -> None:
+    """An Emit that drops everything."""
+
+
+def progress_of(emit: Emit, job: str) -> ProgressCallback:
+    """The core's progress callback, emitted as `Progress` events of `job`."""
+
+    def progress(text: str, fraction: float | None = None) -> None:
+        emit(Progress(job, text, fraction))
+
+    return progress
