@@ -10,9 +10,15 @@ it); this tool validates numerics, so that is accepted, and the compute plan sho
 
 Precision: the default is **fp32**. coremltools' own default for ML programs is fp16 (`compute_precision=None`),
 which mixes fp16 rounding into every comparison; fp32 isolates conversion errors, which is what a validation tool
-should look at first. fp16 is an option (`precision="fp16"`): inputs stay fp32, outputs come back float16.
+should look at first. fp16 is an option (`precision="fp16"`): inputs stay fp32, outputs come back float16, and the
+ops `precision.policy` finds structurally (index arithmetic on shapes and lengths, statistics over the flexible
+time axis) stay fp32 — they are listed in the package's metadata (`rnnt_tui.fp32_ops`) and in `fp32_ops`.
+`"mixed"` keeps those plus the ops a mixed-precision search chose (`keep_fp32`); `"fp16-all"` is coremltools' own
+fp16 (every op it allows), kept to show what the exceptions fix. `weights` compresses the weights
+(`precision.weights`). Each op's NeMo module is recorded in the metadata too (`precision.modules`).
 
-Packages are built once per (checkpoint sha256, component, precision, target, max_frames, library versions) in the
+Packages are built once per (checkpoint sha256, component, precision, fp32 set, weights, target, max_frames, library
+versions) in the
 ArtifactCache; `out_dir` copies them out as `<component>.mlpackage`. What the tracer and coremltools print or warn
 is captured and returned in each package's notes, never printed.
 """
@@ -26,7 +32,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,10 +42,13 @@ from rnnt_tui.core.checkpoint import LoadedModel
 from rnnt_tui.core.components import COMPONENTS, DECODER, ENCODER, JOINT, PREPROCESSOR
 from rnnt_tui.core.coreml.spec import META_PREFIX, load_coremltools
 from rnnt_tui.core.errors import BadInputError, CancelledError
+from rnnt_tui.core.precision.policy import KeptOp
 from rnnt_tui.core.quiet import quiet
 from rnnt_tui.core.runtimes.base import Progress, no_progress
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "mixed", "fp16-all")
+#: bumped when the fp16 exceptions change, so cached fp16 packages from an older policy are not served
+POLICY_VERSION = 2
 DEFAULT_PRECISION = "fp32"
 DEFAULT_TARGET = "macOS14"
 DEFAULT_SECONDS = 300.0
@@ -62,12 +71,15 @@ class ConvertedPackage:
     elapsed_ms: float
     cache_key: str
     notes: tuple[str, ...] = field(default_factory=tuple)
+    weights: str | None = None
+    fp32_ops: tuple[KeptOp, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
         return {"component": self.component, "path": str(self.path), "precision": self.precision,
-                "minimum_deployment_target": self.minimum_deployment_target, "max_frames": self.max_frames,
-                "cached": self.cached, "elapsed_ms": round(self.elapsed_ms, 3),
-                "seconds": round(self.elapsed_ms / 1000, 3), "notes": list(self.notes)}
+                "weights": self.weights, "minimum_deployment_target": self.minimum_deployment_target,
+                "max_frames": self.max_frames, "cached": self.cached, "elapsed_ms": round(self.elapsed_ms, 3),
+                "seconds": round(self.elapsed_ms / 1000, 3), "notes": list(self.notes),
+                "fp32_ops": [k.to_json() for k in self.fp32_ops]}
 
 
 @dataclass(frozen=True)
@@ -214,18 +226,43 @@ def _warning(caught: warnings.WarningMessage) -> str | None:
 
 
 def convert_one(loaded: LoadedModel, component: str, out_path: Path, precision: str = DEFAULT_PRECISION,
-                minimum_deployment_target: str = DEFAULT_TARGET, max_frames: int | None = None) -> list[str]:
+                minimum_deployment_target: str = DEFAULT_TARGET, max_frames: int | None = None,
+                keep_fp32: Iterable[str] = (), weights: str | None = None) -> list[str]:
     """Trace and convert one component to `out_path` (.mlpackage); returns the captured notes."""
+    return _convert(loaded, component, out_path, precision, minimum_deployment_target, max_frames, keep_fp32,
+                    weights)[0]
+
+
+def _compute_precision(ct: Any, precision: str, keep_fp32: Iterable[str]) -> tuple[Any, Any]:
+    """(compute_precision for ct.convert, the selector that records what it kept, or None)."""
+    from rnnt_tui.core.precision.policy import KeepFp32Selector
+
+    if precision == "fp32":
+        return ct.precision.FLOAT32, None
+    if precision == "fp16-all":
+        return ct.precision.FLOAT16, None
+    selector = KeepFp32Selector(structural=True, names=keep_fp32 if precision == "mixed" else ())
+    return ct.transform.FP16ComputePrecision(op_selector=selector), selector
+
+
+def _convert(loaded: LoadedModel, component: str, out_path: Path, precision: str, minimum_deployment_target: str,
+             max_frames: int | None, keep_fp32: Iterable[str], weights: str | None) -> tuple[list[str], list[KeptOp]]:
+    import json
+
     import torch
 
     from rnnt_tui import __version__
     from rnnt_tui.core.coreml.wrappers import EncoderWrapper, wrap
+    from rnnt_tui.core.precision import modules
+    from rnnt_tui.core.precision.weights import check_weights, compress_model
 
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    weights = check_weights(weights)
     ct, chatter = load_coremltools()
     g = geometry(loaded, max_frames)
     model = loaded.eval()
+    compute_precision, selector = _compute_precision(ct, precision, keep_fp32)
     with quiet() as q, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if component == ENCODER:
@@ -236,74 +273,108 @@ def convert_one(loaded: LoadedModel, component: str, out_path: Path, precision: 
         with torch.no_grad():
             traced = torch.jit.trace(wrapper.eval(), example, check_trace=False)
         mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=inputs, outputs=outputs,
-                             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+                             compute_precision=compute_precision,
                              minimum_deployment_target=_target(ct, minimum_deployment_target))
+        op_modules = modules.record(mlmodel._mil_program,
+                                    modules.ModuleResolver(getattr(model, component), component))
+        if weights is not None:
+            mlmodel = compress_model(mlmodel, weights)
+    kept = sorted(selector.kept.values(), key=lambda k: k.name) if selector is not None else []
     meta = {"component": component, "max_frames": g.max_frames, "max_feature_frames": g.max_features,
-            "max_samples": g.max_samples, "precision": precision, "source_sha256": loaded.sha256,
-            "version": __version__, "minimum_deployment_target": minimum_deployment_target,
-            "blank_id": int(model.decoder.blank_idx)}
+            "max_samples": g.max_samples, "precision": precision, "weights": weights or "none",
+            "source_sha256": loaded.sha256, "version": __version__,
+            "minimum_deployment_target": minimum_deployment_target, "blank_id": int(model.decoder.blank_idx),
+            "fp32_ops": json.dumps([[k.name, k.op_type, k.reason] for k in kept]),
+            modules.METADATA_KEY: modules.encode(op_modules)}
     for key, value in meta.items():
         mlmodel.user_defined_metadata[META_PREFIX + key] = str(value)
-    mlmodel.short_description = f"rnnt-tui {component} of {loaded.path.name} ({precision})"
+    suffix = f", {weights} weights" if weights else ""
+    mlmodel.short_description = f"rnnt-tui {component} of {loaded.path.name} ({precision}{suffix})"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with quiet() as saving:
         mlmodel.save(str(out_path))
     notes = _clean("\n".join([q.text, saving.text]))
     notes += [w for w in dict.fromkeys(_warning(c) for c in caught) if w and w not in notes]
-    return notes if not chatter else [*notes, *(line for line in _clean(chatter) if line not in notes)]
+    notes = notes if not chatter else [*notes, *(line for line in _clean(chatter) if line not in notes)]
+    return notes, kept
 
 
-def cache_key(loaded: LoadedModel, component: str, precision: str, target: str, max_frames: int) -> str:
+def cache_key(loaded: LoadedModel, component: str, precision: str, target: str, max_frames: int,
+              keep_fp32: Iterable[str] = (), weights: str | None = None) -> str:
     from rnnt_tui.versions import all_versions
 
     versions = {k: v for k, v in all_versions().items() if k in ("rnnt-tui", "coremltools", "torch", "nemo_toolkit",
                                                                  "numpy")}
+    extra: dict[str, Any] = {}
+    if precision != "fp32":
+        extra["policy"] = POLICY_VERSION
+    if precision == "mixed":
+        extra["keep_fp32"] = sorted(keep_fp32)
+    if weights:
+        extra["weights"] = weights
     return make_key(kind="coreml-package", sha256=loaded.sha256, component=component, precision=precision,
-                    target=target, max_frames=max_frames, versions=versions)
+                    target=target, max_frames=max_frames, versions=versions, **extra)
 
 
 def convert_components(loaded: LoadedModel, precision: str = DEFAULT_PRECISION,
                        minimum_deployment_target: str = DEFAULT_TARGET, max_frames: int | None = None,
                        components: Iterable[str] = COMPONENTS, out_dir: Path | str | None = None,
                        progress: Progress = no_progress, cancel: threading.Event | None = None,
-                       cache: ArtifactCache | None = None, use_cache: bool = True) -> list[ConvertedPackage]:
+                       cache: ArtifactCache | None = None, use_cache: bool = True,
+                       keep_fp32: Mapping[str, Iterable[str]] | None = None,
+                       weights: str | None = None) -> list[ConvertedPackage]:
     """Convert `components` of `loaded` to Core ML packages, cached (with `use_cache=False`, into a fresh temp dir
-    the caller owns); copy them to `out_dir` as `<component>.mlpackage` when given."""
+    the caller owns); copy them to `out_dir` as `<component>.mlpackage` when given. `keep_fp32` (component → op
+    names) is the mixed-precision set; `weights` one of `precision.weights.WEIGHTS`."""
+    from rnnt_tui.core.precision.weights import check_weights
+
     wanted = list(components)
     unknown = [c for c in wanted if c not in COMPONENTS]
     if unknown:
         raise ValueError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    weights = check_weights(weights)
     frames = geometry(loaded, max_frames).max_frames
     store = (cache or ArtifactCache()) if use_cache else None
     scratch = None if use_cache else Path(tempfile.mkdtemp(prefix="rnnt-tui-coreml-"))
     done: list[ConvertedPackage] = []
+    label = precision + (f", {weights} weights" if weights else "")
     for index, component in enumerate(wanted):
         if cancel is not None and cancel.is_set():
             raise CancelledError(f"cancelled before converting the {component}")
-        progress(f"Core ML: converting the {component} ({index + 1}/{len(wanted)}, {precision})", index / len(wanted))
+        progress(f"Core ML: converting the {component} ({index + 1}/{len(wanted)}, {label})", index / len(wanted))
         start = time.perf_counter()
-        key = cache_key(loaded, component, precision, minimum_deployment_target, frames)
+        keep = tuple(sorted((keep_fp32 or {}).get(component, ())))
+        key = cache_key(loaded, component, precision, minimum_deployment_target, frames, keep, weights)
         name = f"{component}.mlpackage"
         if store is not None:
-            def build(tmp: Path, component: str = component, name: str = name) -> dict[str, Any]:
-                notes = convert_one(loaded, component, tmp / name, precision, minimum_deployment_target, frames)
+            def build(tmp: Path, component: str = component, name: str = name,
+                      keep: tuple[str, ...] = keep) -> dict[str, Any]:
+                notes, kept = _convert(loaded, component, tmp / name, precision, minimum_deployment_target, frames,
+                                       keep, weights)
                 return {"component": component, "precision": precision, "target": minimum_deployment_target,
-                        "max_frames": frames, "sha256": loaded.sha256, "notes": notes}
+                        "max_frames": frames, "sha256": loaded.sha256, "notes": notes, "weights": weights,
+                        "fp32_ops": [k.to_json() for k in kept]}
 
             entry, cached = store.get_or_build(key, build, cancel)
             path, notes = entry.path / name, list(entry.meta.get("notes", []))
+            kept = [KeptOp(**k) for k in entry.meta.get("fp32_ops", [])]
             if store.note:
                 notes.append(store.note)
         else:
             assert scratch is not None
             path, cached = scratch / key / name, False
-            notes = convert_one(loaded, component, path, precision, minimum_deployment_target, frames)
+            notes, kept = _convert(loaded, component, path, precision, minimum_deployment_target, frames, keep,
+                                   weights)
         elapsed = (time.perf_counter() - start) * 1000
         done.append(ConvertedPackage(component=component, path=path, precision=precision,
                                      minimum_deployment_target=minimum_deployment_target, max_frames=frames,
-                                     cached=cached, elapsed_ms=elapsed, cache_key=key, notes=tuple(notes)))
+                                     cached=cached, elapsed_ms=elapsed, cache_key=key, notes=tuple(notes),
+                                     weights=weights, fp32_ops=tuple(kept)))
         how = "from the cache" if cached else f"converted in {elapsed / 1000:.1f} s"
-        progress(f"Core ML: {component} {how}", (index + 1) / len(wanted))
+        kept_note = f", {len(kept)} ops kept in fp32" if kept else ""
+        progress(f"Core ML: {component} {how}{kept_note}", (index + 1) / len(wanted))
     if out_dir is not None:
         done = [_copy_out(p, Path(out_dir).expanduser()) for p in done]
     return done
@@ -321,17 +392,33 @@ def _copy_out(package: ConvertedPackage, out_dir: Path) -> ConvertedPackage:
 def write_packages(checkpoint_path: Path | str, out_dir: Path | str | None = None,
                    precision: str = DEFAULT_PRECISION, minimum_deployment_target: str = DEFAULT_TARGET,
                    max_frames: int | None = None, components: Iterable[str] = COMPONENTS,
-                   progress: Progress = no_progress, cancel: threading.Event | None = None) -> list[ConvertedPackage]:
-    """`rnnt-tui convert CHECKPOINT [--precision] [--out DIR]`: restore, convert, and write `<component>.mlpackage`
-    files into `out_dir` (default `./<checkpoint stem>-coreml-<precision>` in the working directory)."""
+                   progress: Progress = no_progress, cancel: threading.Event | None = None,
+                   weights: str | None = None, clips: Iterable[Path | str] = ()) -> list[ConvertedPackage]:
+    """`rnnt-tui convert CHECKPOINT [--precision] [--weights] [--out DIR] [CLIPS]`: restore, convert, and write
+    `<component>.mlpackage` files into `out_dir` (default `./<checkpoint stem>-coreml-<precision>` in the working
+    directory). `precision="mixed"` first searches the fp32 set on `clips` (default: the bundled demo clips)
+    with `precision.mixed.find_mixed_precision` (cached) and converts with it."""
     from rnnt_tui.core.checkpoint import restore
+    from rnnt_tui.core.precision.weights import check_weights
 
     path = Path(checkpoint_path).expanduser()
     if not path.is_file():
         raise BadInputError(path, "no such checkpoint file")
-    out = Path(out_dir).expanduser() if out_dir else Path.cwd() / f"{path.stem}-coreml-{precision}"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    weights = check_weights(weights)
+    tag = precision + (f"-{weights}" if weights else "")
+    out = Path(out_dir).expanduser() if out_dir else Path.cwd() / f"{path.stem}-coreml-{tag}"
     progress(f"Restoring {path.name} through NeMo", None)
     loaded = restore(path, cancel=cancel)
+    keep: dict[str, tuple[str, ...]] | None = None
+    if precision == "mixed":
+        from rnnt_tui.core.precision.mixed import find_mixed_precision
+
+        found = find_mixed_precision(loaded, clips=list(clips), max_frames=max_frames,
+                                     minimum_deployment_target=minimum_deployment_target, progress=progress,
+                                     cancel=cancel)
+        keep = found.keep_by_component()
     return convert_components(loaded, precision=precision, minimum_deployment_target=minimum_deployment_target,
                               max_frames=max_frames, components=components, out_dir=out, progress=progress,
-                              cancel=cancel)
+                              cancel=cancel, keep_fp32=keep, weights=weights)
