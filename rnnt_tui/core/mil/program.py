@@ -1,0 +1,131 @@
+"""`MilProgram`: a saved Core ML ML program, loaded and planned once, run on numpy inputs on any OS.
+
+The one public entry point of the interpreter (see the package docstring for what it does and does not
+simulate). Inputs are checked against the program's declared names, ranks and fixed sizes, and cast to the
+declared dtypes; a problem is a `BadInputError` naming the package and the input.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnt_tui.core.errors import BadInputError
+from rnnt_tui.core.mil.kernels_base import held_dtype, mil_dtype
+from rnnt_tui.core.mil.load import load_program
+from rnnt_tui.core.mil.plan import Plan, build_plan, execute
+from rnnt_tui.core.mil.trace import OpTrace, TraceOptions
+
+_NOT_COMPUTE = ("const", "cast", "shape")
+
+
+def _dim(d: Any) -> int | None:
+    try:
+        return int(d)
+    except (TypeError, ValueError):
+        return None  # a symbolic (flexible) dimension
+
+
+class MilProgram:
+    """A loaded ML program with its execution plan. Build with `MilProgram.load(path)`."""
+
+    path: Path
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    precision: str
+    weight_compression: tuple[str, ...]
+    op_count: int
+    op_types: collections.Counter[str]
+    plan_ms: float
+    last_trace: OpTrace | None
+
+    def __init__(self, path: Path, plan: Plan, inputs: dict[str, tuple[np.dtype[Any], tuple[int | None, ...]]],
+                 plan_ms: float) -> None:
+        self.path = path
+        self._plan = plan
+        self._inputs = inputs
+        self.input_names = tuple(plan.inputs)
+        self.output_names = tuple(plan.outputs)
+        self.op_types = collections.Counter(plan.op_types.values())
+        self.op_count = sum(self.op_types.values())
+        self.weight_compression = plan.compression
+        self.precision = _precision(plan)
+        self.plan_ms = plan_ms
+        self.last_trace = None
+
+    @classmethod
+    def load(cls, path: Path | str) -> MilProgram:
+        """Load and plan the program at `path` (.mlpackage or ML-program .mlmodel); BadInputError when unusable."""
+        loaded = load_program(path)
+        start = time.perf_counter()
+        function = loaded.program.functions["main"]
+        inputs = {name: (held_dtype(mil_dtype(var) or np.dtype(np.float32)), tuple(_dim(d) for d in var.shape))
+                  for name, var in function.inputs.items()}
+        plan = build_plan(function, loaded.path)
+        plan_ms = (time.perf_counter() - start) * 1000
+        return cls(loaded.path, plan, inputs, plan_ms)
+
+    def input_dtype(self, name: str) -> np.dtype[Any]:
+        return self._inputs[name][0]
+
+    def input_shape(self, name: str) -> tuple[int | None, ...]:
+        return self._inputs[name][1]
+
+    @property
+    def unsupported_ops(self) -> tuple[tuple[str, str], ...]:
+        """(type, name) of each op the interpreter cannot execute; `run` raises UnsupportedOpError on the first."""
+        return tuple((s.meta.type, s.meta.name) for s in self._plan.unsupported)
+
+    def _feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise BadInputError(self.path, f"missing input(s) {', '.join(missing)} (the program takes "
+                                           f"{', '.join(self.input_names)})")
+        extra = [n for n in feeds if n not in self._inputs]
+        if extra:
+            raise BadInputError(self.path, f"unknown input(s) {', '.join(extra)} (the program takes "
+                                           f"{', '.join(self.input_names)})")
+        out = {}
+        for name in self.input_names:
+            dtype, shape = self._inputs[name]
+            arr = np.asarray(feeds[name])
+            if arr.ndim != len(shape):
+                raise BadInputError(self.path, f"input {name!r} has rank {arr.ndim} (shape {list(arr.shape)}); "
+                                               f"the program declares rank {len(shape)} {_show(shape)}")
+            if any(want is not None and want != got for want, got in zip(shape, arr.shape, strict=True)):
+                raise BadInputError(self.path, f"input {name!r} has shape {list(arr.shape)}; the program declares "
+                                               f"{_show(shape)}")
+            out[name] = arr.astype(dtype, copy=False)
+        return out
+
+    def run(self, feeds: dict[str, np.ndarray], trace: TraceOptions | None = None) -> dict[str, np.ndarray]:
+        """Execute the program on `feeds` (input name -> array); returns output name -> array in the declared
+        dtypes. With `trace`, `last_trace` holds this run's op trace afterwards."""
+        checked = self._feeds(feeds)
+        op_trace = OpTrace(package=str(self.path)) if trace is not None else None
+        self.last_trace = None
+        outputs = execute(self._plan, checked, op_trace, trace)
+        self.last_trace = op_trace
+        return outputs
+
+
+def _show(shape: tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _precision(plan: Plan) -> str:
+    """'fp16', 'fp32' or 'mixed' from the float dtypes the program's compute ops produce (casts, constants and
+    shape reads left out: an fp16 program with fp32 I/O is still fp16)."""
+    seen: set[str] = set()
+    for op_type, dtypes in plan.float_dtypes.items():
+        if op_type not in _NOT_COMPUTE:
+            seen |= dtypes
+    if seen == {"float16"}:
+        return "fp16"
+    if "float16" in seen:
+        return "mixed"
+    return "fp32"
