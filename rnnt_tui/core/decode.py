@@ -2,17 +2,23 @@
 
 Mirrors NeMo's `GreedyRNNTInfer` / `GreedyTDTInfer` frame loop (max symbols per frame, the TDT duration skip and
 its blank-with-duration-0 rule) so that, on the reference runtime, the tokens equal NeMo's own greedy decoding.
+
+A runtime that decodes through a joint-decision head (`decodes_through_decision` true, e.g. a package folder with
+a single-step `token_id` / `duration` head - what apps built on those packages decode with) is asked for each
+step's decision with `decide_step(frame, decoder_output) -> (token, duration bin, probability)` instead of a
+logits row, so its transcript comes from that head. Every other runtime goes through `joint_step` as before.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from rnnt_tui.core.errors import CancelledError
+from rnnt_tui.core.errors import CancelledError, StepFailedError
 from rnnt_tui.core.runtimes.base import Runtime
 
 
@@ -24,11 +30,23 @@ class DecodeResult:
     frames: list[int]
     durations: list[int] = field(default_factory=list)
     steps: int = 0
+    via: str = "joint"  # what gave each step's decision: "joint" (logits) or "decision head"
 
     @property
     def prednet_inputs(self) -> list[int]:
         """Blank (start) followed by every emitted token: the U axis of the joint grid."""
         return self.tokens
+
+
+Decide = Callable[[np.ndarray, Any], tuple[int, int, float]]
+
+
+def _decider(runtime: Runtime) -> Decide | None:
+    """The runtime's decision-head step, when it decodes through one."""
+    if getattr(runtime, "decodes_through_decision", False):
+        decide: Decide = runtime.decide_step  # type: ignore[attr-defined]
+        return decide
+    return None
 
 
 def greedy_decode(runtime: Runtime, encoded: np.ndarray, length: int, blank_id: int,
@@ -42,6 +60,7 @@ def greedy_decode(runtime: Runtime, encoded: np.ndarray, length: int, blank_id: 
     last = blank_id
     pending: tuple[Any, Any] | None = None  # decoder output for `last`, cached until a token is emitted
     n_dur = len(durations) if durations else 0
+    decide = _decider(runtime)
     steps = 0
     t = 0
     while t < length:
@@ -55,12 +74,20 @@ def greedy_decode(runtime: Runtime, encoded: np.ndarray, length: int, blank_id: 
             if pending is None:
                 pending = runtime.decoder_step(last, state)
             g, next_state = pending
-            row = runtime.joint_step(frame, g).astype(np.float32, copy=False)
             steps += 1
-            token_row = row[: row.shape[0] - n_dur] if n_dur else row
-            k = int(np.argmax(token_row))
-            if n_dur:
-                skip = int(durations[int(np.argmax(row[row.shape[0] - n_dur:]))])  # type: ignore[index]
+            if decide is not None:
+                k, bin_index, _ = decide(frame, g)
+                if n_dur and not 0 <= bin_index < n_dur:
+                    raise StepFailedError(f"the decision head gave duration bin {bin_index} at frame {t}; the model "
+                                          f"has {n_dur} durations {durations}")
+                if n_dur:
+                    skip = int(durations[bin_index])  # type: ignore[index]
+            else:
+                row = runtime.joint_step(frame, g).astype(np.float32, copy=False)
+                token_row = row[: row.shape[0] - n_dur] if n_dur else row
+                k = int(np.argmax(token_row))
+                if n_dur:
+                    skip = int(durations[int(np.argmax(row[row.shape[0] - n_dur:]))])  # type: ignore[index]
             if k != blank_id:
                 tokens.append(k)
                 frames.append(t)
@@ -78,4 +105,5 @@ def greedy_decode(runtime: Runtime, encoded: np.ndarray, length: int, blank_id: 
                 t += 1
         else:
             t += 1
-    return DecodeResult(tokens=tokens, frames=frames, durations=token_durations, steps=steps)
+    return DecodeResult(tokens=tokens, frames=frames, durations=token_durations, steps=steps,
+                        via="decision head" if decide is not None else "joint")

@@ -1,4 +1,5 @@
-"""Runtimes behind one seam: PyTorch/NeMo (the reference), ONNX Runtime, Core ML.
+"""Runtimes behind one seam: PyTorch/NeMo (the reference), ONNX Runtime, Core ML, and the MIL interpreter (Core ML
+packages evaluated off the Mac).
 
 `get_runtime_class(name)` imports a runtime's module only when asked, so listing runtimes stays cheap.
 """
@@ -13,8 +14,9 @@ RUNTIMES = {
     "pytorch": "rnnt_tui.core.runtimes.torch_runtime:TorchRuntime",
     "onnx": "rnnt_tui.core.runtimes.onnx_runtime:OnnxRuntime",
     "coreml": "rnnt_tui.core.runtimes.coreml_runtime:CoreMLRuntime",
+    "mil": "rnnt_tui.core.runtimes.mil_runtime:MilRuntime",
 }
-CANDIDATES = ("onnx", "coreml")
+CANDIDATES = ("onnx", "coreml", "mil")
 
 
 def get_runtime_class(name: str) -> type[Runtime]:
