@@ -1,23 +1,27 @@
 """Where Core ML runs each op of a package, and which op first drifts between two compute units (macOS only).
 
 `compute_plan` reads Core ML's own plan for a compiled model (`MLComputePlan.load_from_path`, macOS 14.4+): per op
-the preferred and supported devices and an estimated cost, summarised as the share of ops and of estimated cost on
-CPU / GPU / Neural Engine, and the ops that run on the CPU although the chosen units include an accelerator,
-grouped by op type. That is the first thing to look at when a compute unit is slow or numerically different: an
-LSTM or a range-flexible input often keeps a whole component off the Neural Engine.
+(ML program) or per layer (neural network) the preferred and supported devices and an estimated cost, summarised
+as the share of ops and of estimated cost on CPU / GPU / Neural Engine, and the ops that run on the CPU although
+the chosen units include an accelerator, grouped by op type. That is the first thing to look at when a compute
+unit is slow or numerically different: an LSTM or a range-flexible input often keeps a component off the NE.
 
 `first_drifting_op` uses coremltools' experimental `MLModelComparator.find_failing_ops` (coremltools 8.3+) to run
 one package on two compute units and point at the earliest op (in program order) whose output leaves the tolerance
 while its inputs did not.
 
-Elsewhere both raise RuntimeUnavailableError with one sentence saying why; `core_ml_problem` gives that sentence.
+Elsewhere both raise RuntimeUnavailableError with one sentence saying why (`core.coreml.platform`). A drift search
+that could compare nothing (Core ML loaded none of its probe models) raises with Core ML's reason: it never reports
+"no drift" for ops it did not run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
+import contextlib
+import logging
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,60 +30,19 @@ from typing import Any
 
 import numpy as np
 
-from rnnt_tui.core.coreml.spec import load_coremltools
+from rnnt_tui.core.coreml.platform import (  # noqa: F401 - core_ml_problem, macos_version re-exported for callers
+    MACOS_FLOOR,
+    compute_unit,
+    core_ml_problem,
+    device_name,
+    macos_version,
+    require,
+)
 from rnnt_tui.core.errors import BadInputError, RuntimeUnavailableError
 from rnnt_tui.core.quiet import quiet
 
-APPLE_ONLY = "(coremltools can convert here, but Core ML itself only runs on Apple platforms)"
-NOT_MACOS = f"Core ML predictions need macOS {APPLE_ONLY}"
 DEVICES = ("CPU", "GPU", "NE")
 _SKIPPED_OPS = frozenset({"const"})
-
-
-def macos_version() -> tuple[int, int] | None:
-    """(major, minor) of macOS, or None on any other OS."""
-    import platform
-    import sys
-
-    if sys.platform != "darwin":
-        return None
-    parts = (platform.mac_ver()[0] or "0.0").split(".")
-    return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-
-
-@functools.cache
-def core_ml_problem(minimum: tuple[int, int] = (13, 0), what: str = "Core ML predictions") -> str | None:
-    """Why `what` cannot run here, in one sentence, or None when it can (answered once per process)."""
-    version = macos_version()
-    if version is None:
-        return f"{what} need macOS {APPLE_ONLY}"
-    if version < minimum:
-        return f"{what} need macOS {minimum[0]}.{minimum[1]} or later; this Mac runs {version[0]}.{version[1]}"
-    try:
-        ct, _ = load_coremltools()
-        from coremltools.models.model import _MLModelProxy
-    except ImportError as exc:
-        return f"{what} need coremltools, which cannot be imported here ({exc})"
-    if _MLModelProxy is None:
-        return f"{what} need coremltools' Core ML bridge (libcoremlpython), missing from coremltools {ct.__version__}"
-    return None
-
-
-def require(minimum: tuple[int, int] = (13, 0), what: str = "Core ML predictions") -> Any:
-    """coremltools, or RuntimeUnavailableError saying why `what` cannot run here."""
-    problem = core_ml_problem(minimum, what)
-    if problem:
-        raise RuntimeUnavailableError(problem)
-    return load_coremltools()[0]
-
-
-def compute_unit(ct: Any, name: str) -> Any:
-    """`ct.ComputeUnit[name]`, or a ValueError listing the choices."""
-    try:
-        return ct.ComputeUnit[name]
-    except KeyError:
-        choices = ", ".join(ct.ComputeUnit.__members__)
-        raise ValueError(f"unknown compute units {name!r}; choose one of {choices}") from None
 
 
 @dataclass(frozen=True)
@@ -112,19 +75,6 @@ class ComputePlan:
                 "cpu_only": self.cpu_only}
 
 
-def _device(device: Any) -> str:
-    from coremltools.models.compute_device import (
-        MLCPUComputeDevice,
-        MLGPUComputeDevice,
-        MLNeuralEngineComputeDevice,
-    )
-
-    for cls, name in ((MLCPUComputeDevice, "CPU"), (MLGPUComputeDevice, "GPU"), (MLNeuralEngineComputeDevice, "NE")):
-        if isinstance(device, cls):
-            return name
-    return "unknown"
-
-
 def _operations(block: Any) -> Iterator[Any]:
     for op in block.operations:
         yield op
@@ -152,28 +102,44 @@ def summarize_placements(component: str, units: str, placements: list[OpPlacemen
 
 
 def compute_plan(compiled_path: Path | str, component: str = "", compute_units: str = "ALL") -> ComputePlan:
-    """Core ML's plan for a compiled model (`.mlmodelc`) on `compute_units` (macOS 14.4+)."""
+    """Core ML's plan for a compiled model (`.mlmodelc`) on `compute_units` (macOS 14.4+): per op of an ML
+    program (with its estimated cost), or per layer of a neural network (Core ML estimates no cost there)."""
     ct = require((14, 4), "Core ML compute plans")
     from coremltools.models.compute_plan import MLComputePlan
 
     path = Path(compiled_path)
     if path.suffix != ".mlmodelc":
         raise BadInputError(path, "a compute plan needs the compiled model (.mlmodelc)")
-    with quiet():
-        plan = MLComputePlan.load_from_path(path=str(path), compute_units=compute_unit(ct, compute_units))
-    program = plan.model_structure.program
-    if program is None or "main" not in program.functions:
-        raise BadInputError(path, "not an ML program with a main function; no per-op plan")
+    try:
+        with quiet():
+            plan = MLComputePlan.load_from_path(path=str(path), compute_units=compute_unit(ct, compute_units))
+    except Exception as exc:  # Core ML's own refusal (RuntimeError from the bridge): say which model and units
+        raise RuntimeError(f"{path.name}: Core ML gave no compute plan on {compute_units} "
+                           f"({type(exc).__name__}: {exc})") from exc
+    structure = plan.model_structure
     placements = []
-    for op in _operations(program.functions["main"].block):
-        usage = plan.get_compute_device_usage_for_mlprogram_operation(op)
-        cost = plan.get_estimated_cost_for_mlprogram_operation(op)
-        placements.append(OpPlacement(
-            op_type=str(op.operator_name), output=str(op.outputs[0].name) if op.outputs else "",
-            preferred=_device(usage.preferred_compute_device) if usage else "unknown",
-            supported=tuple(_device(d) for d in usage.supported_compute_devices) if usage else (),
-            cost=float(cost.weight) if cost is not None else None))
+    if structure.program is not None:
+        if "main" not in structure.program.functions:
+            raise BadInputError(path, "an ML program without a main function; no per-op plan")
+        for op in _operations(structure.program.functions["main"].block):
+            usage = plan.get_compute_device_usage_for_mlprogram_operation(op)
+            cost = plan.get_estimated_cost_for_mlprogram_operation(op)
+            placements.append(_placement(str(op.operator_name), str(op.outputs[0].name) if op.outputs else "",
+                                         usage, float(cost.weight) if cost is not None else None))
+    elif structure.neuralnetwork is not None:
+        for layer in structure.neuralnetwork.layers:
+            usage = plan.get_compute_device_usage_for_neuralnetwork_layer(layer)
+            placements.append(_placement(str(layer.type), str(layer.name), usage, None))
+    else:
+        raise BadInputError(path, "neither an ML program nor a neural network (a pipeline?); no per-op plan")
     return summarize_placements(component, compute_units, placements)
+
+
+def _placement(op_type: str, output: str, usage: Any, cost: float | None) -> OpPlacement:
+    return OpPlacement(op_type=op_type, output=output,
+                       preferred=device_name(usage.preferred_compute_device) if usage else "unknown",
+                       supported=tuple(device_name(d) for d in usage.supported_compute_devices) if usage else (),
+                       cost=cost)
 
 
 @dataclass(frozen=True)
@@ -188,17 +154,29 @@ class DriftingOp:
 
 @dataclass(frozen=True)
 class DriftReport:
+    """What a drift search found: the drifting ops, how many op outputs it compared, and the probe models Core ML
+    could not load (their ops stay unjudged)."""
+
     component: str
     reference_units: str
     target_units: str
     atol: float
     rtol: float
     failing: tuple[DriftingOp, ...]
+    compared: int = 0
+    load_failures: tuple[str, ...] = ()
 
     @property
     def first(self) -> DriftingOp | None:
-        """The earliest drifting op in program order, or None when every output stayed within tolerance."""
+        """The earliest drifting op in program order, or None when every compared output stayed within tolerance."""
         return self.failing[0] if self.failing else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"component": self.component, "reference_units": self.reference_units,
+                "target_units": self.target_units, "atol": self.atol, "rtol": self.rtol,
+                "compared": self.compared, "load_failures": list(self.load_failures),
+                "failing": [{"op_type": d.op_type, "output": d.output, "index": d.index, "max_abs": d.max_abs}
+                            for d in self.failing]}
 
 
 def _run(coroutine: Any) -> Any:
@@ -210,12 +188,47 @@ def _run(coroutine: Any) -> Any:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+class _LoadFailures(logging.Handler):
+    """Collects what coremltools says when a probe model fails to load: its comparator logs a warning and moves on
+    (the op becomes 'unknown'), and MLModel warns with Core ML's own reason."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Failed to create model"):
+            self.messages.append(message.split("error (", 1)[-1].rstrip(")"))
+
+
+@contextlib.contextmanager
+def _load_failures() -> Iterator[tuple[_LoadFailures, list[warnings.WarningMessage]]]:
+    logger = logging.getLogger("coremltools.models.ml_program.experimental.debugging_utils")
+    handler, level, propagate = _LoadFailures(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            yield handler, caught
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def first_drifting_op(package_path: Path | str, inputs: dict[str, np.ndarray], component: str = "",
                       reference_units: str = "CPU_ONLY", target_units: str = "CPU_AND_NE",
                       atol: float = 1e-3, rtol: float = 1e-3) -> DriftReport:
     """Run `package_path` (.mlpackage) on two compute units with package-named `inputs`; report the ops whose
-    outputs drift past `atol + rtol*|ref|` first (coremltools' experimental MLModelComparator)."""
-    ct = require((13, 0), "Core ML drift searches")
+    outputs drift past `atol + rtol*|ref|` first (coremltools' experimental MLModelComparator).
+
+    Raises (never "no drift") when no op output could be compared: Core ML loaded none of the probe models."""
+    from rnnt_tui.core.coreml.load import CoreMLLoadError, check_runnable
+
+    ct = require(MACOS_FLOOR, "Core ML drift searches")
     try:
         from coremltools.models.ml_program.experimental.debugging_utils import MLModelComparator
     except ImportError as exc:
@@ -223,16 +236,25 @@ def first_drifting_op(package_path: Path | str, inputs: dict[str, np.ndarray], c
     path = Path(package_path)
     if path.suffix != ".mlpackage":
         raise BadInputError(path, "a drift search needs the .mlpackage (it rewrites the program)")
-    order = {}
-    spec = ct.utils.load_spec(str(path))
+    check_runnable(path)
+    with quiet():  # the comparator only reads these models' specs and weights: load none of them here
+        reference = ct.models.MLModel(str(path), compute_units=compute_unit(ct, reference_units),
+                                      skip_model_load=True)
+        target = ct.models.MLModel(str(path), compute_units=compute_unit(ct, target_units), skip_model_load=True)
+    spec = reference.get_spec()
+    if spec.WhichOneof("Type") != "mlProgram":
+        raise BadInputError(path, "a drift search needs an ML program (this package is a "
+                                  f"{spec.WhichOneof('Type')})")
     function = spec.mlProgram.functions["main"]
-    for index, op in enumerate(function.block_specializations[function.opset].operations):
-        for out in op.outputs:
-            order[out.name] = index
+    order = {out.name: index for index, op in enumerate(function.block_specializations[function.opset].operations)
+             for out in op.outputs}
     worst: dict[str, float] = {}
+    compared: set[str] = set()
 
-    def compare(op: Any, reference: np.ndarray, target: np.ndarray) -> bool:
-        ref, tgt = np.asarray(reference, np.float64), np.asarray(target, np.float64)
+    def compare(op: Any, ref_value: np.ndarray, tgt_value: np.ndarray) -> bool:
+        ref, tgt = np.asarray(ref_value, np.float64), np.asarray(tgt_value, np.float64)
+        if op.outputs:
+            compared.add(op.outputs[0].name)
         if ref.shape != tgt.shape:
             return False
         ok = bool(np.allclose(tgt, ref, atol=atol, rtol=rtol, equal_nan=True))
@@ -240,14 +262,19 @@ def first_drifting_op(package_path: Path | str, inputs: dict[str, np.ndarray], c
             worst[op.outputs[0].name] = float(np.nanmax(np.abs(tgt - ref))) if ref.size else 0.0
         return ok
 
-    with quiet():
-        reference = ct.models.MLModel(str(path), compute_units=compute_unit(ct, reference_units))
-        target = ct.models.MLModel(str(path), compute_units=compute_unit(ct, target_units))
+    with quiet(), _load_failures() as (handler, caught):
         comparator = MLModelComparator(reference, target)
         failing = _run(comparator.find_failing_ops(inputs=inputs, compare_outputs=compare))
+    reasons = [str(w.message).split("Underlying exception message was: ", 1)[-1] for w in caught
+               if issubclass(w.category, RuntimeWarning) and "Underlying exception" in str(w.message)]
+    failures = tuple(dict.fromkeys(reasons or handler.messages))
+    if not compared:
+        why = "; ".join(failures) or "Core ML gave no reason"
+        raise CoreMLLoadError(f"{path.name}: the drift search between {reference_units} and {target_units} "
+                              f"compared no op output: Core ML could not load its probe models ({why})")
     ops = sorted((DriftingOp(op_type=str(op.type), output=str(op.outputs[0].name) if op.outputs else "",
                              index=order.get(op.outputs[0].name, -1) if op.outputs else -1,
                              max_abs=worst.get(op.outputs[0].name) if op.outputs else None) for op in failing),
                  key=lambda d: d.index)
     return DriftReport(component=component, reference_units=reference_units, target_units=target_units,
-                       atol=atol, rtol=rtol, failing=tuple(ops))
+                       atol=atol, rtol=rtol, failing=tuple(ops), compared=len(compared), load_failures=failures)
