@@ -10,7 +10,8 @@ it); this tool validates numerics, so that is accepted, and the compute plan sho
 
 Precision: the default is **fp32**. coremltools' own default for ML programs is fp16 (`compute_precision=None`),
 which mixes fp16 rounding into every comparison; fp32 isolates conversion errors, which is what a validation tool
-should look at first. fp16 is an option (`precision="fp16"`): inputs stay fp32, outputs come back float16, and the
+should look at first. fp16 is an option (`precision="fp16"`): inputs stay fp32, outputs are declared float16 (Core
+ML's `predict` hands them over as float32; the Core ML runtime casts them back, exactly), and the
 ops `precision.policy` finds structurally (index arithmetic on shapes and lengths, statistics over the flexible
 time axis) stay fp32 — they are listed in the package's metadata (`rnnt_tui.fp32_ops`) and in `fp32_ops`.
 `"mixed"` keeps those plus the ops a mixed-precision search chose (`keep_fp32`); `"fp16-all"` is coremltools' own
