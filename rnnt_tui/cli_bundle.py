@@ -1,0 +1,187 @@
+"""`rnnt-tui record` and `rnnt-tui replay`: NeMo's side recorded once into a bundle, replayed against a candidate.
+
+`record CKPT CLIP|MANIFEST --out BUNDLE` needs torch and NeMo (it restores the checkpoint); `replay BUNDLE
+--against coreml|mil|onnx` needs neither and prints what `compare` prints - the same tables, JSON (plus a `bundle`
+block) and exit codes. A recorded corpus replays clip by clip; its JSON holds every clip's report. Until these are
+registered in `rnnt_tui.cli`, `python -m rnnt_tui.cli_bundle record|replay ...` runs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rnnt_tui.cli import options
+from rnnt_tui.cli.common import emit_json, err, guard, out, status
+from rnnt_tui.core.names import COMPUTE_UNITS, DEFAULT_COMPUTE_UNITS, PRECISIONS
+from rnnt_tui.exit_codes import exit_code_for
+from rnnt_tui.formatting import num
+
+REPLAY_CANDIDATES = ("coreml", "mil", "onnx")
+
+
+@click.command()
+@click.argument("checkpoint")
+@click.argument("clips", metavar="CLIP|MANIFEST")
+@click.option("--out", "out_path", required=True, type=click.Path(), help="The new bundle: a folder, or NAME.rnntb.")
+@click.option("--joint", "joint", type=click.Choice(["auto", "full", "path"]), default="auto", show_default=True,
+              help="Keep the joint's whole T x U grid, or only the decode-path cells (auto: by size).")
+@click.option("--convert", type=click.Choice(PRECISIONS), default=None,
+              help="Also convert to Core ML packages of this precision, into the bundle.")
+@click.option("--export", "export", type=click.Choice(["onnx"]), default=None,
+              help="Also store NeMo's ONNX export, so `replay --against onnx` needs neither torch nor NeMo.")
+@options.runs
+@options.warmup
+@options.joint_chunk
+@options.json_mode
+def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str | None, export: str | None,
+           runs: int, warmup: int, joint_chunk: int, json_mode: bool) -> None:
+    """Record NeMo's reference on CLIP (or every clip of MANIFEST) into a bundle at --out."""
+    settings = options.settings(runs, warmup, "validation", joint_chunk=joint_chunk)
+
+    def body() -> int:
+        from rnnt_tui.core.bundle.corpus_input import read_clips
+        from rnnt_tui.core.bundle.format import Bundle
+        from rnnt_tui.core.bundle.record import record as run_record
+
+        inputs = read_clips(Path(clips))
+        with status(json_mode) as progress:
+            path = run_record(Path(checkpoint).expanduser(), inputs, Path(out_path), joint=joint, convert=convert,
+                              export_onnx=export == "onnx", settings=settings, progress=progress)
+        bundle = Bundle.open(path, verify=False)
+        try:
+            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
+                else path.stat().st_size
+            summary = {"bundle": str(path), "bytes": size, "clips": len(bundle.meta["clips"]),
+                       "joint": bundle.meta["joint"], "packages": sorted(bundle.meta.get("packages") or {}),
+                       "onnx": bool(bundle.meta.get("onnx")), "format_version": bundle.format_version,
+                       "transcripts": [c["decode"]["reference_text"] for c in bundle.meta["clips"]]}
+        finally:
+            bundle.close()
+        if json_mode:
+            emit_json(summary)
+        else:
+            out.print(f"recorded {summary['clips']} clip(s) into {path} ({size / 1e6:.2f} MB); joint: "
+                      f"{summary['joint']['storage']} ({summary['joint']['why']})")
+        return 0
+
+    guard(body)
+
+
+@click.command()
+@click.argument("bundle_path", metavar="BUNDLE")
+@click.option("--against", required=True, type=click.Choice(REPLAY_CANDIDATES),
+              help="The candidate: coreml (Core ML, macOS), mil (the Core ML program in rnnt-tui's MIL "
+                   "interpreter, any OS), onnx (the NeMo ONNX export recorded in the bundle).")
+@click.option("--packages", type=click.Path(file_okay=False), default=None,
+              help="Core ML packages to run instead of the bundle's own conversion.")
+@click.option("--compute-units", type=click.Choice(COMPUTE_UNITS), default=DEFAULT_COMPUTE_UNITS, show_default=True,
+              help="Core ML compute units.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="Which of the bundle's conversions to run (default fp32 when recorded); picks the default "
+                   "tolerances.")
+@click.option("--runs", type=click.IntRange(1, 1000), default=None, help="Timed runs (default: as recorded).")
+@click.option("--warmup", type=click.IntRange(0, 1000), default=None, help="Untimed warm-ups (default: as recorded).")
+@options.atol
+@options.rtol
+@options.json_mode
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the report as Markdown.")
+def replay(bundle_path: str, against: str, packages: str | None, compute_units: str, precision: str | None,
+           runs: int | None, warmup: int | None, atol: str, rtol: str, json_mode: bool, markdown: str | None) -> None:
+    """Compare a candidate runtime with the NeMo reference recorded in BUNDLE (no torch, no NeMo)."""
+    from rnnt_tui.core.tolerances import parse_override, resolve
+
+    try:
+        overrides = parse_override(atol, "atol"), parse_override(rtol, "rtol")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    def body() -> int:
+        from rnnt_tui.core.bundle.candidates import PACKAGE_RUNTIMES, packages_dir
+        from rnnt_tui.core.bundle.format import Bundle
+        from rnnt_tui.core.bundle.replay import Replay, recorded_settings
+        from rnnt_tui.core.options import RuntimeOptions
+        from rnnt_tui.core.report import build_report
+
+        bundle = Bundle.open(bundle_path)
+        try:
+            chosen, folder = precision or "fp32", packages
+            if against in PACKAGE_RUNTIMES and packages is None:
+                found, chosen = packages_dir(bundle, precision)
+                folder = str(found)
+            settings = recorded_settings(bundle, resolve(chosen, *overrides), runs, warmup)
+            runtime_options = RuntimeOptions(precision=chosen, compute_units=compute_units, packages_dir=folder)
+            reports: list[dict[str, Any]] = []
+            with status(json_mode) as progress:
+                session_replay = Replay(bundle, against, runtime_options, settings, progress)
+                for warning in session_replay.warnings:
+                    err.print(f"[bold yellow]warning:[/] {warning}")
+                sessions = []
+                for index in range(len(session_replay.clips)):
+                    session = session_replay.run(index, progress)
+                    sessions.append(session)
+                    reports.append({**build_report(session), "bundle": session_replay.report_block(index)})
+            session_replay.close()
+            return _show(reports, sessions, json_mode, markdown)
+        finally:
+            bundle.close()
+
+    guard(body)
+
+
+def _show(reports: list[dict[str, Any]], sessions: list[Any], json_mode: bool, markdown: str | None) -> int:
+    from rnnt_tui.cli.compare_cmd import prepare_table, print_failures
+    from rnnt_tui.cli.render import diffs_table, fuse_table, shapes_table, timings_table, transcripts
+    from rnnt_tui.core.report import to_markdown
+
+    order = ("unavailable", "failed", "mismatch", "ok")
+    overall = min((r["status"] for r in reports), key=lambda s: order.index(s) if s in order else 0)
+    if markdown:
+        Path(markdown).write_text("\n".join(to_markdown(r) for r in reports))
+    if json_mode:
+        emit_json(reports[0] if len(reports) == 1 else {"clips": reports, "status": overall,
+                                                        "bundle": {k: v for k, v in reports[0]["bundle"].items()
+                                                                   if k != "clip"}})
+    elif sessions[0].candidate_unavailable is not None:
+        out.print(prepare_table(reports[0]))
+    elif len(reports) == 1:
+        for renderable in (fuse_table(sessions[0]), shapes_table(sessions[0]), timings_table(sessions[0]),
+                           diffs_table(sessions[0]), transcripts(sessions[0])):
+            out.print(renderable)
+    else:
+        out.print(_corpus_table(reports))
+    if sessions[0].candidate_unavailable is not None:
+        label = sessions[0].candidate.label if sessions[0].candidate else "the candidate"
+        err.print(f"[bold yellow]{label} cannot run here:[/] {sessions[0].candidate_unavailable}")
+    for session in sessions:
+        print_failures(session)
+    return exit_code_for(overall)
+
+
+def _corpus_table(reports: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"Replay of {len(reports)} recorded clips", title_justify="left")
+    for column in ("clip", "status", "token agreement", "WER", "worst joint max abs", "candidate transcript"):
+        table.add_column(column)
+    for report in reports:
+        decode = report.get("decode") or {}
+        joint = next((c for c in report["components"] if c["name"] == "joint"), None)
+        stats = (joint or {"outputs": [{}]})["outputs"][0].get("stats") or {}
+        table.add_row(Path(report["audio"]["path"]).name, report["status"], num(decode.get("token_agreement")),
+                      num(decode.get("wer")), num(stats.get("max_abs")), str(decode.get("candidate_text")))
+    return table
+
+
+@click.group()
+def main() -> None:
+    """rnnt-tui bundle commands (until registered in the main `rnnt-tui` command)."""
+
+
+main.add_command(record)
+main.add_command(replay)
+
+if __name__ == "__main__":
+    main()

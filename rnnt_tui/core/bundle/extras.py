@@ -1,0 +1,59 @@
+"""What a recording may carry beside the reference, so a replay machine needs nothing else.
+
+`add_packages`: the tool's own Core ML conversion (`record --convert fp32|fp16`), whose packages carry the
+checkpoint's SHA-256 in their metadata (`rnnt_tui.source_sha256`). `add_onnx_export`: NeMo's own ONNX export
+(`record --export onnx`) - an ONNX replay needs it, and making it needs torch and NeMo. Both run at record time
+only, on the restored model; they are imported only by `record`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rnnt_tui.core.bundle.format import BundleWriter
+from rnnt_tui.core.checkpoint import LoadedModel
+from rnnt_tui.core.components import ENCODER
+
+Emit = Callable[[str, float | None], None]
+ONNX_DIR = "onnx"
+CACHE_MANIFEST = "MANIFEST.json"
+
+
+def add_packages(writer: BundleWriter, loaded: LoadedModel, precision: str, progress: Emit,
+                 cancel: threading.Event | None) -> dict[str, Any]:
+    """Convert every component to `precision` ML programs into `packages/<precision>/`."""
+    from rnnt_tui.core.coreml.convert import convert_components
+
+    rel = f"packages/{precision}"
+    converted = convert_components(loaded, precision=precision, out_dir=writer.folder(rel),
+                                   progress=progress, cancel=cancel)
+    writer.add_tree(rel)
+    return {"dir": rel, "precision": precision, "source_sha256": loaded.sha256,
+            "components": {p.component: Path(p.path).name for p in converted},
+            "max_frames": converted[0].max_frames if converted else None,
+            "notes": sorted({n for p in converted for n in p.notes})}
+
+
+def add_onnx_export(writer: BundleWriter, loaded: LoadedModel, progress: Emit,
+                    cancel: threading.Event | None) -> dict[str, Any]:
+    """NeMo's ONNX export of the model (the graphs `--against onnx` runs), from the export cache, into `onnx/`."""
+    from rnnt_tui.core.runtimes.onnx_runtime import OnnxRuntime
+
+    runtime = OnnxRuntime(loaded)
+    try:
+        reports = runtime.prepare(progress, cancel)
+        artifact = next(r.artifact for r in reports if r.component == ENCODER)
+        assert artifact is not None
+        folder = Path(artifact).parent
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.name != CACHE_MANIFEST:
+                writer.copy_tree(f"{ONNX_DIR}/{path.name}", path)
+        describe = runtime.describe()
+        return {"dir": ONNX_DIR, "source_sha256": loaded.sha256, "opset": describe.get("opset"),
+                "exporter": describe.get("exporter"), "layers": runtime.layers, "hidden": runtime.hidden,
+                "encoder_hidden": runtime.enc_hidden, "blank_id": runtime.blank_id}
+    finally:
+        runtime.close()

@@ -1,0 +1,238 @@
+"""Replay a bundle: the comparison pipeline's steps with a recorded reference, and only the candidate running.
+
+`Replay` opens the candidate once (Core ML / MIL packages, or the recorded ONNX export) and makes one pipeline
+`Session` per recorded clip, with `RecordedRuntime` as the reference and `BundleFacts` as the model's facts, so the
+steps, statistics, decode checks and report are the comparison's own. Two things differ and are said: the
+reference's timings are the recorded ones (its label says "recorded"), and a bundle recorded with `--joint path`
+compares the joint on the decode-path cells only (`path_joint_step`: the candidate still computes the grid in the
+recorded chunks; the statistics cover the cells the reference's greedy decode visited). Nothing is written into
+the bundle. Imports neither torch nor NeMo.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnt_tui.core.audio import Audio
+from rnnt_tui.core.bundle.candidates import PACKAGE_RUNTIMES, candidate_runtime, packages_dir, provenance
+from rnnt_tui.core.bundle.facts import BundleFacts
+from rnnt_tui.core.bundle.format import Bundle
+from rnnt_tui.core.bundle.recorded import FULL, PATH, RecordedModel, RecordedRuntime
+from rnnt_tui.core.compare_ops import samples
+from rnnt_tui.core.components import JOINT, STEPS, TensorInfo, describe
+from rnnt_tui.core.errors import BadInputError, CancelledError
+from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
+from rnnt_tui.core.options import RuntimeOptions
+from rnnt_tui.core.pipeline.context import StepContext, error_text
+from rnnt_tui.core.pipeline.request import Settings
+from rnnt_tui.core.pipeline.session import Session
+from rnnt_tui.core.progress import Progress, no_progress
+from rnnt_tui.core.results import OutputComparison, StepResult
+from rnnt_tui.core.runtimes.base import Runtime
+from rnnt_tui.core.stats import DiffAccumulator
+from rnnt_tui.core.timing import Timings, measure
+from rnnt_tui.core.tolerances import Tolerance
+
+
+def recorded_settings(bundle: Bundle, tolerances: dict[str, Tolerance] | None = None, runs: int | None = None,
+                      warmup: int | None = None) -> Settings:
+    """The recording's settings (joint mode and chunking are fixed at record time), with what the replay sets."""
+    data = bundle.meta.get("settings", {})
+    recorded = {k: Tolerance(**v) for k, v in data.get("tolerances", {}).items()}
+    return Settings(runs=runs if runs is not None else int(data.get("runs", 5)),
+                    warmup=warmup if warmup is not None else int(data.get("warmup", 1)),
+                    joint_mode=str(data.get("joint_mode", "validation")), tolerances=tolerances or recorded,
+                    joint_chunk_frames=int(data.get("joint_chunk_frames", 32)))
+
+
+def clip_audio(bundle: Bundle, clip: dict[str, Any]) -> Audio:
+    """The clip as the model saw it (mono float32 at the model's rate), from the bundle."""
+    meta = clip["audio"]
+    signal = bundle.array(clip["arrays"]["preprocessor.audio_signal"])
+    return Audio(path=Path(meta["path"]), samples=np.ascontiguousarray(signal[0]), sample_rate=int(meta["sample_rate"]),
+                 original_rate=int(meta["original_rate"]), channels=int(meta["channels"]),
+                 subtype=str(meta["subtype"]), format=str(meta["format"]))
+
+
+class Replay:
+    """A bundle, its facts, and a prepared candidate; `run(clip)` gives a finished comparison session."""
+
+    def __init__(self, bundle: Bundle, against: str, options: RuntimeOptions | None = None,
+                 settings: Settings | None = None, progress: Progress = no_progress,
+                 cancel: threading.Event | None = None) -> None:
+        self.bundle = bundle
+        self.against = against
+        self.facts = BundleFacts(bundle)
+        self.model = RecordedModel(path=self.facts.path, summary=self.facts.summary, sha256=self.facts.sha256,
+                                   notes=self.facts.notes)
+        self.settings = settings or recorded_settings(bundle)
+        self.warnings: list[str] = []
+        options = options or RuntimeOptions()
+        if against in PACKAGE_RUNTIMES:
+            folder, precision = (Path(options.packages_dir), options.precision) if options.packages_dir \
+                else packages_dir(bundle, None)
+            if not folder.is_dir():
+                raise BadInputError(folder, "no such packages folder")
+            options = replace(options, packages_dir=str(folder), precision=precision)
+            self.warnings += provenance(folder, self.facts.sha256)
+        elif against == "onnx":
+            export = bundle.meta.get("onnx") or {}
+            if export.get("source_sha256") and export["source_sha256"] != self.facts.sha256:
+                self.warnings.append("the recorded ONNX export came from a different checkpoint")
+        self.options = options
+        self.candidate: Runtime | None = None
+        self.candidate_note: str | None = None
+        self.prepared: dict[str, dict[str, Any]] = {}
+        self.prepare_s = 0.0
+        self._prepare(progress, cancel)
+
+    def _prepare(self, progress: Progress, cancel: threading.Event | None) -> None:
+        start = time.perf_counter()
+        try:
+            self.candidate = candidate_runtime(self.bundle, self.model, self.against, self.options)
+        except (ImportError, AttributeError) as exc:
+            self.candidate_note = f"{self.against} is not available: {exc}"
+            return
+        availability = self.candidate.availability()
+        try:
+            reports = self.candidate.prepare(progress, cancel)
+        except (CancelledError, BadInputError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - as in compare: the reason is the finding, the reference is recorded
+            self.candidate_note = f"{self.candidate.label} could not be prepared: {error_text(exc)}"
+            return
+        finally:
+            self.prepare_s = time.perf_counter() - start
+        self.prepared[CANDIDATE] = {r.component: r for r in reports}
+        if not availability.ok:
+            self.candidate_note = availability.reason
+
+    @property
+    def clips(self) -> list[dict[str, Any]]:
+        clips: list[dict[str, Any]] = self.bundle.meta["clips"]
+        return clips
+
+    def session(self, index: int) -> Session:
+        reference = RecordedRuntime(self.bundle, index, self.model)
+        prepared = {**self.prepared, REFERENCE: {r.component: r for r in reference.prepare()}}
+        return Session(self.facts, clip_audio(self.bundle, self.clips[index]), reference, self.candidate,
+                       self.settings, prepared, self.candidate_note)
+
+    def run(self, index: int, progress: Progress = no_progress, cancel: threading.Event | None = None) -> Session:
+        """Every step on clip `index`; the reference's timings are the recorded ones."""
+        session = self.session(index)
+        reference = session.reference
+        assert isinstance(reference, RecordedRuntime)
+        for name in STEPS:
+            progress(f"running {name}", None)
+            if name == JOINT and reference.joint_storage == PATH:
+                session.results[JOINT] = path_joint_step(session.ctx, reference, progress, cancel)
+            else:
+                session.run_step(name, progress, cancel)
+        recorded = self.clips[index].get("timings", {})
+        for name, result in session.results.items():
+            timing = recorded.get(name)
+            if REFERENCE in result.timings or timing is not None:
+                result.timings[REFERENCE] = Timings(**timing) if timing is not None else None
+                result.notes.append("reference: recorded (its timings are the recording's, not run here)")
+        return session
+
+    def report_block(self, index: int) -> dict[str, Any]:
+        """What a replay report adds to the comparison's JSON."""
+        clip = self.clips[index]
+        return {"path": str(self.bundle.path), "format_version": self.bundle.format_version,
+                "recorded_at": self.bundle.meta.get("created"), "recorded_on": self.bundle.meta.get("platform"),
+                "clip": index, "clips": len(self.clips), "joint_storage": clip["joint"]["storage"],
+                "joint_storage_why": self.bundle.meta.get("joint", {}).get("why"),
+                "reference_timings": "recorded", "packages": self.options.packages_dir,
+                "warnings": list(self.warnings)}
+
+    def close(self) -> None:
+        if self.candidate is not None:
+            self.candidate.close()
+
+
+def path_joint_step(ctx: StepContext, reference: RecordedRuntime, progress: Progress = no_progress,
+                    cancel: threading.Event | None = None) -> StepResult:
+    """The joint compared on the decode-path cells: the candidate's grid (in the recorded chunks) against the
+    recorded reference cells."""
+    bundle, roles = reference.bundle, reference.clip["arrays"]
+    cells = bundle.array(roles["joint.path_cells"])
+    ref_rows = bundle.array(roles["joint.path_logits"])
+    assert ctx.upstream.decoder is not None and ctx.upstream.targets is not None, "the decoder chain runs first"
+    encoded, length = ctx.upstream.encoded_frames
+    encoded = encoded[:, :, :length]
+    g, targets = ctx.upstream.decoder["decoder_output"], ctx.upstream.targets
+    frames, steps = encoded.shape[2], g.shape[2]
+    chunk = max(1, min(ctx.settings.joint_chunk_frames or frames, frames))
+    tol = ctx.settings.tolerances[JOINT]
+    ref_info = TensorInfo("logits", tuple(ref_rows.shape), str(ref_rows.dtype))
+    result = StepResult(name=JOINT, status=Status.DONE,
+                        inputs=describe({"encoded": encoded, "decoder_output": g, "targets": targets}),
+                        reference_outputs=[ref_info], samples={REFERENCE: samples({"logits": ref_rows})},
+                        notes=[f"joint mode {ctx.facts.fuse().mode}: joint(encoder_outputs, decoder_outputs) → "
+                               f"{ctx.facts.fuse().probe}",
+                               f"recorded with --joint path: compared on the {cells.shape[0]} decode-path cells of "
+                               f"the T x U = {frames} x {steps} grid (the candidate computes the grid in chunks of "
+                               f"{chunk} frames)"])
+    if ctx.candidate_skip(result, JOINT):
+        return result
+    candidate = ctx.candidate
+    assert candidate is not None
+    acc = DiffAccumulator(tuple(ref_rows.shape), tol.atol, tol.rtol, axis=0, logits=True, topk=ctx.settings.topk)
+    cand_rows: list[np.ndarray] = []
+    done = 0
+    try:
+        for start in range(0, frames, chunk):
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("cancelled during the joint grid")
+            stop = min(start + chunk, frames)
+            inputs = {"encoded": encoded[:, :, start:stop], "decoder_output": g, "targets": targets}
+            if start == 0:
+                bound = candidate.bind(JOINT, inputs)
+                raw, cand_t = measure(bound, runs=ctx.settings.runs, warmup=ctx.settings.warmup)
+                logits = bound.outputs(raw)["logits"]
+            else:
+                logits = candidate.run(JOINT, inputs)["logits"]
+            inside = (cells[:, 0] >= start) & (cells[:, 0] < stop)
+            rows = np.asarray(logits)[0, cells[inside, 0] - start, cells[inside, 1]]
+            if rows.shape[1:] != ref_rows.shape[1:]:
+                note = f"shape mismatch: candidate rows of {list(rows.shape[1:])} vs recorded " \
+                       f"{list(ref_rows.shape[1:])}"
+                result.comparisons = [OutputComparison("logits", ref_info, TensorInfo("logits", rows.shape,
+                                                                                      str(rows.dtype)),
+                                                       None, tol.atol, tol.rtol, note)]
+                result.status = Status.MISMATCH
+                return result
+            acc.update(ref_rows[done:done + rows.shape[0]], rows)
+            cand_rows.append(rows)
+            done += rows.shape[0]
+            progress(f"joint frames {stop}/{frames}", stop / frames)
+    except CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the candidate failing is the finding
+        result.status, result.error = Status.FAILED, f"{candidate.label}: {error_text(exc)}"
+        return result
+    cand = np.concatenate(cand_rows) if cand_rows else np.zeros((0, *ref_rows.shape[1:]), ref_rows.dtype)
+    cand_info = TensorInfo("logits", tuple(cand.shape), str(cand.dtype))
+    stats = acc.result()
+    note = "decode-path cells only" + ("" if ref_info.dtype == cand_info.dtype else
+                                        f"; dtype differs: {cand_info.dtype} vs {ref_info.dtype} (upcast)")
+    result.candidate_outputs = [cand_info]
+    result.samples[CANDIDATE] = samples({"logits": cand})
+    result.timings[CANDIDATE] = ctx.with_prepare(CANDIDATE, JOINT, cand_t)
+    result.comparisons = [OutputComparison("logits", ref_info, cand_info, stats, tol.atol, tol.rtol, note)]
+    r32, c32 = ref_rows.astype(np.float32), cand.astype(np.float32)
+    result.maps = {"path_cells": cells, "path_max_abs": np.abs(c32 - r32).max(axis=1) if len(cand) else c32[:, 0],
+                   "path_argmax_agree": r32.argmax(axis=1) == c32.argmax(axis=1) if len(cand) else c32[:, 0] > 0}
+    result.status = Status.DONE if stats.ok else Status.MISMATCH
+    return result
+
+
+__all__ = ["FULL", "PATH", "Replay", "clip_audio", "path_joint_step", "recorded_settings"]
