@@ -1,0 +1,184 @@
+"""The corpus reports, derived from results files only: `report.json`, `report.md` and `utterances.csv`.
+
+`rebuild_reports(out_dir)` rewrites them from `out_dir/results.jsonl` (or from several shards' results files,
+merged), so they can always be rebuilt; a run calls it when it ends, however it ends.
+
+report.json (schema `rnnt-tui.corpus-report/1`):
+- `schema`: this version string.
+- `run`: the results header (checkpoint and its SHA-256, manifest and digest, `against`, `candidate_label`,
+  `options`, `settings`, `normalisation`, `wer_library`, `shard`, `limit`, `created`; `extra.merged_shards`).
+- `summary`: `utterances`, `evaluated`, `errors` (bad input), `failed` (a runtime raised), `with_text`,
+  `reference_words`, `reference_chars`, `word_errors` / `char_errors` {reference, candidate}, `wer` / `cer`
+  {reference, candidate} (errors over reference words / characters), `wer_delta` / `cer_delta` (candidate -
+  reference), `qoi` over `qoi_over` utterances with text, `identical` over `identical_over` evaluated utterances,
+  `audio_s`, `compute_s` and `rtfx` {reference, candidate}, `reference_differs_from_nemo`, `within_tolerance`.
+- `drift`: {component: {figure: {n, nan, p50, p90, p99, worst}}} (bad-tail percentiles, see core.corpus.aggregate).
+- `worst`: uids of the worst utterances, worst first; `gates`: the thresholds and `breached` (sentences).
+- `problems`: the utterances not evaluated, with line, audio, status, stage and error.
+- `utterances`: one row per utterance, the columns of utterances.csv (`ROW_FIELDS`).
+Rates are fractions (0.05 = 5 %); a figure that cannot be computed is null.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from rnnt_tui.core.corpus.aggregate import Gates, aggregate
+from rnnt_tui.core.corpus.records import UtteranceRecord
+from rnnt_tui.core.corpus.store import RESULTS_FILE, RunHeader, merge_results
+from rnnt_tui.core.names import CANDIDATE, REFERENCE
+
+SCHEMA = "rnnt-tui.corpus-report/1"
+REPORT_JSON, REPORT_MD, UTTERANCES_CSV = "report.json", "report.md", "utterances.csv"
+ROW_FIELDS = ("uid", "line", "audio", "status", "stage", "error", "duration_s", "text", "reference_text",
+              "candidate_text", "nemo_text", "reference_matches_nemo", "identical", "token_agreement",
+              "first_divergence", "reference_wer", "candidate_wer", "wer_delta", "reference_cer", "candidate_cer",
+              "reference_word_errors", "candidate_word_errors", "candidate_substitutions", "candidate_deletions",
+              "candidate_insertions", "encoder_max_abs", "encoder_cosine", "decoder_max_abs", "joint_max_abs",
+              "joint_argmax_agreement", "within_tolerance", "reference_compute_ms", "candidate_compute_ms")
+
+
+def utterance_row(record: UtteranceRecord) -> dict[str, Any]:
+    """One utterance as a flat row (utterances.csv, report.json's `utterances`)."""
+    ref, cand = record.scores.get(REFERENCE), record.scores.get(CANDIDATE)
+
+    def step(name: str, figure: str) -> float | None:
+        figures = record.steps.get(name)
+        return getattr(figures, figure) if figures is not None else None
+
+    ref_wer = ref.words.rate if ref else None
+    cand_wer = cand.words.rate if cand else None
+    return {
+        "uid": record.uid, "line": record.line, "audio": record.audio, "status": record.status,
+        "stage": record.stage, "error": record.error, "duration_s": record.duration_s, "text": record.text,
+        "reference_text": record.reference_text, "candidate_text": record.candidate_text,
+        "nemo_text": record.nemo_text, "reference_matches_nemo": record.reference_matches_nemo,
+        "identical": record.identical, "token_agreement": record.token_agreement,
+        "first_divergence": (record.first_divergence or {}).get("index"),
+        "reference_wer": ref_wer, "candidate_wer": cand_wer,
+        "wer_delta": None if ref_wer is None or cand_wer is None else cand_wer - ref_wer,
+        "reference_cer": ref.chars.rate if ref else None, "candidate_cer": cand.chars.rate if cand else None,
+        "reference_word_errors": ref.words.errors if ref else None,
+        "candidate_word_errors": cand.words.errors if cand else None,
+        "candidate_substitutions": cand.words.substitutions if cand else None,
+        "candidate_deletions": cand.words.deletions if cand else None,
+        "candidate_insertions": cand.words.insertions if cand else None,
+        "encoder_max_abs": step("encoder", "max_abs"), "encoder_cosine": step("encoder", "cosine"),
+        "decoder_max_abs": step("decoder", "max_abs"), "joint_max_abs": step("joint", "max_abs"),
+        "joint_argmax_agreement": step("joint", "argmax_agreement"), "within_tolerance": record.within_tolerance,
+        "reference_compute_ms": record.compute_ms.get(REFERENCE),
+        "candidate_compute_ms": record.compute_ms.get(CANDIDATE),
+    }
+
+
+def build_report(header: RunHeader, records: list[UtteranceRecord], gates: Gates | None = None) -> dict[str, Any]:
+    run = {k: v for k, v in header.to_json().items() if k != "kind"}
+    return {"schema": SCHEMA, "run": run, **aggregate(records, gates),
+            "utterances": [utterance_row(r) for r in records]}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return "nan"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(_clean(report), indent=1, ensure_ascii=False) + "\n"
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ROW_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in report["utterances"]:
+        writer.writerow({k: ("" if v is None else v) for k, v in _clean(row).items()})
+    return buffer.getvalue()
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f} %"
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}" if value == value else "NaN"
+    return str(value)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    run, s = report["run"], report["summary"]
+    lines = [f"# Corpus report: {Path(run['checkpoint']).name} vs {run['candidate_label']}", "",
+             f"- manifest: `{run['manifest']}`" + (f" (shard {run['shard']})" if run.get("shard") else ""),
+             f"- checkpoint SHA-256: `{run['checkpoint_sha256']}`",
+             f"- utterances: {s['utterances']} ({s['evaluated']} evaluated, {s['errors']} bad input, "
+             f"{s['failed']} failed); {s['with_text']} with text",
+             f"- text normalisation: {run['normalisation']} (edit distances: {run['wer_library']})", "",
+             "| figure | NeMo / PyTorch | " + run["candidate_label"] + " | Δ |", "|---|---|---|---|",
+             f"| WER | {pct(s['wer'][REFERENCE])} | {pct(s['wer'][CANDIDATE])} | {pct(s['wer_delta'])} |",
+             f"| CER | {pct(s['cer'][REFERENCE])} | {pct(s['cer'][CANDIDATE])} | {pct(s['cer_delta'])} |",
+             f"| RTFx | {_num(s['rtfx'][REFERENCE])} | {_num(s['rtfx'][CANDIDATE])} | |", "",
+             f"QoI (candidate WER ≤ reference WER, over {s['qoi_over']} utterances with text): {pct(s['qoi'])}. "
+             f"Decoded identically, token for token: {pct(s['identical'])} of {s['identical_over']}. "
+             f"Reference decode differs from NeMo's own on {s['reference_differs_from_nemo']}.", ""]
+    gates = report["gates"]
+    if gates["breached"]:
+        lines += ["**Gates breached:**", *[f"- {b}" for b in gates["breached"]], ""]
+    elif any(v is not None for k, v in gates.items() if k != "breached"):
+        lines += ["Gates: all passed.", ""]
+    if report["drift"]:
+        lines += ["## Drift per component (worst figure per utterance)", "",
+                  "| component | figure | p50 | p90 | p99 | worst | NaN |", "|---|---|---|---|---|---|---|"]
+        for component, figures in report["drift"].items():
+            for name, d in figures.items():
+                lines.append(f"| {component} | {name} | {_num(d['p50'])} | {_num(d['p90'])} | {_num(d['p99'])} | "
+                             f"{_num(d['worst'])} | {d['nan']} |")
+        lines.append("")
+    rows = {r["uid"]: r for r in report["utterances"]}
+    if report["worst"]:
+        lines += ["## Worst utterances", "", "| line | audio | ΔWER | identical | first divergence | encoder max abs "
+                  "| reference | candidate |", "|---|---|---|---|---|---|---|---|"]
+        for uid in report["worst"]:
+            r = rows[uid]
+            lines.append(f"| {r['line']} | {Path(r['audio']).name} | {pct(r['wer_delta'])} | {r['identical']} | "
+                         f"{_num(r['first_divergence'])} | {_num(r['encoder_max_abs'])} | {r['reference_text']} | "
+                         f"{r['candidate_text']} |")
+        lines.append("")
+    if report["problems"]:
+        lines += ["## Not evaluated", "", "| line | audio | status | stage | problem |", "|---|---|---|---|---|"]
+        lines += [f"| {p['line']} | {p['audio']} | {p['status']} | {p['stage']} | {p['error']} |"
+                  for p in report["problems"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def rebuild_reports(out_dir: Path, gates: Gates | None = None, sources: list[Path] | None = None
+                    ) -> tuple[Path, ...]:
+    """Write report.json, report.md and utterances.csv into `out_dir` from `sources` (results files or folders
+    holding one; default `out_dir` itself, several are merged). Returns the paths written."""
+    header, records, _ = merge_results(sources or [out_dir / RESULTS_FILE])
+    report = build_report(header, records, gates)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = (out_dir / REPORT_JSON, out_dir / REPORT_MD, out_dir / UTTERANCES_CSV)
+    for path, text in zip(paths, (to_json(report), to_markdown(report), to_csv(report)), strict=True):
+        _write(path, text)
+    return paths

@@ -1,0 +1,254 @@
+"""Running a corpus: the model restored and the candidate prepared once, then every utterance compared in turn.
+
+`run_corpus(request, cancel)` is a generator of plain, picklable events (`CorpusPlanned`, the pipeline's own
+`Progress` / `ModelRestored` / `CandidateFailed` while it opens, `UtteranceStarted`, `UtteranceFinished` with the
+record and running totals, `CorpusFinished`), so the CLI renders them and the app's engine process forwards them
+as they come. Each finished utterance is in `results.jsonl` (flushed and synced) before the next starts; setting
+`cancel` (or Ctrl-C) stops after the utterance in flight, which is lost, and the reports are rebuilt from what
+finished. A bad manifest line or clip is an error record for that line and the run goes on. A candidate that
+cannot run here raises `RuntimeUnavailableError`, one that failed to prepare `StepFailedError`, before any clip.
+
+The link to the comparison pipeline is two small functions, `_session_for` and `_record`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rnnt_tui.core.corpus import metrics
+from rnnt_tui.core.corpus.aggregate import Gates, RunningTotals
+from rnnt_tui.core.corpus.manifest import ManifestError, Shard, Utterance, read_manifest
+from rnnt_tui.core.corpus.records import UtteranceRecord, error_record, record_from
+from rnnt_tui.core.corpus.store import ResultsStore, RunHeader
+from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError, StepFailedError
+from rnnt_tui.core.names import RUNTIME_LABELS
+from rnnt_tui.core.options import RuntimeOptions
+from rnnt_tui.core.pipeline import events as ev
+from rnnt_tui.core.pipeline.request import Request, Settings
+
+if TYPE_CHECKING:
+    from rnnt_tui.core.checkpoint import LoadedModel
+    from rnnt_tui.core.pipeline.pipeline import Pipeline
+    from rnnt_tui.core.pipeline.session import Session
+
+T = TypeVar("T")
+#: corpus runs time each component once after its first call by default (a clip's own figures matter less)
+CORPUS_SETTINGS = Settings(runs=1, warmup=0)
+
+
+@dataclass(frozen=True)
+class CorpusRequest:
+    """One corpus run: checkpoint, manifest, candidate, how steps run, where results go, which entries."""
+
+    checkpoint: Path
+    manifest: Path
+    against: str
+    out_dir: Path
+    options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    settings: Settings = CORPUS_SETTINGS
+    limit: int | None = None
+    shard: Shard | None = None
+    resume: bool = False
+    gates: Gates = field(default_factory=Gates)
+
+
+@dataclass(frozen=True)
+class CorpusPlanned(ev.Event):
+    """The manifest was read: `total` entries selected, `done` already in the results file (a resume)."""
+
+    manifest: Path
+    out_dir: Path
+    total: int
+    done: int
+    manifest_errors: int
+
+
+@dataclass(frozen=True)
+class UtteranceStarted(ev.Event):
+    uid: str
+    audio: str
+    position: int  # 1-based among the selected entries
+    total: int
+
+
+@dataclass(frozen=True)
+class UtteranceFinished(ev.Event):
+    """One utterance recorded (already on disk). `totals` is `RunningTotals.headline()` over every record so far."""
+
+    record: UtteranceRecord
+    position: int
+    total: int
+    totals: dict[str, Any]
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class CorpusFinished(ev.Event):
+    """The run ended (`interrupted`: cancelled or Ctrl-C after the recorded utterances); reports are written."""
+
+    out_dir: Path
+    interrupted: bool
+    totals: dict[str, Any]
+    reports: tuple[Path, ...] = ()
+
+
+def header_for(request: CorpusRequest, manifest_digest: str, checkpoint_sha256: str) -> RunHeader:
+    return RunHeader(
+        checkpoint=str(request.checkpoint), checkpoint_sha256=checkpoint_sha256, manifest=str(request.manifest),
+        manifest_digest=manifest_digest, against=request.against,
+        candidate_label=RUNTIME_LABELS.get(request.against, request.against), options=asdict(request.options),
+        settings=request.settings.to_json(), normalisation=metrics.NORMALISATION, wer_library=metrics.BACKEND,
+        shard=str(request.shard) if request.shard else None, limit=request.limit,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _session_for(pipeline: Pipeline, request: Request, first: bool, cancel: threading.Event | None,
+                 loaded: LoadedModel | None) -> Generator[ev.Event, None, Session]:
+    """A session on `request.clip`: the first opens the pipeline (restore, prepare; its events streamed), the
+    others reuse its runtimes."""
+    if not first:
+        return pipeline.session_for(request.clip)
+    return (yield from _streamed(pipeline, lambda: pipeline.open(request, cancel, loaded)))
+
+
+def _record(session: Session, utterance: Utterance, wall_s: float) -> UtteranceRecord:
+    return record_from(session.results, session.decode_comparison, utterance, session.audio.duration_s, wall_s)
+
+
+def _streamed(pipeline: Pipeline, work: Callable[[], T]) -> Generator[ev.Event, None, T]:
+    """Run `work` in a thread, yielding the events the pipeline emits meanwhile; return its result."""
+    events: queue.Queue[ev.Event | None] = queue.Queue()
+    box: dict[str, Any] = {}
+    pipeline.emit = events.put
+
+    def target() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the generator's thread and raised there
+            box["error"] = exc
+        finally:
+            events.put(None)
+
+    worker = threading.Thread(target=target, name="corpus-open", daemon=True)
+    worker.start()
+    while (item := events.get()) is not None:
+        yield item
+    worker.join()
+    pipeline.emit = ev.ignore
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
+
+
+def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, loaded: LoadedModel | None = None,
+               pipeline: Pipeline | None = None) -> Iterator[ev.Event]:
+    """Run (or resume) the corpus, yielding events; see the module docstring. `pipeline`: an already opened one
+    to reuse (same checkpoint and candidate; nothing is restored or prepared again)."""
+    from rnnt_tui.core.checkpoint import content_hash
+    from rnnt_tui.core.corpus.report import rebuild_reports
+    from rnnt_tui.core.pipeline.pipeline import Pipeline
+    from rnnt_tui.core.summary import read_summary
+    from rnnt_tui.paths import cache_dir
+
+    request = _resolved(request)
+    manifest = read_manifest(request.manifest)
+    read_summary(request.checkpoint)  # a bad checkpoint is refused before anything is written
+    header = header_for(request, manifest.digest, content_hash(request.checkpoint, cache_dir(), cancel))
+    entries = manifest.select(request.limit, request.shard)
+    store = ResultsStore.open(request.out_dir, header, request.resume)
+    own = pipeline is None
+    pipe = pipeline if pipeline is not None else Pipeline()
+    if pipe.request is not None and (pipe.request.against, pipe.request.options, pipe.request.settings) != \
+            (request.against, request.options, request.settings):
+        raise ValueError("the pipeline given was opened with another candidate, options or settings")
+    totals = RunningTotals()
+    for record in store.records:
+        totals.add(record)
+    interrupted = True
+    try:
+        pending = [e for e in entries if not store.done(e.uid)]
+        yield CorpusPlanned(manifest.path, request.out_dir, len(entries), len(entries) - len(pending),
+                            len(manifest.errors))
+        position = len(entries) - len(pending)
+        started, ran = time.perf_counter(), 0
+        for entry in pending:
+            if cancel is not None and cancel.is_set():
+                break
+            position += 1
+            yield UtteranceStarted(entry.uid, _audio(entry), position, len(entries))
+            if isinstance(entry, ManifestError):
+                record = error_record(entry, "manifest", entry.problem)
+            else:
+                record = yield from _evaluate(pipe, request, entry, cancel, loaded)
+                ran += 1
+            store.append(record)
+            totals.add(record)
+            elapsed = time.perf_counter() - started
+            remaining = len(entries) - position
+            yield UtteranceFinished(record, position, len(entries), totals.headline(),
+                                    elapsed / ran * remaining if ran else None)
+        else:
+            interrupted = False
+    except CancelledError:
+        pass
+    except KeyboardInterrupt:
+        _close(store, pipe if own else None)
+        rebuild_reports(request.out_dir, request.gates)
+        raise
+    finally:
+        _close(store, pipe if own else None)
+    reports = rebuild_reports(request.out_dir, request.gates)
+    yield CorpusFinished(request.out_dir, interrupted, totals.headline(), tuple(reports))
+
+
+def _close(store: ResultsStore, pipe: Pipeline | None) -> None:
+    store.close()
+    if pipe is not None:
+        pipe.close()
+
+
+def _evaluate(pipe: Pipeline, request: CorpusRequest, utterance: Utterance,
+              cancel: threading.Event | None, loaded: LoadedModel | None) -> Generator[ev.Event, None, UtteranceRecord]:
+    """Compare one clip; a clip that cannot be used is an error record. Cancellation propagates (the utterance
+    is lost)."""
+    clip_request = Request(request.checkpoint, utterance.audio_path, request.against, request.options,
+                           request.settings)
+    start = time.perf_counter()
+    first = pipe.loaded is None
+    try:
+        session = yield from _session_for(pipe, clip_request, first, cancel, loaded)
+    except BadInputError as exc:
+        if exc.path is not None and exc.path.resolve() == utterance.audio_path.resolve():
+            return error_record(utterance, "audio", exc.problem)
+        raise
+    _check_candidate(session)
+    session.run_all(cancel=cancel)
+    return _record(session, utterance, time.perf_counter() - start)
+
+
+def _check_candidate(session: Session) -> None:
+    note = session.candidate_unavailable
+    if note is None:
+        return
+    if "could not be prepared" in note:
+        raise StepFailedError(note)
+    raise RuntimeUnavailableError(note)
+
+
+def _audio(entry: Utterance | ManifestError) -> str:
+    return str(entry.audio_path) if isinstance(entry, Utterance) else (entry.source or "")
+
+
+def _resolved(request: CorpusRequest) -> CorpusRequest:
+    from dataclasses import replace
+
+    return replace(request, checkpoint=request.checkpoint.expanduser().resolve(),
+                   manifest=request.manifest.expanduser().resolve(), out_dir=request.out_dir.expanduser().resolve())
