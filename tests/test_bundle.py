@@ -1,0 +1,249 @@
+"""Record → replay: the replay's report equals compare's, path-only joints keep compare's path statistics, and a
+damaged bundle is named and refused. Uses the demo model (recorded once per module)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rnnt_tui.paths import demo_checkpoint, demo_dir
+
+HELLO = demo_dir() / "hello-world.wav"
+FOX = demo_dir() / "the-quick-brown-fox.wav"
+
+
+def _record(out: Path, clips: str | Path, *extra: str) -> Path:
+    from rnnt_tui.cli_bundle import record
+
+    result = CliRunner().invoke(record, [str(demo_checkpoint()), str(clips), "--out", str(out), "--runs", "1",
+                                         "--warmup", "0", *extra])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _replay(bundle: Path, *extra: str) -> tuple[int, str, str]:
+    from rnnt_tui.cli_bundle import replay
+
+    result = CliRunner().invoke(replay, [str(bundle), *extra])
+    return result.exit_code, result.stdout, " ".join(result.stderr.split())  # rich wraps at 80 columns
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A whole-grid bundle of one demo clip (with NeMo's ONNX export), and a path-only bundle of two clips."""
+    root = tmp_path_factory.mktemp("bundles")
+    manifest = root / "two.jsonl"
+    manifest.write_text("\n".join(json.dumps({"audio_filepath": str(p), "text": t})
+                                  for p, t in ((HELLO, "hello world"), (FOX, "the quick brown fox"))))
+    return {"full": _record(root / "full", HELLO, "--joint", "full", "--export", "onnx"),
+            "path": _record(root / "path", manifest, "--joint", "path", "--export", "onnx")}
+
+
+def _tree_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+            digest.update(str(path.stat().st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+def _numbers(report: dict[str, Any]) -> dict[str, Any]:
+    """The comparison's findings: shapes, statistics, statuses, transcripts (timings and paths differ)."""
+    comps = {c["name"]: {"status": c["status"],
+                         "outputs": [{k: o[k] for k in ("name", "shape_reference", "shape_candidate", "stats", "ok")}
+                                     for o in c["outputs"]]} for c in report["components"]}
+    decode = {k: report["decode"][k] for k in ("reference_text", "candidate_text", "nemo_text", "reference_tokens",
+                                               "candidate_tokens", "nemo_tokens", "token_agreement", "wer",
+                                               "reference_matches_nemo", "candidate_matches_nemo")}
+    return {"components": comps, "decode": decode, "status": report["status"], "fuse": report["fuse"],
+            "summary": report["checkpoint"]["summary"], "sha256": report["checkpoint"]["sha256"]}
+
+
+def _close(a: Any, b: Any, path: str = "") -> None:
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _close(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-9), path
+    else:
+        assert a == b, path
+
+
+def test_replay_gives_compare_report(bundles: dict[str, Path]) -> None:
+    from rnnt_tui.core.options import RuntimeOptions
+    from rnnt_tui.core.pipeline.pipeline import open_session
+    from rnnt_tui.core.pipeline.request import Request, Settings
+    from rnnt_tui.core.report import build_report
+
+    session = open_session(Request(demo_checkpoint(), HELLO, "onnx", RuntimeOptions(), Settings(runs=1, warmup=0)))
+    session.run_all()
+    compared = build_report(session)
+    before = _tree_hash(bundles["full"])
+    code, stdout, stderr = _replay(bundles["full"], "--against", "onnx", "--json", "--runs", "1", "--warmup", "0")
+    assert code == 0, stderr
+    replayed = json.loads(stdout)
+    assert _tree_hash(bundles["full"]) == before, "replay wrote into the bundle"
+    _close(_numbers(compared), _numbers(replayed))
+    assert replayed["reference"]["label"].endswith("(recorded)")
+    assert replayed["bundle"]["reference_timings"] == "recorded"
+    assert replayed["components"][1]["timings"]["reference"]["median_ms"] > 0
+
+
+def test_path_joint_has_compare_statistics_on_path_cells(bundles: dict[str, Path]) -> None:
+    from rnnt_tui.core.bundle.facts import BundleFacts
+    from rnnt_tui.core.bundle.format import Bundle
+    from rnnt_tui.core.bundle.onnx_replay import BundleOnnxRuntime
+    from rnnt_tui.core.bundle.recorded import RecordedModel
+    from rnnt_tui.core.stats import diff_stats
+    from rnnt_tui.core.tolerances import defaults
+
+    code, stdout, stderr = _replay(bundles["path"], "--against", "onnx", "--json", "--runs", "1", "--warmup", "0")
+    assert code == 0, stderr
+    replayed = json.loads(stdout)
+    assert [c["bundle"]["joint_storage"] for c in replayed["clips"]] == ["path", "path"]
+    assert replayed["clips"][0]["decode"]["reference_text"] == "hello world"
+    assert replayed["clips"][1]["decode"]["reference_text"] == "the quick brown fox"
+    joint = next(c for c in replayed["clips"][0]["components"] if c["name"] == "joint")
+
+    full, path = Bundle.open(bundles["full"]), Bundle.open(bundles["path"])
+    clip_full, clip_path = full.meta["clips"][0], path.meta["clips"][0]
+    grid = full.array(clip_full["arrays"]["joint.grid"])
+    cells = path.array(clip_path["arrays"]["joint.path_cells"])
+    ref_cells = grid[0, cells[:, 0], cells[:, 1]]
+    np.testing.assert_array_equal(ref_cells, path.array(clip_path["arrays"]["joint.path_logits"]))
+    np.testing.assert_array_equal(ref_cells.argmax(axis=1), path.array(clip_path["arrays"]["joint.path_argmax"]))
+    # the candidate's grid as compare computes it (whole grid, the recorded chunks), read at the path cells
+    facts = BundleFacts(full)
+    runtime = BundleOnnxRuntime(RecordedModel(facts.path, facts.summary, facts.sha256), None,
+                                full.file("onnx"), full.meta["onnx"])
+    runtime.prepare()
+    arr = clip_full["arrays"]
+    length = int(full.array(arr["encoder.encoded_length"])[0])
+    encoded = full.array(arr["encoder.encoded"])[:, :, :length]
+    g, targets = full.array(arr["decoder.decoder_output"]), full.array(arr["decoder.targets"])
+    chunk = full.meta["settings"]["joint_chunk_frames"]
+    cand = np.concatenate([runtime.run("joint", {"encoded": encoded[:, :, s:s + chunk], "decoder_output": g,
+                                                 "targets": targets})["logits"] for s in range(0, length, chunk)],
+                          axis=1)
+    tol = defaults()["joint"]
+    expected = diff_stats(ref_cells, cand[0, cells[:, 0], cells[:, 1]], tol.atol, tol.rtol, logits=True).to_json()
+    _close(expected, joint["outputs"][0]["stats"])
+    assert joint["outputs"][0]["shape_reference"] == list(ref_cells.shape)
+    full.close()
+    path.close()
+
+
+def test_path_bundle_is_small_and_says_why(bundles: dict[str, Path]) -> None:
+    from rnnt_tui.core.bundle.format import Bundle
+
+    bundle = Bundle.open(bundles["path"])
+    assert bundle.meta["joint"]["storage"] == "path"
+    assert "--joint path" in bundle.meta["joint"]["why"]
+    assert not any("joint.grid" in name for name in bundle.manifest["arrays"])
+    bundle.close()
+
+
+def _damaged(bundles: dict[str, Path], tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(bundles["full"], copy)
+    return copy
+
+
+def test_tampered_array_is_named(bundles: dict[str, Path], tmp_path: Path) -> None:
+    copy = _damaged(bundles, tmp_path)
+    target = copy / "arrays" / "clips" / "0" / "encoder.encoded.npy"
+    data = bytearray(target.read_bytes())
+    data[-3] ^= 0x01
+    target.write_bytes(bytes(data))
+    code, _, stderr = _replay(copy, "--against", "onnx")
+    assert code == 2
+    assert "array clips/0/encoder.encoded" in stderr and "SHA-256" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_missing_array_is_named(bundles: dict[str, Path], tmp_path: Path) -> None:
+    copy = _damaged(bundles, tmp_path)
+    (copy / "arrays" / "clips" / "0" / "decoder.h.npy").unlink()
+    code, _, stderr = _replay(copy, "--against", "onnx")
+    assert code == 2
+    assert "array clips/0/decoder.h is missing" in stderr
+
+
+def test_newer_format_version_refused(bundles: dict[str, Path], tmp_path: Path) -> None:
+    copy = _damaged(bundles, tmp_path)
+    meta = json.loads((copy / "bundle.json").read_text())
+    meta["format_version"] = 99
+    (copy / "bundle.json").write_text(json.dumps(meta))
+    code, _, stderr = _replay(copy, "--against", "onnx")
+    assert code == 2
+    assert "format version 99" in stderr and "newer" in stderr
+
+
+def test_zip_bundle_reads_and_truncation_is_refused(bundles: dict[str, Path], tmp_path: Path) -> None:
+    from rnnt_tui.core.bundle.format import Bundle
+    from rnnt_tui.core.errors import BadInputError
+
+    archive = Path(shutil.make_archive(str(tmp_path / "demo"), "zip", bundles["full"]))
+    packed = archive.rename(tmp_path / "demo.rnntb")
+    bundle = Bundle.open(packed)
+    assert bundle.meta["clips"][0]["decode"]["reference_text"] == "hello world"
+    bundle.close()
+    truncated = tmp_path / "truncated.rnntb"
+    truncated.write_bytes(packed.read_bytes()[: packed.stat().st_size // 2])
+    with pytest.raises(BadInputError, match="truncated"):
+        Bundle.open(truncated)
+
+
+def test_record_never_overwrites(bundles: dict[str, Path]) -> None:
+    from rnnt_tui.cli_bundle import record
+
+    before = _tree_hash(bundles["full"])
+    result = CliRunner().invoke(record, [str(demo_checkpoint()), str(HELLO), "--out",
+                                                         str(bundles["full"])])
+    assert result.exit_code == 2
+    assert "already exists" in " ".join(result.stderr.split())
+    assert _tree_hash(bundles["full"]) == before
+
+
+def test_onnx_replay_needs_the_export(bundles: dict[str, Path], tmp_path: Path) -> None:
+    copy = _damaged(bundles, tmp_path)
+    meta = json.loads((copy / "bundle.json").read_text())
+    meta["onnx"] = None
+    (copy / "bundle.json").write_text(json.dumps(meta))
+    code, _, stderr = _replay(copy, "--against", "onnx")
+    assert code == 2
+    assert "--export onnx" in stderr
+
+
+def test_replay_imports_neither_torch_nor_nemo(bundles: dict[str, Path]) -> None:
+    code = (
+        "import sys, json\n"
+        "from rnnt_tui.cli_bundle import main\n"
+        "try:\n"
+        f"    main(['replay', {str(bundles['full'])!r}, '--against', 'onnx', '--json'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'nemo', 'lightning') or "
+        "m == 'rnnt_tui.core.runtimes.torch_runtime')\n"
+        "print('HEAVY', json.dumps(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    heavy = json.loads(done.stdout.split("HEAVY", 1)[1])
+    assert heavy == []
