@@ -1,0 +1,259 @@
+"""`rnnt-tui corpus` (score a candidate against NeMo over a manifest, resumably) and `rnnt-tui corpus-report`
+(rebuild or merge the reports from results files).
+
+Rendering only: the run is `core.corpus.runner.run_corpus`'s events, the figures are `core.corpus.report`'s.
+Data (tables, or the report's JSON with --json) goes to stdout; progress with an ETA goes to an interactive
+stderr, diagnostics to stderr. Exit codes: 0 ok, 1 a gate breached, 2 nothing could be evaluated (bad input),
+3 the candidate cannot run here, 4 failed, 130 interrupted (what finished is kept; --resume continues).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from rnnt_tui.cli import options
+from rnnt_tui.cli.common import checkpoint_path, emit_json, err, guard, out
+from rnnt_tui.exit_codes import ExitCode
+from rnnt_tui.formatting import num
+
+
+def _gates(max_wer_delta: float | None, min_qoi: float | None, min_identical: float | None) -> Any:
+    from rnnt_tui.core.corpus.aggregate import Gates
+
+    return Gates(max_wer_delta, min_qoi, min_identical)
+
+
+def gate_options(fn: Any) -> Any:
+    for option in reversed((
+            click.option("--max-wer-delta", type=float, default=None,
+                         help="Gate: exit 1 if candidate WER minus reference WER (a fraction: 0.005 = half a point) "
+                              "is above this."),
+            click.option("--min-qoi", type=click.FloatRange(0, 1), default=None,
+                         help="Gate: exit 1 if the share of utterances (with text) whose candidate WER is no worse "
+                              "than the reference's is below this."),
+            click.option("--min-identical", type=click.FloatRange(0, 1), default=None,
+                         help="Gate: exit 1 if the share of utterances decoded identically, token for token, is "
+                              "below this."))):
+        fn = option(fn)
+    return fn
+
+
+@click.command()
+@click.argument("checkpoint", required=False)
+@click.argument("manifest", required=False)
+@options.against()
+@options.compute_units
+@options.precision
+@options.packages
+@click.option("--runs", type=click.IntRange(1, 1000), default=1, show_default=True, help="Timed runs per component.")
+@click.option("--warmup", type=click.IntRange(0, 1000), default=0, show_default=True, help="Untimed warm-ups.")
+@options.atol
+@options.rtol
+@options.joint_mode
+@options.joint_chunk
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N manifest entries.")
+@click.option("--shard", default=None, metavar="I/N", help="This process's share of the entries (I of N, 1-based).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder for results.jsonl and the reports [default: ./corpus-<manifest>-<runtime>].")
+@click.option("--resume", is_flag=True, help="Continue the run in --out: skip what is recorded, never duplicate.")
+@options.json_mode
+@gate_options
+def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_units: str, precision: str,
+           packages: str | None, runs: int, warmup: int, atol: str, rtol: str, joint_mode: str, joint_chunk: int,
+           limit: int | None, shard: str | None, out_dir: str | None, resume: bool, json_mode: bool,
+           max_wer_delta: float | None, min_qoi: float | None, min_identical: float | None) -> None:
+    """Compare CHECKPOINT on every clip of MANIFEST (a NeMo manifest, a folder of audio files or a text file of
+    paths): NeMo/PyTorch vs the candidate runtime, WER/CER against the manifest text, QoI, drift per component."""
+    from rnnt_tui.core.corpus.manifest import Shard
+
+    settings = options.settings(runs, warmup, joint_mode, precision, atol, rtol, joint_chunk)
+    try:
+        parsed_shard = Shard.parse(shard) if shard else None
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    gates = _gates(max_wer_delta, min_qoi, min_identical)
+
+    def body() -> int:
+        from rnnt_tui.core.corpus import demo_manifest
+        from rnnt_tui.core.corpus.runner import CorpusRequest
+        from rnnt_tui.core.options import RuntimeOptions
+
+        manifest_path = Path(manifest).expanduser() if manifest else demo_manifest()
+        target = Path(out_dir).expanduser() if out_dir else _default_out(manifest_path, against, parsed_shard)
+        request = CorpusRequest(checkpoint_path(checkpoint), manifest_path, against, target,
+                                RuntimeOptions(precision=precision, compute_units=compute_units,
+                                               packages_dir=packages),
+                                settings, limit, parsed_shard, resume, gates)
+        return _run(request, json_mode)
+
+    guard(body)
+
+
+def _default_out(manifest: Path, against: str, shard: Any) -> Path:
+    stem = manifest.name if manifest.is_dir() else manifest.stem
+    suffix = f"-shard{shard.number}of{shard.count}" if shard else ""
+    return Path.cwd() / f"corpus-{stem}-{against}{suffix}"
+
+
+def _progress_bar(json_mode: bool) -> AbstractContextManager[Progress | None]:
+    if json_mode or not err.is_terminal:
+        return nullcontext(None)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=err, transient=True)
+
+
+def _run(request: Any, json_mode: bool) -> int:
+    from rnnt_tui.core.corpus import runner
+    from rnnt_tui.core.pipeline import events
+
+    cancel = threading.Event()
+    finished: runner.CorpusFinished | None = None
+    with _progress_bar(json_mode) as bar:
+        task = bar.add_task("reading the manifest", total=None) if bar is not None else None
+        try:
+            for event in runner.run_corpus(request, cancel):
+                if isinstance(event, runner.CorpusPlanned):
+                    if bar is not None and task is not None:
+                        bar.update(task, total=event.total, completed=event.done)
+                    if event.done:
+                        err.print(f"resuming: {event.done} of {event.total} already recorded in {event.out_dir}")
+                elif isinstance(event, events.Progress) and bar is not None and task is not None:
+                    bar.update(task, description=event.text[:60])
+                elif isinstance(event, events.CandidateFailed):
+                    err.print(f"[bold red]{event.label} could not be prepared:[/] {event.reason}")
+                elif isinstance(event, runner.UtteranceStarted) and bar is not None and task is not None:
+                    bar.update(task, description=Path(event.audio).name[:40])
+                elif isinstance(event, runner.UtteranceFinished):
+                    if bar is not None and task is not None:
+                        bar.update(task, completed=event.position)
+                    record = event.record
+                    if record.status != "ok":
+                        where = f"{request.manifest}:{record.line}" + \
+                            (f" ({Path(record.audio).name})" if record.stage != "manifest" and record.audio else "")
+                        err.print(f"[yellow]{where}:[/] {record.status} ({record.stage}): {record.error}",
+                                  markup=True, highlight=False)
+                elif isinstance(event, runner.CorpusFinished):
+                    finished = event
+        except KeyboardInterrupt:
+            cancel.set()
+            err.print(f"interrupted: what finished is in {request.out_dir / 'results.jsonl'}; add --resume to "
+                      "continue")
+            return ExitCode.INTERRUPTED
+    assert finished is not None
+    code = show_report(request.out_dir, json_mode)
+    err.print(f"results and reports: {request.out_dir}")
+    return ExitCode.INTERRUPTED if finished.interrupted else code
+
+
+def show_report(out_dir: Path, json_mode: bool) -> int:
+    """Print the report written in `out_dir` and return the exit code its figures and gates give."""
+    import json
+
+    from rnnt_tui.core.corpus.report import REPORT_JSON
+
+    report = json.loads((out_dir / REPORT_JSON).read_text(encoding="utf-8"))
+    if json_mode:
+        emit_json(report)
+    else:
+        for table in _tables(report):
+            out.print(table)
+    for sentence in report["gates"]["breached"]:
+        err.print(f"[bold red]gate breached:[/] {sentence}")
+    return exit_code(report)
+
+
+def exit_code(report: dict[str, Any]) -> int:
+    summary = report["summary"]
+    if summary["evaluated"] == 0:
+        return ExitCode.FAILED if summary["failed"] else ExitCode.BAD_INPUT
+    return ExitCode.MISMATCH if report["gates"]["breached"] else ExitCode.OK
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def _tables(report: dict[str, Any]) -> list[Table]:
+    run, s = report["run"], report["summary"]
+    head = Table(title=f"Corpus: {s['evaluated']} of {s['utterances']} utterances evaluated "
+                       f"({s['errors']} bad input, {s['failed']} failed)", title_justify="left")
+    for col in ("figure", "NeMo / PyTorch", run["candidate_label"], "Δ"):
+        head.add_column(col, justify="left" if col == "figure" else "right")
+    head.add_row("WER", _pct(s["wer"]["reference"]), _pct(s["wer"]["candidate"]), _pct(s["wer_delta"]))
+    head.add_row("CER", _pct(s["cer"]["reference"]), _pct(s["cer"]["candidate"]), _pct(s["cer_delta"]))
+    head.add_row("RTFx", num(s["rtfx"]["reference"]), num(s["rtfx"]["candidate"]), "")
+    head.add_row(f"QoI (over {s['qoi_over']} with text)", "", _pct(s["qoi"]), "")
+    head.add_row(f"identical decode (of {s['identical_over']})", "", _pct(s["identical"]), "")
+    tables = [head]
+    if report["drift"]:
+        drift = Table(title="Drift per component (worst figure per utterance; bad-tail percentiles)",
+                      title_justify="left")
+        for col in ("component", "figure", "p50", "p90", "p99", "worst", "NaN"):
+            drift.add_column(col, justify="left" if col in ("component", "figure") else "right")
+        for component, figures in report["drift"].items():
+            for name, d in figures.items():
+                drift.add_row(component, name, num(d["p50"]), num(d["p90"]), num(d["p99"]), num(d["worst"]),
+                              str(d["nan"]))
+        tables.append(drift)
+    rows = {r["uid"]: r for r in report["utterances"]}
+    worst = Table(title="Worst utterances", title_justify="left")
+    for col in ("line", "audio", "ΔWER", "identical", "divergence", "reference", "candidate"):
+        worst.add_column(col, overflow="fold")
+    for uid in report["worst"][:5]:
+        r = rows[uid]
+        worst.add_row(str(r["line"]), Path(r["audio"]).name, _pct(r["wer_delta"]), str(r["identical"]),
+                      num(r["first_divergence"]), r["reference_text"] or "", r["candidate_text"] or "")
+    tables.append(worst)
+    if report["problems"]:
+        problems = Table(title=f"Not evaluated ({len(report['problems'])})", title_justify="left")
+        for col in ("line", "audio", "status", "problem"):
+            problems.add_column(col, overflow="fold")
+        for p in report["problems"][:20]:
+            problems.add_row(str(p["line"]), p["audio"], f"{p['status']} ({p['stage']})", p["error"] or "")
+        tables.append(problems)
+    return tables
+
+
+@click.command("corpus-report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the reports [default: the one results folder given; required to merge several].")
+@options.json_mode
+@gate_options
+def corpus_report(results: tuple[str, ...], out_dir: str | None, json_mode: bool, max_wer_delta: float | None,
+                  min_qoi: float | None, min_identical: float | None) -> None:
+    """Rebuild report.json, report.md and utterances.csv from RESULTS (output folders or results.jsonl files);
+    several (the shards of one manifest) are merged into one report."""
+    sources = [Path(r).expanduser() for r in results]
+    if out_dir is None and len(sources) > 1:
+        raise click.UsageError("merging several results needs --out DIR for the merged reports")
+    target = Path(out_dir).expanduser() if out_dir else (sources[0] if sources[0].is_dir() else sources[0].parent)
+
+    def body() -> int:
+        from rnnt_tui.core.corpus.report import rebuild_reports
+
+        rebuild_reports(target, _gates(max_wer_delta, min_qoi, min_identical), sources)
+        code = show_report(target, json_mode)
+        err.print(f"reports: {target}")
+        return code
+
+    guard(body)
+
+
+@click.group()
+def standalone() -> None:
+    """`python -m rnnt_tui.cli_corpus corpus|corpus-report ...` until `rnnt-tui` registers both."""
+
+
+standalone.add_command(corpus)
+standalone.add_command(corpus_report)
+
+if __name__ == "__main__":
+    standalone()
