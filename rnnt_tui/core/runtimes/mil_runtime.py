@@ -33,6 +33,7 @@ class MilRuntime(PackageRuntime):
     name: ClassVar[str] = "mil"
     label: ClassVar[str] = LABEL
     engine: ClassVar[str] = "the MIL interpreter"
+    reads_compiled: ClassVar[bool] = False
 
     @classmethod
     def availability(cls) -> Availability:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +160,25 @@ class Collected:
         return sorted(rows, key=lambda e: Path(e.path).name)
 
 
+def _prefer_programs(found: dict[str, PackageInfo]) -> dict[str, PackageInfo]:
+    """Swap a matched `.mlmodelc` for a duplicate of the same kind that is a package (for runtimes that cannot
+    read compiled models back)."""
+    out = dict(found)
+    for key, info in found.items():
+        if info.path.suffix != ".mlmodelc":
+            continue
+        spare = next((k for k, v in out.items() if k.startswith(f"{key}:") and v.path.suffix != ".mlmodelc"), None)
+        if spare is not None:
+            better = out.pop(spare)
+            out[key] = replace(better, comparable=True, reason=f"{better.reason or key} (chosen over "
+                                                               f"{info.path.name}: a compiled model is not readable)")
+            out[f"{key}:{info.path.name}"] = replace(info, comparable=False,
+                                                     reason=f"compiled; {better.path.name} is used instead")
+    return out
+
+
 def collect_packages(loaded: Any, options: RuntimeOptions, components: Sequence[str], progress: Progress,
-                     cancel: threading.Event | None) -> Collected:
+                     cancel: threading.Event | None, reads_compiled: bool = True) -> Collected:
     """Convert `components` of the restored model, or match the packages in `options.packages_dir`."""
     from rnnt_tui.core.coreml.convert import convert_components
 
@@ -178,6 +195,8 @@ def collect_packages(loaded: Any, options: RuntimeOptions, components: Sequence[
                          warnings=[w for i in used.values() for w in shape_warnings(i.spec)])
     start = time.perf_counter()
     found = match_packages(options.packages_dir, summary)
+    if not reads_compiled:
+        found = _prefer_programs(found)
     elapsed = (time.perf_counter() - start) * 1000
     wanted = (*components, *HEADS)
     used = {k: v for k, v in found.items() if k in wanted}

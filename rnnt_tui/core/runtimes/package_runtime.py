@@ -74,6 +74,8 @@ class PackageRuntime(Runtime):
                                              "int32": np.int32, "int8": np.int8}
     #: what executes the programs, for messages
     engine: ClassVar[str] = "the runtime"
+    #: whether the engine can run a compiled `.mlmodelc` (else a package of the same kind is preferred)
+    reads_compiled: ClassVar[bool] = True
 
     packages: dict[str, PackageInfo]
     models: dict[str, Any]
@@ -131,7 +133,8 @@ class PackageRuntime(Runtime):
     def prepare(self, progress: Progress = no_progress,
                 cancel: threading.Event | None = None) -> list[PrepareReport]:
         self._reset()
-        collected = collect_packages(self.loaded, self.options, self.components, progress, cancel)
+        collected = collect_packages(self.loaded, self.options, self.components, progress, cancel,
+                                     self.reads_compiled)
         self.packages, self.skipped, self.warnings = collected.used, collected.skipped, list(collected.warnings)
         problem = self._problem()
         for component in self.components:
