@@ -7,7 +7,7 @@ controlled - random weights would let the greedy decode emit up to max_symbols p
 2.5 tokens/s + the blank start (U = 2.5 x seconds + 1), and the decoder outputs are made by stepping the real
 prediction net along those tokens. The encoder output is random (the joint's memory does not depend on its
 values). Then `rnnt_tui.core.grid.compare_joint_grid` runs exactly as a comparison runs it (reference PyTorch,
-candidate ONNX Runtime by default, timings with --runs/--warmup) with `SessionSettings(joint_chunk_frames=32 or
+candidate ONNX Runtime by default, timings with --runs/--warmup) with `Settings(joint_chunk_frames=32 or
 0)`. Memory is RSS from /proc/self/status: the peak (VmHWM, reset with /proc/self/clear_refs just before the
 call) minus the RSS just before it, so torch's and onnxruntime's native allocations count (tracemalloc would
 miss them).
@@ -54,10 +54,10 @@ def child(seconds: float, chunk: int, candidate_name: str, runs: int, warmup: in
     from rnnt_tui.core.components import ENCODER, PREPROCESSOR
     from rnnt_tui.core.coreml.convert import expected_frames
     from rnnt_tui.core.fuse import VALIDATION, fuse_mode_of
-    from rnnt_tui.core.grid import compare_joint_grid
+    from rnnt_tui.core.pipeline.joint_grid import compare_joint_grid
+    from rnnt_tui.core.pipeline.request import Settings
     from rnnt_tui.core.runtimes.base import no_progress
     from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
-    from rnnt_tui.core.session import SessionSettings
     from rnnt_tui.paths import cache_dir
 
     loaded = restore(model_path(MODEL), cache_dir=cache_dir())
@@ -89,7 +89,7 @@ def child(seconds: float, chunk: int, candidate_name: str, runs: int, warmup: in
         outs.append(out["decoder_output"])
     g = np.concatenate(outs, axis=2)
     target_arr = np.array([targets], dtype=np.int64)
-    settings = SessionSettings(runs=runs, warmup=warmup, joint_chunk_frames=chunk)
+    settings = Settings(runs=runs, warmup=warmup, joint_chunk_frames=chunk)
     gc.collect()
     baseline = rss_mib()
     reset_ok = reset_peak_rss()
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--chunks", default="32,0", help="joint_chunk_frames values; 0 = whole grid")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--candidate", default="onnx", choices=("onnx", "pytorch"))
-    parser.add_argument("--runs", type=int, default=5, help="timed joint calls (SessionSettings.runs)")
+    parser.add_argument("--runs", type=int, default=5, help="timed joint calls (Settings.runs)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--max-load", type=float, default=1.5)
     parser.add_argument("--wait", type=float, default=0.0)

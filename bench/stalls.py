@@ -82,7 +82,7 @@ def child(model: str, against: str, steps: bool, timeout: float, fixes: list[str
     from hello_app import HelloApp
 
     from rnnt_tui.app.app import RnntApp
-    from rnnt_tui.app.engine import RunOptions
+    from rnnt_tui.app.choices import RuntimeChoices
     from rnnt_tui.paths import demo_audio
 
     apply_fixes(fixes)
@@ -128,7 +128,9 @@ def child(model: str, against: str, steps: bool, timeout: float, fixes: list[str
         pass
 
     def hook(message: Any) -> None:
+        message = getattr(message, "event", message)  # a CoreEvent carries the pipeline's event
         name = type(message).__name__
+        name = {"SummaryRead": "SummaryReady", "ClipLoaded": "AudioReady"}.get(name, name)
         if name in ("SummaryReady", "AudioReady", "ModelRestored", "Progress", "SessionReady", "CandidateFailed",
                     "StepStarted", "StepFinished", "JobDone", "RuntimesChecked"):
             text = getattr(message, "text", "") or getattr(message, "name", "")
@@ -144,7 +146,7 @@ def child(model: str, against: str, steps: bool, timeout: float, fixes: list[str
         return "ok"
 
     async def drive() -> str:
-        app = StallApp(model_path(model), demo_audio(), RunOptions(against=against))
+        app = StallApp(model_path(model), demo_audio(), RuntimeChoices(against=against))
         async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
             deadline = time.perf_counter() + timeout
             while not (seen("SessionReady") or seen("CandidateFailed")) and time.perf_counter() < deadline:

@@ -16,7 +16,7 @@ from typing import Any
 from textual.worker import WorkerState
 
 from rnnt_tui.app.app import RnntApp
-from rnnt_tui.app.engine import RunOptions
+from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.paths import demo_audio, demo_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ async def settle(app: RnntApp, pilot: Any) -> None:
 
 async def take(out: Path, size: tuple[int, int]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    app = RnntApp(demo_checkpoint(), demo_audio(), RunOptions())
+    app = RnntApp(demo_checkpoint(), demo_audio(), RuntimeChoices())
     async with app.run_test(size=size) as pilot:
         await settle(app, pilot)
         for name, keys, caption in SHOTS:

@@ -21,12 +21,15 @@ from textual.pilot import Pilot
 from textual.worker import WorkerState
 
 from rnnt_tui.app.app import RnntApp
-from rnnt_tui.app.engine import Engine, RunOptions
+from rnnt_tui.app.choices import RuntimeChoices
+from rnnt_tui.app.engine import Engine
 from rnnt_tui.app.engine_process import ProcessEngine
-from rnnt_tui.app.messages import FuseChanged, JobDone, SessionReady, StepFinished, SummaryReady
+from rnnt_tui.app.messages import CoreEvent, JobDone
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.tables import DiffsTable
 from rnnt_tui.core.components import STEPS
+from rnnt_tui.core.pipeline.events import FuseChanged, SessionReady, StepFinished
+from rnnt_tui.core.pipeline.events import SummaryRead as SummaryReady
 from rnnt_tui.paths import demo_audio, demo_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -44,7 +47,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def make_app(checkpoint: Path | None = None, audio: Path | None = None, export_dir: Path | None = None,
              engine: Engine | None = None, **options: Any) -> RnntApp:
     """The app as users get it (its engine in a child process) unless `engine` says otherwise."""
-    return RnntApp(checkpoint or demo_checkpoint(), audio or demo_audio(), RunOptions(**options),
+    return RnntApp(checkpoint or demo_checkpoint(), audio or demo_audio(), RuntimeChoices(**options),
                    export_dir=export_dir, engine=engine)
 
 
@@ -80,8 +83,13 @@ async def settle(pilot: Pilot[Any]) -> None:
     await pilot.pause(0.1)
 
 
+def events(messages: list[Message]) -> list[Any]:
+    """The app's own messages and, for a `CoreEvent`, the core event it carries."""
+    return [m.event if isinstance(m, CoreEvent) else m for m in messages]
+
+
 def of_type(messages: list[Message], kind: type) -> list[Any]:
-    return [m for m in messages if isinstance(m, kind)]
+    return [m for m in events(messages) if isinstance(m, kind)]
 
 
 async def test_summary_paints_before_restore_then_run_all_fills_tables(small: dict[str, Path]) -> None:
@@ -93,7 +101,7 @@ async def test_summary_paints_before_restore_then_run_all_fills_tables(small: di
         assert "fuse_loss_wer" in text and "after restore" in text  # saved flags shown, used ones not yet
         assert "rnnt-char.nemo" in text
         await ready(pilot)
-        kinds = [type(m) for m in messages if isinstance(m, (SummaryReady, SessionReady))]
+        kinds = [type(m) for m in events(messages) if isinstance(m, (SummaryReady, SessionReady))]
         assert kinds == [SummaryReady, SessionReady]
         trust = [n for n in app._notifications if "Only open checkpoints you trust" in n.message]
         assert len(trust) == 1  # said once, when NeMo's loader (which unpickles) first runs
@@ -150,14 +158,14 @@ async def test_fuse_toggle_reruns_joint_and_shows_nemo_error() -> None:
         await pilot.press("f")
         await settle(pilot)
         changed = of_type(messages, FuseChanged)[-1]
-        assert changed.mode == "as-saved" and changed.probe.startswith("raises")
+        assert changed.fuse.mode == "as-saved" and changed.fuse.probe.startswith("raises")
         assert app.results["joint"].status == "failed"  # rerun: NeMo's fused joint needs lengths
         text = screen_text(app)
         assert "AS SAVED" in text and "fuse_loss_wer` is set" in text
 
         await pilot.press("f")
         await settle(pilot)
-        assert of_type(messages, FuseChanged)[-1].mode == "validation"
+        assert of_type(messages, FuseChanged)[-1].fuse.mode == "validation"
         assert app.results["joint"].status == "done"
         assert "→ logits of" in screen_text(app)
 
@@ -361,11 +369,11 @@ async def test_an_engine_process_that_dies_is_reported_and_the_app_recovers() ->
 UI_PROCESS_SCRIPT = """
 import asyncio, json, sys
 from rnnt_tui.app.app import RnntApp
-from rnnt_tui.app.engine import RunOptions
+from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.paths import demo_audio, demo_checkpoint
 
 async def main():
-    app = RnntApp(demo_checkpoint(), demo_audio(), RunOptions())
+    app = RnntApp(demo_checkpoint(), demo_audio(), RuntimeChoices())
     async with app.run_test(size=(120, 40)) as pilot:
         while app.session is None:
             await pilot.pause(0.1)

@@ -15,14 +15,14 @@ from textual.pilot import Pilot
 from textual.worker import WorkerState
 
 from rnnt_tui.app.app import RnntApp
-from rnnt_tui.app.engine import RunOptions
+from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.paths import demo_audio, demo_checkpoint
 
 pytestmark = pytest.mark.slow
 
 
 def demo_app() -> RnntApp:
-    return RnntApp(demo_checkpoint(), demo_audio(), RunOptions())
+    return RnntApp(demo_checkpoint(), demo_audio(), RuntimeChoices())
 
 
 async def settled(pilot: Pilot[Any]) -> None:

@@ -26,12 +26,9 @@ import pytest
 from badfiles import AUDIO_CASES, CHECKPOINT_CASES, Case
 
 from rnnt_tui.cli import main
-from rnnt_tui.core import workflow
 from rnnt_tui.core.audio import load_audio
 from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.paths import demo_checkpoint
-
-#: the one-line change this file's short-clip cases need in core/workflow.py (see the robustness report)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +128,6 @@ def test_unsafe_archives_never_reach_nemo(capsys: pytest.CaptureFixture[str], sa
         raise AssertionError("NeMo's loader was reached")
 
     monkeypatch.setattr(checkpoint, "restore", no_restore)
-    monkeypatch.setattr(workflow, "restore", no_restore)
     for name in ("dotdot", "nested-dotdot", "absolute", "symlink", "hardlink", "device", "fifo"):
         case = bad_checkpoints[name]
         code, _, err = cli(capsys, sandbox, case.path.parent, args=["run", str(case.path), str(clip)])
@@ -241,11 +237,11 @@ def test_a_minute_long_clip_runs_headless(capsys: pytest.CaptureFixture[str], sa
 def app_factory() -> Iterator[Callable[..., Any]]:
     pytest.importorskip("textual")
     from rnnt_tui.app.app import RnntApp
-    from rnnt_tui.app.engine import RunOptions
+    from rnnt_tui.app.choices import RuntimeChoices
     from rnnt_tui.paths import demo_audio
 
     def make(**options: Any) -> Any:
-        return RnntApp(demo_checkpoint(), demo_audio(), RunOptions(**options))
+        return RnntApp(demo_checkpoint(), demo_audio(), RuntimeChoices(**options))
 
     yield make
 

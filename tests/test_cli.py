@@ -108,3 +108,33 @@ def test_cache_list_and_clear(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(capsys, "cache", "clear")
     assert code == ExitCode.OK and "removed" in err
     assert store.entries() == []
+
+
+def test_run_exits_4_when_a_step_fails_in_validation_mode(capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          checkpoints: dict[str, Path], clip: Path) -> None:
+    """A real joint failure (here injected into the reference runtime) is a failed run, not exit 0."""
+    from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
+
+    original = TorchRuntime.bind
+
+    def broken_joint(self: TorchRuntime, component: str, inputs: dict[str, object]) -> object:
+        if component == "joint":
+            raise RuntimeError("the joint's weights are corrupt")
+        return original(self, component, inputs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TorchRuntime, "bind", broken_joint)
+    code, _, err = _run(capsys, "run", str(checkpoints["rnnt-char"]), str(clip), "--runs", "1", "--warmup", "0")
+    assert code == ExitCode.FAILED
+    assert "joint" in err and "corrupt" in err
+
+
+def test_run_as_saved_fused_joint_is_not_a_failure(capsys: pytest.CaptureFixture[str],
+                                                   checkpoints: dict[str, Path], clip: Path) -> None:
+    code, out, _ = _run(capsys, "run", str(checkpoints["rnnt-char"]), str(clip), "--runs", "1", "--warmup", "0",
+                        "--joint-mode", "as-saved", "--json")
+    assert code == ExitCode.OK
+    data = json.loads(out)
+    joint = next(c for c in data["components"] if c["name"] == "joint")
+    assert joint["status"] == "failed" and "fuse_loss_wer" in joint["error"]
+    assert data["fuse"]["mode"] == "as-saved"

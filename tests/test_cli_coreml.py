@@ -78,3 +78,39 @@ def test_sweep_compares_all_four_units_on_a_mac(capsys: pytest.CaptureFixture[st
     assert [r["compute_units"] for r in rows] == ["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"]
     for row in rows:
         assert set(row["components"]) == {"preprocessor", "encoder", "decoder", "joint"}
+
+
+def test_sweep_with_onnx_is_refused_before_any_work(capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch, checkpoints: dict[str, Path],
+                                                    clip: Path) -> None:
+    from rnnt_tui.core import checkpoint
+
+    def no_restore(*_: object, **__: object) -> None:
+        raise AssertionError("the model was restored before --sweep was refused")
+
+    monkeypatch.setattr(checkpoint, "restore", no_restore)
+    code = main(["compare", str(checkpoints["rnnt-char"]), str(clip), "--against", "onnx", "--sweep"])
+    assert code == ExitCode.BAD_INPUT
+    assert "--sweep compares Core ML compute units" in capsys.readouterr().err
+
+
+def test_sweep_exit_code_follows_the_worst_unit() -> None:
+    from rnnt_tui.exit_codes import sweep_exit_code
+
+    assert sweep_exit_code(["ok", "ok", "ok", "ok"]) == ExitCode.OK
+    assert sweep_exit_code(["ok", "mismatch", "ok", "ok"]) == ExitCode.MISMATCH
+    assert sweep_exit_code(["ok", "failed", "ok", "ok"]) == ExitCode.FAILED
+    assert sweep_exit_code(["unavailable"] * 4) == ExitCode.UNAVAILABLE
+    assert sweep_exit_code(["ok", "unavailable", "ok", "ok"]) == ExitCode.OK
+
+
+@macos_only
+@pytest.mark.macos
+def test_sweep_exit_code_on_a_mac_matches_its_rows(capsys: pytest.CaptureFixture[str], checkpoints: dict[str, Path],
+                                                   clip: Path) -> None:
+    from rnnt_tui.exit_codes import sweep_exit_code
+
+    code = main(["compare", str(checkpoints["rnnt-char"]), str(clip), "--against", "coreml", "--sweep", "--runs",
+                 "1", "--json"])
+    rows = json.loads(capsys.readouterr().out)["sweep"]
+    assert code == sweep_exit_code([r["status"] for r in rows])

@@ -34,7 +34,7 @@ from rnnt_tui.cli import main
 from rnnt_tui.core import cache as cache_module
 from rnnt_tui.core.cache import MANIFEST, ArtifactCache
 from rnnt_tui.core.errors import CancelledError
-from rnnt_tui.core.results import DONE, FAILED, MISMATCH
+from rnnt_tui.core.names import Status
 from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
 from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.paths import demo_audio, demo_checkpoint
@@ -42,8 +42,6 @@ from rnnt_tui.paths import demo_audio, demo_checkpoint
 # The bundled (trained) model and one of its clips: a random fixture model emits up to max_symbols tokens per
 # frame, which makes every decode here ten times slower for nothing.
 MODEL, CLIP = demo_checkpoint(), demo_audio()
-
-#: whether cli_compare.py has the report's change that names failed steps on stderr
 
 BUILDER = textwrap.dedent("""
     import json, sys, time
@@ -354,9 +352,9 @@ def test_runtime_raising_mid_run_fails_that_step_and_the_rest_shows(monkeypatch:
 def test_failed_step_status_is_failed_not_mismatch(demo_model: Any) -> None:
     session = _session(demo_model, candidate=JointStepFailure)
     session.run_all()
-    assert session.results["decode"].status == FAILED
+    assert session.results["decode"].status == Status.FAILED
     assert "device lost" in (session.results["decode"].error or "")
-    assert all(session.results[n].status == DONE for n in ("encoder", "decoder", "joint"))
+    assert all(session.results[n].status == Status.DONE for n in ("encoder", "decoder", "joint"))
 
 
 # -- numbers ----------------------------------------------------------------------------------------------------
@@ -384,12 +382,13 @@ def _doctored(component: str, alter: Callable[[dict[str, np.ndarray]], dict[str,
 def _session(loaded: Any, reference: type[TorchRuntime] = TorchRuntime,
              candidate: type[TorchRuntime] = TorchRuntime) -> Any:
     from rnnt_tui.core.audio import load_audio
-    from rnnt_tui.core.session import Session, SessionSettings
+    from rnnt_tui.core.pipeline.facts import NemoFacts
+    from rnnt_tui.core.pipeline.pipeline import prepare_session
+    from rnnt_tui.core.pipeline.request import Settings
 
-    session = Session(loaded, load_audio(CLIP, 16000), reference(loaded), candidate(loaded),
-                      SessionSettings(runs=1, warmup=0))
-    session.prepare()
-    return session
+    settings = Settings(runs=1, warmup=0)
+    return prepare_session(NemoFacts(loaded, settings.joint_mode), load_audio(CLIP, 16000), reference(loaded),
+                           candidate(loaded), settings)
 
 
 @pytest.fixture(scope="module")
@@ -421,7 +420,7 @@ def test_nan_or_inf_on_either_side_fails_the_row_and_is_counted(demo_model: Any,
     session = _session(demo_model, **{side: doctored})
     result = session.run_step("encoder")
     row = result.comparisons[0]
-    assert result.status == MISMATCH and row.ok is False and row.stats is not None
+    assert result.status == Status.MISMATCH and row.ok is False and row.stats is not None
     counts = row.stats.nan if np.isnan(value) else row.stats.inf
     assert counts == {"reference": int(side == "reference"), "candidate": int(side == "candidate")}
     assert np.isnan(row.stats.max_abs) or np.isinf(row.stats.max_abs)  # never a finite max over the rest
@@ -442,7 +441,7 @@ def test_nan_in_both_outputs_is_not_a_pass(demo_model: Any) -> None:
     result = session.run_step("encoder")
     row = result.comparisons[0]
     assert row.stats is not None and row.stats.nan == {"reference": 1, "candidate": 1}
-    assert row.ok is False and result.status == MISMATCH
+    assert row.ok is False and result.status == Status.MISMATCH
 
 
 def test_shape_mismatch_is_its_own_finding_and_the_rest_goes_on(demo_model: Any) -> None:
@@ -453,11 +452,11 @@ def test_shape_mismatch_is_its_own_finding_and_the_rest_goes_on(demo_model: Any)
     session.run_all()
     encoder = session.results["encoder"]
     rows = {r.name: r for r in encoder.comparisons}
-    assert encoder.status == MISMATCH
+    assert encoder.status == Status.MISMATCH
     assert rows["encoded"].stats is None and rows["encoded"].ok is False
     assert "shape mismatch" in rows["encoded"].note
     assert rows["encoded_length"].ok is True
-    assert session.results["decoder"].status == DONE and session.results["joint"].status == DONE
+    assert session.results["decoder"].status == Status.DONE and session.results["joint"].status == Status.DONE
 
 
 def test_float16_output_is_noted_and_compared_upcast(demo_model: Any) -> None:

@@ -7,15 +7,11 @@ added there once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 Command = tuple[str, str, Callable[[], Any]]
-
-
-class HasCommands(Protocol):
-    def palette_commands(self) -> list[Command]: ...
 
 
 class RnntCommands(Provider):

@@ -22,10 +22,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _candidate(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    from rnnt_tui.core.runtimes import CANDIDATES
+    from rnnt_tui.core.pipeline.request import REFERENCE_RUNTIME
+    from rnnt_tui.core.runtimes import RUNTIMES
 
-    if value not in CANDIDATES:
-        raise click.BadParameter(f"{value!r} is not a candidate runtime; choose one of {', '.join(CANDIDATES)}")
+    candidates = [name for name in RUNTIMES if name != REFERENCE_RUNTIME]
+    if value not in candidates:
+        raise click.BadParameter(f"{value!r} is not a candidate runtime; choose one of {', '.join(candidates)}")
     return value
 
 
