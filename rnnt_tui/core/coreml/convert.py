@@ -49,7 +49,7 @@ from rnnt_tui.core.runtimes.base import Progress, no_progress
 
 PRECISIONS = ("fp32", "fp16", "mixed", "fp16-all")
 #: bumped when the fp16 exceptions change, so cached fp16 packages from an older policy are not served
-POLICY_VERSION = 2
+POLICY_VERSION = 3
 DEFAULT_PRECISION = "fp32"
 DEFAULT_TARGET = "macOS14"
 DEFAULT_SECONDS = 300.0

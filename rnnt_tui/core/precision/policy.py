@@ -17,7 +17,7 @@ the op selector for `ct.transform.FP16ComputePrecision`. It reads MIL ops only; 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,6 +129,10 @@ def classify(block: Any) -> dict[str, KeptOp]:
         if all(_is_integer(v) for v in outputs) and outputs:
             integer.update(id(v) for v in outputs)
         computed = [v for v in inputs if _is_float(v) and not _is_const(v)]
+        if _flexible_reduction(op):
+            kept[op.name] = KeptOp(op.name, op.op_type, FLEXIBLE_STATISTIC)
+            statistic.update(id(v) for v in outputs)
+            continue
         if computed and all(id(v) in flags for v in computed):
             flags.update(id(v) for v in outputs)
             continue
@@ -137,10 +141,7 @@ def classify(block: Any) -> dict[str, KeptOp]:
         consts_small = all(v.val is None or getattr(v.val, "size", 1) <= _SMALL_CONST
                            for v in inputs if _is_float(v) and _is_const(v))
         produces_float = any(_is_float(v) for v in outputs)
-        if _flexible_reduction(op):
-            kept[op.name] = KeptOp(op.name, op.op_type, FLEXIBLE_STATISTIC)
-            statistic.update(id(v) for v in outputs)
-        elif computed and consts_small and all(id(v) in integer for v in computed):
+        if computed and consts_small and all(id(v) in integer for v in computed):
             if produces_float:
                 kept[op.name] = KeptOp(op.name, op.op_type, INDEX_ARITHMETIC)
             integer.update(id(v) for v in outputs)
@@ -167,19 +168,23 @@ class KeepFp32Selector:
 
     def __init__(self, structural: bool = True, names: Iterable[str] = (), types: Iterable[str] = ()) -> None:
         self.structural = structural
-        self.names = frozenset(names)
+        from rnnt_tui.core.precision.modules import sanitized
+
+        self.names = frozenset(sanitized(n) for n in names)
         self.types = frozenset(types)
         self.kept: dict[str, KeptOp] = {}
         self._found: dict[str, KeptOp] | None = None
 
     def __call__(self, op: Any) -> bool:
+        from rnnt_tui.core.precision.modules import sanitized
+
         if self._found is None:
             block = op.enclosing_block
             while getattr(block, "outer_op", None) is not None:
                 block = block.outer_op.enclosing_block
             self._found = classify(block) if self.structural else {}
         hit = self._found.get(op.name)
-        if hit is None and (op.name in self.names or op.op_type in self.types):
+        if hit is None and (sanitized(op.name) in self.names or op.op_type in self.types):
             hit = KeptOp(op.name, op.op_type, "chosen")
         if hit is not None:
             self.kept[op.name] = hit
@@ -187,13 +192,21 @@ class KeepFp32Selector:
         return True
 
 
-def selector_snippet(names: Iterable[str], types: Iterable[str] = ()) -> str:
-    """Python that rebuilds a selection for `ct.convert(..., compute_precision=...)`."""
-    name_list = sorted(set(names))
+def selector_snippet(keep: Mapping[str, Iterable[str]], types: Iterable[str] = ()) -> str:
+    """Python that rebuilds a selection (component -> op names) for `ct.convert(..., compute_precision=...)`.
+    Names are compared as the saved program writes them (`modules.sanitized`), so saved names work too."""
+    from rnnt_tui.core.precision.modules import sanitized
+
+    table = {c: sorted({sanitized(n) for n in names}) for c, names in keep.items()}
     type_list = sorted(set(types))
-    lines = ["import coremltools as ct", "", f"KEEP_FP32_NAMES = {set(name_list) if name_list else 'set()'}",
-             f"KEEP_FP32_TYPES = {set(type_list) if type_list else 'set()'}", "", "",
-             "def op_selector(op):  # True: compute this op in fp16",
-             "    return op.name not in KEEP_FP32_NAMES and op.op_type not in KEEP_FP32_TYPES", "", "",
-             "compute_precision = ct.transform.FP16ComputePrecision(op_selector=op_selector)"]
+    lines = ["import re", "", "import coremltools as ct", "", "KEEP_FP32 = {"]
+    lines += [f"    {c!r}: {set(names) if names else 'set()'}," for c, names in table.items()]
+    lines += ["}", f"KEEP_FP32_TYPES = {set(type_list) if type_list else 'set()'}", "", "",
+              "def saved_name(name):  # how coremltools writes an op name into the saved program",
+              "    name = re.sub('[^a-zA-Z0-9_]', '_', name)",
+              "    return 'op_' + name if re.match('[^a-zA-Z_]', name) else name", "", "",
+              "def compute_precision(component):  # ct.convert(..., compute_precision=compute_precision('encoder'))",
+              "    keep = KEEP_FP32.get(component, set())",
+              "    return ct.transform.FP16ComputePrecision(",
+              "        op_selector=lambda op: saved_name(op.name) not in keep and op.op_type not in KEEP_FP32_TYPES)"]
     return "\n".join(lines)
