@@ -34,3 +34,13 @@ class PerturbedRuntime(TorchRuntime):
             dict(model.named_parameters())[target].add_(amount)
         super().__init__(replace(loaded, model=model), options)
         self.target = target
+
+
+class CrashingRuntime(TorchRuntime):
+    """A candidate whose preparation (its "conversion") raises, as a converter crash does."""
+
+    name: ClassVar[str] = "crashing"
+    label: ClassVar[str] = "crashing converter"
+
+    def prepare(self, progress: Any = None, cancel: Any = None) -> Any:
+        raise RuntimeError("converter crashed in op 'slice_by_index_42'")

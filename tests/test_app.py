@@ -463,3 +463,25 @@ async def test_a_bad_checkpoint_on_the_command_line_leaves_the_app_usable(tmp_pa
         assert "o opens a checkpoint" in screen_text(app)
         await pilot.press("r")  # nothing to run yet: a warning, no crash
         assert list(app._notifications)[-1].severity == "warning"
+
+
+async def test_a_conversion_crash_shows_its_traceback_folded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A candidate that crashes while being prepared: a modal with the reason, the traceback folded under
+    Details; the reference still runs."""
+    from textual.widgets import Collapsible
+
+    from rnnt_tui.app.screens.error import ErrorScreen
+    from rnnt_tui.core import runtimes
+
+    monkeypatch.setitem(runtimes.RUNTIMES, "crashing", "perturbed_runtime:CrashingRuntime")
+    app = make_app(engine=Engine(), against="crashing")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), "the error modal")
+        screen = app.screen
+        assert isinstance(screen, ErrorScreen)
+        assert "slice_by_index_42" in screen.message
+        assert "Traceback" in screen.details and screen.query_one(Collapsible).collapsed
+        assert "Traceback" not in screen_text(app)  # folded: not on screen until opened
+        await pilot.press("escape")
+        await ready(pilot)
+        assert app.session is not None and app.session.candidate_note is not None

@@ -138,3 +138,18 @@ def test_run_as_saved_fused_joint_is_not_a_failure(capsys: pytest.CaptureFixture
     joint = next(c for c in data["components"] if c["name"] == "joint")
     assert joint["status"] == "failed" and "fuse_loss_wer" in joint["error"]
     assert data["fuse"]["mode"] == "as-saved"
+
+
+def test_a_conversion_crash_reaches_stderr_with_its_traceback(capsys: pytest.CaptureFixture[str],
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              checkpoints: dict[str, Path], clip: Path) -> None:
+    from rnnt_tui.core import runtimes
+
+    monkeypatch.setitem(runtimes.RUNTIMES, "crashing", "perturbed_runtime:CrashingRuntime")
+    code, out, err = _run(capsys, "compare", str(checkpoints["rnnt-char"]), str(clip), "--against", "crashing",
+                          "--runs", "1", "--warmup", "0", "--json")
+    assert code == ExitCode.UNAVAILABLE
+    assert "crashing converter could not be prepared" in err and "slice_by_index_42" in err
+    assert "Traceback (most recent call last)" in err  # folded under the one-line reason
+    report = json.loads(out)
+    assert report["status"] == "unavailable" and "slice_by_index_42" in report["candidate"]["reason"]

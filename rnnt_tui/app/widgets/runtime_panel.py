@@ -108,7 +108,10 @@ class RuntimePanel(Vertical):
         with self.prevent(Select.Changed):
             units.value = self.options.compute_units
         units.disabled = self.options.against != "coreml" or coreml is None or not coreml.ok
-        if self.options.against != "coreml":
+        if self.options.against == "mil":
+            units_note = ("do not apply: the MIL interpreter executes the Core ML program with numpy on this CPU; "
+                          "only Core ML on a Mac places ops on CPU, GPU or Neural Engine")
+        elif self.options.against != "coreml":
             units_note = "applies to Core ML only"
         elif coreml is not None and not coreml.ok:
             units_note = f"disabled: {coreml.reason}"
