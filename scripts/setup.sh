@@ -2,6 +2,7 @@
 # Set up rnnt-tui from a fresh checkout and open it on the bundled demo.
 #   bash scripts/setup.sh                 # venv in .venv, install, open the app
 #   bash scripts/setup.sh --install-only  # just install (CI uses this)
+#   bash scripts/setup.sh --light         # replay machines: no torch, no NeMo (replay, the MIL interpreter, Core ML)
 # RNNT_TUI_VENV chooses the virtualenv folder (default .venv); PYTHON the interpreter (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,11 @@ if [ ! -x "$venv/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
+if [ "${1:-}" = "--light" ]; then
+  # the base dependencies only (see pyproject.toml): replays bundles recorded elsewhere; add ".[onnx]" for ONNX
+  "$venv/bin/python" -m pip install --quiet -c constraints.txt -e .
+  exit 0
+fi
 # torch before anything else, pinned (see constraints.txt), then the project and its dev extra under the constraints.
 "$venv/bin/python" -m pip install --quiet "$(grep '^torch==' constraints.txt)"
 "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[dev]"
