@@ -1,7 +1,8 @@
 """Every file location rnnt-tui uses, in one place.
 
 The cache (exports, conversions, hash memos) lives in the platform's user cache dir, overridable with
-RNNT_TUI_CACHE_DIR; app state (recent files) in the user state dir, overridable with RNNT_TUI_STATE_DIR. The
+RNNT_TUI_CACHE_DIR; app state (recent files) in the user state dir, overridable with RNNT_TUI_STATE_DIR; results
+the app keeps (corpus runs) in the user data dir, overridable with RNNT_TUI_DATA_DIR. The
 bundled demo lives in the package (wheel installs) or in the repository's `assets/demo` (editable installs).
 """
 
@@ -31,6 +32,25 @@ def state_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
+
+
+def data_dir() -> Path:
+    """Where results the user keeps live (the app's corpus runs); RNNT_TUI_DATA_DIR overrides."""
+    env = os.environ.get("RNNT_TUI_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def corpus_run_dir(checkpoint_sha256: str, manifest: Path, against: str, options: str) -> Path:
+    """The app's results folder for one corpus run: the same checkpoint, manifest, candidate and options always
+    map to the same folder, so opening the corpus again resumes it."""
+    import hashlib
+
+    key = hashlib.sha256(f"{checkpoint_sha256}|{manifest.resolve()}|{against}|{options}".encode()).hexdigest()[:12]
+    return data_dir() / "corpus-runs" / f"{manifest.resolve().parent.name}-{manifest.stem}-{against}-{key}"
 
 
 def recent_files() -> Path:

@@ -22,6 +22,7 @@ def _private_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Keep every test's cache and app state out of the user's home."""
     os.environ["RNNT_TUI_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["RNNT_TUI_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    os.environ["RNNT_TUI_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from textual.worker import WorkerState
 from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.controller import Controller
 from rnnt_tui.app.engine import export_directory, export_stem
+from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
@@ -24,10 +25,18 @@ from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
 
+#: what the clip picker takes as a corpus rather than a clip: a NeMo manifest, a list of paths, or a folder
+MANIFEST_SUFFIXES = (".json", ".jsonl", ".txt", ".lst")
+
+
+def is_manifest(path: Path) -> bool:
+    return path.is_dir() or path.suffix.lower() in MANIFEST_SUFFIXES
+
+
 #: command-palette titles where the footer's short word would be vague
 PALETTE_TITLES = {
     "pick_checkpoint": "Open a checkpoint (.nemo)…",
-    "pick_audio": "Open an audio clip…",
+    "pick_audio": "Open an audio clip or a corpus (manifest, list, folder)…",
     "toggle_fuse": "Switch the joint fuse mode (as saved / validation)",
     "export": "Export the report (JSON, Markdown, SVG)",
     "sweep": "Core ML compute-unit sweep",
@@ -90,10 +99,42 @@ class Actions(Controller):
             self.run_steps([self.pipeline.selected])
 
     def action_cancel(self) -> None:
-        groups = ("steps", "fuse", "model", "export", "sweep")
+        groups = ("steps", "fuse", "model", "export", "sweep", "corpus")
         cancelled = [w for g in groups for w in self.workers.cancel_group(self, g)]
-        if not cancelled:
-            self.notify("Nothing is running.", timeout=3)
+        if cancelled:
+            return
+        if self.from_corpus:  # Esc returns from an utterance opened in the Corpus tab
+            self.from_corpus = False
+            self.query_one(TabbedContent).active = "tab-corpus"
+            return
+        self.notify("Nothing is running.", timeout=3)
+
+    def corpus_running(self) -> bool:
+        return any(w.group == "corpus" and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                   for w in self.workers)
+
+    def start_corpus(self, manifest: Path) -> None:
+        """Run a corpus on the open model and candidate (its results are resumed if it ran before)."""
+        if not self._has_session():
+            self.manifest = manifest
+            return
+        if self.corpus_running():
+            self.notify("A corpus is running: Esc stops it (what finished is kept).", timeout=4)
+            return
+        self.workers.cancel_group(self, "steps")
+        self.query_one(TabbedContent).active = "tab-corpus"
+        self.status.working(f"Corpus: reading {manifest.name}…")
+        self.run_corpus(manifest)
+
+    def on_corpus_view_opened(self, message: CorpusView.Opened) -> None:
+        """Enter on an utterance: open it in the component explorer, on the same restored model."""
+        if self.corpus_running():
+            self.notify("The corpus is still running: Esc stops it (what finished is kept), then Enter opens "
+                        "the utterance.", timeout=5)
+            return
+        self.from_corpus = True
+        self.query_one(TabbedContent).active = "tab-step"
+        self.open_audio(message.audio)
 
     def action_select_step(self, delta: int) -> None:
         self.pipeline.move(delta)
@@ -149,6 +190,9 @@ class Actions(Controller):
 
     def open_audio(self, path: Path | None) -> None:
         if path is None:
+            return
+        if is_manifest(path):
+            self.start_corpus(path)
             return
         if self.session is None:
             self.audio_path = path

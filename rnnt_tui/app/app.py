@@ -31,6 +31,7 @@ from rnnt_tui.app.messages import CoreEvent, Exported, JobDone, RuntimesChecked
 from rnnt_tui.app.recent import Recent
 from rnnt_tui.app.screens.error import ErrorScreen
 from rnnt_tui.app.screens.sweep import SweepDone, SweepScreen
+from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.detail import DetailView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.model_panel import ModelPanel
@@ -40,7 +41,7 @@ from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 from rnnt_tui.app.widgets.status import StatusLine
 from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
 from rnnt_tui.app.widgets.transcript import TranscriptView
-from rnnt_tui.core.errors import BadInputError, CancelledError
+from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError, StepFailedError
 from rnnt_tui.core.fuse import VALIDATION
 
 NARROW = 120  # columns below which the overview stacks tighter
@@ -83,16 +84,20 @@ class RnntApp(Actions, App[int]):
            show=False),
         _b("6", "tab('tab-model')", "Model tab", "The model summary (its own tab on narrow terminals)",
            show=False),
+        _b("7", "tab('tab-corpus')", "Corpus tab", "A corpus run: progress, WER / QoI, utterances", show=False),
         _b("t", "toggle_theme", "Theme", "Switch between the light and the dark theme", show=False),
     ]
 
     def __init__(self, checkpoint: Path, audio: Path, options: RuntimeChoices | None = None,
-                 export_dir: Path | None = None, engine: Engine | ProcessEngine | None = None) -> None:
+                 export_dir: Path | None = None, engine: Engine | ProcessEngine | None = None,
+                 manifest: Path | None = None) -> None:
         """`engine`: where the work runs; by default a `ProcessEngine` (a child process, so nothing heavy ever
-        holds this process's GIL); an in-process `Engine` serves tests that patch the core."""
+        holds this process's GIL); an in-process `Engine` serves tests that patch the core. `manifest`: a corpus
+        to run as soon as the model is ready (its first clip opens in the explorer)."""
         super().__init__()
         self.checkpoint = checkpoint
         self.audio_path = audio
+        self.manifest = manifest
         self.options = options or RuntimeChoices()
         self.joint_mode = VALIDATION
         self.export_dir = export_dir or Path.cwd()
@@ -124,6 +129,8 @@ class RnntApp(Actions, App[int]):
                 yield TranscriptView(id="transcripts")
             with TabPane("Runtimes", id="tab-runtimes"):
                 yield RuntimePanel(self.options, id="runtime-panel")
+            with TabPane("Corpus", id="tab-corpus"):
+                yield CorpusView(id="corpus")
             with TabPane("Model", id="tab-model"):
                 yield ModelPanel(id="model-tab-panel")
         yield StatusLine(id="status")
@@ -202,6 +209,16 @@ class RnntApp(Actions, App[int]):
             except CancelledError:
                 self.post_message(JobDone("model", "Cancelled preparing the runtimes", cancelled=True))
 
+    @work(thread=True, exclusive=True, exit_on_error=False, group="corpus", description="corpus run")
+    def run_corpus(self, manifest: Path) -> None:
+        with self.engine.track():
+            try:
+                self.engine.run_corpus(manifest, self.post_event, self._cancel_flag())
+            except CancelledError:
+                self.post_message(JobDone("corpus", "Corpus run stopped; what finished is kept", cancelled=True))
+                return
+            self.post_message(JobDone("corpus", f"Corpus {manifest.name} done"))
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="steps", description="running steps")
     def run_steps(self, names: list[str]) -> None:
         with self.engine.track():
@@ -254,6 +271,9 @@ class RnntApp(Actions, App[int]):
             kept = "the current session is unchanged" if self.session is not None else "o opens a checkpoint"
             self.job_ended(group, f"{name} not opened: {kept}")
             self.revert_pending()
+        elif isinstance(error, RuntimeUnavailableError | StepFailedError) and group == "corpus":
+            self.notify(str(error), title="The corpus cannot run", severity="warning", timeout=10)
+            self.job_ended(group, "Corpus not run: the candidate cannot run here")
         elif isinstance(error, EngineStoppedError):  # the model went with the process: nothing to keep showing
             self.session = None
             self.reset_results()

@@ -12,11 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual.widgets import Static
+from textual.widgets import Static, TabbedContent
 from textual.worker import WorkerState
 
 from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.messages import CoreEvent, JobDone, RuntimesChecked
+from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.detail import DetailView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.model_panel import ModelPanel
@@ -74,6 +75,8 @@ class Controller(_Base):
 
     checkpoint: Path
     audio_path: Path
+    manifest: Path | None
+    from_corpus: bool = False
     options: RuntimeChoices
     joint_mode: str
     export_dir: Path
@@ -87,6 +90,8 @@ class Controller(_Base):
         def switch_joint_mode(self, mode: str, rerun: bool) -> Any: ...
         def write_report(self, directory: Path, stem: str, screenshot: Path) -> Any: ...
         def run_sweep(self, screen: Any) -> Any: ...
+        def start_corpus(self, manifest: Path) -> None: ...
+        def run_corpus(self, manifest: Path) -> Any: ...
 
     def init_state(self) -> None:
         self.session: SessionView | None = None
@@ -162,7 +167,9 @@ class Controller(_Base):
     EVENT_HANDLERS: ClassVar[dict[str, str]] = {
         "SummaryRead": "on_summary_read", "ClipLoaded": "on_clip_loaded", "ModelRestored": "on_model_restored",
         "Progress": "on_progress", "SessionReady": "on_session_ready", "CandidateFailed": "on_candidate_failed",
-        "StepStarted": "on_step_started", "StepFinished": "on_step_finished", "FuseChanged": "on_fuse_changed"}
+        "StepStarted": "on_step_started", "StepFinished": "on_step_finished", "FuseChanged": "on_fuse_changed",
+        "CorpusPlanned": "on_corpus_planned", "UtteranceStarted": "on_utterance_started",
+        "UtteranceFinished": "on_utterance_finished", "CorpusFinished": "on_corpus_finished"}
 
     def on_summary_read(self, message: SummaryRead) -> None:
         self.model_panels_show(message.summary, status="restoring with NeMo…")
@@ -217,6 +224,9 @@ class Controller(_Base):
             self.notify(f"{session.candidate_note}. The reference (NeMo / PyTorch) still runs.",
                         title=f"{self.labels['candidate']} cannot run here", severity="warning", timeout=10)
         self.status.idle("Ready · n: next step · r: run all · f: fuse mode · ?: help", style="bold green")
+        manifest, self.manifest = self.manifest, None
+        if manifest is not None:  # `rnnt-tui CHECKPOINT MANIFEST`: the corpus starts now
+            self.start_corpus(manifest)
         # Settings changed while this session was being built: apply them now (never silently drop them).
         if session.options is not None and _runtime_fields(session.options) != _runtime_fields(
                 self.options.request(session.path, session.audio.path, self.joint_mode)):
@@ -256,6 +266,25 @@ class Controller(_Base):
         self.query_one(FusePanel).show_used(fuse.mode, fuse.current, fuse.probe)
         words = "validation mode (fuse off, log_softmax off)" if fuse.mode == VALIDATION else "as saved"
         self.notify(f"joint(enc, dec) → {fuse.probe}", title=f"Joint now {words}", timeout=6)
+
+    # -- corpus runs ----------------------------------------------------------------------------------
+    def on_corpus_planned(self, event: Any) -> None:
+        self.query_one(CorpusView).planned(event.manifest, event.out_dir, event.total, event.done,
+                                           event.manifest_errors)
+        self.query_one(TabbedContent).active = "tab-corpus"
+
+    def on_utterance_started(self, event: Any) -> None:
+        self.status.working(f"Corpus: utterance {event.position}/{event.total} · {Path(event.audio).name}",
+                            (event.position - 1) / max(event.total, 1))
+
+    def on_utterance_finished(self, event: Any) -> None:
+        self.query_one(CorpusView).finished_one(event.record, event.position, event.total, event.totals,
+                                                event.eta_s, self.labels)
+
+    def on_corpus_finished(self, event: Any) -> None:
+        view = self.query_one(CorpusView)
+        view.show_totals(event.totals, self.labels)
+        view.ended(event.interrupted, event.reports)
 
     def on_job_done(self, message: JobDone) -> None:
         self.job_ended(message.job, message.text, cancelled=message.cancelled)

@@ -118,6 +118,26 @@ class Engine(ActiveWorkers):
                 raise RuntimeError("the model is still loading")
             return sweep(session, progress=progress_of(post, "sweep"), cancel=cancel)
 
+    def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event) -> None:
+        """A corpus run on the open model and candidate (nothing restored or prepared again), its events
+        forwarded as they come; results in the app's data dir, resumed when the same corpus is opened again."""
+        from dataclasses import asdict
+
+        from rnnt_tui.core.corpus.runner import CORPUS_SETTINGS, CorpusRequest, run_corpus
+        from rnnt_tui.paths import corpus_run_dir
+
+        with self.lock:
+            pipe = self._pipeline(post)
+            if pipe.request is None or pipe.facts is None or pipe.request.against is None:
+                raise RuntimeError("the model is still loading")
+            opened = pipe.request
+            out = corpus_run_dir(pipe.facts.sha256 or "", manifest, opened.against or "",
+                                 repr(sorted(asdict(opened.options).items())))
+            request = CorpusRequest(opened.checkpoint, manifest, opened.against or "", out, opened.options,
+                                    settings=CORPUS_SETTINGS, resume=True)
+            for event in run_corpus(request, cancel, pipeline=pipe):
+                post(event)
+
     def stop(self) -> None:
         """Nothing to stop in-process: a worker thread ends when its core call next polls the cancel flag."""
 

@@ -67,6 +67,9 @@ class ProcessEngine(ActiveWorkers):
     def rebuild(self, request: Request, post: Post, cancel: threading.Event) -> None:
         self._call("rebuild", (request,), post, cancel)
 
+    def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event) -> None:
+        self._call("run_corpus", (manifest,), post, cancel)
+
     def run_steps(self, names: list[str], post: Post, cancel: threading.Event) -> None:
         self._call("run_steps", (list(names),), post, cancel)
 

@@ -65,16 +65,32 @@ def stray_output_to(log: Path) -> Iterator[None]:
         os.close(sink)
 
 
+def first_clip(manifest: Path) -> Path | None:
+    """The first usable clip a manifest names (None: the explorer opens the demo clip meanwhile)."""
+    from rnnt_tui.core.corpus.manifest import read_manifest
+    from rnnt_tui.core.errors import BadInputError
+
+    try:
+        utterances = read_manifest(manifest).utterances
+    except BadInputError:
+        return None  # the corpus run reports the problem with the manifest
+    return utterances[0].audio_path if utterances else None
+
+
 def run_app(checkpoint: Path | None = None, audio: Path | None = None, against: str = "onnx",
             compute_units: str = "CPU_ONLY", precision: str = "fp32", runs: int = 5, warmup: int = 1) -> int:
     """Open the app on `checkpoint` and `audio` (the bundled demo when None); returns the exit code."""
+    from rnnt_tui.app.actions import is_manifest
     from rnnt_tui.app.app import RnntApp
     from rnnt_tui.app.choices import RuntimeChoices
     from rnnt_tui.paths import demo_audio, demo_checkpoint
 
     options = RuntimeChoices(against=against, compute_units=compute_units, precision=precision, runs=runs,
-                         warmup=warmup)
+                             warmup=warmup)
+    manifest = None
+    if audio is not None and is_manifest(audio):  # `rnnt-tui CHECKPOINT MANIFEST`: a corpus, its first clip shown
+        manifest, audio = audio, first_clip(audio)
     with stray_output_to(log_path()):
-        app = RnntApp(checkpoint or demo_checkpoint(), audio or demo_audio(), options)
+        app = RnntApp(checkpoint or demo_checkpoint(), audio or demo_audio(), options, manifest=manifest)
         code = app.run()
     return int(code or 0)

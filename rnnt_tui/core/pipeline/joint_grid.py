@@ -31,8 +31,10 @@ def joint_step(ctx: StepContext) -> StepResult:
     """The joint over the reference's T x U grid; the mode note says what joint(enc, dec) returns now."""
     assert ctx.upstream.decoder is not None and ctx.upstream.targets is not None, "the decoder chain runs first"
     encoded, length = ctx.upstream.encoded_frames
-    ctx.facts.apply()
     fuse = ctx.facts.fuse()
+    if fuse.mode != ctx.settings.joint_mode:  # sessions share the model's facts; this one's settings decide
+        fuse = ctx.facts.set_joint_mode(ctx.settings.joint_mode)
+    ctx.facts.apply()
     candidate = ctx.candidate if ctx.comparing else None
     result = compare_joint_grid(ctx.reference, candidate, encoded[:, :, :length],
                                 ctx.upstream.decoder["decoder_output"], ctx.upstream.targets, ctx.settings,

@@ -157,13 +157,14 @@ class Pipeline:
             self._prepare_candidate(request, cancel)
         return self._new_session(audio)
 
-    def session_for(self, clip: Path) -> Session:
-        """A fresh session on another clip with the prepared runtimes (nothing restored, exported or loaded)."""
+    def session_for(self, clip: Path, settings: Settings | None = None) -> Session:
+        """A fresh session on another clip with the prepared runtimes (nothing restored, exported or loaded);
+        `settings` (how steps run: a corpus times each call once) default to the opened request's."""
         if self.loaded is None or self.facts is None or self.reference is None or self.request is None:
             raise RuntimeError("open a model first")
         audio = load_clip(clip.expanduser().resolve(), self.loaded.summary)
-        return Session(self.facts, audio, self.reference, self.candidate, self.request.settings, self.prepared,
-                       self.candidate_note)
+        return Session(self.facts, audio, self.reference, self.candidate, settings or self.request.settings,
+                       self.prepared, self.candidate_note)
 
     def _prepare_candidate(self, request: Request, cancel: threading.Event | None) -> None:
         assert self.loaded is not None

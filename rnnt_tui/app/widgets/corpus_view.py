@@ -1,0 +1,176 @@
+"""The Corpus tab: a corpus run's progress and ETA, its aggregates as they update, and its utterances.
+
+Shows what the core's corpus runner reports (`core.corpus.runner` events, forwarded by the engine) and computes
+nothing: the headline figures are the runner's running totals. The utterance table keeps one row per utterance
+(stable keys, cells updated in place) and sorts by ΔWER, drift or first divergence; Enter asks the app to open
+that utterance in the component explorer (`Opened`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, ProgressBar, Static
+
+from rnnt_tui.app.format import DASH, num
+
+#: sort keys the table offers, in the order `s` cycles through them (worst first)
+SORTS = ("order", "ΔWER", "drift", "divergence")
+
+
+def _pct(value: float | None) -> str:
+    return DASH if value is None else f"{value:.1%}"
+
+
+def _sort_value(row: dict[str, Any], key: str) -> Any:
+    if key == "ΔWER":
+        value = row.get("wer_delta")
+        return -(value if value is not None else -math.inf)
+    if key == "drift":
+        value = row.get("drift")
+        return -(value if value is not None and not math.isnan(value) else -math.inf)
+    if key == "divergence":
+        value = row.get("divergence")
+        return value if value is not None else math.inf
+    return row["position"]
+
+
+class CorpusTable(DataTable[Any]):
+    """Utterances, one row each."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("s", "cycle_sort", "Sort", tooltip="Sort by order, ΔWER, drift, first divergence",
+                id="corpus.sort"),
+    ]
+    COLUMNS = (("#", "pos"), ("clip", "clip"), ("status", "status"), ("ΔWER", "wer_delta"), ("tokens", "identical"),
+               ("first divergence", "divergence"), ("encoder max|Δ|", "drift"), ("joint argmax", "argmax"),
+               ("reference", "reference"), ("candidate", "candidate"))
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.rows_data: dict[str, dict[str, Any]] = {}
+        self.sort_index = 0
+
+    def on_mount(self) -> None:
+        for label, key in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    def show_record(self, record: Any, position: int) -> None:
+        """Add or update the row of one finished utterance."""
+        wer = {side: (s.words.rate if s is not None else None) for side, s in
+               ((side, record.scores.get(side)) for side in ("reference", "candidate"))}
+        delta = None if None in wer.values() else wer["candidate"] - wer["reference"]  # type: ignore[operator]
+        encoder = record.steps.get("encoder")
+        joint = record.steps.get("joint")
+        divergence = record.first_divergence.get("index") if record.first_divergence else None
+        row = {"position": position, "wer_delta": delta, "drift": encoder.max_abs if encoder else None,
+               "divergence": divergence, "audio": record.audio, "uid": record.uid}
+        self.rows_data[record.uid] = row
+        status_style = {"ok": "green", "error": "yellow", "failed": "bold red"}.get(record.status, "")
+        identical = DASH if record.identical is None else ("identical" if record.identical else
+                                                            f"{_pct(record.token_agreement)} agree")
+        cells = [str(position), Path(record.audio).name or record.uid,
+                 Text(record.status if record.status == "ok" else f"{record.status}: {record.error or ''}"[:60],
+                      style=status_style),
+                 Text(DASH if delta is None else f"{delta:+.1%}", style="bold red" if (delta or 0) > 0 else ""),
+                 Text(identical, style="" if record.identical in (None, True) else "bold red"),
+                 DASH if divergence is None else f"token {divergence}",
+                 num(encoder.max_abs) if encoder else DASH,
+                 _pct(joint.argmax_agreement) if joint else DASH,
+                 (record.reference_text or "")[:40], (record.candidate_text or "")[:40]]
+        if record.uid in self.rows:
+            for (_, key), value in zip(self.COLUMNS, cells, strict=True):
+                self.update_cell(record.uid, key, value)
+        else:
+            self.add_row(*cells, key=record.uid)
+        if self.sort_index:
+            self._sort()
+
+    def clear_rows(self) -> None:
+        self.clear()
+        self.rows_data.clear()
+
+    def action_cycle_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self._sort()
+        self.notify(f"Utterances sorted by {SORTS[self.sort_index]}", timeout=2)
+
+    def _sort(self) -> None:
+        key = SORTS[self.sort_index]
+        by_position = {str(r["position"]): _sort_value(r, key) for r in self.rows_data.values()}
+        self.sort("pos", key=lambda pos: by_position.get(str(pos), math.inf))
+
+
+class CorpusView(Vertical):
+    """Progress, aggregates and the utterance table of the running (or last) corpus."""
+
+    @dataclass
+    class Opened(Message):
+        """The user asked to open this utterance in the component explorer."""
+
+        audio: Path
+        uid: str
+
+    title_text = Text("")
+
+    def compose(self) -> ComposeResult:
+        yield Static("No corpus yet: open a manifest (a NeMo manifest, a folder of clips or a list of paths) "
+                     "with a, or `rnnt-tui CHECKPOINT MANIFEST`.", id="corpus-title")
+        with Horizontal(id="corpus-progress"):
+            yield ProgressBar(total=100, show_eta=False, id="corpus-bar")
+            yield Static("", id="corpus-eta")
+        yield Static("", id="corpus-totals")
+        yield CorpusTable(id="corpus-table")
+
+    def planned(self, manifest: Path, out_dir: Path, total: int, done: int, errors: int) -> None:
+        self.query_one(CorpusTable).clear_rows()
+        resumed = f", {done} already done (resumed)" if done else ""
+        bad = f", {errors} bad manifest lines" if errors else ""
+        self.title_text = Text.assemble(
+            ("Corpus ", "bold"), (manifest.name, "bold cyan"), f": {total} utterances{resumed}{bad} · results in ",
+            (str(out_dir), "dim"), " · Enter opens an utterance, s sorts")
+        self.query_one("#corpus-title", Static).update(self.title_text)
+        self.query_one("#corpus-bar", ProgressBar).update(total=max(total, 1), progress=done)
+
+    def finished_one(self, record: Any, position: int, total: int, totals: dict[str, Any], eta_s: float | None,
+                     labels: dict[str, str]) -> None:
+        self.query_one(CorpusTable).show_record(record, position)
+        self.query_one("#corpus-bar", ProgressBar).update(total=max(total, 1), progress=position)
+        eta = DASH if eta_s is None else (f"{eta_s:.0f} s" if eta_s < 120 else f"{eta_s / 60:.1f} min")
+        self.query_one("#corpus-eta", Static).update(f" {position}/{total} · ETA {eta}")
+        self.show_totals(totals, labels)
+
+    def show_totals(self, totals: dict[str, Any], labels: dict[str, str]) -> None:
+        wer, rtfx = totals.get("wer", {}), totals.get("rtfx", {})
+        delta = totals.get("wer_delta")
+        line = Text.assemble(
+            ("WER ", "bold"), f"{labels['reference']} {_pct(wer.get('reference'))} · "
+                              f"{labels['candidate']} {_pct(wer.get('candidate'))}",
+            ("  ΔWER ", "bold"), (DASH if delta is None else f"{delta:+.2%}",
+                                  "bold red" if (delta or 0) > 0 else "green"),
+            ("  QoI ", "bold"), f"{_pct(totals.get('qoi'))} of {totals.get('qoi_over', 0)}",
+            ("  identical ", "bold"), f"{_pct(totals.get('identical'))} of {totals.get('identical_over', 0)}",
+            ("  RTFx ", "bold"), f"{num(rtfx.get('reference'))} / {num(rtfx.get('candidate'))}",
+            ("  errors ", "bold"), f"{totals.get('errors', 0)} bad input, {totals.get('failed', 0)} failed")
+        self.query_one("#corpus-totals", Static).update(line)
+
+    def ended(self, interrupted: bool, reports: tuple[Path, ...]) -> None:
+        where = reports[0].parent if reports else None
+        word = "stopped (what finished is kept; opening it again resumes)" if interrupted else "done"
+        self.query_one("#corpus-title", Static).update(
+            Text.assemble(self.title_text, f"\n{word}", f" · reports in {where}" if where else ""))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        uid = str(event.row_key.value)
+        row = self.query_one(CorpusTable).rows_data.get(uid)
+        if row is not None and row["audio"]:
+            self.post_message(self.Opened(Path(row["audio"]), uid))
