@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import pickle
-import stat
 import subprocess
 import sys
-import tarfile
 import textwrap
 from pathlib import Path
 
@@ -22,8 +20,6 @@ import badfiles
 import pytest
 
 from rnnt_tui.cli import main
-from rnnt_tui.core.archive import extracted
-from rnnt_tui.core.errors import BadInputError
 from rnnt_tui.exit_codes import ExitCode
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -97,44 +93,6 @@ def test_pickled_code_in_the_weights_is_refused_and_never_runs(capsys: pytest.Ca
     err = "".join(capsys.readouterr().err.split())
     assert code == ExitCode.BAD_INPUT and "evil.nemo" in err and "pickledcode,whichisrefused" in err
     assert not marker.exists(), "the pickled code ran"
-
-
-def test_extraction_is_filtered_private_and_removed(checkpoints: dict[str, Path], tmp_path: Path) -> None:
-    good = badfiles.repack(checkpoints["rnnt-char"], tmp_path / "tok.nemo",
-                           extra=[_with_mode(badfiles.file_member("./tokenizer/vocab.txt", b"a\nb\n"), 0o6777)])
-    with extracted(good, ["model_config.yaml", "./tokenizer/vocab.txt"]) as folder:
-        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-        assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == \
-            ["model_config.yaml", "tokenizer/vocab.txt"]
-        mode = stat.S_IMODE((folder / "tokenizer" / "vocab.txt").stat().st_mode)
-        assert not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_IWOTH | stat.S_IWGRP), oct(mode)  # data filter
-    assert not folder.exists()
-    with pytest.raises(RuntimeError, match="boom"), extracted(good, ["model_config.yaml"]) as again:
-        raise RuntimeError("boom")
-    assert not again.exists()
-
-
-def test_extraction_refuses_unsafe_archives_before_writing(checkpoints: dict[str, Path], tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import tempfile
-
-    private = tmp_path / "tmp"
-    private.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(private))
-    cases = {c.name: c for c in badfiles.checkpoint_cases(tmp_path / "bad", checkpoints["rnnt-char"],
-                                                          checkpoints["ctc"])}
-    for name in ("dotdot", "absolute", "symlink", "hardlink", "device", "truncated-weights"):
-        with pytest.raises(BadInputError, match=r"unsafe archive|truncated"), \
-                extracted(cases[name].path, ["model_config.yaml", "../evil.txt", "/tmp/evil.txt"]):
-            pass
-    assert list(private.iterdir()) == []
-    assert not list((tmp_path / "bad").parent.rglob("evil.txt"))
-
-
-def _with_mode(member: tuple[tarfile.TarInfo, bytes], mode: int) -> tuple[tarfile.TarInfo, bytes]:
-    info, data = member
-    info.mode = mode
-    return info, data
 
 
 def test_readme_says_what_is_trusted() -> None:

@@ -4,22 +4,15 @@ A `.nemo` file is a tar (plain or gzip) holding `model_config.yaml`, the weights
 opens it read-only, checks every member (no absolute paths, no `..`, no links or devices: NeMo's loader would
 extract them), checks that the archive ends where a complete tar ends (a half-downloaded file does not), and
 returns the config text. It never extracts to disk and never unpickles.
-
-Should anything of ours ever need a member's bytes on disk, `extracted` is the only way: tarfile's `data` filter,
-into a private temp dir that is removed when the block ends.
 """
 
 from __future__ import annotations
 
-import contextlib
 import lzma
 import os
-import shutil
 import stat
 import tarfile
-import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -126,26 +119,3 @@ def read_archive(path: Path) -> ArchiveContents:
         detail = str(exc) or type(exc).__name__
         raise BadInputError(path, f"not a readable .nemo archive (truncated or corrupt): {detail}") from exc
     return ArchiveContents(members=members, config_text=text)
-
-
-@contextlib.contextmanager
-def extracted(path: Path, names: Iterable[str]) -> Iterator[Path]:
-    """Extract the named members of a checked archive into a private temp dir (mode 0700) with tarfile's `data`
-    filter, yield the dir, and remove it afterwards, whatever happens in the block."""
-    read_archive(path)  # refuses unsafe, truncated and non-NeMo archives first
-    wanted = {n[2:] if n.startswith("./") else n for n in names}
-    scratch = Path(tempfile.mkdtemp(prefix="rnnt-tui-extract-"))
-    try:
-        try:
-            with tarfile.open(path, "r:*") as tar:
-                chosen = [m for m in tar.getmembers() if m.isfile()
-                          and (m.name[2:] if m.name.startswith("./") else m.name) in wanted]
-                if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
-                    tar.extractall(scratch, members=chosen, filter="data")
-                else:  # read_archive above refused links, devices, absolute and '..' names already
-                    tar.extractall(scratch, members=chosen)
-        except _READ_ERRORS as exc:
-            raise BadInputError(path, f"cannot extract from the archive: {exc}") from exc
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
