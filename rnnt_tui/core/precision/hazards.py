@@ -44,6 +44,8 @@ MAX_RANKED_GROUPS = 8
 _KEEP_ELEMENTS = 1 << 20  # fp32 tensors kept for ranking: outputs up to this many elements
 KINDS = ("nonfinite", "overflow", "inexact-integer", "underflow", "constant", "drift")
 MAIN_OUTPUT = {"preprocessor": "features", "encoder": "encoded", "decoder": "decoder_output", "joint": "logits"}
+MAIN_OUTPUTS = {"preprocessor": ("features", "features_length"), "encoder": ("encoded", "encoded_length"),
+                "decoder": ("decoder_output", "h_out", "c_out"), "joint": ("logits",)}
 
 
 @dataclass(frozen=True)
@@ -173,8 +175,10 @@ def _groups(program: Any, names: list[str], keys: dict[str, tuple[str, str]]) ->
 
 def analyse_component(component: str, candidate_path: Path, reference_path: Path, feeds: Feeds,
                       threshold: float = DEFAULT_THRESHOLD, rank: bool = True,
-                      cancel: threading.Event | None = None) -> ComponentHazards:
-    """Hazards of one component's candidate program against its fp32 program on `feeds`."""
+                      cancel: threading.Event | None = None,
+                      names: tuple[dict[str, str], dict[str, str]] | None = None) -> ComponentHazards:
+    """Hazards of one component's candidate program against its fp32 program on `feeds`. `names` maps the
+    contract's input and output names to the candidate's tensor names when they differ (`--packages`)."""
     from rnnt_tui.core.coreml.spec import META_PREFIX, read_spec
     from rnnt_tui.core.mil import MilProgram, TraceOptions, compare_traces
     from rnnt_tui.core.mil.load import load_program
@@ -184,7 +188,11 @@ def analyse_component(component: str, candidate_path: Path, reference_path: Path
 
     mapping = op_modules.decode(read_spec(candidate_path).metadata.get(META_PREFIX + op_modules.METADATA_KEY))
     reference, candidate = MilProgram.load(reference_path), MilProgram.load(candidate_path)
-    cand_out = candidate.run(feeds, trace=TraceOptions())
+    rename_in, rename_out = names or ({}, {})
+    cand_feeds = {rename_in.get(k, k): v for k, v in feeds.items()}
+    raw = candidate.run(cand_feeds, trace=TraceOptions())
+    cand_out = {k: raw[rename_out.get(k, k)] for k in MAIN_OUTPUTS.get(component, ()) if rename_out.get(k, k) in raw}
+    cand_out = cand_out or raw
     cand_trace = candidate.last_trace
     assert cand_trace is not None
     small = {base_name(o) for rec in cand_trace.records for o, shape in zip(rec.outputs, rec.shapes, strict=True)
@@ -217,7 +225,7 @@ def analyse_component(component: str, candidate_path: Path, reference_path: Path
         found.append(first_drift)
     output = MAIN_OUTPUT.get(component, next(iter(ref_out)))
     base = max_diff(ref_out, cand_out)
-    ranked = _rank(candidate, feeds, ref_out, ref_trace, base, found, rank, cancel)
+    ranked = _rank(candidate, cand_feeds, ref_out, ref_trace, base, found, rank, cancel, rename_out)
     return ComponentHazards(component=component, package=str(candidate_path), reference_package=str(reference_path),
                             output=output, max_diff=base, output_range=value_range(ref_out, output),
                             finite=all(np.isfinite(np.asarray(v, np.float64)).all() for v in cand_out.values()
@@ -241,8 +249,13 @@ def _reference_values(trace: Any, candidate: Any, ops: list[str]) -> dict[str, n
     return values
 
 
+def _renamed(out: Feeds, rename_out: dict[str, str]) -> Feeds:
+    back = {v: k for k, v in rename_out.items()}
+    return {back.get(k, k): v for k, v in out.items()}
+
+
 def _rank(candidate: Any, feeds: Feeds, ref_out: Feeds, ref_trace: Any, base: float, found: list[Hazard],
-          rank: bool, cancel: threading.Event | None) -> list[Hazard]:
+          rank: bool, cancel: threading.Event | None, rename_out: dict[str, str]) -> list[Hazard]:
     steps = {s.meta.name for s in candidate._plan.steps}
     names = list(dict.fromkeys(h.op for h in found if h.op in steps))
     group_of = _groups(candidate, names, {h.op: (h.module, h.kind) for h in found
@@ -258,7 +271,7 @@ def _rank(candidate: Any, feeds: Feeds, ref_out: Feeds, ref_trace: Any, base: fl
             values = _reference_values(ref_trace, candidate, members)
             if not values:
                 continue
-            after = max_diff(ref_out, run_with_values(candidate, feeds, values))
+            after = max_diff(ref_out, _renamed(run_with_values(candidate, feeds, values), rename_out))
             if np.isfinite(base):
                 effects[group] = base - after
             else:
@@ -270,7 +283,8 @@ def _rank(candidate: Any, feeds: Feeds, ref_out: Feeds, ref_trace: Any, base: fl
 
 def analyse(feeds: dict[str, Feeds], candidates: dict[str, Path], references: dict[str, Path],
             threshold: float = DEFAULT_THRESHOLD, progress: Progress = no_progress,
-            cancel: threading.Event | None = None) -> list[ComponentHazards]:
+            cancel: threading.Event | None = None,
+            names: dict[str, tuple[dict[str, str], dict[str, str]]] | None = None) -> list[ComponentHazards]:
     """Every component present in both `candidates` and `references`; a component that fails (unreadable
     package, an op the interpreter cannot run, bad inputs) reports its error and the others go on."""
     wanted = [c for c in COMPONENTS if c in candidates and c in references]
@@ -281,7 +295,8 @@ def analyse(feeds: dict[str, Feeds], candidates: dict[str, Path], references: di
         progress(f"Hazards: {component} ({LABEL})", i / max(1, len(wanted)))
         try:
             out.append(analyse_component(component, candidates[component], references[component],
-                                         feeds[component], threshold, cancel=cancel))
+                                         feeds[component], threshold, cancel=cancel,
+                                         names=(names or {}).get(component)))
         except CancelledError:
             raise
         except (RnntTuiError, ValueError, MemoryError) as exc:
