@@ -238,5 +238,12 @@ def test_cli_gates_exit_codes_and_nothing_written_outside_out(manifest: Path, tm
     nothing = runner.invoke(corpus, [str(demo_checkpoint()), str(bad), "--against", "onnx", "--out", "b"])
     assert nothing.exit_code == 2, nothing.output
     assert f"{bad}:2" in nothing.stderr
+    from rnnt_tui.core.runtimes import get_runtime_class
+
+    if not get_runtime_class("coreml").availability().ok:  # refused before restoring or converting anything
+        unavailable = runner.invoke(corpus, [str(demo_checkpoint()), str(short_first), "--against", "coreml",
+                                             "--out", "c"])
+        assert unavailable.exit_code == 3, unavailable.output
+        assert not (tmp_path / "c").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "bad.json", "m.json"]
     assert _listing(manifest.parent) == before

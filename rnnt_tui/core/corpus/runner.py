@@ -151,7 +151,8 @@ def _streamed(pipeline: Pipeline, work: Callable[[], T]) -> Generator[ev.Event, 
 def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, loaded: LoadedModel | None = None,
                pipeline: Pipeline | None = None) -> Iterator[ev.Event]:
     """Run (or resume) the corpus, yielding events; see the module docstring. `pipeline`: an already opened one
-    to reuse (same checkpoint and candidate; nothing is restored or prepared again)."""
+    on the same checkpoint to reuse (nothing is restored or prepared again; its candidate, options and settings
+    are the run's); `loaded`: a restored model for a new pipeline."""
     from rnnt_tui.core.checkpoint import content_hash
     from rnnt_tui.core.corpus.report import rebuild_reports
     from rnnt_tui.core.pipeline.pipeline import Pipeline
@@ -159,16 +160,20 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     from rnnt_tui.paths import cache_dir
 
     request = _resolved(request)
+    if pipeline is not None and pipeline.request is not None:  # its candidate and settings are the run's
+        from dataclasses import replace
+
+        opened = pipeline.request
+        request = replace(request, against=opened.against or request.against, options=opened.options,
+                          settings=opened.settings)
     manifest = read_manifest(request.manifest)
     read_summary(request.checkpoint)  # a bad checkpoint is refused before anything is written
+    _check_available(request.against)
     header = header_for(request, manifest.digest, content_hash(request.checkpoint, cache_dir(), cancel))
     entries = manifest.select(request.limit, request.shard)
     store = ResultsStore.open(request.out_dir, header, request.resume)
     own = pipeline is None
     pipe = pipeline if pipeline is not None else Pipeline()
-    if pipe.request is not None and (pipe.request.against, pipe.request.options, pipe.request.settings) != \
-            (request.against, request.options, request.settings):
-        raise ValueError("the pipeline given was opened with another candidate, options or settings")
     totals = RunningTotals()
     for record in store.records:
         totals.add(record)
@@ -229,18 +234,32 @@ def _evaluate(pipe: Pipeline, request: CorpusRequest, utterance: Utterance,
         if exc.path is not None and exc.path.resolve() == utterance.audio_path.resolve():
             return error_record(utterance, "audio", exc.problem)
         raise
-    _check_candidate(session)
+    _check_candidate(pipe, session)
     session.run_all(cancel=cancel)
     return _record(session, utterance, time.perf_counter() - start)
 
 
-def _check_candidate(session: Session) -> None:
+def _check_available(against: str) -> None:
+    """Refuse a candidate that cannot run here before restoring or converting anything."""
+    from rnnt_tui.core.runtimes import get_runtime_class
+
+    try:
+        availability = get_runtime_class(against).availability()
+    except (ImportError, AttributeError) as exc:
+        raise RuntimeUnavailableError(f"{against} is not available: {exc}") from exc
+    if not availability.ok:
+        raise RuntimeUnavailableError(availability.reason)
+
+
+def _check_candidate(pipe: Pipeline, session: Session) -> None:
+    """After opening: a candidate that was available but did not prepare fails the run (its traceback went out
+    as `CandidateFailed`); one whose module did not load is unavailable."""
     note = session.candidate_unavailable
     if note is None:
         return
-    if "could not be prepared" in note:
-        raise StepFailedError(note)
-    raise RuntimeUnavailableError(note)
+    if pipe.candidate is None:
+        raise RuntimeUnavailableError(note)
+    raise StepFailedError(note)
 
 
 def _audio(entry: Utterance | ManifestError) -> str:

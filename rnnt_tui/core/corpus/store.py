@@ -132,6 +132,8 @@ class ResultsStore:
         if path.exists() and not resume:
             raise BadInputError(out_dir, f"already holds {RESULTS_FILE} from an earlier run: add --resume to "
                                          "continue it, or choose another --out")
+        if resume and path.exists() and not _has_header(path):
+            path.unlink()  # killed while writing its header: nothing was recorded, start afresh
         if resume and path.exists():
             previous = read_results(path)
             diffs = header.differences(previous.header)
@@ -180,6 +182,11 @@ class ResultsStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _has_header(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return b"\n" in handle.read(1 << 16)
 
 
 def merge_results(paths: list[Path]) -> tuple[RunHeader, list[UtteranceRecord], list[Results]]:
