@@ -133,11 +133,13 @@ class PackageRuntime(Runtime):
     def prepare(self, progress: Progress = no_progress,
                 cancel: threading.Event | None = None) -> list[PrepareReport]:
         self._reset()
-        collected = collect_packages(self.loaded, self.options, self.components, progress, cancel,
-                                     self.reads_compiled)
+        every = type(self).components
+        collected = collect_packages(self.loaded, self.options, every, progress, cancel, self.reads_compiled)
         self.packages, self.skipped, self.warnings = collected.used, collected.skipped, list(collected.warnings)
+        # the components this instance can run: a folder without a preprocessor makes it reference-only
+        self.components = tuple(c for c in every if c in self.packages)  # type: ignore[misc]
         problem = self._problem()
-        for component in self.components:
+        for component in every:
             if component not in self.packages:
                 self.reports[component] = PrepareReport(
                     component=component, action=f"no package in {self.options.packages_dir}",
@@ -166,7 +168,7 @@ class PackageRuntime(Runtime):
             self.reports[key] = PrepareReport(component=key, action=action, prepare_ms=prep_ms, load_ms=load_ms,
                                               cached=was_cached, artifact=str(info.path), notes=notes)
         self.inventory = collected.inventory(self.programs, self.decodes_through_decision)
-        return [self.reports[c] for c in (*self.components, *HEADS) if c in self.reports]
+        return [self.reports[c] for c in (*every, *HEADS) if c in self.reports]
 
     # -- precision -------------------------------------------------------------------------------
     def compute_precision(self) -> dict[str, str]:
@@ -181,7 +183,7 @@ class PackageRuntime(Runtime):
 
     def tolerances(self) -> dict[str, Tolerance]:
         """Default tolerances per component, from each program's real compute precision."""
-        return {c: (FP16 if self.tolerance_precision(c) == "fp16" else FP32)[c] for c in self.components}
+        return {c: (FP16 if self.tolerance_precision(c) == "fp16" else FP32)[c] for c in type(self).components}
 
     # -- binding ----------------------------------------------------------------------------------
     def _model(self, component: str) -> tuple[PackageInfo, Any]:
