@@ -267,3 +267,32 @@ def test_compiled_and_neural_network_packages_refused_in_one_line(layout: Callab
     rows = {Path(e.path).name: e for e in runtime.inventory}
     assert rows["decoder.mlpackage"].mapped_to and rows["decoder.mlmodelc"].mapped_to is None
     assert "compiled" in rows["decoder.mlmodelc"].reason
+
+
+def test_decision_comparison_counts_and_merges() -> None:
+    """Pure: the reference's own decisions agree everywhere; injected faults are found where they are; chunks
+    merge to the whole-grid numbers."""
+    from rnnt_tui.core.decision import Decisions, compare_decisions, reference_decisions
+
+    rng = np.random.default_rng(0)
+    durations = [0, 1, 2, 3, 4]
+    logits = rng.standard_normal((1, 6, 3, 11 + len(durations))).astype(np.float32)
+    ref = reference_decisions(logits, len(durations), k=4)
+    same = compare_decisions(logits, ref, durations)
+    assert same.ok and same.token_agreement == 1.0 and same.duration_agreement == 1.0 and same.top_k_overlap == 1.0
+    assert same.prob_max_abs < 1e-6 and same.top_k_logit_max_abs == 0.0
+    tokens = ref.token_id.copy()
+    tokens[0, 4, 1] = (tokens[0, 4, 1] + 1) % 11
+    bins = ref.duration.copy() if ref.duration is not None else None
+    assert bins is not None
+    bins[0, 2, 0] = 7  # no such bin
+    faulty = Decisions(token_id=tokens, token_prob=ref.token_prob, duration=bins)
+    whole = compare_decisions(logits, faulty, durations)
+    assert whole.token_agree == 17 and whole.first_token_disagreement == (0, 4, 1)
+    assert whole.invalid_durations == 1 and whole.duration_agree == 17 and not whole.ok
+    halves = [compare_decisions(logits[:, a:b], Decisions(token_id=tokens[:, a:b], token_prob=ref.token_prob[:, a:b],
+                                                          duration=bins[:, a:b]), durations, origin=(0, a, 0))
+              for a, b in ((0, 3), (3, 6))]
+    assert halves[0].merge(halves[1]) == whole
+    rnnt = compare_decisions(logits[..., :11], Decisions(token_id=ref.token_id, duration=np.ones_like(ref.token_id)))
+    assert rnnt.duration_cells == 0 and rnnt.invalid_durations == 18  # an RNNT head's duration must be 0

@@ -323,6 +323,14 @@ class PackageRuntime(Runtime):
         return np.asarray(self.run(JOINT, {"encoded": np.asarray(frame), "decoder_output": g})["logits"]).reshape(-1)
 
     @property
+    def heads(self) -> tuple[str, ...]:
+        """The loaded heads (`mel_encoder`, `joint_decision`, `joint_decision_step`), each bindable like a component:
+        `mel_encoder` takes audio_signal/length and gives encoded/encoded_length; a decision head takes
+        encoded [1,D,T] and decoder_output [1,H,U] and gives token_id, token_prob, duration [1,T,U] (and top_k_ids,
+        top_k_logits [1,T,U,K] when it has them), for `core.decision.compare_decisions`."""
+        return tuple(h for h in HEADS if h in self.models)
+
+    @property
     def decodes_through_decision(self) -> bool:
         """True when greedy decoding asks a decision head (`decide_step`): a single-step head is what apps built
         on such packages decode with; a full-window head only when there is no logits joint."""
