@@ -14,9 +14,9 @@ Goal: <= 1.15. RSS (VmRSS) is read after every utterance; goal: after utterance 
 utterance 20. `--threads N` sets torch's intra-op threads in the child (recorded; on a shared, loaded 2-core
 machine torch's default of 2 spinning threads is 10-50x slower on the demo model, which only inflates both sides).
 
-Run:   python bench/corpus_overhead.py [--models demo,conformer-120m] [--utterances 204] [--threads 1]
+Run:   python bench/corpus_overhead.py [--models demo,conformer-120m] [--utterances 204] [--threads 1] [--tag T]
 Takes: ~3-5 min for the demo at 204 utterances; the 116 M model ~1-2 s per utterance more.
-Writes bench/results/corpus_overhead.json.
+Writes bench/results/corpus_overhead.json (a model measured earlier keeps its entry unless measured again).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import WORK, child_env, emit, model_path, rss_mib, run_child, save, spread, wait_for_quiet
+from common import RESULTS, WORK, child_env, emit, loadavg, model_path, rss_mib, run_child, save, spread, wait_for_quiet
 
 
 class Meter:
@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads in the child (0: default)")
     parser.add_argument("--max-load", type=float, default=1.5)
     parser.add_argument("--wait", type=float, default=0.0)
+    parser.add_argument("--tag", default="corpus_overhead", help="result file name (bench/results/TAG.json)")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "N", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -172,6 +173,7 @@ def main() -> None:
         ratios = [u["wall_s"] / max(u["reference_s"] + u["candidate_s"] + u["nemo_s"], 1e-9)
                   for u in raw["per_utterance"]]
         results[model] = {**{k: v for k, v in raw.items() if k not in ("per_utterance",)},
+                          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_at_end": loadavg(),
                           "rss_after_20_mib": at20, "rss_after_200_mib": at200,
                           "rss_growth_20_to_200": (at200 / at20 - 1) if at20 and at200 else None,
                           "per_utterance_wall_s": spread(walls), "per_utterance_ratio": spread(ratios),
@@ -181,7 +183,10 @@ def main() -> None:
               f"{r['reference_s']:.1f} s, candidate {r['candidate_s']:.1f} s, NeMo decode {r['nemo_decode_s']:.1f} s); "
               f"RSS {at20} -> {at200} MiB", file=sys.stderr)
     goals = {"overhead_ratio_max": 1.15, "rss_growth_max": 0.10}
-    save("corpus_overhead", {"goals": goals, "results": results}, gate=gate, started=started)
+    previous = RESULTS / f"{args.tag}.json"
+    if previous.is_file():  # models measured by earlier invocations stay, each with its own date and load
+        results = {**json.loads(previous.read_text()).get("results", {}), **results}
+    save(args.tag, {"goals": goals, "results": results}, gate=gate, started=started)
 
 
 if __name__ == "__main__":

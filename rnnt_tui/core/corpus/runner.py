@@ -80,7 +80,8 @@ class UtteranceStarted(ev.Event):
 
 @dataclass(frozen=True)
 class UtteranceFinished(ev.Event):
-    """One utterance recorded (already on disk). `totals` is `RunningTotals.headline()` over every record so far."""
+    """One utterance recorded (already on disk). `totals` is `RunningTotals.headline()` over every record so far;
+    `eta_s` the mean comparison time so far times the entries left (restoring the model not counted)."""
 
     record: UtteranceRecord
     position: int
@@ -183,7 +184,7 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
         yield CorpusPlanned(manifest.path, request.out_dir, len(entries), len(entries) - len(pending),
                             len(manifest.errors))
         position = len(entries) - len(pending)
-        started, ran = time.perf_counter(), 0
+        spent, ran = 0.0, 0
         for entry in pending:
             if cancel is not None and cancel.is_set():
                 break
@@ -193,13 +194,12 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
                 record = error_record(entry, "manifest", entry.problem)
             else:
                 record = yield from _evaluate(pipe, request, entry, cancel, loaded)
-                ran += 1
+                ran, spent = ran + 1, spent + (record.wall_s or 0.0)
             store.append(record)
             totals.add(record)
-            elapsed = time.perf_counter() - started
             remaining = len(entries) - position
             yield UtteranceFinished(record, position, len(entries), totals.headline(),
-                                    elapsed / ran * remaining if ran else None)
+                                    spent / ran * remaining if ran else None)
         else:
             interrupted = False
     except CancelledError:
@@ -226,10 +226,12 @@ def _evaluate(pipe: Pipeline, request: CorpusRequest, utterance: Utterance,
     is lost)."""
     clip_request = Request(request.checkpoint, utterance.audio_path, request.against, request.options,
                            request.settings)
-    start = time.perf_counter()
     first = pipe.loaded is None
+    start = time.perf_counter()
     try:
         session = yield from _session_for(pipe, clip_request, first, cancel, loaded)
+        if first:
+            start = time.perf_counter()  # the clip's time, not the restore's
     except BadInputError as exc:
         if exc.path is not None and exc.path.resolve() == utterance.audio_path.resolve():
             return error_record(utterance, "audio", exc.problem)
