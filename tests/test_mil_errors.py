@@ -44,7 +44,7 @@ def test_compiled_model_asks_for_the_package(tmp_path: Path) -> None:
     compiled = tmp_path / "joint.mlmodelc"
     compiled.mkdir()
     (compiled / "model.mil").write_text("program(1.0)\n")
-    with pytest.raises(BadInputError, match="compiled model cannot be read back; give the .mlpackage"):
+    with pytest.raises(BadInputError, match=r"compiled model cannot be read back; give the \.mlpackage"):
         MilProgram.load(compiled)
 
 

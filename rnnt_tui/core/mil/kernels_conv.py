@@ -2,7 +2,7 @@
 
 Three paths, chosen per call from the weight's shape: a pointwise conv (kernel 1, stride 1) is one matmul; a
 depthwise conv (one input channel per group) is a sum over kernel taps of strided slices times per-channel
-weights; anything else is an im2col window view contracted with the weight per group (`tensordot` on BLAS).
+weights; anything else gathers im2col columns tap by tap and does one BLAS matmul per group.
 Padding follows MIL's `pad_type` rules (valid / custom / same / same_lower), shared with pooling.
 """
 
@@ -92,17 +92,21 @@ def _depthwise(x: np.ndarray, w: np.ndarray, out_sp: list[int], strides: list[in
 
 def _im2col(x: np.ndarray, w: np.ndarray, groups: int, out_sp: list[int], strides: list[int],
             dilations: list[int]) -> np.ndarray:
-    n_sp = len(out_sp)
-    spans = [d * (k - 1) + 1 for k, d in zip(w.shape[2:], dilations, strict=True)]
-    axes = tuple(range(2, 2 + n_sp))
-    win = np.lib.stride_tricks.sliding_window_view(x, spans, axis=axes)  # type: ignore[call-overload]
-    win = win[(slice(None), slice(None), *(slice(None, o * s, s) for o, s in zip(out_sp, strides, strict=True)),
-               *(slice(None, None, d) for d in dilations))]
+    """Columns [Cin/g * taps, N * out] gathered tap by tap (strided slices, contiguous), then one matmul per group
+    with the weight as [Cout/g, Cin/g * taps]: the output comes out contiguous in NC(spatial) order."""
+    batch, c_in = x.shape[0], x.shape[1]
+    taps = list(itertools.product(*(range(k) for k in w.shape[2:])))
+    n_out = int(np.prod(out_sp))
+    cols = np.empty((c_in, len(taps), batch, n_out), dtype=x.dtype)
+    for index, tap in enumerate(taps):
+        window = tuple(slice(t * d, t * d + s * (o - 1) + 1, s)
+                       for t, d, s, o in zip(tap, dilations, strides, out_sp, strict=True))
+        cols[:, index] = np.moveaxis(x[(slice(None), slice(None), *window)], 0, 1).reshape(c_in, batch, n_out)
     c_in_g, c_out_g = w.shape[1], w.shape[0] // groups
-    contract = ([1, *range(2 + n_sp, 2 + 2 * n_sp)], [1, *range(2, 2 + n_sp)])
-    parts = []
+    out = np.empty((w.shape[0], batch * n_out), dtype=np.result_type(x, w))
     for g in range(groups):
-        cols = win[:, g * c_in_g:(g + 1) * c_in_g]
-        part = np.tensordot(cols, w[g * c_out_g:(g + 1) * c_out_g], axes=contract)  # [N, *out, Cog]
-        parts.append(np.moveaxis(part, -1, 1))
-    return parts[0] if groups == 1 else np.concatenate(parts, axis=1)
+        w_g = w[g * c_out_g:(g + 1) * c_out_g].reshape(c_out_g, c_in_g * len(taps))
+        cols_g = cols[g * c_in_g:(g + 1) * c_in_g].reshape(c_in_g * len(taps), batch * n_out)
+        np.matmul(w_g, cols_g, out=out[g * c_out_g:(g + 1) * c_out_g])
+    out = out.reshape(w.shape[0], batch, *out_sp)
+    return np.ascontiguousarray(np.moveaxis(out, 1, 0)) if batch > 1 else out.reshape(1, w.shape[0], *out_sp)

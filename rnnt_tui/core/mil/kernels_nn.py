@@ -1,7 +1,7 @@
 """Network MIL ops as numpy kernels: linear, matmul, einsum, normalisations, softmax, reductions, pooling.
 
 These are the hot ops of a Conformer encoder and a joint; they run on numpy's BLAS with weights prepared once
-at plan time (a `linear` weight is stored transposed and contiguous). Convolutions live in `kernels_conv`, the
+at plan time. Convolutions live in `kernels_conv`, the
 recurrent ops in `kernels_rnn`.
 """
 
@@ -14,20 +14,10 @@ import numpy as np
 from rnnt_tui.core.mil.kernels_base import Args, OpMeta, as_bool, axes_tuple, f32, kernel
 
 
-def _prepare_linear(a: Args, m: OpMeta) -> Args:
-    weight = a.get("weight")
-    if isinstance(weight, np.ndarray):
-        a = dict(a)
-        a["weight_t"] = np.ascontiguousarray(f32(weight).T)
-        del a["weight"]
-    return a
-
-
-@kernel("linear", prepare=_prepare_linear)
+@kernel("linear")
 def _linear(a: Args, m: OpMeta) -> Any:
     x = f32(a["x"])
-    wt = a["weight_t"] if "weight_t" in a else f32(a["weight"]).T
-    out = x @ wt
+    out = x @ f32(a["weight"]).T  # a transposed view: BLAS reads it as is (a transposed copy would cost seconds)
     bias = a.get("bias")
     if bias is not None:
         out += f32(bias)

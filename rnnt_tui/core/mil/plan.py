@@ -60,7 +60,7 @@ class Plan:
     constants: dict[str, Any]
     steps: list[Step]
     op_types: dict[str, str] = field(default_factory=dict)  # every op's name -> type (folded ones included)
-    float_dtypes: dict[str, set[str]] = field(default_factory=dict)  # op type -> float dtypes it computes in
+    float_dtypes: dict[str, set[str]] = field(default_factory=dict)  # op type -> float dtypes of its tensors
     compression: tuple[str, ...] = ()
 
     @property
@@ -94,9 +94,11 @@ def _scope(op: Any) -> str:
 
 
 def _const_value(op: Any) -> tuple[Any, ...]:
+    """A `const`'s value, or a `constexpr_*` op's decompressed weight (coremltools' own decompression, chained
+    constexpr ops included)."""
     values = [v.val for v in op.outputs]
     if any(v is None for v in values):
-        inferred = op.value_inference()
+        inferred = op.materialized_val_inference() if op.op_type.startswith("constexpr_") else op.value_inference()
         values = list(inferred) if isinstance(inferred, (list, tuple)) else [inferred]
     return tuple(values)
 
@@ -129,8 +131,8 @@ def build_plan(function: Any, package: Path) -> Plan:
             continue
         meta = OpMeta(type=op.op_type, name=op.name, out_dtypes=tuple(mil_dtype(v) for v in op.outputs),
                       out_ranks=tuple(rank_of(v) for v in op.outputs), opset=str(opset))
-        for dt in meta.out_dtypes:
-            if dt is not None and dt.kind == "f":
+        for dt, rank in zip(meta.out_dtypes, meta.out_ranks, strict=True):
+            if dt is not None and dt.kind == "f" and (rank is None or rank >= 2):  # not length/index arithmetic
                 plan.float_dtypes.setdefault(op.op_type, set()).add(str(dt))
         const_args: dict[str, Any] = {}
         dynamic: list[tuple[str, str | tuple[str, ...]]] = []

@@ -118,8 +118,9 @@ def _show(shape: tuple[int | None, ...]) -> str:
 
 
 def _precision(plan: Plan) -> str:
-    """'fp16', 'fp32' or 'mixed' from the float dtypes the program's compute ops produce (casts, constants and
-    shape reads left out: an fp16 program with fp32 I/O is still fp16)."""
+    """'fp16', 'fp32' or 'mixed' from the float dtypes of the tensors (rank >= 2) the program's ops compute: casts,
+    constants and scalar / length arithmetic are left out, so an fp16 program with fp32 I/O and fp32 length
+    bookkeeping (coremltools keeps some in fp32) is fp16."""
     seen: set[str] = set()
     for op_type, dtypes in plan.float_dtypes.items():
         if op_type not in _NOT_COMPUTE:

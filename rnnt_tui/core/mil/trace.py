@@ -1,11 +1,12 @@
 """The op trace: what every op of one run produced (shape, dtype, max |x|, NaN/Inf counts, a fixed sample, and
 for selected ops the tensors), bounded in memory; and the op-by-op comparison of two runs.
 
-Two runs are matched by output name. An fp16 program's names carry coremltools' cast suffixes
-(`x_cast_fp16`, `features_to_fp16`, `gather_1_cast_uint16_to_int32`), so names are compared without them, and the
-casts the fp16 program inserts are skipped where the op they cast is already matched. Drift is measured on the
-full tensors where both runs kept them, otherwise on the sample (the same strided positions of equal-shaped
-outputs): a lower bound of the true max |Δ|, flagged as sampled.
+Two runs are matched by output name, else by op name. An fp16 program's names carry coremltools' cast suffixes
+(`x_cast_fp16`, `features_to_fp16`, `gather_1_cast_uint16_to_int32`) and some of its outputs are renamed after
+their op (`linear_0_cast_fp16` for fp32's `audio_signal_1` of op `linear_0`), so names are compared without the
+suffixes, and the casts the fp16 program inserts are skipped where the op they cast is already matched. Drift is
+measured on the full tensors where both runs kept them, otherwise on the sample (the same strided positions of
+equal-shaped outputs): a lower bound of the true max |Δ|, flagged as sampled.
 """
 
 from __future__ import annotations
@@ -78,8 +79,7 @@ class OpTrace:
         return {out: (rec, i) for rec in self.records for i, out in enumerate(rec.outputs)}
 
     def first_nonfinite(self) -> OpRecord | None:
-        return next((r for r in self.records if any(self_nan or self_inf for self_nan, self_inf
-                                                    in zip(r.nan, r.inf, strict=True))), None)
+        return next((r for r in self.records if any(r.nan) or any(r.inf)), None)
 
 
 def _sample(arr: np.ndarray, n: int) -> np.ndarray:
@@ -165,15 +165,30 @@ class TraceComparison:
                 "rows": [r.to_json() for r in self.rows], "unmatched": list(self.unmatched)}
 
 
-def _index(trace: OpTrace) -> dict[str, tuple[OpRecord, int]]:
-    out: dict[str, tuple[OpRecord, int]] = {}
+def _index(trace: OpTrace) -> tuple[dict[str, tuple[OpRecord, int]], dict[str, OpRecord]]:
+    """(output base name -> (record, output index), op base name -> record), inserted casts skipped."""
+    outputs: dict[str, tuple[OpRecord, int]] = {}
+    ops: dict[str, OpRecord] = {}
     for rec in trace.records:
         for i, name in enumerate(rec.outputs):
             key = base_name(name)
-            if key in out and rec.type == "cast":
+            if key in outputs and rec.type == "cast":
                 continue  # an inserted cast of an output already matched
-            out[key] = (rec, i)
-    return out
+            outputs[key] = (rec, i)
+        ops.setdefault(base_name(rec.name), rec)
+    return outputs, ops
+
+
+def _match(rec: OpRecord, ib: int, outputs: dict[str, tuple[OpRecord, int]],
+           ops: dict[str, OpRecord]) -> tuple[OpRecord, int] | None:
+    """b's output `ib` in a: by output name, else (fp16 programs rename some outputs after their op) by op name."""
+    found = outputs.get(base_name(rec.outputs[ib]))
+    if found is not None:
+        return found
+    op = ops.get(base_name(rec.name))
+    if op is not None and op.type == rec.type and len(op.outputs) == len(rec.outputs):
+        return op, ib
+    return None
 
 
 def _diff(ra: OpRecord, ia: int, rb: OpRecord, ib: int) -> tuple[float, bool] | None:
@@ -201,19 +216,20 @@ def _diff(ra: OpRecord, ia: int, rb: OpRecord, ib: int) -> tuple[float, bool] | 
 def compare_traces(a: OpTrace, b: OpTrace, threshold: float, relative: bool = False) -> TraceComparison:
     """Match b's outputs to a's by name (without cast suffixes) and measure each one's drift; `first` is the first
     op of b whose drift (max |Δ|, or max |Δ| / max |a| with `relative`) exceeds `threshold`."""
-    index_a = _index(a)
+    outputs_a, ops_a = _index(a)
     rows: list[DriftRow] = []
     unmatched: list[str] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, int]] = set()
     for rec in b.records:
         for ib, name in enumerate(rec.outputs):
-            key = base_name(name)
-            if key in seen or key not in index_a:
-                if key not in index_a:
-                    unmatched.append(name)
+            found = _match(rec, ib, outputs_a, ops_a)
+            if found is None:
+                unmatched.append(name)
                 continue
-            seen.add(key)
-            ra, ia = index_a[key]
+            ra, ia = found
+            if (ra.name, ia) in seen:
+                continue  # a cast of an output already compared
+            seen.add((ra.name, ia))
             got = _diff(ra, ia, rec, ib)
             if got is None:
                 unmatched.append(name)
@@ -222,9 +238,9 @@ def compare_traces(a: OpTrace, b: OpTrace, threshold: float, relative: bool = Fa
             scale = ra.max_abs[ia]
             rel = diff / scale if scale and np.isfinite(scale) and scale > 0 else (0.0 if diff == 0 else float("inf"))
             over = (rel if relative else diff) > threshold
-            rows.append(DriftRow(output=key, op_a=ra.name, op_b=rec.name, type=rec.type, shape=rec.shapes[ib],
-                                 max_abs_a=ra.max_abs[ia], max_abs_b=rec.max_abs[ib], max_diff=diff,
-                                 relative=rel, sampled=sampled, over=over))
+            rows.append(DriftRow(output=ra.outputs[ia], op_a=ra.name, op_b=rec.name, type=rec.type,
+                                 shape=rec.shapes[ib], max_abs_a=ra.max_abs[ia], max_abs_b=rec.max_abs[ib],
+                                 max_diff=diff, relative=rel, sampled=sampled, over=over))
     first = next((r for r in rows if r.over), None)
     return TraceComparison(rows=tuple(rows), first=first, threshold=threshold, relative=relative,
                            unmatched=tuple(unmatched))
