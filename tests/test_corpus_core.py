@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rnnt_tui.core.corpus.aggregate import Gates, aggregate, breached
-from rnnt_tui.core.corpus.manifest import ManifestError, Shard, Utterance, read_manifest
+from rnnt_tui.core.corpus.manifest import ManifestError, Shard, Utterance, looks_like_manifest, read_manifest
 from rnnt_tui.core.corpus.metrics import normalise, score
 from rnnt_tui.core.corpus.records import OK, UtteranceRecord, error_record
 from rnnt_tui.core.corpus.store import RESULTS_FILE, ResultsStore, RunHeader, merge_results, read_results
@@ -67,6 +67,7 @@ def test_manifest_kinds_and_refusals(wavs: Path, tmp_path: Path) -> None:
     read = read_manifest(listing)
     assert [u.audio_path for u in read.utterances] == [wavs / "a.wav", wavs / "b.wav"]
     assert [(e.line, e.source) for e in read.errors] == [(4, "clips/missing.wav")]
+    assert looks_like_manifest(wavs) and looks_like_manifest(listing) and not looks_like_manifest(wavs / "a.wav")
     empty = tmp_path / "empty.json"
     empty.write_text("\n \n")
     with pytest.raises(BadInputError, match="no utterances"):

@@ -117,6 +117,24 @@ class Manifest:
         return [e for e in chosen if shard is None or shard.holds(e.index)]
 
 
+def looks_like_manifest(path: Path | str) -> bool:
+    """Whether a path a user picked is a corpus (a folder, a .json/.jsonl/.manifest file, a .txt/.lst list, or a
+    text file starting with a JSON object) rather than one clip. Reads at most the first 4 KiB; never raises."""
+    path = Path(path).expanduser()
+    try:
+        if path.is_dir():
+            return True
+        suffix = path.suffix.lower()
+        if suffix in AUDIO_SUFFIXES or not path.is_file():
+            return False
+        if suffix in (*_MANIFEST_SUFFIXES, ".txt", ".lst"):
+            return True
+        with path.open("rb") as handle:
+            return handle.read(4096).lstrip().startswith(b"{")
+    except OSError:
+        return False
+
+
 def read_manifest(path: Path | str) -> Manifest:
     """Read a NeMo manifest, a folder of audio files or a text file of paths. Raises BadInputError only when
     nothing can be read from it."""
