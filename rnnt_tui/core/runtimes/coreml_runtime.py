@@ -2,10 +2,11 @@
 
 Everything about the packages - conversion or `--packages`, the inventory, feeds, padding, crops, decoder state,
 the joint's tiles, decision heads - is `PackageRuntime`'s; this class only loads and predicts. On macOS it loads
-each package on `options.compute_units`. Loading an `.mlpackage` compiles it into a temporary folder in every new
-process, so the first load copies `get_compiled_model_path()` into the ArtifactCache and later processes open that
-copy with `CompiledMLModel`, skipping compilation (reported as a cached load; `LOAD_STATS` counts both kinds). The
-compiled model does not depend on the compute units, so they are not part of its key.
+each package on `options.compute_units` through `core.coreml.load`: the package's spec version is checked against
+this macOS before anything compiles, a load Core ML refuses raises with Core ML's reason, and the compiled model
+lives in the ArtifactCache (later processes open it without compiling; reported as a cached load) or, with the
+cache off, in this runtime's private folder - never in Core ML's temporary compile folder. The compiled model does
+not depend on the compute units, so they are not part of its key.
 
 Feeds as coremltools takes them: its `predict` replaces float16 arrays in the caller's dict with float32 copies
 (and np.int8 feeds work only in wheels built with the newest SDK), so float16 inputs are fed as float32 and int8 as
@@ -16,39 +17,16 @@ are cast back to the declared float16, exactly, and a dtype difference with the 
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from rnnt_tui.core.cache import ArtifactCache, make_key
 from rnnt_tui.core.coreml.matching import PackageInfo
-from rnnt_tui.core.coreml.plan import compute_unit, core_ml_problem, require
+from rnnt_tui.core.coreml.plan import core_ml_problem, require
 from rnnt_tui.core.runtimes.base import Availability, RuntimeOptions
 from rnnt_tui.core.runtimes.package_runtime import PackageRuntime
-
-
-@dataclass
-class LoadStats:
-    """What loading did in this process: compilations (cold loads) and loads served by the compiled cache."""
-
-    compilations: int = 0
-    compiled_cache_hits: int = 0
-
-
-LOAD_STATS = LoadStats()
-
-
-def _stamp(path: Path) -> str:
-    """Identity of a package on disk (paths, sizes, mtimes of its files), cheap even for GB-sized weights."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    blob = "|".join(f"{p.relative_to(path.parent)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
-    return hashlib.sha256(f"{path.resolve()}|{blob}".encode()).hexdigest()
 
 
 class CoreMLRuntime(PackageRuntime):
@@ -89,38 +67,18 @@ class CoreMLRuntime(PackageRuntime):
         require()
 
     def _load(self, component: str, cancel: threading.Event | None) -> tuple[float, bool, str]:
-        """Load one package on the chosen units; returns (load ms, served from the compiled cache, how)."""
-        ct = require()
-        units = compute_unit(ct, self.options.compute_units)
-        path = self.packages[component].path
-        start = time.perf_counter()
-        if path.suffix == ".mlmodelc":
-            self.models[component] = ct.models.CompiledMLModel(str(path), units)
-            self.compiled_paths[component] = path
-            return (time.perf_counter() - start) * 1000, True, "opened the compiled model"
-        cache = ArtifactCache() if self.options.use_cache else None
-        key = make_key(kind="coreml-compiled", package=_stamp(path), coremltools=ct.__version__,
-                       macos=core_ml_os())
-        entry = cache.lookup(key) if cache else None
-        if entry is not None:
-            self.compiled_paths[component] = entry.path / "model.mlmodelc"
-            self.models[component] = ct.models.CompiledMLModel(str(self.compiled_paths[component]), units)
-            LOAD_STATS.compiled_cache_hits += 1
-            return (time.perf_counter() - start) * 1000, True, "compiled model from the cache"
-        model = ct.models.MLModel(str(path), compute_units=units)
-        load_ms = (time.perf_counter() - start) * 1000
-        LOAD_STATS.compilations += 1
-        self.models[component] = model
-        compiled = Path(model.get_compiled_model_path())
-        self.compiled_paths[component] = compiled
-        if cache is not None:
+        """Load one package on the chosen units through `core.coreml.load` (Core ML's own reason when it cannot,
+        the spec checked against this macOS first, the compiled model kept in the cache or this runtime's private
+        folder); returns (load ms, no compilation was needed, how)."""
+        from rnnt_tui.core.coreml.load import CoreMLLoader
 
-            def build(tmp: Path) -> dict[str, Any]:
-                shutil.copytree(compiled, tmp / "model.mlmodelc")
-                return {"component": component, "package": str(path)}
-
-            self.compiled_paths[component] = cache.get_or_build(key, build, cancel)[0].path / "model.mlmodelc"
-        return load_ms, False, "compiled (cold load)"
+        if getattr(self, "loader", None) is None:
+            self.loader = CoreMLLoader(self.options.use_cache)
+        info = self.packages[component]
+        opened = self.loader.load(info.path, self.options.compute_units, cancel, info.spec.spec_version)
+        self.models[component] = opened.model
+        self.compiled_paths[component] = opened.compiled_path
+        return opened.load_ms, not opened.compiled_now, opened.how
 
     def _execute(self, component: str, feed: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.models[component].predict(feed)
@@ -130,8 +88,3 @@ class CoreMLRuntime(PackageRuntime):
         declared = info.spec.output(tensor).dtype
         return value.astype(np.float16) if declared == "float16" and value.dtype == np.float32 else value
 
-
-def core_ml_os() -> str:
-    import platform
-
-    return platform.mac_ver()[0] or platform.platform()
