@@ -247,3 +247,63 @@ def test_replay_imports_neither_torch_nor_nemo(bundles: dict[str, Path]) -> None
     assert done.returncode == 0, done.stderr[-2000:]
     heavy = json.loads(done.stdout.split("HEAVY", 1)[1])
     assert heavy == []
+
+
+@pytest.mark.parametrize("kind", ["tdt"])  # BPE (SentencePiece text without NeMo) and TDT durations in one model
+def test_recorded_reference_answers_as_the_live_model(kind: str, checkpoints: dict[str, Path], loaded_model: Any,
+                                                      clip: Path, tmp_path: Path) -> None:
+    """Replaying a BPE / TDT recording against the live model itself: every diff is exactly zero, the decode and
+    its text (read from the recorded vocabulary, no NeMo) equal NeMo's."""
+    from rnnt_tui.core.bundle.corpus_input import ClipInput
+    from rnnt_tui.core.bundle.format import Bundle
+    from rnnt_tui.core.bundle.record import record
+    from rnnt_tui.core.bundle.replay import Replay
+    from rnnt_tui.core.fuse import VALIDATION, fuse_mode_of
+    from rnnt_tui.core.pipeline.request import Settings
+    from rnnt_tui.core.report import build_report
+    from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
+
+    loaded = loaded_model(kind)
+    path = record(checkpoints[kind], [ClipInput(clip)], tmp_path / "b", joint="path",
+                  settings=Settings(runs=1, warmup=0))
+    bundle = Bundle.open(path)
+    meta = bundle.meta["clips"][0]["decode"]
+    assert meta["reference_matches_nemo"] is True and meta["text_from_vocabulary_matches"] is True
+    assert bundle.meta["model"]["vocabulary"]["single_tokens_disagreeing"] == []
+    fuse_mode_of(loaded.model).set(VALIDATION)
+    live = TorchRuntime(loaded)
+    live.prepare()
+    replay = Replay(bundle, "pytorch", candidate=live)
+    report = build_report(replay.run(0))
+    assert report["status"] == "ok", report
+    for component in report["components"]:
+        for output in component["outputs"]:
+            assert output["stats"]["max_abs"] == 0.0, (component["name"], output["name"])
+    decode = report["decode"]
+    assert decode["candidate_tokens"] == decode["reference_tokens"] == decode["nemo_tokens"]
+    assert decode["reference_text"] == decode["nemo_text"] == meta["nemo_text"]
+    if kind == "tdt":
+        assert bundle.meta["model"]["summary"]["durations"]
+    bundle.close()
+
+
+def test_provenance_of_packages(tmp_path: Path) -> None:
+    """The tool's packages name their checkpoint; others cannot be checked, and replay says which."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    from rnnt_tui.core.bundle.candidates import provenance
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4))])
+    def prog(x: Any) -> Any:
+        return mb.add(x=x, y=1.0)
+
+    for name, source in (("ours.mlpackage", "a" * 64), ("theirs.mlpackage", None)):
+        model = ct.convert(prog, convert_to="mlprogram")
+        if source:
+            model.user_defined_metadata["rnnt_tui.source_sha256"] = source
+        model.save(str(tmp_path / name))
+    assert provenance(tmp_path, "a" * 64) == [next(n for n in provenance(tmp_path, "a" * 64) if "theirs" in n)]
+    notes = provenance(tmp_path, "b" * 64)
+    assert any("ours.mlpackage was converted from a different checkpoint" in n for n in notes)
+    assert any("theirs.mlpackage" in n and "cannot be checked" in n for n in notes)

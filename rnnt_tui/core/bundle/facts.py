@@ -53,7 +53,8 @@ def pieces_text(kind: str, pieces: list[str]) -> str:
         else:
             out += piece.replace("▁", " ").encode()
     text = out.decode("utf-8", errors="replace")
-    return text[1:] if text.startswith(" ") else text
+    # SentencePiece drops the dummy-prefix space of a leading `▁` piece (not the spaces around `<unk>`'s ⁇)
+    return text[1:] if pieces and pieces[0].startswith("▁") else text
 
 
 class Vocabulary:

@@ -61,11 +61,12 @@ def clip_audio(bundle: Bundle, clip: dict[str, Any]) -> Audio:
 
 
 class Replay:
-    """A bundle, its facts, and a prepared candidate; `run(clip)` gives a finished comparison session."""
+    """A bundle, its facts, and a prepared candidate; `run(clip)` gives a finished comparison session. `candidate`
+    replaces the runtime `against` names (any `Runtime`, e.g. a live one in tests)."""
 
     def __init__(self, bundle: Bundle, against: str, options: RuntimeOptions | None = None,
                  settings: Settings | None = None, progress: Progress = no_progress,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, candidate: Runtime | None = None) -> None:
         self.bundle = bundle
         self.against = against
         self.facts = BundleFacts(bundle)
@@ -74,7 +75,7 @@ class Replay:
         self.settings = settings or recorded_settings(bundle)
         self.warnings: list[str] = []
         options = options or RuntimeOptions()
-        if against in PACKAGE_RUNTIMES:
+        if against in PACKAGE_RUNTIMES and candidate is None:
             folder, precision = (Path(options.packages_dir), options.precision) if options.packages_dir \
                 else packages_dir(bundle, None)
             if not folder.is_dir():
@@ -86,7 +87,7 @@ class Replay:
             if export.get("source_sha256") and export["source_sha256"] != self.facts.sha256:
                 self.warnings.append("the recorded ONNX export came from a different checkpoint")
         self.options = options
-        self.candidate: Runtime | None = None
+        self.candidate: Runtime | None = candidate
         self.candidate_note: str | None = None
         self.prepared: dict[str, dict[str, Any]] = {}
         self.prepare_s = 0.0
@@ -95,7 +96,8 @@ class Replay:
     def _prepare(self, progress: Progress, cancel: threading.Event | None) -> None:
         start = time.perf_counter()
         try:
-            self.candidate = candidate_runtime(self.bundle, self.model, self.against, self.options)
+            if self.candidate is None:
+                self.candidate = candidate_runtime(self.bundle, self.model, self.against, self.options)
         except (ImportError, AttributeError) as exc:
             self.candidate_note = f"{self.against} is not available: {exc}"
             return
