@@ -39,7 +39,7 @@ def _close(name: str, got: np.ndarray, want: np.ndarray) -> None:
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), atol=atol, rtol=rtol, err_msg=name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def devices(request: pytest.FixtureRequest) -> dict[str, str]:
     """The compute devices Core ML can use here, printed once so the job log says what was really tested."""
     from rnnt_tui.core.coreml.platform import compute_devices, macos_version
