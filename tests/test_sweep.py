@@ -111,6 +111,25 @@ def test_reference_runs_once_and_replays_the_same_diffs(base: Any) -> None:
     assert reference_ms[0] == reference_ms[1], "each row's speedup must be against the same reference run"
 
 
+def test_out_of_tolerance_components_get_a_drift_search_or_its_reason(base: Any) -> None:
+    """With every tolerance at zero the MIL program's float32 arithmetic leaves the reference's somewhere: those
+    components mismatch and each gets a drift search (here: the reason Core ML cannot run one)."""
+    from dataclasses import replace
+
+    from rnnt_tui.core.pipeline.session import Session
+    from rnnt_tui.core.sweep import sweep
+    from rnnt_tui.core.tolerances import Tolerance
+
+    strict = replace(base.settings, tolerances={k: Tolerance(0.0, 0.0) for k in base.settings.tolerances})
+    session = Session(base.facts, base.audio, base.reference, base.candidate, strict, base.prepare_reports)
+    row, = sweep(session, units=("ALL",), load_timing=False, runtime=ClosingMil, drift=True)
+    mismatched = {n for n, c in row.components.items() if c["status"] == "mismatch"}
+    assert row.status == "mismatch" and mismatched
+    assert set(row.drift) == mismatched
+    if sys.platform != "darwin":
+        assert all("drift searches need macOS" in entry["error"] for entry in row.drift.values())
+
+
 def test_a_unit_whose_runtime_fails_keeps_its_row_and_is_closed(base: Any, tmp_path: Path) -> None:
     from dataclasses import replace
 

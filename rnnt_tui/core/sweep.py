@@ -10,7 +10,8 @@ accelerator) or `failed` (Core ML refused to load, a step raised), else `ok` / `
 
 Per unit and package the row says whether the runtime's load included compilation, and reports a cold compile +
 first load beside a load of the cached compiled model (`core.coreml.load.load_times`); per component, Core ML's
-compute plan (share of ops on CPU / GPU / Neural Engine) or why there is none.
+compute plan (share of ops on CPU / GPU / Neural Engine) or why there is none, and on request (`drift`) the first
+op that drifts from CPU_ONLY in each component out of tolerance.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class SharedReference(Runtime):
         self._kept: dict[str, Any] = {}
         self.real_calls = 0
         self.replaying = False
+        #: component -> the contract-named inputs of its first call (what a drift search feeds the package)
+        self.first_inputs: dict[str, dict[str, np.ndarray]] = {}
 
     def __getattr__(self, name: str) -> Any:  # the wrapped runtime's extras (state_arrays, ...)
         inner = self.__dict__.get("inner")
@@ -107,6 +110,7 @@ class SharedReference(Runtime):
 
     def bind(self, component: str, inputs: dict[str, np.ndarray]) -> BoundCall:
         key = call_key("bind", component, inputs)
+        self.first_inputs.setdefault(component, inputs)
         if self.replaying and key in self._kept:
             raw, convert = self._kept[key]
             return FunctionCall(lambda: raw, convert)
@@ -148,11 +152,12 @@ class SweepRow:
     loads: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     traceback: str | None = None
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"compute_units": self.compute_units, "status": self.status, "components": self.components,
                 "transcript": self.transcript, "error": self.error, "placement": self.placement,
-                "loads": self.loads, "notes": list(self.notes), "traceback": self.traceback}
+                "loads": self.loads, "notes": list(self.notes), "traceback": self.traceback, "drift": self.drift}
 
 
 def placements(candidate: Any, units: str) -> dict[str, Any]:
@@ -194,6 +199,36 @@ def package_loads(candidate: Any, units: str) -> dict[str, dict[str, Any]]:
             except Exception as exc:  # noqa: BLE001 - the timing of one package failing is reported, not fatal
                 entry["load_times_error"] = error_text(exc)
         out[key] = entry
+    return out
+
+
+def drift_searches(candidate: Any, row: SweepRow, inputs: dict[str, dict[str, np.ndarray]],
+                   settings: Any) -> dict[str, dict[str, Any]]:
+    """For each component out of tolerance on this unit: the first op that drifts between CPU_ONLY and the unit
+    (`core.coreml.plan.first_drifting_op`), fed the package-named form of the component's first reference input;
+    or why no search could run."""
+    from rnnt_tui.core.coreml.plan import core_ml_problem, first_drifting_op
+
+    out: dict[str, dict[str, Any]] = {}
+    if row.compute_units == "CPU_ONLY":
+        return out
+    problem = core_ml_problem(what="Core ML drift searches")
+    for name, comp in row.components.items():
+        if comp.get("status") != Status.MISMATCH.value:
+            continue
+        if problem:
+            out[name] = {"component": name, "error": problem}
+            continue
+        info = getattr(candidate, "packages", {}).get(name)
+        try:
+            if info is None or info.path.suffix != ".mlpackage" or name not in inputs:
+                raise ValueError(f"a drift search needs the {name}'s .mlpackage and its reference input")
+            feed = candidate.package_feed(name, inputs[name])
+            tol = settings.tolerances[name]
+            out[name] = first_drifting_op(info.path, feed, name, "CPU_ONLY", row.compute_units, tol.atol,
+                                          tol.rtol).to_json()
+        except Exception as exc:  # noqa: BLE001 - one search failing is reported in its place
+            out[name] = {"component": name, "error": error_text(exc)}
     return out
 
 
@@ -258,7 +293,7 @@ class _OnceReference:
 
 
 def _unit_row(base: Session, once: _OnceReference, unit: str, runtime: type[Runtime], progress: Progress,
-              cancel: threading.Event | None, load_timing: bool) -> SweepRow:
+              cancel: threading.Event | None, load_timing: bool, drift: bool) -> SweepRow:
     from rnnt_tui.core.report import overall_status
 
     candidate: Runtime | None = None
@@ -286,6 +321,8 @@ def _unit_row(base: Session, once: _OnceReference, unit: str, runtime: type[Runt
         row.placement = placements(candidate, unit)
         if load_timing:
             row.loads = package_loads(candidate, unit)
+        if drift:
+            row.drift = drift_searches(candidate, row, once.shared.first_inputs, base.settings)
         return row
     except CancelledError:
         raise
@@ -311,10 +348,11 @@ def _options(base: Session) -> Any:
 
 def sweep(base: Session, units: tuple[str, ...] = COMPUTE_UNITS, progress: Progress = no_progress,
           cancel: threading.Event | None = None, load_timing: bool = True,
-          runtime: str | type[Runtime] = "coreml") -> list[SweepRow]:
+          runtime: str | type[Runtime] = "coreml", drift: bool = False) -> list[SweepRow]:
     """Run `base`'s comparison on each compute unit: one row per unit, always. The reference runs once, when the
     first unit can run (recorded, then replayed for every unit); `load_timing` adds cold-compile vs cached-load
-    times per package. `runtime` is the candidate (its registered name or class; the MIL interpreter runs the
+    times per package; `drift` searches, for each component out of tolerance on a unit, the first op that
+    drifts from CPU_ONLY. `runtime` is the candidate (its registered name or class; the MIL interpreter runs the
     same packages on any OS, where compute units do not apply)."""
     from rnnt_tui.core.runtimes import get_runtime_class
 
@@ -323,5 +361,5 @@ def sweep(base: Session, units: tuple[str, ...] = COMPUTE_UNITS, progress: Progr
     rows = []
     for index, unit in enumerate(units):
         progress(f"compute units {unit}", index / max(len(units), 1))
-        rows.append(_unit_row(base, once, unit, cls, progress, cancel, load_timing))
+        rows.append(_unit_row(base, once, unit, cls, progress, cancel, load_timing, drift))
     return rows
