@@ -309,6 +309,34 @@ def test_sweep_keeps_a_row_per_unit_with_load_times(loaded_model: Callable[[str]
     assert not any(e["load_compiled"] for r in ran[1:] for e in r.loads.values()), "later units recompiled"
 
 
+def test_sweep_drift_search_points_at_ops(loaded_model: Callable[[str], Any], clip: Path,
+                                          devices: dict[str, str]) -> None:
+    """Zero tolerances make components mismatch; each then gets a real drift search that compared op outputs."""
+    from dataclasses import replace
+
+    from rnnt_tui.core.coreml.convert import default_max_frames
+    from rnnt_tui.core.options import RuntimeOptions
+    from rnnt_tui.core.pipeline.pipeline import open_session
+    from rnnt_tui.core.pipeline.request import Request, Settings
+    from rnnt_tui.core.sweep import sweep
+    from rnnt_tui.core.tolerances import Tolerance, defaults
+
+    unit = "CPU_AND_GPU" if "GPU" in devices else "CPU_AND_NE"
+    needs(unit, devices)
+    loaded = loaded_model("rnnt-char")
+    strict = replace(Settings(runs=1, warmup=0), tolerances={k: Tolerance(0.0, 0.0) for k in defaults()})
+    request = Request(loaded.path, clip, against="coreml", settings=strict,
+                      options=RuntimeOptions(max_frames=default_max_frames(loaded)))
+    row, = sweep(open_session(request, loaded=loaded), units=(unit,), load_timing=False, drift=True)
+    mismatched = {n for n, c in row.components.items() if c["status"] == "mismatch"}
+    if not mismatched:
+        pytest.skip(f"{unit} matched the reference exactly in every component: nothing to search")
+    assert set(row.drift) == mismatched
+    for name, entry in row.drift.items():
+        assert "error" not in entry, f"{name}: {entry.get('error')}"
+        assert entry["compared"] > 0, f"{name}: the drift search compared nothing"
+
+
 def test_compute_plan_lists_ops(loaded_model: Callable[[str], Any], devices: dict[str, str]) -> None:
     from rnnt_tui.core.coreml.plan import compute_plan, macos_version
 
