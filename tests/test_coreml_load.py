@@ -174,3 +174,22 @@ def test_every_core_ml_step_is_refused_off_macos(packages: dict[str, Path]) -> N
         load_times(packages["macOS14"], "CPU_ONLY")
     with pytest.raises(RuntimeUnavailableError, match="compute devices need macOS"):
         compute_devices()
+
+
+def test_a_drift_search_that_compared_nothing_raises(packages: dict[str, Path]) -> None:
+    """Where Core ML cannot load the comparator's probe models, coremltools logs a warning per model and marks
+    every op unknown, so `find_failing_ops` returns no failing op: that must raise with the reason, never read as
+    "no drift". Off the Mac this is the real path (no Core ML bridge at all)."""
+    import numpy as np
+
+    from rnnt_tui.core.coreml.load import CoreMLLoadError
+    from rnnt_tui.core.coreml.plan import search_drift
+    from rnnt_tui.core.coreml.spec import load_coremltools
+
+    if sys.platform == "darwin":
+        pytest.skip("Core ML loads the probe models here; the macOS tests check that the search compares ops")
+    ct, _ = load_coremltools()
+    with pytest.raises(CoreMLLoadError, match=r"macOS14\.mlpackage: the drift search between CPU_ONLY and ALL "
+                                              r"compared no op output: Core ML could not load its probe models "
+                                              r"\(Failed to load model\)"):
+        search_drift(ct, packages["macOS14"], {"x": np.ones((1, 4), np.float32)}, "x", "CPU_ONLY", "ALL")

@@ -226,17 +226,29 @@ def first_drifting_op(package_path: Path | str, inputs: dict[str, np.ndarray], c
     outputs drift past `atol + rtol*|ref|` first (coremltools' experimental MLModelComparator).
 
     Raises (never "no drift") when no op output could be compared: Core ML loaded none of the probe models."""
-    from rnnt_tui.core.coreml.load import CoreMLLoadError, check_runnable
+    from rnnt_tui.core.coreml.load import check_runnable
 
     ct = require(MACOS_FLOOR, "Core ML drift searches")
     try:
-        from coremltools.models.ml_program.experimental.debugging_utils import MLModelComparator
+        from coremltools.models.ml_program.experimental import debugging_utils  # noqa: F401 - 8.3+ only
     except ImportError as exc:
         raise RuntimeUnavailableError(f"drift searches need coremltools 8.3 or later ({exc})") from exc
     path = Path(package_path)
     if path.suffix != ".mlpackage":
         raise BadInputError(path, "a drift search needs the .mlpackage (it rewrites the program)")
     check_runnable(path)
+    return search_drift(ct, path, inputs, component, reference_units, target_units, atol, rtol)
+
+
+def search_drift(ct: Any, path: Path, inputs: dict[str, np.ndarray], component: str = "",
+                 reference_units: str = "CPU_ONLY", target_units: str = "CPU_AND_NE", atol: float = 1e-3,
+                 rtol: float = 1e-3) -> DriftReport:
+    """`first_drifting_op` after its platform checks: the comparator's run and the verdict on what it compared
+    (also driven where Core ML cannot load a model, to prove that such a search raises)."""
+    from coremltools.models.ml_program.experimental.debugging_utils import MLModelComparator
+
+    from rnnt_tui.core.coreml.load import CoreMLLoadError
+
     with quiet():  # the comparator only reads these models' specs and weights: load none of them here
         reference = ct.models.MLModel(str(path), compute_units=compute_unit(ct, reference_units),
                                       skip_model_load=True)
