@@ -169,8 +169,8 @@ def lint_package(path: Path | str) -> LintReport:
     """Lint one package; a package that cannot be read gives a report with `error` set (never raises for it)."""
     path = Path(path).expanduser()
     try:
-        findings = _io_findings(path)
         prog = load_program(path)
+        findings = _io_findings(path)
     except BadInputError as exc:
         return LintReport(path=path, error=str(exc))
     spec_meta = read_spec(path).metadata

@@ -253,13 +253,13 @@ def _find(loaded: LoadedModel, paths: list[Path], audio: list[np.ndarray], frame
     keep = {c: [{"name": k.name, "op_type": k.op_type, "reason": k.reason} for k in fp16_pk[c].fp32_ops]
             + [{"name": n, "op_type": cand[c]._plan.op_types.get(n, "?"), "reason": "drift (search)"}
                for n in sorted(chosen[c])] for c in COMPONENTS}
-    progress("Mixed precision: converting the set found and checking it again", 0.9)
-    mixed_pk = {p.component: p for p in convert_components(
-        loaded, "mixed", target, frames, cancel=cancel,
-        keep_fp32={c: tuple(_unsuffixed(n) for n in s) for c, s in chosen.items()})}
-    final = {c: MilProgram.load(p.path) for c, p in mixed_pk.items()}
-    checker.cand = final
-    ok, identical = checker.check({})
+    if any(chosen.values()):
+        progress("Mixed precision: converting the set found and checking it again", 0.9)
+        mixed_pk = {p.component: p for p in convert_components(
+            loaded, "mixed", target, frames, cancel=cancel,
+            keep_fp32={c: tuple(_unsuffixed(n) for n in s) for c, s in chosen.items()})}
+        checker.cand = {c: MilProgram.load(p.path) for c, p in mixed_pk.items()}
+    ok, identical = checker.check({})  # nothing chosen: the fp16 programs are the mixed ones
     notes = [f"{LABEL}: tolerances {', '.join(f'{c} atol {t.atol:g} rtol {t.rtol:g}' for c, t in tolerances.items())}",
              "search_s: the search after the fp32 run of the clips (baseline_s), conversions not counted"]
     return MixedResult(keep=keep, total_ops=total, clips=[str(p) for p in paths],
