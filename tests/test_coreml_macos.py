@@ -381,3 +381,34 @@ def test_first_drifting_op_search_runs(loaded_model: Callable[[str], Any], devic
     tight = first_drifting_op(info.path, inputs, "joint", "CPU_ONLY", target, atol=0.0, rtol=0.0)
     assert tight.compared > 0
     core_ml.close()
+
+
+def test_a_neural_network_gets_a_per_layer_plan(tmp_path: Path) -> None:
+    """A neural-network model has no ML program: its plan is per layer (Core ML estimates no cost there), never a
+    failure that would cost a sweep its row."""
+    from coremltools.converters.mil import Builder as mb
+
+    from rnnt_tui.core.coreml.load import CoreMLLoader
+    from rnnt_tui.core.coreml.plan import compute_plan, macos_version
+    from rnnt_tui.core.coreml.spec import load_coremltools
+    from rnnt_tui.core.quiet import quiet
+
+    if (macos_version() or (0, 0)) < (14, 4):
+        pytest.skip("Core ML compute plans need macOS 14.4 or later")
+    ct, _ = load_coremltools()
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4))])
+    def prog(x):  # type: ignore[no-untyped-def]
+        return mb.relu(x=x)
+
+    with quiet():
+        ct.convert(prog, convert_to="neuralnetwork",
+                   minimum_deployment_target=ct.target.macOS10_15).save(str(tmp_path / "nn.mlmodel"))
+    loader = CoreMLLoader(use_cache=False)
+    opened = loader.load(tmp_path / "nn.mlmodel", "ALL")
+    assert opened.compiled_now and opened.compiled_path.suffix == ".mlmodelc"
+    plan = compute_plan(opened.compiled_path, "nn", "ALL")
+    assert plan.ops >= 1 and all(p.cost is None for p in plan.placements)
+    assert {p.preferred for p in plan.placements} - {"unknown"}, "no layer has a preferred device"
+    del opened
+    loader.close()
