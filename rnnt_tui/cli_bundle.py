@@ -99,20 +99,12 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
         raise click.UsageError(str(exc)) from None
 
     def body() -> int:
-        from rnnt_tui.core.bundle.candidates import PACKAGE_RUNTIMES, packages_dir
-        from rnnt_tui.core.bundle.format import Bundle
-        from rnnt_tui.core.bundle.replay import Replay, recorded_settings
-        from rnnt_tui.core.options import RuntimeOptions
+        from rnnt_tui.core.bundle.replay import Replay, open_for_replay, recorded_settings
         from rnnt_tui.core.report import build_report
 
-        bundle = Bundle.open(bundle_path)
+        bundle, runtime_options = open_for_replay(bundle_path, against, precision, packages, compute_units)
         try:
-            chosen, folder = precision or "fp32", packages
-            if against in PACKAGE_RUNTIMES and packages is None:
-                found, chosen = packages_dir(bundle, precision)
-                folder = str(found)
-            settings = recorded_settings(bundle, resolve(chosen, *overrides), runs, warmup)
-            runtime_options = RuntimeOptions(precision=chosen, compute_units=compute_units, packages_dir=folder)
+            settings = recorded_settings(bundle, resolve(runtime_options.precision, *overrides), runs, warmup)
             reports: list[dict[str, Any]] = []
             with status(json_mode) as progress:
                 session_replay = Replay(bundle, against, runtime_options, settings, progress)

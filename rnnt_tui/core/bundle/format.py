@@ -219,8 +219,9 @@ class Bundle:
         self._arrays: dict[str, dict[str, Any]] = manifest.get("arrays", {})
 
     @classmethod
-    def open(cls, path: Path | str, verify: bool = True) -> Bundle:
-        """Open a bundle folder or `.rnntb` file; with `verify`, every manifest entry is checked first."""
+    def open(cls, path: Path | str, verify: bool = True, files: tuple[str, ...] | None = None) -> Bundle:
+        """Open a bundle folder or `.rnntb` file; with `verify`, every array and the files under `files` (folder
+        prefixes; None: all) are checked against the manifest first."""
         path = Path(path).expanduser()
         scratch = None
         if path.is_file():
@@ -237,15 +238,16 @@ class Bundle:
             check_version(manifest, path)
             bundle = cls(path, root, meta, manifest, scratch)
             if verify:
-                bundle.verify()
+                bundle.verify(files)
         except BaseException:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
             raise
         return bundle
 
-    def verify(self) -> None:
-        """Check every array and file against the manifest; the first bad one is named."""
+    def verify(self, files: tuple[str, ...] | None = None) -> None:
+        """Check every array, and every file under the `files` prefixes (None: all), against the manifest; the
+        first bad one is named."""
         for name, entry in self._arrays.items():
             self._check(f"array {name}", entry)
             shape, dtype = _npy_header(self.root / entry["file"], self.path, name)
@@ -253,7 +255,8 @@ class Bundle:
                 raise BadInputError(self.path, f"array {name} has shape {list(shape)} {dtype}, but the manifest "
                                                f"says {entry['shape']} {np.dtype(entry['dtype'])}")
         for rel, entry in self.manifest.get("files", {}).items():
-            self._check(f"file {rel}", {**entry, "file": rel})
+            if files is None or any(rel.startswith(prefix.rstrip("/") + "/") for prefix in files):
+                self._check(f"file {rel}", {**entry, "file": rel})
 
     def _check(self, what: str, entry: dict[str, Any]) -> None:
         file = self.root / str(entry.get("file", ""))

@@ -60,6 +60,29 @@ def clip_audio(bundle: Bundle, clip: dict[str, Any]) -> Audio:
                  subtype=str(meta["subtype"]), format=str(meta["format"]))
 
 
+def open_for_replay(path: Path | str, against: str, precision: str | None = None, packages: str | None = None,
+                    compute_units: str | None = None) -> tuple[Bundle, RuntimeOptions]:
+    """Open `path` for a replay against `against`: every array is verified, and of the other files those this
+    candidate runs (the chosen packages, or the ONNX export); returns the bundle and the candidate's options."""
+    bundle = Bundle.open(path, verify=False)
+    try:
+        chosen, folder = precision or "fp32", packages
+        if against in PACKAGE_RUNTIMES and packages is None:
+            found, chosen = packages_dir(bundle, precision)
+            folder = str(found)
+        if against == "onnx":
+            used: tuple[str, ...] = (str((bundle.meta.get("onnx") or {}).get("dir", "onnx")),)
+        else:
+            inside = folder is not None and Path(folder).is_relative_to(bundle.root)
+            used = (Path(folder).relative_to(bundle.root).as_posix(),) if inside and folder else ()
+        bundle.verify(used)
+    except BaseException:
+        bundle.close()
+        raise
+    options = RuntimeOptions(precision=chosen, packages_dir=folder)
+    return bundle, replace(options, compute_units=compute_units) if compute_units else options
+
+
 class Replay:
     """A bundle, its facts, and a prepared candidate; `run(clip)` gives a finished comparison session. `candidate`
     replaces the runtime `against` names (any `Runtime`, e.g. a live one in tests)."""
@@ -237,4 +260,4 @@ def path_joint_step(ctx: StepContext, reference: RecordedRuntime, progress: Prog
     return result
 
 
-__all__ = ["FULL", "PATH", "Replay", "clip_audio", "path_joint_step", "recorded_settings"]
+__all__ = ["FULL", "PATH", "Replay", "clip_audio", "open_for_replay", "path_joint_step", "recorded_settings"]
