@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,7 @@ def _search(checker: _Checker, ref: dict[str, Any], cand: dict[str, Any], clips:
     return sets, stopped
 
 
-def find_mixed_precision(loaded: LoadedModel, clips: list[Path | str] | None = None, max_frames: int | None = None,
+def find_mixed_precision(loaded: LoadedModel, clips: Sequence[Path | str] | None = None, max_frames: int | None = None,
                          minimum_deployment_target: str | None = None, progress: Progress = no_progress,
                          cancel: threading.Event | None = None, cache: ArtifactCache | None = None,
                          use_cache: bool = True, tolerances: dict[str, Tolerance] | None = None) -> MixedResult:
