@@ -149,7 +149,7 @@ def certify(loaded: LoadedModel, clip: Path | str, packages: Path | str | None =
             weights: str | None = None, max_seconds: float = 60.0, edges: bool = True,
             progress: Progress = no_progress, cancel: threading.Event | None = None) -> PrecisionReport:
     """The full precision report for `loaded` on `clip` (see the module docstring)."""
-    from rnnt_tui.core.audio import load_audio
+    from rnnt_tui.core.audio import encoder_frame_seconds, load_audio
     from rnnt_tui.core.coreml.convert import convert_components
     from rnnt_tui.core.precision.runs import reference_feeds
 
@@ -157,7 +157,9 @@ def certify(loaded: LoadedModel, clip: Path | str, packages: Path | str | None =
     pkg_dir = Path(packages).expanduser() if packages else None
     candidate = f"packages {pkg_dir}" if pkg_dir else precision
     candidate += f", {weights} weights" if weights else ""
-    audio = load_audio(clip, loaded.summary.sample_rate or 16000)
+    summary = loaded.summary
+    audio = load_audio(clip, summary.sample_rate or 16000,
+                       min_seconds=encoder_frame_seconds(summary.window_stride, summary.encoder.subsampling_factor))
     progress("Precision: fp32 reference programs (the tool's own conversion)", 0.0)
     references = {p.component: p.path for p in convert_components(loaded, "fp32", cancel=cancel)}
     progress(f"Precision: candidate ({candidate})", 0.1)
