@@ -118,3 +118,16 @@ def test_ops_coremltools_folds_wrongly_or_not_at_all() -> None:
     np.testing.assert_array_equal(sliced, x[:, 1:3, -1])
     with pytest.raises(IndexError):
         _run("gather", {"x": x, "indices": np.array([5]), "axis": np.int32(1)})
+
+
+def test_scaled_dot_product_attention_matches_torch() -> None:
+    import torch
+
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.standard_normal((1, 2, n, 8)).astype(np.float32) for n in (5, 7, 7))
+    keep = rng.random((5, 7)) > 0.3
+    keep[:, 0] = True
+    got = _run("scaled_dot_product_attention", {"query": q, "key": k, "value": v, "attn_mask": keep})
+    tq, tk, tv = (torch.from_numpy(t) for t in (q, k, v))
+    want = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch.from_numpy(keep))
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)

@@ -12,21 +12,35 @@ import pytest
 
 from rnnt_tui.core.components import COMPONENTS
 
-KINDS = ("rnnt-char", "tdt")
+KINDS = ("rnnt-char", "tdt", "parakeet-like")
 
 
 @pytest.fixture(scope="session")
-def fp32_packages(loaded_model: Callable[[str], Any]) -> dict[str, dict[str, Path]]:
+def models(loaded_model: Callable[[str], Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """kind -> LoadedModel: two factory kinds, and a narrow TDT with Parakeet's layout (128 mels, dw_striding 8x,
+    2-layer LSTM prediction net) built here."""
+    import factory
+
+    from rnnt_tui.core.checkpoint import restore
+
+    root = tmp_path_factory.mktemp("parakeet-like")
+    dims = factory.Dims(n_mels=128, d_model=64, n_layers=2, n_heads=4, subsampling="dw_striding",
+                        subsampling_factor=8, pred_hidden=64, pred_rnn_layers=2, joint_hidden=64)
+    narrow = restore(factory.build("tdt", root / "parakeet-like.nemo", root / "work", dims=dims))
+    return {"rnnt-char": loaded_model("rnnt-char"), "tdt": loaded_model("tdt"), "parakeet-like": narrow}
+
+
+@pytest.fixture(scope="session")
+def fp32_packages(models: dict[str, Any]) -> dict[str, dict[str, Path]]:
     """kind -> component -> fp32 .mlpackage of the tool's own conversion (each converted once per session)."""
     from rnnt_tui.core.coreml.convert import convert_components
 
-    return {kind: {p.component: p.path for p in convert_components(loaded_model(kind), precision="fp32",
-                                                                    max_frames=200)}
+    return {kind: {p.component: p.path for p in convert_components(models[kind], precision="fp32", max_frames=200)}
             for kind in KINDS}
 
 
 @pytest.fixture(scope="session")
-def torch_io(loaded_model: Callable[[str], Any], clip: Path) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+def torch_io(models: dict[str, Any], clip: Path) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """kind -> component -> the inputs fed and the outputs PyTorch's wrapper gives (outputs under 'out:<name>')."""
     import torch
 
@@ -37,8 +51,7 @@ def torch_io(loaded_model: Callable[[str], Any], clip: Path) -> dict[str, dict[s
     result: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     rng = np.random.default_rng(0)
     for kind in KINDS:
-        loaded = loaded_model(kind)
-        model = loaded.eval()
+        model = models[kind].eval()
         audio = load_audio(clip, 16000).samples[None, :].astype(np.float32)
         feeds: dict[str, dict[str, np.ndarray]] = {
             "preprocessor": {"audio_signal": audio, "length": np.array([audio.shape[1]], np.int32)}}
@@ -93,16 +106,18 @@ def test_fp32_package_matches_pytorch(kind: str, component: str, fp32_packages: 
             assert diff <= 1e-4, (name, diff)
 
 
-def test_decoder_lstm_chain_of_steps(fp32_packages: dict[str, dict[str, Path]],
-                                     loaded_model: Callable[[str], Any]) -> None:
-    """Seven chained decoder steps (state fed back) stay on PyTorch's trajectory: the LSTM gate order is right."""
+@pytest.mark.parametrize("kind", ["tdt", "parakeet-like"])
+def test_decoder_lstm_chain_of_steps(kind: str, fp32_packages: dict[str, dict[str, Path]],
+                                     models: dict[str, Any]) -> None:
+    """Seven chained decoder steps (state fed back) stay on PyTorch's trajectory: the LSTM gate order is right,
+    for one and two layers."""
     import torch
 
     from rnnt_tui.core.coreml.wrappers import wrap
     from rnnt_tui.core.mil import MilProgram
 
-    model = loaded_model("tdt").eval()
-    program = MilProgram.load(fp32_packages["tdt"]["decoder"])
+    model = models[kind].eval()
+    program = MilProgram.load(fp32_packages[kind]["decoder"])
     step = wrap(model, "decoder")
     shape = (int(model.decoder.pred_rnn_layers), 1, int(model.decoder.pred_hidden))
     h = c = np.zeros(shape, np.float32)

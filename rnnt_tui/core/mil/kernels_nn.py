@@ -190,3 +190,16 @@ def _l2_pool(a: Args, m: OpMeta) -> Any:
     x = f32(a["x"])
     win, n = _pool_windows(a, x, 0.0)
     return np.sqrt(np.sum(win * win, axis=tuple(range(-n, 0))))
+
+
+@kernel("scaled_dot_product_attention")
+def _sdpa(a: Args, m: OpMeta) -> Any:
+    """iOS18 SDPA: softmax(Q Kᵀ / sqrt(E) + mask) V; a bool mask keeps True and sets False to -inf."""
+    q, k, v = f32(a["query"]), f32(a["key"]), f32(a["value"])
+    scores = np.matmul(q, np.swapaxes(k, -1, -2))
+    scores *= np.float32(1.0 / np.sqrt(q.shape[-1]))
+    mask = a.get("attn_mask")
+    if mask is not None:
+        mask = np.asarray(mask)
+        scores = np.where(mask, scores, -np.inf) if mask.dtype == np.bool_ else scores + f32(mask)
+    return np.matmul(_softmax({"x": scores, "axis": -1}, m), v)
