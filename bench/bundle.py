@@ -5,7 +5,9 @@
    open and verify the bundle, prepare the candidate, every step, the report - with the candidate wrapped in a
    timer that adds up its prepare (load) and every call it makes (components, warm-ups and timed runs, the joint
    grid, greedy steps). Figure: replay wall / (candidate load + compute); goal ≤ 1.2. Process start-up and
-   imports (coremltools, onnxruntime: the same for `compare`) are reported beside it, not in the ratio.
+   imports (coremltools, onnxruntime: the same for `compare`) are reported beside it, not in the ratio. On the
+   demo the ONNX candidate's whole work is ~0.7 s, so fixed costs show: most of the overhead is the report's
+   `all_versions()` (importlib.metadata reads, ~0.2-0.3 s here, the same in `compare`).
 2. Bundle size at Parakeet dims, 60 s clip, computed analytically from the shapes `record` writes (building the
    0.6 B model's recording would need its whole T x U grid in memory and a random-weight decode that emits up to
    max_symbols per frame): T = 751 encoder frames (8x subsampling of 6001 feature frames), C = 1025 logits, U =

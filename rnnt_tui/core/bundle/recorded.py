@@ -93,12 +93,12 @@ class RecordedRuntime(Runtime):
                                    self.h0, self.c0)
         encoded = arr("encoder.encoded")
         self._encoded = encoded
+        frame_keys = [content_key(encoded[:, :, t:t + 1]) for t in range(encoded.shape[2])]
         self._frames: dict[bytes, int] = {}
-        for t in range(encoded.shape[2] - 1, -1, -1):  # the first frame wins if two are equal
-            self._frames[content_key(encoded[:, :, t:t + 1])] = t
+        for t in range(len(frame_keys) - 1, -1, -1):  # the first frame wins if two are equal
+            self._frames[frame_keys[t]] = t
         cells, rows = arr("decode.cells"), arr("decode.rows")
         g_keys = [content_key(np.ascontiguousarray(decode_g[:, :, u:u + 1])) for u in range(decode_g.shape[2])]
-        frame_keys = [content_key(encoded[:, :, t:t + 1]) for t in range(encoded.shape[2])]
         self._rows = {(frame_keys[int(t)], g_keys[int(u)]): rows[i] for i, (t, u) in enumerate(cells)}
         self._grid = bundle.array(self.clip["arrays"]["joint.grid"], mmap=True) if self.joint_storage == FULL \
             else None
