@@ -132,8 +132,8 @@ class Actions(Controller):
             self.notify("The corpus is still running: Esc stops it (what finished is kept), then Enter opens "
                         "the utterance.", timeout=5)
             return
-        self.from_corpus = True
-        self.query_one(TabbedContent).active = "tab-step"
+        self.from_corpus = self.run_when_ready = True
+        self.query_one(TabbedContent).active = "tab-tables"
         self.open_audio(message.audio)
 
     def action_select_step(self, delta: int) -> None:

@@ -77,6 +77,7 @@ class Controller(_Base):
     audio_path: Path
     manifest: Path | None
     from_corpus: bool = False
+    run_when_ready: bool = False  # an utterance opened from the Corpus tab runs every step at once
     options: RuntimeChoices
     joint_mode: str
     export_dir: Path
@@ -227,6 +228,9 @@ class Controller(_Base):
         manifest, self.manifest = self.manifest, None
         if manifest is not None:  # `rnnt-tui CHECKPOINT MANIFEST`: the corpus starts now
             self.start_corpus(manifest)
+        elif self.run_when_ready:
+            self.run_when_ready = False
+            self.run_steps(list(STEPS))
         # Settings changed while this session was being built: apply them now (never silently drop them).
         if session.options is not None and _runtime_fields(session.options) != _runtime_fields(
                 self.options.request(session.path, session.audio.path, self.joint_mode)):
@@ -269,9 +273,12 @@ class Controller(_Base):
 
     # -- corpus runs ----------------------------------------------------------------------------------
     def on_corpus_planned(self, event: Any) -> None:
-        self.query_one(CorpusView).planned(event.manifest, event.out_dir, event.total, event.done,
-                                           event.manifest_errors)
+        view = self.query_one(CorpusView)
+        view.planned(event.manifest, event.out_dir, event.total, event.done, event.manifest_errors)
+        for position, record in enumerate(event.done_records, start=1):
+            view.finished_one(record, position, event.total, {}, None, self.labels)
         self.query_one(TabbedContent).active = "tab-corpus"
+        self.query_one(CorpusView).focus_table()
 
     def on_utterance_started(self, event: Any) -> None:
         self.status.working(f"Corpus: utterance {event.position}/{event.total} · {Path(event.audio).name}",

@@ -130,6 +130,9 @@ class CorpusView(Vertical):
         yield Static("", id="corpus-totals")
         yield CorpusTable(id="corpus-table")
 
+    def focus_table(self) -> None:
+        self.query_one(CorpusTable).focus()
+
     def planned(self, manifest: Path, out_dir: Path, total: int, done: int, errors: int) -> None:
         self.query_one(CorpusTable).clear_rows()
         resumed = f", {done} already done (resumed)" if done else ""
@@ -146,7 +149,8 @@ class CorpusView(Vertical):
         self.query_one("#corpus-bar", ProgressBar).update(total=max(total, 1), progress=position)
         eta = DASH if eta_s is None else (f"{eta_s:.0f} s" if eta_s < 120 else f"{eta_s / 60:.1f} min")
         self.query_one("#corpus-eta", Static).update(f" {position}/{total} · ETA {eta}")
-        self.show_totals(totals, labels)
+        if totals:
+            self.show_totals(totals, labels)
 
     def show_totals(self, totals: dict[str, Any], labels: dict[str, str]) -> None:
         wer, rtfx = totals.get("wer", {}), totals.get("rtfx", {})

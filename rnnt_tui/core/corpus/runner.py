@@ -68,6 +68,7 @@ class CorpusPlanned(ev.Event):
     total: int
     done: int
     manifest_errors: int
+    done_records: tuple[UtteranceRecord, ...] = ()  # what a resumed run already has, for a view to show
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def _session_for(pipeline: Pipeline, request: Request, first: bool, cancel: thre
     """A session on `request.clip`: the first opens the pipeline (restore, prepare; its events streamed), the
     others reuse its runtimes."""
     if not first:
-        return pipeline.session_for(request.clip)
+        return pipeline.session_for(request.clip, request.settings)
     return (yield from _streamed(pipeline, lambda: pipeline.open(request, cancel, loaded)))
 
 
@@ -161,12 +162,11 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     from rnnt_tui.paths import cache_dir
 
     request = _resolved(request)
-    if pipeline is not None and pipeline.request is not None:  # its candidate and settings are the run's
+    if pipeline is not None and pipeline.request is not None:  # its candidate is the run's; steps run as asked
         from dataclasses import replace
 
         opened = pipeline.request
-        request = replace(request, against=opened.against or request.against, options=opened.options,
-                          settings=opened.settings)
+        request = replace(request, against=opened.against or request.against, options=opened.options)
     manifest = read_manifest(request.manifest)
     read_summary(request.checkpoint)  # a bad checkpoint is refused before anything is written
     _check_available(request.against)
@@ -182,7 +182,7 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     try:
         pending = [e for e in entries if not store.done(e.uid)]
         yield CorpusPlanned(manifest.path, request.out_dir, len(entries), len(entries) - len(pending),
-                            len(manifest.errors))
+                            len(manifest.errors), tuple(store.records))
         position = len(entries) - len(pending)
         spent, ran = 0.0, 0
         for entry in pending:
