@@ -108,14 +108,20 @@ def _sweep(session: Any, report: dict[str, Any], json_mode: bool, progress: Any)
         emit_json({**report, "sweep": [r.to_json() for r in rows]})
         return code
     table = Table(title="Compute-unit sweep", title_justify="left")
-    for col in ("compute units", "status", "component", "load ms", "median ms", "p90 ms", "speedup", "worst max abs"):
+    for col in ("compute units", "status", "component", "load ms (cold / cached)", "median ms", "p90 ms", "speedup",
+                "worst max abs"):
         table.add_column(col)
     for row in rows:
         if not row.components:
             table.add_row(row.compute_units, str(row.status), "-", "-", "-", "-", "-", row.error or "-")
         for name, comp in row.components.items():
-            table.add_row(row.compute_units, str(row.status), name, num(comp.get("load_ms")),
+            load = row.loads.get(name, {})
+            table.add_row(row.compute_units, str(row.status), name,
+                          f"{num(load.get('cold_ms', comp.get('load_ms')))} / {num(load.get('cached_open_ms'))}",
                           num(comp.get("median_ms")), num(comp.get("p90_ms")), num(comp.get("speedup")),
-                          num(comp.get("worst_max_abs")))
+                          num(comp.get("worst_max_abs")) if not comp.get("error") else comp["error"])
     out.print(table)
+    for row in rows:
+        if row.error and row.status != "unavailable":
+            err.print(f"[bold red]{row.compute_units}:[/] {row.error}")
     return code

@@ -65,7 +65,8 @@ class SweepScreen(ModalScreen[None]):
         table.add_column("status", key="status")
         for name in COMPONENTS:
             table.add_column(f"{name} ms · max|Δ|", key=name)
-        table.add_column("transcript", key="transcript")
+        table.add_column("load ms cold · cached", key="loads")
+        table.add_column("transcript or error", key="transcript")
         placement = self.query_one("#placement-table", DataTable)
         for key, label in (("unit", "compute units"), ("component", "component"), ("ops", "ops"), ("CPU", "CPU"),
                            ("GPU", "GPU"), ("NE", "Neural Engine"), ("fallbacks", "ops kept on the CPU")):
@@ -74,7 +75,7 @@ class SweepScreen(ModalScreen[None]):
         reason = self.unavailable_reason()
         for unit in COMPUTE_UNITS:
             status = Text("needs macOS" if reason else "not run", style="yellow" if reason else "dim")
-            table.add_row(unit, status, *(["–"] * len(COMPONENTS)), "–", key=unit)
+            table.add_row(unit, status, *(["–"] * len(COMPONENTS)), "–", "–", key=unit)
         note = self.query_one("#sweep-note", Static)
         if reason:
             note.update(Text(f"Core ML cannot run here: {reason}", style="bold yellow"))
@@ -102,14 +103,15 @@ class SweepScreen(ModalScreen[None]):
     def _done(self, message: SweepDone) -> None:
         table = self.query_one("#sweep-table", DataTable)
         for row in message.rows:
-            status_style = "green" if row.status == "ok" else "bold red"
+            status_style = {"ok": "green", "unavailable": "yellow", "mismatch": "bold red"}.get(row.status, "red")
             table.update_cell(row.compute_units, "status", Text(row.status, style=status_style))
             for name in COMPONENTS:
                 comp = row.components.get(name, {})
                 table.update_cell(row.compute_units, name,
                                   f"{ms(comp.get('median_ms'))} · max|Δ| {num(comp.get('worst_max_abs'))}",
                                   update_width=True)
-            table.update_cell(row.compute_units, "transcript", row.transcript or row.error or "–")
+            table.update_cell(row.compute_units, "loads", load_summary(row.loads), update_width=True)
+            table.update_cell(row.compute_units, "transcript", row.error or row.transcript or "–", update_width=True)
         self.query_one("#sweep-note", Static).update(Text("Sweep done.", style="bold green"))
         self._placements(message.rows)
 
@@ -135,3 +137,12 @@ class SweepScreen(ModalScreen[None]):
                              "by type.", style="dim"))
         elif reasons:
             note.update(Text("Op placement not available: " + "; ".join(sorted(reasons)), style="yellow"))
+
+
+def load_summary(loads: dict[str, dict[str, Any]]) -> str:
+    """Every package's load on this unit, cold (compiling) beside cached (opening the compiled model), summed."""
+    if not loads:
+        return "–"
+    cold = [float(v["cold_ms"]) for v in loads.values() if v.get("cold_ms") is not None]
+    cached = [float(v["cached_open_ms"]) for v in loads.values() if v.get("cached_open_ms") is not None]
+    return f"{ms(sum(cold)) if cold else '–'} · {ms(sum(cached)) if cached else '–'}"
