@@ -307,3 +307,19 @@ def test_provenance_of_packages(tmp_path: Path) -> None:
     notes = provenance(tmp_path, "b" * 64)
     assert any("ours.mlpackage was converted from a different checkpoint" in n for n in notes)
     assert any("theirs.mlpackage" in n and "cannot be checked" in n for n in notes)
+
+
+def test_joint_mode_is_fixed_at_record_time(bundles: dict[str, Path]) -> None:
+    from rnnt_tui.core.bundle.facts import BundleFacts
+    from rnnt_tui.core.bundle.format import Bundle
+    from rnnt_tui.core.errors import BadInputError
+    from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
+
+    bundle = Bundle.open(bundles["full"])
+    facts = BundleFacts(bundle)
+    assert facts.set_joint_mode(VALIDATION).mode == VALIDATION
+    assert facts.fuse().saved.fuse_loss_wer is True and facts.fuse().current.fuse_loss_wer is False
+    with pytest.raises(BadInputError, match="fixed at record time"):
+        facts.set_joint_mode(AS_SAVED)
+    assert facts.max_symbols() is not None
+    bundle.close()
