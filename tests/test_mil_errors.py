@@ -105,7 +105,12 @@ def test_bad_feeds(joint_package: Path) -> None:
         program.run({"encoded": np.zeros((1, 63, 5), np.float32), "decoder_output": dec})
     with pytest.raises(BadInputError, match="unknown input"):
         program.run({"encoded": enc, "decoder_output": dec, "extra": enc})
+    upper = program.input_shape("encoded")
+    assert upper == (1, 64, None)
+    with pytest.raises(BadInputError, match=r"accepts 1\.\.\d+ on axis 2"):  # beyond the RangeDim Core ML declares
+        program.run({"encoded": np.zeros((1, 64, 5000), np.float32), "decoder_output": dec})
     assert program.run({"encoded": enc, "decoder_output": dec})["logits"].shape[:3] == (1, 5, 2)
+    assert program.load_ms > 0 and program.plan_ms > 0
 
 
 def _tiny_program(tmp_path: Path, build: Callable[[Any], Any], name: str) -> Path:

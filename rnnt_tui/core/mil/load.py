@@ -6,6 +6,7 @@ way a file can be unusable becomes one `BadInputError(path, problem)`; nothing i
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ class LoadedProgram:
     program: Any  # coremltools.converters.mil.mil.Program
     spec: Any  # coremltools.proto.Model_pb2.Model
     weights_dir: Path | None
+    load_ms: float = 0.0  # coremltools' milproto loader (reads the weights, rebuilds the Program)
 
 
 def _weight_files(path: Path) -> list[Path]:
@@ -57,6 +59,7 @@ def load_program(path: Path | str) -> LoadedProgram:
     weights_dir = Path(model.weights_dir) if getattr(model, "weights_dir", None) else None
     from coremltools.converters.mil.frontend.milproto.load import load  # coremltools: heavy, only here
 
+    start = time.perf_counter()
     try:
         with quiet():
             program = load(model_spec=spec, specification_version=spec.specificationVersion,
@@ -72,4 +75,5 @@ def load_program(path: Path | str) -> LoadedProgram:
                                   f"malformed program: {detail[:300]})") from exc
     if "main" not in program.functions:
         raise BadInputError(path, "the ML program has no 'main' function")
-    return LoadedProgram(path=path, program=program, spec=spec, weights_dir=weights_dir)
+    return LoadedProgram(path=path, program=program, spec=spec, weights_dir=weights_dir,
+                         load_ms=(time.perf_counter() - start) * 1000)

@@ -41,6 +41,7 @@ class MilProgram:
     op_count: int
     op_types: collections.Counter[str]
     plan_ms: float
+    load_ms: float
     last_trace: OpTrace | None
 
     def __init__(self, path: Path, plan: Plan, inputs: dict[str, tuple[np.dtype[Any], tuple[int | None, ...]]],
@@ -55,7 +56,9 @@ class MilProgram:
         self.weight_compression = plan.compression
         self.precision = _precision(plan)
         self.plan_ms = plan_ms
+        self.load_ms = 0.0
         self.last_trace = None
+        self._flexible: dict[str, Flexibility] = {}
 
     @classmethod
     def load(cls, path: Path | str) -> MilProgram:
@@ -63,11 +66,22 @@ class MilProgram:
         loaded = load_program(path)
         start = time.perf_counter()
         function = loaded.program.functions["main"]
-        inputs = {name: (held_dtype(mil_dtype(var) or np.dtype(np.float32)), tuple(_dim(d) for d in var.shape))
-                  for name, var in function.inputs.items()}
+        flexible = _flexibility(loaded.spec)
+        inputs = {}
+        for name, var in function.inputs.items():
+            shape = tuple(_dim(d) for d in var.shape)
+            ranges, shapes = flexible.get(name, (None, None))
+            if ranges and len(ranges) == len(shape):
+                shape = tuple(None if lo != hi else d for d, (lo, hi) in zip(shape, ranges, strict=True))
+            if shapes:
+                shape = tuple(None if len({s[i] for s in shapes}) > 1 else d for i, d in enumerate(shape))
+            inputs[name] = (held_dtype(mil_dtype(var) or np.dtype(np.float32)), shape)
         plan = build_plan(function, loaded.path)
         plan_ms = (time.perf_counter() - start) * 1000
-        return cls(loaded.path, plan, inputs, plan_ms)
+        program = cls(loaded.path, plan, inputs, plan_ms)
+        program._flexible = flexible
+        program.load_ms = loaded.load_ms
+        return program
 
     def input_dtype(self, name: str) -> np.dtype[Any]:
         return self._inputs[name][0]
@@ -99,6 +113,9 @@ class MilProgram:
             if any(want is not None and want != got for want, got in zip(shape, arr.shape, strict=True)):
                 raise BadInputError(self.path, f"input {name!r} has shape {list(arr.shape)}; the program declares "
                                                f"{_show(shape)}")
+            problem = _outside(arr.shape, *self._flexible.get(name, (None, None)))
+            if problem:
+                raise BadInputError(self.path, f"input {name!r} has shape {list(arr.shape)}; {problem}")
             out[name] = arr.astype(dtype, copy=False)
         return out
 
@@ -111,6 +128,36 @@ class MilProgram:
         outputs = execute(self._plan, checked, op_trace, trace)
         self.last_trace = op_trace
         return outputs
+
+
+Flexibility = tuple[list[tuple[int, int]] | None, list[tuple[int, ...]] | None]
+
+
+def _flexibility(spec: Any) -> dict[str, Flexibility]:
+    """input name -> (per-axis (lower, upper) ranges, upper -1 = unbounded) or (None, enumerated shapes)."""
+    out: dict[str, Flexibility] = {}
+    for feature in spec.description.input:
+        if feature.type.WhichOneof("Type") != "multiArrayType":
+            continue
+        arr = feature.type.multiArrayType
+        flex = arr.WhichOneof("ShapeFlexibility")
+        if flex == "shapeRange":
+            out[feature.name] = ([(int(r.lowerBound), int(r.upperBound)) for r in arr.shapeRange.sizeRanges], None)
+        elif flex == "enumeratedShapes":
+            out[feature.name] = (None, [tuple(int(d) for d in s.shape) for s in arr.enumeratedShapes.shapes])
+    return out
+
+
+def _outside(shape: tuple[int, ...], ranges: list[tuple[int, int]] | None,
+             shapes: list[tuple[int, ...]] | None) -> str | None:
+    """Why `shape` is outside the declared flexibility (Core ML would refuse it), or None."""
+    if ranges and len(ranges) == len(shape):
+        for axis, (size, (lo, hi)) in enumerate(zip(shape, ranges, strict=True)):
+            if size < lo or (hi > 0 and size > hi):
+                return f"the program accepts {lo}..{hi if hi > 0 else 'unbounded'} on axis {axis}"
+    if shapes and tuple(shape) not in shapes:
+        return f"the program accepts only the shapes {', '.join(str(list(s)) for s in shapes)}"
+    return None
 
 
 def _show(shape: tuple[int | None, ...]) -> str:
