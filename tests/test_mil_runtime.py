@@ -4,7 +4,7 @@ feeds and output dtypes the Core ML and MIL runtimes hand over (issue 16, points
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,17 @@ import pytest
 from conftest import TRANSDUCER_KINDS
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """The reference runs one tiny LSTM step per token: on a shared 2-core runner extra threads only contend."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 DEMO = Path(__file__).parent.parent / "assets" / "demo"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,17 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """The reference runs one tiny LSTM step per token: on a shared 2-core runner extra threads only contend."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 KINDS = ("tdt", "demo")
 DEMO = Path(__file__).parent.parent / "assets" / "demo"
