@@ -146,3 +146,20 @@ def test_compressed_weights_match_their_decompressed_program(tdt_packages: dict[
         dense = MilProgram.load(dense_path).run(feeds)["logits"]
         np.testing.assert_allclose(got, dense, rtol=0, atol=1e-5)
         assert 0 < float(np.abs(got - reference).max()) < 0.1 * float(np.abs(reference).max())
+
+
+def test_run_plan_with_replaced_values(tdt_packages: dict[str, dict[str, Path]]) -> None:
+    """`values` stands in for an op's output: zeroing the joint's ReLU leaves only the output bias."""
+    from rnnt_tui.core.mil import MilProgram
+
+    program = MilProgram.load(tdt_packages["fp32"]["joint"])
+    rng = np.random.default_rng(5)
+    feeds = {"encoded": rng.standard_normal((1, 64, 4)).astype(np.float32),
+             "decoder_output": rng.standard_normal((1, 64, 2)).astype(np.float32)}
+    plain = program.run(feeds)["logits"]
+    relu = next(s for s in program.plan.steps if s.meta.type == "relu")
+    hidden = program._plan.steps[program._plan.steps.index(relu)]
+    zeros = np.zeros((1, 4, 2, 64), np.float32)
+    got = program.run_plan(program.plan, feeds, values={hidden.outputs[0]: zeros})["logits"]
+    assert np.ptp(got[0, :, :, 0]) == 0 and np.abs(plain - got).max() > 0
+    np.testing.assert_array_equal(program.run(feeds)["logits"], plain)  # the plan itself is unchanged

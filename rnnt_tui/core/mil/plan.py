@@ -212,27 +212,31 @@ def _call(step: Step, args: dict[str, Any], package: Path) -> tuple[Any, ...]:
 
 
 def execute(plan: Plan, feeds: dict[str, np.ndarray], trace: OpTrace | None = None,
-            options: TraceOptions | None = None) -> dict[str, np.ndarray]:
-    """Run `plan` on `feeds` (already checked and cast to the declared dtypes); returns the function's outputs."""
+            options: TraceOptions | None = None, values: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Run `plan` on `feeds` (already checked and cast to the declared dtypes); returns the function's outputs.
+    `values`: op outputs (by name) replaced by the given arrays, held as given ("what if this op gave that")."""
     bad = plan.unsupported
     if bad:
         step = bad[0]
         raise UnsupportedOpError(plan.package, step.meta.type, step.meta.name, step.unsupported or "")
     env: dict[str, Any] = dict(plan.constants)
     env.update(feeds)
+    replace = values or {}
     for index, step in enumerate(plan.steps):
         args = dict(step.const_args)
         for param, ref in step.dynamic:
             args[param] = [_widen(env[r]) for r in ref] if isinstance(ref, tuple) else _widen(env[ref])
         start = time.perf_counter() if trace is not None else 0.0
-        values = _call(step, args, plan.package)
+        outs = _call(step, args, plan.package)
         del args
-        for name, value in zip(step.outputs, values, strict=True):
+        if replace:
+            outs = tuple(replace.get(name, value) for name, value in zip(step.outputs, outs, strict=True))
+        for name, value in zip(step.outputs, outs, strict=True):
             env[name] = value
         if trace is not None and options is not None:
-            record(trace, options, index, step.meta.name, step.meta.type, step.scope, step.outputs, values,
+            record(trace, options, index, step.meta.name, step.meta.type, step.scope, step.outputs, outs,
                    (time.perf_counter() - start) * 1000)
-        del values
+        del outs
         for name in step.free:
             env.pop(name, None)
     return {name: _round(env[name], plan.output_dtypes.get(name)) for name in plan.outputs}

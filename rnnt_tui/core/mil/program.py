@@ -94,6 +94,26 @@ class MilProgram:
         """(type, name) of each op the interpreter cannot execute; `run` raises UnsupportedOpError on the first."""
         return tuple((s.meta.type, s.meta.name) for s in self._plan.unsupported)
 
+    @property
+    def plan(self) -> Plan:
+        """The execution plan (steps with their kernels, constants); `run_plan` runs a modified copy of it."""
+        return self._plan
+
+    def check_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`feeds` checked against the declared inputs and cast to their dtypes (BadInputError otherwise)."""
+        return self._feeds(feeds)
+
+    def run_plan(self, plan: Plan, feeds: dict[str, np.ndarray], trace: TraceOptions | None = None,
+                 values: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """`run` with another plan of this program (e.g. some steps' out_dtypes widened to fp32) and/or some op
+        outputs replaced by `values`; sets `last_trace` like `run`."""
+        checked = self._feeds(feeds)
+        op_trace = OpTrace(package=str(self.path)) if trace is not None else None
+        self.last_trace = None
+        outputs = execute(plan, checked, op_trace, trace, values)
+        self.last_trace = op_trace
+        return outputs
+
     def _feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in feeds]
         if missing:
@@ -122,12 +142,7 @@ class MilProgram:
     def run(self, feeds: dict[str, np.ndarray], trace: TraceOptions | None = None) -> dict[str, np.ndarray]:
         """Execute the program on `feeds` (input name -> array); returns output name -> array in the declared
         dtypes. With `trace`, `last_trace` holds this run's op trace afterwards."""
-        checked = self._feeds(feeds)
-        op_trace = OpTrace(package=str(self.path)) if trace is not None else None
-        self.last_trace = None
-        outputs = execute(self._plan, checked, op_trace, trace)
-        self.last_trace = op_trace
-        return outputs
+        return self.run_plan(self._plan, feeds, trace)
 
 
 Flexibility = tuple[list[tuple[int, int]] | None, list[tuple[int, ...]] | None]

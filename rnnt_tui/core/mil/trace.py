@@ -19,14 +19,15 @@ from typing import Any
 import numpy as np
 
 DEFAULT_MAX_BYTES = 256 * 2**20
-DEFAULT_SAMPLE = 4096
+DEFAULT_SAMPLE = 1024
 _CAST_SUFFIX = re.compile(r"(?:_(?:cast|to)_(?:fp16|fp32|fp64|u?int(?:8|16|32|64)|bool))+$")
 
 
 @dataclass(frozen=True)
 class TraceOptions:
     """What to record. `keep`: op names (or a predicate on (name, type)) whose output tensors are kept, within
-    `max_bytes` in total; every op gets its statistics and a `sample` of up to that many elements per output."""
+    `max_bytes` in total; every op gets its statistics and a `sample` of up to that many elements per output
+    (float32: 4 KiB per output by default, ~25 MiB for a 5,000-op Parakeet encoder)."""
 
     keep: frozenset[str] | Callable[[str, str], bool] | None = None
     max_bytes: int = DEFAULT_MAX_BYTES
@@ -86,7 +87,7 @@ def _sample(arr: np.ndarray, n: int) -> np.ndarray:
     flat = arr.reshape(-1)
     if flat.size > n:
         flat = flat[:: -(-flat.size // n)]
-    return np.array(flat, dtype=np.float64 if flat.dtype.kind in "fiub" else flat.dtype)
+    return np.array(flat, dtype=np.float32)  # exact for fp16/fp32 values and integers below 2**24
 
 
 def record(trace: OpTrace, options: TraceOptions, index: int, name: str, op_type: str, scope: str,
