@@ -158,8 +158,7 @@ def test_run_plan_with_replaced_values(tdt_packages: dict[str, dict[str, Path]])
              "decoder_output": rng.standard_normal((1, 64, 2)).astype(np.float32)}
     plain = program.run(feeds)["logits"]
     relu = next(s for s in program.plan.steps if s.meta.type == "relu")
-    hidden = program._plan.steps[program._plan.steps.index(relu)]
-    zeros = np.zeros((1, 4, 2, 64), np.float32)
-    got = program.run_plan(program.plan, feeds, values={hidden.outputs[0]: zeros})["logits"]
+    zeros = np.zeros((1, 4, 2, 64), np.float32)  # [1, T, U, joint hidden]
+    got = program.run_plan(program.plan, feeds, values={relu.outputs[0]: zeros})["logits"]
     assert np.ptp(got[0, :, :, 0]) == 0 and np.abs(plain - got).max() > 0
     np.testing.assert_array_equal(program.run(feeds)["logits"], plain)  # the plan itself is unchanged
