@@ -8,6 +8,7 @@ registered in `rnnt_tui.cli`, `python -m rnnt_tui.cli_bundle record|replay ...` 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,13 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
         from rnnt_tui.core.bundle.format import Bundle
         from rnnt_tui.core.bundle.record import record as run_record
 
-        inputs = read_clips(Path(clips))
+        inputs, bad = read_clips(Path(clips))
+        for problem in bad:
+            err.print(f"[bold yellow]skipped:[/] {problem.message()}", markup=True, highlight=False)
         with status(json_mode) as progress:
             path = run_record(Path(checkpoint).expanduser(), inputs, Path(out_path), joint=joint, convert=convert,
-                              export_onnx=export == "onnx", settings=settings, progress=progress)
+                              export_onnx=export == "onnx", settings=settings, progress=progress,
+                              skipped=[{"line": b.line, "source": b.source, "problem": b.problem} for b in bad])
         bundle = Bundle.open(path, verify=False)
         try:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
@@ -57,6 +61,7 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
             summary = {"bundle": str(path), "bytes": size, "clips": len(bundle.meta["clips"]),
                        "joint": bundle.meta["joint"], "packages": sorted(bundle.meta.get("packages") or {}),
                        "onnx": bool(bundle.meta.get("onnx")), "format_version": bundle.format_version,
+                       "skipped": bundle.meta.get("skipped", []),
                        "transcripts": [c["decode"]["reference_text"] for c in bundle.meta["clips"]]}
         finally:
             bundle.close()
@@ -110,20 +115,24 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
                 session_replay = Replay(bundle, against, runtime_options, settings, progress)
                 for warning in session_replay.warnings:
                     err.print(f"[bold yellow]warning:[/] {warning}")
-                sessions = []
+                sessions, runs_done = [], []
                 for index in range(len(session_replay.clips)):
+                    started = time.perf_counter()
                     session = session_replay.run(index, progress)
                     sessions.append(session)
+                    runs_done.append((index, session, time.perf_counter() - started))
                     reports.append({**build_report(session), "bundle": session_replay.report_block(index)})
+                corpus = session_replay.corpus(runs_done) if len(sessions) > 1 else None
             session_replay.close()
-            return _show(reports, sessions, json_mode, markdown)
+            return _show(reports, sessions, json_mode, markdown, corpus)
         finally:
             bundle.close()
 
     guard(body)
 
 
-def _show(reports: list[dict[str, Any]], sessions: list[Any], json_mode: bool, markdown: str | None) -> int:
+def _show(reports: list[dict[str, Any]], sessions: list[Any], json_mode: bool, markdown: str | None,
+          corpus: dict[str, Any] | None) -> int:
     from rnnt_tui.cli.compare_cmd import prepare_table, print_failures
     from rnnt_tui.cli.render import diffs_table, fuse_table, shapes_table, timings_table, transcripts
     from rnnt_tui.core.report import to_markdown
@@ -133,7 +142,7 @@ def _show(reports: list[dict[str, Any]], sessions: list[Any], json_mode: bool, m
     if markdown:
         Path(markdown).write_text("\n".join(to_markdown(r) for r in reports))
     if json_mode:
-        emit_json(reports[0] if len(reports) == 1 else {"clips": reports, "status": overall,
+        emit_json(reports[0] if len(reports) == 1 else {"clips": reports, "status": overall, "corpus": corpus,
                                                         "bundle": {k: v for k, v in reports[0]["bundle"].items()
                                                                    if k != "clip"}})
     elif sessions[0].candidate_unavailable is not None:
@@ -144,6 +153,12 @@ def _show(reports: list[dict[str, Any]], sessions: list[Any], json_mode: bool, m
             out.print(renderable)
     else:
         out.print(_corpus_table(reports))
+        if corpus is not None:
+            head = corpus["summary"]
+            wer = head["wer"]
+            out.print(f"WER reference {num(wer['reference'])}, candidate {num(wer['candidate'])} (ΔWER "
+                      f"{num(head['wer_delta'])}); QoI {num(head['qoi'])}; identical decodes {num(head['identical'])}"
+                      f" of {head['identical_over']}")
     if sessions[0].candidate_unavailable is not None:
         label = sessions[0].candidate.label if sessions[0].candidate else "the candidate"
         err.print(f"[bold yellow]{label} cannot run here:[/] {sessions[0].candidate_unavailable}")

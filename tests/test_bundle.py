@@ -43,7 +43,8 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bundles")
     manifest = root / "two.jsonl"
     manifest.write_text("\n".join(json.dumps({"audio_filepath": str(p), "text": t})
-                                  for p, t in ((HELLO, "hello world"), (FOX, "the quick brown fox"))))
+                                  for p, t in ((HELLO, "hello world"), (root / "missing.wav", "gone"),
+                                               (FOX, "the quick brown fox"))))
     return {"full": _record(root / "full", HELLO, "--joint", "full", "--export", "onnx"),
             "path": _record(root / "path", manifest, "--joint", "path", "--export", "onnx")}
 
@@ -119,6 +120,10 @@ def test_path_joint_has_compare_statistics_on_path_cells(bundles: dict[str, Path
     assert [c["bundle"]["joint_storage"] for c in replayed["clips"]] == ["path", "path"]
     assert replayed["clips"][0]["decode"]["reference_text"] == "hello world"
     assert replayed["clips"][1]["decode"]["reference_text"] == "the quick brown fox"
+    corpus = replayed["corpus"]  # scored as a corpus run scores it, against the manifest's texts
+    assert corpus["summary"]["wer"] == {"reference": 0.0, "candidate": 0.0}
+    assert corpus["summary"]["identical"] == 1.0 and corpus["summary"]["evaluated"] == 2
+    assert [s["line"] for s in corpus["skipped_at_record"]] == [2]
     joint = next(c for c in replayed["clips"][0]["components"] if c["name"] == "joint")
 
     full, path = Bundle.open(bundles["full"]), Bundle.open(bundles["path"])

@@ -1,62 +1,53 @@
-"""What `record CKPT CLIP|MANIFEST` records: one audio file, or every clip a manifest names.
+"""What `record CKPT CLIP|MANIFEST` records: one audio file, or every usable entry of a corpus manifest.
 
-A MANIFEST is a NeMo manifest (JSON lines with `audio_filepath` and optional `text`; relative paths resolve against
-the manifest's folder), a folder of audio files, or a text file of paths, one a line. This small reader stands in
-until the corpus package's manifest reader is shared (then `read_clips` should call it).
+A MANIFEST is whatever the corpus runs read (`core.corpus.manifest`: a NeMo manifest, a folder of audio files, a
+text file of paths). Each clip keeps its manifest entry (index, line, path as written, text, duration) so a replay
+scores it exactly as a corpus run would; entries naming no usable clip are returned apart, to be said, not recorded.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rnnt_tui.core.audio import AUDIO_SUFFIXES
+from rnnt_tui.core.corpus.manifest import ManifestError, Utterance, read_manifest
 from rnnt_tui.core.errors import BadInputError
 
 
 @dataclass(frozen=True)
 class ClipInput:
-    """A clip to record, and its transcript when the manifest gives one."""
+    """A clip to record, with its manifest entry (a lone clip is entry 0, line 1)."""
 
     path: Path
     text: str | None = None
+    index: int = 0
+    line: int = 1
+    source: str = ""
+    duration: float | None = None
+
+    def entry(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path)}
 
 
-def read_clips(path: Path) -> list[ClipInput]:
-    """The clips `path` names (an audio file is one clip)."""
+def utterance_of(entry: dict[str, Any], audio_path: Path) -> Utterance:
+    """The corpus `Utterance` a recorded clip came from (for scoring a replay like a corpus run)."""
+    return Utterance(index=int(entry.get("index", 0)), line=int(entry.get("line", 1)), audio_path=audio_path,
+                     text=entry.get("text"), duration=entry.get("duration"),
+                     source=str(entry.get("source") or audio_path.name))
+
+
+def read_clips(path: Path) -> tuple[list[ClipInput], list[ManifestError]]:
+    """The clips `path` names, and the manifest's entries that name no usable clip."""
     path = Path(path).expanduser()
-    if path.is_dir():
-        clips = [ClipInput(p) for p in sorted(path.iterdir()) if p.suffix.lower() in AUDIO_SUFFIXES]
-        if not clips:
-            raise BadInputError(path, "holds no audio files")
-        return clips
-    if not path.is_file():
+    if path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES:
+        return [ClipInput(path, source=path.name)], []
+    if not path.exists():
         raise BadInputError(path, "no such clip or manifest")
-    if path.suffix.lower() in AUDIO_SUFFIXES:
-        return [ClipInput(path)]
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(path, f"is neither audio nor a readable manifest ({exc})") from exc
-    clips = []
-    for number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        if text.startswith("{"):
-            try:
-                entry = json.loads(text)
-                audio = Path(str(entry["audio_filepath"]))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise BadInputError(path, f"line {number} is not a manifest entry with audio_filepath ({exc})") \
-                    from exc
-            transcript = entry.get("text")
-            clips.append(ClipInput(audio if audio.is_absolute() else path.parent / audio,
-                                   str(transcript) if transcript is not None else None))
-        else:
-            audio = Path(text)
-            clips.append(ClipInput(audio if audio.is_absolute() else path.parent / audio))
+    manifest = read_manifest(path)
+    clips = [ClipInput(u.audio_path, u.text, u.index, u.line, u.source, u.duration) for u in manifest.utterances]
     if not clips:
-        raise BadInputError(path, "names no clips")
-    return clips
+        first = manifest.errors[0].message() if manifest.errors else "no entries"
+        raise BadInputError(path, f"names no usable clip ({first})")
+    return clips, manifest.errors

@@ -256,7 +256,7 @@ def _clip_meta(index: int, clip_input: ClipInput, clip: ClipRecord, roles: dict[
                joint: dict[str, Any], session: Session) -> dict[str, Any]:
     audio = clip.audio
     text_ok = None if clip.nemo_text is None else session.facts.text(clip.decode.tokens) == clip.reference_text
-    return {"index": index, "name": clip_input.path.name, "text": clip_input.text,
+    return {"index": index, "name": clip_input.path.name, "text": clip_input.text, "entry": clip_input.entry(),
             "audio": {**audio.to_json(), "original_rate": audio.original_rate, "channels": audio.channels,
                       "subtype": audio.subtype, "format": audio.format},
             "arrays": roles, "joint": joint, "timings": clip.timings, "notes": clip.notes,
@@ -269,8 +269,9 @@ def _clip_meta(index: int, clip_input: ClipInput, clip: ClipRecord, roles: dict[
 
 def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str = AUTO, convert: str | None = None,
            export_onnx: bool = False, settings: Any = None, progress: Emit = _quiet,
-           cancel: threading.Event | None = None) -> Path:
-    """Record the reference on `clips` into a new bundle at `out` (a folder, or a `.rnntb` file); returns it."""
+           cancel: threading.Event | None = None, skipped: Iterable[dict[str, Any]] = ()) -> Path:
+    """Record the reference on `clips` into a new bundle at `out` (a folder, or a `.rnntb` file); returns it.
+    `skipped` lists manifest entries that named no usable clip (kept in the bundle, so a replay can say so)."""
     from rnnt_tui.core.bundle.extras import add_onnx_export, add_packages
     from rnnt_tui.core.pipeline import events
     from rnnt_tui.core.pipeline.pipeline import Pipeline
@@ -315,7 +316,8 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "platform": platform.platform(), "model": _model_facts(first, pipeline),
             "settings": first.settings.to_json(), "joint": {"storage": storage, "why": why, "grid_bytes": grid_bytes},
-            "steps": list(STEPS), "clips": clip_meta, "versions": all_versions(), "packages": {}, "onnx": None}
+            "steps": list(STEPS), "clips": clip_meta, "skipped": list(skipped), "versions": all_versions(),
+            "packages": {}, "onnx": None}
         if convert:
             assert pipeline.loaded is not None
             meta["packages"][convert] = add_packages(writer, pipeline.loaded, convert, progress, cancel)

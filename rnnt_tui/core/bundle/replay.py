@@ -178,6 +178,21 @@ class Replay:
                 "reference_timings": "recorded", "packages": self.options.packages_dir,
                 "warnings": list(self.warnings)}
 
+    def corpus(self, runs: list[tuple[int, Session, float]]) -> dict[str, Any]:
+        """Corpus figures of replayed clips (clip index, finished session, wall seconds), as a corpus run gives
+        them (`core.corpus.aggregate`: WER / CER per runtime, ΔWER, QoI, identical decodes, RTFx, drift), with the
+        recording's skipped manifest entries."""
+        from rnnt_tui.core.bundle.corpus_input import utterance_of
+        from rnnt_tui.core.corpus.aggregate import aggregate
+        from rnnt_tui.core.corpus.records import record_from
+
+        records = [record_from(session.results, session.decode_comparison,
+                               utterance_of(self.clips[index].get("entry", {}), session.audio.path),
+                               session.audio.duration_s, wall_s) for index, session, wall_s in runs]
+        return {**aggregate(records), "utterances": [r.to_json() for r in records],
+                "skipped_at_record": list(self.bundle.meta.get("skipped", [])),
+                "note": "reference compute is the recording's (RTFx of the reference is as recorded)"}
+
     def close(self) -> None:
         if self.candidate is not None:
             self.candidate.close()
