@@ -4,6 +4,7 @@ time axes, the cache serves a second conversion, and the runtime says why it can
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -139,7 +140,11 @@ def test_every_component_converts_with_documented_io(kind: str, precision: str, 
         assert spec.model_type == "mlProgram" and spec.deployment_target == "macOS14"
         assert spec.ours("component") == package.component and spec.ours("precision") == precision
         assert spec.ours("max_frames") == str(g.max_frames) and spec.ours("source_sha256") == loaded.sha256
-        assert spec.ours("version")
+        assert spec.ours("version") and spec.ours("weights") == "none" and spec.ours("op_modules")
+        kept = {k.name for k in package.fp32_ops}
+        assert kept == {name for name, _, _ in json.loads(spec.ours("fp32_ops") or "[]")}
+        assert bool(kept) == (precision == "fp16" and package.component in ("preprocessor", "encoder"))
+        assert package.to_json()["fp32_ops"] == [k.to_json() for k in package.fp32_ops]
     specs = {p.component: read_spec(p.path) for p in packages}
     # flexible time axes, bounded by max_frames, visible in the spec
     assert specs["preprocessor"].input("audio_signal").ranges == ((1, 1), (g.hop, g.max_samples))
