@@ -237,6 +237,19 @@ def _vocabulary(session: Session) -> dict[str, Any]:
             "single_tokens_disagreeing": disagree[:20]}
 
 
+def _frame_geometry(model: Any) -> dict[str, Any] | None:
+    """What `coreml.convert.expected_frames` reads of the model (time-axis lengths of padded inputs' outputs)."""
+    featurizer = getattr(getattr(model, "preprocessor", None), "featurizer", None)
+    if featurizer is None:
+        return None
+    pre = getattr(model.encoder, "pre_encode", None)
+    keys = ("_left_padding", "_right_padding", "_kernel_size", "_stride", "_sampling_num", "_ceil_mode")
+    return {"hop_length": int(featurizer.hop_length), "n_fft": int(featurizer.n_fft),
+            "stft_pad_amount": getattr(featurizer, "stft_pad_amount", None),
+            "subsampling_factor": int(getattr(model.encoder, "subsampling_factor", 1) or 1),
+            "pre_encode": {k: getattr(pre, k) for k in keys if isinstance(getattr(pre, k, None), (int, float, bool))}}
+
+
 def _model_facts(session: Session, pipeline: Pipeline) -> dict[str, Any]:
     facts = session.facts
     onnx_dims = None
@@ -248,7 +261,9 @@ def _model_facts(session: Session, pipeline: Pipeline) -> dict[str, Any]:
                      "blank_as_pad": bool(getattr(decoder, "blank_as_pad", True))}
     return {"checkpoint": str(facts.path), "sha256": facts.sha256, "summary": facts.summary.to_json(),
             "notes": list(facts.notes), "fuse": fuse_view_to_json(facts.fuse()), "max_symbols": facts.max_symbols(),
-            "vocabulary": _vocabulary(session), "dims": onnx_dims, "reference": session.reference.describe(),
+            "vocabulary": _vocabulary(session), "dims": onnx_dims,
+            "frames": _frame_geometry(getattr(pipeline.loaded, "model", None)),
+            "reference": session.reference.describe(),
             "prepare": {c: r.to_json() for c, r in session.prepare_reports.get(REFERENCE, {}).items()}}
 
 
