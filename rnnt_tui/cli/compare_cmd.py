@@ -56,6 +56,7 @@ def compare(checkpoint: str | None, audio: str | None, against: str, compute_uni
             report = build_report(session)
             if sweep and session.candidate_unavailable is None:
                 return _sweep(session, report, json_mode, progress)
+        print_packages(session, json_mode)
         if markdown:
             Path(markdown).write_text(to_markdown(report))
         if json_mode:
@@ -73,6 +74,22 @@ def compare(checkpoint: str | None, audio: str | None, against: str, compute_uni
         return exit_code_for(report["status"])
 
     guard(body)
+
+
+def print_packages(session: Any, json_mode: bool) -> None:
+    """A package runtime's inventory (every package in the folder: what it was mapped to, or why it was skipped)
+    on stdout with the tables, and its warnings on stderr (the JSON report holds both)."""
+    candidate = session.candidate
+    for warning in getattr(candidate, "warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+    inventory = getattr(candidate, "inventory", [])
+    if json_mode or not inventory:
+        return
+    table = Table(title=f"{candidate.label}: packages", title_justify="left")
+    table.add_column("package")
+    for entry in inventory:
+        table.add_row(entry.line())
+    out.print(table)
 
 
 def print_failures(session: Any) -> None:

@@ -70,4 +70,4 @@ def settings(runs: int, warmup: int, joint_mode: str, precision: str = DEFAULT_P
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     return Settings(runs=runs, warmup=warmup, joint_mode=joint_mode, tolerances=tolerances,
-                    joint_chunk_frames=joint_chunk)
+                    joint_chunk_frames=joint_chunk, tolerances_given=bool(atol or rtol))

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rnnt_tui.core.components import COMPONENTS
@@ -109,6 +110,19 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {comp['name']} | {out['name']} | {num(stats['max_abs'])} {stats['max_abs_index']} "
                          f"| {num(stats['mean_abs'])} | {num(stats['rmse'])} | {num(stats['max_rel'])} "
                          f"| {num(stats['cosine'], 6)} | {num(stats['snr_db'])} | {nan_inf} | {num(out['ok'])} |")
+    heads = [(comp["name"], head, d) for comp in report["components"] for head, d in comp.get("decisions", {}).items()]
+    if heads:
+        lines += ["", "## Decision heads (vs the decision taken from the reference logits)", "",
+                  "| head | cells | tokens agree | durations agree | prob max abs diff | top-k overlap | ok |",
+                  "|---|---|---|---|---|---|---|"]
+        for _, head, d in heads:
+            lines.append(f"| {head} | {d['cells']} | {num(d['token_agreement'])} | {num(d['duration_agreement'])} "
+                         f"| {num(d['prob_max_abs_diff'])} | {num(d['top_k_overlap'])} | {num(d['ok'])} |")
+    cand = report.get("candidate") or {}
+    if cand.get("inventory"):
+        lines += ["", "## Packages", ""] + [f"- `{Path(e['path']).name}`: "
+                                             f"{'→ ' + e['mapped_to'] if e.get('mapped_to') else 'skipped'} "
+                                             f"({e.get('reason', '')})" for e in cand["inventory"]]
     decode = report.get("decode") or {}
     if decode.get("reference_text") is not None:
         lines += ["", "## Transcripts", "", f"- reference: `{decode['reference_text']}`",

@@ -74,6 +74,7 @@ class StepResult:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     maps: dict[str, np.ndarray] = field(default_factory=dict)
+    decisions: dict[str, Any] = field(default_factory=dict)  # joint: each decision head vs the reference's decision
 
     @property
     def speedup(self) -> float | None:
@@ -102,6 +103,7 @@ class StepResult:
             "speedup": self.speedup,
             "notes": list(self.notes),
             "error": self.error,
+            "decisions": dict(self.decisions),
         }
 
 

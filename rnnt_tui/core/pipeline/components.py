@@ -35,6 +35,7 @@ def component_step(ctx: StepContext, name: str, inputs: Arrays) -> tuple[StepRes
         result.status, result.error = Status.FAILED, f"{ctx.candidate.label}: {error_text(exc)}"
         return result, ref_out
     ctx.upstream.candidate[name] = cand_out
+    result.notes.extend(ctx.candidate_notes(name))
     result.candidate_outputs = describe(cand_out)
     result.timings[CANDIDATE] = ctx.with_prepare(CANDIDATE, name, cand_t)
     result.samples[CANDIDATE] = samples(cand_out)
@@ -53,8 +54,20 @@ def preprocessor_step(ctx: StepContext) -> StepResult:
 def encoder_step(ctx: StepContext) -> StepResult:
     assert ctx.upstream.features is not None, "the preprocessor runs first"
     result, ctx.upstream.encoded = component_step(ctx, ENCODER, dict(ctx.upstream.features))
-    cand = ctx.upstream.candidate.get(ENCODER)
+    from rnnt_tui.core.pipeline.heads import fused_encoder_rows
+
     ref = ctx.upstream.encoded
+    cand = ctx.upstream.candidate.get(ENCODER)
+    rows, notes = fused_encoder_rows(ctx, ref)
+    if rows or notes:
+        if result.status == Status.REFERENCE_ONLY:  # no encoder package: the fused one is what is compared
+            result.status = Status.DONE
+            result.notes = [n for n in result.notes if "has no encoder" not in n]
+        result.comparisons = [*result.comparisons, *rows]
+        result.notes.extend(notes)
+        if rows and not status_of(rows):
+            result.status = Status.MISMATCH
+        cand = cand or ctx.upstream.candidate.get("mel_encoder")
     if cand is not None and cand["encoded"].shape == ref["encoded"].shape:
         result.maps["per_frame_max_abs"] = per_frame_max(ref["encoded"], cand["encoded"], axis=-1)
     return result

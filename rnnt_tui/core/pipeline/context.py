@@ -93,6 +93,11 @@ class StepContext:
             return True
         return False
 
+    def candidate_notes(self, component: str) -> list[str]:
+        """What the candidate said about binding `component` (a fixed window padded, tiles, …)."""
+        notes = getattr(self.candidate, "bind_notes", {}) if self.candidate is not None else {}
+        return list(notes.get(component, []))
+
     def reference_timings(self, component: str, timings: Timings) -> dict[str, Timings | None]:
         return {REFERENCE: self.with_prepare(REFERENCE, component, timings)}
 

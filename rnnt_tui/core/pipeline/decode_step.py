@@ -48,6 +48,9 @@ def reference_decode(ctx: StepContext) -> tuple[DecodeResult, Timings]:
 def _candidate_encoded(ctx: StepContext, candidate: Runtime) -> tuple[np.ndarray, int]:
     features = ctx.upstream.features
     assert features is not None
+    if ENCODER not in candidate.components and "mel_encoder" in getattr(candidate, "heads", ()):
+        out = ctx.upstream.candidate.get("mel_encoder") or candidate.run("mel_encoder", audio_inputs(ctx))
+        return np.asarray(out["encoded"], dtype=np.float32), int(np.asarray(out["encoded_length"]).reshape(-1)[0])
     if PREPROCESSOR in candidate.components:
         features = ctx.upstream.candidate.get(PREPROCESSOR) or candidate.run(PREPROCESSOR, audio_inputs(ctx))
     out = candidate.run(ENCODER, {"features": np.asarray(features["features"], dtype=np.float32),
@@ -102,6 +105,9 @@ def decode_step(ctx: StepContext) -> tuple[StepResult, DecodeComparison]:
         result.status, result.error = Status.FAILED, f"{candidate.label}: {error_text(exc)}"
         return result, comparison
     result.timings[CANDIDATE] = cand_t
+    if cand_dec.via != "joint":
+        result.notes.append(f"{candidate.label} decoded through its {cand_dec.via}: the transcript is the "
+                            f"package's own decisions")
     cand_text = facts.text(cand_dec.tokens)
     divergence = _divergence(ctx, ref_dec, cand_dec)
     comparison = DecodeComparison(

@@ -77,6 +77,7 @@ def decoder_step(ctx: StepContext) -> StepResult:
         result.status, result.error = Status.FAILED, f"{candidate.label}: {error_text(exc)}"
         return result
     ctx.upstream.candidate[DECODER] = cand
+    result.notes.extend(ctx.candidate_notes(DECODER))
     result.candidate_outputs = describe(cand)
     result.timings[CANDIDATE] = ctx.with_prepare(CANDIDATE, DECODER, cand_t)
     result.samples[CANDIDATE] = samples(cand)

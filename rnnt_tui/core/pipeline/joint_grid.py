@@ -35,8 +35,9 @@ def joint_step(ctx: StepContext) -> StepResult:
     if fuse.mode != ctx.settings.joint_mode:  # sessions share the model's facts; this one's settings decide
         fuse = ctx.facts.set_joint_mode(ctx.settings.joint_mode)
     ctx.facts.apply()
-    candidate = ctx.candidate if ctx.comparing else None
-    result = compare_joint_grid(ctx.reference, candidate, encoded[:, :, :length],
+    comparing = ctx.comparing and ctx.candidate is not None
+    has_joint = comparing and JOINT in ctx.candidate.components  # type: ignore[union-attr]
+    result = compare_joint_grid(ctx.reference, ctx.candidate if has_joint else None, encoded[:, :, :length],
                                 ctx.upstream.decoder["decoder_output"], ctx.upstream.targets, ctx.settings,
                                 ctx.progress, ctx.cancel)
     if result.status == Status.FAILED and result.error and result.error.startswith("reference") \
@@ -44,8 +45,19 @@ def joint_step(ctx: StepContext) -> StepResult:
         result.notes.append("switch the joint to validation mode (fuse off, log_softmax off) to compare logits")
     for side in (REFERENCE, CANDIDATE):
         result.timings[side] = ctx.with_prepare(side, JOINT, result.timings.get(side))
-    if candidate is None:
-        ctx.candidate_skip(result)
+    if not has_joint:
+        ctx.candidate_skip(result, JOINT)
+    if comparing and result.error is None:
+        from rnnt_tui.core.pipeline.heads import decision_rows
+
+        result.notes.extend(ctx.candidate_notes(JOINT))
+        g, targets = ctx.upstream.decoder["decoder_output"], ctx.upstream.targets
+        result.decisions, notes = decision_rows(ctx, encoded[:, :, :length], g, targets)
+        result.notes.extend(notes)
+        if result.decisions and result.status == Status.REFERENCE_ONLY:
+            result.status = Status.DONE  # the decision heads are what this candidate has of the joint
+        if any(not d["ok"] for d in result.decisions.values()) and result.status == Status.DONE:
+            result.status = Status.MISMATCH
     result.notes.insert(0, f"joint mode {fuse.mode}: joint(encoder_outputs, decoder_outputs) → {fuse.probe}")
     return result
 

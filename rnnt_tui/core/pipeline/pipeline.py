@@ -85,6 +85,15 @@ def prepare_candidate(candidate: Runtime, emit: ev.Emit = ev.ignore, cancel: thr
     return {r.component: r for r in reports}, None if availability.ok else availability.reason
 
 
+def with_program_tolerances(candidate: Runtime | None, settings: Settings) -> Settings:
+    """`settings` with the tolerances the candidate's programs call for (their real compute precision), unless the
+    user gave tolerances."""
+    pick = getattr(candidate, "tolerances", None)
+    if settings.tolerances_given or not callable(pick):
+        return settings
+    return replace(settings, tolerances=pick())
+
+
 def prepare_session(facts: ModelFacts, audio: Audio, reference: Runtime, candidate: Runtime | None,
                     settings: Settings, emit: ev.Emit = ev.ignore, cancel: threading.Event | None = None) -> Session:
     """Prepare both runtimes and return a session on `audio` (for callers that bring their own runtimes)."""
@@ -94,6 +103,7 @@ def prepare_session(facts: ModelFacts, audio: Audio, reference: Runtime, candida
         reports, note = prepare_candidate(candidate, emit, cancel)
         if reports is not None:
             prepared[CANDIDATE] = reports
+            settings = with_program_tolerances(candidate, settings)
     return Session(facts, audio, reference, candidate, settings, prepared, note)
 
 
@@ -163,8 +173,14 @@ class Pipeline:
         if self.loaded is None or self.facts is None or self.reference is None or self.request is None:
             raise RuntimeError("open a model first")
         audio = load_clip(clip.expanduser().resolve(), self.loaded.summary)
-        return Session(self.facts, audio, self.reference, self.candidate, settings or self.request.settings,
+        return Session(self.facts, audio, self.reference, self.candidate, self._settings(settings),
                        self.prepared, self.candidate_note)
+
+    def _settings(self, settings: Settings | None = None) -> Settings:
+        """The request's settings (or `settings`), with the tolerances a prepared candidate's programs call for."""
+        assert self.request is not None
+        chosen = settings or self.request.settings
+        return with_program_tolerances(self.candidate, chosen) if CANDIDATE in self.prepared else chosen
 
     def _prepare_candidate(self, request: Request, cancel: threading.Event | None) -> None:
         assert self.loaded is not None
@@ -183,7 +199,7 @@ class Pipeline:
 
     def _new_session(self, audio: Audio) -> Session:
         assert self.facts is not None and self.reference is not None and self.request is not None
-        session = Session(self.facts, audio, self.reference, self.candidate, self.request.settings, self.prepared,
+        session = Session(self.facts, audio, self.reference, self.candidate, self._settings(), self.prepared,
                           self.candidate_note)
         self.session = session
         self.emit(ev.SessionReady(self.view()))

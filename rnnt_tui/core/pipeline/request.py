@@ -29,10 +29,13 @@ class Settings:
     tolerances: dict[str, Tolerance] = field(default_factory=defaults)
     joint_chunk_frames: int = 32
     topk: int = 5
+    #: True when the user set --atol/--rtol; otherwise a package runtime's tolerances follow the precision its
+    #: programs really compute in (a package declaring fp32 I/O but computing fp16 gets the fp16 set)
+    tolerances_given: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"runs": self.runs, "warmup": self.warmup, "joint_mode": self.joint_mode,
-                "joint_chunk_frames": self.joint_chunk_frames,
+                "joint_chunk_frames": self.joint_chunk_frames, "tolerances_given": self.tolerances_given,
                 "tolerances": {k: {"atol": v.atol, "rtol": v.rtol} for k, v in self.tolerances.items()}}
 
 
