@@ -141,8 +141,8 @@ def _op_hazards(rec: Any, ref: Any, mapping: dict[str, str], structural: set[str
 def _groups(program: Any, names: list[str], keys: dict[str, tuple[str, str]]) -> dict[str, int]:
     """Group flagged ops: one group per (NeMo module, kind) where the module is known (the positional encoding's
     slice bounds are one hazard), otherwise ops that feed one another (directly or through one cast)."""
-    steps = {s.meta.name: s for s in program._plan.steps}
-    producer = {out: s.meta.name for s in program._plan.steps for out in s.outputs}
+    steps = {s.meta.name: s for s in program.plan.steps}
+    producer = {out: s.meta.name for s in program.plan.steps for out in s.outputs}
     parent = {n: n for n in names}
 
     def find(n: str) -> str:
@@ -181,9 +181,8 @@ def analyse_component(component: str, candidate_path: Path, reference_path: Path
     contract's input and output names to the candidate's tensor names when they differ (`--packages`)."""
     from rnnt_tui.core.coreml.spec import META_PREFIX, read_spec
     from rnnt_tui.core.mil import MilProgram, TraceOptions, compare_traces
-    from rnnt_tui.core.mil.load import load_program
     from rnnt_tui.core.mil.trace import base_name
-    from rnnt_tui.core.precision.lint import lint_package
+    from rnnt_tui.core.precision.lint import lint_package, load_program
     from rnnt_tui.core.precision.policy import INDEX_ARITHMETIC, classify
 
     mapping = op_modules.decode(read_spec(candidate_path).metadata.get(META_PREFIX + op_modules.METADATA_KEY))
@@ -200,7 +199,7 @@ def analyse_component(component: str, candidate_path: Path, reference_path: Path
     ref_out = reference.run(feeds, trace=TraceOptions(keep=lambda name, _type: base_name(name) in small))
     ref_trace = reference.last_trace
     assert ref_trace is not None and cand_trace is not None
-    structural = {name for name, kept in classify(load_program(candidate_path).program.functions["main"]).items()
+    structural = {name for name, kept in classify(load_program(candidate_path).functions["main"]).items()
                   if kept.reason == INDEX_ARITHMETIC}
     index: dict[str, Any] = {}
     for rec in ref_trace.records:
@@ -240,7 +239,7 @@ def _reference_values(trace: Any, candidate: Any, ops: list[str]) -> dict[str, n
 
     kept = {base_name(out): arr for rec in trace.records for out, arr in rec.tensors.items()}
     values = {}
-    for step in candidate._plan.steps:
+    for step in candidate.plan.steps:
         if step.meta.name in ops:
             for out in step.outputs:
                 arr = kept.get(base_name(out))
@@ -256,7 +255,7 @@ def _renamed(out: Feeds, rename_out: dict[str, str]) -> Feeds:
 
 def _rank(candidate: Any, feeds: Feeds, ref_out: Feeds, ref_trace: Any, base: float, found: list[Hazard],
           rank: bool, cancel: threading.Event | None, rename_out: dict[str, str]) -> list[Hazard]:
-    steps = {s.meta.name for s in candidate._plan.steps}
+    steps = {s.meta.name for s in candidate.plan.steps}
     names = list(dict.fromkeys(h.op for h in found if h.op in steps))
     group_of = _groups(candidate, names, {h.op: (h.module, h.kind) for h in found
                                           if h.module != op_modules.UNKNOWN})

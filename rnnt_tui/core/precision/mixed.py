@@ -139,9 +139,9 @@ def _contributions(ref: Any, cand: Any, feeds: Feeds, fp32: set[str]) -> list[st
     rows = compare_traces(ref.last_trace, cand.last_trace, 0.0, relative=True).rows
     drift = {r.output: r.relative for r in rows if np.isfinite(r.relative)}
     op_of = {r.output: r.op_b for r in rows}
-    types = {s.meta.name: s.meta.type for s in cand._plan.steps}
+    types = {s.meta.name: s.meta.type for s in cand.plan.steps}
     gains: dict[str, float] = {}
-    for step in cand._plan.steps:
+    for step in cand.plan.steps:
         outs = [base_name(o) for o in step.outputs]
         own = max((drift.get(o, 0.0) for o in outs), default=0.0)
         inputs = [base_name(r) for _, ref_ in step.dynamic for r in (ref_ if isinstance(ref_, tuple) else (ref_,))]
@@ -252,7 +252,7 @@ def _find(loaded: LoadedModel, paths: list[Path], audio: list[np.ndarray], frame
     chosen, stopped = _search(checker, ref, cand, feeds, limit, deadline, progress)
     search_s = time.perf_counter() - start
     keep = {c: [{"name": k.name, "op_type": k.op_type, "reason": k.reason} for k in fp16_pk[c].fp32_ops]
-            + [{"name": n, "op_type": cand[c]._plan.op_types.get(n, "?"), "reason": "drift (search)"}
+            + [{"name": n, "op_type": cand[c].plan.op_types.get(n, "?"), "reason": "drift (search)"}
                for n in sorted(chosen[c])] for c in COMPONENTS}
     if any(chosen.values()):
         progress("Mixed precision: converting the set found and checking it again", 0.9)

@@ -53,7 +53,7 @@ def reference_feeds(loaded: LoadedModel, samples: np.ndarray) -> dict[str, Feeds
 def fp32_plan(program: Any, names: Iterable[str]) -> Any:
     """A copy of `program`'s execution plan in which the ops `names` (and the casts to fp16 feeding them) keep
     their fp32 results."""
-    plan = program._plan
+    plan = program.plan
     wanted = set(names)
     if not wanted:
         return plan
@@ -80,37 +80,15 @@ def fp32_plan(program: Any, names: Iterable[str]) -> Any:
 
 def run_with_fp32(program: Any, feeds: Feeds, names: Iterable[str] = (), trace: Any = None) -> Feeds:
     """Run `program` (a `MilProgram`) with the ops `names` computed in fp32 (see the module docstring)."""
-    from rnnt_tui.core.mil.plan import execute
-    from rnnt_tui.core.mil.trace import OpTrace
-
     names = set(names)
-    if not names:
-        return cast(Feeds, program.run(feeds, trace=trace))
-    checked = program._feeds(feeds)
-    op_trace = OpTrace(package=str(program.path)) if trace is not None else None
-    out = execute(fp32_plan(program, names), checked, op_trace, trace)
-    program.last_trace = op_trace
-    return cast(Feeds, out)
+    plan = fp32_plan(program, names) if names else program.plan
+    return cast(Feeds, program.run_plan(plan, feeds, trace))
 
 
 def run_with_values(program: Any, feeds: Feeds, values: dict[str, np.ndarray]) -> Feeds:
     """Run `program` with the outputs named in `values` replaced by those arrays (held as given, unrounded):
     "what if these ops gave their fp32 program's values". Used to rank hazards."""
-    from rnnt_tui.core.mil.plan import _call, _widen
-
-    plan = program._plan
-    env: dict[str, Any] = dict(plan.constants)
-    env.update(program._feeds(feeds))
-    for step in plan.steps:
-        args = dict(step.const_args)
-        for param, ref in step.dynamic:
-            args[param] = [_widen(env[r]) for r in ref] if isinstance(ref, tuple) else _widen(env[ref])
-        outputs = _call(step, args, plan.package)
-        for name, value in zip(step.outputs, outputs, strict=True):
-            env[name] = values.get(name, value)
-        for name in step.free:
-            env.pop(name, None)
-    return {name: np.asarray(env[name]) for name in plan.outputs}
+    return cast(Feeds, program.run_plan(program.plan, feeds, values=values))
 
 
 class ProgramDecoder:
