@@ -77,6 +77,8 @@ def named_dtype(name: str) -> np.dtype[Any]:
 
 def mil_dtype(var: Any) -> np.dtype[Any] | None:
     """numpy dtype a MIL Var is declared with (None for lists, states and other non-tensor types)."""
+    if hasattr(var, "np_dtype"):  # load_proto.ProtoVar: read from the protobuf
+        return var.np_dtype  # type: ignore[no-any-return]
     from coremltools.converters.mil.mil import types  # coremltools: only once a program is loaded
 
     try:

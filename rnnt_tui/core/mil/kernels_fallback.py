@@ -28,10 +28,13 @@ def _builder_value(value: Any) -> Any:
 
 
 def has_value_inference(op: Any) -> bool:
-    """Whether the op's class defines a value inference of its own (the base class only raises)."""
+    """Whether the op's class (any opset's, for an op read from the protobuf) defines a value inference of its own
+    (the base class only raises)."""
     from coremltools.converters.mil.mil.operation import Operation  # coremltools: only once a program is loaded
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
 
-    return type(op).value_inference is not Operation.value_inference
+    classes = [type(op)] if isinstance(op, Operation) else list(SSAOpRegistry.core_ops.get(op.op_type, {}).values())
+    return any(cls.value_inference is not Operation.value_inference for cls in classes)
 
 
 def fallback_kernel(op_type: str, opset: Any) -> KernelFn:

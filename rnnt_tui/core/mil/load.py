@@ -1,7 +1,9 @@
-"""Read a saved Core ML ML program (.mlpackage / ML-program .mlmodel) back into a coremltools MIL Program.
+"""Read a saved Core ML ML program (.mlpackage / ML-program .mlmodel): its spec and its main function.
 
-Uses coremltools' own milproto loader, so what runs is exactly the bytes a user ships (spec + weight.bin). Every
-way a file can be unusable becomes one `BadInputError(path, problem)`; nothing is written next to the package.
+What runs is exactly the bytes a user ships (spec + weight.bin): the main function is read straight from the
+protobuf (`load_proto`, fast) or, for what that reader leaves out (compressed weights, control flow), rebuilt by
+coremltools' own milproto loader. Every way a file can be unusable becomes one `BadInputError(path, problem)`;
+nothing is written next to the package.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ class LoadedProgram:
     """The MIL Program of a package, with its spec (I/O descriptions, metadata) and weights directory."""
 
     path: Path
-    program: Any  # coremltools.converters.mil.mil.Program
+    function: Any  # the main function: a load_proto.ProtoFunction, or a coremltools MIL Function
     spec: Any  # coremltools.proto.Model_pb2.Model
     weights_dir: Path | None
-    load_ms: float = 0.0  # coremltools' milproto loader (reads the weights, rebuilds the Program)
+    load_ms: float = 0.0  # reading the program and its weights
+    program: Any = None  # the coremltools MIL Program, when the full loader read it
 
 
 def _weight_files(path: Path) -> list[Path]:
@@ -59,11 +62,17 @@ def load_program(path: Path | str) -> LoadedProgram:
     weights_dir = Path(model.weights_dir) if getattr(model, "weights_dir", None) else None
     from coremltools.converters.mil.frontend.milproto.load import load  # coremltools: heavy, only here
 
+    from rnnt_tui.core.mil.load_proto import read_main
+
     start = time.perf_counter()
+    program = None
     try:
         with quiet():
-            program = load(model_spec=spec, specification_version=spec.specificationVersion,
-                           file_weights_dir=str(weights_dir) if weights_dir else "")
+            function = read_main(spec, str(weights_dir) if weights_dir else "")
+            if function is None:  # compressed weights, nested blocks, ...: coremltools' full loader
+                program = load(model_spec=spec, specification_version=spec.specificationVersion,
+                               file_weights_dir=str(weights_dir) if weights_dir else "")
+                function = program.functions["main"]
     except Exception as exc:  # a truncated weight.bin or a malformed program surface as many exception types
         weights = _weight_files(path)
         detail = f"{type(exc).__name__}: {exc}".strip()
@@ -73,7 +82,5 @@ def load_program(path: Path | str) -> LoadedProgram:
             raise BadInputError(path, f"weight.bin is missing ({detail})") from exc
         raise BadInputError(path, f"the ML program cannot be read (missing or truncated weight.bin, or a "
                                   f"malformed program: {detail[:300]})") from exc
-    if "main" not in program.functions:
-        raise BadInputError(path, "the ML program has no 'main' function")
-    return LoadedProgram(path=path, program=program, spec=spec, weights_dir=weights_dir,
-                         load_ms=(time.perf_counter() - start) * 1000)
+    return LoadedProgram(path=path, function=function, spec=spec, weights_dir=weights_dir,
+                         load_ms=(time.perf_counter() - start) * 1000, program=program)

@@ -65,7 +65,7 @@ class MilProgram:
         """Load and plan the program at `path` (.mlpackage or ML-program .mlmodel); BadInputError when unusable."""
         loaded = load_program(path)
         start = time.perf_counter()
-        function = loaded.program.functions["main"]
+        function = loaded.function
         flexible = _flexibility(loaded.spec)
         inputs = {}
         for name, var in function.inputs.items():
