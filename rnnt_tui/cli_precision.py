@@ -48,6 +48,9 @@ def _hazard_tables(report: Any) -> None:
             continue
         title = (f"{comp.component} ({LABEL}): max |Δ| {num(comp.max_diff)} of range {num(comp.output_range)}"
                  f" ({num(comp.relative_diff)} relative), finite {num(comp.finite)}")
+        if not comp.hazards:
+            out.print(f"{title}: no hazards")
+            continue
         table = Table(title=title, title_justify="left")
         for col in ("kind", "op", "type", "NeMo module", "detail", "effect"):
             table.add_column(col, no_wrap=col != "detail")
