@@ -194,8 +194,8 @@ def analyse_component(component: str, candidate_path: Path, reference_path: Path
     cand_out = cand_out or raw
     cand_trace = candidate.last_trace
     assert cand_trace is not None
-    small = {base_name(o) for rec in cand_trace.records for o, shape in zip(rec.outputs, rec.shapes, strict=True)
-             if int(np.prod(shape)) <= _KEEP_ELEMENTS}
+    small = {base_name(rec.name) for rec in cand_trace.records  # the keep predicate is asked by op name
+             if all(int(np.prod(shape)) <= _KEEP_ELEMENTS for shape in rec.shapes)}
     ref_out = reference.run(feeds, trace=TraceOptions(keep=lambda name, _type: base_name(name) in small))
     ref_trace = reference.last_trace
     assert ref_trace is not None and cand_trace is not None
