@@ -36,10 +36,12 @@ class Progress(Event):
 
 @dataclass(frozen=True)
 class SummaryRead(Event):
-    """The checkpoint's config was read (nothing restored or executed yet)."""
+    """The checkpoint's config was read (nothing restored or executed yet); `recorded`: it is a bundle, whose
+    reference was recorded (nothing of NeMo's will run)."""
 
     path: Path
     summary: ModelSummary
+    recorded: bool = False
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ duration bin, sometimes top-k) and a fused audio → encoder program. They are c
 decides and encodes on the same inputs: decisions against the decision taken from the reference logits of the same
 cells (`core.decision`), the fused encoder's output against the reference preprocessor → encoder. A decision head
 is compared over the whole T x U grid up to `MAX_DECISION_CELLS` cells (beyond that, over the first frames, and
-the note says so): a single-step head is one call per cell.
+the note says so): a single-step head is one call per cell. Agreement is reported, not judged: in fp16 a near-tie
+of two logits flips a cell's decision without any error; whether that changes the transcript is the decode step's
+verdict, where the candidate decodes through its head.
 """
 
 from __future__ import annotations

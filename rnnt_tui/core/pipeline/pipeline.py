@@ -30,8 +30,10 @@ from rnnt_tui.core.pipeline.session import Session
 from rnnt_tui.core.summary import ModelSummary, read_summary
 
 if TYPE_CHECKING:
+    from rnnt_tui.core.bundle.format import Bundle
+    from rnnt_tui.core.bundle.replay import Replay
     from rnnt_tui.core.checkpoint import LoadedModel
-    from rnnt_tui.core.pipeline.facts import ModelFacts, NemoFacts
+    from rnnt_tui.core.pipeline.facts import ModelFacts
     from rnnt_tui.core.pipeline.request import Settings
     from rnnt_tui.core.runtimes.base import PrepareReport, Runtime
 
@@ -114,12 +116,13 @@ class Pipeline:
         self.emit = emit
         self.request: Request | None = None
         self.loaded: LoadedModel | None = None
-        self.facts: NemoFacts | None = None
+        self.facts: ModelFacts | None = None
         self.reference: Runtime | None = None
         self.candidate: Runtime | None = None
         self.candidate_note: str | None = None
         self.prepared: dict[str, dict[str, PrepareReport]] = {}
         self.session: Session | None = None
+        self.replay: Replay | None = None
 
     # -- opening ------------------------------------------------------------------------------------
     def open(self, request: Request, cancel: threading.Event | None = None,
@@ -130,6 +133,10 @@ class Pipeline:
         from rnnt_tui.paths import cache_dir
 
         request = request.resolved()
+        from rnnt_tui.core.bundle.format import is_bundle
+
+        if loaded is None and is_bundle(request.checkpoint):
+            return self.open_recorded(request, cancel)
         summary = loaded.summary if loaded is not None else read_summary(request.checkpoint)
         self.emit(ev.SummaryRead(request.checkpoint, summary))
         audio = load_clip(request.clip, summary)
@@ -150,8 +157,37 @@ class Pipeline:
         self._prepare_candidate(request, cancel)
         return self._new_session(audio)
 
+    def open_recorded(self, request: Request, cancel: threading.Event | None = None) -> Session:
+        """A bundle opened like a checkpoint: NeMo's side as recorded (no torch, no NeMo), the candidate prepared,
+        a session on the bundle's first clip (the request's clip is not used: the bundle holds its clips)."""
+        from rnnt_tui.core.bundle.replay import Replay, open_for_replay, recorded_settings
+
+        bundle, options = open_for_replay(request.checkpoint, request.against or "mil", None,
+                                          request.options.packages_dir, request.options.compute_units)
+        try:
+            self.close()
+            settings = recorded_settings(bundle, None if not request.settings.tolerances_given
+                                         else request.settings.tolerances, request.settings.runs,
+                                         request.settings.warmup)
+            self.emit(ev.SummaryRead(request.checkpoint, bundle_summary(bundle), recorded=True))
+            replay = Replay(bundle, request.against or "mil", options, settings, self._progress("prepare"), cancel)
+        except BaseException:
+            bundle.close()
+            raise
+        self.replay, self.request = replay, replace(request, settings=settings)  # options: as asked
+        self.facts, self.candidate, self.candidate_note = replay.facts, replay.candidate, replay.candidate_note
+        self.prepared = dict(replay.prepared)
+        session = replay.session(0)
+        self.reference = session.reference
+        self.emit(ev.ClipLoaded(session.audio))
+        self.session = session
+        self.emit(ev.SessionReady(self.view()))
+        return session
+
     def rebuild(self, request: Request, cancel: threading.Event | None = None) -> Session:
         """Another clip, candidate, option or setting on the restored model (restores nothing)."""
+        if self.replay is not None:
+            return self.open_recorded(replace(request, checkpoint=self.replay.bundle.path), cancel)
         if self.loaded is None or self.request is None or self.session is None:
             raise RuntimeError("no model is restored yet")
         request = request.resolved()
@@ -241,11 +277,13 @@ class Pipeline:
             self.run_steps([JOINT], cancel)
 
     def close(self) -> None:
-        """Release the runtimes (the restored model goes with the pipeline)."""
+        """Release the runtimes (the restored model goes with the pipeline) and an open bundle."""
         for runtime in (self.candidate, self.reference):
             if runtime is not None:
                 runtime.close()
-        self.candidate = self.reference = None
+        if self.replay is not None:
+            self.replay.bundle.close()
+        self.candidate = self.reference = self.replay = None
         self.session = None
 
     def _current(self) -> Session:
@@ -255,6 +293,12 @@ class Pipeline:
 
     def _progress(self, job: str) -> ev.ProgressCallback:
         return ev.progress_of(self.emit, job)
+
+
+def bundle_summary(bundle: Bundle) -> ModelSummary:
+    from rnnt_tui.core.bundle.facts import summary_from_json
+
+    return summary_from_json(bundle.meta["model"]["summary"])
 
 
 def _runtime(name: str, loaded: LoadedModel, request: Request) -> Runtime:

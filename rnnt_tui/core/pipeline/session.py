@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rnnt_tui.core.runtimes.base import PrepareReport, Runtime
 
 DECODE = "decode"
+Step = Callable[[StepContext], StepResult]
 
 
 class Session:
@@ -38,9 +39,14 @@ class Session:
 
     def __init__(self, facts: ModelFacts, audio: Audio, reference: Runtime, candidate: Runtime | None,
                  settings: Settings, prepared: dict[str, dict[str, PrepareReport]] | None = None,
-                 candidate_note: str | None = None) -> None:
+                 candidate_note: str | None = None, overrides: dict[str, Step] | None = None,
+                 after_step: Callable[[StepResult], None] | None = None) -> None:
+        """`overrides`: steps run differently for this session (a recorded reference that holds only the decode
+        path's joint cells); `after_step`: applied to each result (a recording's own reference timings)."""
         self.ctx = StepContext(facts=facts, audio=audio, reference=reference, candidate=candidate,
                                candidate_note=candidate_note, settings=settings, prepared=prepared or {})
+        self.overrides = overrides or {}
+        self.after_step = after_step
         self.results: dict[str, StepResult] = {}
         self.decode_comparison: DecodeComparison | None = None
 
@@ -104,6 +110,8 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - a failing step is shown as failed; the others still run
             result = StepResult(name=name, status=Status.FAILED, error=error_text(exc),
                                 notes=[traceback.format_exc(limit=6)])
+        if self.after_step is not None:
+            self.after_step(result)
         self.results[name] = result
         return result
 
@@ -111,8 +119,8 @@ class Session:
         if name == DECODE:
             result, self.decode_comparison = decode_step(self.ctx)
             return result
-        step: Callable[[StepContext], StepResult] = {PREPROCESSOR: preprocessor_step, ENCODER: encoder_step,
-                                                      DECODER: decoder_step, JOINT: joint_step}[name]
+        step = self.overrides.get(name) or {PREPROCESSOR: preprocessor_step, ENCODER: encoder_step,
+                                            DECODER: decoder_step, JOINT: joint_step}[name]
         return step(self.ctx)
 
     def _needs(self, name: str, progress: Progress, cancel: threading.Event | None) -> None:
