@@ -270,7 +270,10 @@ def _rank(candidate: Any, feeds: Feeds, ref_out: Feeds, ref_trace: Any, base: fl
             values = _reference_values(ref_trace, candidate, members)
             if not values:
                 continue
-            after = max_diff(ref_out, _renamed(run_with_values(candidate, feeds, values), rename_out))
+            try:
+                after = max_diff(ref_out, _renamed(run_with_values(candidate, feeds, values), rename_out))
+            except (RnntTuiError, ValueError):
+                continue  # substituting this group alone is inconsistent (e.g. a shape): no effect measured
             if np.isfinite(base):
                 effects[group] = base - after
             else:
