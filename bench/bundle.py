@@ -185,7 +185,7 @@ def record(out: Path, joint: str, extra: list[str]) -> Path:
 
     if out.exists():
         shutil.rmtree(out)
-    subprocess.run([sys.executable, "-m", "rnnt_tui.cli_bundle", "record", str(demo_checkpoint()),
+    subprocess.run([sys.executable, "-m", "rnnt_tui", "record", str(demo_checkpoint()),
                     str(demo_dir() / "the-quick-brown-fox.wav"), "--out", str(out), "--joint", joint, *extra],
                    check=True, env=child_env("bundle"), capture_output=True)
     return out

@@ -143,7 +143,7 @@ def test_cli_lint_and_precision_exit_codes(tdt: Callable[[str], dict[str, Path]]
 
     from click.testing import CliRunner
 
-    from rnnt_tui.cli_precision import lint, precision
+    from rnnt_tui.cli.precision_cmd import lint, precision
 
     runner = CliRunner()
     bad = runner.invoke(lint, [str(tdt("fp16-all")["encoder"]), "--json"])

@@ -35,7 +35,7 @@ def is_manifest(path: Path) -> bool:
 
 #: command-palette titles where the footer's short word would be vague
 PALETTE_TITLES = {
-    "pick_checkpoint": "Open a checkpoint (.nemo)…",
+    "pick_checkpoint": "Open a checkpoint (.nemo) or a recorded bundle…",
     "pick_audio": "Open an audio clip or a corpus (manifest, list, folder)…",
     "toggle_fuse": "Switch the joint fuse mode (as saved / validation)",
     "export": "Export the report (JSON, Markdown, SVG)",

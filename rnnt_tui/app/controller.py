@@ -173,8 +173,14 @@ class Controller(_Base):
         "UtteranceFinished": "on_utterance_finished", "CorpusFinished": "on_corpus_finished"}
 
     def on_summary_read(self, message: SummaryRead) -> None:
-        self.model_panels_show(message.summary, status="restoring with NeMo…")
-        if not getattr(self, "_trust_told", False):
+        if message.recorded:
+            self.model_panels_show(message.summary, status="recorded reference (a bundle: NeMo does not run)")
+            self.notify("A bundle: NeMo's side is as recorded (its arrays checked against the bundle's manifest); "
+                        "steps run the candidate only. The joint's mode was fixed when it was recorded.",
+                        title="Replaying a bundle", timeout=8)
+        else:
+            self.model_panels_show(message.summary, status="restoring with NeMo…")
+        if not message.recorded and not getattr(self, "_trust_told", False):
             self._trust_told = True
             self.notify("Reading the summary ran nothing from the archive; restoring runs NeMo's loader, which "
                         "unpickles the weights. Only open checkpoints you trust.", title="Restoring with NeMo",
@@ -213,7 +219,9 @@ class Controller(_Base):
         self.recent.add("checkpoints", self.checkpoint)
         self.recent.add("audio", self.audio_path)
         self.recent.save()
-        self.model_panels_show(session.summary, session.audio, status="restored · ready")
+        recorded = "recorded" in session.reference_label
+        self.model_panels_show(session.summary, session.audio,
+                               status="recorded reference · ready" if recorded else "restored · ready")
         self.probe = session.fuse.probe
         self.query_one(FusePanel).show_used(session.fuse.mode, session.fuse.current, session.fuse.probe,
                                             saved=session.fuse.saved)

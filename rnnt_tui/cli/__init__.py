@@ -20,6 +20,10 @@ COMMANDS = {
     "compare": "compare_cmd:compare",
     "convert": "convert_cmd:convert",
     "cache": "cache_cmd:cache",
+    "record": "bundle_cmd:record",
+    "replay": "bundle_cmd:replay",
+    "precision": "precision_cmd:precision",
+    "lint": "precision_cmd:lint",
 }
 
 

@@ -2,8 +2,7 @@
 
 `record CKPT CLIP|MANIFEST --out BUNDLE` needs torch and NeMo (it restores the checkpoint); `replay BUNDLE
 --against coreml|mil|onnx` needs neither and prints what `compare` prints - the same tables, JSON (plus a `bundle`
-block) and exit codes. A recorded corpus replays clip by clip; its JSON holds every clip's report. Until these are
-registered in `rnnt_tui.cli`, `python -m rnnt_tui.cli_bundle record|replay ...` runs them.
+block) and exit codes. A recorded corpus replays clip by clip; its JSON holds every clip's report.
 """
 
 from __future__ import annotations
@@ -180,15 +179,3 @@ def _corpus_table(reports: list[dict[str, Any]]) -> Any:
         table.add_row(Path(report["audio"]["path"]).name, report["status"], num(decode.get("token_agreement")),
                       num(decode.get("wer")), num(stats.get("max_abs")), str(decode.get("candidate_text")))
     return table
-
-
-@click.group()
-def main() -> None:
-    """rnnt-tui bundle commands (until registered in the main `rnnt-tui` command)."""
-
-
-main.add_command(record)
-main.add_command(replay)
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,9 @@
-"""`rnnt-tui convert`: the model's components as Core ML packages (works on Linux too)."""
+"""`rnnt-tui convert`: the model's components as Core ML packages (works on Linux too).
+
+Precisions: fp32; fp16 as the tool converts it (index arithmetic and time-axis statistics kept in fp32, listed);
+mixed (fp16 except the fewest ops the tool finds must stay fp32 on the given clips, printed as a reusable
+op_selector); fp16-all (coremltools' plain fp16, to see what the exceptions fix). `--weights` compresses them.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,19 @@ from rnnt_tui.cli.common import checkpoint_path, emit_json, guard, out, status
 from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.formatting import num
 
+CONVERT_PRECISIONS = ("fp32", "fp16", "mixed", "fp16-all")  # core/coreml/convert.py PRECISIONS, without importing it
+WEIGHTS = ("int8", "palettize6", "palettize4")  # core/precision/weights.py WEIGHTS
+
 
 @click.command()
 @click.argument("checkpoint", required=False)
-@options.precision
+@click.option("--precision", type=click.Choice(CONVERT_PRECISIONS), default="fp32", show_default=True,
+              help="fp16: the tool's fp16 (shape / index arithmetic and normalisation statistics stay fp32); mixed: "
+                   "fp16 except the ops the tool finds must stay fp32 on --clip; fp16-all: coremltools' plain fp16.")
+@click.option("--weights", type=click.Choice(WEIGHTS), default=None,
+              help="Compress the weights (coremltools.optimize: int8 linear quantisation, 6- or 4-bit palettes).")
+@click.option("--clip", "clips", multiple=True, type=click.Path(dir_okay=False),
+              help="Clips the mixed-precision search checks (repeat; default: the demo's clips).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="coreml-packages", show_default=True,
               help="Folder for the .mlpackage files (created; existing packages of the same name are replaced).")
 @click.option("--max-frames", type=click.IntRange(16, 100000), default=None,
@@ -23,8 +37,8 @@ from rnnt_tui.formatting import num
 @click.option("--target", "deployment_target", default="macOS14", show_default=True,
               help="Minimum deployment target (macOS14, macOS15, iOS17, ...).")
 @options.json_mode
-def convert(checkpoint: str | None, precision: str, out_dir: str, max_frames: int | None, deployment_target: str,
-            json_mode: bool) -> None:
+def convert(checkpoint: str | None, precision: str, weights: str | None, clips: tuple[str, ...], out_dir: str,
+            max_frames: int | None, deployment_target: str, json_mode: bool) -> None:
     """Convert CHECKPOINT's components to Core ML packages (works on Linux too)."""
     def body() -> int:
         from rnnt_tui.core.coreml.convert import write_packages
@@ -32,17 +46,21 @@ def convert(checkpoint: str | None, precision: str, out_dir: str, max_frames: in
         with status(json_mode) as progress:
             packages = write_packages(checkpoint_path(checkpoint), Path(out_dir), precision=precision,
                                       max_frames=max_frames, minimum_deployment_target=deployment_target,
-                                      progress=progress)
+                                      progress=progress, weights=weights, clips=[Path(c) for c in clips])
         rows = [p.to_json() for p in packages]
         if json_mode:
             emit_json(rows)
             return ExitCode.OK
-        table = Table(title=f"Core ML packages ({precision}) in {out_dir}", title_justify="left")
-        for col in ("component", "package", "seconds", "cached"):
+        label = precision + (f", {weights} weights" if weights else "")
+        table = Table(title=f"Core ML packages ({label}) in {out_dir}", title_justify="left")
+        for col in ("component", "package", "seconds", "cached", "ops kept in fp32"):
             table.add_column(col)
         for row in rows:
+            kept = row.get("fp32_ops") or []
+            names = ", ".join(str(k.get("name", k)) if isinstance(k, dict) else str(k) for k in kept[:6])
             table.add_row(str(row.get("component")), str(row.get("path")), num(row.get("seconds")),
-                          "yes" if row.get("cached") else "no")
+                          "yes" if row.get("cached") else "no",
+                          f"{len(kept)}: {names}{', …' if len(kept) > 6 else ''}" if kept else "-")
         out.print(table)
         return ExitCode.OK
 

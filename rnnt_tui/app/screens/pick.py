@@ -31,7 +31,8 @@ class FileKind:
 
 
 def checkpoint_kind() -> FileKind:
-    return FileKind("checkpoints", "Open a checkpoint", (".nemo",), "NeMo checkpoints (.nemo)")
+    return FileKind("checkpoints", "Open a checkpoint or a bundle", (".nemo", ".rnntb"),
+                    "NeMo checkpoints (.nemo), recorded bundles (.rnntb, or a bundle folder typed in)")
 
 
 def audio_kind() -> FileKind:

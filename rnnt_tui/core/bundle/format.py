@@ -38,6 +38,11 @@ ARRAY_DIR = "arrays"
 _CHUNK = 8 * 1024 * 1024
 
 
+def is_bundle(path: Path) -> bool:
+    """Whether `path` is an rnnt-tui bundle (a folder with bundle.json, or a .rnntb zip) rather than a checkpoint."""
+    return path.suffix == ZIP_SUFFIX or (path.is_dir() and (path / BUNDLE_FILE).is_file())
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

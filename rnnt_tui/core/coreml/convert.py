@@ -45,7 +45,7 @@ from rnnt_tui.core.coreml.spec import META_PREFIX, load_coremltools
 from rnnt_tui.core.errors import BadInputError, CancelledError
 from rnnt_tui.core.precision.policy import KeptOp
 from rnnt_tui.core.quiet import quiet
-from rnnt_tui.core.runtimes.base import Progress, no_progress
+from rnnt_tui.core.progress import Progress, no_progress
 
 PRECISIONS = ("fp32", "fp16", "mixed", "fp16-all")
 #: bumped when the fp16 exceptions change, so cached fp16 packages from an older policy are not served
@@ -274,7 +274,7 @@ def _convert(loaded: LoadedModel, component: str, out_path: Path, precision: str
         with torch.no_grad():
             traced = torch.jit.trace(wrapper.eval(), example, check_trace=False)
         mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=inputs, outputs=outputs,
-                             compute_precision=compute_precision,
+                             compute_precision=compute_precision, skip_model_load=True,
                              minimum_deployment_target=_target(ct, minimum_deployment_target))
         op_modules = modules.record(mlmodel._mil_program,
                                     modules.ModuleResolver(getattr(model, component), component))
