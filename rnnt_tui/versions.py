@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import metadata
 
 from rnnt_tui import __version__
@@ -9,7 +10,9 @@ from rnnt_tui import __version__
 LIBRARIES = ("nemo_toolkit", "torch", "coremltools", "onnxruntime", "textual", "numpy")
 
 
+@functools.cache
 def package_version(name: str) -> str | None:
+    """A package's installed version (read once per process: metadata reads cost ~30 ms each)."""
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:

@@ -22,7 +22,7 @@ FOX = demo_dir() / "the-quick-brown-fox.wav"
 
 
 def _record(out: Path, clips: str | Path, *extra: str) -> Path:
-    from rnnt_tui.cli_bundle import record
+    from rnnt_tui.cli.bundle_cmd import record
 
     result = CliRunner().invoke(record, [str(demo_checkpoint()), str(clips), "--out", str(out), "--runs", "1",
                                          "--warmup", "0", *extra])
@@ -31,7 +31,7 @@ def _record(out: Path, clips: str | Path, *extra: str) -> Path:
 
 
 def _replay(bundle: Path, *extra: str) -> tuple[int, str, str]:
-    from rnnt_tui.cli_bundle import replay
+    from rnnt_tui.cli.bundle_cmd import replay
 
     result = CliRunner().invoke(replay, [str(bundle), *extra])
     return result.exit_code, result.stdout, " ".join(result.stderr.split())  # rich wraps at 80 columns
@@ -216,7 +216,7 @@ def test_zip_bundle_reads_and_truncation_is_refused(bundles: dict[str, Path], tm
 
 
 def test_record_never_overwrites(bundles: dict[str, Path]) -> None:
-    from rnnt_tui.cli_bundle import record
+    from rnnt_tui.cli.bundle_cmd import record
 
     before = _tree_hash(bundles["full"])
     result = CliRunner().invoke(record, [str(demo_checkpoint()), str(HELLO), "--out",
@@ -239,11 +239,8 @@ def test_onnx_replay_needs_the_export(bundles: dict[str, Path], tmp_path: Path) 
 def test_replay_imports_neither_torch_nor_nemo(bundles: dict[str, Path]) -> None:
     code = (
         "import sys, json\n"
-        "from rnnt_tui.cli_bundle import main\n"
-        "try:\n"
-        f"    main(['replay', {str(bundles['full'])!r}, '--against', 'onnx', '--json'])\n"
-        "except SystemExit as exc:\n"
-        "    assert exc.code == 0, exc.code\n"
+        "from rnnt_tui.cli import main\n"
+        f"assert main(['replay', {str(bundles['full'])!r}, '--against', 'onnx', '--json']) == 0\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'nemo', 'lightning') or "
         "m == 'rnnt_tui.core.runtimes.torch_runtime')\n"
         "print('HEAVY', json.dumps(heavy))\n"

@@ -22,7 +22,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rnnt_tui.cli_bundle import record
+    from rnnt_tui.cli.bundle_cmd import record
 
     out = tmp_path_factory.mktemp("bundle") / "demo.rnntb"
     result = CliRunner().invoke(record, [str(demo_checkpoint()), str(demo_dir() / "hello-world.wav"), "--out",
@@ -33,7 +33,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("against", ["coreml", "mil"])
 def test_replay_recorded_bundle(bundle: Path, against: str) -> None:
-    from rnnt_tui.cli_bundle import replay
+    from rnnt_tui.cli.bundle_cmd import replay
 
     result = CliRunner().invoke(replay, [str(bundle), "--against", against, "--json", "--runs", "1", "--warmup", "0"])
     assert result.exit_code == 0, result.stderr

@@ -25,13 +25,13 @@ from rnnt_tui.core.bundle.facts import BundleFacts
 from rnnt_tui.core.bundle.format import Bundle
 from rnnt_tui.core.bundle.recorded import FULL, PATH, RecordedModel, RecordedRuntime
 from rnnt_tui.core.compare_ops import samples
-from rnnt_tui.core.components import JOINT, STEPS, TensorInfo, describe
+from rnnt_tui.core.components import JOINT, TensorInfo, describe
 from rnnt_tui.core.errors import BadInputError, CancelledError
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
 from rnnt_tui.core.options import RuntimeOptions
 from rnnt_tui.core.pipeline.context import StepContext, error_text
 from rnnt_tui.core.pipeline.request import Settings
-from rnnt_tui.core.pipeline.session import Session
+from rnnt_tui.core.pipeline.session import Session, Step
 from rnnt_tui.core.progress import Progress, no_progress
 from rnnt_tui.core.results import OutputComparison, StepResult
 from rnnt_tui.core.runtimes.base import Runtime
@@ -144,28 +144,28 @@ class Replay:
         return clips
 
     def session(self, index: int) -> Session:
+        """A pipeline session on clip `index`: the recorded reference, the prepared candidate; a path-only joint
+        is compared on the decode-path cells; each result carries the recording's own reference timings."""
         reference = RecordedRuntime(self.bundle, index, self.model)
         prepared = {**self.prepared, REFERENCE: {r.component: r for r in reference.prepare()}}
-        return Session(self.facts, clip_audio(self.bundle, self.clips[index]), reference, self.candidate,
-                       self.settings, prepared, self.candidate_note)
-
-    def run(self, index: int, progress: Progress = no_progress, cancel: threading.Event | None = None) -> Session:
-        """Every step on clip `index`; the reference's timings are the recorded ones."""
-        session = self.session(index)
-        reference = session.reference
-        assert isinstance(reference, RecordedRuntime)
-        for name in STEPS:
-            progress(f"running {name}", None)
-            if name == JOINT and reference.joint_storage == PATH:
-                session.results[JOINT] = path_joint_step(session.ctx, reference, progress, cancel)
-            else:
-                session.run_step(name, progress, cancel)
         recorded = self.clips[index].get("timings", {})
-        for name, result in session.results.items():
-            timing = recorded.get(name)
+
+        def recorded_timings(result: StepResult) -> None:
+            timing = recorded.get(result.name)
             if REFERENCE in result.timings or timing is not None:
                 result.timings[REFERENCE] = Timings(**timing) if timing is not None else None
                 result.notes.append("reference: recorded (its timings are the recording's, not run here)")
+
+        overrides: dict[str, Step] = {}
+        if reference.joint_storage == PATH:
+            overrides[JOINT] = lambda ctx: path_joint_step(ctx, reference, ctx.progress, ctx.cancel)
+        return Session(self.facts, clip_audio(self.bundle, self.clips[index]), reference, self.candidate,
+                       self.settings, prepared, self.candidate_note, overrides, recorded_timings)
+
+    def run(self, index: int, progress: Progress = no_progress, cancel: threading.Event | None = None) -> Session:
+        """Every step on clip `index`."""
+        session = self.session(index)
+        session.run_all(progress, cancel)
         return session
 
     def report_block(self, index: int) -> dict[str, Any]:

@@ -12,13 +12,15 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from rnnt_tui.core.checkpoint import LoadedModel
 from rnnt_tui.core.options import RuntimeOptions
 from rnnt_tui.core.progress import Progress, no_progress
+
+if TYPE_CHECKING:
+    from rnnt_tui.core.checkpoint import LoadedModel
 
 __all__ = ["Availability", "BoundCall", "FunctionCall", "PrepareReport", "Progress", "Runtime", "RuntimeOptions",
            "no_progress"]

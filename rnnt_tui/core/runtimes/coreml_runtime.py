@@ -66,16 +66,25 @@ class CoreMLRuntime(PackageRuntime):
     def _check_runnable(self) -> None:
         require()
 
+    def close(self) -> None:
+        """Release the models, then the loader's private compiled copies (when the cache is off)."""
+        super().close()
+        loader = getattr(self, "loader", None)
+        if loader is not None:
+            loader.close()
+        self.loader: Any = None
+
     def _load(self, component: str, cancel: threading.Event | None) -> tuple[float, bool, str]:
         """Load one package on the chosen units through `core.coreml.load` (Core ML's own reason when it cannot,
         the spec checked against this macOS first, the compiled model kept in the cache or this runtime's private
         folder); returns (load ms, no compilation was needed, how)."""
         from rnnt_tui.core.coreml.load import CoreMLLoader
 
-        if getattr(self, "loader", None) is None:
-            self.loader = CoreMLLoader(self.options.use_cache)
+        loader: CoreMLLoader | None = getattr(self, "loader", None)
+        if loader is None:
+            loader = self.loader = CoreMLLoader(self.options.use_cache)
         info = self.packages[component]
-        opened = self.loader.load(info.path, self.options.compute_units, cancel, info.spec.spec_version)
+        opened = loader.load(info.path, self.options.compute_units, cancel, info.spec.spec_version)
         self.models[component] = opened.model
         self.compiled_paths[component] = opened.compiled_path
         return opened.load_ms, not opened.compiled_now, opened.how

@@ -273,6 +273,18 @@ class PackageRuntime(Runtime):
         return PackageCall(lambda: self._execute(component, dict(feed)), lambda raw: self._outputs(info, raw, crops),
                            notes)
 
+    def package_feed(self, component: str, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The package-named feed of one call of `component` (for tiled joints and heads, the first tile): what a
+        drift search hands Core ML's comparator."""
+        info, _ = self._model(component)
+        if component in _TILED:
+            enc, dec = np.asarray(inputs["encoded"]), np.asarray(inputs["decoder_output"])
+            t0, t1, _ = tiles(enc.shape[2], info.spec.input(info.inputs["encoded"]).bounds(
+                1 if info.layouts.get("encoded") == "BTD" else 2))[0]
+            u0, u1, _ = tiles(dec.shape[2], info.spec.input(info.inputs["decoder_output"]).bounds(2))[0]
+            inputs = {"encoded": enc[:, :, t0:t1], "decoder_output": dec[:, :, u0:u1]}
+        return self._feed(component, info, inputs)[0]
+
     def _bind_tiled(self, component: str, info: PackageInfo, inputs: dict[str, np.ndarray]) -> BoundCall:
         enc, dec = np.asarray(inputs["encoded"]), np.asarray(inputs["decoder_output"])
         frames, steps = enc.shape[2], dec.shape[2]
