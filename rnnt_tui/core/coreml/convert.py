@@ -44,8 +44,8 @@ from rnnt_tui.core.components import COMPONENTS, DECODER, ENCODER, JOINT, PREPRO
 from rnnt_tui.core.coreml.spec import META_PREFIX, load_coremltools
 from rnnt_tui.core.errors import BadInputError, CancelledError
 from rnnt_tui.core.precision.policy import KeptOp
-from rnnt_tui.core.quiet import quiet
 from rnnt_tui.core.progress import Progress, no_progress
+from rnnt_tui.core.quiet import quiet
 
 PRECISIONS = ("fp32", "fp16", "mixed", "fp16-all")
 #: bumped when the fp16 exceptions change, so cached fp16 packages from an older policy are not served
