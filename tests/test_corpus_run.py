@@ -214,7 +214,7 @@ def test_cli_gates_exit_codes_and_nothing_written_outside_out(manifest: Path, tm
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from rnnt_tui.cli_corpus import corpus, corpus_report
+    from rnnt_tui.cli.corpus_cmd import corpus, corpus_report
 
     monkeypatch.chdir(tmp_path)
     before = _listing(manifest.parent)

@@ -20,6 +20,8 @@ COMMANDS = {
     "compare": "compare_cmd:compare",
     "convert": "convert_cmd:convert",
     "cache": "cache_cmd:cache",
+    "corpus": "corpus_cmd:corpus",
+    "corpus-report": "corpus_cmd:corpus_report",
     "record": "bundle_cmd:record",
     "replay": "bundle_cmd:replay",
     "precision": "precision_cmd:precision",

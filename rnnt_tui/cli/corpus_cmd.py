@@ -245,15 +245,3 @@ def corpus_report(results: tuple[str, ...], out_dir: str | None, json_mode: bool
         return code
 
     guard(body)
-
-
-@click.group()
-def standalone() -> None:
-    """`python -m rnnt_tui.cli_corpus corpus|corpus-report ...` until `rnnt-tui` registers both."""
-
-
-standalone.add_command(corpus)
-standalone.add_command(corpus_report)
-
-if __name__ == "__main__":
-    standalone()
