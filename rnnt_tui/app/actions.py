@@ -40,6 +40,7 @@ PALETTE_TITLES = {
     "toggle_fuse": "Switch the joint fuse mode (as saved / validation)",
     "export": "Export the report (JSON, Markdown, SVG)",
     "sweep": "Core ML compute-unit sweep",
+    "precision": "Precision: fp16 hazards, lint, mixed precision (Core ML program, MIL interpreter)",
     "toggle_theme": "Toggle light / dark theme",
 }
 
@@ -99,7 +100,7 @@ class Actions(Controller):
             self.run_steps([self.pipeline.selected])
 
     def action_cancel(self) -> None:
-        groups = ("steps", "fuse", "model", "export", "sweep", "corpus")
+        groups = ("steps", "fuse", "model", "export", "sweep", "corpus", "precision")
         cancelled = [w for g in groups for w in self.workers.cancel_group(self, g)]
         if cancelled:
             return
@@ -230,6 +231,12 @@ class Actions(Controller):
         from rnnt_tui.app.screens.sweep import SweepScreen
 
         self.push_screen(SweepScreen(self.availability.get("coreml"), self.options.against, self.run_sweep))
+
+    def action_precision(self) -> None:
+        from rnnt_tui.app.screens.precision import PrecisionScreen
+
+        if self._has_session():
+            self.push_screen(PrecisionScreen(self.run_precision))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"

@@ -30,6 +30,7 @@ from rnnt_tui.app.engine_process import EngineStoppedError, ProcessEngine
 from rnnt_tui.app.messages import CoreEvent, Exported, JobDone, RuntimesChecked
 from rnnt_tui.app.recent import Recent
 from rnnt_tui.app.screens.error import ErrorScreen
+from rnnt_tui.app.screens.precision import PrecisionDone, PrecisionScreen
 from rnnt_tui.app.screens.sweep import SweepDone, SweepScreen
 from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.detail import DetailView
@@ -70,6 +71,8 @@ class RnntApp(Actions, App[int]):
         _b("x", "rerun", "Rerun step", "Run the selected step again"),
         _b("escape", "cancel", "Cancel", "Cancel the running step, export or conversion", key_display="Esc"),
         _b("u", "sweep", "Units sweep", "Core ML compute-unit sweep and op placement"),
+        _b("p", "precision", "Precision", "fp16 hazards, lint, mixed precision: the conversion certified in the MIL "
+                                          "interpreter"),
         _b("q", "quit", "Quit", "Quit (background work is cancelled)"),
         _b("left_square_bracket", "select_step(-1)", "Prev step", "Select the previous step", show=False,
            key_display="["),
@@ -244,6 +247,17 @@ class RnntApp(Actions, App[int]):
         with self.engine.track():
             paths = self.engine.export(directory, stem)
             self.post_message(Exported([*paths, screenshot]))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="precision", description="certifying precision")
+    def run_precision(self, screen: PrecisionScreen, precision: str) -> None:
+        with self.engine.track():
+            try:
+                report = self.engine.precision(precision, self.post_event, self._cancel_flag())
+            except CancelledError:
+                self.post_message(JobDone("precision", "Precision analysis cancelled", cancelled=True))
+                return
+            screen.post_message(PrecisionDone(report))
+            self.post_message(JobDone("precision", f"Precision ({precision}): {report.get('status')}"))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sweep", description="compute-unit sweep")
     def run_sweep(self, screen: SweepScreen) -> None:

@@ -138,6 +138,20 @@ class Engine(ActiveWorkers):
             for event in run_corpus(request, cancel, pipeline=pipe):
                 post(event)
 
+    def precision(self, precision: str, post: Post, cancel: threading.Event) -> dict[str, Any]:
+        """The open model's conversion at `precision` certified on the open clip (core.precision.certify), as
+        JSON: hazards per component with their ops and NeMo modules, lint, the decode check, the edge sweep."""
+        from rnnt_tui.core.pipeline.events import progress_of
+        from rnnt_tui.core.precision.certify import certify
+
+        with self.lock:
+            pipe = self._pipeline(post)
+            if pipe.loaded is None or pipe.session is None:
+                raise RuntimeError("certifying needs a restored checkpoint (a bundle holds no model to convert)")
+            report = certify(pipe.loaded, pipe.session.audio.path, precision=precision, max_seconds=30.0,
+                             progress=progress_of(post, "precision"), cancel=cancel)
+        return report.to_json()
+
     def stop(self) -> None:
         """Nothing to stop in-process: a worker thread ends when its core call next polls the cancel flag."""
 
