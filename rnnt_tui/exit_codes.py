@@ -11,9 +11,11 @@ class ExitCode(IntEnum):
     OK = 0
     """Done; for `compare`, every component within tolerance and the transcripts agree."""
     MISMATCH = 1
-    """`compare` ran and found a component out of tolerance (or a shape mismatch, or NaN/Inf)."""
+    """`compare` ran and found a component out of tolerance (or a shape mismatch, or NaN/Inf); `corpus`: a gate was
+    breached; `precision`: hazards found."""
     BAD_INPUT = 2
-    """A file given could not be used (missing, corrupt, wrong kind, not a transducer); stderr names it."""
+    """A file given could not be used (missing, corrupt, wrong kind, not a transducer, a tampered bundle); stderr
+    names it. `corpus`: nothing could be evaluated."""
     UNAVAILABLE = 3
     """The chosen runtime cannot run here (for example Core ML predictions need macOS); stderr says why."""
     FAILED = 4

@@ -61,9 +61,14 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
 
     def eval(self) -> Any:
-        """Put every module in eval mode (NeMo's restore and transcribe leave them training) and return it."""
-        self.model.eval()
-        return self.model
+        """Put every module in eval mode (NeMo's restore and transcribe leave them training) and return it.
+        Cheap when nothing is training (it runs before every component call): only the modules that
+        `transcribe()` is known to leave training are looked at before walking the whole tree."""
+        model = self.model
+        parts = [model, *(getattr(model, n, None) for n in ("preprocessor", "encoder", "decoder", "joint"))]
+        if any(getattr(part, "training", False) for part in parts):
+            model.eval()
+        return model
 
 
 def _restore_problem(exc: BaseException, model_class: str) -> str:

@@ -36,6 +36,7 @@ class Upstream:
     features: Arrays | None = None
     encoded: Arrays | None = None
     decode: DecodeResult | None = None
+    decode_timings: Timings | None = None  # the reference decode's wall time, when it ran
     decoder: Arrays | None = None  # decoder_output [1,H,U], h and c [U,L,1,H] along the reference path
     targets: np.ndarray | None = None  # [1,U]: blank (start), then each reference token
     candidate: dict[str, Arrays] = field(default_factory=dict)  # the candidate's own outputs per component

@@ -36,12 +36,15 @@ def _once(fn: Callable[[], T]) -> tuple[T, Timings]:
 
 
 def reference_decode(ctx: StepContext) -> tuple[DecodeResult, Timings]:
-    """The reference's greedy decode of its own encoder output (kept upstream: the decoder chain follows it)."""
+    """The reference's greedy decode of its own encoder output (kept upstream: the decoder chain follows it;
+    computed once per session)."""
+    if ctx.upstream.decode is not None and ctx.upstream.decode_timings is not None:
+        return ctx.upstream.decode, ctx.upstream.decode_timings
     encoded, length = ctx.upstream.encoded_frames
     summary = ctx.facts.summary
     decoded, timings = _once(lambda: greedy_decode(ctx.reference, encoded, length, summary.blank_id,
                                                    summary.durations, ctx.facts.max_symbols(), ctx.cancel))
-    ctx.upstream.decode = decoded
+    ctx.upstream.decode, ctx.upstream.decode_timings = decoded, timings
     return decoded, timings
 
 
