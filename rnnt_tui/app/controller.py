@@ -185,7 +185,7 @@ class Controller(_Base):
             self._trust_told = True
             self.notify("Reading the summary ran nothing from the archive; restoring runs NeMo's loader, which "
                         "unpickles the weights. Only open checkpoints you trust.", title="Restoring with NeMo",
-                        timeout=8)
+                        timeout=20)  # a trust notice: on screen until well after the model is ready
         self.query_one(FusePanel).show_saved(saved_mode(message.summary))
         self.pipeline.reset(Status.PREPARING)
         self.summary = message.summary
