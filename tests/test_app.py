@@ -28,7 +28,7 @@ from rnnt_tui.app.messages import CoreEvent, JobDone
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.tables import DiffsTable
 from rnnt_tui.core.components import STEPS
-from rnnt_tui.core.pipeline.events import FuseChanged, SessionReady, StepFinished
+from rnnt_tui.core.pipeline.events import FuseChanged, ModelRestored, SessionReady, StepFinished
 from rnnt_tui.core.pipeline.events import SummaryRead as SummaryReady
 from rnnt_tui.paths import demo_audio, demo_checkpoint
 
@@ -315,7 +315,8 @@ async def test_help_palette_and_sweep_screens() -> None:
         await pilot.press("escape")
         titles = [title for title, _, _ in app.palette_commands()]
         for wanted in ("Run all", "Next step", "Switch the joint fuse mode (as saved / validation)",
-                       "Export the report (JSON, Markdown, SVG)", "Open a checkpoint (.nemo)…", "Open an audio clip…",
+                       "Export the report (JSON, Markdown, SVG)", "Open a checkpoint (.nemo) or a recorded bundle…",
+                       "Open an audio clip or a corpus (manifest, list, folder)…",
                        "Core ML compute-unit sweep", "Rerun step", "Cancel", "Help", "Toggle light / dark theme",
                        "Export to a directory…", "Open recent checkpoint demo-rnnt.nemo"):
             assert wanted in titles
@@ -485,3 +486,66 @@ async def test_a_conversion_crash_shows_its_traceback_folded(monkeypatch: pytest
         await pilot.press("escape")
         await ready(pilot)
         assert app.session is not None and app.session.candidate_note is not None
+
+
+async def test_corpus_tab_runs_a_manifest_opens_an_utterance_and_returns(tmp_path: Path) -> None:
+    """`rnnt-tui CHECKPOINT MANIFEST`: the corpus runs on the open model, its rows and totals fill the Corpus tab,
+    Enter opens an utterance in the explorer (no second restore) and Esc returns."""
+    import json
+
+    from textual.widgets import TabbedContent
+
+    from rnnt_tui.app.widgets.corpus_view import CorpusTable
+    from rnnt_tui.paths import demo_dir
+
+    clips = json.loads((demo_dir() / "clips.json").read_text())[:2]
+    manifest = tmp_path / "two.jsonl"
+    manifest.write_text("\n".join(json.dumps({"audio_filepath": str(demo_dir() / c["audio"]), "text": c["text"]})
+                                  for c in clips) + "\n")
+    app = RnntApp(demo_checkpoint(), demo_audio(), RuntimeChoices(), engine=Engine(), manifest=manifest)
+    messages: list[Message] = []
+    async with app.run_test(size=(140, 44), message_hook=messages.append) as pilot:
+        await wait_for(pilot, lambda: any(type(e).__name__ == "CorpusFinished" for e in events(messages)),
+                       "the corpus run", timeout=180)
+        await pilot.pause(0.2)
+        table = app.query_one(CorpusTable)
+        assert table.row_count == 2 and app.query_one(TabbedContent).active == "tab-corpus"
+        text = screen_text(app)
+        assert "QoI 100.0% of 2" in text and "identical 100.0% of 2" in text, text
+        assert "ONNX Runtime" in text and "NeMo / PyTorch" in text
+        restores = len(of_type(messages, ModelRestored))
+        table.focus()
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: app.audio_path.name == clips[1]["audio"] and "decode" in app.results,
+                       "the utterance in the explorer", timeout=120)
+        await ready(pilot)
+        assert len(of_type(messages, ModelRestored)) == restores  # same restored model
+        await pilot.press("escape")
+        assert app.query_one(TabbedContent).active == "tab-corpus"
+
+
+async def test_a_recorded_bundle_opens_like_a_checkpoint(tmp_path: Path) -> None:
+    """`rnnt-tui BUNDLE`: the summary and fuse panel from the bundle, no restore, steps run the candidate only
+    against the recorded reference."""
+    from click.testing import CliRunner
+
+    from rnnt_tui.cli.bundle_cmd import record
+
+    bundle = tmp_path / "demo-bundle"
+    result = CliRunner().invoke(record, [str(demo_checkpoint()), str(demo_audio()), "--out", str(bundle),
+                                         "--runs", "1", "--warmup", "0", "--export", "onnx"])
+    assert result.exit_code == 0, result.output
+    app = RnntApp(bundle, demo_audio(), RuntimeChoices(against="onnx", runs=1, warmup=0), engine=Engine())
+    messages: list[Message] = []
+    async with app.run_test(size=(140, 44), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        summaries = of_type(messages, SummaryReady)
+        assert summaries and summaries[0].recorded and not of_type(messages, ModelRestored)
+        assert "recorded reference" in screen_text(app)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: "decode" in app.results and not busy(app), "every step")
+        statuses = {n: r.status for n, r in app.results.items()}
+        assert statuses.pop("preprocessor") == "reference-only"  # ONNX Runtime has no preprocessor
+        assert set(statuses.values()) == {"done"}, {n: r.error for n, r in app.results.items()}
+        assert app.labels["reference"].endswith("(recorded)")
+        assert app.decode is not None and app.decode.first_divergence is None

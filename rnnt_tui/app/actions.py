@@ -30,7 +30,11 @@ MANIFEST_SUFFIXES = (".json", ".jsonl", ".txt", ".lst")
 
 
 def is_manifest(path: Path) -> bool:
-    return path.is_dir() or path.suffix.lower() in MANIFEST_SUFFIXES
+    """A manifest or list by its suffix, or a folder of clips (a folder named like a clip is a bad clip)."""
+    from rnnt_tui.core.audio import AUDIO_SUFFIXES  # numpy: only once a file is picked, never at start-up
+
+    suffix = path.suffix.lower()
+    return suffix in MANIFEST_SUFFIXES or (path.is_dir() and suffix not in AUDIO_SUFFIXES)
 
 
 #: command-palette titles where the footer's short word would be vague
