@@ -549,3 +549,27 @@ async def test_a_recorded_bundle_opens_like_a_checkpoint(tmp_path: Path) -> None
         assert set(statuses.values()) == {"done"}, {n: r.error for n, r in app.results.items()}
         assert app.labels["reference"].endswith("(recorded)")
         assert app.decode is not None and app.decode.first_divergence is None
+
+
+async def test_precision_screen_certifies_the_conversion_in_the_mil_interpreter() -> None:
+    """p, r: the demo's fp16 conversion against its fp32 program, every component finite, the decode identical,
+    hazards and lint listed, and the label says what computed it."""
+    from textual.widgets import DataTable
+
+    from rnnt_tui.app.screens.precision import PrecisionScreen
+
+    app = make_app(engine=Engine())
+    async with app.run_test(size=(150, 50)) as pilot:
+        await ready(pilot)
+        await pilot.press("p")
+        assert isinstance(app.screen, PrecisionScreen)
+        await pilot.press("r")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.query_one("#precision-components", DataTable).row_count == 4,
+                       "the precision report", timeout=300)
+        text = " ".join(screen_text(app).split())
+        assert "Core ML program in rnnt-tui's MIL interpreter" in text
+        assert "decode through the programs: identical" in text and "status ok" in text, text
+        rows = screen.query_one("#precision-components", DataTable)
+        assert [str(rows.get_row_at(i)[3]) for i in range(4)] == ["yes"] * 4  # finite
+        assert screen.query_one("#precision-lint", DataTable).row_count > 0

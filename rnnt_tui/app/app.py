@@ -249,10 +249,10 @@ class RnntApp(Actions, App[int]):
             self.post_message(Exported([*paths, screenshot]))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="precision", description="certifying precision")
-    def run_precision(self, screen: PrecisionScreen, precision: str) -> None:
+    def run_precision(self, screen: PrecisionScreen, precision: str, weights: str | None) -> None:
         with self.engine.track():
             try:
-                report = self.engine.precision(precision, self.post_event, self._cancel_flag())
+                report = self.engine.precision(precision, weights, self.post_event, self._cancel_flag())
             except CancelledError:
                 self.post_message(JobDone("precision", "Precision analysis cancelled", cancelled=True))
                 return

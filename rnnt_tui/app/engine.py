@@ -138,7 +138,7 @@ class Engine(ActiveWorkers):
             for event in run_corpus(request, cancel, pipeline=pipe):
                 post(event)
 
-    def precision(self, precision: str, post: Post, cancel: threading.Event) -> dict[str, Any]:
+    def precision(self, precision: str, weights: str | None, post: Post, cancel: threading.Event) -> dict[str, Any]:
         """The open model's conversion at `precision` certified on the open clip (core.precision.certify), as
         JSON: hazards per component with their ops and NeMo modules, lint, the decode check, the edge sweep."""
         from rnnt_tui.core.pipeline.events import progress_of
@@ -148,7 +148,8 @@ class Engine(ActiveWorkers):
             pipe = self._pipeline(post)
             if pipe.loaded is None or pipe.session is None:
                 raise RuntimeError("certifying needs a restored checkpoint (a bundle holds no model to convert)")
-            report = certify(pipe.loaded, pipe.session.audio.path, precision=precision, max_seconds=30.0,
+            report = certify(pipe.loaded, pipe.session.audio.path, precision=precision, weights=weights,
+                             max_seconds=30.0,
                              progress=progress_of(post, "precision"), cancel=cancel)
         return report.to_json()
 

@@ -67,8 +67,8 @@ class ProcessEngine(ActiveWorkers):
     def rebuild(self, request: Request, post: Post, cancel: threading.Event) -> None:
         self._call("rebuild", (request,), post, cancel)
 
-    def precision(self, precision: str, post: Post, cancel: threading.Event) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("precision", (precision,), post, cancel)
+    def precision(self, precision: str, weights: str | None, post: Post, cancel: threading.Event) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("precision", (precision, weights), post, cancel)
         return result
 
     def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event) -> None:

@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Label, Static
 from rnnt_tui.app.format import DASH, num
 
 PRECISIONS = ("fp16", "mixed", "fp16-all")
+WEIGHTS = (None, "int8", "palettize6", "palettize4")
 NOTE = ("Computed by the Core ML program in rnnt-tui's MIL interpreter (fp16 ops round their outputs to fp16): it "
         "finds range hazards and conversion mistakes, not the Neural Engine's own arithmetic, op fusion or "
         "activation tables. Final sign-off needs a Mac.")
@@ -42,12 +43,15 @@ class PrecisionScreen(ModalScreen[None]):
         Binding("r", "run", "Certify", id="precision.run", tooltip="Analyse the conversion on the open clip"),
         Binding("m", "cycle_precision", "Precision", id="precision.cycle",
                 tooltip="fp16 (the tool's) → mixed (fewest fp32 ops) → fp16-all (coremltools' plain fp16)"),
+        Binding("w", "cycle_weights", "Weights", id="precision.weights",
+                tooltip="Compressed weights: none → int8 → 6-bit palette → 4-bit palette"),
     ]
 
-    def __init__(self, start: Callable[[PrecisionScreen, str], object]) -> None:
+    def __init__(self, start: Callable[[PrecisionScreen, str, str | None], object]) -> None:
         super().__init__()
         self.start = start
         self.precision = PRECISIONS[0]
+        self.weights: str | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="precision-box"):
@@ -74,18 +78,24 @@ class PrecisionScreen(ModalScreen[None]):
                                                                  "NeMo module")
 
     def _title(self) -> None:
+        weights = f", {self.weights} weights" if self.weights else ""
         self.query_one("#precision-title", Label).update(
-            f"Precision: {self.precision} conversion vs its fp32 program   (r certifies · m precision · Esc closes)")
+            f"Precision: {self.precision}{weights} conversion vs its fp32 program   (r certifies · m precision · "
+            "w weights · Esc closes)")
 
     def action_cycle_precision(self) -> None:
         self.precision = PRECISIONS[(PRECISIONS.index(self.precision) + 1) % len(PRECISIONS)]
+        self._title()
+
+    def action_cycle_weights(self) -> None:
+        self.weights = WEIGHTS[(WEIGHTS.index(self.weights) + 1) % len(WEIGHTS)]
         self._title()
 
     def action_run(self) -> None:
         self.query_one("#precision-summary", Static).update(
             Text(f"Converting ({self.precision}) and running both programs in the MIL interpreter… "
                  "(Esc in the main screen cancels)", style="bold"))
-        self.start(self, self.precision)
+        self.start(self, self.precision, self.weights)
 
     @on(PrecisionDone)
     def _done(self, message: PrecisionDone) -> None:
