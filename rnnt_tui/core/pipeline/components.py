@@ -54,7 +54,7 @@ def preprocessor_step(ctx: StepContext) -> StepResult:
 def encoder_step(ctx: StepContext) -> StepResult:
     assert ctx.upstream.features is not None, "the preprocessor runs first"
     result, ctx.upstream.encoded = component_step(ctx, ENCODER, dict(ctx.upstream.features))
-    from rnnt_tui.core.pipeline.heads import fused_encoder_rows
+    from rnnt_tui.core.pipeline.heads import MEL_ENCODER, fused_encoder_rows
 
     ref = ctx.upstream.encoded
     cand = ctx.upstream.candidate.get(ENCODER)
@@ -67,7 +67,7 @@ def encoder_step(ctx: StepContext) -> StepResult:
         result.notes.extend(notes)
         if rows and not status_of(rows):
             result.status = Status.MISMATCH
-        cand = cand or ctx.upstream.candidate.get("mel_encoder")
+        cand = cand or ctx.upstream.candidate.get(MEL_ENCODER)
     if cand is not None and cand["encoded"].shape == ref["encoded"].shape:
         result.maps["per_frame_max_abs"] = per_frame_max(ref["encoded"], cand["encoded"], axis=-1)
     return result

@@ -15,6 +15,7 @@ from typing import TypeVar
 import numpy as np
 
 from rnnt_tui.core.components import ENCODER, PREPROCESSOR
+from rnnt_tui.core.coreml.matching import MEL_ENCODER
 from rnnt_tui.core.decode import DecodeResult, greedy_decode
 from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
@@ -51,8 +52,8 @@ def reference_decode(ctx: StepContext) -> tuple[DecodeResult, Timings]:
 def _candidate_encoded(ctx: StepContext, candidate: Runtime) -> tuple[np.ndarray, int]:
     features = ctx.upstream.features
     assert features is not None
-    if ENCODER not in candidate.components and "mel_encoder" in getattr(candidate, "heads", ()):
-        out = ctx.upstream.candidate.get("mel_encoder") or candidate.run("mel_encoder", audio_inputs(ctx))
+    if ENCODER not in candidate.components and MEL_ENCODER in getattr(candidate, "heads", ()):
+        out = ctx.upstream.candidate.get(MEL_ENCODER) or candidate.run(MEL_ENCODER, audio_inputs(ctx))
         return np.asarray(out["encoded"], dtype=np.float32), int(np.asarray(out["encoded_length"]).reshape(-1)[0])
     if PREPROCESSOR in candidate.components:
         features = ctx.upstream.candidate.get(PREPROCESSOR) or candidate.run(PREPROCESSOR, audio_inputs(ctx))

@@ -18,12 +18,12 @@ import numpy as np
 
 from rnnt_tui.core.compare_ops import compare_outputs
 from rnnt_tui.core.components import ENCODER, JOINT, OUTPUTS
+from rnnt_tui.core.coreml.matching import JOINT_DECISION, JOINT_DECISION_STEP, MEL_ENCODER
 from rnnt_tui.core.pipeline.components import audio_inputs
 from rnnt_tui.core.pipeline.context import Arrays, StepContext, error_text
 from rnnt_tui.core.results import OutputComparison
 
-MEL_ENCODER = "mel_encoder"
-DECISION_HEADS = ("joint_decision", "joint_decision_step")
+DECISION_HEADS = (JOINT_DECISION, JOINT_DECISION_STEP)
 MAX_DECISION_CELLS = 20_000
 
 
