@@ -13,7 +13,7 @@ from __future__ import annotations
 import gc
 import traceback
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -30,8 +30,6 @@ from rnnt_tui.app.engine_process import EngineStoppedError, ProcessEngine
 from rnnt_tui.app.messages import CoreEvent, Exported, JobDone, RuntimesChecked
 from rnnt_tui.app.recent import Recent
 from rnnt_tui.app.screens.error import ErrorScreen
-from rnnt_tui.app.screens.precision import PrecisionDone, PrecisionScreen
-from rnnt_tui.app.screens.sweep import SweepDone, SweepScreen
 from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.detail import DetailView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
@@ -44,6 +42,10 @@ from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
 from rnnt_tui.app.widgets.transcript import TranscriptView
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError, StepFailedError
 from rnnt_tui.core.fuse import VALIDATION
+
+if TYPE_CHECKING:
+    from rnnt_tui.app.screens.precision import PrecisionScreen
+    from rnnt_tui.app.screens.sweep import SweepScreen
 
 NARROW = 120  # columns below which the overview stacks tighter
 
@@ -256,6 +258,8 @@ class RnntApp(Actions, App[int]):
             except CancelledError:
                 self.post_message(JobDone("precision", "Precision analysis cancelled", cancelled=True))
                 return
+            from rnnt_tui.app.screens.precision import PrecisionDone  # the screen's module: loaded when it opened
+
             screen.post_message(PrecisionDone(report))
             self.post_message(JobDone("precision", f"Precision ({precision}): {report.get('status')}"))
 
@@ -263,6 +267,8 @@ class RnntApp(Actions, App[int]):
     def run_sweep(self, screen: SweepScreen) -> None:
         with self.engine.track():
             rows = self.engine.sweep(self.post_event, self._cancel_flag())
+            from rnnt_tui.app.screens.sweep import SweepDone  # the screen's module: loaded when it opened
+
             screen.post_message(SweepDone(rows))
             self.post_message(JobDone("sweep", "Sweep done"))
 
