@@ -477,7 +477,8 @@ async def test_a_conversion_crash_shows_its_traceback_folded(monkeypatch: pytest
     monkeypatch.setitem(runtimes.RUNTIMES, "crashing", "perturbed_runtime:CrashingRuntime")
     app = make_app(engine=Engine(), against="crashing")
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), "the error modal")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen) and bool(app.screen.query(Collapsible)),
+                       "the error modal")
         screen = app.screen
         assert isinstance(screen, ErrorScreen)
         assert "slice_by_index_42" in screen.message
