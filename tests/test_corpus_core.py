@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from edit_distance import levenshtein
 
 from rnnt_tui.core.corpus.aggregate import Gates, aggregate, breached
 from rnnt_tui.core.corpus.manifest import ManifestError, Shard, Utterance, looks_like_manifest, read_manifest
@@ -15,16 +16,6 @@ from rnnt_tui.core.corpus.metrics import normalise, score
 from rnnt_tui.core.corpus.records import OK, UtteranceRecord, error_record
 from rnnt_tui.core.corpus.store import RESULTS_FILE, ResultsStore, RunHeader, merge_results, read_results
 from rnnt_tui.core.errors import BadInputError
-
-
-def levenshtein(a: list[str], b: list[str]) -> int:
-    """The test's own edit distance (independent of jiwer / kaldialign)."""
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
 
 
 @pytest.fixture()

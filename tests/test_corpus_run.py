@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from edit_distance import levenshtein
 
 from rnnt_tui.core.corpus import demo_manifest
 from rnnt_tui.core.corpus.manifest import Shard
@@ -95,13 +96,6 @@ def _words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
 
 
-def _edits(a: list[Any], b: list[Any]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
 
 
 def test_run_records_every_line_and_events_pickle(full: tuple[Path, list[Any]], manifest: Path) -> None:
@@ -128,11 +122,11 @@ def test_aggregates_match_an_independent_computation(full: tuple[Path, list[Any]
     raw = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()][1:]
     ok = [r for r in raw if r["status"] == "ok"]
     assert len(ok) == 4 and all(r["reference_text"] == r["nemo_text"] for r in ok)
-    errors = {side: sum(_edits(_words(r["text"]), _words(r[f"{side}_text"])) for r in ok)
+    errors = {side: sum(levenshtein(_words(r["text"]), _words(r[f"{side}_text"])) for r in ok)
               for side in ("reference", "candidate")}
     words = sum(len(_words(r["text"])) for r in ok)
     chars = sum(len(" ".join(_words(r["text"]))) for r in ok)
-    cer = {side: sum(_edits(list(" ".join(_words(r["text"]))), list(" ".join(_words(r[f"{side}_text"]))))
+    cer = {side: sum(levenshtein(list(" ".join(_words(r["text"]))), list(" ".join(_words(r[f"{side}_text"]))))
                      for r in ok) / chars for side in ("reference", "candidate")}
     s = report["summary"]
     assert errors["reference"] > 0  # the concatenation is partly wrong: the check is not of zeros
@@ -140,7 +134,7 @@ def test_aggregates_match_an_independent_computation(full: tuple[Path, list[Any]
         assert s["wer"][side] == pytest.approx(errors[side] / words)
         assert s["cer"][side] == pytest.approx(cer[side])
     assert s["wer_delta"] == pytest.approx((errors["candidate"] - errors["reference"]) / words)
-    qoi = sum(_edits(_words(r["text"]), _words(r["candidate_text"])) <= _edits(_words(r["text"]),
+    qoi = sum(levenshtein(_words(r["text"]), _words(r["candidate_text"])) <= levenshtein(_words(r["text"]),
               _words(r["reference_text"])) for r in ok) / len(ok)
     assert s["qoi"] == pytest.approx(qoi) and s["qoi_over"] == 4
     assert s["identical"] == pytest.approx(sum(r["candidate_text"] == r["reference_text"] for r in ok) / len(ok))

@@ -128,15 +128,17 @@ class Session:
         up = self.ctx.upstream
         wanted = {ENCODER: (PREPROCESSOR,), DECODER: (PREPROCESSOR, ENCODER), JOINT: (PREPROCESSOR, ENCODER, DECODER),
                   DECODE: (PREPROCESSOR, ENCODER)}.get(name, ())
+        def produced(dependency: str) -> object:
+            return {PREPROCESSOR: up.features, ENCODER: up.encoded, DECODER: up.decoder}[dependency]
+
         for dependency in wanted:
-            have = {PREPROCESSOR: up.features, ENCODER: up.encoded, DECODER: up.decoder}[dependency]
-            if have is not None:
+            if produced(dependency) is not None:
                 continue
             if dependency in self.results:
                 raise RuntimeError(f"the reference {dependency} failed, so the {name} has no input")
             self.run_step(dependency, progress, cancel)
             self.ctx.progress, self.ctx.cancel = progress, cancel
-            if {PREPROCESSOR: up.features, ENCODER: up.encoded, DECODER: up.decoder}[dependency] is None:
+            if produced(dependency) is None:
                 raise RuntimeError(f"the reference {dependency} failed, so the {name} has no input")
         if name == DECODER and up.decode is None:
             reference_decode(self.ctx)
