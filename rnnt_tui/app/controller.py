@@ -38,6 +38,7 @@ from rnnt_tui.core.pipeline.events import (
     Progress,
     SessionReady,
     SessionView,
+    StepCleared,
     StepFinished,
     StepStarted,
     SummaryRead,
@@ -169,7 +170,8 @@ class Controller(_Base):
     EVENT_HANDLERS: ClassVar[dict[str, str]] = {
         "SummaryRead": "on_summary_read", "ClipLoaded": "on_clip_loaded", "ModelRestored": "on_model_restored",
         "Progress": "on_progress", "SessionReady": "on_session_ready", "CandidateFailed": "on_candidate_failed",
-        "StepStarted": "on_step_started", "StepFinished": "on_step_finished", "FuseChanged": "on_fuse_changed",
+        "StepStarted": "on_step_started", "StepFinished": "on_step_finished", "StepCleared": "on_step_cleared",
+        "FuseChanged": "on_fuse_changed",
         "CorpusPlanned": "on_corpus_planned", "UtteranceStarted": "on_utterance_started",
         "UtteranceFinished": "on_utterance_finished", "CorpusFinished": "on_corpus_finished"}
 
@@ -262,7 +264,9 @@ class Controller(_Base):
         self.show_step_detail()
 
     def on_step_finished(self, message: StepFinished) -> None:
-        self.results, self.decode = dict(message.results), message.decode
+        self.results = {**self.results, message.name: message.result}
+        if message.name == "decode":
+            self.decode = message.decode
         self.show_results()
         if message.name == "decode" and message.decode is not None and message.decode.candidate_tokens is not None:
             agree = message.decode.first_divergence is None
@@ -270,6 +274,10 @@ class Controller(_Base):
                         f"{self.labels['candidate']}: {message.decode.candidate_text!r}",
                         title="Transcripts agree" if agree else "Transcripts differ",
                         severity="information" if agree else "warning", timeout=6)
+
+    def on_step_cleared(self, message: StepCleared) -> None:
+        self.results = {k: v for k, v in self.results.items() if k != message.name}
+        self.show_results()
 
     def on_fuse_changed(self, message: FuseChanged) -> None:
         fuse = message.fuse

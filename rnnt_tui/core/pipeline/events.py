@@ -9,7 +9,7 @@ heavy library in the process that reads them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,12 +100,20 @@ class StepStarted(Event):
 
 @dataclass(frozen=True)
 class StepFinished(Event):
-    """A step finished; `results` is every step's result so far (keyed by step name)."""
+    """A step finished: that step's result only (front ends keep what they were sent before); `decode` is the
+    decode comparison when the step was the decode."""
 
     name: str
-    results: dict[str, StepResult] = field(default_factory=dict)
+    result: StepResult
     decode: DecodeComparison | None = None
     duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class StepCleared(Event):
+    """A step's result no longer holds (the joint after its mode changed): show it as not run."""
+
+    name: str
 
 
 @dataclass(frozen=True)

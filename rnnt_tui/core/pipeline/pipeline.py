@@ -257,8 +257,8 @@ class Pipeline:
         session = self._current()
         for name in names:
             self.emit(ev.StepStarted(name))
-            session.run_step(name, self._progress("step"), cancel)
-            self.emit(ev.StepFinished(name, dict(session.results), session.decode_comparison,
+            result = session.run_step(name, self._progress("step"), cancel)
+            self.emit(ev.StepFinished(name, result, session.decode_comparison if name == "decode" else None,
                                       session.audio.duration_s))
         return session
 
@@ -271,8 +271,7 @@ class Pipeline:
         if self.request is not None:
             self.request = replace(self.request, settings=session.settings)
         self.emit(ev.FuseChanged(view))
-        self.emit(ev.StepFinished(JOINT, dict(session.results), session.decode_comparison,
-                                  session.audio.duration_s))
+        self.emit(ev.StepCleared(JOINT))
         if rerun:
             self.run_steps([JOINT], cancel)
 
