@@ -153,10 +153,11 @@ class _Timed:
 
 def child(bundle_dir: str, against: str) -> None:
     started = time.perf_counter()
-    from rnnt_tui.core.bundle.candidates import candidate_runtime
-    from rnnt_tui.core.bundle.facts import BundleFacts
-    from rnnt_tui.core.bundle.recorded import RecordedModel
-    from rnnt_tui.core.bundle.replay import Replay, open_for_replay, recorded_settings
+    from rnnt_tui.core.bundle.replay import Recording, open_recording
+    from rnnt_tui.core.options import RuntimeOptions
+    from rnnt_tui.core.pipeline.driver import run_steps
+    from rnnt_tui.core.pipeline.pipeline import Pipeline
+    from rnnt_tui.core.pipeline.request import Request
     from rnnt_tui.core.report import build_report
 
     if against == "mil":
@@ -165,13 +166,18 @@ def child(bundle_dir: str, against: str) -> None:
         import onnxruntime  # noqa: F401
     imports_s = time.perf_counter() - started
     start = time.perf_counter()
-    bundle, options = open_for_replay(bundle_dir, against)  # as `rnnt-tui replay` opens it
-    facts = BundleFacts(bundle)
-    model = RecordedModel(facts.path, facts.summary, facts.sha256)
+    recording = open_recording(bundle_dir, against)  # as `rnnt-tui replay` opens it
     meter = _Timed()
-    candidate = meter.wrap(candidate_runtime(bundle, model, against, options))
-    replay = Replay(bundle, against, options, recorded_settings(bundle), candidate=candidate)
-    report = build_report(replay.run(0))
+
+    class Metered(Recording):
+        def candidate(self, name: str, options: RuntimeOptions) -> Any:
+            return meter.wrap(super().candidate(name, options))
+
+    recording.__class__ = Metered
+    pipeline = Pipeline()
+    path = Path(bundle_dir)
+    report = build_report(run_steps(pipeline.open(Request(path, path, against), reference=recording)))
+    pipeline.close()
     wall_s = time.perf_counter() - start
     assert report["status"] == "ok", report["status"]
     emit({"wall_s": wall_s, "candidate_prepare_s": meter.prepare_s, "candidate_compute_s": meter.compute_s,

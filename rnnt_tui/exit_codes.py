@@ -19,7 +19,8 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 3
     """The chosen runtime cannot run here (for example Core ML predictions need macOS); stderr says why."""
     FAILED = 4
-    """A step failed unexpectedly (a runtime raised mid-run); stderr has the error."""
+    """A step failed unexpectedly (a runtime raised mid-run), or preparing the candidate crashed (an export or
+    conversion raised; the reference still ran); stderr has the error."""
     INTERRUPTED = 130
     """Stopped with Ctrl-C; no partial cache entry is left behind."""
 

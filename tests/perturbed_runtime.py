@@ -14,7 +14,7 @@ import torch
 
 from rnnt_tui.core.checkpoint import LoadedModel, copy_model
 from rnnt_tui.core.fuse import VALIDATION, FuseMode
-from rnnt_tui.core.runtimes.base import RuntimeOptions
+from rnnt_tui.core.runtimes.base import Availability, RuntimeOptions
 from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
 
 #: which parameter to nudge, chosen by the test through the environment (the CLI builds the runtime itself)
@@ -44,3 +44,22 @@ class CrashingRuntime(TorchRuntime):
 
     def prepare(self, progress: Any = None, cancel: Any = None) -> Any:
         raise RuntimeError("converter crashed in op 'slice_by_index_42'")
+
+
+class UnavailableRuntime(TorchRuntime):
+    """A candidate that prepares but cannot run on this machine (as Core ML off macOS)."""
+
+    name: ClassVar[str] = "unavailable"
+    label: ClassVar[str] = "a runtime for another machine"
+
+    @classmethod
+    def availability(cls) -> Availability:
+        return Availability(ok=False, reason="it needs a machine this is not")
+
+
+class SweepableRuntime(TorchRuntime):
+    """A candidate the compute-unit sweep can run on any OS (NeMo/PyTorch under its own label: nothing it
+    computes is shown as Core ML)."""
+
+    name: ClassVar[str] = "sweepable"
+    label: ClassVar[str] = "PyTorch stand-in (test)"

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from rnnt_tui.core.pipeline.driver import run_steps
 from rnnt_tui.paths import demo_checkpoint, demo_dir
 
 HELLO = demo_dir() / "hello-world.wav"
@@ -93,7 +94,7 @@ def test_replay_gives_compare_report(bundles: dict[str, Path]) -> None:
     from rnnt_tui.core.report import build_report
 
     session = open_session(Request(demo_checkpoint(), HELLO, "onnx", RuntimeOptions(), Settings(runs=1, warmup=0)))
-    session.run_all()
+    run_steps(session)
     compared = build_report(session)
     before = _tree_hash(bundles["full"])
     code, stdout, stderr = _replay(bundles["full"], "--against", "onnx", "--json", "--runs", "1", "--warmup", "0")
@@ -259,9 +260,10 @@ def test_recorded_reference_answers_as_the_live_model(kind: str, checkpoints: di
     from rnnt_tui.core.bundle.corpus_input import ClipInput
     from rnnt_tui.core.bundle.format import Bundle
     from rnnt_tui.core.bundle.record import record
-    from rnnt_tui.core.bundle.replay import Replay
+    from rnnt_tui.core.bundle.replay import Recording
     from rnnt_tui.core.fuse import VALIDATION, fuse_mode_of
-    from rnnt_tui.core.pipeline.request import Settings
+    from rnnt_tui.core.pipeline.pipeline import Pipeline
+    from rnnt_tui.core.pipeline.request import Request, Settings
     from rnnt_tui.core.report import build_report
     from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
 
@@ -274,9 +276,12 @@ def test_recorded_reference_answers_as_the_live_model(kind: str, checkpoints: di
     assert bundle.meta["model"]["vocabulary"]["single_tokens_disagreeing"] == []
     fuse_mode_of(loaded.model).set(VALIDATION)
     live = TorchRuntime(loaded)
-    live.prepare()
-    replay = Replay(bundle, "pytorch", candidate=live)
-    report = build_report(replay.run(0))
+
+    class AgainstLive(Recording):
+        def candidate(self, against: str, options: Any) -> Any:
+            return live
+
+    report = build_report(run_steps(Pipeline().open(Request(path, path, "pytorch"), reference=AgainstLive(bundle))))
     assert report["status"] == "ok", report
     for component in report["components"]:
         for output in component["outputs"]:

@@ -148,8 +148,11 @@ def test_a_conversion_crash_reaches_stderr_with_its_traceback(capsys: pytest.Cap
     monkeypatch.setitem(runtimes.RUNTIMES, "crashing", "perturbed_runtime:CrashingRuntime")
     code, out, err = _run(capsys, "compare", str(checkpoints["rnnt-char"]), str(clip), "--against", "crashing",
                           "--runs", "1", "--warmup", "0", "--json")
-    assert code == ExitCode.UNAVAILABLE
+    assert code == ExitCode.FAILED  # a converter crash is a failure (4), not "cannot run here" (3)
     assert "crashing converter could not be prepared" in err and "slice_by_index_42" in err
     assert "Traceback (most recent call last)" in err  # folded under the one-line reason
     report = json.loads(out)
-    assert report["status"] == "unavailable" and "slice_by_index_42" in report["candidate"]["reason"]
+    assert report["status"] == "failed" and "slice_by_index_42" in report["candidate"]["reason"]
+    # the reference still ran: every component has its reference outputs, none was compared
+    assert [c["name"] for c in report["components"]] == ["preprocessor", "encoder", "decoder", "joint"]
+    assert all(c["status"] == "reference-only" for c in report["components"])

@@ -35,6 +35,7 @@ from rnnt_tui.core import cache as cache_module
 from rnnt_tui.core.cache import MANIFEST, ArtifactCache
 from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.names import Status
+from rnnt_tui.core.pipeline.driver import run_steps
 from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
 from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.paths import demo_audio, demo_checkpoint
@@ -351,7 +352,7 @@ def test_runtime_raising_mid_run_fails_that_step_and_the_rest_shows(monkeypatch:
 
 def test_failed_step_status_is_failed_not_mismatch(demo_model: Any) -> None:
     session = _session(demo_model, candidate=JointStepFailure)
-    session.run_all()
+    run_steps(session)
     assert session.results["decode"].status == Status.FAILED
     assert "device lost" in (session.results["decode"].error or "")
     assert all(session.results[n].status == Status.DONE for n in ("encoder", "decoder", "joint"))
@@ -382,8 +383,8 @@ def _doctored(component: str, alter: Callable[[dict[str, np.ndarray]], dict[str,
 def _session(loaded: Any, reference: type[TorchRuntime] = TorchRuntime,
              candidate: type[TorchRuntime] = TorchRuntime) -> Any:
     from rnnt_tui.core.audio import load_audio
+    from rnnt_tui.core.pipeline.driver import prepare_session
     from rnnt_tui.core.pipeline.facts import NemoFacts
-    from rnnt_tui.core.pipeline.pipeline import prepare_session
     from rnnt_tui.core.pipeline.request import Settings
 
     settings = Settings(runs=1, warmup=0)
@@ -449,7 +450,7 @@ def test_shape_mismatch_is_its_own_finding_and_the_rest_goes_on(demo_model: Any)
         return {**out, "encoded": out["encoded"][:, :, :-1]}
 
     session = _session(demo_model, candidate=_doctored("encoder", shorter))
-    session.run_all()
+    run_steps(session)
     encoder = session.results["encoder"]
     rows = {r.name: r for r in encoder.comparisons}
     assert encoder.status == Status.MISMATCH

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from conftest import TRANSDUCER_KINDS
 
+from rnnt_tui.core.pipeline.driver import run_steps
+
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean")
 
 
@@ -66,7 +68,7 @@ def test_our_fp32_conversion_matches_pytorch_and_decodes_like_nemo(kind: str, lo
     loaded = demo_loaded if kind == "demo" else loaded_model(kind)
     session = _open(loaded, DEMO / "core-ml-on-a-mac.wav" if kind == "demo" else short_clip, RuntimeOptions())
     assert session.candidate_unavailable is None
-    session.run_all()
+    run_steps(session)
     described = session.candidate.describe()
     assert described["label"] == "Core ML program, MIL interpreter" and described["compute_units"] is None
     assert "do not apply" in described["compute_units_note"]

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rnnt_tui.core.pipeline.driver import run_steps
+
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean")
 
 
@@ -92,7 +94,7 @@ def opened(layout: Callable[[str], Path], model_and_clip: Callable[[str], tuple[
             session = open_session(request, loaded=loaded)
             assert session.candidate_unavailable is None
             session.ctx.settings = replace(session.settings, tolerances=session.candidate.tolerances())
-            session.run_all()
+            run_steps(session)
             sessions[kind] = session
         return sessions[kind]
 

@@ -59,8 +59,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[float, np.ndarray]:
 
 def test_fp16_keeps_index_arithmetic_and_statistics_in_fp32_and_lists_them(
         package: Callable[[str, str, str], Path]) -> None:
+    from rnnt_tui.core.coreml import op_modules as modules
     from rnnt_tui.core.coreml.spec import read_spec
-    from rnnt_tui.core.precision import modules
 
     encoder = read_spec(package("tdt", "fp16", "encoder"))
     kept = json.loads(encoder.ours("fp32_ops") or "[]")
@@ -103,6 +103,7 @@ def test_fp16_decode_equals_fp32_on_the_trained_demo(package: Callable[[str, str
 
     from rnnt_tui.core.coreml.wrappers import state_shape
     from rnnt_tui.core.mil import MilProgram
+    from rnnt_tui.core.nemo_decoding import max_symbols
     from rnnt_tui.core.precision.runs import ProgramDecoder, program_decode, reference_feeds
     from rnnt_tui.paths import demo_audio
 
@@ -113,7 +114,7 @@ def test_fp16_decode_equals_fp32_on_the_trained_demo(package: Callable[[str, str
         progs = {c: MilProgram.load(package("demo", precision, c)) for c in ("encoder", "decoder", "joint")}
         enc = progs["encoder"].run(feeds["encoder"])
         decoder = ProgramDecoder(progs["decoder"], progs["joint"], int(loaded.model.decoder.blank_idx),
-                                 state_shape(loaded.model.decoder))
+                                 state_shape(loaded.model.decoder), max_symbols=max_symbols(loaded))
         tokens.append(program_decode(decoder, enc["encoded"], int(enc["encoded_length"][0]), None))
     assert tokens[0] and tokens[0] == tokens[1]
 

@@ -71,9 +71,9 @@ def test_lint_bad_input_is_one_line_and_the_rest_goes_on(tdt: Callable[[str], di
 @pytest.mark.parametrize("weights", ["int8", "palettize4"])
 def test_compressed_weights_run_and_stay_close(weights: str, tdt: Callable[[str], dict[str, Path]],
                                                loaded_model: Callable[[str], Any], tmp_path: Path) -> None:
+    from rnnt_tui.core.coreml.weights import compress_package
     from rnnt_tui.core.errors import BadInputError
     from rnnt_tui.core.mil import MilProgram
-    from rnnt_tui.core.precision.weights import compress_package
 
     source = tdt("fp16")["joint"]
     before = sorted((p.relative_to(source), p.stat().st_size) for p in source.rglob("*") if p.is_file())

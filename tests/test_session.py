@@ -16,8 +16,8 @@ from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.checkpoint import copy_model
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, fuse_mode_of
 from rnnt_tui.core.names import Status
+from rnnt_tui.core.pipeline.driver import prepare_session, run_steps
 from rnnt_tui.core.pipeline.facts import NemoFacts
-from rnnt_tui.core.pipeline.pipeline import prepare_session
 from rnnt_tui.core.pipeline.request import Settings
 from rnnt_tui.core.pipeline.session import Session
 from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
@@ -45,7 +45,7 @@ def _restore_fuse(loaded_model: Callable[[str], Any]) -> Any:
 def test_pipeline_shapes_and_decode_equal_nemo(loaded_model: Callable[[str], Any], clip: Path, kind: str) -> None:
     loaded = loaded_model(kind)
     session = _session(loaded, clip)
-    session.run_all()
+    run_steps(session)
     s = loaded.summary
     up = session.ctx.upstream
     assert up.features is not None and up.encoded is not None
@@ -80,7 +80,7 @@ def test_demo_model_decodes_its_clips_from_components(loaded_model: Callable[[st
 def test_pytorch_against_itself_is_exactly_zero(loaded_model: Callable[[str], Any], clip: Path) -> None:
     loaded = loaded_model("tdt")
     session = _session(loaded, clip, TorchRuntime(loaded))
-    session.run_all()
+    run_steps(session)
     for name in ("preprocessor", "encoder", "decoder", "joint"):
         result = session.results[name]
         assert result.status == DONE
@@ -96,7 +96,7 @@ def test_perturbed_candidate_is_caught_at_the_right_component(loaded_model: Call
                                                               target: str, component: str) -> None:
     loaded = loaded_model("rnnt-char")
     session = _session(loaded, clip, PerturbedRuntime(loaded, target=target, amount=0.05))
-    session.run_all()
+    run_steps(session)
     statuses = {name: session.results[name].status for name in ("preprocessor", "encoder", "decoder", "joint")}
     assert statuses[component] == MISMATCH
     assert all(status == DONE for name, status in statuses.items() if name != component), statuses
@@ -125,7 +125,7 @@ def test_as_saved_fused_joint_fails_with_nemos_error_and_the_rest_goes_on(loaded
                                                                           clip: Path) -> None:
     loaded = loaded_model("rnnt-bpe")
     session = _session(loaded, clip, TorchRuntime(loaded), Settings(runs=1, warmup=0, joint_mode=AS_SAVED))
-    session.run_all()
+    run_steps(session)
     joint = session.results["joint"]
     assert joint.status == FAILED and "fuse_loss_wer" in (joint.error or "")
     assert session.results["decode"].status == DONE
@@ -146,7 +146,7 @@ class _Broken(TorchRuntime):
 def test_candidate_raising_marks_only_that_step_failed(loaded_model: Callable[[str], Any], clip: Path) -> None:
     loaded = loaded_model("rnnt-char")
     session = _session(loaded, clip, _Broken(loaded))
-    session.run_all()
+    run_steps(session)
     assert session.results["encoder"].status == FAILED
     assert "the encoder graph failed to load" in (session.results["encoder"].error or "")
     assert session.results["decoder"].status == DONE and session.results["joint"].status == DONE
@@ -241,5 +241,5 @@ def test_a_crashing_candidate_is_reported_with_its_traceback(loaded_model: Calla
     failed = [e for e in events if isinstance(e, CandidateFailed)]
     assert len(failed) == 1 and "add_17" in failed[0].reason
     assert "Traceback" in failed[0].details and "add_17" in failed[0].details
-    assert session.candidate_unavailable == failed[0].reason
+    assert session.candidate_unavailable == failed[0].reason and session.candidate_failed
     assert session.run_step("encoder").status == Status.REFERENCE_ONLY

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from rnnt_tui.core.pipeline.driver import run_steps
 from rnnt_tui.core.runtimes.coreml_runtime import CoreMLRuntime
 from rnnt_tui.core.runtimes.mil_runtime import MilRuntime
 from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
@@ -69,8 +70,8 @@ def base(loaded_model: Callable[[str], Any], tmp_path_factory: pytest.TempPathFa
     from rnnt_tui.core.audio import load_audio
     from rnnt_tui.core.fuse import VALIDATION
     from rnnt_tui.core.options import RuntimeOptions
+    from rnnt_tui.core.pipeline.driver import prepare_session
     from rnnt_tui.core.pipeline.facts import NemoFacts
-    from rnnt_tui.core.pipeline.pipeline import prepare_session
     from rnnt_tui.core.pipeline.request import Settings
 
     threads = torch.get_num_threads()
@@ -89,7 +90,7 @@ def test_reference_runs_once_and_replays_the_same_diffs(base: Any) -> None:
 
     alone = Session(base.facts, base.audio, base.reference, None, base.settings, base.prepare_reports)
     CountingTorch.calls = 0
-    alone.run_all()
+    run_steps(alone)
     reference_calls = CountingTorch.calls
     CountingTorch.calls = 0
     rows = sweep(base, units=("CPU_ONLY", "ALL"), load_timing=False, runtime=ClosingMil)
@@ -98,7 +99,7 @@ def test_reference_runs_once_and_replays_the_same_diffs(base: Any) -> None:
     assert [r.compute_units for r in rows] == ["CPU_ONLY", "ALL"] and [r.status for r in rows] == ["ok", "ok"]
 
     direct = Session(base.facts, base.audio, base.reference, base.candidate, base.settings, base.prepare_reports)
-    direct.run_all()
+    run_steps(direct)
     for row in rows:
         assert set(row.components) == {"preprocessor", "encoder", "decoder", "joint"}
         for name, comp in row.components.items():
@@ -120,7 +121,8 @@ def test_out_of_tolerance_components_get_a_drift_search_or_its_reason(base: Any)
     from rnnt_tui.core.sweep import sweep
     from rnnt_tui.core.tolerances import Tolerance
 
-    strict = replace(base.settings, tolerances={k: Tolerance(0.0, 0.0) for k in base.settings.tolerances})
+    strict = replace(base.settings, tolerances={k: Tolerance(0.0, 0.0) for k in base.settings.tolerances},
+                     tolerances_given=True)  # as --atol 0 --rtol 0: the user's, not the programs' own
     session = Session(base.facts, base.audio, base.reference, base.candidate, strict, base.prepare_reports)
     row, = sweep(session, units=("ALL",), load_timing=False, runtime=ClosingMil, drift=True)
     mismatched = {n for n, c in row.components.items() if c["status"] == "mismatch"}

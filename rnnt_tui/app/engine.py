@@ -80,11 +80,12 @@ class Engine(ActiveWorkers):
 
     def open_checkpoint(self, request: Request, post: Post, cancel: threading.Event) -> None:
         """Summary first (config only), then the clip, then NeMo's restore and the runtimes' preparation."""
+        from rnnt_tui.core.bundle.replay import recording_for
         from rnnt_tui.core.pipeline.pipeline import Pipeline
 
         fresh = Pipeline(post)
         with self.lock:
-            fresh.open(request, cancel)
+            fresh.open(request, cancel, reference=recording_for(request))  # a bundle: its recorded reference
             old, self.pipeline = self.pipeline, fresh
         if old is not None:
             old.close()
@@ -109,14 +110,13 @@ class Engine(ActiveWorkers):
 
     def sweep(self, post: Post, cancel: threading.Event) -> list[SweepRow]:
         """The Core ML compute-unit sweep on the current session's model and clip."""
-        from rnnt_tui.core.pipeline.events import progress_of
         from rnnt_tui.core.sweep import sweep
 
         with self.lock:
             session = self._pipeline(post).session
             if session is None:
                 raise RuntimeError("the model is still loading")
-            return sweep(session, progress=progress_of(post, "sweep"), cancel=cancel)
+            return sweep(session, emit=post, cancel=cancel)
 
     def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event) -> None:
         """A corpus run on the open model and candidate (nothing restored or prepared again), its events

@@ -8,13 +8,14 @@ block) and exit codes. A recorded corpus replays clip by clip; its JSON holds ev
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from rnnt_tui.cli import options
-from rnnt_tui.cli.common import emit_json, err, guard, out, status
+from rnnt_tui.cli.common import emit_json, emitter, err, guard, out, status
 from rnnt_tui.core.names import COMPUTE_UNITS, DEFAULT_COMPUTE_UNITS, PRECISIONS
 from rnnt_tui.exit_codes import exit_code_for
 from rnnt_tui.formatting import num
@@ -103,37 +104,51 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
         raise click.UsageError(str(exc)) from None
 
     def body() -> int:
-        from rnnt_tui.core.bundle.replay import Replay, open_for_replay, recorded_settings
-        from rnnt_tui.core.report import build_report
+        from rnnt_tui.core.bundle.replay import open_recording, recorded_settings
+        from rnnt_tui.core.options import RuntimeOptions
+        from rnnt_tui.core.pipeline.driver import run_steps
+        from rnnt_tui.core.pipeline.pipeline import Pipeline
+        from rnnt_tui.core.pipeline.request import Request
+        from rnnt_tui.core.report import Comparison
 
-        bundle, runtime_options = open_for_replay(bundle_path, against, precision, packages, compute_units)
-        try:
-            settings = recorded_settings(bundle, resolve(runtime_options.precision, *overrides), runs, warmup)
-            reports: list[dict[str, Any]] = []
-            with status(json_mode) as progress:
-                session_replay = Replay(bundle, against, runtime_options, settings, progress)
-                for warning in session_replay.warnings:
+        recording = open_recording(bundle_path, against, precision)
+        reports: list[dict[str, Any]] = []
+        records: list[Any] = []
+        with status(json_mode) as progress:
+            emit = emitter(progress)
+            pipeline = Pipeline(emit)
+            try:
+                # tolerances: the user's, else those the candidate's programs call for, else the recording's
+                asked = replace(recorded_settings(recording.bundle, None, runs, warmup),
+                                tolerances=resolve(precision or "fp32", *overrides),
+                                tolerances_given=bool(atol or rtol))
+                request = Request(recording.bundle.path, recording.bundle.path, against,
+                                  RuntimeOptions(precision=precision or "fp32", compute_units=compute_units,
+                                                 packages_dir=packages), asked)
+                first = pipeline.open(request, reference=recording)
+                for warning in recording.warnings:
                     err.print(f"[bold yellow]warning:[/] {warning}")
-                sessions, runs_done = [], []
-                for index in range(len(session_replay.clips)):
+                for index in range(len(recording.clips)):
                     started = time.perf_counter()
-                    session = session_replay.run(index, progress)
-                    sessions.append(session)
-                    runs_done.append((index, session, time.perf_counter() - started))
-                    reports.append({**build_report(session), "bundle": session_replay.report_block(index)})
-                corpus = session_replay.corpus(runs_done) if len(sessions) > 1 else None
-            session_replay.close()
-            return _show(reports, sessions, json_mode, markdown, corpus)
-        finally:
-            bundle.close()
+                    session = first if index == 0 else pipeline.session_for(index)
+                    run_steps(session, emit=emit)
+                    comparison = Comparison.of(session)
+                    reports.append({**comparison.to_json(), "bundle": recording.report_block(index)})
+                    records.append(recording.corpus_record(index, session, time.perf_counter() - started))
+                    if index == 0:
+                        shown = comparison  # the first clip's tables; every clip's session is released
+                    del session
+                corpus = recording.corpus(records) if len(records) > 1 else None
+            finally:
+                pipeline.close()
+        return _show(reports, shown, json_mode, markdown, corpus)
 
     guard(body)
 
 
-def _show(reports: list[dict[str, Any]], sessions: list[Any], json_mode: bool, markdown: str | None,
+def _show(reports: list[dict[str, Any]], first: Any, json_mode: bool, markdown: str | None,
           corpus: dict[str, Any] | None) -> int:
-    from rnnt_tui.cli.compare_cmd import prepare_table, print_failures
-    from rnnt_tui.cli.render import diffs_table, fuse_table, shapes_table, timings_table, transcripts
+    from rnnt_tui.cli.compare_cmd import print_failures, show_comparison
     from rnnt_tui.core.report import to_markdown
 
     order = ("unavailable", "failed", "mismatch", "ok")
@@ -144,12 +159,8 @@ def _show(reports: list[dict[str, Any]], sessions: list[Any], json_mode: bool, m
         emit_json(reports[0] if len(reports) == 1 else {"clips": reports, "status": overall, "corpus": corpus,
                                                         "bundle": {k: v for k, v in reports[0]["bundle"].items()
                                                                    if k != "clip"}})
-    elif sessions[0].candidate_unavailable is not None:
-        out.print(prepare_table(reports[0]))
-    elif len(reports) == 1:
-        for renderable in (fuse_table(sessions[0]), shapes_table(sessions[0]), timings_table(sessions[0]),
-                           diffs_table(sessions[0]), transcripts(sessions[0])):
-            out.print(renderable)
+    elif len(reports) == 1 or first.candidate_reason is not None:
+        show_comparison(first, reports[0])
     else:
         out.print(_corpus_table(reports))
         if corpus is not None:
@@ -158,11 +169,10 @@ def _show(reports: list[dict[str, Any]], sessions: list[Any], json_mode: bool, m
             out.print(f"WER reference {num(wer['reference'])}, candidate {num(wer['candidate'])} (ΔWER "
                       f"{num(head['wer_delta'])}); QoI {num(head['qoi'])}; identical decodes {num(head['identical'])}"
                       f" of {head['identical_over']}")
-    if sessions[0].candidate_unavailable is not None:
-        label = sessions[0].candidate.label if sessions[0].candidate else "the candidate"
-        err.print(f"[bold yellow]{label} cannot run here:[/] {sessions[0].candidate_unavailable}")
-    for session in sessions:
-        print_failures(session)
+    if json_mode and first.candidate_reason is not None:
+        err.print(f"[bold yellow]{first.candidate_label} cannot run here:[/] {first.candidate_reason}")
+    for report in reports:
+        print_failures(report)
     return exit_code_for(overall)
 
 

@@ -17,13 +17,14 @@ import click
 from rich.console import Console
 
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
+from rnnt_tui.core.progress import Progress
 from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.paths import demo_audio, demo_checkpoint
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
 
-ProgressFn = Callable[[str, float | None], None]
+ProgressFn = Progress  # the core's one progress-callback type
 
 
 def checkpoint_path(value: str | None) -> Path:
@@ -58,6 +59,8 @@ def emitter(progress: ProgressFn) -> Callable[[object], None]:
     def emit(event: object) -> None:
         if isinstance(event, events.Progress):
             progress(event.text, event.fraction)
+        elif isinstance(event, events.StepStarted):
+            progress(f"running {event.name}", None)
         elif isinstance(event, events.CandidateFailed):
             err.print(f"[bold red]{event.label} could not be prepared[/] (the reference still runs): {event.reason}")
             err.print(_indent(event.details), style="dim", markup=False, highlight=False)

@@ -40,49 +40,62 @@ def compare(checkpoint: str | None, audio: str | None, against: str, compute_uni
     settings = options.settings(runs, warmup, joint_mode, precision, atol, rtol, joint_chunk)
 
     def body() -> int:
-        from rnnt_tui.cli.render import diffs_table, fuse_table, shapes_table, timings_table, transcripts
         from rnnt_tui.core.options import RuntimeOptions
+        from rnnt_tui.core.pipeline.driver import run_steps
         from rnnt_tui.core.pipeline.pipeline import open_session
         from rnnt_tui.core.pipeline.request import Request
-        from rnnt_tui.core.report import build_report, to_markdown
+        from rnnt_tui.core.report import Comparison, to_markdown
 
         request = Request(checkpoint_path(checkpoint), audio_path(audio), against,
                           RuntimeOptions(precision=precision, compute_units=compute_units, packages_dir=packages),
                           settings)
         with status(json_mode) as progress:
-            session = open_session(request, emitter(progress))
-            if session.candidate_unavailable is None:
-                session.run_all(progress)
-            report = build_report(session)
+            emit = emitter(progress)
+            session = open_session(request, emit)
+            run_steps(session, emit=emit)  # the reference runs even when the candidate cannot (README)
+            comparison = Comparison.of(session)
+            report = comparison.to_json()
             if sweep and session.candidate_unavailable is None:
-                return _sweep(session, report, json_mode, progress)
+                return _sweep(session, report, json_mode, progress, markdown)
         print_packages(session, json_mode)
         if markdown:
             Path(markdown).write_text(to_markdown(report))
         if json_mode:
             emit_json({**report, "sweep": None} if sweep else report)
-        elif session.candidate_unavailable is None:
-            for renderable in (fuse_table(session), shapes_table(session), timings_table(session),
-                               diffs_table(session), transcripts(session)):
-                out.print(renderable)
         else:
-            out.print(prepare_table(report))
-        if session.candidate_unavailable is not None:
-            label = session.candidate.label if session.candidate else against
-            err.print(f"[bold yellow]{label} cannot run here:[/] {session.candidate_unavailable}")
-        print_failures(session)
+            show_comparison(comparison, report)
+        print_failures(report)
         return exit_code_for(report["status"])
 
     guard(body)
+
+
+def show_comparison(comparison: Any, report: dict[str, Any]) -> None:
+    """The comparison's tables (the reference's alone when the candidate did not run), then, when the candidate
+    did not run, what preparing it did and why it did not run (`comparison`: a `core.report.Comparison`, the
+    object `report` was made from)."""
+    from rnnt_tui.cli.render import diffs_table, fuse_table, shapes_table, timings_table, transcripts
+
+    if comparison.results:
+        for renderable in (fuse_table(comparison), shapes_table(comparison), timings_table(comparison),
+                           diffs_table(comparison), transcripts(comparison)):
+            out.print(renderable)
+    note = comparison.candidate_reason
+    if note is not None:
+        out.print(prepare_table(report))
+        verdict = "could not be prepared" if comparison.status == "failed" else "cannot run here"
+        err.print(f"[bold yellow]{comparison.candidate_label} {verdict}:[/] {note}")
 
 
 def print_packages(session: Any, json_mode: bool) -> None:
     """A package runtime's inventory (every package in the folder: what it was mapped to, or why it was skipped)
     on stdout with the tables, and its warnings on stderr (the JSON report holds both)."""
     candidate = session.candidate
-    for warning in getattr(candidate, "warnings", []):
+    if candidate is None:
+        return
+    for warning in candidate.warnings:
         err.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
-    inventory = getattr(candidate, "inventory", [])
+    inventory = candidate.inventory
     if json_mode or not inventory:
         return
     table = Table(title=f"{candidate.label}: packages", title_justify="left")
@@ -92,16 +105,16 @@ def print_packages(session: Any, json_mode: bool) -> None:
     out.print(table)
 
 
-def print_failures(session: Any) -> None:
-    """One stderr line per failed step, and the cache's note if it could not be used (exit 4 names the error)."""
-    from rnnt_tui.core.names import CANDIDATE, Status
-
-    reports = session.prepare_reports.get(CANDIDATE, {})
-    for note in sorted({n for r in reports.values() for n in r.notes if "without a cache" in n}):
+def print_failures(report: dict[str, Any]) -> None:
+    """One stderr line per failed step, and the cache's note if it could not be used (exit 4 names the error),
+    read from the report (`core.report.build_report`)."""
+    prepared = (report.get("candidate") or {}).get("prepare", [])
+    for note in sorted({n for r in prepared for n in r["notes"] if "without a cache" in n}):
         err.print(f"[yellow]note:[/] {note}")
-    for name, result in session.results.items():
-        if result.status == Status.FAILED:
-            err.print(f"[bold red]failed:[/] {name}: {result.error}")
+    steps = [*report["components"], *([{"name": "decode", **report["decode"]}] if report.get("decode") else [])]
+    for step in steps:
+        if step.get("status") == "failed":
+            err.print(f"[bold red]failed:[/] {step['name']}: {step.get('error')}")
 
 
 def prepare_table(report: dict[str, Any]) -> Table:
@@ -116,11 +129,14 @@ def prepare_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def _sweep(session: Any, report: dict[str, Any], json_mode: bool, progress: Any) -> int:
+def _sweep(session: Any, report: dict[str, Any], json_mode: bool, progress: Any, markdown: str | None) -> int:
+    from rnnt_tui.core.report import sweep_markdown, to_markdown
     from rnnt_tui.core.sweep import sweep as run_sweep
 
-    rows = run_sweep(session, progress=progress)
+    rows = run_sweep(session, emit=emitter(progress))
     code = sweep_exit_code([str(r.status) for r in rows])
+    if markdown:
+        Path(markdown).write_text(to_markdown(report) + sweep_markdown([r.to_json() for r in rows]))
     if json_mode:
         emit_json({**report, "sweep": [r.to_json() for r in rows]})
         return code

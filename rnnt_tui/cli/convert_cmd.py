@@ -8,6 +8,7 @@ op_selector); fp16-all (coremltools' plain fp16, to see what the exceptions fix)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -42,11 +43,17 @@ def convert(checkpoint: str | None, precision: str, weights: str | None, clips: 
     """Convert CHECKPOINT's components to Core ML packages (works on Linux too)."""
     def body() -> int:
         from rnnt_tui.core.coreml.convert import write_packages
+        from rnnt_tui.core.precision.mixed import find_mixed_precision
 
         with status(json_mode) as progress:
+            def keep_fp32(loaded: Any) -> dict[str, tuple[str, ...]]:  # the mixed-precision search (cached)
+                return find_mixed_precision(loaded, clips=[Path(c) for c in clips], max_frames=max_frames,
+                                            minimum_deployment_target=deployment_target, progress=progress
+                                            ).keep_by_component()
+
             packages = write_packages(checkpoint_path(checkpoint), Path(out_dir), precision=precision,
                                       max_frames=max_frames, minimum_deployment_target=deployment_target,
-                                      progress=progress, weights=weights, clips=[Path(c) for c in clips])
+                                      progress=progress, weights=weights, keep_fp32=keep_fp32)
         rows = [p.to_json() for p in packages]
         if json_mode:
             emit_json(rows)

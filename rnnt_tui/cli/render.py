@@ -1,6 +1,7 @@
 """Rich renderings of core results for the headless commands (the app has its own widgets).
 
-Rendering only: every number comes from a core result; number formats are `rnnt_tui.formatting`'s.
+Rendering only: every number comes from a core result (a comparison's tables from `core.report.Comparison`, the
+object its JSON and Markdown are made from); number formats are `rnnt_tui.formatting`'s.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rnnt_tui.core.names import Status
-from rnnt_tui.core.pipeline.session import Session
+from rnnt_tui.core.report import Comparison
 from rnnt_tui.core.results import StepResult
 from rnnt_tui.core.summary import ModelSummary
 from rnnt_tui.formatting import cosine, num
@@ -53,7 +54,7 @@ def summary_table(summary: ModelSummary) -> Table:
     return table
 
 
-def run_table(session: Session) -> Table:
+def run_table(session: Comparison) -> Table:
     table = Table(title="NeMo / PyTorch pipeline", title_justify="left")
     for col in ("component", "inputs", "outputs", "first ms", "median ms", "p90 ms", "status"):
         table.add_column(col, justify="right" if "ms" in col else "left", no_wrap=col != "status")
@@ -68,7 +69,7 @@ def run_table(session: Session) -> Table:
     return table
 
 
-def fuse_table(session: Session) -> Group:
+def fuse_table(session: Comparison) -> Group:
     data = session.fuse().to_json()
     table = Table(title=f"Joint mode: {data['mode']}", title_justify="left")
     table.add_column("flag")
@@ -80,11 +81,11 @@ def fuse_table(session: Session) -> Group:
                  Text(f"joint(encoder_outputs, decoder_outputs) → {data['joint_returns']}", style="dim"))
 
 
-def _results(session: Session) -> list[StepResult]:
+def _results(session: Comparison) -> list[StepResult]:
     return [r for name, r in session.results.items() if name != "decode"]
 
 
-def shapes_table(session: Session) -> Table:
+def shapes_table(session: Comparison) -> Table:
     table = Table(title="Shapes", title_justify="left")
     for col in ("component", "output", "reference", "candidate"):
         table.add_column(col)
@@ -99,7 +100,7 @@ def shapes_table(session: Session) -> Table:
     return table
 
 
-def timings_table(session: Session) -> Table:
+def timings_table(session: Comparison) -> Table:
     duration_ms = session.audio.duration_s * 1000.0
     table = Table(title=f"Timings (ms; clip {session.audio.duration_s:.2f} s)", title_justify="left")
     for col in ("component", "runtime", "prepare", "load", "cached", "first", "median", "p90", "RTF", "speedup"):
@@ -115,7 +116,7 @@ def timings_table(session: Session) -> Table:
     return table
 
 
-def diffs_table(session: Session) -> Group:
+def diffs_table(session: Comparison) -> Group:
     table = Table(title="Diffs (candidate - reference)", title_justify="left")
     for col in ("component", "output", "max abs @ index", "mean abs", "RMSE", "max rel", "cosine", "SNR dB",
                 "NaN/Inf", "argmax", "ok"):
@@ -158,7 +159,7 @@ def diffs_table(session: Session) -> Group:
     return Group(table, *notes)
 
 
-def transcripts(session: Session) -> Group:
+def transcripts(session: Comparison) -> Group:
     comp = session.decode_comparison
     lines: list[Text] = []
     if comp is None:

@@ -27,23 +27,24 @@ def run(checkpoint: str | None, audio: str | None, runs: int, warmup: int, joint
         from rnnt_tui.core.components import JOINT
         from rnnt_tui.core.fuse import AS_SAVED
         from rnnt_tui.core.names import Status
+        from rnnt_tui.core.pipeline.driver import run_steps
         from rnnt_tui.core.pipeline.pipeline import open_session
         from rnnt_tui.core.pipeline.request import Request
-        from rnnt_tui.core.report import run_report
+        from rnnt_tui.core.report import Comparison, run_report
 
         with status(json_mode) as progress:
             request = Request(checkpoint_path(checkpoint), audio_path(audio), None,
                               settings=options.settings(runs, warmup, joint_mode))
-            session = open_session(request, emitter(progress))
-            session.run_all(progress)
+            emit = emitter(progress)
+            comparison = Comparison.of(run_steps(open_session(request, emit), emit=emit))
         if json_mode:
-            emit_json(run_report(session))
+            emit_json(run_report(comparison))
         else:
-            out.print(fuse_table(session))
-            out.print(run_table(session))
-            out.print(transcripts(session))
-        failed = [r for name, r in session.results.items() if r.status == Status.FAILED
-                  and not (name == JOINT and joint_mode == AS_SAVED and session.fuse().saved.fuse_loss_wer)]
+            out.print(fuse_table(comparison))
+            out.print(run_table(comparison))
+            out.print(transcripts(comparison))
+        failed = [r for name, r in comparison.results.items() if r.status == Status.FAILED
+                  and not (name == JOINT and joint_mode == AS_SAVED and comparison.fuse().saved.fuse_loss_wer)]
         for result in failed:
             err.print(f"[bold red]failed:[/] {result.name}: {result.error}")
         return ExitCode.FAILED if failed else ExitCode.OK

@@ -14,12 +14,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from rnnt_tui.core.errors import CancelledError, StepFailedError
-from rnnt_tui.core.runtimes.base import Runtime
 
 
 @dataclass(frozen=True)
@@ -41,15 +40,28 @@ class DecodeResult:
 Decide = Callable[[np.ndarray, Any], tuple[int, int, float]]
 
 
-def _decider(runtime: Runtime) -> Decide | None:
+class GreedySteps(Protocol):
+    """What greedy decoding calls: every `Runtime` has it (`core.runtimes.base`), and so do the precision tools'
+    program decoders and the recorder's tap."""
+
+    @property
+    def decodes_through_decision(self) -> bool: ...
+
+    def initial_state(self) -> Any: ...
+
+    def decoder_step(self, token: int, state: Any) -> tuple[Any, Any]: ...
+
+    def joint_step(self, frame: np.ndarray, decoder_output: Any) -> np.ndarray: ...
+
+    def decide_step(self, frame: np.ndarray, decoder_output: Any) -> tuple[int, int, float]: ...
+
+
+def _decider(runtime: GreedySteps) -> Decide | None:
     """The runtime's decision-head step, when it decodes through one."""
-    if getattr(runtime, "decodes_through_decision", False):
-        decide: Decide = runtime.decide_step  # type: ignore[attr-defined]
-        return decide
-    return None
+    return runtime.decide_step if runtime.decodes_through_decision else None
 
 
-def greedy_decode(runtime: Runtime, encoded: np.ndarray, length: int, blank_id: int,
+def greedy_decode(runtime: GreedySteps, encoded: np.ndarray, length: int, blank_id: int,
                   durations: list[int] | None = None, max_symbols: int | None = 10,
                   cancel: threading.Event | None = None) -> DecodeResult:
     """Decode `encoded` [1,D,T] (first `length` frames) greedily through `runtime`'s steps."""

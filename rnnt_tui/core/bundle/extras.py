@@ -9,20 +9,19 @@ only, on the restored model; they are imported only by `record`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rnnt_tui.core.bundle.format import BundleWriter
 from rnnt_tui.core.checkpoint import LoadedModel
 from rnnt_tui.core.components import ENCODER
+from rnnt_tui.core.progress import Progress
 
-Emit = Callable[[str, float | None], None]
 ONNX_DIR = "onnx"
 CACHE_MANIFEST = "MANIFEST.json"
 
 
-def add_packages(writer: BundleWriter, loaded: LoadedModel, precision: str, progress: Emit,
+def add_packages(writer: BundleWriter, loaded: LoadedModel, precision: str, progress: Progress,
                  cancel: threading.Event | None) -> dict[str, Any]:
     """Convert every component to `precision` ML programs into `packages/<precision>/`."""
     from rnnt_tui.core.coreml.convert import convert_components
@@ -37,7 +36,7 @@ def add_packages(writer: BundleWriter, loaded: LoadedModel, precision: str, prog
             "notes": sorted({n for p in converted for n in p.notes})}
 
 
-def add_onnx_export(writer: BundleWriter, loaded: LoadedModel, progress: Emit,
+def add_onnx_export(writer: BundleWriter, loaded: LoadedModel, progress: Progress,
                     cancel: threading.Event | None) -> dict[str, Any]:
     """NeMo's ONNX export of the model (the graphs `--against onnx` runs), from the export cache, into `onnx/`."""
     from rnnt_tui.core.runtimes.onnx_runtime import OnnxRuntime

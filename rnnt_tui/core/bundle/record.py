@@ -17,10 +17,10 @@ from __future__ import annotations
 import datetime
 import platform
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,8 +30,10 @@ from rnnt_tui.core.bundle.format import BundleWriter, content_key
 from rnnt_tui.core.bundle.recorded import FULL, PATH
 from rnnt_tui.core.components import JOINT, STEPS
 from rnnt_tui.core.decode import greedy_decode
-from rnnt_tui.core.errors import CancelledError, StepFailedError
+from rnnt_tui.core.errors import StepFailedError
 from rnnt_tui.core.names import REFERENCE, Status
+from rnnt_tui.core.pipeline.grid import chunk_frames, grid_chunks
+from rnnt_tui.core.progress import Progress, no_progress
 
 if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio
@@ -45,13 +47,6 @@ JOINT_CHOICES = (AUTO, FULL, PATH)
 #: `--joint auto` keeps the whole grid while all clips' grids together stay under this many bytes
 FULL_GRID_LIMIT = 64 * 1024 * 1024
 TOPK = 5
-Emit = Callable[[str, float | None], None]
-
-
-def _quiet(_text: str, _fraction: float | None = None) -> None:
-    """No progress."""
-
-
 @dataclass
 class ClipRecord:
     """What the reference computed for one clip, as plain arrays (role -> array) and JSON-ready facts."""
@@ -70,7 +65,7 @@ class ClipRecord:
 
 def clip_record(session: Session) -> ClipRecord:
     """The reference's data from a finished session (the one place that reads its internals)."""
-    from rnnt_tui.core.pipeline.components import audio_inputs
+    from rnnt_tui.core.pipeline.context import audio_inputs
 
     failed = {n: r.error for n, r in session.results.items() if r.status == Status.FAILED}
     if failed:
@@ -121,6 +116,11 @@ class _Tap:
         self._step_of: dict[int, int] = {}
         self._keep: list[Any] = []
 
+    decodes_through_decision = False  # the reference decodes through its logits
+
+    def decide_step(self, frame: np.ndarray, decoder_output: Any) -> tuple[int, int, float]:
+        raise NotImplementedError("the reference has no decision head")
+
     def initial_state(self) -> Any:
         return self.inner.initial_state()
 
@@ -147,7 +147,7 @@ def _tap_decode(session: Session, clip: ClipRecord) -> dict[str, np.ndarray]:
     length = int(clip.arrays["encoder.encoded_length"].reshape(-1)[0])
     summary = session.facts.summary
     tap = _Tap(session.reference, encoded)
-    again = greedy_decode(cast("Runtime", tap), encoded, length, summary.blank_id, summary.durations,
+    again = greedy_decode(tap, encoded, length, summary.blank_id, summary.durations,
                           session.facts.max_symbols())
     if again.tokens != clip.decode.tokens:
         raise StepFailedError("the reference's greedy decode is not repeatable (a second decode gave other tokens); "
@@ -174,15 +174,11 @@ def _record_joint(writer: BundleWriter, prefix: str, session: Session, clip: Cli
     encoded = clip.arrays["encoder.encoded"]
     g, targets = clip.arrays["decoder.decoder_output"], clip.arrays["decoder.targets"]
     frames = int(clip.arrays["encoder.encoded_length"].reshape(-1)[0])
-    chunk = settings.joint_chunk_frames if settings.joint_chunk_frames > 0 else frames
-    chunk = max(1, min(chunk, frames))
+    chunk = chunk_frames(settings, frames)
     grid: np.ndarray | None = None
     path_rows: list[np.ndarray] = []
     shape: tuple[int, ...] = ()
-    for start in range(0, frames, chunk):
-        if cancel is not None and cancel.is_set():
-            raise CancelledError("cancelled while recording the joint")
-        stop = min(start + chunk, frames)
+    for start, stop in grid_chunks(frames, chunk, cancel=cancel, what="recording the joint"):
         logits = np.asarray(reference.run(JOINT, {"encoded": encoded[:, :, start:stop], "decoder_output": g,
                                                   "targets": targets})["logits"], dtype=np.float32)
         if not shape:
@@ -283,12 +279,13 @@ def _clip_meta(index: int, clip_input: ClipInput, clip: ClipRecord, roles: dict[
 
 
 def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str = AUTO, convert: str | None = None,
-           export_onnx: bool = False, settings: Any = None, progress: Emit = _quiet,
+           export_onnx: bool = False, settings: Any = None, progress: Progress = no_progress,
            cancel: threading.Event | None = None, skipped: Iterable[dict[str, Any]] = ()) -> Path:
     """Record the reference on `clips` into a new bundle at `out` (a folder, or a `.rnntb` file); returns it.
     `skipped` lists manifest entries that named no usable clip (kept in the bundle, so a replay can say so)."""
     from rnnt_tui.core.bundle.extras import add_onnx_export, add_packages
     from rnnt_tui.core.pipeline import events
+    from rnnt_tui.core.pipeline.driver import run_steps
     from rnnt_tui.core.pipeline.pipeline import Pipeline
     from rnnt_tui.core.pipeline.request import Request, Settings
     from rnnt_tui.versions import all_versions
@@ -307,26 +304,30 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
     pipeline = Pipeline(emit)
     try:
         request = Request(Path(checkpoint), inputs[0].path, None, settings=settings or Settings())
-        records: list[tuple[ClipInput, Session, ClipRecord]] = []
+        # each clip's session is released once its reference data is taken (runtimes and facts are shared: the
+        # pipeline's own session, on the first clip, answers for them)
+        records: list[tuple[ClipInput, ClipRecord, dict[str, np.ndarray]]] = []
         for index, clip_input in enumerate(inputs):
             session = pipeline.open(request, cancel) if index == 0 else pipeline.session_for(clip_input.path)
             progress(f"reference on clip {index + 1}/{len(inputs)}: {clip_input.path.name}", index / len(inputs))
-            session.run_all(cancel=cancel)
-            records.append((clip_input, session, clip_record(session)))
-        classes = records[0][1].facts.summary.joint.num_classes_with_blank
-        grid_bytes = sum(int(np.prod(_grid_shape(rec, classes))) * 4 for _, _, rec in records)
+            run_steps(session, emit=emit, cancel=cancel)
+            rec = clip_record(session)
+            records.append((clip_input, rec, _tap_decode(session, rec)))
+            del session
+        first = pipeline.session
+        assert first is not None
+        classes = first.facts.summary.joint.num_classes_with_blank
+        grid_bytes = sum(int(np.prod(_grid_shape(rec, classes))) * 4 for _, rec, _ in records)
         storage, why = choose_joint(joint, grid_bytes)
         clip_meta = []
-        for index, (clip_input, session, rec) in enumerate(records):
+        for index, (clip_input, rec, path_arrays) in enumerate(records):
             progress(f"writing clip {index + 1}/{len(inputs)}", index / len(inputs))
             prefix = f"clips/{index}"
-            path_arrays = _tap_decode(session, rec)
             roles = {role: writer.array(f"{prefix}/{role}", value)
                      for role, value in {**rec.arrays, **path_arrays}.items()}
-            joint_roles, joint_meta = _record_joint(writer, prefix, session, rec, storage,
+            joint_roles, joint_meta = _record_joint(writer, prefix, first, rec, storage,
                                                     path_arrays["decode.cells"], cancel)
-            clip_meta.append(_clip_meta(index, clip_input, rec, {**roles, **joint_roles}, joint_meta, session))
-        first = records[0][1]
+            clip_meta.append(_clip_meta(index, clip_input, rec, {**roles, **joint_roles}, joint_meta, first))
         meta: dict[str, Any] = {
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "platform": platform.platform(), "model": _model_facts(first, pipeline),

@@ -1,8 +1,10 @@
 """Replay a bundle: the comparison pipeline's steps with a recorded reference, and only the candidate running.
 
-`Replay` opens the candidate once (Core ML / MIL packages, or the recorded ONNX export) and makes one pipeline
-`Session` per recorded clip, with `RecordedRuntime` as the reference and `BundleFacts` as the model's facts, so the
-steps, statistics, decode checks and report are the comparison's own. Two things differ and are said: the
+`Recording` is the pipeline's reference provider for a bundle (`pipeline.reference.ReferenceProvider`): a
+`Pipeline` opened with it prepares the candidate (Core ML / MIL packages, or the recorded ONNX export) once, the
+way `compare` does, and makes one session per recorded clip with `RecordedRuntime` as the reference and
+`BundleFacts` as the model's facts, so the steps, tolerances, statistics, decode checks and report are the
+comparison's own whatever the front end (`replay`, the app). Two things differ and are said: the
 reference's timings are the recorded ones (its label says "recorded"), and a bundle recorded with `--joint path`
 compares the joint on the decode-path cells only (`path_joint_step`: the candidate still computes the grid in the
 recorded chunks; the statistics cover the cells the reference's greedy decode visited). Nothing is written into
@@ -12,10 +14,9 @@ the bundle. Imports neither torch nor NeMo.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,14 +31,23 @@ from rnnt_tui.core.errors import BadInputError, CancelledError
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
 from rnnt_tui.core.options import RuntimeOptions
 from rnnt_tui.core.pipeline.context import StepContext, error_text
-from rnnt_tui.core.pipeline.request import Settings
-from rnnt_tui.core.pipeline.session import Session, Step
+from rnnt_tui.core.pipeline.grid import chunk_frames, grid_chunks
+from rnnt_tui.core.pipeline.reference import ClipReference
+from rnnt_tui.core.pipeline.request import Request, Settings
 from rnnt_tui.core.progress import Progress, no_progress
 from rnnt_tui.core.results import OutputComparison, StepResult
 from rnnt_tui.core.runtimes.base import Runtime
 from rnnt_tui.core.stats import DiffAccumulator
 from rnnt_tui.core.timing import Timings, measure
 from rnnt_tui.core.tolerances import Tolerance
+
+if TYPE_CHECKING:
+    from rnnt_tui.core.corpus.records import UtteranceRecord
+    from rnnt_tui.core.pipeline.facts import ModelFacts
+    from rnnt_tui.core.pipeline.session import Session, Step
+
+#: what a bundle is replayed against when no candidate is named (the MIL interpreter runs anywhere)
+DEFAULT_AGAINST = "mil"
 
 
 def recorded_settings(bundle: Bundle, tolerances: dict[str, Tolerance] | None = None, runs: int | None = None,
@@ -70,12 +80,7 @@ def open_for_replay(path: Path | str, against: str, precision: str | None = None
         if against in PACKAGE_RUNTIMES and packages is None:
             found, chosen = packages_dir(bundle, precision)
             folder = str(found)
-        if against == "onnx":
-            used: tuple[str, ...] = (str((bundle.meta.get("onnx") or {}).get("dir", "onnx")),)
-        else:
-            inside = folder is not None and Path(folder).is_relative_to(bundle.root)
-            used = (Path(folder).relative_to(bundle.root).as_posix(),) if inside and folder else ()
-        bundle.verify(used)
+        bundle.verify(files_used(bundle, against, folder))
     except BaseException:
         bundle.close()
         raise
@@ -83,71 +88,57 @@ def open_for_replay(path: Path | str, against: str, precision: str | None = None
     return bundle, replace(options, compute_units=compute_units) if compute_units else options
 
 
-class Replay:
-    """A bundle, its facts, and a prepared candidate; `run(clip)` gives a finished comparison session. `candidate`
-    replaces the runtime `against` names (any `Runtime`, e.g. a live one in tests)."""
+def files_used(bundle: Bundle, against: str, folder: str | None) -> tuple[str, ...]:
+    """The bundle's files (folder prefixes) a replay against `against` reads: the ONNX export, or the packages
+    folder when it is inside the bundle."""
+    if against == "onnx":
+        return (str((bundle.meta.get("onnx") or {}).get("dir", "onnx")),)
+    inside = folder is not None and Path(folder).is_relative_to(bundle.root)
+    return (Path(folder).relative_to(bundle.root).as_posix(),) if inside and folder else ()
 
-    def __init__(self, bundle: Bundle, against: str, options: RuntimeOptions | None = None,
-                 settings: Settings | None = None, progress: Progress = no_progress,
-                 cancel: threading.Event | None = None, candidate: Runtime | None = None) -> None:
+
+class Recording:
+    """A bundle as the pipeline's reference (`pipeline.reference.ReferenceProvider`): the recorded model's facts,
+    a `RecordedRuntime` per clip (a path-only joint compared on the decode-path cells, each result carrying the
+    recording's own reference timings), the candidate built without NeMo, and the settings fixed at record time.
+    `precision`: which of the bundle's conversions a package candidate runs (None: fp32 when recorded)."""
+
+    recorded = True
+
+    def __init__(self, bundle: Bundle, precision: str | None = None) -> None:
         self.bundle = bundle
-        self.against = against
-        self.facts = BundleFacts(bundle)
-        self.model = RecordedModel(path=self.facts.path, summary=self.facts.summary, sha256=self.facts.sha256,
-                                   notes=self.facts.notes)
-        self.settings = settings or recorded_settings(bundle)
+        self.precision = precision
+        self.facts: ModelFacts = BundleFacts(bundle)
+        self.loaded = RecordedModel(path=self.facts.path, summary=self.facts.summary, sha256=self.facts.sha256,
+                                    notes=self.facts.notes)
         self.warnings: list[str] = []
-        options = options or RuntimeOptions()
-        if against in PACKAGE_RUNTIMES and candidate is None:
-            folder, precision = (Path(options.packages_dir), options.precision) if options.packages_dir \
-                else packages_dir(bundle, None)
-            if not folder.is_dir():
-                raise BadInputError(folder, "no such packages folder")
-            options = replace(options, packages_dir=str(folder), precision=precision)
-            self.warnings += provenance(folder, self.facts.sha256)
-        elif against == "onnx":
-            export = bundle.meta.get("onnx") or {}
-            if export.get("source_sha256") and export["source_sha256"] != self.facts.sha256:
-                self.warnings.append("the recorded ONNX export came from a different checkpoint")
-        self.options = options
-        self.candidate: Runtime | None = candidate
-        self.candidate_note: str | None = None
-        self.prepared: dict[str, dict[str, Any]] = {}
-        self.prepare_s = 0.0
-        self._prepare(progress, cancel)
-
-    def _prepare(self, progress: Progress, cancel: threading.Event | None) -> None:
-        start = time.perf_counter()
-        try:
-            if self.candidate is None:
-                self.candidate = candidate_runtime(self.bundle, self.model, self.against, self.options)
-        except (ImportError, AttributeError) as exc:
-            self.candidate_note = f"{self.against} is not available: {exc}"
-            return
-        availability = self.candidate.availability()
-        try:
-            reports = self.candidate.prepare(progress, cancel)
-        except (CancelledError, BadInputError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - as in compare: the reason is the finding, the reference is recorded
-            self.candidate_note = f"{self.candidate.label} could not be prepared: {error_text(exc)}"
-            return
-        finally:
-            self.prepare_s = time.perf_counter() - start
-        self.prepared[CANDIDATE] = {r.component: r for r in reports}
-        if not availability.ok:
-            self.candidate_note = availability.reason
+        self.options: RuntimeOptions | None = None  # the candidate's, as resolved (its packages folder)
+        self._verified: set[tuple[str, ...]] = set()
 
     @property
     def clips(self) -> list[dict[str, Any]]:
         clips: list[dict[str, Any]] = self.bundle.meta["clips"]
         return clips
 
-    def session(self, index: int) -> Session:
-        """A pipeline session on clip `index`: the recorded reference, the prepared candidate; a path-only joint
-        is compared on the decode-path cells; each result carries the recording's own reference timings."""
-        reference = RecordedRuntime(self.bundle, index, self.model)
-        prepared = {**self.prepared, REFERENCE: {r.component: r for r in reference.prepare()}}
+    def settings(self, asked: Settings) -> Settings:
+        """`asked` with the recording's joint mode and chunking (fixed at record time); its tolerances unless the
+        user gave some (a package candidate's own then follow its programs' compute precision)."""
+        recorded = recorded_settings(self.bundle, asked.tolerances if asked.tolerances_given else None, asked.runs,
+                                     asked.warmup)
+        return replace(recorded, tolerances_given=asked.tolerances_given, topk=asked.topk)
+
+    def index_of(self, which: Path | int) -> int:
+        """A clip index: `which` itself, or the recorded clip whose file is `which` (else the first clip)."""
+        if isinstance(which, int):
+            if not 0 <= which < len(self.clips):
+                raise IndexError(f"the bundle holds {len(self.clips)} clip(s), not clip {which}")
+            return which
+        target = str(Path(which).expanduser().resolve())
+        return next((i for i, c in enumerate(self.clips) if c["audio"]["path"] == target), 0)
+
+    def clip(self, which: Path | int) -> ClipReference:
+        index = self.index_of(which)
+        reference = RecordedRuntime(self.bundle, index, self.loaded)
         recorded = self.clips[index].get("timings", {})
 
         def recorded_timings(result: StepResult) -> None:
@@ -159,14 +150,35 @@ class Replay:
         overrides: dict[str, Step] = {}
         if reference.joint_storage == PATH:
             overrides[JOINT] = lambda ctx: path_joint_step(ctx, reference, ctx.progress, ctx.cancel)
-        return Session(self.facts, clip_audio(self.bundle, self.clips[index]), reference, self.candidate,
-                       self.settings, prepared, self.candidate_note, overrides, recorded_timings)
+        return ClipReference(clip_audio(self.bundle, self.clips[index]), reference,
+                             {r.component: r for r in reference.prepare()}, overrides, recorded_timings)
 
-    def run(self, index: int, progress: Progress = no_progress, cancel: threading.Event | None = None) -> Session:
-        """Every step on clip `index`."""
-        session = self.session(index)
-        session.run_all(progress, cancel)
-        return session
+    def candidate(self, against: str, options: RuntimeOptions) -> Runtime:
+        """The candidate without NeMo: packages (`options.packages_dir`, else the bundle's own conversion) or the
+        recorded ONNX export; what cannot be checked about their provenance goes to `warnings`."""
+        self.warnings = []
+        if against in PACKAGE_RUNTIMES:
+            folder, precision = (Path(options.packages_dir), options.precision) if options.packages_dir \
+                else packages_dir(self.bundle, self.precision)
+            if not folder.is_dir():
+                raise BadInputError(folder, "no such packages folder")
+            options = replace(options, packages_dir=str(folder), precision=precision)
+            self._verify(against, str(folder))
+            self.warnings += provenance(folder, self.facts.sha256)
+        elif against == "onnx":
+            self._verify(against, None)
+            export = self.bundle.meta.get("onnx") or {}
+            if export.get("source_sha256") and export["source_sha256"] != self.facts.sha256:
+                self.warnings.append("the recorded ONNX export came from a different checkpoint")
+        self.options = options
+        return candidate_runtime(self.bundle, self.loaded, against, options)
+
+    def _verify(self, against: str, folder: str | None) -> None:
+        """Check the files this candidate reads against the manifest, once per set of files."""
+        used = files_used(self.bundle, against, folder)
+        if used not in self._verified:
+            self.bundle.verify(used)
+            self._verified.add(used)
 
     def report_block(self, index: int) -> dict[str, Any]:
         """What a replay report adds to the comparison's JSON."""
@@ -175,27 +187,45 @@ class Replay:
                 "recorded_at": self.bundle.meta.get("created"), "recorded_on": self.bundle.meta.get("platform"),
                 "clip": index, "clips": len(self.clips), "joint_storage": clip["joint"]["storage"],
                 "joint_storage_why": self.bundle.meta.get("joint", {}).get("why"),
-                "reference_timings": "recorded", "packages": self.options.packages_dir,
+                "reference_timings": "recorded", "packages": self.options.packages_dir if self.options else None,
                 "warnings": list(self.warnings)}
 
-    def corpus(self, runs: list[tuple[int, Session, float]]) -> dict[str, Any]:
-        """Corpus figures of replayed clips (clip index, finished session, wall seconds), as a corpus run gives
-        them (`core.corpus.aggregate`: WER / CER per runtime, ΔWER, QoI, identical decodes, RTFx, drift), with the
-        recording's skipped manifest entries."""
+    def corpus_record(self, index: int, session: Session, wall_s: float) -> UtteranceRecord:
+        """A replayed clip as a corpus record (`core.corpus.records`), scored against the manifest's text."""
         from rnnt_tui.core.bundle.corpus_input import utterance_of
-        from rnnt_tui.core.corpus.aggregate import aggregate
         from rnnt_tui.core.corpus.records import record_from
 
-        records = [record_from(session.results, session.decode_comparison,
-                               utterance_of(self.clips[index].get("entry", {}), session.audio.path),
-                               session.audio.duration_s, wall_s) for index, session, wall_s in runs]
+        return record_from(session.results, session.decode_comparison,
+                           utterance_of(self.clips[index].get("entry", {}), session.audio.path),
+                           session.audio.duration_s, wall_s)
+
+    def corpus(self, records: list[UtteranceRecord]) -> dict[str, Any]:
+        """Corpus figures of replayed clips, as a corpus run gives them (`core.corpus.aggregate`: WER / CER per
+        runtime, ΔWER, QoI, identical decodes, RTFx, drift), with the recording's skipped manifest entries."""
+        from rnnt_tui.core.corpus.aggregate import aggregate
+
         return {**aggregate(records), "utterances": [r.to_json() for r in records],
                 "skipped_at_record": list(self.bundle.meta.get("skipped", [])),
                 "note": "reference compute is the recording's (RTFx of the reference is as recorded)"}
 
     def close(self) -> None:
-        if self.candidate is not None:
-            self.candidate.close()
+        self.bundle.close()
+
+
+def open_recording(path: Path | str, against: str | None, precision: str | None = None) -> Recording:
+    """The bundle at `path` as a reference for a replay against `against`: every array is verified, and of the
+    other files those this candidate runs (the chosen packages, or the ONNX export)."""
+    bundle, options = open_for_replay(path, against or DEFAULT_AGAINST, precision)
+    recording = Recording(bundle, precision)
+    recording._verified.add(files_used(bundle, against or DEFAULT_AGAINST, options.packages_dir))
+    return recording
+
+
+def recording_for(request: Request) -> Recording | None:
+    """The recording `request.checkpoint` names (a bundle), or None: it is a checkpoint, NeMo restores it."""
+    from rnnt_tui.core.bundle.format import is_bundle
+
+    return open_recording(request.checkpoint, request.against) if is_bundle(request.checkpoint) else None
 
 
 def path_joint_step(ctx: StepContext, reference: RecordedRuntime, progress: Progress = no_progress,
@@ -210,7 +240,7 @@ def path_joint_step(ctx: StepContext, reference: RecordedRuntime, progress: Prog
     encoded = encoded[:, :, :length]
     g, targets = ctx.upstream.decoder["decoder_output"], ctx.upstream.targets
     frames, steps = encoded.shape[2], g.shape[2]
-    chunk = max(1, min(ctx.settings.joint_chunk_frames or frames, frames))
+    chunk = chunk_frames(ctx.settings, frames)
     tol = ctx.settings.tolerances[JOINT]
     ref_info = TensorInfo("logits", tuple(ref_rows.shape), str(ref_rows.dtype))
     result = StepResult(name=JOINT, status=Status.DONE,
@@ -229,10 +259,7 @@ def path_joint_step(ctx: StepContext, reference: RecordedRuntime, progress: Prog
     cand_rows: list[np.ndarray] = []
     done = 0
     try:
-        for start in range(0, frames, chunk):
-            if cancel is not None and cancel.is_set():
-                raise CancelledError("cancelled during the joint grid")
-            stop = min(start + chunk, frames)
+        for start, stop in grid_chunks(frames, chunk, progress, cancel):
             inputs = {"encoded": encoded[:, :, start:stop], "decoder_output": g, "targets": targets}
             if start == 0:
                 bound = candidate.bind(JOINT, inputs)
@@ -253,7 +280,6 @@ def path_joint_step(ctx: StepContext, reference: RecordedRuntime, progress: Prog
             acc.update(ref_rows[done:done + rows.shape[0]], rows)
             cand_rows.append(rows)
             done += rows.shape[0]
-            progress(f"joint frames {stop}/{frames}", stop / frames)
     except CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the candidate failing is the finding
@@ -275,4 +301,5 @@ def path_joint_step(ctx: StepContext, reference: RecordedRuntime, progress: Prog
     return result
 
 
-__all__ = ["FULL", "PATH", "Replay", "clip_audio", "open_for_replay", "path_joint_step", "recorded_settings"]
+__all__ = ["FULL", "PATH", "Recording", "clip_audio", "open_for_replay", "open_recording", "path_joint_step",
+           "recorded_settings", "recording_for"]

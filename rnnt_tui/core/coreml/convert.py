@@ -12,11 +12,11 @@ Precision: the default is **fp32**. coremltools' own default for ML programs is 
 which mixes fp16 rounding into every comparison; fp32 isolates conversion errors, which is what a validation tool
 should look at first. fp16 is an option (`precision="fp16"`): inputs stay fp32, outputs are declared float16 (Core
 ML's `predict` hands them over as float32; the Core ML runtime casts them back, exactly), and the
-ops `precision.policy` finds structurally (index arithmetic on shapes and lengths, statistics over the flexible
+ops `coreml.fp16_policy` finds structurally (index arithmetic on shapes and lengths, statistics over the flexible
 time axis) stay fp32 — they are listed in the package's metadata (`rnnt_tui.fp32_ops`) and in `fp32_ops`.
 `"mixed"` keeps those plus the ops a mixed-precision search chose (`keep_fp32`); `"fp16-all"` is coremltools' own
 fp16 (every op it allows), kept to show what the exceptions fix. `weights` compresses the weights
-(`precision.weights`). Each op's NeMo module is recorded in the metadata too (`precision.modules`).
+(`coreml.weights`). Each op's NeMo module is recorded in the metadata too (`coreml.op_modules`).
 
 Packages are built once per (checkpoint sha256, component, precision, fp32 set, weights, target, max_frames, library
 versions) in the
@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,9 @@ from typing import Any
 from rnnt_tui.core.cache import ArtifactCache, make_key
 from rnnt_tui.core.checkpoint import LoadedModel
 from rnnt_tui.core.components import COMPONENTS, DECODER, ENCODER, JOINT, PREPROCESSOR
+from rnnt_tui.core.coreml.fp16_policy import KeptOp
 from rnnt_tui.core.coreml.spec import META_PREFIX, load_coremltools
 from rnnt_tui.core.errors import BadInputError, CancelledError
-from rnnt_tui.core.precision.policy import KeptOp
 from rnnt_tui.core.progress import Progress, no_progress
 from rnnt_tui.core.quiet import quiet
 
@@ -236,7 +236,7 @@ def convert_one(loaded: LoadedModel, component: str, out_path: Path, precision: 
 
 def _compute_precision(ct: Any, precision: str, keep_fp32: Iterable[str]) -> tuple[Any, Any]:
     """(compute_precision for ct.convert, the selector that records what it kept, or None)."""
-    from rnnt_tui.core.precision.policy import KeepFp32Selector
+    from rnnt_tui.core.coreml.fp16_policy import KeepFp32Selector
 
     if precision == "fp32":
         return ct.precision.FLOAT32, None
@@ -253,9 +253,9 @@ def _convert(loaded: LoadedModel, component: str, out_path: Path, precision: str
     import torch
 
     from rnnt_tui import __version__
+    from rnnt_tui.core.coreml import op_modules as modules
+    from rnnt_tui.core.coreml.weights import check_weights, compress_model
     from rnnt_tui.core.coreml.wrappers import EncoderWrapper, wrap
-    from rnnt_tui.core.precision import modules
-    from rnnt_tui.core.precision.weights import check_weights, compress_model
 
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
@@ -326,8 +326,8 @@ def convert_components(loaded: LoadedModel, precision: str = DEFAULT_PRECISION,
                        weights: str | None = None) -> list[ConvertedPackage]:
     """Convert `components` of `loaded` to Core ML packages, cached (with `use_cache=False`, into a fresh temp dir
     the caller owns); copy them to `out_dir` as `<component>.mlpackage` when given. `keep_fp32` (component → op
-    names) is the mixed-precision set; `weights` one of `precision.weights.WEIGHTS`."""
-    from rnnt_tui.core.precision.weights import check_weights
+    names) is the mixed-precision set; `weights` one of `coreml.weights.WEIGHTS`."""
+    from rnnt_tui.core.coreml.weights import check_weights
 
     wanted = list(components)
     unknown = [c for c in wanted if c not in COMPONENTS]
@@ -394,13 +394,15 @@ def write_packages(checkpoint_path: Path | str, out_dir: Path | str | None = Non
                    precision: str = DEFAULT_PRECISION, minimum_deployment_target: str = DEFAULT_TARGET,
                    max_frames: int | None = None, components: Iterable[str] = COMPONENTS,
                    progress: Progress = no_progress, cancel: threading.Event | None = None,
-                   weights: str | None = None, clips: Iterable[Path | str] = ()) -> list[ConvertedPackage]:
+                   weights: str | None = None,
+                   keep_fp32: Callable[[LoadedModel], dict[str, tuple[str, ...]]] | None = None
+                   ) -> list[ConvertedPackage]:
     """`rnnt-tui convert CHECKPOINT [--precision] [--weights] [--out DIR] [CLIPS]`: restore, convert, and write
     `<component>.mlpackage` files into `out_dir` (default `./<checkpoint stem>-coreml-<precision>` in the working
-    directory). `precision="mixed"` first searches the fp32 set on `clips` (default: the bundled demo clips)
-    with `precision.mixed.find_mixed_precision` (cached) and converts with it."""
+    directory). `precision="mixed"` converts with the fp32 set `keep_fp32(loaded)` gives (the caller's search:
+    `precision.mixed.find_mixed_precision`; conversion never imports the precision tools)."""
     from rnnt_tui.core.checkpoint import restore
-    from rnnt_tui.core.precision.weights import check_weights
+    from rnnt_tui.core.coreml.weights import check_weights
 
     path = Path(checkpoint_path).expanduser()
     if not path.is_file():
@@ -414,12 +416,9 @@ def write_packages(checkpoint_path: Path | str, out_dir: Path | str | None = Non
     loaded = restore(path, cancel=cancel)
     keep: dict[str, tuple[str, ...]] | None = None
     if precision == "mixed":
-        from rnnt_tui.core.precision.mixed import find_mixed_precision
-
-        found = find_mixed_precision(loaded, clips=list(clips), max_frames=max_frames,
-                                     minimum_deployment_target=minimum_deployment_target, progress=progress,
-                                     cancel=cancel)
-        keep = found.keep_by_component()
+        if keep_fp32 is None:
+            raise ValueError("precision 'mixed' needs the fp32 set: pass keep_fp32 (precision.mixed's search)")
+        keep = keep_fp32(loaded)
     return convert_components(loaded, precision=precision, minimum_deployment_target=minimum_deployment_target,
                               max_frames=max_frames, components=components, out_dir=out, progress=progress,
                               cancel=cancel, keep_fp32=keep, weights=weights)

@@ -2,11 +2,12 @@
 
 `run_corpus(request, cancel)` is a generator of plain, picklable events (`CorpusPlanned`, the pipeline's own
 `Progress` / `ModelRestored` / `CandidateFailed` while it opens, `UtteranceStarted`, `UtteranceFinished` with the
-record and running totals, `CorpusFinished`), so the CLI renders them and the app's engine process forwards them
-as they come. Each finished utterance is in `results.jsonl` (flushed and synced) before the next starts; setting
-`cancel` (or Ctrl-C) stops after the utterance in flight, which is lost, and the reports are rebuilt from what
-finished. A bad manifest line or clip is an error record for that line and the run goes on. A candidate that
-cannot run here raises `RuntimeUnavailableError`, one that failed to prepare `StepFailedError`, before any clip.
+record and running totals, `CorpusFinished`: all in the pipeline's one vocabulary, `pipeline.events`), so the CLI
+renders them and the app's engine process forwards them as they come. Each finished utterance is in
+`results.jsonl` (flushed and synced) before the next starts; setting `cancel` (or Ctrl-C) stops after the utterance
+in flight, which is lost, and the reports are rebuilt from what finished. A bad manifest line or clip is an error
+record for that line and the run goes on. A candidate that cannot run here raises `RuntimeUnavailableError`, one
+that failed to prepare `StepFailedError`, before any clip.
 
 The link to the comparison pipeline is two small functions, `_session_for` and `_record`.
 """
@@ -31,6 +32,8 @@ from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailab
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.options import RuntimeOptions
 from rnnt_tui.core.pipeline import events as ev
+from rnnt_tui.core.pipeline.driver import run_steps
+from rnnt_tui.core.pipeline.events import CorpusFinished, CorpusPlanned, UtteranceFinished, UtteranceStarted
 from rnnt_tui.core.pipeline.request import Request, Settings
 
 if TYPE_CHECKING:
@@ -57,48 +60,6 @@ class CorpusRequest:
     shard: Shard | None = None
     resume: bool = False
     gates: Gates = field(default_factory=Gates)
-
-
-@dataclass(frozen=True)
-class CorpusPlanned(ev.Event):
-    """The manifest was read: `total` entries selected, `done` already in the results file (a resume)."""
-
-    manifest: Path
-    out_dir: Path
-    total: int
-    done: int
-    manifest_errors: int
-    done_records: tuple[UtteranceRecord, ...] = ()  # what a resumed run already has, for a view to show
-
-
-@dataclass(frozen=True)
-class UtteranceStarted(ev.Event):
-    uid: str
-    audio: str
-    position: int  # 1-based among the selected entries
-    total: int
-
-
-@dataclass(frozen=True)
-class UtteranceFinished(ev.Event):
-    """One utterance recorded (already on disk). `totals` is `RunningTotals.headline()` over every record so far;
-    `eta_s` the mean comparison time so far times the entries left (restoring the model not counted)."""
-
-    record: UtteranceRecord
-    position: int
-    total: int
-    totals: dict[str, Any]
-    eta_s: float | None
-
-
-@dataclass(frozen=True)
-class CorpusFinished(ev.Event):
-    """The run ended (`interrupted`: cancelled or Ctrl-C after the recorded utterances); reports are written."""
-
-    out_dir: Path
-    interrupted: bool
-    totals: dict[str, Any]
-    reports: tuple[Path, ...] = ()
 
 
 def header_for(request: CorpusRequest, manifest_digest: str, checkpoint_sha256: str) -> RunHeader:
@@ -237,7 +198,7 @@ def _evaluate(pipe: Pipeline, request: CorpusRequest, utterance: Utterance,
             return error_record(utterance, "audio", exc.problem)
         raise
     _check_candidate(pipe, session)
-    session.run_all(cancel=cancel)
+    run_steps(session, cancel=cancel)
     return _record(session, utterance, time.perf_counter() - start)
 
 
@@ -254,14 +215,14 @@ def _check_available(against: str) -> None:
 
 
 def _check_candidate(pipe: Pipeline, session: Session) -> None:
-    """After opening: a candidate that was available but did not prepare fails the run (its traceback went out
-    as `CandidateFailed`); one whose module did not load is unavailable."""
+    """After opening: a candidate whose preparing crashed fails the run (its traceback went out as
+    `CandidateFailed`); one that cannot run here is unavailable (the pipeline's one verdict for each)."""
     note = session.candidate_unavailable
     if note is None:
         return
-    if pipe.candidate is None:
-        raise RuntimeUnavailableError(note)
-    raise StepFailedError(note)
+    if session.candidate_failed:
+        raise StepFailedError(note)
+    raise RuntimeUnavailableError(note)
 
 
 def _audio(entry: Utterance | ManifestError) -> str:
@@ -273,3 +234,7 @@ def _resolved(request: CorpusRequest) -> CorpusRequest:
 
     return replace(request, checkpoint=request.checkpoint.expanduser().resolve(),
                    manifest=request.manifest.expanduser().resolve(), out_dir=request.out_dir.expanduser().resolve())
+
+
+__all__ = ["CORPUS_SETTINGS", "CorpusFinished", "CorpusPlanned", "CorpusRequest", "UtteranceFinished",
+           "UtteranceStarted", "header_for", "run_corpus"]

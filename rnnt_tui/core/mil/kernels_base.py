@@ -76,20 +76,24 @@ def named_dtype(name: str) -> np.dtype[Any]:
 
 
 def mil_dtype(var: Any) -> np.dtype[Any] | None:
-    """numpy dtype a MIL Var is declared with (None for lists, states and other non-tensor types)."""
+    """numpy dtype a MIL Var is declared with (None for lists, tuples, dicts and strings, which hold no array; a
+    state reads as its tensor). A tensor or scalar whose type has no numpy dtype is an error naming the var:
+    skipping it would leave its value as the kernel made it (an fp16 output never rounded to fp16)."""
     if hasattr(var, "np_dtype"):  # load_proto.ProtoVar: read from the protobuf
         return var.np_dtype  # type: ignore[no-any-return]
     from coremltools.converters.mil.mil import types  # coremltools: only once a program is loaded
 
-    try:
-        scalar = var.dtype
-        if scalar is None or not (types.is_scalar(scalar) or types.is_tensor(var.sym_type)):
-            return None
-        if types.is_str(scalar):
-            return None
-        return np.dtype(types.nptype_from_builtin(scalar))
-    except Exception:  # noqa: BLE001 - an exotic MIL type: leave the value as the kernel made it
+    sym_type = var.sym_type
+    if any(kind(sym_type) for kind in (types.is_list, types.is_tuple, types.is_dict)):
         return None
+    scalar = var.dtype
+    if scalar is None or types.is_str(scalar) or not (types.is_scalar(scalar) or types.is_tensor(sym_type)):
+        return None
+    try:
+        return np.dtype(types.nptype_from_builtin(scalar))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"MIL var {getattr(var, 'name', var)!r}: its type {scalar} has no numpy dtype, so its "
+                         f"values could not be held in their declared precision") from exc
 
 
 def rank_of(var: Any) -> int | None:

@@ -6,19 +6,13 @@ component alone. The candidate's own outputs are kept for its end-to-end decode.
 
 from __future__ import annotations
 
-import numpy as np
-
 from rnnt_tui.core.compare_ops import compare_outputs, samples, status_of
 from rnnt_tui.core.components import ENCODER, OUTPUTS, PREPROCESSOR, describe
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
-from rnnt_tui.core.pipeline.context import Arrays, StepContext, error_text
+from rnnt_tui.core.pipeline.context import Arrays, StepContext, audio_inputs, error_text
+from rnnt_tui.core.pipeline.heads import MEL_ENCODER, fused_encoder_rows
 from rnnt_tui.core.results import StepResult
 from rnnt_tui.core.stats import per_frame_max
-
-
-def audio_inputs(ctx: StepContext) -> Arrays:
-    signal = ctx.audio.samples[None, :].astype(np.float32)
-    return {"audio_signal": signal, "length": np.array([signal.shape[1]], dtype=np.int64)}
 
 
 def component_step(ctx: StepContext, name: str, inputs: Arrays) -> tuple[StepResult, Arrays]:
@@ -54,8 +48,6 @@ def preprocessor_step(ctx: StepContext) -> StepResult:
 def encoder_step(ctx: StepContext) -> StepResult:
     assert ctx.upstream.features is not None, "the preprocessor runs first"
     result, ctx.upstream.encoded = component_step(ctx, ENCODER, dict(ctx.upstream.features))
-    from rnnt_tui.core.pipeline.heads import MEL_ENCODER, fused_encoder_rows
-
     ref = ctx.upstream.encoded
     cand = ctx.upstream.candidate.get(ENCODER)
     rows, notes = fused_encoder_rows(ctx, ref)

@@ -96,11 +96,16 @@ class StepContext:
 
     def candidate_notes(self, component: str) -> list[str]:
         """What the candidate said about binding `component` (a fixed window padded, tiles, …)."""
-        notes = getattr(self.candidate, "bind_notes", {}) if self.candidate is not None else {}
-        return list(notes.get(component, []))
+        return list(self.candidate.bind_notes.get(component, [])) if self.candidate is not None else []
 
     def reference_timings(self, component: str, timings: Timings) -> dict[str, Timings | None]:
         return {REFERENCE: self.with_prepare(REFERENCE, component, timings)}
+
+
+def audio_inputs(ctx: StepContext) -> Arrays:
+    """The preprocessor's inputs: the clip as a [1, N] float32 signal and its length."""
+    signal = ctx.audio.samples[None, :].astype(np.float32)
+    return {"audio_signal": signal, "length": np.array([signal.shape[1]], dtype=np.int64)}
 
 
 def error_text(exc: BaseException) -> str:

@@ -19,8 +19,7 @@ from rnnt_tui.core.coreml.matching import MEL_ENCODER
 from rnnt_tui.core.decode import DecodeResult, greedy_decode
 from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
-from rnnt_tui.core.pipeline.components import audio_inputs
-from rnnt_tui.core.pipeline.context import StepContext, error_text
+from rnnt_tui.core.pipeline.context import StepContext, audio_inputs, error_text
 from rnnt_tui.core.results import DecodeComparison, Divergence, StepResult
 from rnnt_tui.core.runtimes.base import Runtime
 from rnnt_tui.core.textmetrics import first_difference, token_agreement, wer
@@ -52,7 +51,7 @@ def reference_decode(ctx: StepContext) -> tuple[DecodeResult, Timings]:
 def _candidate_encoded(ctx: StepContext, candidate: Runtime) -> tuple[np.ndarray, int]:
     features = ctx.upstream.features
     assert features is not None
-    if ENCODER not in candidate.components and MEL_ENCODER in getattr(candidate, "heads", ()):
+    if ENCODER not in candidate.components and MEL_ENCODER in candidate.heads:
         out = ctx.upstream.candidate.get(MEL_ENCODER) or candidate.run(MEL_ENCODER, audio_inputs(ctx))
         return np.asarray(out["encoded"], dtype=np.float32), int(np.asarray(out["encoded_length"]).reshape(-1)[0])
     if PREPROCESSOR in candidate.components:

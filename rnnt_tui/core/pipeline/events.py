@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rnnt_tui.core.progress import Progress as ProgressCallback
+
 if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio
     from rnnt_tui.core.pipeline.facts import FuseView
@@ -123,15 +125,79 @@ class FuseChanged(Event):
     fuse: FuseView
 
 
+# -- corpus runs (`core.corpus.runner`) --------------------------------------------------------------------
+# Records are `core.corpus.records.UtteranceRecord` (typed loosely: this package never imports the corpus).
+
+
+@dataclass(frozen=True)
+class CorpusPlanned(Event):
+    """The manifest was read: `total` entries selected, `done` already in the results file (a resume)."""
+
+    manifest: Path
+    out_dir: Path
+    total: int
+    done: int
+    manifest_errors: int
+    done_records: tuple[Any, ...] = ()  # what a resumed run already has, for a view to show
+
+
+@dataclass(frozen=True)
+class UtteranceStarted(Event):
+    uid: str
+    audio: str
+    position: int  # 1-based among the selected entries
+    total: int
+
+
+@dataclass(frozen=True)
+class UtteranceFinished(Event):
+    """One utterance recorded (already on disk). `totals` is `RunningTotals.headline()` over every record so far;
+    `eta_s` the mean comparison time so far times the entries left (restoring the model not counted)."""
+
+    record: Any
+    position: int
+    total: int
+    totals: dict[str, Any]
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class CorpusFinished(Event):
+    """The run ended (`interrupted`: cancelled or Ctrl-C after the recorded utterances); reports are written."""
+
+    out_dir: Path
+    interrupted: bool
+    totals: dict[str, Any]
+    reports: tuple[Path, ...] = ()
+
+
+# -- compute-unit sweeps (`core.sweep`) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepUnitStarted(Event):
+    """The sweep starts on compute unit `units` (`position` 1-based of `total`)."""
+
+    units: str
+    position: int
+    total: int
+
+
+@dataclass(frozen=True)
+class SweepUnitFinished(Event):
+    """One compute unit's row (`core.sweep.SweepRow`), whatever happened on it."""
+
+    row: Any
+
+
 Emit = Callable[[Event], object]
-ProgressCallback = Callable[[str, float | None], None]
 
 
 def ignore(event: Event) -> None:
     """An Emit that drops everything."""
 
 
-def progress_of(emit: Emit, job: str) -> ProgressCallback:
+def progress_of(emit: Emit, job: str) -> ProgressCallback:  # the core's one callback type (core.progress)
     """The core's progress callback, emitted as `Progress` events of `job`."""
 
     def progress(text: str, fraction: float | None = None) -> None:

@@ -19,8 +19,8 @@ import numpy as np
 from rnnt_tui.core.compare_ops import compare_outputs
 from rnnt_tui.core.components import ENCODER, JOINT, OUTPUTS
 from rnnt_tui.core.coreml.matching import JOINT_DECISION, JOINT_DECISION_STEP, MEL_ENCODER
-from rnnt_tui.core.pipeline.components import audio_inputs
-from rnnt_tui.core.pipeline.context import Arrays, StepContext, error_text
+from rnnt_tui.core.pipeline.context import Arrays, StepContext, audio_inputs, error_text
+from rnnt_tui.core.pipeline.grid import chunk_frames, grid_chunks
 from rnnt_tui.core.results import OutputComparison
 
 DECISION_HEADS = (JOINT_DECISION, JOINT_DECISION_STEP)
@@ -30,7 +30,7 @@ MAX_DECISION_CELLS = 20_000
 def heads(ctx: StepContext) -> tuple[str, ...]:
     if not ctx.comparing or ctx.candidate is None:
         return ()
-    return tuple(getattr(ctx.candidate, "heads", ()))
+    return ctx.candidate.heads
 
 
 def fused_encoder_rows(ctx: StepContext, reference: Arrays) -> tuple[list[OutputComparison], list[str]]:
@@ -62,15 +62,14 @@ def decision_rows(ctx: StepContext, encoded: np.ndarray, g: np.ndarray, targets:
     assert ctx.candidate is not None
     frames, steps = encoded.shape[2], g.shape[2]
     limit = max(1, min(frames, MAX_DECISION_CELLS // max(steps, 1)))
-    chunk = max(1, min(ctx.settings.joint_chunk_frames or frames, limit))
+    chunk = min(chunk_frames(ctx.settings, frames), limit)
     durations = ctx.facts.summary.durations
     out: dict[str, Any] = {}
     notes: list[str] = []
     for head in found:
         merged = None
         try:
-            for start in range(0, limit, chunk):
-                stop = min(start + chunk, limit)
+            for start, stop in grid_chunks(limit, chunk, cancel=ctx.cancel, what="the decision heads"):
                 inputs = {"encoded": encoded[:, :, start:stop], "decoder_output": g, "targets": targets}
                 ref_logits = np.asarray(ctx.reference.run(JOINT, inputs)["logits"])[0]
                 decided = ctx.candidate.run(head, {"encoded": inputs["encoded"], "decoder_output": g})

@@ -16,9 +16,10 @@ import numpy as np
 from rnnt_tui.core import fuse as fuse_mode
 from rnnt_tui.core.compare_ops import samples
 from rnnt_tui.core.components import JOINT, TensorInfo, describe
-from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
 from rnnt_tui.core.pipeline.context import StepContext, error_text
+from rnnt_tui.core.pipeline.grid import chunk_frames, grid_chunks
+from rnnt_tui.core.pipeline.heads import decision_rows
 from rnnt_tui.core.pipeline.request import Settings
 from rnnt_tui.core.progress import Progress
 from rnnt_tui.core.results import OutputComparison, StepResult
@@ -48,8 +49,6 @@ def joint_step(ctx: StepContext) -> StepResult:
     if not has_joint:
         ctx.candidate_skip(result, JOINT)
     if comparing and result.error is None:
-        from rnnt_tui.core.pipeline.heads import decision_rows
-
         result.notes.extend(ctx.candidate_notes(JOINT))
         g, targets = ctx.upstream.decoder["decoder_output"], ctx.upstream.targets
         result.decisions, notes = decision_rows(ctx, encoded[:, :, :length], g, targets)
@@ -65,8 +64,7 @@ def compare_joint_grid(reference: Runtime, candidate: Runtime | None, encoded: n
                        cancel: threading.Event | None) -> StepResult:
     frames = encoded.shape[2]
     steps = g.shape[2]
-    chunk = settings.joint_chunk_frames if settings.joint_chunk_frames > 0 else frames
-    chunk = max(1, min(chunk, frames))
+    chunk = chunk_frames(settings, frames)
     tol = settings.tolerances[JOINT]
     first_inputs = {"encoded": encoded[:, :, :chunk], "decoder_output": g, "targets": targets}
     result = StepResult(name=JOINT, status=Status.DONE, inputs=describe({"encoded": encoded, "decoder_output": g,
@@ -108,10 +106,7 @@ def compare_joint_grid(reference: Runtime, candidate: Runtime | None, encoded: n
     acc = DiffAccumulator(full_shape, tol.atol, tol.rtol, axis=1, logits=True, topk=settings.topk)
     cell_max = np.zeros((frames, steps), dtype=np.float32)
     cell_agree = np.zeros((frames, steps), dtype=bool)
-    for start in range(0, frames, chunk):
-        if cancel is not None and cancel.is_set():
-            raise CancelledError("cancelled during the joint grid")
-        stop = min(start + chunk, frames)
+    for start, stop in grid_chunks(frames, chunk, progress, cancel):
         if start == 0:
             ref_logits, cand_logits = first_ref, first_cand
         else:
@@ -123,7 +118,6 @@ def compare_joint_grid(reference: Runtime, candidate: Runtime | None, encoded: n
         c32 = cand_logits.astype(np.float32, copy=False)[0]
         cell_max[start:stop] = np.abs(c32 - r32).max(axis=-1)
         cell_agree[start:stop] = r32.argmax(axis=-1) == c32.argmax(axis=-1)
-        progress(f"joint frames {stop}/{frames}", stop / frames)
     stats = acc.result()
     note = "" if ref_info.dtype == cand_info.dtype else \
         f"dtype differs: {cand_info.dtype} vs {ref_info.dtype} (upcast for statistics)"

@@ -40,13 +40,16 @@ class Session:
     def __init__(self, facts: ModelFacts, audio: Audio, reference: Runtime, candidate: Runtime | None,
                  settings: Settings, prepared: dict[str, dict[str, PrepareReport]] | None = None,
                  candidate_note: str | None = None, overrides: dict[str, Step] | None = None,
-                 after_step: Callable[[StepResult], None] | None = None) -> None:
-        """`overrides`: steps run differently for this session (a recorded reference that holds only the decode
-        path's joint cells); `after_step`: applied to each result (a recording's own reference timings)."""
+                 after_step: Callable[[StepResult], None] | None = None, candidate_failed: bool = False) -> None:
+        """Built by `driver.new_session` only. `candidate_note`: why the candidate does not run (`candidate_failed`:
+        because preparing it crashed, else because it cannot run here); `overrides`: steps run differently for
+        this session (a recorded reference that holds only the decode path's joint cells); `after_step`: applied
+        to each result (a recording's own reference timings)."""
         self.ctx = StepContext(facts=facts, audio=audio, reference=reference, candidate=candidate,
                                candidate_note=candidate_note, settings=settings, prepared=prepared or {})
         self.overrides = overrides or {}
         self.after_step = after_step
+        self.candidate_failed = candidate_failed
         self.results: dict[str, StepResult] = {}
         self.decode_comparison: DecodeComparison | None = None
 
@@ -69,6 +72,7 @@ class Session:
 
     @property
     def candidate_unavailable(self) -> str | None:
+        """Why the candidate does not run (it cannot run here, or preparing it failed: `candidate_failed`)."""
         return self.ctx.candidate_note
 
     @property
@@ -142,14 +146,3 @@ class Session:
                 raise RuntimeError(f"the reference {dependency} failed, so the {name} has no input")
         if name == DECODER and up.decode is None:
             reference_decode(self.ctx)
-
-    def run_all(self, progress: Progress = no_progress, cancel: threading.Event | None = None,
-                on_result: Callable[[StepResult], None] | None = None) -> list[StepResult]:
-        out = []
-        for name in STEPS:
-            progress(f"running {name}", None)
-            result = self.run_step(name, progress, cancel)
-            out.append(result)
-            if on_result is not None:
-                on_result(result)
-        return out

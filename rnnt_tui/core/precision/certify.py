@@ -88,7 +88,7 @@ def _candidates(loaded: LoadedModel, packages: Path | None, precision: str, weig
     """Candidate package per component, tensor renames, the fp32 sets of our own conversion, and errors."""
     from rnnt_tui.core.coreml.convert import convert_components
     from rnnt_tui.core.coreml.matching import match_packages
-    from rnnt_tui.core.precision.weights import compress_package
+    from rnnt_tui.core.coreml.weights import compress_package
 
     errors: list[str] = []
     if packages is None:
@@ -124,6 +124,7 @@ def _decode_check(loaded: LoadedModel, references: dict[str, Path], candidates: 
                   cancel: threading.Event | None) -> DecodeCheck | None:
     from rnnt_tui.core.coreml.wrappers import state_shape
     from rnnt_tui.core.mil import MilProgram
+    from rnnt_tui.core.nemo_decoding import max_symbols
     from rnnt_tui.core.precision.runs import ProgramDecoder, program_decode
 
     if names or not all(c in candidates for c in (ENCODER, DECODER, JOINT)):
@@ -135,7 +136,7 @@ def _decode_check(loaded: LoadedModel, references: dict[str, Path], candidates: 
     for source in (references, candidates):
         progs = {c: MilProgram.load(source[c]) for c in (ENCODER, DECODER, JOINT)}
         enc = progs[ENCODER].run(feeds[ENCODER])
-        decoder = ProgramDecoder(progs[DECODER], progs[JOINT], blank, state)
+        decoder = ProgramDecoder(progs[DECODER], progs[JOINT], blank, state, max_symbols=max_symbols(loaded))
         length = int(np.asarray(enc["encoded_length"]).reshape(-1)[0])
         tokens.append(program_decode(decoder, enc["encoded"], length, durations, cancel))
         logits = np.asarray(progs[JOINT].run(feeds[JOINT])["logits"], np.float32)

@@ -15,7 +15,7 @@ Per op of the candidate it flags (kinds):
 Ranking: the flagged ops are grouped (per NeMo module and kind, else where one feeds another), and each group's
 effect on the component output is measured by running the candidate again with that group's outputs replaced by the
 fp32 program's values (`runs.run_with_values`): `effect` is the output's max |Δ| before minus after. Each op carries
-its NeMo module (`precision.modules`; "unknown" when the package does not record it). Everything here is "Core ML
+its NeMo module (`coreml.op_modules`; "unknown" when the package does not record it). Everything here is "Core ML
 program, MIL interpreter", not Core ML.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from rnnt_tui.core.components import COMPONENTS
+from rnnt_tui.core.coreml import op_modules
 from rnnt_tui.core.errors import CancelledError, RnntTuiError
-from rnnt_tui.core.precision import modules as op_modules
 from rnnt_tui.core.precision.runs import Feeds, max_diff, run_with_values, value_range
 from rnnt_tui.core.progress import Progress, no_progress
 
@@ -179,11 +179,11 @@ def analyse_component(component: str, candidate_path: Path, reference_path: Path
                       names: tuple[dict[str, str], dict[str, str]] | None = None) -> ComponentHazards:
     """Hazards of one component's candidate program against its fp32 program on `feeds`. `names` maps the
     contract's input and output names to the candidate's tensor names when they differ (`--packages`)."""
+    from rnnt_tui.core.coreml.fp16_policy import INDEX_ARITHMETIC, classify
     from rnnt_tui.core.coreml.spec import META_PREFIX, read_spec
     from rnnt_tui.core.mil import MilProgram, TraceOptions, compare_traces
     from rnnt_tui.core.mil.trace import base_name
     from rnnt_tui.core.precision.lint import lint_package, load_program
-    from rnnt_tui.core.precision.policy import INDEX_ARITHMETIC, classify
 
     mapping = op_modules.decode(read_spec(candidate_path).metadata.get(META_PREFIX + op_modules.METADATA_KEY))
     reference, candidate = MilProgram.load(reference_path), MilProgram.load(candidate_path)

@@ -10,7 +10,7 @@ bytes the user ships) and reports:
 - `fp16-constant` (error): an fp16 constant holding ±inf/NaN (e.g. a −1e9 mask that became −inf), or an fp32
   constant beyond 65504 feeding an op that computes in fp16;
 - `fp16-index-arithmetic` / `fp16-flexible-statistic` (error): index arithmetic or a sum over the flexible axis
-  computed in fp16 (`precision.policy`);
+  computed in fp16 (`coreml.fp16_policy`);
 - `not-on-neural-engine` (info, "informational: no compute plan here"): op types public reports say the Neural
   Engine does not run (`lstm`, `gru`, `rnn`, control flow), and ops computing in fp32 (the Neural Engine
   computes fp16 only). On a Mac, `MLComputePlan` says where ops really run.
@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rnnt_tui.core.coreml import op_modules
+from rnnt_tui.core.coreml.fp16_policy import INDEX_ARITHMETIC, _inputs, classify
+from rnnt_tui.core.coreml.op_modules import walk
 from rnnt_tui.core.coreml.spec import META_PREFIX, PACKAGE_SUFFIXES, read_spec
 from rnnt_tui.core.errors import BadInputError
-from rnnt_tui.core.precision import modules as op_modules
-from rnnt_tui.core.precision.policy import INDEX_ARITHMETIC, _inputs, classify, walk
 
 NE_DIM_LIMIT = 16384
 FP16_MAX = 65504.0

@@ -99,9 +99,11 @@ class _Checker:
 
     def __init__(self, ref: dict[str, Any], cand: dict[str, Any], clips: list[dict[str, Feeds]],
                  blank: int, state: tuple[int, int, int], durations: list[int] | None,
-                 cancel: threading.Event | None, tolerances: dict[str, Tolerance]) -> None:
+                 cancel: threading.Event | None, tolerances: dict[str, Tolerance],
+                 max_symbols: int | None = None) -> None:
         self.ref, self.cand, self.clips, self.tolerances = ref, cand, clips, tolerances
         self.blank, self.state, self.durations, self.cancel = blank, state, durations, cancel
+        self.max_symbols = max_symbols
         start = time.perf_counter()
         self.ref_out = [{c: ref[c].run(feeds[c]) for c in COMPONENTS} for feeds in clips]
         self.ref_tokens = [self._decode(self.ref, out[ENCODER], feeds, {}) for out, feeds in zip(
@@ -111,7 +113,7 @@ class _Checker:
     def _decode(self, progs: dict[str, Any], enc_out: Feeds, feeds: dict[str, Feeds],
                 sets: dict[str, set[str]]) -> list[int]:
         decoder = ProgramDecoder(progs[DECODER], progs[JOINT], self.blank, self.state,
-                                 sets.get(DECODER, ()), sets.get(JOINT, ()))
+                                 sets.get(DECODER, ()), sets.get(JOINT, ()), max_symbols=self.max_symbols)
         return program_decode(decoder, enc_out["encoded"], int(np.asarray(enc_out["encoded_length"]).reshape(-1)[0]),
                               self.durations, self.cancel)
 
@@ -228,9 +230,9 @@ def _demo_clips() -> list[Path]:
 def _find(loaded: LoadedModel, paths: list[Path], audio: list[np.ndarray], frames: int, target: str,
           tolerances: dict[str, Tolerance], progress: Progress, cancel: threading.Event | None) -> MixedResult:
     from rnnt_tui.core.coreml.convert import convert_components
+    from rnnt_tui.core.coreml.fp16_policy import selector_snippet
     from rnnt_tui.core.coreml.wrappers import state_shape
     from rnnt_tui.core.mil import MilProgram
-    from rnnt_tui.core.precision.policy import selector_snippet
     from rnnt_tui.core.precision.runs import reference_feeds
 
     progress("Mixed precision: fp32 and fp16 programs", 0.0)
@@ -244,7 +246,9 @@ def _find(loaded: LoadedModel, paths: list[Path], audio: list[np.ndarray], frame
     state = state_shape(model.decoder)
     durations = loaded.summary.durations
     total = sum(p.op_count for p in cand.values())
-    checker = _Checker(ref, cand, feeds, blank, state, durations, cancel, tolerances)
+    from rnnt_tui.core.nemo_decoding import max_symbols
+
+    checker = _Checker(ref, cand, feeds, blank, state, durations, cancel, tolerances, max_symbols(loaded))
     start = time.perf_counter()
     deadline = start + BUDGET * checker.baseline_s
     structural = {c: {k.name for k in p.fp32_ops} for c, p in fp16_pk.items()}
@@ -273,7 +277,7 @@ def _find(loaded: LoadedModel, paths: list[Path], audio: list[np.ndarray], frame
 
 def _unsuffixed(name: str) -> str:
     """An op name as the fp16 pass sees it: the saved name without the `_cast_fp16` the pass appended."""
+    from rnnt_tui.core.coreml.op_modules import sanitized
     from rnnt_tui.core.mil.trace import base_name
-    from rnnt_tui.core.precision.modules import sanitized
 
     return sanitized(base_name(name))

@@ -96,9 +96,17 @@ class ProgramDecoder:
     programs, each with its own fp32 set; drives `core.decode.greedy_decode`."""
 
     def __init__(self, decoder: Any, joint: Any, blank_id: int, state: tuple[int, int, int],
-                 decoder_fp32: Iterable[str] = (), joint_fp32: Iterable[str] = ()) -> None:
+                 decoder_fp32: Iterable[str] = (), joint_fp32: Iterable[str] = (), *,
+                 max_symbols: int | None) -> None:
+        """`max_symbols`: the model's own per-frame symbol cap (`nemo_decoding.max_symbols`), as `compare` uses."""
         self.decoder, self.joint, self.blank_id, self.state = decoder, joint, blank_id, state
+        self.max_symbols = max_symbols
         self.decoder_fp32, self.joint_fp32 = set(decoder_fp32), set(joint_fp32)
+
+    decodes_through_decision = False  # decisions come from the joint program's logits
+
+    def decide_step(self, frame: np.ndarray, decoder_output: Any) -> tuple[int, int, float]:
+        raise NotImplementedError("program decoding goes through the joint's logits")
 
     def initial_state(self) -> Any:
         return np.zeros(self.state, np.float32), np.zeros(self.state, np.float32)
@@ -119,10 +127,8 @@ def program_decode(decoder: ProgramDecoder, encoded: np.ndarray, length: int, du
                    cancel: threading.Event | None = None) -> list[int]:
     """Greedy tokens of `encoded` [1,D,T] through the programs (NeMo's greedy loop, `core.decode`)."""
     from rnnt_tui.core.decode import greedy_decode
-    from rnnt_tui.core.runtimes.base import Runtime
-
-    result = greedy_decode(cast(Runtime, decoder), np.asarray(encoded, np.float32), length, decoder.blank_id,
-                           durations=durations, cancel=cancel)
+    result = greedy_decode(decoder, np.asarray(encoded, np.float32), length, decoder.blank_id,
+                           durations=durations, max_symbols=decoder.max_symbols, cancel=cancel)
     return list(result.tokens)
 
 

@@ -4,6 +4,10 @@ A runtime says whether it can run here (and why not, in one sentence), prepares 
 convert / load, each reported with its timing and whether the cache served it), binds a component to inputs
 (so the timed region holds only the call), and offers the two step functions greedy decoding needs.
 Adding a runtime means adding a subclass; the comparison code does not change.
+
+Optional capabilities are declared here once, with the defaults a plain runtime has, and overridden by the runtimes
+that have them (the package runtimes: program tolerances, bind notes, heads, a decision-head decode, packages,
+inventory, warnings; Core ML: compiled paths). The steps read them as attributes, never probe for them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from rnnt_tui.core.options import RuntimeOptions
 from rnnt_tui.core.progress import Progress, no_progress
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rnnt_tui.core.checkpoint import LoadedModel
+    from rnnt_tui.core.tolerances import Tolerance
 
 __all__ = ["Availability", "BoundCall", "FunctionCall", "PrepareReport", "Progress", "Runtime", "RuntimeOptions",
            "no_progress"]
@@ -87,6 +94,39 @@ class Runtime(ABC):
         self.loaded = loaded
         self.options = options or RuntimeOptions()
         self.reports: dict[str, PrepareReport] = {}
+        #: per component, what binding it did to the inputs (a fixed window padded, tiles, ...)
+        self.bind_notes: dict[str, list[str]] = {}
+        #: what the user should know about the candidate's files (shapes, provenance), one line each
+        self.warnings: list[str] = []
+        #: every file the runtime looked at, with what it was used for or why it was skipped (`.line()`, `.to_json()`)
+        self.inventory: list[Any] = []
+        #: the model files it runs, by component or head (package runtimes: `PackageInfo`)
+        self.packages: dict[str, Any] = {}
+        #: compiled models by component (Core ML), for compute plans and load timings
+        self.compiled_paths: dict[str, Path] = {}
+
+    # -- optional capabilities (the defaults of a runtime without them) ------------------------------
+    def tolerances(self) -> dict[str, Tolerance] | None:
+        """The tolerances its programs' real compute precision calls for; None: the settings' own."""
+        return None
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """Extra bindable heads beyond `components` (fused mel+encoder, joint-decision heads)."""
+        return ()
+
+    @property
+    def decodes_through_decision(self) -> bool:
+        """True when its greedy decode takes each step's decision from a decision head (`decide_step`)."""
+        return False
+
+    def decide_step(self, frame: np.ndarray, decoder_output: Any) -> tuple[int, int, float]:
+        """(token, duration bin, probability) of one cell, from a decision head."""
+        raise NotImplementedError(f"{self.label} has no decision head")
+
+    def package_feed(self, component: str, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The package-named feed of one call of `component` (package runtimes)."""
+        raise NotImplementedError(f"{self.label} runs no packages")
 
     @classmethod
     @abstractmethod

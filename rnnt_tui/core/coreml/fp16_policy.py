@@ -17,9 +17,11 @@ the op selector for `ct.transform.FP16ComputePrecision`. It reads MIL ops only; 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from rnnt_tui.core.coreml.op_modules import sanitized, walk
 
 INDEX_ARITHMETIC = "index arithmetic"
 FLEXIBLE_STATISTIC = "statistic over a flexible axis"
@@ -42,14 +44,6 @@ class KeptOp:
 
     def to_json(self) -> dict[str, str]:
         return {"name": self.name, "op_type": self.op_type, "reason": self.reason}
-
-
-def walk(block: Any) -> Iterator[Any]:
-    """Every op of a MIL block, nested blocks first (program order)."""
-    for op in list(block.operations):
-        for inner in op.blocks:
-            yield from walk(inner)
-        yield op
 
 
 def _inputs(op: Any) -> list[Any]:
@@ -168,16 +162,12 @@ class KeepFp32Selector:
 
     def __init__(self, structural: bool = True, names: Iterable[str] = (), types: Iterable[str] = ()) -> None:
         self.structural = structural
-        from rnnt_tui.core.precision.modules import sanitized
-
         self.names = frozenset(sanitized(n) for n in names)
         self.types = frozenset(types)
         self.kept: dict[str, KeptOp] = {}
         self._found: dict[str, KeptOp] | None = None
 
     def __call__(self, op: Any) -> bool:
-        from rnnt_tui.core.precision.modules import sanitized
-
         if self._found is None:
             block = op.enclosing_block
             while getattr(block, "outer_op", None) is not None:
@@ -194,9 +184,7 @@ class KeepFp32Selector:
 
 def selector_snippet(keep: Mapping[str, Iterable[str]], types: Iterable[str] = ()) -> str:
     """Python that rebuilds a selection (component -> op names) for `ct.convert(..., compute_precision=...)`.
-    Names are compared as the saved program writes them (`modules.sanitized`), so saved names work too."""
-    from rnnt_tui.core.precision.modules import sanitized
-
+    Names are compared as the saved program writes them (`op_modules.sanitized`), so saved names work too."""
     table = {c: sorted({sanitized(n) for n in names}) for c, names in keep.items()}
     type_list = sorted(set(types))
     lines = ["import re", "", "import coremltools as ct", "", "KEEP_FP32 = {"]

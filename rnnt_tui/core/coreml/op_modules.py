@@ -20,10 +20,19 @@ import json
 import re
 import zlib
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 METADATA_KEY = "op_modules"
 UNKNOWN = "unknown"
+
+
+def walk(block: Any) -> Iterator[Any]:
+    """Every op of a MIL block, nested blocks first (program order)."""
+    for op in list(block.operations):
+        for inner in op.blocks:
+            yield from walk(inner)
+        yield op
 
 
 def sanitized(name: str) -> str:
@@ -75,8 +84,6 @@ def scope_chain(op: Any) -> tuple[tuple[str, str], ...] | None:
 
 def record(prog: Any, resolver: ModuleResolver) -> dict[str, str]:
     """Op name -> NeMo module for every non-const op of a converted program (`MLModel._mil_program`)."""
-    from rnnt_tui.core.precision.policy import walk
-
     out: dict[str, str] = {}
     for function in prog.functions.values():
         for op in walk(function):

@@ -1,12 +1,15 @@
 """A comparison or run as a report: one JSON document (the `--json` output) and its Markdown rendering.
 
-`build_report(session)` is the single source; the CLI prints it, the app saves it. Keys follow the README.
+`Comparison.of(session)` is the single source: the CLI renders its tables from it and prints its JSON
+(`to_json`, what `build_report(session)` returns), Markdown is made from that JSON, the app saves both. Keys
+follow the README.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnnt_tui.core.components import COMPONENTS
 from rnnt_tui.core.names import OK, Status
@@ -14,11 +17,21 @@ from rnnt_tui.core.pipeline.session import DECODE, Session
 from rnnt_tui.formatting import num
 from rnnt_tui.versions import all_versions
 
+if TYPE_CHECKING:
+    from rnnt_tui.core.audio import Audio
+    from rnnt_tui.core.pipeline.facts import FuseView
+    from rnnt_tui.core.pipeline.request import Settings
+    from rnnt_tui.core.results import DecodeComparison, StepResult
+    from rnnt_tui.core.summary import ModelSummary
+
 
 def overall_status(session: Session) -> str:
-    """`unavailable` (the candidate cannot run here), `failed`, `mismatch` or `ok`."""
+    """`failed` (preparing the candidate crashed, or a step failed), `unavailable` (the candidate cannot run
+    here), `mismatch` or `ok`."""
     statuses = [r.status for r in session.results.values()]
-    if session.candidate is not None and session.candidate_unavailable:
+    if session.candidate_failed:
+        return Status.FAILED.value
+    if session.candidate_unavailable:
         return Status.UNAVAILABLE.value
     if Status.FAILED in statuses:
         return Status.FAILED.value
@@ -27,38 +40,79 @@ def overall_status(session: Session) -> str:
     return OK
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A finished comparison, taken from its session once: what the CLI's tables, the JSON report (`to_json`, the
+    `--json` output) and its Markdown are all made from, so every output shows the same numbers. Holds the step
+    results and the decode comparison, not the runtimes or the upstream arrays."""
+
+    checkpoint: Path
+    sha256: str | None
+    summary: ModelSummary
+    audio: Audio
+    reference: dict[str, Any]
+    candidate: dict[str, Any] | None
+    fuse_view: FuseView
+    settings: Settings
+    results: dict[str, StepResult]
+    decode_comparison: DecodeComparison | None
+    status: str
+
+    @classmethod
+    def of(cls, session: Session) -> Comparison:
+        candidate: dict[str, Any] | None = None
+        if session.candidate is not None:
+            candidate = {**session.candidate.describe(), "available": session.candidate_unavailable is None,
+                         "reason": session.candidate_unavailable,
+                         "prepare": [r.to_json() for r in session.prepare_reports.get("candidate", {}).values()]}
+        return cls(checkpoint=session.facts.path, sha256=session.facts.sha256, summary=session.facts.summary,
+                   audio=session.audio, reference=session.reference.describe(), candidate=candidate,
+                   fuse_view=session.fuse(), settings=session.settings, results=dict(session.results),
+                   decode_comparison=session.decode_comparison, status=overall_status(session))
+
+    def fuse(self) -> FuseView:
+        return self.fuse_view
+
+    @property
+    def candidate_label(self) -> str | None:
+        return (self.candidate or {}).get("label")
+
+    @property
+    def candidate_reason(self) -> str | None:
+        """Why the candidate did not run (None: it ran, or there is none)."""
+        return (self.candidate or {}).get("reason")
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything the comparison found, JSON-ready (the README's keys)."""
+        duration = self.audio.duration_s
+        components = [self.results[name].to_json(duration) for name in COMPONENTS if name in self.results]
+        decode_result = self.results.get(DECODE)
+        decode: dict[str, Any] | None = None
+        if self.decode_comparison is not None:
+            decode = self.decode_comparison.to_json()
+            if decode_result is not None:
+                decode["timings"] = {k: (t.to_json() if t else None) for k, t in decode_result.timings.items()}
+                decode["status"] = decode_result.status
+                decode["error"] = decode_result.error
+        elif decode_result is not None:
+            decode = {"status": decode_result.status, "error": decode_result.error}
+        return {
+            "checkpoint": {"path": str(self.checkpoint), "sha256": self.sha256, "summary": self.summary.to_json()},
+            "audio": self.audio.to_json(),
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "fuse": self.fuse_view.to_json(),
+            "settings": self.settings.to_json(),
+            "components": components,
+            "decode": decode,
+            "status": self.status,
+            "versions": all_versions(),
+        }
+
+
 def build_report(session: Session) -> dict[str, Any]:
-    """Everything a comparison found, JSON-ready."""
-    duration = session.audio.duration_s
-    components = [session.results[name].to_json(duration) for name in COMPONENTS if name in session.results]
-    decode_result = session.results.get(DECODE)
-    candidate: dict[str, Any] | None = None
-    if session.candidate is not None:
-        candidate = {**session.candidate.describe(), "available": session.candidate_unavailable is None,
-                     "reason": session.candidate_unavailable,
-                     "prepare": [r.to_json() for r in session.prepare_reports.get("candidate", {}).values()]}
-    decode: dict[str, Any] | None = None
-    if session.decode_comparison is not None:
-        decode = session.decode_comparison.to_json()
-        if decode_result is not None:
-            decode["timings"] = {k: (t.to_json() if t else None) for k, t in decode_result.timings.items()}
-            decode["status"] = decode_result.status
-            decode["error"] = decode_result.error
-    elif decode_result is not None:
-        decode = {"status": decode_result.status, "error": decode_result.error}
-    return {
-        "checkpoint": {"path": str(session.facts.path), "sha256": session.facts.sha256,
-                       "summary": session.facts.summary.to_json()},
-        "audio": session.audio.to_json(),
-        "reference": session.reference.describe(),
-        "candidate": candidate,
-        "fuse": session.fuse().to_json(),
-        "settings": session.settings.to_json(),
-        "components": components,
-        "decode": decode,
-        "status": overall_status(session),
-        "versions": all_versions(),
-    }
+    """Everything a comparison found, JSON-ready (`Comparison.of(session).to_json()`)."""
+    return Comparison.of(session).to_json()
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -135,7 +189,21 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_report(session: Session) -> dict[str, Any]:
+def sweep_markdown(rows: list[dict[str, Any]]) -> str:
+    """A compute-unit sweep's rows (`SweepRow.to_json()`) as a Markdown section, appended to the report's."""
+    lines = ["", "## Compute-unit sweep", "",
+             "| compute units | status | component | median ms | speedup | worst max abs |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        if not row["components"]:
+            lines.append(f"| {row['compute_units']} | {row['status']} | - | - | - | {row['error'] or '-'} |")
+        for name, comp in row["components"].items():
+            lines.append(f"| {row['compute_units']} | {row['status']} | {name} | {num(comp.get('median_ms'))} "
+                         f"| {num(comp.get('speedup'))} | {num(comp.get('worst_max_abs'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_report(session: Comparison) -> dict[str, Any]:
     """The `rnnt-tui run` JSON: the PyTorch pipeline alone."""
     components = []
     for name in COMPONENTS:
@@ -154,7 +222,7 @@ def run_report(session: Session) -> dict[str, Any]:
     decode = session.decode_comparison
     decode_t = session.results[DECODE].timings.get("reference") if DECODE in session.results else None
     return {
-        "checkpoint": str(session.facts.path),
+        "checkpoint": str(session.checkpoint),
         "audio": session.audio.to_json(),
         "fuse": session.fuse().to_json(),
         "components": components,

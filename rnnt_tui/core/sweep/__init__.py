@@ -27,7 +27,9 @@ import numpy as np
 from rnnt_tui.core.components import COMPONENTS
 from rnnt_tui.core.errors import CancelledError, RuntimeUnavailableError
 from rnnt_tui.core.names import CANDIDATE, COMPUTE_UNITS, REFERENCE, Status
+from rnnt_tui.core.pipeline import events as ev
 from rnnt_tui.core.pipeline.context import error_text
+from rnnt_tui.core.pipeline.driver import NO_CANDIDATE, new_session, prepare_candidate, run_steps
 from rnnt_tui.core.pipeline.session import Session
 from rnnt_tui.core.progress import Progress, no_progress
 from rnnt_tui.core.runtimes.base import Availability, BoundCall, FunctionCall, PrepareReport, Runtime
@@ -35,6 +37,8 @@ from rnnt_tui.core.timing import Timings
 
 #: the statuses a row can have (the CLI maps them to exit codes with `exit_codes.sweep_exit_code`)
 ROW_STATUSES = ("ok", Status.MISMATCH.value, Status.FAILED.value, Status.UNAVAILABLE.value)
+#: the job of the sweep's `Progress` events
+JOB = "sweep"
 
 
 def _digest(value: Any, h: Any) -> None:
@@ -82,12 +86,6 @@ class SharedReference(Runtime):
         self.replaying = False
         #: component -> the contract-named inputs of its first call (what a drift search feeds the package)
         self.first_inputs: dict[str, dict[str, np.ndarray]] = {}
-
-    def __getattr__(self, name: str) -> Any:  # the wrapped runtime's extras (state_arrays, ...)
-        inner = self.__dict__.get("inner")
-        if inner is None:
-            raise AttributeError(name)
-        return getattr(inner, name)
 
     @classmethod
     def availability(cls) -> Availability:
@@ -160,14 +158,14 @@ class SweepRow:
                 "loads": self.loads, "notes": list(self.notes), "traceback": self.traceback, "drift": self.drift}
 
 
-def placements(candidate: Any, units: str) -> dict[str, Any]:
+def placements(candidate: Runtime, units: str) -> dict[str, Any]:
     """Per component, the share of ops (and estimated cost) on CPU / GPU / Neural Engine, from MLComputePlan; a
     component whose plan Core ML refuses gets {"error": ...}. Where the platform cannot tell at all (not macOS
     14.4+) the reason is kept under "unavailable"."""
     from rnnt_tui.core.coreml.plan import compute_plan
 
     out: dict[str, Any] = {}
-    for component, path in getattr(candidate, "compiled_paths", {}).items():
+    for component, path in candidate.compiled_paths.items():
         try:
             out[component] = compute_plan(path, component, units).to_json()
         except RuntimeUnavailableError as exc:
@@ -177,14 +175,14 @@ def placements(candidate: Any, units: str) -> dict[str, Any]:
     return out
 
 
-def package_loads(candidate: Any, units: str) -> dict[str, dict[str, Any]]:
+def package_loads(candidate: Runtime, units: str) -> dict[str, dict[str, Any]]:
     """Per package: the runtime's own load (and whether it compiled), beside a cold compile + first load and a
     load of the cached compiled model on `units`."""
     from rnnt_tui.core.coreml.load import load_times
 
     out: dict[str, dict[str, Any]] = {}
-    compiled = getattr(candidate, "compiled_paths", {})
-    for key, info in getattr(candidate, "packages", {}).items():
+    compiled = candidate.compiled_paths
+    for key, info in candidate.packages.items():
         report = candidate.reports.get(key)
         entry: dict[str, Any] = {"package": str(info.path),
                                  "load_ms": report.load_ms if report else None,
@@ -202,7 +200,7 @@ def package_loads(candidate: Any, units: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def drift_searches(candidate: Any, row: SweepRow, inputs: dict[str, dict[str, np.ndarray]],
+def drift_searches(candidate: Runtime, row: SweepRow, inputs: dict[str, dict[str, np.ndarray]],
                    settings: Any) -> dict[str, dict[str, Any]]:
     """For each component out of tolerance on this unit: the first op that drifts between CPU_ONLY and the unit
     (`core.coreml.plan.first_drifting_op`), fed the package-named form of the component's first reference input;
@@ -219,7 +217,7 @@ def drift_searches(candidate: Any, row: SweepRow, inputs: dict[str, dict[str, np
         if problem:
             out[name] = {"component": name, "error": problem}
             continue
-        info = getattr(candidate, "packages", {}).get(name)
+        info = candidate.packages.get(name)
         try:
             if info is None or info.path.suffix != ".mlpackage" or name not in inputs:
                 raise ValueError(f"a drift search needs the {name}'s .mlpackage and its reference input")
@@ -280,41 +278,41 @@ class _OnceReference:
         self.shared = SharedReference(base.reference)
         self.timings: dict[str, Timings | None] | None = None
 
-    def run(self, progress: Progress, cancel: threading.Event | None) -> dict[str, Timings | None]:
+    def run(self, emit: ev.Emit, cancel: threading.Event | None) -> dict[str, Timings | None]:
         if self.timings is None:
-            progress("the reference, once for every compute unit", None)
+            emit(ev.Progress(JOB, "the reference, once for every compute unit"))
             base = self.base
-            run = Session(base.facts, base.audio, self.shared, None, base.settings,
-                          {REFERENCE: base.prepare_reports.get(REFERENCE, {})})
-            run.run_all(progress, cancel)
+            run = new_session(base.facts, base.audio, self.shared, None, base.settings,
+                              {REFERENCE: base.prepare_reports.get(REFERENCE, {})}, NO_CANDIDATE, base.overrides,
+                              base.after_step)
+            run_steps(run, emit=emit, cancel=cancel)
             self.shared.replaying = True
             self.timings = {name: r.timings.get(REFERENCE) for name, r in run.results.items()}
         return self.timings
 
 
-def _unit_row(base: Session, once: _OnceReference, unit: str, runtime: type[Runtime], progress: Progress,
+def _unit_row(base: Session, once: _OnceReference, unit: str, runtime: type[Runtime], emit: ev.Emit,
               cancel: threading.Event | None, load_timing: bool, drift: bool) -> SweepRow:
     from rnnt_tui.core.report import overall_status
 
     candidate: Runtime | None = None
     try:
-        availability = runtime.availability()
         notes: list[str] = []
-        if availability.ok and runtime.name == "coreml":
+        if runtime.availability().ok and runtime.name == "coreml":
             missing, notes = _missing_accelerator(unit)
             if missing:
                 return SweepRow(unit, Status.UNAVAILABLE.value, error=missing, notes=notes)
-        candidate = runtime(_loaded(base), replace(_options(base), compute_units=unit))
-        try:  # converts even where Core ML cannot run, so conversion problems show on any OS
-            reports = {r.component: r for r in candidate.prepare(progress, cancel)}
-        except RuntimeUnavailableError as exc:  # e.g. the package needs a newer macOS than this Mac's
-            return SweepRow(unit, Status.UNAVAILABLE.value, error=str(exc), notes=notes)
-        if not availability.ok:
-            return SweepRow(unit, Status.UNAVAILABLE.value, error=availability.reason, notes=notes)
-        reference = once.run(progress, cancel)
-        session = Session(base.facts, base.audio, once.shared, candidate, base.settings,
-                          {**base.prepare_reports, CANDIDATE: reports})
-        session.run_all(progress, cancel)
+        candidate = runtime(base.reference.loaded, replace(_options(base), compute_units=unit))
+        state = prepare_candidate(candidate, emit, cancel)  # converts even where Core ML cannot run
+        if state.failed is not None:
+            return SweepRow(unit, Status.FAILED.value, error=state.failed, notes=notes, traceback=state.details)
+        if state.unavailable is not None:
+            return SweepRow(unit, Status.UNAVAILABLE.value, error=state.unavailable, notes=notes)
+        reference = once.run(emit, cancel)
+        session = new_session(base.facts, base.audio, once.shared, candidate, base.settings,
+                              {REFERENCE: base.prepare_reports.get(REFERENCE, {})}, state, base.overrides,
+                              base.after_step)
+        run_steps(session, emit=emit, cancel=cancel)
         row = SweepRow(unit, overall_status(session), components=_component_rows(session, reference), notes=notes)
         row.transcript = session.decode_comparison.candidate_text if session.decode_comparison else None
         row.error = next((f"{n}: {r.error}" for n, r in session.results.items() if r.error), None)
@@ -333,20 +331,13 @@ def _unit_row(base: Session, once: _OnceReference, unit: str, runtime: type[Runt
             candidate.close()
 
 
-def _loaded(base: Session) -> Any:
-    loaded = base.candidate.loaded if base.candidate is not None else getattr(base.facts, "loaded", None)
-    if loaded is None:
-        raise ValueError("a compute-unit sweep needs a model restored by NeMo (Core ML converts from it)")
-    return loaded
-
-
 def _options(base: Session) -> Any:
     from rnnt_tui.core.options import RuntimeOptions
 
     return base.candidate.options if base.candidate is not None else RuntimeOptions()
 
 
-def sweep(base: Session, units: tuple[str, ...] = COMPUTE_UNITS, progress: Progress = no_progress,
+def sweep(base: Session, units: tuple[str, ...] = COMPUTE_UNITS, emit: ev.Emit = ev.ignore,
           cancel: threading.Event | None = None, load_timing: bool = True,
           runtime: str | type[Runtime] = "coreml", drift: bool = False) -> list[SweepRow]:
     """Run `base`'s comparison on each compute unit: one row per unit, always. The reference runs once, when the
@@ -358,8 +349,22 @@ def sweep(base: Session, units: tuple[str, ...] = COMPUTE_UNITS, progress: Progr
 
     cls = get_runtime_class(runtime) if isinstance(runtime, str) else runtime
     once = _OnceReference(base)
+    quiet = _progress_only(emit)
     rows = []
     for index, unit in enumerate(units):
-        progress(f"compute units {unit}", index / max(len(units), 1))
-        rows.append(_unit_row(base, once, unit, cls, progress, cancel, load_timing, drift))
+        emit(ev.SweepUnitStarted(unit, index + 1, len(units)))
+        emit(ev.Progress(JOB, f"compute units {unit}", index / max(len(units), 1)))
+        rows.append(_unit_row(base, once, unit, cls, quiet, cancel, load_timing, drift))
+        emit(ev.SweepUnitFinished(rows[-1]))
     return rows
+
+
+def _progress_only(emit: ev.Emit) -> ev.Emit:
+    """What of a unit's own run reaches the sweep's listener: its progress, as the sweep's (its steps' results
+    belong to the row, not to the session a front end shows)."""
+
+    def forward(event: ev.Event) -> None:
+        if isinstance(event, ev.Progress):
+            emit(ev.Progress(JOB, event.text, event.fraction))
+
+    return forward
