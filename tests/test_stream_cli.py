@@ -62,7 +62,8 @@ def test_windows_on_an_offline_model(tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert len(report["windows"]) >= 2 and report["full_text"] == "the quick brown fox"
     assert report["port_identical"] and report["candidate_text"] == report["reference_text"]
-    assert all(w["encoder_max_abs"] < 1e-3 for w in report["windows"])
+    diffs = [w["encoder_max_abs"] for w in report["windows"]]
+    assert all(d < 1e-3 for d in diffs) and any(d > 0 for d in diffs)  # close, not bit-equal, and not rounded away
     seams = report["seams"]
     assert [round(s["time_s"], 3) for s in seams] == [round(0.75 + i * 0.75 + 0.125, 3) for i in range(len(seams))]
     lost = [e for s in seams for e in s["edits"]]

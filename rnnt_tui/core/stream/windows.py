@@ -44,7 +44,7 @@ class Window:
     candidate_text: str
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        return {k: (round(v, 4) if isinstance(v, float) and k.endswith("_s") else v) for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
