@@ -21,7 +21,7 @@ import numpy as np
 
 from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.checkpoint import LoadedModel, restore
-from rnnt_tui.core.errors import CancelledError, RuntimeUnavailableError
+from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.nemo_decoding import max_symbols, tokens_to_text
 from rnnt_tui.core.pipeline.events import Emit, Event, progress_of
@@ -143,6 +143,9 @@ def _context(loaded: LoadedModel, audio: np.ndarray, sample_rate: int, context: 
         emit(ChunkCompared((context[0], context[1]), result))
         progress(f"att context {context}: chunk {ref.index + 1}", min(1.0, (ref.start_s + ref.audio_s) /
                                                                       max(clip_s, 1e-9)))
+    if not chunks:
+        raise BadInputError(request.clip, f"{clip_s:.2f} s is shorter than one streaming chunk of att context "
+                                          f"{context}")
     offline = offline_tokens(model, audio)
     reference_text = tokens_to_text(loaded, ref_tokens)
     offline_text = tokens_to_text(loaded, offline)
@@ -175,6 +178,13 @@ def run_stream(request: StreamRequest, emit: Emit, cancel: threading.Event | Non
         progress("restoring the checkpoint with NeMo", None)
         loaded = restore(request.checkpoint, cancel=cancel)
     model = loaded.eval()
+    notes: list[str] = []
+    if getattr(model, "cur_decoder", "rnnt") != "rnnt":  # a hybrid switched to CTC: stream its transducer head
+        from rnnt_tui.core.quiet import quiet
+
+        with quiet():
+            model.change_decoding_strategy(decoder_type="rnnt", verbose=False)
+        notes.append("the hybrid model was set to its transducer (rnnt) decoder for streaming")
     contexts = choose_contexts(request.checkpoint, model.encoder, request.att_context)
     default_context = [int(x) for x in model.encoder.att_context_size]
     sample_rate = int(model.cfg.preprocessor.get("sample_rate", model.cfg.get("sample_rate", 16000)))
@@ -183,17 +193,17 @@ def run_stream(request: StreamRequest, emit: Emit, cancel: threading.Event | Non
     runtime = _decoder_runtime(loaded, request.against, request.use_cache)
     runtime.prepare(lambda text, fraction=None: progress(text, fraction), cancel)
     results: list[ContextResult] = []
-    notes: list[str] = []
+    step_notes: list[str] = []
     try:
         for context in contexts:
             step = STEPS[request.against](loaded, context, request.use_cache)
             progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
             step.prepare(progress, cancel)
-            notes += [f"{context}: {n}" for n in step.notes]
+            step_notes += [f"{context}: {n}" for n in step.notes]
             results.append(_context(loaded, audio.samples, sample_rate, context, step, runtime, request, emit, cancel))
     finally:
         set_context(model, default_context)
         runtime.close()
     return StreamResult(str(request.checkpoint), str(request.clip), audio.duration_s, RUNTIME_LABELS["pytorch"],
-                        RUNTIME_LABELS[request.against], tuple(notes), tuple(results),
-                        {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol})
+                        RUNTIME_LABELS[request.against], tuple(step_notes), tuple(results),
+                        {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol}, tuple(notes))
