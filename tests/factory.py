@@ -251,3 +251,41 @@ def build(kind: str, out: Path, work: Path, dims: Dims = Dims(), fuse: bool = Tr
 
 def config_copy(cfg: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(cfg)
+
+
+#: the lookaheads of the streaming demo: chunked_limited [left, right] pairs, the first the default
+STREAMING_ATT_CONTEXTS = [[70, 13], [70, 1]]
+
+
+def streaming_config(dims: Dims = Dims(), fuse: bool = True,
+                     att_context_size: list[list[int]] | None = None) -> dict[str, Any]:
+    """A cache-aware streaming char RNNT config (NeMo's cache_aware_streaming FastConformer recipe, tiny).
+
+    `att_context_style: chunked_limited` with a list of [left, right] contexts (a multi-lookahead model; the
+    first is the default), `conv_context_size: causal`, causal downsampling, layer-norm conv modules.
+    """
+    cfg = char_rnnt_config(dims, fuse)
+    enc = cfg["encoder"]
+    enc.update({
+        "att_context_size": [list(c) for c in (att_context_size or STREAMING_ATT_CONTEXTS)],
+        "att_context_style": "chunked_limited",
+        "att_context_probs": None,
+        "conv_context_size": "causal",
+        "causal_downsampling": True,
+        "conv_norm_type": "layer_norm",
+    })
+    return cfg
+
+
+def build_streaming(out: Path, dims: Dims = Dims(), fuse: bool = True, seed: int = 0,
+                    att_context_size: list[list[int]] | None = None) -> Path:
+    """Build a cache-aware streaming char RNNT model with random weights (seeded); saved as a .nemo at `out`."""
+    import torch
+    from nemo.collections.asr.models import EncDecRNNTModel
+    from omegaconf import OmegaConf
+
+    torch.manual_seed(seed)
+    model = EncDecRNNTModel(cfg=OmegaConf.create(streaming_config(dims, fuse, att_context_size)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save_to(str(out))
+    return out

@@ -26,6 +26,7 @@ COMMANDS = {
     "replay": "bundle_cmd:replay",
     "precision": "precision_cmd:precision",
     "lint": "precision_cmd:lint",
+    "stream": "stream_cmd:stream",
 }
 
 

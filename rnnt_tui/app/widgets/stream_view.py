@@ -1,0 +1,95 @@
+"""The Streaming tab's view: a chunk timeline, the transcripts growing chunk by chunk, cache drift as a sparkline.
+
+Renders a plain result and computes nothing: the `to_json` dict of `core.stream`'s `StreamResult` (whole, or
+growing: `add_chunk` takes one chunk's JSON as a `ChunkCompared` event arrives). One column per chunk: the
+free-running encoder drift as a heat cell (relative to the tolerance), the tokens each runtime emitted, the first
+divergence marked. `n` steps the cursor one chunk (the transcripts show up to it); `p` steps back. Self-contained:
+the app hooks it up by mounting it in a tab and calling `show(report)` / `add_chunk(chunk_json)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.widgets import Static
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def heat(value: float | str | None, atol: float) -> Text:
+    """A cell coloured by how far the drift is from the tolerance (green within, yellow up to 10x, red beyond)."""
+    if value is None or isinstance(value, str):
+        return Text("!!", style="bold white on red")
+    style = "black on green" if value <= atol else ("black on yellow" if value <= 10 * atol else "white on red")
+    return Text(f"{value:.0e}", style=style)
+
+
+def sparkline(values: list[float]) -> str:
+    finite = [v for v in values if isinstance(v, (int, float)) and v == v]
+    if not finite:
+        return ""
+    top = max(finite) or 1.0
+    return "".join(BLOCKS[min(len(BLOCKS) - 1, int(v / top * (len(BLOCKS) - 1)))] if v == v else "?" for v in finite)
+
+
+class StreamView(Static):
+    """A streaming comparison, chunk by chunk."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "step(1)", "Next chunk", tooltip="Show the transcripts up to the next chunk", id="stream.next"),
+        Binding("p", "step(-1)", "Previous chunk", tooltip="Show the transcripts up to the previous chunk",
+                id="stream.previous"),
+    ]
+    can_focus = True
+
+    def __init__(self, report: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.report: dict[str, Any] = report or {"chunks": []}
+        self.cursor = max(0, len(self.report["chunks"]) - 1)
+
+    def show(self, report: dict[str, Any]) -> None:
+        self.report = report
+        self.cursor = max(0, len(report.get("chunks", [])) - 1)
+        self.refresh_view()
+
+    def add_chunk(self, chunk: dict[str, Any]) -> None:
+        self.report.setdefault("chunks", []).append(chunk)
+        self.cursor = len(self.report["chunks"]) - 1
+        self.refresh_view()
+
+    def action_step(self, delta: int) -> None:
+        chunks = self.report.get("chunks", [])
+        self.cursor = max(0, min(len(chunks) - 1, self.cursor + delta))
+        self.refresh_view()
+
+    def on_mount(self) -> None:
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        self.update(self.renderable_for())
+
+    def renderable_for(self) -> Group:
+        chunks = self.report.get("chunks", [])
+        atol = float(self.report.get("tolerance", {}).get("atol", 1e-3))
+        divergence = (self.report.get("decode") or {}).get("first_divergence") or {}
+        timeline = Table(title="Chunk timeline (free-running drift, tokens per chunk)", show_lines=False)
+        timeline.add_column("")
+        for c in chunks:
+            marked = c["index"] == divergence.get("chunk")
+            timeline.add_column(f"{'▶' if c['index'] == self.cursor else ''}{c['index']}{'✗' if marked else ''}",
+                                justify="center", style="bold red" if marked else "")
+        timeline.add_row("drift", *[heat(c["free_running"]["outputs"][0]["max_abs"], atol) for c in chunks])
+        timeline.add_row("NeMo", *[c["tokens"]["reference_text"] for c in chunks])
+        timeline.add_row("cand", *[c["tokens"]["candidate_text"] for c in chunks])
+        upto = chunks[: self.cursor + 1]
+        ref = "".join(c["tokens"]["reference_text"] for c in upto)
+        cand = "".join(c["tokens"]["candidate_text"] for c in upto)
+        drift = [c["free_running"]["outputs"][1]["max_abs"] for c in chunks]
+        lines = Text.assemble(
+            ("NeMo streaming: ", "bold"), ref, "\n", ("candidate:      ", "bold"),
+            (cand, "" if cand == ref else "red"), "\n", ("cache drift:    ", "bold"), sparkline(drift))
+        return Group(timeline, lines)

@@ -1,0 +1,209 @@
+"""The cache-aware streaming comparison: NeMo's chunked loop against a candidate's streaming step, chunk by chunk.
+
+Entry point `run_stream(request, emit, cancel)`. For each att context asked for, the reference loop
+(`reference.nemo_chunks`) and the candidate advance in lockstep, one chunk at a time, so memory holds one chunk's
+caches and the results (never the whole history): per chunk the candidate's step runs twice - teacher-forced
+(the reference's caches in: the step's own error) and free-running (its own caches from the previous chunk: the
+error as it accumulates) - and its own decoder / joint decode the free-running output, carrying their state.
+Progress goes out as `Progress` events and each finished chunk as a `ChunkCompared` event; nothing is formatted
+for a screen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rnnt_tui.core.audio import load_audio
+from rnnt_tui.core.checkpoint import LoadedModel, restore
+from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
+from rnnt_tui.core.names import RUNTIME_LABELS
+from rnnt_tui.core.nemo_decoding import max_symbols, tokens_to_text
+from rnnt_tui.core.pipeline.events import Emit, Event, progress_of
+from rnnt_tui.core.stats import diff_stats
+from rnnt_tui.core.stream.chunk_decode import ChunkGreedy
+from rnnt_tui.core.stream.config import (
+    STREAM_CANDIDATES,
+    STREAM_NOT_BUILT,
+    StreamRequest,
+    algorithmic_latency_ms,
+    choose_contexts,
+)
+from rnnt_tui.core.stream.reference import (
+    CACHE_NAMES,
+    RefChunk,
+    nemo_chunks,
+    offline_tokens,
+    set_context,
+    streaming_cfg_json,
+)
+from rnnt_tui.core.stream.result import ChunkResult, ContextResult, Divergence, FeedResult, StreamResult, TensorDiff
+from rnnt_tui.core.stream.steps import STEPS, Caches, StreamStep
+
+JOB = "stream"
+
+
+@dataclass(frozen=True)
+class ChunkCompared(Event):
+    """One chunk of one context compared (the app's timeline grows by one column)."""
+
+    context: tuple[int, int]
+    chunk: ChunkResult
+
+
+def check_candidate(against: str) -> None:
+    """RuntimeUnavailableError for a candidate the streaming comparison does not run (yet)."""
+    if against in STREAM_NOT_BUILT:
+        raise RuntimeUnavailableError(STREAM_NOT_BUILT[against])
+    if against not in STREAM_CANDIDATES:
+        raise RuntimeUnavailableError(f"no streaming candidate {against!r} (choose {', '.join(STREAM_CANDIDATES)})")
+
+
+def _diff(name: str, ref: np.ndarray, cand: np.ndarray, atol: float, rtol: float, gates: bool = True) -> TensorDiff:
+    value_range = float(ref.max() - ref.min()) if ref.size else 0.0
+    stats = diff_stats(ref, cand, atol, rtol) if ref.shape == cand.shape else None
+    return TensorDiff(name, stats, value_range, tuple(ref.shape), tuple(cand.shape), gates)
+
+
+def _feed(feed: str, ref: RefChunk, out: tuple[np.ndarray, int, Caches], atol: float, rtol: float,
+          padded: bool) -> FeedResult:
+    encoded, length, caches = out
+    diffs = [_diff("encoded", ref.encoded[:, :, : ref.encoded_length], encoded[:, :, :length], atol, rtol)]
+    diffs += [_diff(n, ref.caches_out[n], caches[n], atol, rtol, gates=not padded) for n in CACHE_NAMES[:2]]
+    return FeedResult(feed, tuple(diffs), int(ref.caches_out["cache_last_channel_len"][0]),
+                      int(caches["cache_last_channel_len"][0]), ref.encoded_length, length)
+
+
+def _decoder_runtime(loaded: LoadedModel, against: str, use_cache: bool) -> Any:
+    """The candidate's own decoder and joint: the tool's ONNX runtime, or the MIL runtime on decoder/joint packages
+    only (the streaming encoder is the step's)."""
+    from rnnt_tui.core.options import RuntimeOptions
+
+    options = RuntimeOptions(use_cache=use_cache)
+    if against == "onnx":
+        from rnnt_tui.core.runtimes.onnx_runtime import OnnxRuntime
+
+        return OnnxRuntime(loaded, options)
+    from rnnt_tui.core.components import DECODER, JOINT
+    from rnnt_tui.core.runtimes.mil_runtime import MilRuntime
+
+    class MilDecoderJoint(MilRuntime):
+        components = (DECODER, JOINT)
+
+    return MilDecoderJoint(loaded, options)
+
+
+def _divergence(chunk: int, time_s: float, loaded: LoadedModel, ref: list[int], cand: list[int]) -> Divergence:
+    return Divergence(chunk, time_s, tokens_to_text(loaded, ref), tokens_to_text(loaded, cand))
+
+
+def _context(loaded: LoadedModel, audio: np.ndarray, sample_rate: int, context: list[int], step: StreamStep,
+             runtime: Any, request: StreamRequest, emit: Emit, cancel: threading.Event | None) -> ContextResult:
+    model = loaded.eval()
+    set_context(model, context)
+    progress = progress_of(emit, JOB)
+    atol, rtol = request.tolerance.atol, request.tolerance.rtol
+    blank = int(model.decoder.blank_idx)
+    decoder = ChunkGreedy(runtime, blank, max_symbols(loaded))
+    caches: Caches | None = None
+    chunks: list[ChunkResult] = []
+    divergence: Divergence | None = None
+    ref_tokens: list[int] = []
+    clip_s = len(audio) / float(sample_rate)
+    for ref in _chunks(model, audio, sample_rate, cancel):
+        first = ref.index == 0
+        teacher = step(ref.features, ref.length, ref.caches_in, first)
+        began = time.perf_counter()
+        free = step(ref.features, ref.length, caches if caches is not None else ref.caches_in, first)
+        step_ms = (time.perf_counter() - began) * 1000
+        emitted = decoder.advance(free[0], free[1])
+        cand_ms = (time.perf_counter() - began) * 1000
+        caches = free[2]
+        padded = getattr(step, "frames", {}).get("first" if first else "next", ref.length) > ref.features.shape[2]
+        notes = (f"zero-padded from {ref.features.shape[2]} to the program's fixed chunk of "
+                 f"{step.frames['first' if first else 'next']} frames: its caches are shown, not judged "  # type: ignore[attr-defined]
+                 "(nothing reads them after the last chunk)",) if padded else ()
+        new_ref = ref.tokens[len(ref_tokens):]
+        ref_tokens = list(ref.tokens)
+        result = ChunkResult(
+            index=ref.index, start_s=ref.start_s, audio_s=ref.audio_s, feature_frames=ref.length,
+            teacher_forced=_feed("teacher-forced", ref, teacher, atol, rtol, padded),
+            free_running=_feed("free-running", ref, free, atol, rtol, padded),
+            reference_tokens=tuple(new_ref), candidate_tokens=tuple(emitted),
+            reference_piece=tokens_to_text(loaded, new_ref), candidate_piece=tokens_to_text(loaded, emitted),
+            reference_ms=ref.compute_ms, candidate_ms=cand_ms, candidate_step_ms=step_ms, notes=notes)
+        chunks.append(result)
+        if divergence is None and decoder.tokens != ref_tokens:
+            divergence = _divergence(ref.index, ref.start_s, loaded, ref_tokens, decoder.tokens)
+        emit(ChunkCompared((context[0], context[1]), result))
+        progress(f"att context {context}: chunk {ref.index + 1}", min(1.0, (ref.start_s + ref.audio_s) /
+                                                                      max(clip_s, 1e-9)))
+    if not chunks:
+        raise BadInputError(request.clip, f"{clip_s:.2f} s is shorter than one streaming chunk of att context "
+                                          f"{context}")
+    offline = offline_tokens(model, audio)
+    reference_text = tokens_to_text(loaded, ref_tokens)
+    offline_text = tokens_to_text(loaded, offline)
+    gap = None
+    if offline != ref_tokens:
+        n = next((i for i, (a, b) in enumerate(zip(offline, ref_tokens, strict=False)) if a != b),
+                 min(len(offline), len(ref_tokens)))
+        gap = Divergence(-1, float("nan"), tokens_to_text(loaded, offline[: n + 1]),
+                         tokens_to_text(loaded, ref_tokens[: n + 1]))
+    return ContextResult((context[0], context[1]), streaming_cfg_json(model), algorithmic_latency_ms(model, context),
+                         tuple(chunks), reference_text, offline_text, tokens_to_text(loaded, decoder.tokens),
+                         divergence, gap)
+
+
+def _chunks(model: Any, audio: np.ndarray, sample_rate: int,
+            cancel: threading.Event | None) -> Iterator[RefChunk]:
+    for chunk in nemo_chunks(model, audio, sample_rate):
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("cancelled between chunks")
+        yield chunk
+
+
+def run_stream(request: StreamRequest, emit: Emit, cancel: threading.Event | None = None,
+               loaded: LoadedModel | None = None) -> StreamResult:
+    """Compare `request.against`'s streaming step with NeMo's chunked loop on every context asked for."""
+    request = request.resolved()
+    check_candidate(request.against)
+    progress = progress_of(emit, JOB)
+    if loaded is None:
+        progress("restoring the checkpoint with NeMo", None)
+        loaded = restore(request.checkpoint, cancel=cancel)
+    model = loaded.eval()
+    notes: list[str] = []
+    if getattr(model, "cur_decoder", "rnnt") != "rnnt":  # a hybrid switched to CTC: stream its transducer head
+        from rnnt_tui.core.quiet import quiet
+
+        with quiet():
+            model.change_decoding_strategy(decoder_type="rnnt", verbose=False)
+        notes.append("the hybrid model was set to its transducer (rnnt) decoder for streaming")
+    contexts = choose_contexts(request.checkpoint, model.encoder, request.att_context)
+    default_context = [int(x) for x in model.encoder.att_context_size]
+    sample_rate = int(model.cfg.preprocessor.get("sample_rate", model.cfg.get("sample_rate", 16000)))
+    audio = load_audio(request.clip, sample_rate)
+    progress(f"{RUNTIME_LABELS[request.against]}: preparing the decoder and joint", 0.0)
+    runtime = _decoder_runtime(loaded, request.against, request.use_cache)
+    runtime.prepare(lambda text, fraction=None: progress(text, fraction), cancel)
+    results: list[ContextResult] = []
+    step_notes: list[str] = []
+    try:
+        for context in contexts:
+            step = STEPS[request.against](loaded, context, request.use_cache)
+            progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
+            step.prepare(progress, cancel)
+            step_notes += [f"{context}: {n}" for n in step.notes]
+            results.append(_context(loaded, audio.samples, sample_rate, context, step, runtime, request, emit, cancel))
+    finally:
+        set_context(model, default_context)
+        runtime.close()
+    return StreamResult(str(request.checkpoint), str(request.clip), audio.duration_s, RUNTIME_LABELS["pytorch"],
+                        RUNTIME_LABELS[request.against], tuple(step_notes), tuple(results),
+                        {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol}, tuple(notes))

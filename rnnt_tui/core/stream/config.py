@@ -1,0 +1,122 @@
+"""What a streaming comparison is asked to do, and what the checkpoint's encoder allows.
+
+`StreamRequest` is the one object front ends build. `streaming_contexts` reads a restored model's
+cache-aware setup (att_context_style, the [left, right] contexts of a multi-lookahead model) and refuses a model
+that cannot stream in one line naming why; `algorithmic_latency_ms` is the chunk plus its lookahead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rnnt_tui.core.errors import BadInputError
+from rnnt_tui.core.tolerances import Tolerance
+
+#: candidates the streaming comparison runs today; the others are refused with STREAM_NOT_BUILT
+STREAM_CANDIDATES = ("onnx", "mil")
+STREAM_NOT_BUILT = {"coreml": "streaming against Core ML is not built yet (use --against mil for the same Core ML "
+                              "program run by the MIL interpreter)",
+                    "coreai": "streaming against Core AI is not built yet"}
+ALL_CONTEXTS = "all"
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """One streaming or windowed comparison.
+
+    `att_context`: None (the model's default context), "L,R", or "all" (every lookahead of a multi-lookahead
+    model). `window_s` set: the windowed pipeline for offline models, `overlap_s` between windows and
+    `mel_left_s` of audio before each window fed for the mel/encoder left context and then dropped.
+    """
+
+    checkpoint: Path
+    clip: Path
+    against: str = "onnx"
+    att_context: str | None = None
+    window_s: float | None = None
+    overlap_s: float = 0.0
+    mel_left_s: float = 0.0
+    tolerance: Tolerance = field(default_factory=lambda: Tolerance(atol=1e-3, rtol=1e-3))
+    use_cache: bool = True
+
+    def resolved(self) -> StreamRequest:
+        from dataclasses import replace
+
+        return replace(self, checkpoint=self.checkpoint.expanduser().resolve(), clip=self.clip.expanduser().resolve())
+
+
+def _pairs(value: Any) -> list[list[int]]:
+    """att_context_size as a list of [left, right] pairs (NeMo accepts one pair or a list of pairs)."""
+    items = list(value)
+    if items and not isinstance(items[0], (list, tuple)) and not hasattr(items[0], "__len__"):
+        return [[int(items[0]), int(items[1])]]
+    return [[int(p[0]), int(p[1])] for p in items]
+
+
+def streaming_problem(encoder: Any) -> str | None:
+    """Why this encoder cannot run NeMo's cache-aware streaming (None when it can)."""
+    style = getattr(encoder, "att_context_style", None)
+    contexts = _pairs(getattr(encoder, "att_context_size_all", None) or [[-1, -1]])
+    if not hasattr(encoder, "cache_aware_stream_step"):
+        return f"its encoder ({type(encoder).__name__}) has no cache-aware streaming step"
+    if style != "chunked_limited":
+        return (f"not a cache-aware streaming model: att_context_style {style!r}, att_context_size {contexts} "
+                f"(streaming needs chunked_limited); --window S runs it in fixed windows")
+    if any(right < 0 for _, right in contexts):
+        return f"its att_context_size {contexts} has an unlimited right context, so chunks cannot be formed"
+    return None
+
+
+def streaming_contexts(path: Path, encoder: Any) -> list[list[int]]:
+    """The [left, right] contexts the encoder was trained with (the first is its default); BadInputError naming
+    the file when it cannot stream."""
+    problem = streaming_problem(encoder)
+    if problem is not None:
+        raise BadInputError(path, problem)
+    return _pairs(encoder.att_context_size_all)
+
+
+def choose_contexts(path: Path, encoder: Any, wanted: str | None) -> list[list[int]]:
+    """The contexts to run: the default, every one ("all"), or the "L,R" asked for (which must be one of them)."""
+    contexts = streaming_contexts(path, encoder)
+    if wanted is None:
+        return [contexts[0]]
+    if wanted == ALL_CONTEXTS:
+        return contexts
+    try:
+        left, right = (int(x) for x in wanted.split(","))
+    except ValueError as exc:
+        raise BadInputError(None, f"--att-context {wanted!r}: give L,R (e.g. 70,13) or 'all'") from exc
+    if [left, right] not in contexts:
+        raise BadInputError(path, f"att_context_size [{left}, {right}] is not one the model was trained with "
+                                  f"({contexts})")
+    return [[left, right]]
+
+
+def subsampling_factor(encoder: Any) -> int:
+    return int(getattr(encoder, "subsampling_factor", 1) or 1)
+
+
+def frame_ms(model: Any) -> float:
+    """Milliseconds per encoder output frame (mel hop x subsampling)."""
+    stride = float(model.cfg.preprocessor.get("window_stride", 0.01))
+    return stride * 1000.0 * subsampling_factor(model.encoder)
+
+
+def algorithmic_latency_ms(model: Any, context: list[int]) -> float:
+    """A chunked_limited context emits chunks of right+1 frames: the first frame of a chunk waits for the rest of
+    its chunk, so the latency is (right + 1) frames of audio (the lookahead is the chunk)."""
+    return (context[1] + 1) * frame_ms(model)
+
+
+STREAM_DEMO_CHECKPOINT = "streaming-rnnt.nemo"
+STREAM_DEMO_CLIP = "stream-demo.wav"
+
+
+def stream_demo() -> tuple[Path, Path]:
+    """The bundled cache-aware demo checkpoint and its ~5 s clip (used when `stream` is given no files)."""
+    from rnnt_tui.paths import demo_dir
+
+    return demo_dir() / STREAM_DEMO_CHECKPOINT, demo_dir() / STREAM_DEMO_CLIP

@@ -1,0 +1,133 @@
+"""The reference: NeMo's own cache-aware streaming loop, run as NeMo's example runs it, with each chunk recorded.
+
+Nothing is re-derived: `CacheAwareStreamingAudioBuffer` cuts the chunks (online_normalization off,
+pad_and_drop_preencoded off), `encoder.get_initial_cache_state` gives the first caches, and every chunk goes
+through `model.conformer_stream_step` with NeMo's `drop_extra_pre_encoded` rule (0 on the first chunk) and
+`keep_all_outputs` on the last. The step's encoder output is read with a forward hook on the encoder and passed
+through the encoder's own `streaming_post_process`, exactly as `cache_aware_stream_step` does. The offline
+transcript is NeMo's full-context forward at the same att context plus `model.decoding`.
+
+What is kept per chunk is what the candidate needs and what the comparison shows: the chunk's features, the
+caches going in and coming out (layer-first, NeMo's layout), the encoder output, the tokens so far and the time.
+Only the caches of the current chunk are held by the loop; the records are the caller's to keep or drop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+CACHE_NAMES = ("cache_last_channel", "cache_last_time", "cache_last_channel_len")
+
+
+@dataclass
+class RefChunk:
+    """One chunk as NeMo's loop ran it."""
+
+    index: int
+    features: np.ndarray  # [1, F, T] what the step was fed (pre-encode cache frames first)
+    length: int
+    drop_extra_pre_encoded: int
+    keep_all_outputs: bool
+    start_s: float  # where the new audio of this chunk starts in the clip
+    audio_s: float  # how much new audio it covers
+    caches_in: dict[str, np.ndarray]
+    encoded: np.ndarray  # [1, D, T]
+    encoded_length: int
+    caches_out: dict[str, np.ndarray]
+    tokens: list[int]  # every token so far (NeMo's partial hypothesis)
+    compute_ms: float
+    notes: list[str] = field(default_factory=list)
+
+
+def set_context(model: Any, context: list[int]) -> None:
+    """Make `context` the encoder's att context and recompute its streaming_cfg (NeMo's own setters)."""
+    model.encoder.set_default_att_context_size(list(context))
+    model.encoder.setup_streaming_params()
+
+
+def streaming_cfg_json(model: Any) -> dict[str, Any]:
+    cfg = model.encoder.streaming_cfg
+    keys = ("chunk_size", "shift_size", "cache_drop_size", "last_channel_cache_size", "valid_out_len",
+            "pre_encode_cache_size", "drop_extra_pre_encoded", "last_channel_num", "last_time_num")
+    return {k: getattr(cfg, k) for k in keys if hasattr(cfg, k)}
+
+
+def _np(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+def _tokens(hyps: Any) -> list[int]:
+    if not hyps:
+        return []
+    seq = hyps[0].y_sequence
+    return [int(t) for t in (seq.tolist() if hasattr(seq, "tolist") else seq)]
+
+
+def nemo_chunks(model: Any, audio: np.ndarray, sample_rate: int) -> Iterator[RefChunk]:
+    """Run NeMo's streaming loop over `audio` at the encoder's current context, one RefChunk per chunk.
+    The model must be in eval mode; `set_context` first to choose the context."""
+    import torch  # heavy: the model is already restored
+    from nemo.collections.asr.parts.utils.streaming_utils import CacheAwareStreamingAudioBuffer
+
+    encoder = model.encoder
+    buffer = CacheAwareStreamingAudioBuffer(model, online_normalization=False, pad_and_drop_preencoded=False)
+    buffer.append_audio(audio, stream_id=-1)
+    stride_s = float(model.cfg.preprocessor.get("window_stride", 0.01))
+    total_frames = int(buffer.streams_length[0])
+    ch, tm, chl = encoder.get_initial_cache_state(batch_size=1)
+    captured: list[Any] = []
+    hook = encoder.register_forward_hook(lambda _m, _i, output: captured.append(output))
+    prev_hyp: Any = None
+    prev_out: Any = None
+    try:
+        with torch.inference_mode():
+            for step, (chunk, length) in enumerate(iter(buffer)):
+                start_frame = buffer.buffer_idx - _shift(encoder.streaming_cfg, step)
+                new_frames = max(0, min(total_frames, buffer.buffer_idx) - start_frame)
+                drop = 0 if step == 0 else encoder.streaming_cfg.drop_extra_pre_encoded
+                keep_all = buffer.is_buffer_empty()
+                caches_in = {"cache_last_channel": _np(ch), "cache_last_time": _np(tm),
+                             "cache_last_channel_len": _np(chl)}
+                captured.clear()
+                began = time.perf_counter()
+                prev_out, _, ch, tm, chl, prev_hyp = model.conformer_stream_step(
+                    processed_signal=chunk, processed_signal_length=length, cache_last_channel=ch,
+                    cache_last_time=tm, cache_last_channel_len=chl, keep_all_outputs=keep_all,
+                    previous_hypotheses=prev_hyp, previous_pred_out=prev_out, drop_extra_pre_encoded=drop,
+                    return_transcription=True)
+                compute_ms = (time.perf_counter() - began) * 1000
+                encoded, encoded_len, *_ = encoder.streaming_post_process(captured[-1], keep_all_outputs=keep_all)
+                yield RefChunk(
+                    index=step, features=_np(chunk), length=int(length[0]), drop_extra_pre_encoded=int(drop),
+                    keep_all_outputs=bool(keep_all), start_s=start_frame * stride_s, audio_s=new_frames * stride_s,
+                    caches_in=caches_in, encoded=_np(encoded), encoded_length=int(encoded_len[0]),
+                    caches_out={"cache_last_channel": _np(ch), "cache_last_time": _np(tm),
+                                "cache_last_channel_len": _np(chl)},
+                    tokens=_tokens(prev_hyp), compute_ms=compute_ms)
+    finally:
+        hook.remove()
+
+
+def _shift(cfg: Any, step: int) -> int:
+    shift = cfg.shift_size
+    if isinstance(shift, list):
+        return int(shift[0] if step == 0 else shift[1])
+    return int(shift)
+
+
+def offline_tokens(model: Any, audio: np.ndarray) -> list[int]:
+    """NeMo's full-context transcript at the encoder's current context: `model.forward` + `model.decoding`."""
+    import torch
+
+    with torch.inference_mode():
+        signal = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
+        encoded, encoded_len = model.forward(input_signal=signal, input_signal_length=torch.tensor([len(audio)]))
+        out = model.decoding.rnnt_decoder_predictions_tensor(encoder_output=encoded, encoded_lengths=encoded_len,
+                                                            return_hypotheses=True)
+    hyps = out[0] if isinstance(out, tuple) else out
+    return _tokens(hyps)

@@ -1,0 +1,207 @@
+"""Candidate streaming encoder steps: the converted step, caches as explicit inputs and outputs.
+
+Each step takes one chunk as NeMo's buffer cut it (features [1,F,T], length) and the caches in NeMo's layer-first
+layout ([L,1,T,D], [L,1,D,K-1], [1]) and returns the encoder output [1,D,T], its length and the next caches in
+the same layout, so the comparison never sees a runtime's own layout. Two fixed programs per context: the first
+chunk (drop_extra_pre_encoded 0, NeMo's first-chunk rule) and the rest (the streaming_cfg's drop).
+
+- `OnnxStreamStep`: NeMo's own ONNX export with `cache_support` (`model.set_export_config`, then the encoder's
+  `export`); the export's caches are batch-first, transposed at this boundary.
+- `MilStreamStep`: `torch.jit.trace` of a wrapper around `encoder.cache_aware_stream_step` and `ct.convert`
+  to an fp32 ML program with fixed first/next chunk shapes (a shorter last chunk is zero-padded, its true
+  length fed), executed by the tool's MIL interpreter - "Core ML program, MIL interpreter", never Core ML.
+Both are built on a deep copy of the model (export and tracing change flags) and kept in the artifact cache.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnt_tui.core.cache import ArtifactCache, make_key
+from rnnt_tui.core.checkpoint import LoadedModel, copy_model
+from rnnt_tui.core.errors import CancelledError, StepFailedError
+from rnnt_tui.core.names import RUNTIME_LABELS
+from rnnt_tui.core.pipeline.events import ProgressCallback
+from rnnt_tui.core.quiet import quiet
+from rnnt_tui.core.stream.reference import set_context
+from rnnt_tui.versions import package_version
+
+Caches = dict[str, np.ndarray]
+StepOutput = tuple[np.ndarray, int, Caches]
+PHASES = ("first", "next")
+
+
+def _pre_encode(cfg: Any, phase: str) -> tuple[int, int]:
+    """(chunk frames, pre-encode cache frames) of a phase's chunk."""
+    pick = 0 if phase == "first" else 1
+    chunk = cfg.chunk_size[pick] if isinstance(cfg.chunk_size, list) else cfg.chunk_size
+    pre = cfg.pre_encode_cache_size[pick] if isinstance(cfg.pre_encode_cache_size, list) else cfg.pre_encode_cache_size
+    return int(chunk), int(pre)
+
+
+def _drop(cfg: Any, phase: str) -> int:
+    return 0 if phase == "first" else int(cfg.drop_extra_pre_encoded)
+
+
+class StreamStep(ABC):
+    """A candidate's streaming encoder step for one att context."""
+
+    name: str
+    label: str
+
+    def __init__(self, loaded: LoadedModel, context: list[int], use_cache: bool = True) -> None:
+        self.loaded = loaded
+        self.context = list(context)
+        self.use_cache = use_cache
+        self.notes: list[str] = []
+        self.prepare_ms = 0.0
+        self.cached = False
+
+    def _cache(self) -> ArtifactCache:
+        import tempfile
+
+        return ArtifactCache() if self.use_cache else ArtifactCache(Path(tempfile.mkdtemp(prefix="rnnt-tui-stream-")))
+
+    def _key(self, **extra: Any) -> str:
+        versions = {lib: package_version(lib) for lib in ("nemo_toolkit", "torch", "onnx", "coremltools")}
+        return make_key(kind=f"stream-step-{self.name}", sha256=self.loaded.sha256, context=self.context,
+                        versions=versions, **extra)
+
+    def _clone(self) -> Any:
+        """A deep copy in eval mode at this step's context (export and tracing flip flags on what they touch)."""
+        with quiet():
+            clone = copy_model(self.loaded.model)
+        clone.eval()
+        set_context(clone, self.context)
+        return clone
+
+    def prepare(self, progress: ProgressCallback, cancel: threading.Event | None = None) -> None:
+        start = time.perf_counter()
+        entry, self.cached = self._cache().get_or_build(self._key(), self._build, cancel)
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("cancelled while preparing the streaming step")
+        progress(f"{self.label}: loading the streaming step", 0.9)
+        self._load(entry.path)
+        self.prepare_ms = (time.perf_counter() - start) * 1000
+        self.notes.append(f"{'cache hit' if self.cached else 'built'} in {self.prepare_ms:.0f} ms: {entry.path}")
+
+    @abstractmethod
+    def _build(self, out: Path) -> dict[str, Any]:
+        """Write the first and next programs into `out`."""
+
+    @abstractmethod
+    def _load(self, path: Path) -> None:
+        """Open the programs written by `_build`."""
+
+    @abstractmethod
+    def __call__(self, features: np.ndarray, length: int, caches: Caches, first: bool) -> StepOutput:
+        """One chunk through the candidate's step."""
+
+
+class OnnxStreamStep(StreamStep):
+    name = "onnx"
+    label = RUNTIME_LABELS["onnx"]
+
+    def _build(self, out: Path) -> dict[str, Any]:
+        clone = self._clone()
+        with quiet():
+            clone.set_export_config({"cache_support": "True"})
+            for phase in PHASES:
+                clone.encoder.streaming_cfg.drop_extra_pre_encoded = _drop(self.loaded.model.encoder.streaming_cfg,
+                                                                            phase)
+                clone.encoder.export(str(out / f"encoder-{phase}.onnx"), onnx_opset_version=17)
+        return {"exporter": "NeMo encoder.export with cache_support", "context": self.context}
+
+    def _load(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.sessions = {p: ort.InferenceSession(str(path / f"encoder-{p}.onnx"), sess_options=opts,
+                                                 providers=["CPUExecutionProvider"]) for p in PHASES}
+        self.feeds_of = {p: {i.name: i.type for i in s.get_inputs()} for p, s in self.sessions.items()}
+
+    def __call__(self, features: np.ndarray, length: int, caches: Caches, first: bool) -> StepOutput:
+        phase = "first" if first else "next"
+        feeds = {"audio_signal": features.astype(np.float32), "length": np.array([length], np.int64),
+                 "cache_last_channel": np.ascontiguousarray(caches["cache_last_channel"].transpose(1, 0, 2, 3)),
+                 "cache_last_time": np.ascontiguousarray(caches["cache_last_time"].transpose(1, 0, 2, 3)),
+                 "cache_last_channel_len": caches["cache_last_channel_len"].astype(np.int64)}
+        out = self.sessions[phase].run(None, feeds)
+        return (np.asarray(out[0], np.float32), int(out[1][0]),
+                {"cache_last_channel": np.ascontiguousarray(out[2].transpose(1, 0, 2, 3)),
+                 "cache_last_time": np.ascontiguousarray(out[3].transpose(1, 0, 2, 3)),
+                 "cache_last_channel_len": np.asarray(out[4], np.int64)})
+
+
+class MilStreamStep(StreamStep):
+    name = "mil"
+    label = RUNTIME_LABELS["mil"]
+
+    def _build(self, out: Path) -> dict[str, Any]:
+        import torch
+
+        from rnnt_tui.core.coreml.spec import load_coremltools
+        from rnnt_tui.core.stream.wrapper import StreamStepWrapper
+
+        ct, _ = load_coremltools()
+        clone = self._clone()
+        cfg = clone.encoder.streaming_cfg
+        ch, tm, chl = clone.encoder.get_initial_cache_state(batch_size=1)
+        shapes: dict[str, Any] = {}
+        for phase in PHASES:
+            chunk, pre = _pre_encode(cfg, phase)
+            frames = chunk + pre
+            feats = torch.zeros(1, int(clone.encoder._feat_in), frames)
+            example = (feats, torch.tensor([frames], dtype=torch.int32), ch, tm, chl.to(torch.int32))
+            wrapper = StreamStepWrapper(clone.encoder, _drop(cfg, phase)).eval()
+            with quiet(), torch.no_grad():
+                traced = torch.jit.trace(wrapper, example, check_trace=False)
+                inputs = [ct.TensorType(name=n, shape=tuple(t.shape), dtype=np.int32 if t.dtype == torch.int32
+                                        else np.float32)
+                          for n, t in zip(StreamStepWrapper.INPUTS, example, strict=True)]
+                outputs = [ct.TensorType(name=n) for n in StreamStepWrapper.OUTPUTS]
+                mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=inputs, outputs=outputs,
+                                     compute_precision=ct.precision.FLOAT32, skip_model_load=True,
+                                     minimum_deployment_target=ct.target.iOS17)
+                mlmodel.save(str(out / f"encoder-{phase}.mlpackage"))
+            shapes[phase] = frames
+        return {"converter": "torch.jit.trace + ct.convert (fp32)", "frames": shapes, "context": self.context}
+
+    def _load(self, path: Path) -> None:
+        import json
+
+        from rnnt_tui.core.mil.program import MilProgram
+
+        self.programs = {p: MilProgram.load(path / f"encoder-{p}.mlpackage") for p in PHASES}
+        meta = json.loads((path / "manifest.json").read_text()).get("meta", {}) if (path / "manifest.json").is_file() \
+            else {}
+        self.frames = {p: int(self.programs[p].input_shape("features")[2] or meta.get("frames", {}).get(p, 0))
+                       for p in PHASES}
+
+    def __call__(self, features: np.ndarray, length: int, caches: Caches, first: bool) -> StepOutput:
+        phase = "first" if first else "next"
+        frames = self.frames[phase]
+        if features.shape[2] > frames:
+            raise StepFailedError(f"a chunk of {features.shape[2]} frames exceeds the {phase} program's {frames}")
+        padded = np.zeros((1, features.shape[1], frames), np.float32)
+        padded[:, :, : features.shape[2]] = features
+        out = self.programs[phase].run({
+            "features": padded, "length": np.array([length], np.int32),
+            "cache_last_channel": caches["cache_last_channel"].astype(np.float32),
+            "cache_last_time": caches["cache_last_time"].astype(np.float32),
+            "cache_last_channel_len": caches["cache_last_channel_len"].astype(np.int32)})
+        encoded_length = int(np.asarray(out["encoded_length"]).reshape(-1)[0])
+        return (np.asarray(out["encoded"], np.float32), encoded_length,
+                {"cache_last_channel": np.asarray(out["cache_last_channel_next"], np.float32),
+                 "cache_last_time": np.asarray(out["cache_last_time_next"], np.float32),
+                 "cache_last_channel_len": np.asarray(out["cache_last_channel_len_next"], np.int64).reshape(-1)})
+
+
+STEPS: dict[str, type[StreamStep]] = {"onnx": OnnxStreamStep, "mil": MilStreamStep}

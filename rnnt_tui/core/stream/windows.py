@@ -1,0 +1,184 @@
+"""Fixed windows over long audio, the way apps run window-sized packages: cut, run both runtimes, merge by time.
+
+Entry point `run_windows(request, emit, cancel)`. The clip is cut into windows of `window_s` with `overlap_s`
+between neighbours; each window is fed with `mel_left_s` of audio before it (mel and encoder left context), and
+tokens from that lead-in are dropped. Merging: a window owns the span from the middle of its left overlap to the
+middle of its right overlap, and keeps only its tokens whose time falls in that span (the common app rule).
+Both runtimes see the same features (the reference preprocessor's: NeMo's ONNX export has no preprocessor):
+the reference is NeMo / PyTorch, the candidate its converted encoder, decoder and joint (`get_runtime_class`),
+both decoded with `core.decode.greedy_decode`. The merged transcripts are compared with NeMo's full-context
+transcript word by word (`seams`): words lost, doubled or changed, each with its time and nearest seam.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rnnt_tui.core.audio import load_audio
+from rnnt_tui.core.checkpoint import LoadedModel, restore
+from rnnt_tui.core.components import ENCODER, PREPROCESSOR
+from rnnt_tui.core.decode import greedy_decode
+from rnnt_tui.core.errors import CancelledError, RuntimeUnavailableError
+from rnnt_tui.core.names import RUNTIME_LABELS
+from rnnt_tui.core.nemo_decoding import max_symbols, tokens_to_pieces, tokens_to_text
+from rnnt_tui.core.pipeline.events import Emit, progress_of
+from rnnt_tui.core.stats import diff_stats
+from rnnt_tui.core.stream.config import STREAM_NOT_BUILT, StreamRequest, frame_ms
+from rnnt_tui.core.stream.seams import Edit, Word, by_seam, edits, words
+
+
+@dataclass(frozen=True)
+class Window:
+    index: int
+    start_s: float
+    end_s: float
+    keep_from_s: float
+    keep_to_s: float
+    encoder_max_abs: float
+    encoder_ok: bool
+    reference_text: str
+    candidate_text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (round(v, 4) if isinstance(v, float) and k.endswith("_s") else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class WindowsResult:
+    checkpoint: str
+    clip: str
+    clip_s: float
+    reference_label: str
+    candidate_label: str
+    window_s: float
+    overlap_s: float
+    mel_left_s: float
+    windows: tuple[Window, ...]
+    full_text: str
+    reference_text: str
+    candidate_text: str
+    seams_s: tuple[float, ...]
+    edits: tuple[Edit, ...]
+
+    @property
+    def status(self) -> str:
+        port_ok = self.candidate_text == self.reference_text and all(w.encoder_ok for w in self.windows)
+        seams_ok = not any(e.side == "candidate" for e in self.edits)
+        return "ok" if port_ok and seams_ok else "mismatch"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "checkpoint": self.checkpoint, "clip": self.clip, "clip_s": self.clip_s,
+                "reference": self.reference_label, "candidate": self.candidate_label, "window_s": self.window_s,
+                "overlap_s": self.overlap_s, "mel_left_s": self.mel_left_s,
+                "merge_rule": "each window keeps tokens from the middle of its left overlap to the middle of its "
+                              "right overlap",
+                "windows": [w.to_json() for w in self.windows], "full_text": self.full_text,
+                "reference_text": self.reference_text, "candidate_text": self.candidate_text,
+                "port_identical": self.candidate_text == self.reference_text,
+                "seams": by_seam(list(self.edits), list(self.seams_s))}
+
+
+def plan(clip_s: float, window_s: float, overlap_s: float) -> list[tuple[float, float, float, float]]:
+    """(start, end, keep_from, keep_to) of every window."""
+    stride = window_s - overlap_s
+    starts = [0.0]
+    while starts[-1] + window_s < clip_s:
+        starts.append(starts[-1] + stride)
+    out = []
+    for i, s in enumerate(starts):
+        keep_from = 0.0 if i == 0 else s + overlap_s / 2
+        keep_to = clip_s + 1.0 if i == len(starts) - 1 else s + window_s - overlap_s / 2
+        out.append((s, min(s + window_s, clip_s), keep_from, keep_to))
+    return out
+
+
+def _runtime(loaded: LoadedModel, against: str, use_cache: bool) -> Any:
+    from rnnt_tui.core.options import RuntimeOptions
+    from rnnt_tui.core.runtimes import get_runtime_class
+
+    if against in STREAM_NOT_BUILT or against not in ("onnx", "mil"):
+        raise RuntimeUnavailableError(STREAM_NOT_BUILT.get(against, f"no windowed candidate {against!r}"))
+    return get_runtime_class(against)(loaded, RuntimeOptions(use_cache=use_cache))
+
+
+def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | None = None,
+                loaded: LoadedModel | None = None) -> WindowsResult:
+    from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
+
+    request = request.resolved()
+    assert request.window_s is not None
+    progress = progress_of(emit, "windows")
+    if loaded is None:
+        progress("restoring the checkpoint with NeMo", None)
+        loaded = restore(request.checkpoint, cancel=cancel)
+    model = loaded.eval()
+    rate = int(model.cfg.preprocessor.get("sample_rate", 16000))
+    audio = load_audio(request.clip, rate)
+    samples = audio.samples
+    reference = TorchRuntime(loaded)
+    reference.prepare()
+    candidate = _runtime(loaded, request.against, request.use_cache)
+    candidate.prepare(lambda text, fraction=None: progress(text, fraction), cancel)
+    blank, cap, frame_s = int(model.decoder.blank_idx), max_symbols(loaded), frame_ms(model) / 1000
+    tol = request.tolerance
+
+    def decode(runtime: Any, encoded: np.ndarray, length: int) -> tuple[list[int], list[int]]:
+        result = greedy_decode(runtime, encoded, length, blank, max_symbols=cap, cancel=cancel)
+        return result.tokens, result.frames
+
+    def features(chunk: np.ndarray) -> dict[str, np.ndarray]:
+        return reference.run(PREPROCESSOR, {"audio_signal": chunk[None].astype(np.float32),
+                                            "length": np.array([len(chunk)], np.int64)})
+
+    merged: dict[str, tuple[list[int], list[float]]] = {"reference": ([], []), "candidate": ([], [])}
+    windows: list[Window] = []
+    spans = plan(audio.duration_s, request.window_s, request.overlap_s)
+    try:
+        for index, (start, end, keep_from, keep_to) in enumerate(spans):
+            if cancel is not None and cancel.is_set():
+                raise CancelledError("cancelled between windows")
+            progress(f"window {index + 1} of {len(spans)}", index / len(spans))
+            lead_s = min(request.mel_left_s, start)
+            a, b = round((start - lead_s) * rate), round(end * rate)
+            feats = features(samples[a:b])
+            enc_inputs = {"features": feats["features"], "features_length": feats["features_length"]}
+            ref_enc = reference.run(ENCODER, enc_inputs)
+            cand_enc = candidate.run(ENCODER, enc_inputs)
+            n_ref, n_cand = int(ref_enc["encoded_length"][0]), int(cand_enc["encoded_length"][0])
+            r, c = ref_enc["encoded"][:, :, :n_ref], cand_enc["encoded"][:, :, :n_cand]
+            stats = diff_stats(r, c, tol.atol, tol.rtol) if r.shape == c.shape else None
+            texts = {}
+            for side, runtime, enc, n in (("reference", reference, ref_enc["encoded"], n_ref),
+                                          ("candidate", candidate, cand_enc["encoded"], n_cand)):
+                tokens, frames = decode(runtime, enc, n)
+                origin = start - lead_s
+                kept = [(t, origin + f * frame_s) for t, f in zip(tokens, frames, strict=True)
+                        if keep_from <= origin + f * frame_s < keep_to and origin + f * frame_s >= start]
+                merged[side][0].extend(t for t, _ in kept)
+                merged[side][1].extend(time for _, time in kept)
+                texts[side] = tokens_to_text(loaded, [t for t, _ in kept])
+            windows.append(Window(index, start, end, keep_from, min(keep_to, audio.duration_s),
+                                  float("nan") if stats is None else stats.max_abs,
+                                  stats is not None and stats.ok, texts["reference"], texts["candidate"]))
+        progress("full-context reference", 0.95)
+        feats = features(samples)
+        full_enc = reference.run(ENCODER, {"features": feats["features"],
+                                           "features_length": feats["features_length"]})
+        full_tokens, full_frames = decode(reference, full_enc["encoded"], int(full_enc["encoded_length"][0]))
+    finally:
+        candidate.close()
+    full_words = words(tokens_to_pieces(loaded, full_tokens), [f * frame_s for f in full_frames])
+    all_edits: list[Edit] = []
+    for side, (tokens, times) in merged.items():
+        side_words: list[Word] = words(tokens_to_pieces(loaded, tokens), times)
+        all_edits += edits(side, full_words, side_words)
+    seams = [s[0] + request.overlap_s / 2 for s in spans[1:]]
+    return WindowsResult(str(request.checkpoint), str(request.clip), audio.duration_s, RUNTIME_LABELS["pytorch"],
+                         RUNTIME_LABELS[request.against], request.window_s, request.overlap_s, request.mel_left_s,
+                         tuple(windows), tokens_to_text(loaded, full_tokens),
+                         tokens_to_text(loaded, merged["reference"][0]), tokens_to_text(loaded, merged["candidate"][0]),
+                         tuple(seams), tuple(all_edits))

@@ -1,0 +1,71 @@
+"""`rnnt-tui stream` front end: refusals (one line, the right exit code) and the windowed pipeline's pieces."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+DEMO = ROOT / "assets" / "demo"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "300"}
+    return subprocess.run([sys.executable, "-m", "rnnt_tui", "stream", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=900, env=env)
+
+
+def test_offline_checkpoint_refused_without_window() -> None:
+    proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "hello-world.wav"), "--json")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "demo-rnnt.nemo" in lines[0] and "att_context_style 'regular'" in lines[0]
+
+
+@pytest.mark.parametrize("against", ["coreml", "coreai"])
+def test_unbuilt_candidates_refused(against: str) -> None:
+    proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "hello-world.wav"), "--against", against)
+    assert proc.returncode == 3
+    assert "not built yet" in proc.stderr
+
+
+def test_window_plan_and_seams() -> None:
+    from rnnt_tui.core.stream.seams import Word, edits, words
+    from rnnt_tui.core.stream.windows import plan
+
+    spans = plan(5.0, 2.0, 0.5)
+    assert [s[0] for s in spans] == [0.0, 1.5, 3.0] and spans[-1][1] == 5.0
+    assert spans[0][2] == 0.0 and spans[1][2] == 1.75 and spans[0][3] == 1.75  # owned spans meet mid-overlap
+    assert plan(1.0, 2.0, 0.5) == [(0.0, 1.0, 0.0, 2.0)]
+    assert words(list("ab cd"), [0.0, 0.1, 0.2, 0.3, 0.4]) == [Word("ab", 0.0), Word("cd", 0.3)]
+    assert words(["▁he", "llo", "▁world"], [1.0, 1.1, 1.5]) == [Word("hello", 1.0), Word("world", 1.5)]
+    full = [Word(w, i * 0.5) for i, w in enumerate(["the", "quick", "brown", "fox"])]
+    lost = edits("candidate", full, [w for w in full if w.text != "brown"])
+    assert [(e.kind, e.full, e.time_s) for e in lost] == [("lost", "brown", 1.0)]
+    doubled = edits("candidate", full, [*full[:3], Word("brown", 1.2), full[3]])
+    assert [(e.kind, e.windowed) for e in doubled] == [("doubled", "brown")]
+    changed = edits("reference", full, [*full[:3], Word("box", 1.5)])
+    assert [(e.kind, e.full, e.windowed) for e in changed] == [("changed", "fox", "box")]
+
+
+def test_windows_on_an_offline_model(tmp_path: Path) -> None:
+    md = tmp_path / "w.md"
+    proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "the-quick-brown-fox.wav"), "--window", "1.0",
+                "--overlap", "0.25", "--json", "--markdown", str(md))
+    assert proc.returncode in (0, 1), proc.stderr
+    report = json.loads(proc.stdout)
+    assert len(report["windows"]) >= 2 and report["full_text"] == "the quick brown fox"
+    assert report["port_identical"] and report["candidate_text"] == report["reference_text"]
+    diffs = [w["encoder_max_abs"] for w in report["windows"]]
+    assert all(d < 1e-3 for d in diffs) and any(d > 0 for d in diffs)  # close, not bit-equal, and not rounded away
+    seams = report["seams"]
+    assert [round(s["time_s"], 3) for s in seams] == [round(0.75 + i * 0.75 + 0.125, 3) for i in range(len(seams))]
+    lost = [e for s in seams for e in s["edits"]]
+    assert (report["status"] == "ok") == (not any(e["side"] == "candidate" for e in lost))
+    assert md.read_text().startswith("# Windows")

@@ -1,0 +1,47 @@
+"""The bundled streaming demo: a small cache-aware checkpoint that `rnnt-tui stream` runs on a fresh clone.
+
+Regenerate it with ``python scripts/train_stream_demo.py --out assets/demo`` (see that script for the note on
+how long it trained).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DEMO = Path(__file__).parents[1] / "assets" / "demo"
+CLIPS = json.loads((DEMO / "stream-clips.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def demo() -> Any:
+    from rnnt_tui.core.checkpoint import restore
+    from rnnt_tui.core.stream.config import stream_demo
+
+    ckpt, _ = stream_demo()
+    return restore(ckpt)
+
+
+def test_demo_is_small_and_cache_aware(demo: Any) -> None:
+    from rnnt_tui.core.stream.config import streaming_contexts
+
+    assert demo.path.stat().st_size < 5 * 1024 * 1024
+    assert demo.model.encoder.att_context_style == "chunked_limited"
+    assert len(streaming_contexts(demo.path, demo.model.encoder)) == 2  # multi-lookahead
+    assert all((DEMO / c["audio"]).is_file() for c in CLIPS)
+
+
+def test_onnx_streams_the_demo_like_nemo(demo: Any) -> None:
+    from rnnt_tui.core.stream.compare import run_stream
+    from rnnt_tui.core.stream.config import StreamRequest, stream_demo
+
+    ckpt, clip = stream_demo()
+    report = run_stream(StreamRequest(ckpt, clip, "onnx"), lambda e: None, loaded=demo).to_json()
+    assert report["status"] == "ok"
+    assert len(report["chunks"]) >= 5
+    decode = report["decode"]
+    assert decode["candidate_text"] == decode["reference_text"] != ""
+    assert decode["reference_text"].split()[0] == CLIPS[-1]["text"].split()[0]  # it says words, not noise

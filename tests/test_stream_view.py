@@ -1,0 +1,48 @@
+"""The Streaming view renders a plain streaming report (no engine, no core): timeline, transcripts, stepping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _chunk(index: int, ref: str, cand: str, drift: float) -> dict[str, Any]:
+    outputs = [{"max_abs": drift}, {"max_abs": drift / 2}, {"max_abs": 0.0}]
+    return {"index": index, "free_running": {"outputs": outputs}, "teacher_forced": {"outputs": outputs},
+            "tokens": {"reference_text": ref, "candidate_text": cand}}
+
+
+def _report() -> dict[str, Any]:
+    return {"chunks": [_chunk(0, "hel", "hel", 1e-6), _chunk(1, "lo ", "lo ", 2e-2), _chunk(2, "world", "word", 1e-1)],
+            "decode": {"first_divergence": {"chunk": 2}}, "tolerance": {"atol": 1e-3}}
+
+
+def _text(view: Any) -> str:
+    from rich.console import Console
+
+    console = Console(width=160, record=True, file=open("/dev/null", "w"))  # noqa: SIM115 - closed with the console
+    console.print(view.renderable_for())
+    return console.export_text()
+
+
+async def test_stream_view_renders_and_steps() -> None:
+    from textual.app import App, ComposeResult
+
+    from rnnt_tui.app.widgets.stream_view import StreamView, sparkline
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield StreamView(_report(), id="view")
+
+    async with Host().run_test(size=(120, 30)) as pilot:
+        view = pilot.app.query_one(StreamView)
+        view.focus()
+        text = _text(view)
+        assert "▶2✗" in text  # cursor on the last chunk, the first divergence marked
+        assert "NeMo streaming: hello world" in text and "candidate:      hello word" in text
+        await pilot.press("p", "p")
+        assert view.cursor == 0 and "NeMo streaming: hel\n" in _text(view)
+        await pilot.press("n")
+        assert view.cursor == 1 and "▶1" in _text(view)
+        view.add_chunk(_chunk(3, "!", "!", 0.0))
+        assert view.cursor == 3 and "hello world!" in _text(view)
+    assert sparkline([0.0, 0.5, 1.0]) == "▁▄█"
