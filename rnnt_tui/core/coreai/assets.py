@@ -161,3 +161,18 @@ def read_asset(path: Path | str) -> AssetInfo:
     if not functions:
         raise BadInputError(path, "its program has no functions")
     return AssetInfo(path=path, functions=functions, producer=str(meta.get("producer", "")), ours=ours)
+
+
+def refuse_for_core_ml(folder: Path | str) -> None:
+    """Raise when `--packages` for a Core ML runtime points at Core AI assets instead (an `.aimodel`, or a folder
+    with assets and no Core ML package): one line naming it and what to use."""
+    root = Path(folder).expanduser()
+    if root.suffix == SUFFIX:
+        raise BadInputError(root, "this is a Core AI asset (.aimodel), not a Core ML package; use --against coreai")
+    if not root.is_dir():
+        return
+    names = [p.suffix for p in root.iterdir()]
+    assets = sorted(p.name for p in root.iterdir() if p.suffix == SUFFIX)
+    if assets and not any(s in _CORE_ML for s in names):
+        raise BadInputError(root, f"holds Core AI assets ({', '.join(assets)}), not Core ML packages; use --against "
+                                  "coreai for them")
