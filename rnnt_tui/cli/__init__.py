@@ -26,6 +26,7 @@ COMMANDS = {
     "replay": "bundle_cmd:replay",
     "precision": "precision_cmd:precision",
     "lint": "precision_cmd:lint",
+    "coreai-drift": "coreai_cmd:coreai_drift",
 }
 
 

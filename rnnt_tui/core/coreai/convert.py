@@ -15,8 +15,10 @@ frames NeMo gives for the real length - exact, because the padded tail is what N
 zero padding already see. The multiple is written into the asset's metadata (`rnnt_tui.time_multiple`). The
 joint's T and U and the decoder need no padding.
 
-Precision: fp32 by default; "fp16" converts a half-precision copy of the wrapper (`.half()` before export: the
-program computes and stores in fp16, its float inputs and outputs are fp16; lengths and tokens stay int32).
+Precision: fp32 by default; "fp16" converts a half-precision copy of the encoder, decoder and joint wrappers
+(`.half()` before export: Core AI has no separate compute-precision switch, the program computes and stores in the
+dtypes it was exported in, so its float inputs and outputs are fp16; lengths and tokens stay int32). The
+preprocessor stays fp32 (its log-mel and per-feature normalisation are range-sensitive; the asset says fp32).
 
 Assets are built once per (checkpoint sha256, component, precision, max_frames, library versions, decomposition
 version) in the ArtifactCache (atomic: built in a temp dir, renamed into place).
@@ -127,10 +129,12 @@ def convert_one(loaded: LoadedModel, component: str, out: Path, precision: str =
 
     if precision not in PRECISIONS:
         raise ValueError(f"unknown Core AI precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    half = precision == "fp16"
+    half = precision == "fp16" and component != PREPROCESSOR
     module, args, dynamic, multiple = _example(loaded, component, max_frames, half)
     if half:
         module = copy.deepcopy(module).half()  # the user's model keeps its fp32 weights
+    elif precision == "fp16":
+        precision = "fp32"  # the preprocessor's log-mel and normalisation stay fp32 (range-sensitive)
     names_in, names_out = IO[component]
     meta = {"component": component, "precision": precision, "max_frames": geometry(loaded, max_frames).max_frames,
             "time_multiple": multiple, "source_sha256": loaded.sha256, "version": __version__,

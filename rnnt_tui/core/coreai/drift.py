@@ -174,3 +174,36 @@ def find_drift(loaded: Any, component: str, inputs: dict[str, np.ndarray], *, at
                        summary=dict(report.summary()), atol=atol, rtol=rtol,
                        elapsed_ms=(time.perf_counter() - start) * 1000,
                        tool=TOOL if sys.platform == "darwin" else TOOL_PIECES)
+
+
+def drift_inputs(session: Any, component: str) -> dict[str, np.ndarray]:
+    """The contract-named inputs of `component`'s first call in a session that has run (the reference's upstream
+    data), shaped as the Core AI export takes them: time axes zero-padded to the declared multiple, lengths real."""
+    from rnnt_tui.core.coreai.convert import time_multiple
+    from rnnt_tui.core.pipeline.components import audio_inputs
+
+    loaded = session.candidate.loaded
+    up = session.ctx.upstream
+
+    def padded(value: np.ndarray, axis: int, multiple: int) -> np.ndarray:
+        size = max(-(-value.shape[axis] // multiple), 2) * multiple
+        pad = [(0, 0)] * value.ndim
+        pad[axis] = (0, size - value.shape[axis])
+        return np.pad(value, pad)
+
+    if component == "preprocessor":
+        audio = audio_inputs(session.ctx)
+        return {"audio_signal": padded(audio["audio_signal"], 1, time_multiple(loaded, component)),
+                "length": audio["length"].astype(np.int32)}
+    if component == "encoder":
+        feats = up.features
+        return {"features": padded(feats["features"], 2, time_multiple(loaded, component)),
+                "features_length": np.asarray(feats["features_length"]).astype(np.int32)}
+    if component == "decoder":
+        state = session.reference.initial_state()
+        h = np.asarray(state[0].detach() if hasattr(state[0], "detach") else state[0], dtype=np.float32)
+        c = np.asarray(state[1].detach() if hasattr(state[1], "detach") else state[1], dtype=np.float32)
+        return {"targets": np.array([[session.facts.summary.blank_id]], dtype=np.int32), "h": h, "c": c}
+    encoded = up.encoded["encoded"]
+    return {"encoded": encoded[:, :, : min(encoded.shape[2], 32)],
+            "decoder_output": np.asarray(up.decoder["decoder_output"], dtype=np.float32)}

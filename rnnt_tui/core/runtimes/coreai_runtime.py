@@ -77,6 +77,7 @@ class CoreAIRuntime(Runtime):
         return {"name": self.name, "label": self.label, "runs_on": where_it_runs() if coreai_problem() is None
                 else None, "coreai-core": package_version("coreai-core"),
                 "coreai-torch": package_version("coreai-torch"), "precision": self.precision(),
+                "program_precision": self.compute_precision(),
                 "max_frames": self.options.max_frames, "packages_dir": self.options.packages_dir,
                 "compute_units": None, "compute_units_note": COMPUTE_UNITS_NOTE,
                 "assets": {c: [m.label for m in ms] for c, ms in self.maps.items()},
@@ -161,16 +162,23 @@ class CoreAIRuntime(Runtime):
 
     # -- precision ----------------------------------------------------------------------------------
     def precision(self) -> str:
-        """"fp16" when any mapped function takes or gives float16 (or the conversion was asked for fp16)."""
-        for maps in self.maps.values():
-            for m in maps:
-                if any(t.dtype == "float16" for t in (*m.function.inputs, *m.function.outputs)):
-                    return "fp16"
-        return self.options.precision if not self.maps else "fp32"
+        """"fp16" when any mapped function takes or gives float16, else "fp32" (the flag, before prepare)."""
+        if not self.maps:
+            return self.options.precision
+        return "fp16" if any(self.component_precision(c) == "fp16" for c in self.maps) else "fp32"
+
+    def component_precision(self, component: str) -> str:
+        """"fp16" when `component`'s function takes or gives float16 (what its program computes in), else "fp32"."""
+        return "fp16" if any(t.dtype == "float16" for m in self.maps.get(component, [])
+                             for t in (*m.function.inputs, *m.function.outputs)) else "fp32"
+
+    def compute_precision(self) -> dict[str, str]:
+        """Component -> the precision its asset computes in, as the package runtimes report it."""
+        return {c: self.component_precision(c) for c in self.maps}
 
     def tolerances(self) -> dict[str, Tolerance]:
-        """Default tolerances from the assets' real precision."""
-        return dict(FP16 if self.precision() == "fp16" else FP32)
+        """Default tolerances per component from each asset's real precision."""
+        return {c: (FP16 if self.component_precision(c) == "fp16" else FP32)[c] for c in COMPONENTS}
 
     # -- binding ------------------------------------------------------------------------------------
     def _choose(self, component: str, inputs: dict[str, np.ndarray]) -> tuple[FunctionMap, int | None, int | None]:
