@@ -147,3 +147,33 @@ def test_encoder_time_axis_is_padded_to_its_multiple_and_cropped_exactly(session
         assert any("zero-padded" in n for n in runtime.bind_notes["encoder"])
     signature = runtime.maps["encoder"][0].function.input("features")
     assert signature.shape[2] == -1  # one flexible entrypoint, not a bucket per length
+
+
+@needs_coreai
+def test_fp16_joint_asset_computes_in_fp16_with_fp16_tolerances(loaded_model: Callable[[str], Any], clip: Path,
+                                                                 tmp_path: Path) -> None:
+    import shutil
+
+    from rnnt_tui.core.coreai.convert import convert_components
+    from rnnt_tui.core.pipeline.pipeline import open_session
+    from rnnt_tui.core.pipeline.request import Request, Settings
+    from rnnt_tui.core.runtimes.base import RuntimeOptions
+    from rnnt_tui.core.tolerances import FP16, FP32
+
+    loaded = loaded_model("tdt")
+    for asset in convert_components(loaded, precision="fp16", components=["joint"]):
+        shutil.copytree(asset.path, tmp_path / asset.path.name)
+    session = open_session(Request(loaded.path, clip, "coreai", RuntimeOptions(packages_dir=str(tmp_path)),
+                                   Settings(runs=1, warmup=0)), loaded=loaded)
+    runtime = session.candidate
+    try:
+        assert runtime.compute_precision() == {"joint": "fp16"}
+        assert runtime.tolerances()["joint"] == FP16["joint"] and runtime.tolerances()["encoder"] == FP32["encoder"]
+        assert session.settings.tolerances["joint"] == FP16["joint"]
+        result = session.run_step("joint")
+        logits = result.comparisons[0]
+        assert logits.candidate is not None and logits.candidate.dtype == "float16"
+        assert logits.stats is not None and 1e-5 < logits.stats.max_abs < 0.1  # fp16 rounding shows, and is small
+        assert result.status == "done"
+    finally:
+        runtime.close()
