@@ -5,9 +5,10 @@ How, in one child process with a fresh cache: (1) cold conversion of all four co
 (`core.coreai.convert`) and to Core ML (`core.coreml.convert`), each timed; (2) a second `CoreAIRuntime.prepare`
 (cache hit: the asset is read, lowered by the runtime and loaded) and a Core ML cache hit; (3) for the encoder on a
 `--seconds` clip and one decoder step: the raw call (`loop.run_until_complete(f(arrays))` on arrays made once)
-against the tool's bound call (`bound()` then `bound.outputs(raw)`: what the pipeline times plus reading the
-outputs back by name), alternated, `--runs` each; overhead = (tool - raw) / raw of the medians; (4) process CPU time
-over wall time during the encoder calls (> 1 means the runtime ran on more than one core).
+against the tool's bound call (`bound()`, what the pipeline times) and the round trip (`bound()` then
+`bound.outputs(raw)`: reading the outputs back by name as numpy, cropped), alternated, `--runs` each; overhead =
+(tool - raw) / raw of the medians; (4) process CPU time over wall time during the encoder calls (> 1 means the
+runtime ran on more than one core; read it with the load average: on a busy machine a process gets less).
 Goal (issue 19): overhead <= 5 % of the call.
 
 Run:   python bench/coreai_overhead.py [--model demo] [--seconds 10] [--runs 5]
@@ -83,7 +84,7 @@ def _child(model: str, seconds: float, runs: int) -> None:
         arrays = {k: NDArray(v) for k, v in feed.items()}
         loop = runtime.executor._loop
         bound.outputs(bound())  # warm-up
-        raw_t, tool_t = [], []
+        raw_t, tool_t, trip_t = [], [], []
         cpu0, wall0 = os.times(), time.perf_counter()
         n = runs if component == "encoder" else runs * 20
         for _ in range(n):
@@ -91,12 +92,15 @@ def _child(model: str, seconds: float, runs: int) -> None:
             loop.run_until_complete(function(arrays))
             raw_t.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
-            bound.outputs(bound())
+            raw = bound()
             tool_t.append((time.perf_counter() - t) * 1000)
+            bound.outputs(raw)
+            trip_t.append((time.perf_counter() - t) * 1000)
         cpu1, wall1 = os.times(), time.perf_counter()
         cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-        out[name] = {"raw_ms": spread(raw_t), "tool_ms": spread(tool_t),
+        out[name] = {"raw_ms": spread(raw_t), "timed_call_ms": spread(tool_t), "round_trip_ms": spread(trip_t),
                      "overhead": (median(tool_t) - median(raw_t)) / median(raw_t),
+                     "round_trip_overhead": (median(trip_t) - median(raw_t)) / median(raw_t),
                      "cpu_over_wall": cpu / (wall1 - wall0)}
     torch_t = []
     for _ in range(runs):
@@ -129,7 +133,9 @@ def main() -> None:
               "coreai_cached_prepare_vs_coreml_cached": result["coreai_cached_prepare_s"] / result["coreml_cached_s"],
               "coreai_encoder_vs_torch": result["encoder"]["raw_ms"]["median"] / result["torch_encoder_ms"]["median"],
               "overhead_encoder": result["encoder"]["overhead"],
-              "overhead_decoder_step": result["decoder_step"]["overhead"]}
+              "overhead_decoder_step": result["decoder_step"]["overhead"],
+              "round_trip_overhead_encoder": result["encoder"]["round_trip_overhead"],
+              "round_trip_overhead_decoder_step": result["decoder_step"]["round_trip_overhead"]}
     goals = {"overhead_encoder": ratios["overhead_encoder"] <= GOAL_OVERHEAD,
              "overhead_decoder_step": ratios["overhead_decoder_step"] <= GOAL_OVERHEAD}
     save(TAG, {"model": args.model, "seconds": args.seconds, "result": result, "ratios": ratios, "goals": goals},

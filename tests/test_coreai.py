@@ -177,3 +177,18 @@ def test_fp16_joint_asset_computes_in_fp16_with_fp16_tolerances(loaded_model: Ca
         assert result.status == "done"
     finally:
         runtime.close()
+
+
+@pytest.mark.parametrize("kind", TRANSDUCER_KINDS)
+def test_the_frames_rule_an_asset_carries_equals_nemos_arithmetic(kind: str,
+                                                                   loaded_model: Callable[[str], Any]) -> None:
+    """Replays crop padded outputs without the model, by the rule stored in the asset: it must be NeMo's."""
+    import json
+
+    from rnnt_tui.core.coreai.convert import frames_by_rule, frames_rule
+    from rnnt_tui.core.coreml.convert import expected_frames
+
+    loaded = loaded_model(kind)
+    for component, sizes in (("preprocessor", range(160, 20000, 397)), ("encoder", range(1, 700, 7))):
+        rule = json.loads(json.dumps(frames_rule(loaded, component)))  # as it comes back from metadata.json
+        assert [frames_by_rule(rule, n) for n in sizes] == [expected_frames(loaded, component, n) for n in sizes]

@@ -43,7 +43,7 @@ from rnnt_tui.core.progress import Progress, no_progress
 
 PRECISIONS = ("fp32", "fp16")
 #: bumped when the decompositions, wrappers' use or asset layout change, so older cached assets are not served
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2
 IO = {PREPROCESSOR: (("audio_signal", "length"), ("features", "features_length")),
       ENCODER: (("features", "features_length"), ("encoded", "encoded_length")),
       DECODER: (("targets", "h", "c"), ("decoder_output", "h_out", "c_out")),
@@ -79,6 +79,40 @@ def time_multiple(loaded: LoadedModel, component: str) -> int:
 
     g = geometry(loaded)
     return {PREPROCESSOR: g.hop, ENCODER: g.factor}.get(component, 1)
+
+
+def frames_rule(loaded: LoadedModel, component: str) -> dict[str, Any]:
+    """The arithmetic of the component's output time length (what `coreml.convert.expected_frames` computes from
+    the model), as plain numbers stored in the asset, so a replay without the model can crop padded outputs."""
+    model = loaded.model
+    if component == PREPROCESSOR:
+        featurizer = model.preprocessor.featurizer
+        pad = getattr(featurizer, "stft_pad_amount", None)
+        return {"kind": "stft", "hop": int(featurizer.hop_length), "n_fft": int(featurizer.n_fft),
+                "pad": -1 if pad is None else int(pad)}  # -1: centred frames (metadata takes no None)
+    pre: Any = getattr(model.encoder, "pre_encode", None)
+    names = ("_left_padding", "_right_padding", "_kernel_size", "_stride", "_sampling_num")
+    if all(hasattr(pre, a) for a in names):
+        return {"kind": "conv", **{a.strip("_"): int(getattr(pre, a)) for a in names},
+                "ceil": bool(getattr(pre, "_ceil_mode", False))}
+    return {"kind": "ceil", "factor": max(1, int(getattr(model.encoder, "subsampling_factor", 1) or 1))}
+
+
+def frames_by_rule(rule: dict[str, Any], size: int) -> int:
+    """Output time length for an input of `size` (samples or feature frames) by a `frames_rule`."""
+    import math
+
+    if rule["kind"] == "stft":
+        if rule["pad"] < 0:
+            return size // rule["hop"] + 1
+        return (size + 2 * rule["pad"] - rule["n_fft"]) // rule["hop"] + 1
+    if rule["kind"] == "conv":
+        length = float(size)
+        for _ in range(rule["sampling_num"]):
+            length = (length + rule["left_padding"] + rule["right_padding"] - rule["kernel_size"]) / rule["stride"] + 1
+            length = math.ceil(length) if rule["ceil"] else math.floor(length)
+        return int(length)
+    return math.ceil(size / rule["factor"])
 
 
 def _example(loaded: LoadedModel, component: str, max_frames: int | None, half: bool
@@ -139,6 +173,8 @@ def convert_one(loaded: LoadedModel, component: str, out: Path, precision: str =
     meta = {"component": component, "precision": precision, "max_frames": geometry(loaded, max_frames).max_frames,
             "time_multiple": multiple, "source_sha256": loaded.sha256, "version": __version__,
             "blank_id": int(loaded.model.decoder.blank_idx)}
+    if component in TIME_INPUT:
+        meta["frames_rule"] = frames_rule(loaded, component)
     notes = convert_module(module, args, out, input_names=names_in, output_names=names_out,
                            dynamic_shapes=dynamic, metadata=meta)
     return notes, multiple

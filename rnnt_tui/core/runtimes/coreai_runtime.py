@@ -129,6 +129,7 @@ class CoreAIRuntime(Runtime):
         else:
             actions = self._converted(progress, cancel)
         self.executor = Executor()
+        lowering = self._lowering_cache()
         opened: dict[str, Any] = {}
         for index, component in enumerate(COMPONENTS):
             if component not in self.maps:
@@ -141,24 +142,41 @@ class CoreAIRuntime(Runtime):
             progress(f"{self.label}: loading the {component}", index / len(COMPONENTS))
             action, prep_ms, cached, notes = actions[component]
             load_ms = 0.0
+            loads: list[str] = []
             for fmap in self.maps[component]:
                 key = str(fmap.asset.path)
                 if key not in opened:
                     try:
-                        opened[key], ms, _chatter = self.executor.open(fmap.asset.path)
+                        opened[key], ms, lowered_cached, _chatter = self.executor.open(fmap.asset.path, lowering)
                     except Exception as exc:  # the runtime's own reason, naming the file
                         if self._matched is None:
                             raise
                         raise BadInputError(fmap.asset.path, f"Apple's Core AI runtime cannot load it: {exc}") from None
                     load_ms += ms
+                    loads.append("lowered program from the cache" if lowered_cached else "lowered now")
                 self.functions[(component, fmap.function.name)] = self.executor.function(opened[key],
                                                                                         fmap.function.name)
             self.reports[component] = PrepareReport(
-                component=component, action=f"{action}; loaded by {where_it_runs()}", prepare_ms=prep_ms,
+                component=component, action=f"{action}; loaded by {where_it_runs()}"
+                                            + (f" ({', '.join(loads)})" if loads else ""), prepare_ms=prep_ms,
                 load_ms=load_ms, cached=cached, artifact=str(self.maps[component][0].asset.path),
                 notes=[*notes, *(f"function {m.label}: {m.function.signature()}" for m in self.maps[component])])
         self.components = tuple(c for c in COMPONENTS if c in self.maps)  # type: ignore[misc]
         return [self.reports[c] for c in COMPONENTS]
+
+    def _lowering_cache(self) -> Any:
+        """Where lowered programs are kept (the ArtifactCache, or this runtime's scratch folder without a cache)."""
+        from pathlib import Path
+
+        from rnnt_tui.core.cache import ArtifactCache
+
+        if self.options.use_cache:
+            return ArtifactCache()
+        if self._scratch is None:
+            import tempfile
+
+            self._scratch = Path(tempfile.mkdtemp(prefix="rnnt-tui-coreai-"))
+        return ArtifactCache(self._scratch)
 
     # -- precision ----------------------------------------------------------------------------------
     def precision(self) -> str:
@@ -223,19 +241,27 @@ class CoreAIRuntime(Runtime):
             feed[tensor] = np.ascontiguousarray(value, dtype=_NUMPY.get(spec.dtype, np.float32))
         return feed
 
-    def _crop(self, component: str, real: int | None, padded: int | None) -> dict[str, tuple[int, int]]:
+    def _crop(self, fmap: FunctionMap, component: str, real: int | None,
+              padded: int | None) -> dict[str, tuple[int, int]]:
+        """Output -> (axis, frames NeMo gives for the real length): from the rule the asset carries (replays have
+        no model), else from the restored model."""
         if real is None or padded is None or real == padded:
             return {}
-        from rnnt_tui.core.coreml.convert import expected_frames
+        rule = fmap.asset.meta("frames_rule")
+        if isinstance(rule, dict):
+            from rnnt_tui.core.coreai.convert import frames_by_rule
 
-        if component == PREPROCESSOR:
-            return {"features": (2, expected_frames(self.loaded, PREPROCESSOR, real))}
-        return {"encoded": (2, expected_frames(self.loaded, ENCODER, real))}
+            frames = frames_by_rule(rule, real)
+        else:
+            from rnnt_tui.core.coreml.convert import expected_frames
+
+            frames = expected_frames(self.loaded, component, real)
+        return {"features" if component == PREPROCESSOR else "encoded": (2, frames)}
 
     def bind(self, component: str, inputs: dict[str, np.ndarray]) -> BoundCall:
         fmap, real, padded = self._choose(component, inputs)
         feed = self._feed(fmap, component, inputs, padded)
-        crops = self._crop(component, real, padded)
+        crops = self._crop(fmap, component, real, padded)
         notes = []
         if crops and real is not None and padded is not None:
             notes.append(f"{_TIME[component][0]} zero-padded from {real:,} to {padded:,} {_TIME[component][2]} "
@@ -244,10 +270,10 @@ class CoreAIRuntime(Runtime):
         self.bind_notes[component] = notes
         call = self.executor.bind(self.functions[(component, fmap.function.name)], feed)
 
-        def convert(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        def convert(raw: dict[str, Any]) -> dict[str, np.ndarray]:
             out: dict[str, np.ndarray] = {}
             for contract, tensor in fmap.outputs.items():
-                value = np.asarray(raw[tensor])
+                value = raw[tensor].numpy()
                 if contract in crops:
                     axis, size = crops[contract]
                     value = value[tuple(slice(0, size) if a == axis else slice(None) for a in range(value.ndim))]
