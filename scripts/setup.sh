@@ -11,14 +11,23 @@ if [ ! -x "$venv/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
+# Core AI (coreai-core / coreai-torch) installs only where Apple ships wheels; say so either way, in one line.
+coreai_line() {
+  "$venv/bin/python" -c 'from rnnt_tui.core.coreai.platform import coreai_problem as p; r = p()
+print(f"Core AI: not installed here ({r})" if r else "Core AI: installed (Apple Core AI runtime, coreai-core)")'
+}
 if [ "${1:-}" = "--light" ]; then
-  # the base dependencies only (see pyproject.toml): replays bundles recorded elsewhere; add ".[onnx]" for ONNX
-  "$venv/bin/python" -m pip install --quiet -c constraints.txt -e .
+  # the base dependencies (see pyproject.toml) and Core AI's runtime where it has wheels: replays bundles recorded
+  # elsewhere; add ".[onnx]" for ONNX
+  "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[coreai-run]"
+  coreai_line
   exit 0
 fi
-# torch before anything else, pinned (see constraints.txt), then the project and its dev extra under the constraints.
+# torch before anything else, pinned (see constraints.txt), then the project and its dev extra (NeMo, ONNX, Core AI
+# where Apple ships wheels) under the constraints.
 "$venv/bin/python" -m pip install --quiet "$(grep '^torch==' constraints.txt)"
 "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[dev]"
+coreai_line
 if [ "${1:-}" = "--install-only" ]; then
   exit 0
 fi

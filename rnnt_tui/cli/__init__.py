@@ -27,6 +27,7 @@ COMMANDS = {
     "precision": "precision_cmd:precision",
     "lint": "precision_cmd:lint",
     "stream": "stream_cmd:stream",
+    "coreai-drift": "coreai_cmd:coreai_drift",
 }
 
 

@@ -20,7 +20,7 @@ from rnnt_tui.core.names import COMPUTE_UNITS, DEFAULT_COMPUTE_UNITS, PRECISIONS
 from rnnt_tui.exit_codes import exit_code_for
 from rnnt_tui.formatting import num
 
-REPLAY_CANDIDATES = ("coreml", "mil", "onnx")
+REPLAY_CANDIDATES = ("coreml", "mil", "onnx", "coreai")
 
 
 @click.command()
@@ -29,8 +29,9 @@ REPLAY_CANDIDATES = ("coreml", "mil", "onnx")
 @click.option("--out", "out_path", required=True, type=click.Path(), help="The new bundle: a folder, or NAME.rnntb.")
 @click.option("--joint", "joint", type=click.Choice(["auto", "full", "path"]), default="auto", show_default=True,
               help="Keep the joint's whole T x U grid, or only the decode-path cells (auto: by size).")
-@click.option("--convert", type=click.Choice(PRECISIONS), default=None,
-              help="Also convert to Core ML packages of this precision, into the bundle.")
+@click.option("--convert", type=click.Choice([*PRECISIONS, "coreai"]), default=None,
+              help="Also convert to Core ML packages of this precision (or to Core AI assets: coreai), into the "
+                   "bundle.")
 @click.option("--export", "export", type=click.Choice(["onnx"]), default=None,
               help="Also store NeMo's ONNX export, so `replay --against onnx` needs neither torch nor NeMo.")
 @options.runs
@@ -79,7 +80,8 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
 @click.argument("bundle_path", metavar="BUNDLE")
 @click.option("--against", required=True, type=click.Choice(REPLAY_CANDIDATES),
               help="The candidate: coreml (Core ML, macOS), mil (the Core ML program in rnnt-tui's MIL "
-                   "interpreter, any OS), onnx (the NeMo ONNX export recorded in the bundle).")
+                   "interpreter, any OS), onnx (the NeMo ONNX export recorded in the bundle), coreai (Core AI "
+                   "assets on Apple's Core AI runtime).")
 @click.option("--packages", type=click.Path(file_okay=False), default=None,
               help="Core ML packages to run instead of the bundle's own conversion.")
 @click.option("--compute-units", type=click.Choice(COMPUTE_UNITS), default=DEFAULT_COMPUTE_UNITS, show_default=True,

@@ -35,7 +35,8 @@ def against(required: bool = True) -> Callable[[F], F]:
     return click.option("--against", required=required, callback=_candidate,
                         metavar="{" + ",".join(CANDIDATE_RUNTIMES) + "}",
                         help="The candidate runtime: onnx (ONNX Runtime), coreml (Core ML, macOS), mil (the Core ML "
-                             "program in rnnt-tui's MIL interpreter, any OS).")
+                             "program in rnnt-tui's MIL interpreter, any OS), coreai (Core AI assets on Apple's Core "
+                             "AI runtime: Linux x86_64 and macOS 26+).")
 
 
 json_mode = click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
@@ -51,7 +52,8 @@ joint_mode = click.option("--joint-mode", type=click.Choice([VALIDATION, AS_SAVE
                           help="validation: fuse off, log_softmax off (raw logits, like exports); as-saved: the "
                                "checkpoint's own flags.")
 packages = click.option("--packages", type=click.Path(file_okay=False), default=None,
-                        help="A folder of existing .mlpackage/.mlmodelc files to use instead of converting.")
+                        help="A folder of existing .mlpackage/.mlmodelc files (or .aimodel assets with --against "
+                             "coreai) to use instead of converting.")
 atol = click.option("--atol", default="", help="Absolute tolerance: one value, or per component: "
                                                "encoder=1e-2,joint=5e-2.")
 rtol = click.option("--rtol", default="", help="Relative tolerance, same form as --atol.")

@@ -32,12 +32,13 @@ CANDIDATE = "candidate"
 SIDES = (REFERENCE, CANDIDATE)
 
 #: the candidate runtimes the tool offers (core.runtimes maps each to its class and label)
-CANDIDATE_RUNTIMES = ("onnx", "coreml", "mil")
+CANDIDATE_RUNTIMES = ("onnx", "coreml", "mil", "coreai")
 
 #: what each runtime is called on screen and in reports; the MIL interpreter runs the Core ML *program*, never
-#: Core ML itself, and says so everywhere
+#: Core ML itself, and says so everywhere; Core AI's runtime class adds where it runs ("Apple Core AI runtime,
+#: Linux CPU")
 RUNTIME_LABELS = {"pytorch": "NeMo / PyTorch", "onnx": "ONNX Runtime", "coreml": "Core ML",
-                  "mil": "Core ML program, MIL interpreter"}
+                  "mil": "Core ML program, MIL interpreter", "coreai": "Core AI"}
 
 #: Core ML compute units, as coremltools names them (`ct.ComputeUnit.<name>`)
 COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")

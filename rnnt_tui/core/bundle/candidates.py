@@ -34,6 +34,15 @@ def packages_dir(bundle: Bundle, precision: str | None) -> tuple[Path, str]:
     return bundle.file(recorded[chosen]["dir"]), chosen
 
 
+def coreai_dir(bundle: Bundle) -> Path:
+    """The bundle's Core AI assets (`record --convert coreai`)."""
+    recorded: dict[str, Any] = bundle.meta.get("coreai") or {}
+    if not recorded:
+        raise BadInputError(bundle.path, "holds no Core AI assets: record it with --convert coreai, or pass "
+                                         "--packages DIR (a folder of .aimodel assets)")
+    return bundle.file(recorded["dir"])
+
+
 def provenance(folder: Path, sha256: str | None) -> list[str]:
     """Warnings about where the packages in `folder` came from, one line each (empty: they fit the recording)."""
     from rnnt_tui.core.coreml.spec import PACKAGE_SUFFIXES, read_spec
@@ -65,8 +74,8 @@ def candidate_runtime(bundle: Bundle, loaded: RecordedModel, against: str, optio
         from rnnt_tui.core.bundle.onnx_replay import BundleOnnxRuntime
 
         return BundleOnnxRuntime(loaded, options, bundle.file(export["dir"]), export)
-    if against not in PACKAGE_RUNTIMES:
-        raise ValueError(f"unknown candidate {against!r}; choose one of onnx, {', '.join(PACKAGE_RUNTIMES)}")
+    if against not in (*PACKAGE_RUNTIMES, "coreai"):
+        raise ValueError(f"unknown candidate {against!r}; choose one of onnx, coreai, {', '.join(PACKAGE_RUNTIMES)}")
     from rnnt_tui.core.runtimes import get_runtime_class
 
     return get_runtime_class(against)(loaded, options)  # type: ignore[arg-type]  # the summary is all it reads

@@ -1,7 +1,8 @@
 """What a recording may carry beside the reference, so a replay machine needs nothing else.
 
 `add_packages`: the tool's own Core ML conversion (`record --convert fp32|fp16`), whose packages carry the
-checkpoint's SHA-256 in their metadata (`rnnt_tui.source_sha256`). `add_onnx_export`: NeMo's own ONNX export
+checkpoint's SHA-256 in their metadata (`rnnt_tui.source_sha256`); `add_coreai_assets`: its Core AI conversion
+(`record --convert coreai`), the assets carrying the same metadata. `add_onnx_export`: NeMo's own ONNX export
 (`record --export onnx`) - an ONNX replay needs it, and making it needs torch and NeMo. Both run at record time
 only, on the restored model; they are imported only by `record`.
 """
@@ -34,6 +35,25 @@ def add_packages(writer: BundleWriter, loaded: LoadedModel, precision: str, prog
             "components": {p.component: Path(p.path).name for p in converted},
             "max_frames": converted[0].max_frames if converted else None,
             "notes": sorted({n for p in converted for n in p.notes})}
+
+
+def add_coreai_assets(writer: BundleWriter, loaded: LoadedModel, precision: str, progress: Progress,
+                      cancel: threading.Event | None) -> dict[str, Any]:
+    """Convert every component to Core AI assets (`core.coreai.convert`, cached) into `coreai/<precision>/`."""
+    import shutil
+
+    from rnnt_tui.core.coreai.convert import convert_components
+
+    rel = f"coreai/{precision}"
+    folder = writer.folder(rel)
+    converted = convert_components(loaded, precision=precision, progress=progress, cancel=cancel)
+    for asset in converted:
+        shutil.copytree(asset.path, folder / asset.path.name)
+    writer.add_tree(rel)
+    return {"dir": rel, "precision": precision, "source_sha256": loaded.sha256,
+            "components": {a.component: a.path.name for a in converted},
+            "max_frames": converted[0].max_frames if converted else None,
+            "notes": sorted({n for a in converted for n in a.notes})}
 
 
 def add_onnx_export(writer: BundleWriter, loaded: LoadedModel, progress: Progress,

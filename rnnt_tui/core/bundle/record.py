@@ -283,7 +283,7 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
            cancel: threading.Event | None = None, skipped: Iterable[dict[str, Any]] = ()) -> Path:
     """Record the reference on `clips` into a new bundle at `out` (a folder, or a `.rnntb` file); returns it.
     `skipped` lists manifest entries that named no usable clip (kept in the bundle, so a replay can say so)."""
-    from rnnt_tui.core.bundle.extras import add_onnx_export, add_packages
+    from rnnt_tui.core.bundle.extras import add_coreai_assets, add_onnx_export, add_packages
     from rnnt_tui.core.pipeline import events
     from rnnt_tui.core.pipeline.driver import run_steps
     from rnnt_tui.core.pipeline.pipeline import Pipeline
@@ -333,8 +333,11 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
             "platform": platform.platform(), "model": _model_facts(first, pipeline),
             "settings": first.settings.to_json(), "joint": {"storage": storage, "why": why, "grid_bytes": grid_bytes},
             "steps": list(STEPS), "clips": clip_meta, "skipped": list(skipped), "versions": all_versions(),
-            "packages": {}, "onnx": None}
-        if convert:
+            "packages": {}, "onnx": None, "coreai": None}
+        if convert == "coreai":
+            assert pipeline.loaded is not None
+            meta["coreai"] = add_coreai_assets(writer, pipeline.loaded, "fp32", progress, cancel)
+        elif convert:
             assert pipeline.loaded is not None
             meta["packages"][convert] = add_packages(writer, pipeline.loaded, convert, progress, cancel)
         if export_onnx:

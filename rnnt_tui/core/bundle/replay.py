@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rnnt_tui.core.audio import Audio
-from rnnt_tui.core.bundle.candidates import PACKAGE_RUNTIMES, candidate_runtime, packages_dir, provenance
+from rnnt_tui.core.bundle.candidates import (
+    PACKAGE_RUNTIMES,
+    candidate_runtime,
+    coreai_dir,
+    packages_dir,
+    provenance,
+)
 from rnnt_tui.core.bundle.facts import BundleFacts
 from rnnt_tui.core.bundle.format import Bundle
 from rnnt_tui.core.bundle.recorded import FULL, PATH, RecordedModel, RecordedRuntime
@@ -80,6 +86,8 @@ def open_for_replay(path: Path | str, against: str, precision: str | None = None
         if against in PACKAGE_RUNTIMES and packages is None:
             found, chosen = packages_dir(bundle, precision)
             folder = str(found)
+        elif against == "coreai" and packages is None:
+            folder = str(coreai_dir(bundle))
         bundle.verify(files_used(bundle, against, folder))
     except BaseException:
         bundle.close()

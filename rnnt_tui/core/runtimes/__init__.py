@@ -1,5 +1,5 @@
-"""Runtimes behind one seam: PyTorch/NeMo (the reference), ONNX Runtime, Core ML, and the MIL interpreter (Core ML
-packages evaluated off the Mac).
+"""Runtimes behind one seam: PyTorch/NeMo (the reference), ONNX Runtime, Core ML, the MIL interpreter (Core ML
+packages evaluated off the Mac) and Core AI (Apple's runtime, on Linux too).
 
 `get_runtime_class(name)` imports a runtime's module only when asked, so listing runtimes stays cheap.
 """
@@ -15,8 +15,9 @@ RUNTIMES = {
     "onnx": "rnnt_tui.core.runtimes.onnx_runtime:OnnxRuntime",
     "coreml": "rnnt_tui.core.runtimes.coreml_runtime:CoreMLRuntime",
     "mil": "rnnt_tui.core.runtimes.mil_runtime:MilRuntime",
+    "coreai": "rnnt_tui.core.runtimes.coreai_runtime:CoreAIRuntime",
 }
-CANDIDATES = ("onnx", "coreml", "mil")
+CANDIDATES = ("onnx", "coreml", "mil", "coreai")
 
 
 def get_runtime_class(name: str) -> type[Runtime]:

@@ -83,6 +83,10 @@ class PackageRuntime(Runtime):
     def __init__(self, loaded: Any, options: RuntimeOptions | None = None) -> None:
         super().__init__(loaded, options)
         self._reset()
+        if self.options.packages_dir:  # Core AI assets given to a Core ML runtime: the user's mistake, exit 2
+            from rnnt_tui.core.coreai.assets import refuse_for_core_ml
+
+            refuse_for_core_ml(self.options.packages_dir)
 
     def _reset(self) -> None:
         self.packages, self.models, self.reports = {}, {}, {}

@@ -1,0 +1,209 @@
+"""Where a Core AI conversion drifts from PyTorch, found with Apple's own tool: `coreai_torch.debugging`'s
+`compare_program_intermediates` (the decomposed torch.export program and the Core AI program converted from it,
+run on the same inputs, every mapped op's output compared).
+
+`find_drift` re-exports the component (the exported program is not kept with a cached asset), converts it in
+memory with the same decompositions, runs Apple's comparison and names the first failing op in graph order: its
+torch.export node and aten target, the largest difference, its PyTorch source line (from the node's stack trace)
+and its NeMo module (from `nn_module_stack`, as `joint.joint_net.2 (Linear)`). `perturb` (tests) converts a
+changed copy of the component instead, so a known drift can be planted.
+
+On Linux: Apple's one-call `compare_program_intermediates` asks for `SpecializationOptions`, which exist on macOS
+only, so there the same steps are taken one by one with Apple's own pieces - `TorchFXInspector` for PyTorch's
+intermediates, `get_torch_to_coreai_output_mapping` for the op mapping (from the asset's debug info),
+`CoreAIInspector` on the program lowered with debug info (`AIModelAsset._write_odix(..., enable_debug_info=True)`,
+what `executable()` itself does on Linux) and `compare_intermediates`. On macOS the one call is used. Nothing is
+printed; the report is a frozen dataclass with `to_json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rnnt_tui.core.quiet import quiet
+
+TOOL = "coreai_torch.debugging.compare_program_intermediates"
+#: the same comparison taken step by step with Apple's pieces, where SpecializationOptions do not exist
+TOOL_PIECES = "coreai_torch.debugging: TorchFXInspector + CoreAIInspector + compare_intermediates"
+
+
+@dataclass(frozen=True)
+class DriftOp:
+    """One op whose Core AI output differs from PyTorch's."""
+
+    node: str
+    target: str
+    max_diff: float | None
+    source: str | None
+    module: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "target": self.target, "max_diff": self.max_diff, "source": self.source,
+                "module": self.module}
+
+    def line(self) -> str:
+        diff = "non-finite" if self.max_diff is None else f"{self.max_diff:.3g}"
+        where = f" at {self.source}" if self.source else ""
+        return f"{self.node} ({self.target}) in {self.module or 'the wrapper'}{where}: max |d| {diff}"
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """What Apple's comparison found for one component."""
+
+    component: str
+    first: DriftOp | None
+    failing: tuple[DriftOp, ...] = ()
+    compared: int = 0
+    summary: dict[str, int] = field(default_factory=dict)
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    elapsed_ms: float = 0.0
+    tool: str = TOOL
+
+    def to_json(self) -> dict[str, Any]:
+        return {"component": self.component, "tool": self.tool, "first": self.first.to_json() if self.first else None,
+                "failing": [f.to_json() for f in self.failing], "compared": self.compared,
+                "summary": dict(self.summary), "atol": self.atol, "rtol": self.rtol,
+                "elapsed_ms": round(self.elapsed_ms, 3)}
+
+
+def _source(node: Any) -> str | None:
+    """The innermost frame of the node's stack trace that is not torch's own code: `file:line in function`."""
+    trace = node.meta.get("stack_trace") or ""
+    frames = [line.strip() for line in trace.splitlines() if line.strip().startswith("File ")]
+    for frame in reversed(frames):
+        if "/torch/" not in frame:
+            parts = frame.split(",")
+            path = parts[0].removeprefix("File ").strip().strip('"')
+            line = parts[1].strip().removeprefix("line ") if len(parts) > 1 else "?"
+            func = parts[2].strip().removeprefix("in ") if len(parts) > 2 else ""
+            short = "/".join(path.split("/")[-3:])
+            return f"{short}:{line}" + (f" in {func}" if func else "")
+    return None
+
+
+def _module(node: Any, prefix: str) -> str | None:
+    """The innermost module that made the node, as a NeMo path (`joint.joint_net.0 (ReLU)`)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    path, kind = list(stack.values())[-1]
+    name = getattr(kind, "__name__", str(kind).rsplit(".", 1)[-1].strip("'>"))
+    path = str(path).removeprefix("L['self'].").replace("L__self___", "")
+    inner = path.split(".", 1)[1] if "." in path else ""  # the wrapper's own attribute is the component
+    return f"{prefix}{'.' + inner if inner else ''} ({name})"
+
+
+async def _compare(program: Any, ai_program: Any, inputs: dict[str, Any], atol: float, rtol: float) -> Any:
+    """Apple's intermediate comparison (its one call on macOS; the same pieces one by one elsewhere)."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from coreai.runtime import AIModel
+    from coreai_torch.debugging.inspector import CoreAIInspector, TorchFXInspector
+    from coreai_torch.debugging.intermediates import compare_intermediates, compare_program_intermediates
+    from coreai_torch.debugging.torch_utils import get_torch_to_coreai_output_mapping
+
+    if sys.platform == "darwin":
+        return await compare_program_intermediates(program, ai_program, inputs, atol=atol, rtol=rtol)
+    ops = [n.name for n in program.graph.nodes if n.op == "call_function"]
+    torch_values = await TorchFXInspector(program).get_intermediates_for_ops(ops, tuple(inputs.values()))
+    mappings = get_torch_to_coreai_output_mapping(ai_program)
+    with tempfile.TemporaryDirectory(prefix="rnnt-tui-drift-") as tmp:
+        asset = ai_program.save_asset(Path(tmp) / "drift.aimodel")
+        lowered = Path(tmp) / "drift.aimodelx"
+        lowered.mkdir()
+        asset._write_odix(lowered, enable_debug_info=True)
+        model = await AIModel.load(lowered)
+        coreai_values = await CoreAIInspector(model, "main").get_intermediates_for_ops(
+            [m.target_op_id for m in mappings.values()], {k: v.numpy() for k, v in inputs.items()})
+        del model
+    return compare_intermediates(torch_values, coreai_values, mappings, atol=atol, rtol=rtol)
+
+
+def find_drift(loaded: Any, component: str, inputs: dict[str, np.ndarray], *, atol: float = 1e-4,
+               rtol: float = 1e-4, perturb: Callable[[Any], None] | None = None,
+               precision: str = "fp32") -> DriftReport:
+    """Run Apple's intermediate comparison on `component` fed `inputs` (the contract-named arrays of one call)."""
+    import copy
+
+    import torch
+
+    from rnnt_tui.core.coreai.convert import IO, _example
+    from rnnt_tui.core.coreai.execute import native_stderr_captured
+    from rnnt_tui.core.coreai.export import export_program, load_coreai_torch
+
+    coreai_torch = load_coreai_torch()
+    start = time.perf_counter()
+    module, _, dynamic, _ = _example(loaded, component, None, precision == "fp16")
+    if precision == "fp16":
+        module = copy.deepcopy(module).half()
+    names_in, names_out = IO[component]
+    floating = torch.float16 if precision == "fp16" else torch.float32
+    args = tuple(torch.from_numpy(np.ascontiguousarray(inputs[n])).to(
+        floating if np.issubdtype(np.asarray(inputs[n]).dtype, np.floating) else torch.int32) for n in names_in)
+    with native_stderr_captured(), quiet():
+        program = export_program(module, args, dynamic)
+        converted = program
+        if perturb is not None:
+            changed = copy.deepcopy(module)
+            perturb(changed)
+            converted = export_program(changed, args, dynamic)
+        converter = coreai_torch.TorchConverter()
+        converter.add_exported_program(converted, input_names=list(names_in), output_names=list(names_out))
+        ai_program = converter.to_coreai()
+        report = asyncio.run(_compare(program, ai_program, dict(zip(names_in, args, strict=True)), atol, rtol))
+    nodes = {n.name: n for n in program.graph.nodes}
+    order = {name: i for i, name in enumerate(nodes)}
+    failing = sorted(report.failures, key=lambda c: order.get(c.torch_node_name, 1 << 30))
+    ops = tuple(DriftOp(node=c.torch_node_name, target=str(getattr(nodes.get(c.torch_node_name), "target", "?")),
+                        max_diff=c.max_diff, source=_source(nodes[c.torch_node_name]) if c.torch_node_name in nodes
+                        else None, module=_module(nodes[c.torch_node_name], component)
+                        if c.torch_node_name in nodes else None) for c in failing)
+    import sys
+
+    return DriftReport(component=component, first=ops[0] if ops else None, failing=ops, compared=len(report.compared),
+                       summary=dict(report.summary()), atol=atol, rtol=rtol,
+                       elapsed_ms=(time.perf_counter() - start) * 1000,
+                       tool=TOOL if sys.platform == "darwin" else TOOL_PIECES)
+
+
+def drift_inputs(session: Any, component: str) -> dict[str, np.ndarray]:
+    """The contract-named inputs of `component`'s first call in a session that has run (the reference's upstream
+    data), shaped as the Core AI export takes them: time axes zero-padded to the declared multiple, lengths real."""
+    from rnnt_tui.core.coreai.convert import time_multiple
+    from rnnt_tui.core.pipeline.components import audio_inputs
+
+    loaded = session.candidate.loaded
+    up = session.ctx.upstream
+
+    def padded(value: np.ndarray, axis: int, multiple: int) -> np.ndarray:
+        size = max(-(-value.shape[axis] // multiple), 2) * multiple
+        pad = [(0, 0)] * value.ndim
+        pad[axis] = (0, size - value.shape[axis])
+        return np.pad(value, pad)
+
+    if component == "preprocessor":
+        audio = audio_inputs(session.ctx)
+        return {"audio_signal": padded(audio["audio_signal"], 1, time_multiple(loaded, component)),
+                "length": audio["length"].astype(np.int32)}
+    if component == "encoder":
+        feats = up.features
+        return {"features": padded(feats["features"], 2, time_multiple(loaded, component)),
+                "features_length": np.asarray(feats["features_length"]).astype(np.int32)}
+    if component == "decoder":
+        state = session.reference.initial_state()
+        h = np.asarray(state[0].detach() if hasattr(state[0], "detach") else state[0], dtype=np.float32)
+        c = np.asarray(state[1].detach() if hasattr(state[1], "detach") else state[1], dtype=np.float32)
+        return {"targets": np.array([[session.facts.summary.blank_id]], dtype=np.int32), "h": h, "c": c}
+    encoded = up.encoded["encoded"]
+    return {"encoded": encoded[:, :, : min(encoded.shape[2], 32)],
+            "decoder_output": np.asarray(up.decoder["decoder_output"], dtype=np.float32)}

@@ -1,0 +1,133 @@
+"""Any torch module to a Core AI `.aimodel` asset: `torch.export`, decompositions, `coreai_torch.TorchConverter`.
+
+Reusable on purpose (the components here; a streaming encoder step later): `convert_module(module, args, out,
+input_names=, output_names=, dynamic_shapes=)` exports, decomposes with coreai-torch's table plus `DECOMPOSITIONS`,
+converts with outputs named by role (Core AI would otherwise call them `view_4`, `permute_46`, … in no promised
+order) and saves the asset; what the libraries print or warn is captured and returned as notes. Memory: the
+exported program is dropped once converted and the converted program once saved, so PyTorch, the program and the
+asset are not all held at once.
+
+Why extra decompositions: NeMo's preprocessor calls `torch.stft`, which torch.export decomposes into
+`aten.unfold` + `aten._fft_r2c`, and its per-feature normalisation calls `aten.isnan`; coreai-torch 0.4.3 lowers
+none of them. They are decomposed here into aten ops it does lower, in PyTorch, where they are checked against
+torch's own ops (tests): `unfold` as an index gather (frame starts x step + offsets), the one-sided real DFT as
+two matmuls with a cos / -sin basis (what Core ML exporters do too; the phase t*k is reduced mod n in integers
+first, so the basis is accurate in fp32), and `isnan(x)` as `x != x`. The exported graph is still NeMo's own code.
+"""
+
+from __future__ import annotations
+
+import gc
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rnnt_tui.core.coreai.assets import META_PREFIX
+from rnnt_tui.core.quiet import quiet
+
+
+def _unfold(x: Any, dimension: int, size: int, step: int) -> Any:
+    import torch
+
+    dim = dimension % x.dim()
+    frames = (x.shape[dim] - size) // step + 1
+    index = (torch.arange(frames, device=x.device) * step).unsqueeze(1) + torch.arange(size, device=x.device)
+    out = x.movedim(dim, -1)[..., index]  # [..., frames, size]
+    return out if dim == x.dim() - 1 else out.movedim(-2, dim)
+
+
+def _fft_r2c(x: Any, dim: Sequence[int], normalization: int, onesided: bool) -> Any:
+    import math
+
+    import torch
+
+    if list(dim) != [x.dim() - 1] or not onesided or normalization != 0:
+        raise NotImplementedError("only the one-sided, unnormalised DFT over the last axis is decomposed "
+                                  f"(got dim={list(dim)}, normalization={normalization}, onesided={onesided})")
+    n = int(x.shape[-1])
+    # the phase t*k is reduced mod n in integers, so cos / sin only ever see angles in [0, 2*pi)
+    product = torch.arange(n, device=x.device).unsqueeze(1) * torch.arange(n // 2 + 1, device=x.device)
+    phase = product - torch.div(product, n, rounding_mode="floor") * n  # mod n (aten.remainder has no lowering)
+    angle = phase.to(x.dtype) * (2 * math.pi / n)
+    return torch.complex(x @ torch.cos(angle), x @ -torch.sin(angle))
+
+
+def _isnan(x: Any) -> Any:
+    return x != x
+
+
+def load_coreai_torch() -> Any:
+    """coreai_torch, imported without its torch-version warning on screen (it warns even for its own upper bound)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import coreai_torch
+    return coreai_torch
+
+
+def decompositions() -> dict[Any, Any]:
+    """coreai-torch's decomposition table plus the three decompositions above."""
+    import torch
+
+    coreai_torch = load_coreai_torch()
+
+    aten = torch.ops.aten
+    table: dict[Any, Any] = dict(coreai_torch.get_decomp_table())
+    table.update({aten.unfold.default: _unfold, aten._fft_r2c.default: _fft_r2c, aten.isnan.default: _isnan})
+    return table
+
+
+def export_program(module: Any, args: tuple[Any, ...], dynamic_shapes: Any = None) -> Any:
+    """`torch.export` of `module` (eval mode, no grad) decomposed for coreai-torch."""
+    import torch
+
+    with torch.no_grad():
+        exported = torch.export.export(module.eval(), args, dynamic_shapes=dynamic_shapes)
+        return exported.run_decompositions(decompositions())
+
+
+def _clean(text: str) -> list[str]:
+    lines: list[str] = []
+    for raw in text.replace("\r", "\n").splitlines():
+        line = raw.strip()
+        if line and "converting 1 program" not in line and line not in lines:
+            lines.append(line)
+    return lines
+
+
+def convert_module(module: Any, args: tuple[Any, ...], out: Path, *, input_names: Sequence[str],
+                   output_names: Sequence[str], dynamic_shapes: Any = None,
+                   metadata: dict[str, Any] | None = None, debug: bool = True) -> list[str]:
+    """Export, convert and save `module` as the `.aimodel` folder `out` (one function, "main"); returns notes.
+
+    `metadata` goes into the asset's custom metadata under `rnnt_tui.<key>`. `debug` keeps PyTorch stack traces in
+    the asset (what Apple's comparator uses to name a drifting op's source line)."""
+    coreai_torch = load_coreai_torch()
+
+    if out.suffix != ".aimodel":
+        raise ValueError(f"a Core AI asset's folder name ends in .aimodel, got {out.name}")
+    with quiet() as q, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program = export_program(module, args, dynamic_shapes)
+        mode = coreai_torch.TorchConverter.Mode.DEBUG if debug else coreai_torch.TorchConverter.Mode.RELEASE
+        converter = coreai_torch.TorchConverter(mode=mode)
+        converter.add_exported_program(program, input_names=list(input_names), output_names=list(output_names))
+        ai_program = converter.to_coreai()
+        del program, converter
+        gc.collect()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        asset = ai_program.save_asset(out)
+        del ai_program
+        if metadata:
+            items = {META_PREFIX + k: v for k, v in metadata.items()}
+
+            def stamp(meta: Any) -> None:
+                for key, value in items.items():
+                    meta.set_custom(key, value)
+
+            asset.update_metadata(stamp)
+    gc.collect()
+    notes = _clean(q.text)
+    notes += [f"{c.category.__name__}: {c.message}" for c in caught
+              if not issubclass(c.category, (DeprecationWarning, FutureWarning, UserWarning, ResourceWarning))]
+    return list(dict.fromkeys(notes))
