@@ -13,7 +13,6 @@ from rnnt_tui.cli import main
 from rnnt_tui.exit_codes import ExitCode
 
 on_mac = sys.platform == "darwin"
-macos_only = pytest.mark.skipif(not on_mac, reason="Core ML predictions need macOS; runs in the macOS CI job")
 
 
 @pytest.mark.skipif(on_mac, reason="the refusal path is for platforms without Core ML")
@@ -53,7 +52,6 @@ def test_convert_writes_valid_packages(capsys: pytest.CaptureFixture[str], check
     assert spec.WhichOneof("Type") == "mlProgram"
 
 
-@macos_only
 @pytest.mark.macos
 def test_compare_against_coreml_on_a_mac_fills_every_table(capsys: pytest.CaptureFixture[str],
                                                            checkpoints: dict[str, Path], clip: Path) -> None:
@@ -68,7 +66,6 @@ def test_compare_against_coreml_on_a_mac_fills_every_table(capsys: pytest.Captur
     assert report["decode"]["candidate_text"] == report["decode"]["reference_text"]
 
 
-@macos_only
 @pytest.mark.macos
 def test_sweep_compares_all_four_units_on_a_mac(capsys: pytest.CaptureFixture[str], checkpoints: dict[str, Path],
                                                 clip: Path) -> None:
@@ -104,7 +101,6 @@ def test_sweep_exit_code_follows_the_worst_unit() -> None:
     assert sweep_exit_code(["ok", "unavailable", "ok", "ok"]) == ExitCode.OK
 
 
-@macos_only
 @pytest.mark.macos
 def test_sweep_exit_code_on_a_mac_matches_its_rows(capsys: pytest.CaptureFixture[str], checkpoints: dict[str, Path],
                                                    clip: Path) -> None:

@@ -5,7 +5,6 @@ may lack a Neural Engine; the numbers are then Core ML's CPU fp16 kernels) and A
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,6 @@ from conftest import write_wav
 
 pytestmark = [
     pytest.mark.macos,
-    pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predictions need macOS (coremltools can convert "
-                                                        "here, but Core ML itself only runs on Apple platforms)"),
     pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean"),
 ]
 

@@ -31,6 +31,13 @@ def parse_macos_version(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2) or 0)
 
 
+def _is_macos() -> bool:
+    """Whether this is macOS (one place, so the test stand-in for Core ML's bridge can simulate a Mac)."""
+    import sys
+
+    return sys.platform == "darwin"
+
+
 @functools.cache
 def macos_version() -> tuple[int, int] | None:
     """(major, minor) of macOS, as coremltools reads it (`sw_vers -productVersion`), or None on any other OS.
@@ -39,9 +46,8 @@ def macos_version() -> tuple[int, int] | None:
     variable cleared so it reads the real version."""
     import os
     import subprocess
-    import sys
 
-    if sys.platform != "darwin":
+    if not _is_macos():
         return None
     env = {k: v for k, v in os.environ.items() if k != "SYSTEM_VERSION_COMPAT"}
     try:

@@ -1,0 +1,85 @@
+"""The test stand-in for Core ML's native layer (`tests/coreml_standin`) keeps its place: nothing in the package
+imports it, installing it is undone after the test, everything it would make the tool print for Core ML says it is
+simulated, and it plays the bridge's contract as coremltools 9.0's `coremlpython` sources define it (the arrays it
+accepts, fp16 outputs as float32, the caller's dict rewritten by coremltools, devices, compute units)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_layers import GRAPH
+
+ROOT = Path(__file__).parent.parent / "rnnt_tui"
+
+
+def test_nothing_in_the_package_imports_the_stand_in() -> None:
+    offenders = {name: sorted(m for m in everything if "coreml_standin" in m)
+                 for name, (everything, _) in GRAPH.items() if any("coreml_standin" in m for m in everything)}
+    assert offenders == {}
+    texts = [p for p in ROOT.rglob("*.py") if "coreml_standin" in p.read_text()]
+    assert texts == [], f"the package names the test stand-in: {texts}"
+
+
+def test_installing_is_undone_after_the_test(tmp_path: Path) -> None:
+    import coreml_standin
+    import coremltools.models.model as ct_model
+
+    from rnnt_tui.core.coreml.platform import core_ml_problem, macos_version
+    from rnnt_tui.core.runtimes.coreml_runtime import CoreMLRuntime
+
+    if sys.platform == "darwin":
+        pytest.skip("on a Mac the real bridge is there; the stand-in is for other platforms")
+    before = (ct_model._MLModelProxy, CoreMLRuntime.label)
+    with pytest.MonkeyPatch.context() as mp:
+        coreml_standin.install(mp, tmp_path)
+        assert macos_version() == (15, 5) and core_ml_problem() is None
+        assert "SIMULATED" in CoreMLRuntime.label and "stand-in" in CoreMLRuntime.label
+    coreml_standin.uninstall()
+    assert (ct_model._MLModelProxy, CoreMLRuntime.label) == before
+    assert macos_version() is None and "need macOS" in (core_ml_problem() or "")
+
+
+@pytest.fixture
+def joint_package(tmp_path: Path) -> Path:
+    """A tiny fp16 ML program: y = relu(x) * 2 on a [1, 4] input, float32 I/O declared as fp16 output."""
+    from coremltools.converters.mil import Builder as mb
+
+    from rnnt_tui.core.coreml.spec import load_coremltools
+    from rnnt_tui.core.quiet import quiet
+
+    ct, _ = load_coremltools()
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4))], opset_version=ct.target.macOS14)
+    def prog(x):  # type: ignore[no-untyped-def]
+        return mb.mul(x=mb.relu(x=x), y=2.0, name="y")
+
+    path = tmp_path / "tiny.mlpackage"
+    with quiet():
+        ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.macOS14,
+                   compute_precision=ct.precision.FLOAT16).save(str(path))
+    return path
+
+
+@pytest.mark.macos
+def test_predict_follows_the_bridges_conversion_rules(joint_package: Path, core_ml_bridge: Any) -> None:
+    """coremlpython/CoreMLPythonArray.mm accepts int32, float32, float64 arrays; CoreMLPythonUtils.mm hands fp16
+    outputs over as float32; coremltools' MLModel.predict replaces the caller's float16 arrays with float32."""
+    import coremltools as ct
+
+    model = ct.models.MLModel(str(joint_package), compute_units=ct.ComputeUnit.CPU_ONLY)
+    x = np.array([[-1.0, 0.5, 2.0, 3.0]], np.float16)
+    feed = {"x": x}
+    out = model.predict(feed)
+    assert feed["x"] is not x and feed["x"].dtype == np.float32, "coremltools rewrites the caller's dict"
+    assert out["y"].dtype == np.float32
+    np.testing.assert_array_equal(out["y"], [[0.0, 1.0, 4.0, 6.0]])
+    for dtype in (np.int32, np.float64):
+        assert model.predict({"x": np.ones((1, 4), dtype)})["y"].dtype == np.float32
+    with pytest.raises(RuntimeError, match="value type not convertible"):
+        model.predict({"x": np.ones((1, 4), np.int64)})
+    with pytest.raises(RuntimeError):
+        model.predict({"x": np.ones((1, 5), np.float32)})
