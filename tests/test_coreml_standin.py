@@ -44,6 +44,107 @@ def test_installing_is_undone_after_the_test(tmp_path: Path) -> None:
 
 
 @pytest.fixture
+def standin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """The stand-in installed with its knobs (Linux only: on a Mac, Core ML itself runs the macOS tests)."""
+    import coreml_standin
+
+    if sys.platform == "darwin":
+        pytest.skip("the stand-in's knobs (devices, refusals, drift) are for platforms without Core ML")
+    machine = coreml_standin.install(monkeypatch, tmp_path / "bin")
+    yield machine
+    monkeypatch.undo()
+    coreml_standin.uninstall()
+
+
+@pytest.fixture
+def chain_package(tmp_path: Path) -> Path:
+    """x -> relu (a) -> mul (b) -> add (c): an fp32 chain whose middle op the stand-in can make drift."""
+    from coremltools.converters.mil import Builder as mb
+
+    from rnnt_tui.core.coreml.spec import load_coremltools
+    from rnnt_tui.core.quiet import quiet
+
+    ct, _ = load_coremltools()
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 8))], opset_version=ct.target.macOS14)
+    def prog(x):  # type: ignore[no-untyped-def]
+        a = mb.relu(x=x, name="a")
+        b = mb.mul(x=a, y=3.0, name="b")
+        return mb.add(x=b, y=1.0, name="c")
+
+    path = tmp_path / "chain.mlpackage"
+    with quiet():
+        ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.macOS14,
+                   compute_precision=ct.precision.FLOAT32).save(str(path))
+    return path
+
+
+@pytest.mark.simulated
+def test_drift_search_names_the_op_where_drift_starts(standin: Any, chain_package: Path) -> None:
+    from rnnt_tui.core.coreml.plan import first_drifting_op
+
+    pytest.importorskip("coremltools.models.ml_program.experimental.debugging_utils")
+    standin.drift = {"CPU_AND_GPU": ("b", 0.5)}
+    x = {"x": np.linspace(-1, 1, 8, dtype=np.float32)[None]}
+    report = first_drifting_op(chain_package, x, "chain", "CPU_ONLY", "CPU_AND_GPU", atol=1e-3, rtol=1e-3)
+    assert report.first is not None and report.first.output == "b" and report.first.confirmed
+    assert report.load_failures == ()
+
+
+@pytest.mark.simulated
+def test_drift_search_with_failed_probes_names_no_op(standin: Any, chain_package: Path) -> None:
+    """Every probe model (the package with intermediate outputs added) is refused: the output op drifts, nothing
+    upstream was compared, so no op is named first and the probes' failures are reported."""
+    from rnnt_tui.core.coreml.plan import first_drifting_op
+
+    pytest.importorskip("coremltools.models.ml_program.experimental.debugging_utils")
+    standin.drift = {"CPU_AND_GPU": ("b", 0.5)}
+    standin.refuse = lambda spec, units: ("probe refused by the test stand-in"
+                                          if len(spec.description.output) > 1 else None)
+    x = {"x": np.linspace(-1, 1, 8, dtype=np.float32)[None]}
+    report = first_drifting_op(chain_package, x, "chain", "CPU_ONLY", "CPU_AND_GPU", atol=1e-3, rtol=1e-3)
+    assert [d.output for d in report.failing] == ["c"], "coremltools' comparator blames the output op"
+    assert report.first is None and [d.output for d in report.unconfirmed] == ["c"]
+    assert any("probe refused" in f for f in report.load_failures), report.load_failures
+    assert report.to_json()["first"] is None
+
+
+@pytest.mark.simulated
+def test_compute_devices_are_those_predictions_can_use(standin: Any) -> None:
+    """`MLComputeDevice.get_all_compute_devices` lists devices reserved to other frameworks; the tool reports
+    `MLModel.get_available_compute_devices` (coremltools 9.0, models/model.py)."""
+    from rnnt_tui.core.coreml.platform import compute_devices, missing_devices
+
+    standin.all_devices = ("CPU", "GPU", "NE")
+    standin.available_devices = ("CPU", "GPU")
+    devices = compute_devices()
+    assert set(devices) == {"CPU", "GPU"}
+    assert missing_devices("CPU_AND_NE", devices) == ("NE",)
+
+
+@pytest.mark.simulated
+def test_system_version_compat_does_not_fool_coremltools(standin: Any, chain_package: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With SYSTEM_VERSION_COMPAT=1, coremltools' cached `_macos_version()` reads 10.16 and refuses CPU_AND_NE
+    (models/model.py); the tool aligns it with the real version before any Core ML call."""
+    from coremltools.models import utils
+
+    from rnnt_tui.core.coreml.load import CoreMLLoader
+    from rnnt_tui.core.coreml.platform import macos_version
+
+    monkeypatch.setenv("SYSTEM_VERSION_COMPAT", "1")
+    utils._macos_version.cache_clear()
+    assert utils._macos_version() == (10, 16)  # what coremltools believes on its own
+    opened = CoreMLLoader(use_cache=False).load(chain_package, "CPU_AND_NE")
+    assert utils._macos_version()[:2] == macos_version() == (15, 5)
+    import coremltools as ct
+
+    model = ct.models.MLModel(str(chain_package), compute_units=ct.ComputeUnit.CPU_AND_NE)
+    assert model.predict({"x": np.ones((1, 8), np.float32)})["c"].shape == (1, 8)
+    del opened
+
+
+@pytest.fixture
 def joint_package(tmp_path: Path) -> Path:
     """A tiny fp16 ML program: y = relu(x) * 2 on a [1, 4] input, float32 I/O declared as fp16 output."""
     from coremltools.converters.mil import Builder as mb

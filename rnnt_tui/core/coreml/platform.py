@@ -95,11 +95,37 @@ def core_ml_problem(minimum: tuple[int, int] = MACOS_FLOOR, what: str = "Core ML
 
 
 def require(minimum: tuple[int, int] = MACOS_FLOOR, what: str = "Core ML predictions") -> Any:
-    """coremltools, or RuntimeUnavailableError saying why `what` cannot run here."""
+    """coremltools, or RuntimeUnavailableError saying why `what` cannot run here. coremltools' own cached macOS
+    version is made to agree with the real one first (`align_coremltools_version`)."""
     problem = core_ml_problem(minimum, what)
     if problem:
         raise RuntimeUnavailableError(problem)
-    return load_coremltools()[0]
+    ct = load_coremltools()[0]
+    align_coremltools_version()
+    return ct
+
+
+def align_coremltools_version() -> None:
+    """Make coremltools' cached `_macos_version()` read the real macOS.
+
+    coremltools runs `sw_vers` once (lru_cache) without clearing SYSTEM_VERSION_COMPAT, so with that variable set it
+    believes the Mac runs 10.16: `MLModel(..., compute_units=CPU_AND_NE)` then raises "only available on macOS >=
+    13.0" and `predict` on a package "not supported in macOS version older than 12.0" (coremltools 9.0,
+    models/model.py). When its answer is older than ours, its cache is refilled with the variable cleared."""
+    import os
+
+    from coremltools.models import utils
+
+    real = macos_version()
+    if real is None or tuple(utils._macos_version()[:2]) >= real:
+        return
+    saved = os.environ.pop("SYSTEM_VERSION_COMPAT", None)
+    try:
+        utils._macos_version.cache_clear()
+        utils._macos_version()
+    finally:
+        if saved is not None:
+            os.environ["SYSTEM_VERSION_COMPAT"] = saved
 
 
 def compute_unit(ct: Any, name: str) -> Any:
@@ -132,13 +158,14 @@ UNIT_DEVICES = {"CPU_ONLY": ("CPU",), "CPU_AND_GPU": ("CPU", "GPU"), "CPU_AND_NE
 
 
 def compute_devices() -> dict[str, str]:
-    """The compute devices Core ML can use on this Mac (coremltools' `MLComputeDevice.get_all_compute_devices`,
-    macOS 14+): "CPU" / "GPU" / "NE" -> a description (the Neural Engine with its core count)."""
-    require(MACOS_FLOOR, "Core ML compute devices")
-    from coremltools.models.compute_device import MLComputeDevice, MLNeuralEngineComputeDevice
+    """The compute devices Core ML's predictions can use on this Mac (coremltools'
+    `MLModel.get_available_compute_devices`, macOS 14+; `MLComputeDevice.get_all_compute_devices` also lists devices
+    reserved to other frameworks): "CPU" / "GPU" / "NE" -> a description (the Neural Engine with its core count)."""
+    ct = require(MACOS_FLOOR, "Core ML compute devices")
+    from coremltools.models.compute_device import MLNeuralEngineComputeDevice
 
     out: dict[str, str] = {}
-    for device in MLComputeDevice.get_all_compute_devices():
+    for device in ct.models.MLModel.get_available_compute_devices():
         name = device_name(device)
         if isinstance(device, MLNeuralEngineComputeDevice):
             out[name] = f"Neural Engine, {device.total_core_count} cores"
