@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,6 +91,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                          indirect=True, ids=["simulated"])
 
 
+@pytest.fixture(autouse=True)
+def _macos_tests_get_a_bridge(request: pytest.FixtureRequest) -> None:
+    """A `macos` test gets `core_ml_bridge` whether it names it or not (parametrizing alone does not set it up)."""
+    if request.node.get_closest_marker("macos") is not None:
+        request.getfixturevalue("core_ml_bridge")
+
+
 @pytest.fixture
 def core_ml_bridge(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
@@ -114,3 +122,30 @@ def core_ml_label(core_ml_bridge: object) -> str:
     import coreml_standin
 
     return "Core ML" if core_ml_bridge is None else coreml_standin.LABEL
+
+
+# -- what the macOS tests really did: counted, printed, and (RNNT_TUI_REQUIRE_CORE_ML=1, the macOS CI job) a run
+# -- in which no Core ML test passed against Core ML itself fails
+_CORE_ML_OUTCOMES: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "macos" not in report.keywords or (report.when != "call" and not report.skipped):
+        return
+    kind = "simulated" if "simulated" in report.keywords else "Core ML"
+    key = f"{kind} {report.outcome}"
+    _CORE_ML_OUTCOMES[key] = _CORE_ML_OUTCOMES.get(key, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _CORE_ML_OUTCOMES:
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(_CORE_ML_OUTCOMES.items()))
+        terminalreporter.write_line(f"macOS tests: {counts} (simulated = the test stand-in for Core ML's native "
+                                    "layer, not Core ML)")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("RNNT_TUI_REQUIRE_CORE_ML") == "1" and not _CORE_ML_OUTCOMES.get("Core ML passed"):
+        print("\nRNNT_TUI_REQUIRE_CORE_ML=1 but no macOS test passed against Core ML itself "
+              f"({_CORE_ML_OUTCOMES or 'none ran'}): failing the run")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

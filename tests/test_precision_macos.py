@@ -68,10 +68,16 @@ def test_fp16_and_mixed_with_core_ml(precision: str, units: str, loaded_model: C
     import soundfile as sf
 
     from rnnt_tui.core.coreml.convert import convert_components
+    from rnnt_tui.core.coreml.platform import UNIT_DEVICES, compute_devices
     from rnnt_tui.core.precision.mixed import find_mixed_precision
     from rnnt_tui.core.precision.runs import reference_feeds
     from rnnt_tui.core.tolerances import FP16
 
+    devices = compute_devices()
+    accelerators = [d for d in UNIT_DEVICES[units] if d != "CPU"]
+    if accelerators and not any(d in devices for d in accelerators):
+        pytest.skip(f"this machine has none of {units}'s accelerators ({', '.join(accelerators)}): Core ML would run "
+                    f"it on the CPU alone, so the test would not test {units}")
     loaded = loaded_model("tdt")
     clips = [write_wav(tmp_path / f"{s}.wav", seconds=s) for s in (1.0, 4.0)]
     keep = find_mixed_precision(loaded, clips).keep_by_component() if precision == "mixed" else None

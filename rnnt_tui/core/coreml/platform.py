@@ -21,6 +21,19 @@ APPLE_ONLY = "(coremltools can convert here, but Core ML itself only runs on App
 #: default to the macOS14 deployment target (Core ML spec 8).
 MACOS_FLOOR = (14, 0)
 FLOOR_REASON = "torch 2.13 ships macOS wheels for 14 and later only, and packages default to the macOS14 target"
+#: the reason in a light install (no torch: replaying bundles against Core ML, `mil` or `onnx`)
+LIGHT_FLOOR_REASON = ("the packages the tool converts target macOS 14 (Core ML spec 8) and Core ML's compute devices "
+                      "need macOS 14; replaying against mil or onnx works on any Mac")
+
+
+def floor_reason(has_torch: bool | None = None) -> str:
+    """Why the floor is macOS 14, for the install in use: torch's wheels (full install) or the packages' target
+    (light install, no torch)."""
+    import importlib.util
+
+    if has_torch is None:
+        has_torch = importlib.util.find_spec("torch") is not None
+    return FLOOR_REASON if has_torch else LIGHT_FLOOR_REASON
 
 
 def parse_macos_version(text: str) -> tuple[int, int]:
@@ -62,10 +75,12 @@ def version_text(version: tuple[int, ...]) -> str:
     return ".".join(map(str, version))
 
 
-def floor_problem(version: tuple[int, int] | None, what: str = "Core ML predictions") -> str | None:
-    """Why `what` cannot run on macOS `version` (below the tool's floor), or None (pure: tested anywhere)."""
+def floor_problem(version: tuple[int, int] | None, what: str = "Core ML predictions",
+                  has_torch: bool | None = None) -> str | None:
+    """Why `what` cannot run on macOS `version` (below the tool's floor), or None; the reason names the install in
+    use (`has_torch`; found out when None)."""
     if version is not None and version < MACOS_FLOOR:
-        return (f"{what} need macOS {version_text(MACOS_FLOOR)} or later ({FLOOR_REASON}); this Mac runs "
+        return (f"{what} need macOS {version_text(MACOS_FLOOR)} or later ({floor_reason(has_torch)}); this Mac runs "
                 f"{version_text(version)}")
     return None
 
