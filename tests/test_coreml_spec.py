@@ -259,3 +259,28 @@ def test_plan_summary_shares() -> None:
     assert plan.cost_share == pytest.approx({"CPU": 0.3, "GPU": 0.1, "NE": 0.6})
     assert plan.cpu_fallbacks == {"lstm": 2} and plan.cpu_only == {"lstm": 2}
     assert summarize_placements("decoder", "CPU_ONLY", ops).cpu_fallbacks == {}
+
+
+def test_enumerated_shapes_take_the_smallest_shape_that_holds_the_clip() -> None:
+    """An input with enumerated shapes is not fixed at its default: a clip longer than the default is padded to the
+    smallest enumerated shape that holds it, and refused (naming the largest) only when none does."""
+    from types import SimpleNamespace
+
+    from rnnt_tui.core.coreml.spec import TensorSpec
+    from rnnt_tui.core.errors import BadInputError
+    from rnnt_tui.core.runtimes.mil_runtime import MilRuntime
+
+    spec = TensorSpec("features", (1, 8, 100), "float32",
+                      enumerated=((1, 8, 100), (1, 8, 300), (1, 8, 500), (1, 16, 900)))
+    assert spec.fit_bounds(2, (1, 8, 50)) == (100, 100)
+    assert spec.fit_bounds(2, (1, 8, 250)) == (300, 300)
+    assert spec.fit_bounds(2, (1, 8, 600)) == (500, 500)
+    info = SimpleNamespace(feeds={}, inputs={"features": "features"}, layouts={},
+                           spec=SimpleNamespace(input=lambda name: spec, ours=lambda key: None),
+                           path=SimpleNamespace(name="encoder.mlpackage"))
+    runtime = object.__new__(MilRuntime)
+    feed, padded = runtime._feed("encoder", info, {"features": np.ones((1, 8, 250), np.float32)})  # type: ignore[arg-type]
+    assert feed["features"].shape == (1, 8, 300) and padded == {"features": (250, 300)}
+    assert not feed["features"][:, :, 250:].any()
+    with pytest.raises(BadInputError, match="accepts at most 500"):
+        runtime._feed("encoder", info, {"features": np.ones((1, 8, 600), np.float32)})  # type: ignore[arg-type]

@@ -70,6 +70,20 @@ class TensorSpec:
         size = self.shape[axis] if axis < len(self.shape) else -1
         return (size, size) if size > 0 else (1, -1)
 
+    def fit_bounds(self, axis: int, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(lower, upper) of `axis` for a value of `shape`: `bounds`, except for enumerated shapes, where it is the
+        smallest enumerated size on `axis` that holds `shape[axis]` among the shapes that agree with `shape` on
+        every other axis (lower == upper: the value is padded to it), or the largest one when none holds it (the
+        caller then refuses the value, naming that bound)."""
+        if not self.enumerated:
+            return self.bounds(axis)
+        sizes = sorted({s[axis] for s in self.enumerated if len(s) == len(shape)
+                        and all(a == b for i, (a, b) in enumerate(zip(s, shape, strict=True)) if i != axis)})
+        if not sizes:
+            return self.bounds(axis)
+        size = next((n for n in sizes if n >= shape[axis]), sizes[-1])
+        return size, size
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
                 "ranges": [list(r) for r in self.ranges] if self.ranges else None,
