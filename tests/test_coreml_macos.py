@@ -446,3 +446,16 @@ def test_a_neural_network_gets_a_per_layer_plan(tmp_path: Path) -> None:
     assert {p.preferred for p in plan.placements} - {"unknown"}, "no layer has a preferred device"
     del opened
     loader.close()
+
+
+def test_lint_on_a_mac_reports_core_mls_compute_plan(converted: str) -> None:
+    """On a Mac with compute plans, lint says where Core ML places the ops, never "no compute plan here"."""
+    from rnnt_tui.core.coreml.plan import macos_version
+    from rnnt_tui.core.precision.lint import lint_package
+
+    if (macos_version() or (0, 0)) < (14, 4):
+        pytest.skip("Core ML compute plans need macOS 14.4 or later")
+    report = lint_package(Path(converted) / "decoder.mlpackage")
+    messages = [f.message for f in report.findings]
+    assert report.error is None and any("Core ML's compute plan on ALL" in m for m in messages), messages
+    assert not any("no compute plan here" in m for m in messages), messages
