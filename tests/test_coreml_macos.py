@@ -152,6 +152,8 @@ def test_predictions_match_pytorch_on_cpu_only(kind: str, reference: Any, audio:
     loaded = validation_mode(kind)
     core_ml = _runtime(loaded)
     assert all(r.load_ms is not None for r in core_ml.reports.values())
+    primed = "called once at the greedy decode's step shapes"
+    assert any(primed in n for n in core_ml.reports["joint"].notes), core_ml.reports["joint"].notes
 
     features = torch_rt.run("preprocessor", audio)
     got = core_ml.run("preprocessor", audio)
