@@ -284,3 +284,30 @@ def test_enumerated_shapes_take_the_smallest_shape_that_holds_the_clip() -> None
     assert not feed["features"][:, :, 250:].any()
     with pytest.raises(BadInputError, match="accepts at most 500"):
         runtime._feed("encoder", info, {"features": np.ones((1, 8, 600), np.float32)})  # type: ignore[arg-type]
+
+
+def test_a_stateful_package_is_recognised_and_said_so(tmp_path: Path) -> None:
+    """A package with Core ML states (`ct.StateType`, macOS 15+) is named as stateful with its states, never
+    matched to a component and called without its state."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+
+    from rnnt_tui.core.coreml.matching import package_info
+    from rnnt_tui.core.coreml.spec import load_coremltools, read_spec
+    from rnnt_tui.core.quiet import quiet
+
+    ct, _ = load_coremltools()
+
+    @mb.program(input_specs=[mb.TensorSpec((1, 4), dtype=types.fp16), mb.StateTensorSpec((1, 4), dtype=types.fp16)],
+                opset_version=ct.target.iOS18)
+    def prog(x, h):  # type: ignore[no-untyped-def]
+        y = mb.add(x=x, y=mb.read_state(input=h))
+        mb.coreml_update_state(state=h, value=y)
+        return y
+
+    path = tmp_path / "stateful.mlpackage"
+    with quiet():
+        ct.convert(prog, minimum_deployment_target=ct.target.iOS18).save(str(path))
+    assert read_spec(path).states == ("h",)
+    info = package_info(path)
+    assert info.component == "stateful" and not info.comparable and "states h" in info.reason

@@ -100,6 +100,7 @@ class PackageSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     spec_version: int | None = None
     model_type: str = "mlProgram"
+    states: tuple[str, ...] = ()  # Core ML states (`ct.StateType`, `description.state`, macOS 15+)
 
     @property
     def deployment_target(self) -> str | None:
@@ -117,7 +118,8 @@ class PackageSpec:
 
     def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "model_type": self.model_type, "spec_version": self.spec_version,
-                "deployment_target": self.deployment_target, "inputs": [t.to_json() for t in self.inputs],
+                "deployment_target": self.deployment_target, "states": list(self.states),
+                "inputs": [t.to_json() for t in self.inputs],
                 "outputs": [t.to_json() for t in self.outputs], "metadata": dict(self.metadata)}
 
 
@@ -207,7 +209,8 @@ def read_spec(path: Path | str) -> PackageSpec:
     return PackageSpec(path=path, inputs=tuple(_array_spec(f, mil) for f in spec.description.input),
                        outputs=tuple(_array_spec(f, mil) for f in spec.description.output),
                        metadata=dict(spec.description.metadata.userDefined),
-                       spec_version=int(spec.specificationVersion), model_type=str(spec.WhichOneof("Type")))
+                       spec_version=int(spec.specificationVersion), model_type=str(spec.WhichOneof("Type")),
+                       states=tuple(f.name for f in spec.description.state))
 
 
 def shape_warnings(spec: PackageSpec) -> list[str]:
