@@ -311,3 +311,13 @@ def test_a_stateful_package_is_recognised_and_said_so(tmp_path: Path) -> None:
     assert read_spec(path).states == ("h",)
     info = package_info(path)
     assert info.component == "stateful" and not info.comparable and "states h" in info.reason
+    from rnnt_tui.core.mil.program import MilProgram  # the MIL interpreter runs read_state / coreml_update_state
+
+    program = MilProgram.load(path)
+    assert program.input_names == ("x",) and set(program.states) == {"h"}
+    x = {"x": np.full((1, 4), 1.5, np.float16)}
+    first = next(iter(program.run(x).values()))
+    second = next(iter(program.run({**x, "h": program.last_states["h"]}).values()))
+    np.testing.assert_array_equal(first, np.full((1, 4), 1.5))
+    np.testing.assert_array_equal(second, np.full((1, 4), 3.0))
+    np.testing.assert_array_equal(program.last_states["h"], np.full((1, 4), 3.0))

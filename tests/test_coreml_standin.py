@@ -184,3 +184,38 @@ def test_predict_follows_the_bridges_conversion_rules(joint_package: Path, core_
         model.predict({"x": np.ones((1, 4), np.int64)})
     with pytest.raises(RuntimeError):
         model.predict({"x": np.ones((1, 5), np.float32)})
+
+
+@pytest.mark.macos
+def test_a_stateful_model_carries_its_state(tmp_path: Path, core_ml_bridge: Any) -> None:
+    """`ct.StateType` (macOS 15+): `make_state`, `predict(..., state)`, `read_state` - the MIL interpreter's
+    `read_state` / `coreml_update_state` under the stand-in, Core ML on a Mac."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+
+    from rnnt_tui.core.coreml.platform import macos_version
+    from rnnt_tui.core.coreml.spec import load_coremltools
+    from rnnt_tui.core.quiet import quiet
+
+    if (macos_version() or (0, 0)) < (15, 0):
+        pytest.skip("Core ML states need macOS 15")
+    ct, _ = load_coremltools()
+
+    @mb.program(input_specs=[mb.TensorSpec((1, 4), dtype=types.fp16), mb.StateTensorSpec((1, 4), dtype=types.fp16)],
+                opset_version=ct.target.iOS18)
+    def prog(x, h):  # type: ignore[no-untyped-def]
+        y = mb.add(x=x, y=mb.read_state(input=h), name="y")
+        mb.coreml_update_state(state=h, value=y)
+        return y
+
+    path = tmp_path / "stateful.mlpackage"
+    with quiet():
+        ct.convert(prog, minimum_deployment_target=ct.target.iOS18).save(str(path))
+    model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
+    state = model.make_state()
+    x = {"x": np.full((1, 4), 1.5, np.float32)}
+    first = model.predict(dict(x), state)["y"]
+    second = model.predict(dict(x), state)["y"]
+    np.testing.assert_array_equal(first, np.full((1, 4), 1.5))
+    np.testing.assert_array_equal(second, np.full((1, 4), 3.0))
+    np.testing.assert_array_equal(state.read_state("h"), np.full((1, 4), 3.0))

@@ -336,9 +336,7 @@ class _MLModelProxy:
             raise _ns_error(f"test stand-in prediction failed: {exc}") from exc
         self._last_predict_ns = time.perf_counter_ns() - start
         if state is not None:
-            for name in state.buffers:
-                if name in outputs:
-                    state.buffers[name] = outputs.pop(name)
+            state.buffers.update({k: v for k, v in self._program.last_states.items() if k in state.buffers})
         return {o.name: _to_python(outputs[o.name]) for o in self.spec.description.output if o.name in outputs}
 
     def batchPredict(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
