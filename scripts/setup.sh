@@ -23,6 +23,17 @@ if [ "${1:-}" = "--light" ]; then
   coreai_line
   exit 0
 fi
+# -- Macs: the full install needs torch 2.13, which has wheels for Apple silicon on macOS 14+ only --
+if [ "$(uname -s)" = "Darwin" ]; then
+  mac_version="$(env -u SYSTEM_VERSION_COMPAT sw_vers -productVersion 2>/dev/null || echo 0)"
+  if [ "$(uname -m)" != "arm64" ] || [ "${mac_version%%.*}" -lt 14 ]; then
+    echo "rnnt-tui's full install needs torch 2.13, which has no wheel for this Mac ($(uname -m), macOS" \
+         "$mac_version): Apple silicon and macOS 14+ only." >&2
+    echo "Use 'bash scripts/setup.sh --light' instead: it replays bundles recorded elsewhere against mil or onnx" \
+         "on any Mac with Python (Core ML predictions need macOS 14+, Core AI macOS 26+)." >&2
+    exit 2
+  fi
+fi
 # torch before anything else, pinned (see constraints.txt), then the project and its dev extra (NeMo, ONNX, Core AI
 # where Apple ships wheels) under the constraints.
 "$venv/bin/python" -m pip install --quiet "$(grep '^torch==' constraints.txt)"

@@ -68,6 +68,15 @@ def test_below_the_floor_core_ml_is_refused_with_the_reason() -> None:
     assert floor_problem((14, 0)) is None and floor_problem((26, 1)) is None and floor_problem(None) is None
 
 
+def test_the_floor_names_the_reason_of_the_install_in_use() -> None:
+    """A full install is held at macOS 14 by torch's wheels; a light one (no torch) by the packages' target."""
+    from rnnt_tui.core.coreml.platform import floor_problem
+
+    full, light = floor_problem((13, 6), has_torch=True), floor_problem((13, 6), has_torch=False)
+    assert full and "torch 2.13" in full
+    assert light and "torch" not in light and "spec 8" in light and "mil or onnx" in light
+
+
 def test_deployment_targets_map_to_macos_versions(packages: dict[str, Path]) -> None:
     from rnnt_tui.core.coreml.load import target_macos
     from rnnt_tui.core.coreml.spec import read_spec

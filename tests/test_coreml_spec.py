@@ -259,3 +259,65 @@ def test_plan_summary_shares() -> None:
     assert plan.cost_share == pytest.approx({"CPU": 0.3, "GPU": 0.1, "NE": 0.6})
     assert plan.cpu_fallbacks == {"lstm": 2} and plan.cpu_only == {"lstm": 2}
     assert summarize_placements("decoder", "CPU_ONLY", ops).cpu_fallbacks == {}
+
+
+def test_enumerated_shapes_take_the_smallest_shape_that_holds_the_clip() -> None:
+    """An input with enumerated shapes is not fixed at its default: a clip longer than the default is padded to the
+    smallest enumerated shape that holds it, and refused (naming the largest) only when none does."""
+    from types import SimpleNamespace
+
+    from rnnt_tui.core.coreml.spec import TensorSpec
+    from rnnt_tui.core.errors import BadInputError
+    from rnnt_tui.core.runtimes.mil_runtime import MilRuntime
+
+    spec = TensorSpec("features", (1, 8, 100), "float32",
+                      enumerated=((1, 8, 100), (1, 8, 300), (1, 8, 500), (1, 16, 900)))
+    assert spec.fit_bounds(2, (1, 8, 50)) == (100, 100)
+    assert spec.fit_bounds(2, (1, 8, 250)) == (300, 300)
+    assert spec.fit_bounds(2, (1, 8, 600)) == (500, 500)
+    info = SimpleNamespace(feeds={}, inputs={"features": "features"}, layouts={},
+                           spec=SimpleNamespace(input=lambda name: spec, ours=lambda key: None),
+                           path=SimpleNamespace(name="encoder.mlpackage"))
+    runtime = object.__new__(MilRuntime)
+    feed, padded = runtime._feed("encoder", info, {"features": np.ones((1, 8, 250), np.float32)})  # type: ignore[arg-type]
+    assert feed["features"].shape == (1, 8, 300) and padded == {"features": (250, 300)}
+    assert not feed["features"][:, :, 250:].any()
+    with pytest.raises(BadInputError, match="accepts at most 500"):
+        runtime._feed("encoder", info, {"features": np.ones((1, 8, 600), np.float32)})  # type: ignore[arg-type]
+
+
+def test_a_stateful_package_is_recognised_and_said_so(tmp_path: Path) -> None:
+    """A package with Core ML states (`ct.StateType`, macOS 15+) is named as stateful with its states, never
+    matched to a component and called without its state."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+
+    from rnnt_tui.core.coreml.matching import package_info
+    from rnnt_tui.core.coreml.spec import load_coremltools, read_spec
+    from rnnt_tui.core.quiet import quiet
+
+    ct, _ = load_coremltools()
+
+    @mb.program(input_specs=[mb.TensorSpec((1, 4), dtype=types.fp16), mb.StateTensorSpec((1, 4), dtype=types.fp16)],
+                opset_version=ct.target.iOS18)
+    def prog(x, h):  # type: ignore[no-untyped-def]
+        y = mb.add(x=x, y=mb.read_state(input=h))
+        mb.coreml_update_state(state=h, value=y)
+        return y
+
+    path = tmp_path / "stateful.mlpackage"
+    with quiet():
+        ct.convert(prog, minimum_deployment_target=ct.target.iOS18).save(str(path))
+    assert read_spec(path).states == ("h",)
+    info = package_info(path)
+    assert info.component == "stateful" and not info.comparable and "states h" in info.reason
+    from rnnt_tui.core.mil.program import MilProgram  # the MIL interpreter runs read_state / coreml_update_state
+
+    program = MilProgram.load(path)
+    assert program.input_names == ("x",) and set(program.states) == {"h"}
+    x = {"x": np.full((1, 4), 1.5, np.float16)}
+    first = next(iter(program.run(x).values()))
+    second = next(iter(program.run({**x, "h": program.last_states["h"]}).values()))
+    np.testing.assert_array_equal(first, np.full((1, 4), 1.5))
+    np.testing.assert_array_equal(second, np.full((1, 4), 3.0))
+    np.testing.assert_array_equal(program.last_states["h"], np.full((1, 4), 3.0))

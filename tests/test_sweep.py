@@ -179,3 +179,22 @@ def test_placements_keep_each_components_error(loaded_model: Callable[[str], Any
         assert "compiled model (.mlmodelc)" in got["encoder"]["error"]
     else:
         assert set(got) == {"unavailable"} and "need macOS" in got["unavailable"]
+
+
+def test_sweep_details_show_placement_and_never_name_an_unconfirmed_first_op() -> None:
+    from types import SimpleNamespace
+
+    from rnnt_tui.cli.sweep_details import drift_verdict, placement_rows
+
+    row = SimpleNamespace(compute_units="CPU_AND_NE", placement={
+        "encoder": {"ops": 10, "op_share": {"CPU": 0.3, "GPU": 0.0, "NE": 0.7}},
+        "decoder": {"error": "Core ML refused"}}, drift={})
+    assert placement_rows([row]) == [("CPU_AND_NE", "encoder", "CPU 30% GPU 0% NE 70% of 10 ops"),
+                                     ("CPU_AND_NE", "decoder", "no compute plan: Core ML refused")]
+    unconfirmed = {"first": None, "compared": 1, "load_failures": ["probe refused"],
+                   "failing": [{"op_type": "add", "output": "c", "max_abs": 0.5, "confirmed": False}]}
+    text = drift_verdict(unconfirmed)
+    assert "no first op named" in text and "probe refused" in text and "first drifting op" not in text
+    confirmed = {**unconfirmed, "first": "c", "load_failures": []}
+    assert drift_verdict(confirmed).startswith("first drifting op: add c")
+    assert drift_verdict({"error": "no Mac"}) == "no search: no Mac"

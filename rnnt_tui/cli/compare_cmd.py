@@ -21,6 +21,8 @@ from rnnt_tui.formatting import num
 @options.against()
 @options.compute_units
 @click.option("--sweep", is_flag=True, help="Core ML: compare on all four compute units, one row per unit.")
+@click.option("--drift", is_flag=True, help="Core ML (implies --sweep): for each component out of tolerance on a "
+              "unit, search the first op that drifts from CPU_ONLY (coremltools' MLModelComparator).")
 @options.precision
 @options.packages
 @options.runs
@@ -33,8 +35,9 @@ from rnnt_tui.formatting import num
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the report as Markdown.")
 def compare(checkpoint: str | None, audio: str | None, against: str, compute_units: str, sweep: bool, precision: str,
             packages: str | None, runs: int, warmup: int, atol: str, rtol: str, joint_mode: str, joint_chunk: int,
-            json_mode: bool, markdown: str | None) -> None:
+            json_mode: bool, markdown: str | None, drift: bool = False) -> None:
     """Compare every component of CHECKPOINT on AUDIO: NeMo/PyTorch vs the candidate runtime."""
+    sweep = sweep or drift
     if sweep and against != "coreml":
         raise click.UsageError("--sweep compares Core ML compute units: use it with --against coreml")
     settings = options.settings(runs, warmup, joint_mode, precision, atol, rtol, joint_chunk)
@@ -56,7 +59,7 @@ def compare(checkpoint: str | None, audio: str | None, against: str, compute_uni
             comparison = Comparison.of(session)
             report = comparison.to_json()
             if sweep and session.candidate_unavailable is None:
-                return _sweep(session, report, json_mode, progress, markdown)
+                return _sweep(session, report, json_mode, progress, markdown, drift)
         print_packages(session, json_mode)
         if markdown:
             Path(markdown).write_text(to_markdown(report))
@@ -129,11 +132,13 @@ def prepare_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def _sweep(session: Any, report: dict[str, Any], json_mode: bool, progress: Any, markdown: str | None) -> int:
+def _sweep(session: Any, report: dict[str, Any], json_mode: bool, progress: Any, markdown: str | None,
+           drift: bool = False) -> int:
+    from rnnt_tui.cli.sweep_details import print_sweep_details
     from rnnt_tui.core.report import sweep_markdown, to_markdown
     from rnnt_tui.core.sweep import sweep as run_sweep
 
-    rows = run_sweep(session, emit=emitter(progress))
+    rows = run_sweep(session, emit=emitter(progress), drift=drift)
     code = sweep_exit_code([str(r.status) for r in rows])
     if markdown:
         Path(markdown).write_text(to_markdown(report) + sweep_markdown([r.to_json() for r in rows]))
@@ -154,6 +159,7 @@ def _sweep(session: Any, report: dict[str, Any], json_mode: bool, progress: Any,
                           num(comp.get("median_ms")), num(comp.get("p90_ms")), num(comp.get("speedup")),
                           num(comp.get("worst_max_abs")) if not comp.get("error") else comp["error"])
     out.print(table)
+    print_sweep_details(rows)
     for row in rows:
         if row.error and row.status != "unavailable":
             err.print(f"[bold red]{row.compute_units}:[/] {row.error}")

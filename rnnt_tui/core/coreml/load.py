@@ -95,9 +95,19 @@ def check_runnable(path: Path, spec_version: int | None = None) -> None:
 
 
 def package_stamp(path: Path) -> str:
-    """Identity of a package on disk (paths, sizes, mtimes of its files), cheap even for GB-sized weights."""
+    """Identity of a package on disk (paths, sizes, mtimes of its files), cheap even for GB-sized weights.
+
+    A package's `Manifest.json` counts by its content, not its mtime: coremltools' ModelPackage rewrites it each
+    time a package is opened (even read-only, e.g. `MLModel(..., skip_model_load=True)`), which would otherwise
+    make every load miss the compiled-model cache."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    blob = "|".join(f"{p.relative_to(path.parent)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+    def part(p: Path) -> str:
+        if p.name == "Manifest.json" and p.parent == path:
+            return f"{p.relative_to(path.parent)}:{hashlib.sha256(p.read_bytes()).hexdigest()}"
+        return f"{p.relative_to(path.parent)}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+
+    blob = "|".join(part(p) for p in files)
     return hashlib.sha256(f"{path.resolve()}|{blob}".encode()).hexdigest()
 
 

@@ -115,6 +115,9 @@ def _kind(spec: PackageSpec) -> tuple[str, str]:
     stateful = has(DECODER, "h", ins) and has(DECODER, "c", ins)
     joint_in = has(JOINT, "encoded", ins) and has(JOINT, "decoder_output", ins)
     decision = sorted(outs & DECISION_OUTPUTS)
+    if spec.states:
+        return "stateful", (f"a stateful package (Core ML states {', '.join(spec.states)}, macOS 15+): rnnt-tui "
+                            "does not carry Core ML state between calls yet, so it is listed, not compared")
     if stateful:
         if joint_in or "encoder_step" in ins or decision:
             return "decoder_joint", "fuses the prediction net and the joint: no per-component comparison"

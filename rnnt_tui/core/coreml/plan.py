@@ -144,12 +144,16 @@ def _placement(op_type: str, output: str, usage: Any, cost: float | None) -> OpP
 
 @dataclass(frozen=True)
 class DriftingOp:
-    """An op whose output left the tolerance between the two compute units while its inputs stayed within it."""
+    """An op whose output left the tolerance between the two compute units. `confirmed`: every op feeding it was
+    compared and stayed within tolerance (or is a constant / function input); when a probe model that would have
+    compared an upstream op failed to load, the drift may have started earlier and the op is not named as the
+    first (coremltools' `_is_failure_source` walks through such unknown statuses and blames it anyway)."""
 
     op_type: str
     output: str
     index: int
     max_abs: float | None
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -168,15 +172,24 @@ class DriftReport:
 
     @property
     def first(self) -> DriftingOp | None:
-        """The earliest drifting op in program order, or None when every compared output stayed within tolerance."""
-        return self.failing[0] if self.failing else None
+        """The earliest drifting op in program order whose inputs were all compared within tolerance; None when
+        every compared output stayed within tolerance, or when nothing upstream of the drift could be compared
+        (never a guess)."""
+        return next((d for d in self.failing if d.confirmed), None)
+
+    @property
+    def unconfirmed(self) -> tuple[DriftingOp, ...]:
+        """Drifting ops whose upstream could not be compared (probe models Core ML did not load)."""
+        return tuple(d for d in self.failing if not d.confirmed)
 
     def to_json(self) -> dict[str, Any]:
+        first = self.first
         return {"component": self.component, "reference_units": self.reference_units,
                 "target_units": self.target_units, "atol": self.atol, "rtol": self.rtol,
                 "compared": self.compared, "load_failures": list(self.load_failures),
-                "failing": [{"op_type": d.op_type, "output": d.output, "index": d.index, "max_abs": d.max_abs}
-                            for d in self.failing]}
+                "first": first.output if first else None,
+                "failing": [{"op_type": d.op_type, "output": d.output, "index": d.index, "max_abs": d.max_abs,
+                             "confirmed": d.confirmed} for d in self.failing]}
 
 
 def _run(coroutine: Any) -> Any:
@@ -258,8 +271,8 @@ def search_drift(ct: Any, path: Path, inputs: dict[str, np.ndarray], component: 
         raise BadInputError(path, "a drift search needs an ML program (this package is a "
                                   f"{spec.WhichOneof('Type')})")
     function = spec.mlProgram.functions["main"]
-    order = {out.name: index for index, op in enumerate(function.block_specializations[function.opset].operations)
-             for out in op.outputs}
+    operations = list(function.block_specializations[function.opset].operations)
+    order = {out.name: index for index, op in enumerate(operations) for out in op.outputs}
     worst: dict[str, float] = {}
     compared: set[str] = set()
 
@@ -286,7 +299,42 @@ def search_drift(ct: Any, path: Path, inputs: dict[str, np.ndarray], component: 
                               f"compared no op output: Core ML could not load its probe models ({why})")
     ops = sorted((DriftingOp(op_type=str(op.type), output=str(op.outputs[0].name) if op.outputs else "",
                              index=order.get(op.outputs[0].name, -1) if op.outputs else -1,
-                             max_abs=worst.get(op.outputs[0].name) if op.outputs else None) for op in failing),
-                 key=lambda d: d.index)
+                             max_abs=worst.get(op.outputs[0].name) if op.outputs else None,
+                             confirmed=upstream_compared(op, operations, order, compared, worst))
+                  for op in failing), key=lambda d: d.index)
     return DriftReport(component=component, reference_units=reference_units, target_units=target_units,
                        atol=atol, rtol=rtol, failing=tuple(ops), compared=len(compared), load_failures=failures)
+
+
+#: ops coremltools' comparator skips by default (`debugging_utils.skip_op_by_type`): never compared, so their
+#: status says nothing about the drift; the walk goes through them to the ops that feed them
+_SKIPPED_BY_COMPARATOR = frozenset({"expand_dims", "reshape", "reshape_like", "squeeze", "transpose",
+                                    "slice_by_index", "slice_by_size", "shape", "split", "stack", "concat",
+                                    "identity", "cast", "const"})
+_CONSTANT_OPS = frozenset({"const"})
+
+
+def upstream_compared(op: Any, operations: list[Any], order: dict[str, int], compared: set[str],
+                      failing: dict[str, float]) -> bool:
+    """Whether every op feeding `op` (through ops the comparator skips) was compared and stayed within tolerance,
+    or is a constant / the function's input: only then is `op` where the drift starts (pure; tested anywhere)."""
+    seen: set[str] = set()
+    queue = [b.name for arg in op.inputs.values() for b in arg.arguments if b.WhichOneof("binding") == "name"]
+    while queue:
+        name = queue.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        index = order.get(name)
+        if index is None:  # a function input
+            continue
+        producer = operations[index]
+        if producer.type in _CONSTANT_OPS:
+            continue
+        if name in compared and name not in failing:
+            continue
+        if name in compared or producer.type not in _SKIPPED_BY_COMPARATOR:
+            return False  # upstream drifted too, or was never compared (its probe did not load)
+        queue += [b.name for arg in producer.inputs.values() for b in arg.arguments
+                  if b.WhichOneof("binding") == "name"]
+    return True

@@ -21,6 +21,19 @@ APPLE_ONLY = "(coremltools can convert here, but Core ML itself only runs on App
 #: default to the macOS14 deployment target (Core ML spec 8).
 MACOS_FLOOR = (14, 0)
 FLOOR_REASON = "torch 2.13 ships macOS wheels for 14 and later only, and packages default to the macOS14 target"
+#: the reason in a light install (no torch: replaying bundles against Core ML, `mil` or `onnx`)
+LIGHT_FLOOR_REASON = ("the packages the tool converts target macOS 14 (Core ML spec 8) and Core ML's compute devices "
+                      "need macOS 14; replaying against mil or onnx works on any Mac")
+
+
+def floor_reason(has_torch: bool | None = None) -> str:
+    """Why the floor is macOS 14, for the install in use: torch's wheels (full install) or the packages' target
+    (light install, no torch)."""
+    import importlib.util
+
+    if has_torch is None:
+        has_torch = importlib.util.find_spec("torch") is not None
+    return FLOOR_REASON if has_torch else LIGHT_FLOOR_REASON
 
 
 def parse_macos_version(text: str) -> tuple[int, int]:
@@ -31,6 +44,13 @@ def parse_macos_version(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2) or 0)
 
 
+def _is_macos() -> bool:
+    """Whether this is macOS (one place, so the test stand-in for Core ML's bridge can simulate a Mac)."""
+    import sys
+
+    return sys.platform == "darwin"
+
+
 @functools.cache
 def macos_version() -> tuple[int, int] | None:
     """(major, minor) of macOS, as coremltools reads it (`sw_vers -productVersion`), or None on any other OS.
@@ -39,9 +59,8 @@ def macos_version() -> tuple[int, int] | None:
     variable cleared so it reads the real version."""
     import os
     import subprocess
-    import sys
 
-    if sys.platform != "darwin":
+    if not _is_macos():
         return None
     env = {k: v for k, v in os.environ.items() if k != "SYSTEM_VERSION_COMPAT"}
     try:
@@ -56,10 +75,12 @@ def version_text(version: tuple[int, ...]) -> str:
     return ".".join(map(str, version))
 
 
-def floor_problem(version: tuple[int, int] | None, what: str = "Core ML predictions") -> str | None:
-    """Why `what` cannot run on macOS `version` (below the tool's floor), or None (pure: tested anywhere)."""
+def floor_problem(version: tuple[int, int] | None, what: str = "Core ML predictions",
+                  has_torch: bool | None = None) -> str | None:
+    """Why `what` cannot run on macOS `version` (below the tool's floor), or None; the reason names the install in
+    use (`has_torch`; found out when None)."""
     if version is not None and version < MACOS_FLOOR:
-        return (f"{what} need macOS {version_text(MACOS_FLOOR)} or later ({FLOOR_REASON}); this Mac runs "
+        return (f"{what} need macOS {version_text(MACOS_FLOOR)} or later ({floor_reason(has_torch)}); this Mac runs "
                 f"{version_text(version)}")
     return None
 
@@ -89,11 +110,37 @@ def core_ml_problem(minimum: tuple[int, int] = MACOS_FLOOR, what: str = "Core ML
 
 
 def require(minimum: tuple[int, int] = MACOS_FLOOR, what: str = "Core ML predictions") -> Any:
-    """coremltools, or RuntimeUnavailableError saying why `what` cannot run here."""
+    """coremltools, or RuntimeUnavailableError saying why `what` cannot run here. coremltools' own cached macOS
+    version is made to agree with the real one first (`align_coremltools_version`)."""
     problem = core_ml_problem(minimum, what)
     if problem:
         raise RuntimeUnavailableError(problem)
-    return load_coremltools()[0]
+    ct = load_coremltools()[0]
+    align_coremltools_version()
+    return ct
+
+
+def align_coremltools_version() -> None:
+    """Make coremltools' cached `_macos_version()` read the real macOS.
+
+    coremltools runs `sw_vers` once (lru_cache) without clearing SYSTEM_VERSION_COMPAT, so with that variable set it
+    believes the Mac runs 10.16: `MLModel(..., compute_units=CPU_AND_NE)` then raises "only available on macOS >=
+    13.0" and `predict` on a package "not supported in macOS version older than 12.0" (coremltools 9.0,
+    models/model.py). When its answer is older than ours, its cache is refilled with the variable cleared."""
+    import os
+
+    from coremltools.models import utils
+
+    real = macos_version()
+    if real is None or tuple(utils._macos_version()[:2]) >= real:
+        return
+    saved = os.environ.pop("SYSTEM_VERSION_COMPAT", None)
+    try:
+        utils._macos_version.cache_clear()
+        utils._macos_version()
+    finally:
+        if saved is not None:
+            os.environ["SYSTEM_VERSION_COMPAT"] = saved
 
 
 def compute_unit(ct: Any, name: str) -> Any:
@@ -126,13 +173,14 @@ UNIT_DEVICES = {"CPU_ONLY": ("CPU",), "CPU_AND_GPU": ("CPU", "GPU"), "CPU_AND_NE
 
 
 def compute_devices() -> dict[str, str]:
-    """The compute devices Core ML can use on this Mac (coremltools' `MLComputeDevice.get_all_compute_devices`,
-    macOS 14+): "CPU" / "GPU" / "NE" -> a description (the Neural Engine with its core count)."""
-    require(MACOS_FLOOR, "Core ML compute devices")
-    from coremltools.models.compute_device import MLComputeDevice, MLNeuralEngineComputeDevice
+    """The compute devices Core ML's predictions can use on this Mac (coremltools'
+    `MLModel.get_available_compute_devices`, macOS 14+; `MLComputeDevice.get_all_compute_devices` also lists devices
+    reserved to other frameworks): "CPU" / "GPU" / "NE" -> a description (the Neural Engine with its core count)."""
+    ct = require(MACOS_FLOOR, "Core ML compute devices")
+    from coremltools.models.compute_device import MLNeuralEngineComputeDevice
 
     out: dict[str, str] = {}
-    for device in MLComputeDevice.get_all_compute_devices():
+    for device in ct.models.MLModel.get_available_compute_devices():
         name = device_name(device)
         if isinstance(device, MLNeuralEngineComputeDevice):
             out[name] = f"Neural Engine, {device.total_core_count} cores"

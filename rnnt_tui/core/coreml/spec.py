@@ -70,6 +70,20 @@ class TensorSpec:
         size = self.shape[axis] if axis < len(self.shape) else -1
         return (size, size) if size > 0 else (1, -1)
 
+    def fit_bounds(self, axis: int, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(lower, upper) of `axis` for a value of `shape`: `bounds`, except for enumerated shapes, where it is the
+        smallest enumerated size on `axis` that holds `shape[axis]` among the shapes that agree with `shape` on
+        every other axis (lower == upper: the value is padded to it), or the largest one when none holds it (the
+        caller then refuses the value, naming that bound)."""
+        if not self.enumerated:
+            return self.bounds(axis)
+        sizes = sorted({s[axis] for s in self.enumerated if len(s) == len(shape)
+                        and all(a == b for i, (a, b) in enumerate(zip(s, shape, strict=True)) if i != axis)})
+        if not sizes:
+            return self.bounds(axis)
+        size = next((n for n in sizes if n >= shape[axis]), sizes[-1])
+        return size, size
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
                 "ranges": [list(r) for r in self.ranges] if self.ranges else None,
@@ -86,6 +100,7 @@ class PackageSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     spec_version: int | None = None
     model_type: str = "mlProgram"
+    states: tuple[str, ...] = ()  # Core ML states (`ct.StateType`, `description.state`, macOS 15+)
 
     @property
     def deployment_target(self) -> str | None:
@@ -103,7 +118,8 @@ class PackageSpec:
 
     def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "model_type": self.model_type, "spec_version": self.spec_version,
-                "deployment_target": self.deployment_target, "inputs": [t.to_json() for t in self.inputs],
+                "deployment_target": self.deployment_target, "states": list(self.states),
+                "inputs": [t.to_json() for t in self.inputs],
                 "outputs": [t.to_json() for t in self.outputs], "metadata": dict(self.metadata)}
 
 
@@ -193,7 +209,8 @@ def read_spec(path: Path | str) -> PackageSpec:
     return PackageSpec(path=path, inputs=tuple(_array_spec(f, mil) for f in spec.description.input),
                        outputs=tuple(_array_spec(f, mil) for f in spec.description.output),
                        metadata=dict(spec.description.metadata.userDefined),
-                       spec_version=int(spec.specificationVersion), model_type=str(spec.WhichOneof("Type")))
+                       spec_version=int(spec.specificationVersion), model_type=str(spec.WhichOneof("Type")),
+                       states=tuple(f.name for f in spec.description.state))
 
 
 def shape_warnings(spec: PackageSpec) -> list[str]:

@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from rnnt_tui.core.errors import StepFailedError
-from rnnt_tui.core.mil import kernels_conv, kernels_elementwise, kernels_nn, kernels_rnn, kernels_tensor  # noqa: F401
+from rnnt_tui.core.mil import (  # noqa: F401 - registers the kernels
+    kernels_conv,
+    kernels_elementwise,
+    kernels_nn,
+    kernels_rnn,
+    kernels_state,
+    kernels_tensor,
+)
 from rnnt_tui.core.mil.kernels_base import KERNELS, Kernel, KernelFn, OpMeta, held_dtype, mil_dtype, rank_of
 from rnnt_tui.core.mil.kernels_fallback import NoValueInferenceError, fallback_kernel, has_value_inference
 from rnnt_tui.core.mil.trace import OpTrace, TraceOptions, record

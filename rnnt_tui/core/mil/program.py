@@ -59,6 +59,9 @@ class MilProgram:
         self.load_ms = 0.0
         self.last_trace = None
         self._flexible: dict[str, Flexibility] = {}
+        #: state name -> (dtype, shape) of a stateful program's states; `last_states` their values after a run
+        self.states: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}
+        self.last_states: dict[str, np.ndarray] = {}
 
     @classmethod
     def load(cls, path: Path | str) -> MilProgram:
@@ -68,7 +71,12 @@ class MilProgram:
         function = loaded.function
         flexible = _flexibility(loaded.spec)
         inputs = {}
+        states: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}
         for name, var in function.inputs.items():
+            wrapped = _state_tensor(var)
+            if wrapped is not None:  # a Core ML state: fed as a StateBox, not checked like an input
+                states[name] = wrapped
+                continue
             shape = tuple(_dim(d) for d in var.shape)
             ranges, shapes = flexible.get(name, (None, None))
             if ranges and len(ranges) == len(shape):
@@ -80,6 +88,8 @@ class MilProgram:
         plan_ms = (time.perf_counter() - start) * 1000
         program = cls(loaded.path, plan, inputs, plan_ms)
         program._flexible = flexible
+        program.states = states
+        program.input_names = tuple(n for n in program.input_names if n not in states)
         program.load_ms = loaded.load_ms
         return program
 
@@ -107,11 +117,16 @@ class MilProgram:
                  values: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """`run` with another plan of this program (e.g. some steps' out_dtypes widened to fp32) and/or some op
         outputs replaced by `values`; sets `last_trace` like `run`."""
-        checked = self._feeds(feeds)
+        from rnnt_tui.core.mil.kernels_state import StateBox
+
+        boxes = {name: StateBox(np.asarray(feeds[name], dtype) if name in feeds else np.zeros(shape, dtype))
+                 for name, (dtype, shape) in self.states.items()}
+        checked = self._feeds({k: v for k, v in feeds.items() if k not in self.states})
         op_trace = OpTrace(package=str(self.path)) if trace is not None else None
         self.last_trace = None
-        outputs = execute(plan, checked, op_trace, trace, values)
+        outputs = execute(plan, {**checked, **boxes}, op_trace, trace, values)  # type: ignore[dict-item]
         self.last_trace = op_trace
+        self.last_states = {name: box.value for name, box in boxes.items()}
         return outputs
 
     def _feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -146,6 +161,18 @@ class MilProgram:
 
 
 Flexibility = tuple[list[tuple[int, int]] | None, list[tuple[int, ...]] | None]
+
+
+def _state_tensor(var: Any) -> tuple[np.dtype[Any], tuple[int, ...]] | None:
+    """(dtype, shape) of the tensor a state input wraps, or None when `var` is not a state."""
+    from coremltools.converters.mil.mil import types  # coremltools: only once a program is loaded
+
+    sym = getattr(var, "sym_type", None)
+    if sym is None or not types.is_state(sym):
+        return None
+    tensor = sym.wrapped_type()
+    return (held_dtype(np.dtype(types.nptype_from_builtin(tensor.get_primitive()))),
+            tuple(int(d) for d in tensor.get_shape()))
 
 
 def _flexibility(spec: Any) -> dict[str, Flexibility]:

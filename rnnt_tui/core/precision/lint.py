@@ -208,7 +208,40 @@ def lint_package(path: Path | str) -> LintReport:
         findings.append(LintFinding("info", "not-on-neural-engine",
                                     f"informational (no compute plan here): {dtypes['fp32']} ops compute in fp32; "
                                     "the Neural Engine computes fp16 only, so they run on the CPU or GPU"))
+    planned = plan_findings(path)
+    if planned is not None:  # on a Mac with compute plans: where Core ML places ops, not what reports say
+        findings = [f for f in findings if f.check != "not-on-neural-engine"] + planned
     return LintReport(path=path, findings=tuple(_dedupe(findings)), ops=ops, compute_dtypes=dict(dtypes))
+
+
+def plan_findings(path: Path, units: str = "ALL") -> list[LintFinding] | None:
+    """On a Mac with compute plans (macOS 14.4+): Core ML's own placement of the package's ops on `units`, as
+    `not-on-neural-engine` findings (the ops it keeps on the CPU or GPU although the units include the Neural
+    Engine, by op type). None where there is no compute plan (the informational findings stay); a plan Core ML
+    refuses is one finding saying so."""
+    from rnnt_tui.core.coreml.platform import core_ml_problem
+
+    if path.suffix not in (".mlpackage", ".mlmodel") or core_ml_problem((14, 4), "Core ML compute plans"):
+        return None
+    from rnnt_tui.core.coreml.load import CoreMLLoader
+    from rnnt_tui.core.coreml.plan import compute_plan
+
+    loader = CoreMLLoader()
+    try:
+        opened = loader.load(path, units)
+        plan = compute_plan(opened.compiled_path, path.stem, units)
+    except Exception as exc:  # noqa: BLE001 - Core ML refusing the plan is a finding, not a lint failure
+        return [LintFinding("warning", "not-on-neural-engine", f"Core ML gave no compute plan on {units}: {exc}")]
+    finally:
+        loader.close()
+    off_ne = Counter(p.op_type for p in plan.placements if p.op_type != "const" and p.preferred in ("CPU", "GPU"))
+    shares = ", ".join(f"{d} {100 * plan.op_share.get(d, 0.0):.0f}%" for d in ("CPU", "GPU", "NE"))
+    out = [LintFinding("info", "not-on-neural-engine", f"Core ML's compute plan on {units}: {shares} of {plan.ops} "
+                                                       "ops")]
+    out += [LintFinding("info", "not-on-neural-engine", f"Core ML's compute plan on {units} keeps {n} {op_type} "
+                                                        "op(s) off the Neural Engine", op_type=op_type)
+            for op_type, n in off_ne.most_common()]
+    return out
 
 
 def _dedupe(findings: list[LintFinding]) -> list[LintFinding]:

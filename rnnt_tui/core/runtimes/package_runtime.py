@@ -209,7 +209,8 @@ class PackageRuntime(Runtime):
                 value = value.transpose(0, 2, 1)
             if contract in _TIME_AXES[component]:
                 axis = 1 if btd else _TIME_AXES[component][contract]
-                value, original = self._fit(component, contract, value, axis, spec.bounds(axis), info)
+                value, original = self._fit(component, contract, value, axis, spec.fit_bounds(axis, value.shape),
+                                            info)
                 if original is not None:
                     padded[contract] = (original, value.shape[axis])
             feed[tensor] = np.ascontiguousarray(value, dtype=self.FEED_DTYPES.get(spec.dtype, np.float32))
@@ -218,7 +219,7 @@ class PackageRuntime(Runtime):
     def _fit(self, component: str, contract: str, value: np.ndarray, axis: int, bounds: tuple[int, int],
              info: PackageInfo) -> tuple[np.ndarray, int | None]:
         """Check `value`'s time axis against the package's bounds and zero-pad up to the lower bound (a fixed
-        window); returns (value, original size if padded)."""
+        window, or the smallest enumerated shape that holds the clip); returns (value, original size if padded)."""
         n, (low, high) = value.shape[axis], bounds
         if high != -1 and n > high:
             bound = info.spec.ours("max_frames")
