@@ -170,6 +170,8 @@ def transcripts(session: Session) -> Group:
     lines.append(Text.assemble(("NeMo       ", "bold"), str(comp.nemo_text),
                                ("  (reference decode matches NeMo)" if comp.matches_nemo
                                 else "  (reference decode DIFFERS from NeMo)", "dim" if comp.matches_nemo else "red")))
+    if session.audio.resampled or session.audio.downmixed:  # which samples both sides (and NeMo) were fed
+        lines.append(Text(f"audio      {'; '.join(session.audio.notes())}", style="dim"))
     if comp.token_agreement is not None:
         lines.append(Text(f"token agreement {comp.token_agreement:.1%}, WER {comp.wer:.1%}"))
     if comp.first_divergence is not None:

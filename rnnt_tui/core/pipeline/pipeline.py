@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from rnnt_tui.core.audio import Audio, encoder_frame_seconds, load_audio
 from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.names import CANDIDATE, REFERENCE
+from rnnt_tui.core.nemo_audio import as_nemo_reads
 from rnnt_tui.core.pipeline import events as ev
 from rnnt_tui.core.pipeline.context import error_text
 from rnnt_tui.core.pipeline.request import REFERENCE_RUNTIME, Request
@@ -208,7 +209,7 @@ class Pipeline:
         `settings` (how steps run: a corpus times each call once) default to the opened request's."""
         if self.loaded is None or self.facts is None or self.reference is None or self.request is None:
             raise RuntimeError("open a model first")
-        audio = load_clip(clip.expanduser().resolve(), self.loaded.summary)
+        audio = as_nemo_reads(self.loaded, load_clip(clip.expanduser().resolve(), self.loaded.summary))
         return Session(self.facts, audio, self.reference, self.candidate, self._settings(settings),
                        self.prepared, self.candidate_note)
 
@@ -235,6 +236,7 @@ class Pipeline:
 
     def _new_session(self, audio: Audio) -> Session:
         assert self.facts is not None and self.reference is not None and self.request is not None
+        audio = as_nemo_reads(self.loaded, audio) if self.loaded is not None else audio
         session = Session(self.facts, audio, self.reference, self.candidate, self._settings(), self.prepared,
                           self.candidate_note)
         self.session = session
