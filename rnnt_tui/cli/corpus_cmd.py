@@ -59,6 +59,7 @@ def gate_options(fn: Any) -> Any:
 @click.option("--runs", type=click.IntRange(1, 1000), default=1, show_default=True, help="Timed runs per component.")
 @click.option("--warmup", type=click.IntRange(0, 1000), default=0, show_default=True, help="Untimed warm-ups.")
 @options.atol
+@options.threads
 @options.rtol
 @options.joint_mode
 @options.joint_chunk

@@ -65,7 +65,16 @@ def run_table(session: Session) -> Table:
                       num(t.p90_ms if t else None),
                       Text(result.status if not result.error else f"{result.status}: {result.error}",
                            style=STATUS_STYLE.get(result.status, "")))
+    table.caption = _conditions(session)
     return table
+
+
+def _conditions(session: Session) -> str:
+    """The timing table's footer: threads, machine load, and any figure the spread or the load makes unreliable."""
+    from rnnt_tui.core.timing import conditions_footer
+
+    timed = [(f"{r.name} {side}", t) for r in session.results.values() for side, t in r.timings.items()]
+    return "\n".join(conditions_footer(timed))
 
 
 def fuse_table(session: Session) -> Group:
@@ -112,6 +121,7 @@ def timings_table(session: Session) -> Table:
                           "-" if t.cached is None else ("yes" if t.cached else "no"), num(t.first_ms),
                           num(t.median_ms), num(t.p90_ms), num(t.median_ms / duration_ms if duration_ms else None),
                           num(result.speedup) if side == "candidate" else "")
+    table.caption = _conditions(session)
     return table
 
 

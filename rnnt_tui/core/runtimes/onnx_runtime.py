@@ -183,9 +183,13 @@ class OnnxRuntime(Runtime):
     def _sessions(self, entry: CacheEntry) -> tuple[_Graph, _Graph, float, float]:
         import onnxruntime as ort
 
+        from rnnt_tui.core import threads
+
         def session(path: Path) -> tuple[Any, float]:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
+            opts.intra_op_num_threads = threads.onnxruntime_threads()  # 0: ONNX Runtime's default
+            opts.inter_op_num_threads = 1
             start = time.perf_counter()
             sess = ort.InferenceSession(str(path), sess_options=opts, providers=list(PROVIDERS))
             return sess, (time.perf_counter() - start) * 1000
