@@ -15,7 +15,7 @@ from rnnt_tui.core.names import Status
 from rnnt_tui.core.pipeline.session import Session
 from rnnt_tui.core.results import StepResult
 from rnnt_tui.core.summary import ModelSummary
-from rnnt_tui.formatting import cosine, num
+from rnnt_tui.formatting import cosine, file_size, num
 
 STATUS_STYLE = {Status.DONE: "green", Status.MISMATCH: "bold red", Status.FAILED: "bold red"}
 
@@ -35,7 +35,7 @@ def summary_table(summary: ModelSummary) -> Table:
     table.add_column("value")
     enc, dec, joint = summary.encoder, summary.decoder, summary.joint
     rows = [
-        ("checkpoint", f"{summary.path} ({summary.size_bytes / 1e6:.1f} MB)"),
+        ("checkpoint", f"{summary.path} ({file_size(summary.size_bytes)})"),
         ("sample rate / mels", f"{summary.sample_rate} Hz / {summary.n_mels}"),
         ("encoder", f"{enc.type} d_model {enc.d_model}, {enc.n_layers} layers, {enc.subsampling} "
                     f"{enc.subsampling_factor}x"),

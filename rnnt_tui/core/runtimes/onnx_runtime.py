@@ -173,7 +173,9 @@ class OnnxRuntime(Runtime):
         for name in (ENCODER_FILE, DECODER_JOINT_FILE):
             if not (out / name).is_file():
                 raise StepFailedError(f"NeMo's export wrote {sorted(p.name for p in out.iterdir())}, not {name}")
-        meta: dict[str, Any] = {"export_ms": (time.perf_counter() - start) * 1000, "deepcopy_ms": copy_ms}
+        meta: dict[str, Any] = {"runtime": "onnx", "checkpoint": str(self.loaded.path),
+                                "component": "encoder+decoder_joint", "sha256": self.loaded.sha256,
+                                "export_ms": (time.perf_counter() - start) * 1000, "deepcopy_ms": copy_ms}
         if importlib.util.find_spec("onnx") is not None:
             graphs = {name: _graph_io(out / name) for name in (ENCODER_FILE, DECODER_JOINT_FILE)}
             meta["graphs"] = graphs
