@@ -35,6 +35,19 @@ def num(value: Any, digits: int = 3, dash: str = DASH) -> str:
     return f"{value:.{digits}g}"
 
 
+def file_size(n: int | None, dash: str = DASH) -> str:
+    """Bytes in decimal units (1 MB = 10^6 bytes, as file managers and `ls -h --si` show): the one size format of
+    the tables, the reports and the app."""
+    if n is None:
+        return dash
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
 def ms(value: float | None, dash: str = DASH) -> str:
     """Milliseconds with as many decimals as the size deserves."""
     if value is None:

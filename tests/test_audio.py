@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -76,3 +77,57 @@ def test_refusals_name_the_file_and_the_problem(tmp_path: Path) -> None:
         with pytest.raises(BadInputError) as info:
             load_audio(path, 16000)
         assert str(path) in str(info.value) and problem in str(info.value), (path, str(info.value))
+
+
+def test_tool_samples_are_nemos_audiosegment_bit_for_bit(tmp_path: Path) -> None:
+    """What `Audio.loader` promises: NeMo's AudioSegment (librosa soxr_hq, channels averaged) gives these samples."""
+    from nemo.collections.asr.parts.preprocessing.segment import AudioSegment
+
+    for path in (write_wav(tmp_path / "a8k.flac", seconds=5.3, rate=8000),
+                 write_wav(tmp_path / "b44.wav", seconds=4.7, rate=44100, channels=2)):
+        ours = load_audio(path, 16000)
+        nemo = AudioSegment.from_file(str(path), target_sr=16000, channel_selector="average").samples
+        assert np.array_equal(ours.samples, nemo), path.name
+        assert ours.to_json()["resampler"] == "soxr HQ" and "AudioSegment" in ours.to_json()["loader"]
+
+
+@pytest.mark.parametrize("kind", ["rnnt-bpe", "rnnt-char"])
+def test_nemo_column_is_what_nemo_transcribe_returns_on_resampled_and_stereo_files(kind: str, tmp_path: Path,
+                                                                                   loaded_model: Any) -> None:
+    """An 8 kHz FLAC and a 44.1 kHz stereo WAV: the reference's and NeMo's transcripts are `model.transcribe()`'s
+    (the BPE class loads through lhotse, whose resampler is not soxr); the stereo file, which `transcribe()`
+    refuses, is NeMo's AudioSegment average fed to `transcribe()` as samples, and the loader says so."""
+    import torch
+    from nemo.collections.asr.parts.preprocessing.segment import AudioSegment
+
+    from rnnt_tui.core.pipeline.pipeline import open_session
+    from rnnt_tui.core.pipeline.request import Request, Settings
+
+    torch.set_num_threads(1)
+    loaded = loaded_model(kind)
+    flac = write_wav(tmp_path / "a8k.flac", seconds=2.3, rate=8000, seed=3)
+    stereo = write_wav(tmp_path / "b44.wav", seconds=2.1, rate=44100, channels=2, seed=4)
+
+    def ours(path: Path) -> tuple[Any, Any]:
+        session = open_session(Request(loaded.path, path, None, settings=Settings(runs=1, warmup=0)), loaded=loaded)
+        session.run_all()
+        return session.audio, session.decode_comparison
+
+    def transcribe(audio: Any) -> str:
+        text = loaded.model.transcribe([audio], batch_size=1, verbose=False)[0]
+        loaded.eval()
+        return str(getattr(text, "text", text))
+
+    audio, decode = ours(flac)
+    expected = transcribe(str(flac))
+    assert decode.nemo_text == expected and decode.reference_text == expected, (decode.nemo_text, expected)
+    assert audio.to_json()["resampler"] == ("lhotse's resampler" if kind == "rnnt-bpe" else
+                                            "AudioSegment: librosa soxr_hq")
+    assert "transcribe() data loader" in audio.to_json()["loader"]
+
+    with pytest.raises(Exception):  # noqa: B017 - NeMo refuses stereo files in transcribe(), as documented
+        transcribe(str(stereo))
+    audio, decode = ours(stereo)
+    averaged = AudioSegment.from_file(str(stereo), target_sr=16000, channel_selector="average").samples
+    assert "cannot read this file" in audio.loader and "channel_selector='average'" in audio.loader
+    assert decode.nemo_text == transcribe(averaged) and decode.reference_text == decode.nemo_text

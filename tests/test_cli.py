@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,59 @@ def test_a_conversion_crash_reaches_stderr_with_its_traceback(capsys: pytest.Cap
     # the reference still ran: every component has its reference outputs, none was compared
     assert [c["name"] for c in report["components"]] == ["preprocessor", "encoder", "decoder", "joint"]
     assert all(c["status"] == "reference-only" for c in report["components"])
+
+
+def test_piped_output_is_complete_and_errors_are_one_line(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """stdout to a pipe: tables at their natural width (no "compon…", nothing folded); `--width N` anywhere on the
+    line lays them out for N columns; a one-line error stays one line on a piped stderr."""
+    import shutil
+
+    deep = tmp_path / ("a-folder-with-a-long-name-" * 4) / "and-another-one-below-it" / "model-checkpoint.nemo"
+    deep.parent.mkdir(parents=True)
+    shutil.copy(checkpoints["rnnt-char"], deep)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        return subprocess.run([sys.executable, "-m", "rnnt_tui", *args], capture_output=True, text=True, env=env,
+                              check=False)
+
+    piped = cli("inspect", str(deep))
+    assert piped.returncode == 0, piped.stderr
+    assert any(str(deep) in line for line in piped.stdout.splitlines()), piped.stdout  # whole, on one line
+    assert "…" not in piped.stdout
+    narrow = cli("inspect", str(deep), "--width", "60")
+    assert narrow.returncode == 0 and max(len(line) for line in narrow.stdout.splitlines()) <= 60
+    missing = tmp_path / ("nowhere-" * 12) / "missing-checkpoint.nemo"
+    failed = cli("run", str(missing))
+    assert failed.returncode == ExitCode.BAD_INPUT
+    lines = [line for line in failed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(missing) in lines[0], failed.stderr
+
+
+def test_cache_list_names_runtime_and_checkpoint_from_each_manifest(capsys: pytest.CaptureFixture[str]) -> None:
+    from rnnt_tui.core.cache import ArtifactCache
+
+    store = ArtifactCache()
+    old_coreml = {"component": "encoder", "precision": "fp16", "target": "macOS14", "sha256": "abcdef1234567890"}
+    onnx = {"runtime": "onnx", "checkpoint": "/models/demo.nemo", "component": "encoder+decoder_joint"}
+    for key, meta in (("c" * 40, old_coreml), ("o" * 40, onnx)):
+        store.get_or_build(key, lambda tmp, meta=meta: (tmp / "a.bin").write_bytes(b"x" * 2_000_000) and meta)
+    code, out, _ = _run(capsys, "cache", "list", "--json")
+    rows = {e["key"]: e for e in json.loads(out)}
+    assert code == ExitCode.OK
+    assert (rows["c" * 40]["runtime"], rows["c" * 40]["checkpoint"]) == ("coreml (package)", "sha256 abcdef123456")
+    assert (rows["o" * 40]["runtime"], rows["o" * 40]["checkpoint"]) == ("onnx", "/models/demo.nemo")
+    code, out, _ = _run(capsys, "cache", "list")
+    line = next(ln for ln in out.splitlines() if "cccccccccccc" in ln)
+    assert "coreml (package)" in line and "sha256 abcdef123456" in line and "2.0 MB" in line, out
+    _run(capsys, "cache", "clear")
+
+
+def test_one_size_format_everywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo is one size in `inspect`, the reports and the app: decimal units, `formatting.file_size`."""
+    from rnnt_tui.formatting import file_size
+    from rnnt_tui.paths import demo_checkpoint
+
+    assert (file_size(999), file_size(1_572_864), file_size(2_470_000_000)) == ("999 B", "1.6 MB", "2.5 GB")
+    code, out, _ = _run(capsys, "inspect")
+    assert code == ExitCode.OK and f"({file_size(demo_checkpoint().stat().st_size)})" in out

@@ -116,7 +116,7 @@ MATRIX = [(kind, "fp32") for kind in TRANSDUCER_KINDS] + [("tdt", "fp16")]
 @pytest.mark.parametrize(("kind", "precision"), MATRIX)
 def test_every_component_converts_with_documented_io(kind: str, precision: str, loaded_model: Callable[[str], Any],
                                                      convert: Callable[[str, str], list[Any]]) -> None:
-    from rnnt_tui.core.coreml.convert import default_max_frames, geometry
+    from rnnt_tui.core.coreml.convert import NE_DIM_LIMIT, default_max_frames, geometry, package_max_frames
     from rnnt_tui.core.coreml.spec import read_spec
 
     loaded = loaded_model(kind)
@@ -124,8 +124,11 @@ def test_every_component_converts_with_documented_io(kind: str, precision: str, 
     packages = convert(kind, precision)
     assert [p.component for p in packages] == list(COMPONENTS)
     assert _flags(loaded.model) == before, "conversion changed the user's model (flags or positional table)"
-    g = geometry(loaded)
-    assert g.max_frames == default_max_frames(loaded) >= 300 * 16000 // (g.hop * g.factor)
+    full = geometry(loaded)
+    assert full.max_frames == default_max_frames(loaded) >= 300 * 16000 // (full.hop * full.factor)
+    g = geometry(loaded, package_max_frames(loaded, precision))
+    # fp32 never runs on the Neural Engine: 5 minutes; fp16 stays within its 16384 per dimension
+    assert g.max_frames == full.max_frames if precision == "fp32" else g.max_features <= NE_DIM_LIMIT
     out_float = "float16" if precision == "fp16" else "float32"
     for package in packages:
         assert package.path.suffix == ".mlpackage" and package.path.is_dir()
@@ -141,6 +144,7 @@ def test_every_component_converts_with_documented_io(kind: str, precision: str, 
         assert spec.ours("component") == package.component and spec.ours("precision") == precision
         assert spec.ours("max_frames") == str(g.max_frames) and spec.ours("source_sha256") == loaded.sha256
         assert spec.ours("version") and spec.ours("weights") == "none" and spec.ours("op_modules")
+        assert spec.ours("intended_compute_units") == package.intended_units and spec.ours("intended_why")
         kept = {k.name for k in package.fp32_ops}
         assert kept == {name for name, _, _ in json.loads(spec.ours("fp32_ops") or "[]")}
         assert bool(kept) == (precision == "fp16" and package.component in ("preprocessor", "encoder"))
@@ -148,7 +152,7 @@ def test_every_component_converts_with_documented_io(kind: str, precision: str, 
     specs = {p.component: read_spec(p.path) for p in packages}
     # flexible time axes, bounded by max_frames, visible in the spec
     assert specs["preprocessor"].input("audio_signal").ranges == ((1, 1), (g.hop, g.max_samples))
-    assert specs["encoder"].input("features").ranges == ((1, 1), (g.n_mels, g.n_mels), (1, g.max_features))
+    assert specs["encoder"].input("features").ranges == ((1, 1), (g.n_mels, g.n_mels), (g.factor, g.max_features))
     assert specs["joint"].input("encoded").ranges == ((1, 1), (g.d_model, g.d_model), (1, g.max_frames))
     assert specs["joint"].input("decoder_output").ranges == ((1, 1), (g.pred_hidden, g.pred_hidden),
                                                              (1, g.max_frames))

@@ -119,7 +119,8 @@ def test_read_spec_of_our_packages(ours: tuple[Any, Path]) -> None:
     spec = read_spec(folder / "encoder.mlpackage")
     features = spec.input("features")
     assert (features.dtype, features.shape[:2], features.flexible) == ("float32", (1, 80), True)
-    assert features.bounds(2) == (1, int(spec.ours("max_feature_frames") or 0))
+    assert features.bounds(2)[1] == int(spec.ours("max_feature_frames") or 0)
+    assert features.bounds(2)[0] > 1  # one encoder frame's worth of features at least
     assert spec.input("features_length").dtype == "int32" and not spec.input("features_length").flexible
     assert spec.output("encoded").shape[1:] == (64, -1) and spec.output("encoded_length").dtype == "int32"
     assert spec.to_json()["metadata"]["rnnt_tui.component"] == "encoder"

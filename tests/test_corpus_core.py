@@ -172,3 +172,54 @@ def test_corpus_wer_is_errors_over_words_not_a_mean_and_gates_breach() -> None:
     assert figures["worst"][0] == "1:0.wav"  # the candidate added the most word errors there
     assert [p["status"] for p in figures["problems"]] == ["error", "error"]
     assert breached(s, Gates(max_wer_delta=0.2, min_qoi=0.3, min_identical=0.5)) == []
+
+
+def _out_of_tolerance(record: UtteranceRecord, step: str = "preprocessor") -> UtteranceRecord:
+    """`record` with `step` out of tolerance, as `record_from` writes it for a clip `compare` calls a mismatch."""
+    from rnnt_tui.core.corpus.records import StepFigures
+
+    steps = {name: StepFigures("mismatch" if name == step else "done", max_abs=0.095 if name == step else 1e-6)
+             for name in ("preprocessor", "encoder", "decoder", "joint", "decode")}
+    return replace(record, steps=steps, within_tolerance=False)
+
+
+def test_out_of_tolerance_utterances_are_counted_listed_first_and_gated_by_default(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from rnnt_tui.cli.corpus_cmd import corpus_report
+    from rnnt_tui.core.corpus.aggregate import RunningTotals
+    from rnnt_tui.core.corpus.report import REPORT_MD, UTTERANCES_CSV
+
+    good = [replace(_record(i, "a b", "a b", "a b" if i else "a c"), within_tolerance=True) for i in range(14)]
+    records = list(good)
+    records[3] = _out_of_tolerance(records[3])
+    records[11] = _out_of_tolerance(records[11], "joint")
+    figures = aggregate(records)  # default gates: none out of tolerance allowed, like `compare`
+    s = figures["summary"]
+    assert (s["out_of_tolerance"], s["within_tolerance"]) == (2, 12)
+    assert [o["line"] for o in figures["out_of_tolerance_utterances"]] == [4, 12]
+    assert figures["out_of_tolerance_utterances"][1]["steps"] == ["joint"]
+    assert figures["worst"][:2] == ["4:3.wav", "12:11.wav"]  # ahead of the one with an added word error
+    assert len(figures["gates"]["breached"]) == 1 and "2 utterances out of tolerance" in figures["gates"]["breached"][0]
+    assert aggregate(records, Gates(max_out_of_tolerance=2))["gates"]["breached"] == []
+    totals = RunningTotals()
+    for record in records:
+        totals.add(record)
+    assert totals.headline()["out_of_tolerance"] == 2  # what the app's Corpus tab reads while a run goes on
+
+    with ResultsStore.open(tmp_path / "run", _header(), resume=False) as store:
+        for record in records:
+            store.append(record)
+    runner = CliRunner()
+    result = runner.invoke(corpus_report, [str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert "out of tolerance" in result.stdout and "--max-out-of-tolerance 0" in result.stderr
+    worst = result.stdout[result.stdout.index("Worst utterances"):]
+    firsts = [ln.split("│")[1].strip() for ln in worst.splitlines() if ln.startswith("│") and ln.split("│")[1].strip()]
+    assert firsts[:3] == ["4", "12", "1"], result.stdout  # both listed, ahead of the added word error
+    markdown = (tmp_path / "run" / REPORT_MD).read_text()
+    assert "Out of tolerance: 2 of 14" in markdown and "line 4 (3.wav: preprocessor)" in markdown
+    assert "preprocessor" in (tmp_path / "run" / UTTERANCES_CSV).read_text()
+    as_json = runner.invoke(corpus_report, [str(tmp_path / "run"), "--json", "--max-out-of-tolerance", "2"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["summary"]["out_of_tolerance"] == 2

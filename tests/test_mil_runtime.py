@@ -162,3 +162,17 @@ def test_feeds_are_built_once_in_the_types_each_engine_accepts(half_io: Path,
     widened = out.astype(np.float32)  # what Core ML's predict hands over for a float16 output
     restored = core_ml._as_declared(info, "logits", widened)
     assert restored.dtype == np.float16 and np.array_equal(restored, out)
+
+
+def test_prepare_says_whether_the_conversion_came_from_the_cache(demo_loaded: Any) -> None:
+    """The MIL interpreter has no load cache: the "cached" flag is the conversion cache's, cold then warm."""
+    from rnnt_tui.core.runtimes import get_runtime_class
+    from rnnt_tui.core.runtimes.base import RuntimeOptions
+
+    loaded = demo_loaded
+    cls = get_runtime_class("mil")
+    cold = {r.component: r.cached for r in cls(loaded, RuntimeOptions()).prepare()}
+    warm = {r.component: r.cached for r in cls(loaded, RuntimeOptions()).prepare()}
+    assert warm == {c: True for c in cold}, (cold, warm)
+    no_cache = {r.component: r.cached for r in cls(loaded, RuntimeOptions(use_cache=False)).prepare()}
+    assert not any(no_cache.values()), no_cache

@@ -41,10 +41,29 @@ def test_lint_finds_fp16_index_arithmetic_only_where_it_is(tdt: Callable[[str], 
                for f in pre.findings)
     fixed = lint_package(tdt("fp16")["encoder"])
     assert not fixed.count("error") and fixed.compute_dtypes.get("fp32")
-    assert any(f.check == "flexible-lower-bound-1" for f in fixed.findings)  # features accept 1 frame
-    assert any(f.check == "dim-over-16384" for f in fixed.findings)  # 30000 feature frames
     info = [f for f in lint_package(tdt("fp16")["decoder"]).findings if f.check == "not-on-neural-engine"]
     assert info and all(f.severity == "info" and "informational" in f.message for f in info)
+
+
+def test_our_fp16_packages_pass_our_own_lint_and_say_what_each_is_meant_for(
+        tdt: Callable[[str], dict[str, Path]], loaded_model: Callable[[str], Any]) -> None:
+    """Within the Neural Engine's limits (encoder: <= 16384 feature frames, at least one encoder frame), and the
+    preprocessor (raw samples) plainly meant for the CPU: no warning, no error; the expected ones are info."""
+    from rnnt_tui.core.coreml.spec import read_spec
+    from rnnt_tui.core.precision.lint import NE_DIM_LIMIT, lint_package
+
+    reports = {c: lint_package(p) for c, p in tdt("fp16").items()}
+    for component, report in reports.items():
+        assert not report.failing, (component, [f for f in report.findings if f.severity != "info"])
+        assert report.intended_units and report.intended_why, component
+    assert reports["preprocessor"].intended_units == "CPU_ONLY"
+    assert "16384" in (reports["preprocessor"].intended_why or "")
+    expected = [f for f in reports["preprocessor"].findings if f.check == "dim-over-16384"]
+    assert expected and all(f.severity == "info" and f.message.startswith("expected") for f in expected)
+    features = next(t for t in read_spec(tdt("fp16")["encoder"]).inputs if t.name == "features")
+    lo, hi = features.bounds(2)
+    factor = loaded_model("tdt").model.encoder.subsampling_factor
+    assert lo == factor and hi <= NE_DIM_LIMIT
 
 
 def test_lint_bad_input_is_one_line_and_the_rest_goes_on(tdt: Callable[[str], dict[str, Path]],
@@ -130,7 +149,8 @@ def test_edge_sweep_lists_every_bound(tdt: Callable[[str], dict[str, Path]],
     encoder = result["encoder"]
     lo, hi = encoder.bounds["features"]
     lengths = {p.length: p.status for p in encoder.points}
-    assert lo == 1 and {lo, lo + 1, hi} <= set(lengths) and lengths[hi] == "skipped"
+    assert lo == loaded_model("tdt").model.encoder.subsampling_factor  # one encoder frame's worth at least
+    assert {lo, lo + 1, hi} <= set(lengths) and lengths[hi] == "skipped"
     assert lengths[lo + 1] in ("ok", "drift", "fail", "nemo-fails")
     joint = result["joint"]
     assert not joint.problems and {p.status for p in joint.points} <= {"ok", "skipped"}
@@ -138,7 +158,7 @@ def test_edge_sweep_lists_every_bound(tdt: Callable[[str], dict[str, Path]],
 
 
 def test_cli_lint_and_precision_exit_codes(tdt: Callable[[str], dict[str, Path]], checkpoints: dict[str, Path],
-                                           tmp_path: Path) -> None:
+                                           tmp_path: Path, loaded_model: Callable[[str], Any]) -> None:
     import json
 
     from click.testing import CliRunner
@@ -150,7 +170,32 @@ def test_cli_lint_and_precision_exit_codes(tdt: Callable[[str], dict[str, Path]]
     assert bad.exit_code == 1, bad.output
     data = json.loads(bad.stdout)
     assert any(f["check"] == "fp16-index-arithmetic" for f in data["packages"][0]["findings"])
+    import shutil
+
+    from rnnt_tui.core.coreml.convert import convert_components
+
+    wide = convert_components(loaded_model("tdt"), "fp16", components=["encoder"], max_frames=8000)[0].path
+    warned = runner.invoke(lint, [str(wide), "--json"])  # 8000 x 4 feature frames: over the Neural Engine's limit
+    assert warned.exit_code == 1, warned.output
+    assert {f["check"] for f in json.loads(warned.stdout)["packages"][0]["findings"]
+            if f["severity"] == "warning"} == {"dim-over-16384"}
+
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copytree(tdt("fp16")["joint"], loose / "joint.mlpackage")
+    assert runner.invoke(lint, [str(loose)]).exit_code == 0  # only expected findings: info
     missing = runner.invoke(lint, [str(tmp_path / "none")])
     assert missing.exit_code == 2 and "no such package or folder" in " ".join(missing.output.split())
     no_clip = runner.invoke(precision, [str(checkpoints["tdt"]), str(tmp_path / "none.wav")])
     assert no_clip.exit_code == 2 and "none.wav" in no_clip.output
+
+
+def test_convert_lists_the_fp32_ops_by_type_and_reason_not_by_tracer_number() -> None:
+    from rnnt_tui.cli.convert_cmd import _kept
+
+    kept = [{"name": "105", "op_type": "reduce_mean", "reason": "normalisation statistic"},
+            {"name": "108", "op_type": "reduce_mean", "reason": "normalisation statistic"},
+            {"name": "start_pos", "op_type": "sub", "reason": "index arithmetic"}]
+    text = _kept(kept)
+    assert text == "3: reduce_mean x2 (normalisation statistic), sub x1 (index arithmetic)"
+    assert "105" not in text and _kept([]) == "-"

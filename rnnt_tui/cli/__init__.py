@@ -46,9 +46,38 @@ class _LazyGroup(click.Group):
         return command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = _width_first(args)
+        width, args = (args[:2], args[2:]) if args[:1] == ["--width"] else ([], args)
         if not args or args[0] not in (*COMMANDS, "--help", "-h", "--version"):
             args = ["open", *args]
-        return super().parse_args(ctx, args)
+        return super().parse_args(ctx, [*width, *args])
+
+
+def _width_first(args: list[str]) -> list[str]:
+    """`--width N` anywhere on the line (before `--`) moved to the front, where the group reads it."""
+    rest, width, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg == "--width" and i + 1 < len(args):
+            width = [arg, args[i + 1]]
+            i += 2
+            continue
+        if arg.startswith("--width="):
+            width = ["--width", arg.split("=", 1)[1]]
+        else:
+            rest.append(arg)
+        i += 1
+    return [*width, *rest]
+
+
+def _set_width(_ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        from rnnt_tui.cli.common import set_width
+
+        set_width(value)
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -62,6 +91,9 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Print the versions of rnnt-tui, NeMo, torch, coremltools and textual.")
+@click.option("--width", type=click.IntRange(40, 100_000), default=None, expose_value=False, is_eager=True,
+              callback=_set_width, help="Lay tables out for N columns (default: the terminal's width; piped or "
+                                        "redirected, each table at its natural width). Anywhere on the line.")
 def main_group() -> None:
     """Explore and validate NeMo transducer ASR models against Core ML / ONNX Runtime.
 

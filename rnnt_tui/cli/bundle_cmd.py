@@ -36,6 +36,7 @@ REPLAY_CANDIDATES = ("coreml", "mil", "onnx", "coreai")
               help="Also store NeMo's ONNX export, so `replay --against onnx` needs neither torch nor NeMo.")
 @options.runs
 @options.warmup
+@options.threads
 @options.joint_chunk
 @options.json_mode
 def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str | None, export: str | None,
@@ -91,6 +92,7 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
                    "tolerances.")
 @click.option("--runs", type=click.IntRange(1, 1000), default=None, help="Timed runs (default: as recorded).")
 @click.option("--warmup", type=click.IntRange(0, 1000), default=None, help="Untimed warm-ups (default: as recorded).")
+@options.threads
 @options.atol
 @options.rtol
 @options.json_mode

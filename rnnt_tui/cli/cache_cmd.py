@@ -8,6 +8,7 @@ from rich.table import Table
 from rnnt_tui.cli import options
 from rnnt_tui.cli.common import emit_json, err, guard, out
 from rnnt_tui.exit_codes import ExitCode
+from rnnt_tui.formatting import file_size
 
 
 @click.command()
@@ -24,17 +25,16 @@ def cache(action: str, json_mode: bool) -> None:
             return ExitCode.OK
         entries = store.entries()
         if json_mode:
-            emit_json([{"key": e.key, "path": str(e.path), "size_bytes": e.size_bytes, "meta": e.meta}
+            emit_json([{"key": e.key, "path": str(e.path), "size_bytes": e.size_bytes, **e.what(), "meta": e.meta}
                        for e in entries])
             return ExitCode.OK
         table = Table(title=f"Cache: {store.root}", title_justify="left")
-        for col in ("key", "runtime", "component", "checkpoint", "size MB", "state"):
+        for col in ("key", "runtime", "component", "checkpoint", "size", "state"):
             table.add_column(col)
         for e in entries:
-            meta = e.meta
-            table.add_row(e.key[:12], str(meta.get("runtime", "-")), str(meta.get("component", "-")),
-                          str(meta.get("checkpoint", "-"))[-40:], f"{e.size_bytes / 1e6:.1f}",
-                          "corrupt" if meta.get("corrupt") else "ok")
+            what = e.what()
+            table.add_row(e.key[:12], what["runtime"] or "-", what["component"] or "-", what["checkpoint"] or "-",
+                          file_size(e.size_bytes), "corrupt" if e.meta.get("corrupt") else "ok")
         out.print(table)
         return ExitCode.OK
 

@@ -1,6 +1,7 @@
 """What every headless command shares: the two consoles, the error guard, progress on stderr, JSON output.
 
-Data goes to stdout (`out`), diagnostics to stderr (`err`); the guard maps the core's errors to `ExitCode`s and
+Data goes to stdout (`out`), diagnostics to stderr (`err`), both made by `make_console` (piped data keeps its
+natural width, `--width N` sets one; errors are one line); the guard maps the core's errors to `ExitCode`s and
 one line each (never a traceback, except an unexpected one's, folded under the line).
 """
 
@@ -14,15 +15,54 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
 from rnnt_tui.core.progress import Progress
 from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.paths import demo_audio, demo_checkpoint
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+#: the width data is laid out for when stdout is not a terminal (a file, a pipe): wide enough that every table
+#: keeps its natural width, nothing is cut ("compon…") or folded
+NATURAL_WIDTH = 10_000
+_width: int | None = None
+
+
+def set_width(width: int | None) -> None:
+    """`--width N`: lay data out for N columns, terminal or not (None: the terminal's width, or natural when
+    piped)."""
+    global _width
+    _width = width
+
+
+class _DataConsole(Console):
+    """stdout: the terminal's width on a terminal; piped, tables at their natural width; `--width` (or $COLUMNS)
+    wins over both."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        base = super().size
+        if _width is not None:
+            return ConsoleDimensions(_width, base.height)
+        if self._width is None and not self.is_terminal:
+            return ConsoleDimensions(NATURAL_WIDTH, base.height)
+        return base
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+def make_console(stderr: bool = False) -> Console:
+    """The one place consoles are made. stdout carries data (see `_DataConsole`); stderr carries diagnostics, one
+    message per line: never wrapped by Rich (a terminal wraps them itself, a log keeps them whole)."""
+    if stderr:
+        return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _DataConsole(highlight=False, soft_wrap=False)
+
+
+out = make_console()
+err = make_console(stderr=True)
 
 ProgressFn = Progress  # the core's one progress-callback type
 

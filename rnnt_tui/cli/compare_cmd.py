@@ -27,6 +27,7 @@ from rnnt_tui.formatting import num
 @options.packages
 @options.runs
 @options.warmup
+@options.threads
 @options.atol
 @options.rtol
 @options.joint_mode

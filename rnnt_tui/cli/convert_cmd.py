@@ -22,6 +22,18 @@ CONVERT_PRECISIONS = ("fp32", "fp16", "mixed", "fp16-all")  # core/coreml/conver
 WEIGHTS = ("int8", "palettize6", "palettize4")  # core/precision/weights.py WEIGHTS
 
 
+def _kept(kept: list[dict[str, str]]) -> str:
+    """The fp32 ops as op types and why (their MIL names are the tracer's numbers), e.g. "12: reduce_mean x4
+    (normalisation statistic), cast x8 (shape arithmetic)"; --json lists every op by name."""
+    if not kept:
+        return "-"
+    from collections import Counter
+
+    groups = Counter((k.get("op_type", "?"), k.get("reason", "")) for k in kept)
+    return f"{len(kept)}: " + ", ".join(f"{op_type} x{n}" + (f" ({reason})" if reason else "")
+                                        for (op_type, reason), n in groups.most_common())
+
+
 @click.command()
 @click.argument("checkpoint", required=False)
 @click.option("--precision", type=click.Choice(CONVERT_PRECISIONS), default="fp32", show_default=True,
@@ -60,15 +72,16 @@ def convert(checkpoint: str | None, precision: str, weights: str | None, clips: 
             return ExitCode.OK
         label = precision + (f", {weights} weights" if weights else "")
         table = Table(title=f"Core ML packages ({label}) in {out_dir}", title_justify="left")
-        for col in ("component", "package", "seconds", "cached", "ops kept in fp32"):
-            table.add_column(col)
+        for col in ("component", "package", "seconds", "cached", "meant for", "ops kept in fp32"):
+            table.add_column(col, overflow="fold")
         for row in rows:
-            kept = row.get("fp32_ops") or []
-            names = ", ".join(str(k.get("name", k)) if isinstance(k, dict) else str(k) for k in kept[:6])
             table.add_row(str(row.get("component")), str(row.get("path")), num(row.get("seconds")),
-                          "yes" if row.get("cached") else "no",
-                          f"{len(kept)}: {names}{', …' if len(kept) > 6 else ''}" if kept else "-")
+                          "yes" if row.get("cached") else "no", str(row.get("intended_compute_units") or "-"),
+                          _kept(row.get("fp32_ops") or []))
         out.print(table)
+        for row in rows:
+            out.print(f"{row.get('component')}: meant for {row.get('intended_compute_units')}: "
+                      f"{row.get('intended_why')}", highlight=False)
         return ExitCode.OK
 
     guard(body)

@@ -24,10 +24,11 @@ from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.formatting import num
 
 
-def _gates(max_wer_delta: float | None, min_qoi: float | None, min_identical: float | None) -> Any:
+def _gates(max_wer_delta: float | None, min_qoi: float | None, min_identical: float | None,
+           max_out_of_tolerance: int) -> Any:
     from rnnt_tui.core.corpus.aggregate import Gates
 
-    return Gates(max_wer_delta, min_qoi, min_identical)
+    return Gates(max_wer_delta, min_qoi, min_identical, max_out_of_tolerance)
 
 
 def gate_options(fn: Any) -> Any:
@@ -40,7 +41,10 @@ def gate_options(fn: Any) -> Any:
                               "than the reference's is below this."),
             click.option("--min-identical", type=click.FloatRange(0, 1), default=None,
                          help="Gate: exit 1 if the share of utterances decoded identically, token for token, is "
-                              "below this."))):
+                              "below this."),
+            click.option("--max-out-of-tolerance", type=click.IntRange(0), default=0, show_default=True,
+                         help="Gate: exit 1 if more utterances than this are out of tolerance (a step outside its "
+                              "tolerance or the decode diverging: what `compare` on that clip calls a mismatch)."))):
         fn = option(fn)
     return fn
 
@@ -55,6 +59,7 @@ def gate_options(fn: Any) -> Any:
 @click.option("--runs", type=click.IntRange(1, 1000), default=1, show_default=True, help="Timed runs per component.")
 @click.option("--warmup", type=click.IntRange(0, 1000), default=0, show_default=True, help="Untimed warm-ups.")
 @options.atol
+@options.threads
 @options.rtol
 @options.joint_mode
 @options.joint_chunk
@@ -68,7 +73,8 @@ def gate_options(fn: Any) -> Any:
 def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_units: str, precision: str,
            packages: str | None, runs: int, warmup: int, atol: str, rtol: str, joint_mode: str, joint_chunk: int,
            limit: int | None, shard: str | None, out_dir: str | None, resume: bool, json_mode: bool,
-           max_wer_delta: float | None, min_qoi: float | None, min_identical: float | None) -> None:
+           max_wer_delta: float | None, min_qoi: float | None, min_identical: float | None,
+           max_out_of_tolerance: int) -> None:
     """Compare CHECKPOINT on every clip of MANIFEST (a NeMo manifest, a folder of audio files or a text file of
     paths): NeMo/PyTorch vs the candidate runtime, WER/CER against the manifest text, QoI, drift per component."""
     from rnnt_tui.core.corpus.manifest import Shard
@@ -78,7 +84,7 @@ def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_u
         parsed_shard = Shard.parse(shard) if shard else None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    gates = _gates(max_wer_delta, min_qoi, min_identical)
+    gates = _gates(max_wer_delta, min_qoi, min_identical, max_out_of_tolerance)
 
     def body() -> int:
         from rnnt_tui.core.corpus import demo_manifest
@@ -191,6 +197,7 @@ def _tables(report: dict[str, Any]) -> list[Table]:
     head.add_row("RTFx", num(s["rtfx"]["reference"]), num(s["rtfx"]["candidate"]), "")
     head.add_row(f"QoI (over {s['qoi_over']} with text)", "", _pct(s["qoi"]), "")
     head.add_row(f"identical decode (of {s['identical_over']})", "", _pct(s["identical"]), "")
+    head.add_row(f"out of tolerance (of {s['evaluated']})", "", str(s["out_of_tolerance"]), "")
     tables = [head]
     if report["drift"]:
         drift = Table(title="Drift per component (worst figure per utterance; bad-tail percentiles)",
@@ -204,11 +211,15 @@ def _tables(report: dict[str, Any]) -> list[Table]:
         tables.append(drift)
     rows = {r["uid"]: r for r in report["utterances"]}
     worst = Table(title="Worst utterances", title_justify="left")
-    for col in ("line", "audio", "ΔWER", "identical", "divergence", "reference", "candidate"):
+    for col in ("line", "audio", "out of tolerance", "ΔWER", "identical", "divergence", "reference", "candidate"):
         worst.add_column(col, overflow="fold")
-    for uid in report["worst"][:5]:
+    out_of_tolerance = {o["uid"] for o in report["out_of_tolerance_utterances"]}
+    # every utterance out of tolerance is listed (they rank first), then the worst of the rest up to five rows
+    for uid in report["worst"][:max(5, len(out_of_tolerance))]:
         r = rows[uid]
-        worst.add_row(str(r["line"]), Path(r["audio"]).name, _pct(r["wer_delta"]), str(r["identical"]),
+        worst.add_row(str(r["line"]), Path(r["audio"]).name,
+                      r["out_of_tolerance_steps"] if uid in out_of_tolerance else "no", _pct(r["wer_delta"]),
+                      str(r["identical"]),
                       num(r["first_divergence"]), r["reference_text"] or "", r["candidate_text"] or "")
     tables.append(worst)
     if report["problems"]:
@@ -228,7 +239,7 @@ def _tables(report: dict[str, Any]) -> list[Table]:
 @options.json_mode
 @gate_options
 def corpus_report(results: tuple[str, ...], out_dir: str | None, json_mode: bool, max_wer_delta: float | None,
-                  min_qoi: float | None, min_identical: float | None) -> None:
+                  min_qoi: float | None, min_identical: float | None, max_out_of_tolerance: int) -> None:
     """Rebuild report.json, report.md and utterances.csv from RESULTS (output folders or results.jsonl files);
     several (the shards of one manifest) are merged into one report."""
     sources = [Path(r).expanduser() for r in results]
@@ -239,7 +250,7 @@ def corpus_report(results: tuple[str, ...], out_dir: str | None, json_mode: bool
     def body() -> int:
         from rnnt_tui.core.corpus.report import rebuild_reports
 
-        rebuild_reports(target, _gates(max_wer_delta, min_qoi, min_identical), sources)
+        rebuild_reports(target, _gates(max_wer_delta, min_qoi, min_identical, max_out_of_tolerance), sources)
         code = show_report(target, json_mode)
         err.print(f"reports: {target}")
         return code

@@ -16,6 +16,7 @@ from rnnt_tui.cli import options
 @options.against(required=False)
 @options.compute_units
 @options.precision
+@options.threads
 @options.runs
 @options.warmup
 def open_app(checkpoint: str | None, audio: str | None, against: str | None, compute_units: str, precision: str,

@@ -57,6 +57,24 @@ packages = click.option("--packages", type=click.Path(file_okay=False), default=
 atol = click.option("--atol", default="", help="Absolute tolerance: one value, or per component: "
                                                "encoder=1e-2,joint=5e-2.")
 rtol = click.option("--rtol", default="", help="Relative tolerance, same form as --atol.")
+
+
+def _threads(_ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+    """Record the choice for this process and the app's engine process (an env var it inherits)."""
+    import os
+
+    from rnnt_tui.core import threads
+
+    if value is not None:
+        threads.set_threads(value)
+        os.environ[threads.ENV] = str(value)
+
+
+threads = click.option(
+    "--threads", type=click.IntRange(0, 256), default=None, expose_value=False, callback=_threads,
+    metavar="N", help="Threads each runtime computes with (torch, ONNX Runtime, BLAS) [default: 1, or "
+                      "$RNNT_TUI_THREADS; 0 = each library's own default]. One thread keeps timings stable on a busy "
+                      "machine and speedups comparable.")
 joint_chunk = click.option("--joint-chunk", type=click.IntRange(0, 100000), default=32, show_default=True,
                            help="Frames per joint chunk; 0 = the whole T x U grid at once.")
 

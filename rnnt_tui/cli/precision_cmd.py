@@ -84,12 +84,23 @@ def _lint_tables(reports: Any) -> None:
             err.print(f"[bold red]lint:[/] {report.error}", markup=True, highlight=False)
             continue
         dtypes = ", ".join(f"{k} {v}" for k, v in sorted(report.compute_dtypes.items())) or "none"
-        table = Table(title=f"Lint: {report.path.name} ({report.ops} ops; compute: {dtypes})", title_justify="left")
+        meant = f"; meant for {report.intended_units}" if report.intended_units else ""
+        table = Table(title=f"Lint: {report.path.name} ({report.ops} ops; compute: {dtypes}{meant})",
+                      title_justify="left", caption=report.intended_why)
         for col in ("severity", "check", "op", "NeMo module", "message"):
             table.add_column(col, no_wrap=col != "message")
         for f in report.findings:
             table.add_row(f.severity, f.check, f.op or "", f.module or "", f.message)
         out.print(table)
+
+
+def _status_line(report: Any) -> str:
+    """The verdict with what it counts, so a listed row never contradicts it."""
+    listed = sum(len(c.hazards) for c in report.hazards)
+    failing = len(report.failing_hazards)
+    lint_failing = sum(r.count("error") + r.count("warning") for r in report.lint)
+    return (f"status: {report.status} ({failing} range hazard(s) of {listed} listed; the rest are drift / underflow "
+            f"observations, which do not fail; {lint_failing} lint error(s) or warning(s))")
 
 
 @click.command()
@@ -141,7 +152,7 @@ def precision(checkpoint: str | None, clip: str | None, precision: str, packages
                       f"{num(d.token_agreement)}, joint argmax agreement {num(d.joint_argmax_agreement)}")
         _lint_tables(report.lint)
         _edge_table(report)
-        out.print(f"status: {report.status}")
+        out.print(_status_line(report))
         return _exit(report.status)
 
     guard(body)
@@ -163,6 +174,6 @@ def lint(target: str, json_mode: bool) -> None:
             _lint_tables(reports)
         if any(r.error for r in reports):
             return ExitCode.FAILED
-        return ExitCode.MISMATCH if any(r.count("error") for r in reports) else ExitCode.OK
+        return ExitCode.MISMATCH if any(r.failing for r in reports) else ExitCode.OK
 
     guard(body)

@@ -16,7 +16,7 @@ from rnnt_tui.core.names import Status
 from rnnt_tui.core.report import Comparison
 from rnnt_tui.core.results import StepResult
 from rnnt_tui.core.summary import ModelSummary
-from rnnt_tui.formatting import cosine, num
+from rnnt_tui.formatting import cosine, file_size, num
 
 STATUS_STYLE = {Status.DONE: "green", Status.MISMATCH: "bold red", Status.FAILED: "bold red"}
 
@@ -36,7 +36,7 @@ def summary_table(summary: ModelSummary) -> Table:
     table.add_column("value")
     enc, dec, joint = summary.encoder, summary.decoder, summary.joint
     rows = [
-        ("checkpoint", f"{summary.path} ({summary.size_bytes / 1e6:.1f} MB)"),
+        ("checkpoint", f"{summary.path} ({file_size(summary.size_bytes)})"),
         ("sample rate / mels", f"{summary.sample_rate} Hz / {summary.n_mels}"),
         ("encoder", f"{enc.type} d_model {enc.d_model}, {enc.n_layers} layers, {enc.subsampling} "
                     f"{enc.subsampling_factor}x"),
@@ -66,7 +66,16 @@ def run_table(session: Comparison) -> Table:
                       num(t.p90_ms if t else None),
                       Text(result.status if not result.error else f"{result.status}: {result.error}",
                            style=STATUS_STYLE.get(result.status, "")))
+    table.caption = _conditions(session)
     return table
+
+
+def _conditions(session: Comparison) -> str:
+    """The timing table's footer: threads, machine load, and any figure the spread or the load makes unreliable."""
+    from rnnt_tui.core.timing import conditions_footer
+
+    timed = [(f"{r.name} {side}", t) for r in session.results.values() for side, t in r.timings.items()]
+    return "\n".join(conditions_footer(timed))
 
 
 def fuse_table(session: Comparison) -> Group:
@@ -113,6 +122,7 @@ def timings_table(session: Comparison) -> Table:
                           "-" if t.cached is None else ("yes" if t.cached else "no"), num(t.first_ms),
                           num(t.median_ms), num(t.p90_ms), num(t.median_ms / duration_ms if duration_ms else None),
                           num(result.speedup) if side == "candidate" else "")
+    table.caption = _conditions(session)
     return table
 
 
@@ -171,6 +181,8 @@ def transcripts(session: Comparison) -> Group:
     lines.append(Text.assemble(("NeMo       ", "bold"), str(comp.nemo_text),
                                ("  (reference decode matches NeMo)" if comp.matches_nemo
                                 else "  (reference decode DIFFERS from NeMo)", "dim" if comp.matches_nemo else "red")))
+    if session.audio.resampled or session.audio.downmixed:  # which samples both sides (and NeMo) were fed
+        lines.append(Text(f"audio      {'; '.join(session.audio.notes())}", style="dim"))
     if comp.token_agreement is not None:
         lines.append(Text(f"token agreement {comp.token_agreement:.1%}, WER {comp.wer:.1%}"))
     if comp.first_divergence is not None:

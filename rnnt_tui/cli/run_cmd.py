@@ -14,6 +14,7 @@ from rnnt_tui.exit_codes import ExitCode
 @click.argument("audio", required=False)
 @options.runs
 @options.warmup
+@options.threads
 @options.joint_mode
 @options.json_mode
 def run(checkpoint: str | None, audio: str | None, runs: int, warmup: int, joint_mode: str, json_mode: bool) -> None:

@@ -6,6 +6,9 @@ resampler). The file is read in blocks and each block downmixed and resampled as
 mono result plus one block, whatever the channel count or the length. Refuses missing, empty, zero-sample,
 corrupt and non-audio files, implausible header rates, non-finite samples, and (when the caller gives bounds)
 clips shorter than one encoder frame or longer than the caller can handle, each with a message naming the file.
+These samples equal NeMo's `AudioSegment.from_file(path, target_sr=rate, channel_selector="average")` bit for
+bit; `Audio.resampler` / `Audio.loader` say what produced them (`core.nemo_audio` swaps in the samples NeMo's own
+`transcribe()` loader gives where that differs).
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".a
 MIN_RATE, MAX_RATE = 1000, 1_000_000  # Hz; outside this a header rate is corrupt, not audio
 MAX_CHANNELS = 256
 _BLOCK_FRAMES = 1 << 16
+SOXR = "soxr HQ"
+NATIVE = "rnnt-tui: libsndfile float32 (what NeMo's transcribe() reads for a mono file at the model's rate)"
+#: how a user gets the tool's own samples with NeMo alone (then `model.transcribe([samples])`)
+NEMO_AVERAGE = ("AudioSegment.from_file(path, target_sr=<model rate>, channel_selector='average').samples "
+                "(nemo.collections.asr.parts.preprocessing.segment), the same samples bit for bit")
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,10 @@ class Audio:
     channels: int
     subtype: str
     format: str
+    #: what resampled the samples ("none" at the model's rate)
+    resampler: str = "none"
+    #: who read the samples, and how to get them with NeMo alone
+    loader: str = NATIVE
 
     @property
     def duration_s(self) -> float:
@@ -54,7 +66,9 @@ class Audio:
         if self.downmixed:
             out.append(f"downmixed {self.channels} channels to mono")
         if self.resampled:
-            out.append(f"resampled {self.original_rate} Hz to {self.sample_rate} Hz")
+            out.append(f"resampled {self.original_rate} Hz to {self.sample_rate} Hz with {self.resampler}")
+        if self.downmixed or self.resampled:
+            out.append(f"samples for both runtimes from {self.loader}")
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -66,6 +80,8 @@ class Audio:
             "channels": self.channels,
             "downmixed": self.downmixed,
             "resampled": self.resampled,
+            "resampler": self.resampler,
+            "loader": self.loader,
             "format": self.format,
             "subtype": self.subtype,
             "samples": len(self.samples),
@@ -118,8 +134,12 @@ def load_audio(path: Path | str, sample_rate: int, min_seconds: float | None = N
     if mono.size == 0:
         raise BadInputError(path, f"clip is {_ms(seconds)} long ({read} samples at {rate} Hz): no sample is left "
                                   f"at {sample_rate} Hz")
+    resampled = rate != sample_rate
+    loader = "rnnt-tui: libsndfile float32" + (", channels averaged" if channels > 1 else "") + \
+        (f", {SOXR}" if resampled else "") + f"; with NeMo alone: {NEMO_AVERAGE}"
     return Audio(path=path, samples=mono, sample_rate=sample_rate, original_rate=rate, channels=channels,
-                 subtype=subtype, format=fmt)
+                 subtype=subtype, format=fmt, resampler=SOXR if resampled else "none",
+                 loader=loader if resampled or channels > 1 else NATIVE)
 
 
 def _too_long(path: Path, seconds: float, max_seconds: float | None) -> BadInputError:

@@ -78,6 +78,25 @@ class CacheEntry:
     size_bytes: int
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def what(self) -> dict[str, str | None]:
+        """What the entry is, read from its manifest's meta: runtime (or kind), component, and the checkpoint
+        (its path where recorded, else its SHA-256 prefix). Entries written before these were recorded are read
+        from what their builders kept (a Core ML package's target, an ONNX export's opset, a compiled package)."""
+        meta = self.meta
+        runtime = meta.get("runtime") or meta.get("kind")
+        if runtime is None:
+            if "target" in meta and "precision" in meta:
+                runtime = "coreml (package)"
+            elif "opset" in meta or "export_ms" in meta:
+                runtime = "onnx"
+            elif "package" in meta:
+                runtime = "coreml (compiled)"
+        component = meta.get("component") or ("encoder+decoder_joint" if runtime == "onnx" else None)
+        checkpoint = meta.get("checkpoint") or (f"sha256 {str(meta['sha256'])[:12]}" if meta.get("sha256") else None)
+        if checkpoint is None and meta.get("package"):
+            checkpoint = str(meta["package"])
+        return {"runtime": runtime, "component": component, "checkpoint": checkpoint}
+
 
 def make_key(**parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str)

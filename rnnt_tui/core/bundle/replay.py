@@ -73,7 +73,8 @@ def clip_audio(bundle: Bundle, clip: dict[str, Any]) -> Audio:
     signal = bundle.array(clip["arrays"]["preprocessor.audio_signal"])
     return Audio(path=Path(meta["path"]), samples=np.ascontiguousarray(signal[0]), sample_rate=int(meta["sample_rate"]),
                  original_rate=int(meta["original_rate"]), channels=int(meta["channels"]),
-                 subtype=str(meta["subtype"]), format=str(meta["format"]))
+                 subtype=str(meta["subtype"]), format=str(meta["format"]),
+                 resampler=str(meta.get("resampler", "none")), loader=str(meta.get("loader", "recorded")))
 
 
 def open_for_replay(path: Path | str, against: str, precision: str | None = None, packages: str | None = None,

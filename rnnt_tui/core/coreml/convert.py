@@ -48,11 +48,15 @@ from rnnt_tui.core.progress import Progress, no_progress
 from rnnt_tui.core.quiet import quiet
 
 PRECISIONS = ("fp32", "fp16", "mixed", "fp16-all")
-#: bumped when the fp16 exceptions change, so cached fp16 packages from an older policy are not served
-POLICY_VERSION = 3
+#: bumped when the fp16 exceptions, the input bounds or the metadata change, so older cached packages are not served
+POLICY_VERSION = 4
 DEFAULT_PRECISION = "fp32"
 DEFAULT_TARGET = "macOS14"
 DEFAULT_SECONDS = 300.0
+#: the Neural Engine's per-dimension limit (also `precision.lint.NE_DIM_LIMIT`'s value)
+NE_DIM_LIMIT = 16384
+#: metadata keys saying which compute units a package is meant for and why, and which lint findings are expected
+INTENDED_UNITS_KEY, INTENDED_WHY_KEY, LINT_EXPECTED_KEY = "intended_compute_units", "intended_why", "lint_expected"
 _EXAMPLE_SECONDS = 2.0
 _PROGRESS_MARKS = ("ops/s]", "passes/s]", " ops/s", "passes/s")
 _NOISE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ResourceWarning)
@@ -74,13 +78,16 @@ class ConvertedPackage:
     notes: tuple[str, ...] = field(default_factory=tuple)
     weights: str | None = None
     fp32_ops: tuple[KeptOp, ...] = field(default_factory=tuple)
+    intended_units: str = ""
+    intended_why: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"component": self.component, "path": str(self.path), "precision": self.precision,
                 "weights": self.weights, "minimum_deployment_target": self.minimum_deployment_target,
                 "max_frames": self.max_frames, "cached": self.cached, "elapsed_ms": round(self.elapsed_ms, 3),
                 "seconds": round(self.elapsed_ms / 1000, 3), "notes": list(self.notes),
-                "fp32_ops": [k.to_json() for k in self.fp32_ops]}
+                "fp32_ops": [k.to_json() for k in self.fp32_ops], "intended_compute_units": self.intended_units,
+                "intended_why": self.intended_why}
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,41 @@ def geometry(loaded: LoadedModel, max_frames: int | None = None, seconds: float 
     n_mels = int(getattr(model.encoder, "_feat_in", 0) or featurizer.nfilt)
     return Geometry(sample_rate=rate, hop=hop, n_mels=n_mels, factor=factor,
                     d_model=int(model.joint.encoder_hidden), pred_hidden=hidden, layers=layers, max_frames=frames)
+
+
+def package_max_frames(loaded: LoadedModel, precision: str, max_frames: int | None = None) -> int:
+    """The encoder-frame bound the packages are converted with: `max_frames` when given; else about 5 minutes of
+    audio for fp32 (the Neural Engine computes fp16 only, so it never runs those), and for the fp16 precisions no
+    more feature frames than the Neural Engine's 16384 per dimension (163.8 s at a 10 ms hop)."""
+    if max_frames:
+        return max_frames
+    g = geometry(loaded)
+    if precision == "fp32":
+        return g.max_frames
+    return max(1, min(g.max_frames, NE_DIM_LIMIT // g.factor))
+
+
+def intended_units(component: str, precision: str, g: Geometry) -> tuple[str, str, list[dict[str, str]]]:
+    """(compute units a package is meant for, why, the lint findings that are expected for it and why): written
+    into the package's metadata, printed by `convert`, read by `lint`."""
+    if precision == "fp32":
+        return ("CPU_AND_GPU", "fp32 program: the Neural Engine computes fp16 only, so Core ML runs it on the CPU "
+                               "or GPU (fp32 packages are the accuracy reference)",
+                [{"check": "dim-over-16384", "input": "*", "why": "fp32 package, not meant for the Neural Engine"}])
+    if component == PREPROCESSOR:
+        return ("CPU_ONLY", f"the mel front end takes raw samples (up to {g.max_samples}); the Neural Engine takes "
+                            f"at most {NE_DIM_LIMIT} per dimension (about 1 s of audio), and the STFT is a small "
+                            "share of the compute: run it on the CPU",
+                [{"check": "dim-over-16384", "input": "audio_signal",
+                  "why": "raw samples: this package is meant for the CPU (see intended_why)"}])
+    if component == JOINT:
+        return ("ALL", "per-step joint: fits the Neural Engine",
+                [{"check": "flexible-lower-bound-1", "input": "*",
+                  "why": "one encoder frame or one decoder step is a real joint call (the decode loop's)"}])
+    if component == DECODER:
+        return ("CPU_AND_GPU", "LSTM prediction net: public reports say Core ML does not place lstm on the Neural "
+                               "Engine", [])
+    return ("ALL", f"encoder within the Neural Engine's limits: up to {g.max_features} feature frames", [])
 
 
 def default_max_frames(loaded: LoadedModel, seconds: float = DEFAULT_SECONDS) -> int:
@@ -187,7 +229,9 @@ def _io(ct: Any, component: str, g: Geometry) -> tuple[list[Any], list[Any], tup
                 (0.1 * torch.randn(1, samples), torch.tensor([samples], dtype=torch.int32)))
     if component == ENCODER:
         upper = max(g.max_features, feats)
-        return ([ct.TensorType(name="features", shape=(1, g.n_mels, ct.RangeDim(1, upper, feats)), dtype=f32),
+        # at least one encoder frame's worth of features: a length-1 input gives no frame after subsampling
+        return ([ct.TensorType(name="features", shape=(1, g.n_mels, ct.RangeDim(g.factor, upper, feats)),
+                               dtype=f32),
                  ct.TensorType(name="features_length", shape=(1,), dtype=i32)],
                 [ct.TensorType(name="encoded"), ct.TensorType(name="encoded_length")],
                 (torch.randn(1, g.n_mels, feats), torch.tensor([feats], dtype=torch.int32)))
@@ -287,6 +331,8 @@ def _convert(loaded: LoadedModel, component: str, out_path: Path, precision: str
             "minimum_deployment_target": minimum_deployment_target, "blank_id": int(model.decoder.blank_idx),
             "fp32_ops": json.dumps([[k.name, k.op_type, k.reason] for k in kept]),
             modules.METADATA_KEY: modules.encode(op_modules)}
+    units, why, expected = intended_units(component, precision, g)
+    meta.update({INTENDED_UNITS_KEY: units, INTENDED_WHY_KEY: why, LINT_EXPECTED_KEY: json.dumps(expected)})
     for key, value in meta.items():
         mlmodel.user_defined_metadata[META_PREFIX + key] = str(value)
     suffix = f", {weights} weights" if weights else ""
@@ -306,9 +352,7 @@ def cache_key(loaded: LoadedModel, component: str, precision: str, target: str, 
 
     versions = {k: v for k, v in all_versions().items() if k in ("rnnt-tui", "coremltools", "torch", "nemo_toolkit",
                                                                  "numpy")}
-    extra: dict[str, Any] = {}
-    if precision != "fp32":
-        extra["policy"] = POLICY_VERSION
+    extra: dict[str, Any] = {"policy": POLICY_VERSION}  # fp16 exceptions, input bounds and metadata
     if precision == "mixed":
         extra["keep_fp32"] = sorted(keep_fp32)
     if weights:
@@ -336,7 +380,7 @@ def convert_components(loaded: LoadedModel, precision: str = DEFAULT_PRECISION,
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     weights = check_weights(weights)
-    frames = geometry(loaded, max_frames).max_frames
+    frames = package_max_frames(loaded, precision, max_frames)
     store = (cache or ArtifactCache()) if use_cache else None
     scratch = None if use_cache else Path(tempfile.mkdtemp(prefix="rnnt-tui-coreml-"))
     done: list[ConvertedPackage] = []
@@ -354,7 +398,8 @@ def convert_components(loaded: LoadedModel, precision: str = DEFAULT_PRECISION,
                       keep: tuple[str, ...] = keep) -> dict[str, Any]:
                 notes, kept = _convert(loaded, component, tmp / name, precision, minimum_deployment_target, frames,
                                        keep, weights)
-                return {"component": component, "precision": precision, "target": minimum_deployment_target,
+                return {"runtime": "coreml (package)", "checkpoint": str(loaded.path),
+                        "component": component, "precision": precision, "target": minimum_deployment_target,
                         "max_frames": frames, "sha256": loaded.sha256, "notes": notes, "weights": weights,
                         "fp32_ops": [k.to_json() for k in kept]}
 
@@ -369,10 +414,12 @@ def convert_components(loaded: LoadedModel, precision: str = DEFAULT_PRECISION,
             notes, kept = _convert(loaded, component, path, precision, minimum_deployment_target, frames, keep,
                                    weights)
         elapsed = (time.perf_counter() - start) * 1000
+        units, why, _ = intended_units(component, precision, geometry(loaded, frames))
         done.append(ConvertedPackage(component=component, path=path, precision=precision,
                                      minimum_deployment_target=minimum_deployment_target, max_frames=frames,
                                      cached=cached, elapsed_ms=elapsed, cache_key=key, notes=tuple(notes),
-                                     weights=weights, fp32_ops=tuple(kept)))
+                                     weights=weights, fp32_ops=tuple(kept), intended_units=units,
+                                     intended_why=why))
         how = "from the cache" if cached else f"converted in {elapsed / 1000:.1f} s"
         kept_note = f", {len(kept)} ops kept in fp32" if kept else ""
         progress(f"Core ML: {component} {how}{kept_note}", (index + 1) / len(wanted))

@@ -10,6 +10,10 @@ Definitions (the report's schema documents them too):
 - identical: over evaluated utterances, the share whose candidate tokens equal the reference's, token for token.
 - RTFx of a runtime: audio seconds over its transcription compute seconds (its preprocessor if it has one, its
   encoder and its greedy decode loop), summed over evaluated utterances.
+- out of tolerance: evaluated utterances on which some step did not pass (a component outside its tolerance, or
+  the decode diverging) — what `compare` on that clip reports as a mismatch. Counted (`out_of_tolerance`, also in
+  the running totals), listed (`out_of_tolerance_utterances`), ranked first among the worst, and gated
+  (`max_out_of_tolerance`, 0 by default).
 - Drift percentiles per component over evaluated utterances: `p50`, `p90`, `p99` and `worst`, taken on the bad
   tail (for a higher-is-better figure such as cosine or argmax agreement, `p90` is the 10th percentile), so
   "p90" always reads "90 % of utterances are no worse than this". numpy's default (linear) percentiles; an
@@ -40,9 +44,12 @@ class Gates:
     max_wer_delta: float | None = None
     min_qoi: float | None = None
     min_identical: float | None = None
+    #: utterances allowed out of tolerance; 0 by default, like `compare` (one clip out of tolerance is exit 1)
+    max_out_of_tolerance: int | None = 0
 
     def to_json(self) -> dict[str, float | None]:
-        return {"max_wer_delta": self.max_wer_delta, "min_qoi": self.min_qoi, "min_identical": self.min_identical}
+        return {"max_wer_delta": self.max_wer_delta, "min_qoi": self.min_qoi, "min_identical": self.min_identical,
+                "max_out_of_tolerance": self.max_out_of_tolerance}
 
 
 @dataclass
@@ -56,6 +63,8 @@ class RunningTotals:
     with_text: int = 0
     identical: int = 0
     qoi_hits: int = 0
+    within_tolerance: int = 0
+    out_of_tolerance: int = 0
     ref_words: int = 0
     ref_chars: int = 0
     word_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIDES, 0))
@@ -72,6 +81,8 @@ class RunningTotals:
         if not record.evaluated:
             return
         self.evaluated += 1
+        self.within_tolerance += record.within_tolerance is True
+        self.out_of_tolerance += record.out_of_tolerance
         self.identical += bool(record.identical)
         self.audio_s += record.duration_s or 0.0
         for side in SIDES:
@@ -95,6 +106,7 @@ class RunningTotals:
             "with_text": self.with_text, "reference_words": self.ref_words, "reference_chars": self.ref_chars,
             "word_errors": dict(self.word_errors), "char_errors": dict(self.char_errors),
             "wer": wer, "cer": cer, "wer_delta": _delta(wer), "cer_delta": _delta(cer),
+            "within_tolerance": self.within_tolerance, "out_of_tolerance": self.out_of_tolerance,
             "qoi": _ratio(self.qoi_hits, self.with_text), "qoi_over": self.with_text,
             "identical": _ratio(self.identical, self.evaluated), "identical_over": self.evaluated,
             "audio_s": self.audio_s, "compute_s": dict(self.compute_s),
@@ -141,8 +153,8 @@ def drift(records: list[UtteranceRecord]) -> dict[str, dict[str, Any]]:
 
 
 def severity(record: UtteranceRecord) -> tuple[float, ...]:
-    """Sort key, worst first: word errors the candidate adds, then a different decode, lower token agreement,
-    then the encoder's and joint's drift."""
+    """Sort key, worst first: out of tolerance, then word errors the candidate adds, then a different decode,
+    lower token agreement, then the encoder's and joint's drift."""
     ref, cand = record.scores.get(REFERENCE), record.scores.get(CANDIDATE)
     added = (cand.words.errors - ref.words.errors) if ref is not None and cand is not None else 0
     enc = record.steps["encoder"].max_abs if "encoder" in record.steps else None
@@ -152,8 +164,8 @@ def severity(record: UtteranceRecord) -> tuple[float, ...]:
         return -math.inf if v is None else (math.inf if math.isnan(v) else v)
 
     agreement = 1.0 if record.token_agreement is None else record.token_agreement
-    return (-added, 0.0 if record.identical is False else 1.0, agreement, -high(enc),
-            1.0 if joint is None else (-math.inf if math.isnan(joint) else joint), record.index)
+    return (0.0 if record.out_of_tolerance else 1.0, -added, 0.0 if record.identical is False else 1.0, agreement,
+            -high(enc), 1.0 if joint is None else (-math.inf if math.isnan(joint) else joint), record.index)
 
 
 def breached(headline: dict[str, Any], gates: Gates) -> list[str]:
@@ -172,6 +184,10 @@ def breached(headline: dict[str, Any], gates: Gates) -> list[str]:
     check(headline["qoi"], gates.min_qoi, "QoI", "--min-qoi", True, "no utterance with text")
     check(headline["identical"], gates.min_identical, "identical share", "--min-identical", True,
           "no utterance evaluated")
+    limit, count = gates.max_out_of_tolerance, headline["out_of_tolerance"]
+    if limit is not None and count > limit:
+        out.append(f"{count} utterance{'s' if count != 1 else ''} out of tolerance (a step outside its tolerance "
+                   f"or the decode diverging, as `compare` reports), above --max-out-of-tolerance {limit}")
     return out
 
 
@@ -182,11 +198,15 @@ def aggregate(records: list[UtteranceRecord], gates: Gates | None = None) -> dic
         totals.add(record)
     headline = totals.headline()
     nemo_mismatch = [r.uid for r in records if r.evaluated and r.reference_matches_nemo is False]
-    within = sum(1 for r in records if r.evaluated and r.within_tolerance)
-    headline.update({"reference_differs_from_nemo": len(nemo_mismatch), "within_tolerance": within})
-    ranked = sorted((r for r in records if r.evaluated), key=severity)[:WORST_COUNT]
+    headline.update({"reference_differs_from_nemo": len(nemo_mismatch)})
+    out_of_tolerance = [r for r in records if r.out_of_tolerance]
+    # every utterance out of tolerance is among the worst (they rank first), however many there are
+    ranked = sorted((r for r in records if r.evaluated), key=severity)[:max(WORST_COUNT, len(out_of_tolerance))]
     gates = gates or Gates()
     return {"summary": headline, "drift": drift(records), "worst": [r.uid for r in ranked],
+            "out_of_tolerance_utterances": [{"uid": r.uid, "line": r.line, "audio": r.audio,
+                                             "steps": r.out_of_tolerance_steps}
+                                            for r in out_of_tolerance],
             "gates": {**gates.to_json(), "breached": breached(headline, gates)},
             "problems": [{"uid": r.uid, "line": r.line, "audio": r.audio, "status": r.status, "stage": r.stage,
                           "error": r.error} for r in records if not r.evaluated]}

@@ -96,6 +96,18 @@ class UtteranceRecord:
     def evaluated(self) -> bool:
         return self.status == OK
 
+    @property
+    def out_of_tolerance_steps(self) -> list[str]:
+        """The steps that did not pass on this clip (a component out of tolerance, or the decode diverging):
+        what `compare` on the same clip reports as a mismatch (exit 1)."""
+        passed = (str(Status.DONE), str(Status.REFERENCE_ONLY))
+        return [name for name, figures in self.steps.items() if figures.status not in passed]
+
+    @property
+    def out_of_tolerance(self) -> bool:
+        """Evaluated, and some step did not pass (`within_tolerance` is False)."""
+        return self.evaluated and self.within_tolerance is False
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["steps"] = {k: v.to_json() for k, v in self.steps.items()}

@@ -11,7 +11,10 @@ report.json (schema `rnnt-tui.corpus-report/1`):
   `reference_words`, `reference_chars`, `word_errors` / `char_errors` {reference, candidate}, `wer` / `cer`
   {reference, candidate} (errors over reference words / characters), `wer_delta` / `cer_delta` (candidate -
   reference), `qoi` over `qoi_over` utterances with text, `identical` over `identical_over` evaluated utterances,
-  `audio_s`, `compute_s` and `rtfx` {reference, candidate}, `reference_differs_from_nemo`, `within_tolerance`.
+  `audio_s`, `compute_s` and `rtfx` {reference, candidate}, `reference_differs_from_nemo`, `within_tolerance` and
+  `out_of_tolerance` (evaluated utterances where every step passed / some step did not: a component outside its
+  tolerance or the decode diverging, what `compare` on that clip calls a mismatch).
+- `out_of_tolerance_utterances`: [{uid, line, audio, steps}] for each utterance out of tolerance (steps: which).
 - `drift`: {component: {figure: {n, nan, p50, p90, p99, worst}}} (bad-tail percentiles, see core.corpus.aggregate).
 - `worst`: uids of the worst utterances, worst first; `gates`: the thresholds and `breached` (sentences).
 - `problems`: the utterances not evaluated, with line, audio, status, stage and error.
@@ -40,7 +43,8 @@ ROW_FIELDS = ("uid", "line", "audio", "status", "stage", "error", "duration_s", 
               "first_divergence", "reference_wer", "candidate_wer", "wer_delta", "reference_cer", "candidate_cer",
               "reference_word_errors", "candidate_word_errors", "candidate_substitutions", "candidate_deletions",
               "candidate_insertions", "encoder_max_abs", "encoder_cosine", "decoder_max_abs", "joint_max_abs",
-              "joint_argmax_agreement", "within_tolerance", "reference_compute_ms", "candidate_compute_ms")
+              "joint_argmax_agreement", "within_tolerance", "out_of_tolerance_steps", "reference_compute_ms",
+              "candidate_compute_ms")
 
 
 def utterance_row(record: UtteranceRecord) -> dict[str, Any]:
@@ -71,6 +75,7 @@ def utterance_row(record: UtteranceRecord) -> dict[str, Any]:
         "encoder_max_abs": step("encoder", "max_abs"), "encoder_cosine": step("encoder", "cosine"),
         "decoder_max_abs": step("decoder", "max_abs"), "joint_max_abs": step("joint", "max_abs"),
         "joint_argmax_agreement": step("joint", "argmax_agreement"), "within_tolerance": record.within_tolerance,
+        "out_of_tolerance_steps": ",".join(record.out_of_tolerance_steps) if record.evaluated else None,
         "reference_compute_ms": record.compute_ms.get(REFERENCE),
         "candidate_compute_ms": record.compute_ms.get(CANDIDATE),
     }
@@ -133,7 +138,11 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"| RTFx | {_num(s['rtfx'][REFERENCE])} | {_num(s['rtfx'][CANDIDATE])} | |", "",
              f"QoI (candidate WER ≤ reference WER, over {s['qoi_over']} utterances with text): {pct(s['qoi'])}. "
              f"Decoded identically, token for token: {pct(s['identical'])} of {s['identical_over']}. "
-             f"Reference decode differs from NeMo's own on {s['reference_differs_from_nemo']}.", ""]
+             f"Reference decode differs from NeMo's own on {s['reference_differs_from_nemo']}.", "",
+             f"**Out of tolerance: {s['out_of_tolerance']} of {s['evaluated']} evaluated utterances**"
+             + (": " + ", ".join(f"line {o['line']} ({Path(o['audio']).name}: {', '.join(o['steps'])})"
+                                 for o in report["out_of_tolerance_utterances"]) if s["out_of_tolerance"] else "")
+             + " (a step outside its tolerance, or the decode diverging).", ""]
     gates = report["gates"]
     if gates["breached"]:
         lines += ["**Gates breached:**", *[f"- {b}" for b in gates["breached"]], ""]
@@ -149,11 +158,12 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines.append("")
     rows = {r["uid"]: r for r in report["utterances"]}
     if report["worst"]:
-        lines += ["## Worst utterances", "", "| line | audio | ΔWER | identical | first divergence | encoder max abs "
-                  "| reference | candidate |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["## Worst utterances", "", "| line | audio | out of tolerance | ΔWER | identical | first divergence "
+                  "| encoder max abs | reference | candidate |", "|---|---|---|---|---|---|---|---|---|"]
         for uid in report["worst"]:
             r = rows[uid]
-            lines.append(f"| {r['line']} | {Path(r['audio']).name} | {pct(r['wer_delta'])} | {r['identical']} | "
+            lines.append(f"| {r['line']} | {Path(r['audio']).name} | {r['out_of_tolerance_steps'] or 'no'} | "
+                         f"{pct(r['wer_delta'])} | {r['identical']} | "
                          f"{_num(r['first_divergence'])} | {_num(r['encoder_max_abs'])} | {r['reference_text']} | "
                          f"{r['candidate_text']} |")
         lines.append("")

@@ -3,12 +3,12 @@
 The reference decodes from its own encoder output with the component-driven greedy loop (core.decode), which
 must equal NeMo's `model.decoding` token for token (reported as `reference_matches_nemo`). The candidate decodes
 from its own chain: its preprocessor (or the reference features, if it has none), its encoder, its decoder and
-joint. Each decode is timed once (the loop's wall time).
+joint. Each decode is timed like every other step (the loop's wall time: first call, the settings' warm-ups,
+then the median and p90 of its runs), so a speedup never compares one cold call with another.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -23,16 +23,15 @@ from rnnt_tui.core.pipeline.context import StepContext, audio_inputs, error_text
 from rnnt_tui.core.results import DecodeComparison, Divergence, StepResult
 from rnnt_tui.core.runtimes.base import Runtime
 from rnnt_tui.core.textmetrics import first_difference, token_agreement, wer
-from rnnt_tui.core.timing import Timings
+from rnnt_tui.core.timing import Timings, measure
 
 T = TypeVar("T")
 
 
-def _once(fn: Callable[[], T]) -> tuple[T, Timings]:
-    start = time.perf_counter_ns()
-    out = fn()
-    ms = (time.perf_counter_ns() - start) / 1e6
-    return out, Timings(first_ms=ms, median_ms=ms, p90_ms=ms, runs=1, warmup=0)
+def _timed(ctx: StepContext, fn: Callable[[], T]) -> tuple[T, Timings]:
+    """`fn` timed as the settings say; the first call's result (greedy decoding is deterministic)."""
+    out, timings = measure(fn, runs=ctx.settings.runs, warmup=ctx.settings.warmup)
+    return out, timings
 
 
 def reference_decode(ctx: StepContext) -> tuple[DecodeResult, Timings]:
@@ -42,7 +41,7 @@ def reference_decode(ctx: StepContext) -> tuple[DecodeResult, Timings]:
         return ctx.upstream.decode, ctx.upstream.decode_timings
     encoded, length = ctx.upstream.encoded_frames
     summary = ctx.facts.summary
-    decoded, timings = _once(lambda: greedy_decode(ctx.reference, encoded, length, summary.blank_id,
+    decoded, timings = _timed(ctx, lambda: greedy_decode(ctx.reference, encoded, length, summary.blank_id,
                                                    summary.durations, ctx.facts.max_symbols(), ctx.cancel))
     ctx.upstream.decode, ctx.upstream.decode_timings = decoded, timings
     return decoded, timings
@@ -100,8 +99,8 @@ def decode_step(ctx: StepContext) -> tuple[StepResult, DecodeComparison]:
     try:
         ctx.progress(f"greedy decode on {candidate.label}", None)
         cand_encoded, cand_length = _candidate_encoded(ctx, candidate)
-        cand_dec, cand_t = _once(lambda: greedy_decode(candidate, cand_encoded, cand_length, summary.blank_id,
-                                                       summary.durations, facts.max_symbols(), ctx.cancel))
+        cand_dec, cand_t = _timed(ctx, lambda: greedy_decode(candidate, cand_encoded, cand_length, summary.blank_id,
+                                                             summary.durations, facts.max_symbols(), ctx.cancel))
     except CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the candidate failing is the finding

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rnnt_tui.core.audio import Audio, encoder_frame_seconds, load_audio
+from rnnt_tui.core.nemo_audio import as_nemo_reads
 from rnnt_tui.core.progress import Progress, no_progress
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class NemoReference:
         path = which.expanduser().resolve()
         first = self._first
         audio = first if first is not None and first.path == path else load_clip(path, self.loaded.summary)
-        return ClipReference(audio, self.runtime, self.prepared)
+        return ClipReference(as_nemo_reads(self.loaded, audio), self.runtime, self.prepared)
 
     def candidate(self, against: str, options: RuntimeOptions) -> Runtime:
         from rnnt_tui.core.runtimes import get_runtime_class

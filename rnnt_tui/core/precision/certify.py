@@ -20,7 +20,7 @@ from rnnt_tui.core.checkpoint import LoadedModel
 from rnnt_tui.core.components import COMPONENTS, DECODER, ENCODER, JOINT
 from rnnt_tui.core.errors import BadInputError, CancelledError, RnntTuiError
 from rnnt_tui.core.precision.edges import EdgeSweep, sweep
-from rnnt_tui.core.precision.hazards import LABEL, ComponentHazards, analyse
+from rnnt_tui.core.precision.hazards import FAILING_KINDS, LABEL, ComponentHazards, analyse
 from rnnt_tui.core.precision.lint import LintReport, lint_package
 from rnnt_tui.core.progress import Progress, no_progress
 
@@ -64,17 +64,25 @@ class PrecisionReport:
 
     @property
     def status(self) -> str:
-        """'failed' (something could not be analysed), 'hazards' (non-finite outputs, a decode that differs, an
-        edge that fails or drifts, a lint error) or 'ok'."""
+        """'failed' (something could not be analysed), 'hazards' (a range hazard: non-finite outputs, an fp16
+        overflow, inexact integers or a bad constant; a decode that differs; an edge that fails or drifts; a lint
+        error or warning) or 'ok'. Drift and underflow rows are listed as observations and do not fail."""
         if self.errors or any(h.error for h in self.hazards) or any(e.error for e in self.edges):
             return "failed"
         bad = (any(not h.finite for h in self.hazards) or (self.decode is not None and not self.decode.identical)
-               or any(e.problems for e in self.edges) or any(r.count("error") for r in self.lint))
+               or any(e.problems for e in self.edges) or any(r.failing for r in self.lint)
+               or bool(self.failing_hazards))
         return "hazards" if bad else "ok"
+
+    @property
+    def failing_hazards(self) -> list[tuple[str, str, str]]:
+        """(component, kind, op) of each range hazard: the kinds that fail certification."""
+        return [(c.component, h.kind, h.op) for c in self.hazards for h in c.hazards if h.kind in FAILING_KINDS]
 
     def to_json(self) -> dict[str, Any]:
         return {"label": LABEL, "checkpoint": self.checkpoint, "clip": self.clip, "candidate": self.candidate,
                 "status": self.status, "errors": list(self.errors), "fp32_ops": self.fp32_ops,
+                "failing_hazards": [{"component": c, "kind": k, "op": o} for c, k, o in self.failing_hazards],
                 "components": [h.to_json() for h in self.hazards], "lint": [r.to_json() for r in self.lint],
                 "decode": self.decode.to_json() if self.decode else None,
                 "edges": [e.to_json() for e in self.edges]}

@@ -43,6 +43,8 @@ DEFAULT_THRESHOLD = 0.01
 MAX_RANKED_GROUPS = 8
 _KEEP_ELEMENTS = 1 << 20  # fp32 tensors kept for ranking: outputs up to this many elements
 KINDS = ("nonfinite", "overflow", "inexact-integer", "underflow", "constant", "drift")
+#: the kinds that fail certification (`precision` exits 1); underflow and drift are observations
+FAILING_KINDS = ("nonfinite", "overflow", "inexact-integer", "constant")
 MAIN_OUTPUT = {"preprocessor": "features", "encoder": "encoded", "decoder": "decoder_output", "joint": "logits"}
 MAIN_OUTPUTS = {"preprocessor": ("features", "features_length"), "encoder": ("encoded", "encoded_length"),
                 "decoder": ("decoder_output", "h_out", "c_out"), "joint": ("logits",)}

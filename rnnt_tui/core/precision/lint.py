@@ -15,7 +15,11 @@ bytes the user ships) and reports:
   Engine does not run (`lstm`, `gru`, `rnn`, control flow), and ops computing in fp32 (the Neural Engine
   computes fp16 only). On a Mac, `MLComputePlan` says where ops really run.
 
-Each finding names the file, the op and (for the tool's own packages) the NeMo module.
+Each finding names the file, the op and (for the tool's own packages) the NeMo module. A package may say in its
+metadata which compute units it is meant for and which findings are expected, and why (`rnnt_tui.intended_*`,
+`rnnt_tui.lint_expected`, written by `coreml.convert`: e.g. the preprocessor takes raw samples and is meant for the
+CPU): an expected finding is reported as `info` with that reason, never hidden.
+Exit (`rnnt-tui lint`): 1 when any package has an error or a warning, 4 when one cannot be read, else 0.
 """
 
 from __future__ import annotations
@@ -46,10 +50,11 @@ class LintFinding:
     op: str | None = None
     op_type: str | None = None
     module: str | None = None
+    input: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"severity": self.severity, "check": self.check, "message": self.message, "op": self.op,
-                "op_type": self.op_type, "module": self.module}
+                "op_type": self.op_type, "module": self.module, "input": self.input}
 
 
 @dataclass(frozen=True)
@@ -61,13 +66,21 @@ class LintReport:
     ops: int = 0
     compute_dtypes: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    intended_units: str | None = None
+    intended_why: str | None = None
 
     def count(self, severity: str) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
 
+    @property
+    def failing(self) -> bool:
+        """An error or a warning: what makes `lint` (and `precision`) exit 1."""
+        return bool(self.count("error") or self.count("warning"))
+
     def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "ops": self.ops, "compute_dtypes": dict(self.compute_dtypes),
-                "error": self.error, "counts": {s: self.count(s) for s in SEVERITIES},
+                "error": self.error, "intended_compute_units": self.intended_units,
+                "intended_why": self.intended_why, "counts": {s: self.count(s) for s in SEVERITIES},
                 "findings": [f.to_json() for f in self.findings]}
 
 
@@ -126,16 +139,17 @@ def _io_findings(path: Path) -> list[LintFinding]:
                 bound = "unbounded" if hi == -1 else str(hi)
                 out.append(LintFinding("warning", "dim-over-16384",
                                        f"input {tensor.name} axis {axis} goes up to {bound}: over the Neural "
-                                       f"Engine's {NE_DIM_LIMIT} per-dimension limit"))
+                                       f"Engine's {NE_DIM_LIMIT} per-dimension limit", input=tensor.name))
             if lo != hi and default == 1:
                 out.append(LintFinding("warning", "flexible-default-1",
                                        f"input {tensor.name} is flexible on axis {axis} ({lo}..{hi}) but its "
                                        f"default shape is {list(tensor.shape)}: Core ML specialises for the "
-                                       "default at load"))
+                                       "default at load", input=tensor.name))
             if lo != hi and lo == 1:
                 out.append(LintFinding("warning", "flexible-lower-bound-1",
                                        f"input {tensor.name} axis {axis} accepts length 1 ({lo}..{hi}): one step "
-                                       "(or zero frames after subsampling) is a valid shape to the runtime"))
+                                       "(or zero frames after subsampling) is a valid shape to the runtime",
+                                       input=tensor.name))
     return out
 
 
@@ -211,7 +225,27 @@ def lint_package(path: Path | str) -> LintReport:
     planned = plan_findings(path)
     if planned is not None:  # on a Mac with compute plans: where Core ML places ops, not what reports say
         findings = [f for f in findings if f.check != "not-on-neural-engine"] + planned
-    return LintReport(path=path, findings=tuple(_dedupe(findings)), ops=ops, compute_dtypes=dict(dtypes))
+    findings = _expected(findings, spec_meta.get(META_PREFIX + "lint_expected"))
+    return LintReport(path=path, findings=tuple(_dedupe(findings)), ops=ops, compute_dtypes=dict(dtypes),
+                      intended_units=spec_meta.get(META_PREFIX + "intended_compute_units"),
+                      intended_why=spec_meta.get(META_PREFIX + "intended_why"))
+
+
+def _expected(findings: list[LintFinding], declared: str | None) -> list[LintFinding]:
+    """Findings the package's metadata declares expected (check + input, "*" for any) become `info`, with the
+    package's reason; everything else is unchanged."""
+    from dataclasses import replace
+
+    try:
+        expected = json.loads(declared) if declared else []
+    except ValueError:
+        return findings
+    out = []
+    for f in findings:
+        why = next((e.get("why", "") for e in expected if e.get("check") == f.check and f.input is not None
+                    and e.get("input") in ("*", f.input)), None)
+        out.append(f if why is None else replace(f, severity="info", message=f"expected ({why}): {f.message}"))
+    return out
 
 
 def plan_findings(path: Path, units: str = "ALL") -> list[LintFinding] | None:

@@ -196,11 +196,11 @@ def find_mixed_precision(loaded: LoadedModel, clips: Sequence[Path | str] | None
     tolerances = dict(tolerances or FP16)
     from rnnt_tui.core.audio import load_audio
     from rnnt_tui.core.checkpoint import content_hash
-    from rnnt_tui.core.coreml.convert import DEFAULT_TARGET, POLICY_VERSION, geometry
+    from rnnt_tui.core.coreml.convert import DEFAULT_TARGET, POLICY_VERSION, package_max_frames
 
     target = minimum_deployment_target or DEFAULT_TARGET
     paths = [Path(c).expanduser() for c in (clips or _demo_clips())]
-    frames = geometry(loaded, max_frames).max_frames
+    frames = package_max_frames(loaded, "mixed", max_frames)
     key = make_key(kind="mixed-precision", sha256=loaded.sha256, clips=[content_hash(p) for p in paths],
                    target=target, max_frames=frames, policy=POLICY_VERSION,
                    tolerances={c: (t.atol, t.rtol) for c, t in tolerances.items()}, share=MAX_FP32_SHARE)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rnnt_tui.core.components import COMPONENTS
 from rnnt_tui.core.names import OK, Status
 from rnnt_tui.core.pipeline.session import DECODE, Session
+from rnnt_tui.core.timing import Timings, conditions_footer
 from rnnt_tui.formatting import num
 from rnnt_tui.versions import all_versions
 
@@ -150,6 +151,9 @@ def to_markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {comp['name']} | {side} | {num(t.get('prepare_ms'))} | {num(t.get('load_ms'))} "
                              f"| {num(t['first_ms'])} | {num(t['median_ms'])} | {num(t['p90_ms'])} "
                              f"| {num(comp['speedup'])} |")
+    footer = conditions_footer((f"{c['name']} {side}", Timings(**t) if t else None)
+                               for c in report["components"] for side, t in c["timings"].items())
+    lines += ["", *[f"_{line}_  " for line in footer]] if footer else []
     lines += ["", "## Diffs", "", "| component | output | max abs (at) | mean abs | rmse | max rel | cosine | SNR dB "
               "| NaN/Inf | ok |", "|---|---|---|---|---|---|---|---|---|---|"]
     for comp in report["components"]:
@@ -215,8 +219,8 @@ def run_report(session: Comparison) -> dict[str, Any]:
             "name": name, "status": str(result.status), "error": result.error,
             "inputs": [i.to_json() for i in result.inputs],
             "outputs": [o.to_json() for o in result.reference_outputs],
-            "timings": {"first_ms": t.first_ms, "median_ms": t.median_ms, "p90_ms": t.p90_ms, "runs": t.runs,
-                        "warmup": t.warmup} if t else None,
+            "timings": {k: v for k, v in t.to_json().items() if k not in ("prepare_ms", "load_ms", "cached")}
+            if t else None,
             "notes": result.notes[:1] if result.status != Status.FAILED else [],
         })
     decode = session.decode_comparison

@@ -91,6 +91,9 @@ class Runtime(ABC):
     components: ClassVar[tuple[str, ...]]
 
     def __init__(self, loaded: LoadedModel, options: RuntimeOptions | None = None) -> None:
+        from rnnt_tui.core import threads
+
+        threads.apply()  # the process's chosen thread count, before anything is timed (core.threads says why)
         self.loaded = loaded
         self.options = options or RuntimeOptions()
         self.reports: dict[str, PrepareReport] = {}

@@ -45,12 +45,12 @@ class MilRuntime(PackageRuntime):
         return {**super().describe(), "compute_units": None, "compute_units_note": COMPUTE_UNITS_NOTE,
                 "executes": "the tool's MIL interpreter (numpy), op by op in the program's dtypes"}
 
-    def _load(self, component: str, cancel: threading.Event | None) -> tuple[float, bool, str]:
+    def _load(self, component: str, cancel: threading.Event | None) -> tuple[float, bool | None, str]:
         from rnnt_tui.core.mil.program import MilProgram
 
         start = time.perf_counter()
         self.models[component] = MilProgram.load(self.packages[component].path)
-        return (time.perf_counter() - start) * 1000, False, "loaded into the MIL interpreter (execution plan built)"
+        return (time.perf_counter() - start) * 1000, None, "loaded into the MIL interpreter (execution plan built)"
 
     def _execute(self, component: str, feed: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = self.models[component].run(feed)

@@ -173,7 +173,9 @@ class OnnxRuntime(Runtime):
         for name in (ENCODER_FILE, DECODER_JOINT_FILE):
             if not (out / name).is_file():
                 raise StepFailedError(f"NeMo's export wrote {sorted(p.name for p in out.iterdir())}, not {name}")
-        meta: dict[str, Any] = {"export_ms": (time.perf_counter() - start) * 1000, "deepcopy_ms": copy_ms}
+        meta: dict[str, Any] = {"runtime": "onnx", "checkpoint": str(self.loaded.path),
+                                "component": "encoder+decoder_joint", "sha256": self.loaded.sha256,
+                                "export_ms": (time.perf_counter() - start) * 1000, "deepcopy_ms": copy_ms}
         if importlib.util.find_spec("onnx") is not None:
             graphs = {name: _graph_io(out / name) for name in (ENCODER_FILE, DECODER_JOINT_FILE)}
             meta["graphs"] = graphs
@@ -183,9 +185,13 @@ class OnnxRuntime(Runtime):
     def _sessions(self, entry: CacheEntry) -> tuple[_Graph, _Graph, float, float]:
         import onnxruntime as ort
 
+        from rnnt_tui.core import threads
+
         def session(path: Path) -> tuple[Any, float]:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
+            opts.intra_op_num_threads = threads.onnxruntime_threads()  # 0: ONNX Runtime's default
+            opts.inter_op_num_threads = 1
             start = time.perf_counter()
             sess = ort.InferenceSession(str(path), sess_options=opts, providers=list(PROVIDERS))
             return sess, (time.perf_counter() - start) * 1000

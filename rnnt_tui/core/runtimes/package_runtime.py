@@ -105,8 +105,9 @@ class PackageRuntime(Runtime):
         """Raise the reason programs cannot execute here, if there is one."""
 
     @abstractmethod
-    def _load(self, component: str, cancel: threading.Event | None) -> tuple[float, bool, str]:
-        """Load `self.packages[component]` into `self.models`; returns (load ms, served from a cache, how)."""
+    def _load(self, component: str, cancel: threading.Event | None) -> tuple[float, bool | None, str]:
+        """Load `self.packages[component]` into `self.models`; returns (load ms, whether a load cache served it —
+        None when loading has no cache, as in the MIL interpreter —, how)."""
 
     @abstractmethod
     def _execute(self, component: str, feed: dict[str, Any]) -> dict[str, Any]:
@@ -156,7 +157,9 @@ class PackageRuntime(Runtime):
                 if cancel is not None and cancel.is_set():
                     raise CancelledError(f"cancelled before loading the {key} package")
                 progress(f"{self.label}: loading the {key}", index / max(len(self.packages), 1))
-                load_ms, was_cached, how = self._load(key, cancel)
+                load_ms, load_cached, how = self._load(key, cancel)
+                # cached = the conversion came from the cache, and so did the compiled model where loading has one
+                was_cached = was_cached and (load_cached is None or load_cached)
                 action = f"{action}; {how}"
             else:
                 notes = [*notes, problem]
