@@ -37,7 +37,7 @@ SHOTS: list[tuple[str, tuple[str, ...], str]] = [
 
 async def settle(app: RnntApp, pilot: Any) -> None:
     deadline = time.monotonic() + 300
-    while app.session is None or any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
+    while app.state.session is None or any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
         if time.monotonic() > deadline:
             raise SystemExit("the app did not settle in 300 s")
         await pilot.pause(0.05)

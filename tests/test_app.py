@@ -24,7 +24,7 @@ from rnnt_tui.app.app import RnntApp
 from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.engine import Engine
 from rnnt_tui.app.engine_process import ProcessEngine
-from rnnt_tui.app.messages import CoreEvent, JobDone
+from rnnt_tui.app.messages import EngineEvent, JobDone
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.tables import DiffsTable
 from rnnt_tui.core.components import STEPS
@@ -61,7 +61,7 @@ def busy(app: RnntApp) -> bool:
                for w in app.workers)
 
 
-async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -72,7 +72,7 @@ async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], what: str, 
 async def ready(pilot: Pilot[Any]) -> RnntApp:
     app = pilot.app
     assert isinstance(app, RnntApp)
-    await wait_for(pilot, lambda: app.session is not None and not busy(app), "the session")
+    await wait_for(pilot, lambda: app.state.session is not None and not busy(app), "the session")
     await pilot.pause(0.1)
     return app
 
@@ -84,8 +84,8 @@ async def settle(pilot: Pilot[Any]) -> None:
 
 
 def events(messages: list[Message]) -> list[Any]:
-    """The app's own messages and, for a `CoreEvent`, the core event it carries."""
-    return [m.event if isinstance(m, CoreEvent) else m for m in messages]
+    """The app's own messages and, for an `EngineEvent`, the core event it carries."""
+    return [m.event if isinstance(m, EngineEvent) else m for m in messages]
 
 
 def of_type(messages: list[Message], kind: type) -> list[Any]:
@@ -110,9 +110,9 @@ async def test_summary_paints_before_restore_then_run_all_fills_tables(small: di
         await settle(pilot)
         finished = [m.name for m in of_type(messages, StepFinished)]
         assert finished == list(STEPS)
-        assert app.results["encoder"].status == "done"
-        assert app.results["joint"].status == "done"
-        assert app.results["preprocessor"].status == "reference-only"  # ONNX export has no preprocessor
+        assert app.state.results["encoder"].status == "done"
+        assert app.state.results["joint"].status == "done"
+        assert app.state.results["preprocessor"].status == "reference-only"  # ONNX export has no preprocessor
         table = app.query_one(DiffsTable)
         assert str(table.get_cell("encoder/encoded", "result")) == "pass"
         assert str(table.get_cell("joint/logits", "result")) == "pass"
@@ -140,7 +140,7 @@ async def test_step_by_step_select_and_rerun() -> None:
         await pilot.press("x")
         await settle(pilot)
         assert [m.name for m in of_type(messages, StepFinished)][-1] == "preprocessor"
-        assert "joint" not in app.results
+        assert "joint" not in app.state.results
 
 
 async def test_fuse_toggle_reruns_joint_and_shows_nemo_error() -> None:
@@ -153,20 +153,20 @@ async def test_fuse_toggle_reruns_joint_and_shows_nemo_error() -> None:
         assert panel.saved is not None and panel.saved.fuse_loss_wer  # the demo is saved fused
         await pilot.press("r")
         await settle(pilot)
-        assert app.results["joint"].status == "done"
+        assert app.state.results["joint"].status == "done"
 
         await pilot.press("f")
         await settle(pilot)
         changed = of_type(messages, FuseChanged)[-1]
         assert changed.fuse.mode == "as-saved" and changed.fuse.probe.startswith("raises")
-        assert app.results["joint"].status == "failed"  # rerun: NeMo's fused joint needs lengths
+        assert app.state.results["joint"].status == "failed"  # rerun: NeMo's fused joint needs lengths
         text = screen_text(app)
         assert "AS SAVED" in text and "fuse_loss_wer` is set" in text
 
         await pilot.press("f")
         await settle(pilot)
         assert of_type(messages, FuseChanged)[-1].fuse.mode == "validation"
-        assert app.results["joint"].status == "done"
+        assert app.state.results["joint"].status == "done"
         assert "→ logits of" in screen_text(app)
 
 
@@ -188,7 +188,7 @@ async def test_bad_picks_notify_and_keep_the_session(small: dict[str, Path], tmp
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        session = app.session
+        session = app.state.session
         not_audio = tmp_path / "notes.wav"
         not_audio.write_text("not audio")
         for pick, bad in ((app.open_path, small["ctc"]), (app.open_path, tmp_path / "missing.nemo"),
@@ -197,7 +197,7 @@ async def test_bad_picks_notify_and_keep_the_session(small: dict[str, Path], tmp
             await settle(pilot)
             note = list(app._notifications)[-1]
             assert note.severity == "error" and bad.name in note.title, note
-            assert app.session is session
+            assert app.state.session is session
             assert "demo-rnnt.nemo" in screen_text(app) and "restored · ready" in screen_text(app)
         assert any("CTC" in n.message and n.severity == "error" for n in app._notifications)
 
@@ -221,7 +221,7 @@ async def test_pick_by_key_opens_the_new_checkpoint_and_remembers_it(small: dict
         await pilot.press("enter")
         await pilot.pause(0.2)
         await ready(pilot)
-        assert app.session is not first and app.checkpoint == small["rnnt-char"]
+        assert app.state.session is not first and app.state.checkpoint == small["rnnt-char"]
         assert "rnnt-char.nemo" in screen_text(app)
     recent = Recent.load()
     assert recent.checkpoints[0] == str(small["rnnt-char"].resolve())
@@ -241,7 +241,7 @@ async def test_export_writes_json_markdown_and_svg(tmp_path: Path, capsys: pytes
         await settle(pilot)
         await pilot.press("e")
         await settle(pilot)
-        assert app.session is not None
+        assert app.state.session is not None
         app.action_export_to()  # the palette's "Export to a directory…"
         await pilot.pause(0.2)
         assert type(app.screen).__name__ == "SelectDirectory"
@@ -272,8 +272,8 @@ async def test_coreml_is_shown_disabled_with_its_reason_and_the_reference_still_
     app = make_app(against="coreml")
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await wait_for(pilot, lambda: "coreml" in app.availability, "the runtime check")
-        assert not app.availability["coreml"].ok
+        await wait_for(pilot, lambda: "coreml" in app.state.availability, "the runtime check")
+        assert not app.state.availability["coreml"].ok
         await pilot.press("5")
         text = screen_text(app)
         assert "Core ML: not available here" in text
@@ -283,14 +283,14 @@ async def test_coreml_is_shown_disabled_with_its_reason_and_the_reference_still_
         assert any("cannot run here" in (n.title or "") for n in app._notifications)
         await pilot.press("r")
         await settle(pilot)
-        assert app.results["encoder"].status == "reference-only"
-        assert app.results["decode"].status in ("reference-only", "done")
+        assert app.state.results["encoder"].status == "reference-only"
+        assert app.state.results["decode"].status in ("reference-only", "done")
 
         app.query_one("#against-onnx", RadioButton).value = True  # switch to ONNX Runtime: a new session
         await pilot.pause(0.3)
         await ready(pilot)
-        assert app.session is not None and app.session.candidate_label == "ONNX Runtime"
-        assert app.options.against == "onnx"
+        assert app.state.session is not None and app.state.session.candidate_label == "ONNX Runtime"
+        assert app.state.options.against == "onnx"
         assert app.query_one("#against-coreml", RadioButton).disabled
 
         runs = app.query_one("#runs", Input)
@@ -299,7 +299,7 @@ async def test_coreml_is_shown_disabled_with_its_reason_and_the_reference_still_
         await pilot.press("enter")  # timed runs: a new session with the new settings
         await pilot.pause(0.3)
         await ready(pilot)
-        assert app.session.runs == 2
+        assert app.state.session.runs == 2
 
 
 async def test_help_palette_and_sweep_screens() -> None:
@@ -342,8 +342,8 @@ async def test_quit_while_loading_is_clean() -> None:
         await pilot.press("q")
         await wait_for(pilot, lambda: app._exit, "the exit", timeout=60)
     assert app.return_code in (0, None)
-    assert isinstance(app.engine, ProcessEngine)
-    proc = app.engine._proc
+    assert isinstance(app.client.engine, ProcessEngine)
+    proc = app.client.engine._proc
     assert proc is None or proc.wait(10) is not None  # the engine process (mid-import) went with the app
 
 
@@ -353,18 +353,18 @@ async def test_an_engine_process_that_dies_is_reported_and_the_app_recovers() ->
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        assert isinstance(app.engine, ProcessEngine) and app.engine._proc is not None
-        app.engine._proc.kill()  # as the kernel's OOM killer would
+        assert isinstance(app.client.engine, ProcessEngine) and app.client.engine._proc is not None
+        app.client.engine._proc.kill()  # as the kernel's OOM killer would
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), "the error modal")
         assert "engine process stopped unexpectedly" in screen_text(app)
         await pilot.press("escape")
-        assert app.session is None and "o opens a checkpoint" in screen_text(app)
-        app.open_checkpoint(demo_checkpoint(), demo_audio(), app.options, app.joint_mode)  # a fresh engine
+        assert app.state.session is None and "o opens a checkpoint" in screen_text(app)
+        app.open_checkpoint(demo_checkpoint(), demo_audio())  # a fresh engine
         await ready(pilot)
         await pilot.press("r")
         await settle(pilot)
-        assert [app.results[name].status for name in ("encoder", "decoder", "joint")] == ["done"] * 3
+        assert [app.state.results[name].status for name in ("encoder", "decoder", "joint")] == ["done"] * 3
 
 
 UI_PROCESS_SCRIPT = """
@@ -376,14 +376,14 @@ from rnnt_tui.paths import demo_audio, demo_checkpoint
 async def main():
     app = RnntApp(demo_checkpoint(), demo_audio(), RuntimeChoices())
     async with app.run_test(size=(120, 40)) as pilot:
-        while app.session is None:
+        while app.state.session is None:
             await pilot.pause(0.1)
         await pilot.press("r")
-        while "decode" not in app.results:
+        while "decode" not in app.state.results:
             await pilot.pause(0.1)
-        statuses = {name: result.status for name, result in app.results.items()}
+        statuses = {name: result.status for name, result in app.state.results.items()}
     heavy = sorted(m for m in ("torch", "nemo", "onnxruntime", "coremltools", "lightning") if m in sys.modules)
-    print(json.dumps({"statuses": statuses, "heavy": heavy, "agree": app.decode.first_divergence is None}))
+    print(json.dumps({"statuses": statuses, "heavy": heavy, "agree": app.state.decode.first_divergence is None}))
 
 asyncio.run(main())
 """
@@ -399,17 +399,29 @@ def test_the_ui_process_never_imports_torch_nemo_or_the_runtimes() -> None:
 
 
 async def test_cancel_leaves_a_working_app() -> None:
+    """Esc mid-step: the end state is set by the cancel itself (nothing the engine still finishes changes it);
+    the test waits on the run's own end message, never on time."""
+    from rnnt_tui.core.pipeline.events import StepStarted
+
     messages: list[Message] = []
     app = make_app()
     async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
         await ready(pilot)
-        await pilot.press("r", "escape")
-        await settle(pilot)
-        assert all(app.pipeline.status(name) != "running" for name in STEPS)
         await pilot.press("r")
-        await settle(pilot)
-        assert [r.status for r in app.results.values()].count("done") >= 3
+        await wait_for(pilot, lambda: bool(of_type(messages, StepStarted)), "a step to start")
+        await pilot.press("escape")
+        assert all(app.pipeline.status(name) not in ("running", "preparing") for name in STEPS)
+        assert "cancelled" in [app.pipeline.status(name) for name in STEPS]
+        assert app.status.text == "Cancelled"
+        await wait_for(pilot, lambda: bool(of_type(messages, JobDone)), "the cancelled run's end")
+        await pilot.pause(0)  # let every message queued before it be handled
+        assert all(app.pipeline.status(name) not in ("running", "preparing") for name in STEPS)
+        assert app.status.text == "Cancelled"
+        ended = len(of_type(messages, JobDone))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(of_type(messages, JobDone)) > ended, "the second run")
         assert of_type(messages, JobDone)[-1].text.startswith("Done")
+        assert [r.status for r in app.state.results.values()].count("done") >= 3
 
 
 async def test_unwritable_export_is_a_notification_and_errors_open_a_modal(tmp_path: Path) -> None:
@@ -424,7 +436,7 @@ async def test_unwritable_export_is_a_notification_and_errors_open_a_modal(tmp_p
         await settle(pilot)
         note = list(app._notifications)[-1]
         assert note.severity == "error" and "reports" in note.message
-        assert app.session is not None
+        assert app.state.session is not None
 
         app.push_screen(ErrorScreen("Something went wrong while testing", "RuntimeError: boom",
                                     "Traceback (most recent call last):\n  ...\nRuntimeError: boom"))
@@ -446,8 +458,8 @@ async def test_a_mismatching_candidate_is_marked(monkeypatch: pytest.MonkeyPatch
         await ready(pilot)
         await pilot.press("r")
         await settle(pilot)
-        assert app.results["joint"].status == "mismatch"
-        assert app.results["encoder"].status == "done"
+        assert app.state.results["joint"].status == "mismatch"
+        assert app.state.results["encoder"].status == "done"
         assert str(app.query_one(DiffsTable).get_cell("joint/logits", "result")) == "FAIL"
         assert "✗ mismatch" in screen_text(app)
         await pilot.press("3")
@@ -460,7 +472,7 @@ async def test_a_bad_checkpoint_on_the_command_line_leaves_the_app_usable(tmp_pa
         await settle(pilot)
         note = list(app._notifications)[-1]
         assert note.severity == "error" and "nope.nemo" in note.title
-        assert app.session is None
+        assert app.state.session is None
         assert "o opens a checkpoint" in screen_text(app)
         await pilot.press("r")  # nothing to run yet: a warning, no crash
         assert list(app._notifications)[-1].severity == "warning"
@@ -486,7 +498,7 @@ async def test_a_conversion_crash_shows_its_traceback_folded(monkeypatch: pytest
         assert "Traceback" not in screen_text(app)  # folded: not on screen until opened
         await pilot.press("escape")
         await ready(pilot)
-        assert app.session is not None and app.session.candidate_note is not None
+        assert app.state.session is not None and app.state.session.candidate_note is not None
 
 
 async def test_corpus_tab_runs_a_manifest_opens_an_utterance_and_returns(tmp_path: Path) -> None:
@@ -517,7 +529,7 @@ async def test_corpus_tab_runs_a_manifest_opens_an_utterance_and_returns(tmp_pat
         restores = len(of_type(messages, ModelRestored))
         table.focus()
         await pilot.press("down", "enter")
-        await wait_for(pilot, lambda: app.audio_path.name == clips[1]["audio"] and "decode" in app.results,
+        await wait_for(pilot, lambda: app.state.audio_path.name == clips[1]["audio"] and "decode" in app.state.results,
                        "the utterance in the explorer", timeout=120)
         await ready(pilot)
         assert len(of_type(messages, ModelRestored)) == restores  # same restored model
@@ -544,12 +556,12 @@ async def test_a_recorded_bundle_opens_like_a_checkpoint(tmp_path: Path) -> None
         assert summaries and summaries[0].recorded and not of_type(messages, ModelRestored)
         assert "recorded reference" in screen_text(app)
         await pilot.press("r")
-        await wait_for(pilot, lambda: "decode" in app.results and not busy(app), "every step")
-        statuses = {n: r.status for n, r in app.results.items()}
+        await wait_for(pilot, lambda: "decode" in app.state.results and not busy(app), "every step")
+        statuses = {n: r.status for n, r in app.state.results.items()}
         assert statuses.pop("preprocessor") == "reference-only"  # ONNX Runtime has no preprocessor
-        assert set(statuses.values()) == {"done"}, {n: r.error for n, r in app.results.items()}
-        assert app.labels["reference"].endswith("(recorded)")
-        assert app.decode is not None and app.decode.first_divergence is None
+        assert set(statuses.values()) == {"done"}, {n: r.error for n, r in app.state.results.items()}
+        assert app.state.labels["reference"].endswith("(recorded)")
+        assert app.state.decode is not None and app.state.decode.first_divergence is None
 
 
 async def test_precision_screen_certifies_the_conversion_in_the_mil_interpreter() -> None:

@@ -28,8 +28,8 @@ def demo_app() -> RnntApp:
 async def settled(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, RnntApp)
-    deadline = time.monotonic() + 90
-    while app.session is None or any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
+    deadline = time.monotonic() + 300
+    while app.state.session is None or any(w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers):
         assert time.monotonic() < deadline, "the app did not settle"
         await pilot.pause(0.05)
     await pilot.pause(0.2)

@@ -1,29 +1,38 @@
 """What the keys and the command palette do: run steps, switch the joint's mode, pick files, export, quit.
 
-The second half of `RnntApp`'s behaviour (the first, showing what workers report, is `controller.Controller`).
-Each action only starts a worker or a screen; results come back as messages.
+The second half of `RnntApp`'s behaviour (the first, showing what the engine reports, is `controller.Controller`).
+Each action only changes the state's choices and starts a call (`app.RnntApp`'s workers, through the engine
+client) or a screen; results come back as messages.
 """
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.binding import Binding
 from textual.widgets import TabbedContent
 from textual.worker import WorkerState
 
 from rnnt_tui.app.choices import RuntimeChoices
-from rnnt_tui.app.controller import Controller
+from rnnt_tui.app.client import Call
+from rnnt_tui.app.draw import Drawing
 from rnnt_tui.app.engine import export_directory, export_stem
+from rnnt_tui.app.messages import Exported, JobDone, RuntimesChecked, message_for
 from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 from rnnt_tui.core.components import STEPS
+from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
+
+if TYPE_CHECKING:
+    from rnnt_tui.app.engine import Envelope
+    from rnnt_tui.app.screens.precision import PrecisionScreen
+    from rnnt_tui.app.screens.sweep import SweepScreen
 
 #: what the clip picker takes as a corpus rather than a clip: a NeMo manifest, a list of paths, or a folder
 MANIFEST_SUFFIXES = (".json", ".jsonl", ".txt", ".lst")
@@ -49,8 +58,13 @@ PALETTE_TITLES = {
 }
 
 
-class Actions(Controller):
-    """The app's actions (bound to keys and listed in the command palette)."""
+class Actions(Drawing):
+    """The app's actions (bound to keys and listed in the command palette) and the engine calls they start."""
+
+    manifest: Path | None
+    export_dir: Path
+    from_corpus: bool = False
+    run_when_ready: bool = False  # an utterance opened from the Corpus tab runs every step at once
 
     # -- messages from widgets ----------------------------------------------------------------------
     def on_pipeline_strip_selected(self, message: PipelineStrip.Selected) -> None:
@@ -76,7 +90,7 @@ class Actions(Controller):
         return False
 
     def _has_session(self) -> bool:
-        if self.session is None:
+        if self.state.session is None:
             self.notify("The model is still loading; press it again once the status line says Ready.",
                         severity="warning")
             return False
@@ -85,7 +99,7 @@ class Actions(Controller):
     def action_next_step(self) -> None:
         if not self._has_session() or self._busy_running():
             return
-        todo = [name for name in STEPS if name not in self.results]
+        todo = self.state.todo()
         if not todo:
             self.notify("Every step has run: x reruns the selected one, r runs them all again.")
             return
@@ -94,7 +108,6 @@ class Actions(Controller):
 
     def action_run_all(self) -> None:
         if self._has_session():
-            self.workers.cancel_group(self, "steps")
             self.query_one(TabbedContent).active = "tab-tables"
             self.run_steps(list(STEPS))
 
@@ -103,10 +116,22 @@ class Actions(Controller):
             self.query_one(TabbedContent).active = "tab-step"
             self.run_steps([self.pipeline.selected])
 
+    def cancel_calls(self, *groups: str) -> list[str]:
+        """Cancel the running calls of `groups` at once: their flags set, their late events dropped, the steps
+        they were running shown cancelled now (the end state does not depend on when the engine stops)."""
+        calls = self.client.cancel(groups)
+        for group in groups:
+            self.workers.cancel_group(self, group)
+        if calls:
+            self.state.cancel_running()
+            self.draw_steps()
+            self.show_step_detail()
+        return [call.cancelled_text for call in calls]
+
     def action_cancel(self) -> None:
-        groups = ("steps", "fuse", "model", "export", "sweep", "corpus", "precision")
-        cancelled = [w for g in groups for w in self.workers.cancel_group(self, g)]
+        cancelled = self.cancel_calls("steps", "fuse", "model", "export", "sweep", "corpus", "precision")
         if cancelled:
+            self.status.idle(cancelled[-1], style="yellow")
             return
         if self.from_corpus:  # Esc returns from an utterance opened in the Corpus tab
             self.from_corpus = False
@@ -126,7 +151,7 @@ class Actions(Controller):
         if self.corpus_running():
             self.notify("A corpus is running: Esc stops it (what finished is kept).", timeout=4)
             return
-        self.workers.cancel_group(self, "steps")
+        self.cancel_calls("steps")
         self.query_one(TabbedContent).active = "tab-corpus"
         self.status.working(f"Corpus: reading {manifest.name}…")
         self.run_corpus(manifest)
@@ -150,48 +175,51 @@ class Actions(Controller):
         self.query_one(TabbedContent).active = tab
 
     def action_toggle_fuse(self) -> None:
-        self.request_joint_mode(AS_SAVED if self.joint_mode == VALIDATION else VALIDATION)
+        self.request_joint_mode(AS_SAVED if self.state.joint_mode == VALIDATION else VALIDATION)
 
     def request_joint_mode(self, mode: str) -> None:
-        self.joint_mode = mode
+        self.state.joint_mode = mode
         panel = self.query_one(FusePanel)
-        if self.session is None:
+        if self.state.session is None:
             panel.show_pending(mode)
             self.notify(f"The joint will be in {mode} mode once the model is restored.", title="Joint mode")
             return
         panel.show_pending(mode)
-        self.workers.cancel_group(self, "steps")
-        self.switch_joint_mode(mode, rerun="joint" in self.results)
+        self.cancel_calls("steps")
+        self.switch_joint_mode(mode, rerun="joint" in self.state.results)
 
     def apply_options(self, options: RuntimeChoices) -> None:
-        self.options = options
+        s = self.state
+        s.options = options
         self.query_one(RuntimePanel).set_options(options)
-        self.labels["candidate"] = RUNTIME_LABELS.get(options.against, options.against)
+        s.labels["candidate"] = RUNTIME_LABELS.get(options.against, options.against)
         self.show_header()
-        if self.session is None:
+        if s.session is None:
             return
-        self.workers.cancel_group(self, "steps")
-        self.pipeline.reset(Status.PREPARING)
-        self.rebuild_session(None, options, self.joint_mode)
+        self.cancel_calls("steps")
+        s.set_steps(Status.PREPARING)
+        self.draw_steps()
+        self.rebuild_session()
 
     def action_pick_checkpoint(self) -> None:
         from rnnt_tui.app.screens.pick import PickFileScreen, checkpoint_kind
 
-        self.push_screen(PickFileScreen(checkpoint_kind(), self.checkpoint, self.recent.existing("checkpoints")),
+        self.push_screen(PickFileScreen(checkpoint_kind(), self.state.checkpoint,
+                                        self.recent.existing("checkpoints")),
                          self.open_path)
 
     def action_pick_audio(self) -> None:
         from rnnt_tui.app.screens.pick import PickFileScreen, audio_kind
 
-        self.push_screen(PickFileScreen(audio_kind(), self.audio_path, self.recent.existing("audio")),
+        self.push_screen(PickFileScreen(audio_kind(), self.state.audio_path, self.recent.existing("audio")),
                          self.open_audio)
 
     def open_path(self, path: Path | None) -> None:
         if path is None:
             return
-        self.workers.cancel_group(self, "steps")
+        self.cancel_calls("steps")
         self.status.working(f"Reading {path.name}…")
-        self.open_checkpoint(path, self.audio_path, self.options, self.joint_mode)
+        self.open_checkpoint(path)
 
     def open_audio(self, path: Path | None) -> None:
         if path is None:
@@ -199,18 +227,18 @@ class Actions(Controller):
         if is_manifest(path):
             self.start_corpus(path)
             return
-        if self.session is None:
-            self.audio_path = path
-            self.open_checkpoint(self.checkpoint, path, self.options, self.joint_mode)
+        if self.state.session is None:
+            self.state.audio_path = path
+            self.open_checkpoint(self.state.checkpoint, path)
             return
-        self.workers.cancel_group(self, "steps")
+        self.cancel_calls("steps")
         self.status.working(f"Reading {path.name}…")
-        self.rebuild_session(path, self.options, self.joint_mode)
+        self.rebuild_session(path)
 
     def action_export(self, directory: Path | None = None) -> None:
         if not self._has_session():
             return
-        target = export_directory(directory or self.export_dir, self.checkpoint)
+        target = export_directory(directory or self.export_dir, self.state.checkpoint)
         stem = export_stem(target)
         try:
             target.mkdir(parents=True, exist_ok=True)
@@ -234,7 +262,8 @@ class Actions(Controller):
     def action_sweep(self) -> None:
         from rnnt_tui.app.screens.sweep import SweepScreen
 
-        self.push_screen(SweepScreen(self.availability.get("coreml"), self.options.against, self.run_sweep))
+        self.push_screen(SweepScreen(self.state.availability.get("coreml"), self.state.options.against,
+                                     self.run_sweep))
 
     def action_precision(self) -> None:
         from rnnt_tui.app.screens.precision import PrecisionScreen
@@ -245,24 +274,24 @@ class Actions(Controller):
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
         self.recent.theme = self.theme
-        self.recent.save()
+        self.save_recent()
 
     async def action_quit(self) -> None:
         """Quit; if a background job is running, cancel it (stopping the engine process ends it at once) and
         wait for its thread on screen (q again leaves at once)."""
         busy = [w for w in self.workers if w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
-        if (not busy and not self.engine.active) or getattr(self, "_quitting", False):
+        if (not busy and not self.client.active) or getattr(self, "_quitting", False):
             self.exit()
             return
         self._quitting = True
         for worker in busy:
             worker.cancel()
-        self.engine.stop()
+        self.client.stop()
         self.status.working("Stopping the background job…")
         self.set_interval(0.1, self._exit_when_idle)
 
     def _exit_when_idle(self) -> None:
-        if not self.engine.active:
+        if not self.client.active:
             self.exit()
 
     def action_help(self) -> None:
@@ -286,3 +315,96 @@ class Actions(Controller):
         for p in self.recent.existing("audio"):
             commands.append((f"Open recent clip {p.name}", str(p), partial(self.open_audio, p)))
         return commands
+
+    # -- calls: each begins on this thread (so a cancel or a newer call makes its events stale at once) and
+    #    runs in a thread worker that calls the engine through the client and reports by messages ------------
+    def post_envelope(self, envelope: Envelope) -> None:
+        """What the engine emits, posted as the message of its event's type (thread-safe; one thread posts
+        every event of a `ProcessEngine`, so they queue in the order the engine emitted them)."""
+        self.post_message(message_for(envelope))
+
+    def check_runtimes(self) -> None:
+        self.run_worker(self._check_runtimes, thread=True, exclusive=True, exit_on_error=False, group="runtimes",
+                        description="checking runtimes")
+
+    def _check_runtimes(self) -> None:
+        with self.client.engine.track():
+            self.post_message(RuntimesChecked(self.client.check_runtimes()))
+
+    def open_checkpoint(self, path: Path, audio: Path | None = None) -> None:
+        """Open `path` (a checkpoint or bundle) with `audio` (by default the clip open now)."""
+        request = self.state.request(audio, path)
+        call = self.client.begin("model", f"Cancelled opening {path.name}")
+        self._call(call, "opening the checkpoint", "open_checkpoint", request)
+
+    def rebuild_session(self, audio: Path | None = None) -> None:
+        """A new session on the restored model: another clip, or the choices changed."""
+        call = self.client.begin("model", "Cancelled preparing the runtimes")
+        self._call(call, "preparing the session", "rebuild", self.state.request(audio))
+
+    def run_corpus(self, manifest: Path) -> None:
+        call = self.client.begin("corpus", "Corpus run stopped; what finished is kept")
+        self._call(call, "corpus run", "run_corpus", manifest, done=f"Corpus {manifest.name} done")
+
+    def run_steps(self, names: list[str]) -> None:
+        call = self.client.begin("steps")
+        self._call(call, "running steps", "run_steps", list(names), done="Done: " + ", ".join(names))
+
+    def switch_joint_mode(self, mode: str, rerun: bool) -> None:
+        call = self.client.begin("fuse")
+        self._call(call, "switching the joint mode", "set_joint_mode", mode, rerun,
+                   done=f"Joint in {mode} mode" + (" (joint rerun)" if rerun else ""))
+
+    def _call(self, call: Call, description: str, method: str, *args: Any, done: str | None = None) -> None:
+        self.run_worker(partial(self._run_call, call, method, args, done), thread=True, exclusive=True,
+                        exit_on_error=False, group=call.group, description=description)
+
+    def _run_call(self, call: Call, method: str, args: tuple[Any, ...], done: str | None) -> None:
+        """In the worker thread: the engine call; its end as a `JobDone` (after every event it emitted)."""
+        with self.client.running(call):
+            try:
+                self.client.run(call, method, *args)
+            except CancelledError:
+                self.post_message(JobDone(call.group, call.cancelled_text, cancelled=True, call=call.id))
+                return
+            if done is not None:
+                self.post_message(JobDone(call.group, done, call=call.id))
+
+    def write_report(self, directory: Path, stem: str, screenshot: Path) -> None:
+        self.run_worker(partial(self._write_report, directory, stem, screenshot), thread=True, exclusive=True,
+                        exit_on_error=False, group="export", description="writing the report")
+
+    def _write_report(self, directory: Path, stem: str, screenshot: Path) -> None:
+        with self.client.engine.track():
+            paths = self.client.export(directory, stem)
+            self.post_message(Exported([*paths, screenshot]))
+
+    def run_precision(self, screen: PrecisionScreen, precision: str, weights: str | None) -> None:
+        call = self.client.begin("precision", "Precision analysis cancelled")
+        self.run_worker(partial(self._precision_call, call, screen, precision, weights), thread=True,
+                        exclusive=True, exit_on_error=False, group="precision", description="certifying precision")
+
+    def _precision_call(self, call: Call, screen: PrecisionScreen, precision: str, weights: str | None) -> None:
+        with self.client.running(call):
+            try:
+                report = self.client.run(call, "precision", precision, weights)
+            except CancelledError:
+                self.post_message(JobDone("precision", call.cancelled_text, cancelled=True, call=call.id))
+                return
+            from rnnt_tui.app.screens.precision import PrecisionDone  # the screen's module: loaded when it opened
+
+            screen.post_message(PrecisionDone(report))
+            self.post_message(JobDone("precision", f"Precision ({precision}): {report.get('status')}", call=call.id))
+
+    def run_sweep(self, screen: SweepScreen) -> None:
+        call = self.client.begin("sweep")
+        self.run_worker(partial(self._sweep_call, call, screen), thread=True, exclusive=True, exit_on_error=False,
+                        group="sweep", description="compute-unit sweep")
+
+    def _sweep_call(self, call: Call, screen: SweepScreen) -> None:
+        with self.client.running(call):
+            rows = self.client.run(call, "sweep")
+            from rnnt_tui.app.screens.sweep import SweepDone  # the screen's module: loaded when it opened
+
+            screen.post_message(SweepDone(rows))
+            self.post_message(JobDone("sweep", "Sweep done", call=call.id))

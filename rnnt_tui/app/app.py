@@ -1,10 +1,13 @@
-"""The rnnt-tui app: layout, key bindings, the background workers and the one place errors are handled.
+"""The rnnt-tui app: layout, key bindings, and the one place errors are handled.
 
-Every piece of work (summary, restore, export/convert, steps, mode switch, report) runs in a thread worker
-(`@work(thread=True, exclusive=True, exit_on_error=False)`) that calls the engine - by default a
-`engine_process.ProcessEngine`, which runs `engine.Engine` and so the core, NeMo and the runtimes in a child process
-- and relays the messages it posts; `controller.Controller` shows what arrives, `actions.Actions` holds what the
-keys do. Worker failures land in one `Worker.StateChanged` handler: a bad file becomes a notification naming it (the
+How it is put together (each part only uses the ones before it):
+- `client.EngineClient` - every engine call, with an id; which events still count (Textual-free);
+- `engine_process.ProcessEngine` (default) runs `engine.Engine`, and so the core, NeMo and the runtimes, in a child
+  process; the events it emits come back enveloped (call, session, order) and in order;
+- `state.AppState` - what the screen shows, as plain data, folded from accepted events (Textual-free);
+- `draw.Drawing` - the widgets drawn from the state; `actions.Actions` - what the keys do and the calls they
+  start (each in a thread worker); `controller.Controller` - one handler per event type: accept, apply, draw.
+Worker failures land in one `Worker.StateChanged` handler: a bad file becomes a notification naming it (the
 current session stays), anything unexpected a modal with the details. Nothing here computes a number.
 """
 
@@ -13,23 +16,25 @@ from __future__ import annotations
 import gc
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Label, Static, TabbedContent, TabPane
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
-from rnnt_tui.app.actions import Actions
 from rnnt_tui.app.choices import RuntimeChoices
+from rnnt_tui.app.client import EngineClient
 from rnnt_tui.app.commands import RnntCommands
-from rnnt_tui.app.engine import Engine, WorkerCancel
+from rnnt_tui.app.controller import Controller
+from rnnt_tui.app.engine import Engine
 from rnnt_tui.app.engine_process import EngineStoppedError, ProcessEngine
-from rnnt_tui.app.messages import CoreEvent, Exported, JobDone, RuntimesChecked
+from rnnt_tui.app.messages import Exported
 from rnnt_tui.app.recent import Recent
 from rnnt_tui.app.screens.error import ErrorScreen
+from rnnt_tui.app.state import AppState
 from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.detail import DetailView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
@@ -41,11 +46,12 @@ from rnnt_tui.app.widgets.status import StatusLine
 from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
 from rnnt_tui.app.widgets.transcript import TranscriptView
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError, StepFailedError
-from rnnt_tui.core.fuse import VALIDATION
 
 if TYPE_CHECKING:
-    from rnnt_tui.app.screens.precision import PrecisionScreen
-    from rnnt_tui.app.screens.sweep import SweepScreen
+    from rnnt_tui.core.pipeline.events import SessionView
+    from rnnt_tui.core.results import StepResult
+    from rnnt_tui.core.summary import ModelSummary
+    pass
 
 NARROW = 120  # columns below which the overview stacks tighter
 
@@ -56,7 +62,7 @@ def _b(key: str, action: str, description: str, tooltip: str, *, show: bool = Tr
                    tooltip=tooltip, id=f"rnnt.{action}")
 
 
-class RnntApp(Actions, App[int]):
+class RnntApp(Controller, App[int]):
     """Pick a checkpoint and a clip, see the model and its joint's fuse mode, step through the comparison."""
 
     TITLE = "rnnt-tui"
@@ -100,16 +106,29 @@ class RnntApp(Actions, App[int]):
         holds this process's GIL); an in-process `Engine` serves tests that patch the core. `manifest`: a corpus
         to run as soon as the model is ready (its first clip opens in the explorer)."""
         super().__init__()
-        self.checkpoint = checkpoint
-        self.audio_path = audio
+        self.state = AppState(checkpoint, audio, options or RuntimeChoices())
         self.manifest = manifest
-        self.options = options or RuntimeChoices()
-        self.joint_mode = VALIDATION
         self.export_dir = export_dir or Path.cwd()
         self.is_mounted_layout = False
-        self.engine = engine if engine is not None else ProcessEngine()
+        self.client = EngineClient(engine if engine is not None else ProcessEngine(), self.post_envelope)
         self.recent = Recent.load()
-        self.init_state()
+
+    # read-only views of the state (callers outside the app read these; the app itself uses `self.state`)
+    @property
+    def session(self) -> SessionView | None:
+        return self.state.session
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.state.checkpoint
+
+    @property
+    def summary(self) -> ModelSummary | None:
+        return self.state.summary
+
+    @property
+    def results(self) -> dict[str, StepResult]:
+        return self.state.results
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -133,7 +152,7 @@ class RnntApp(Actions, App[int]):
             with TabPane("Transcripts", id="tab-transcripts"):
                 yield TranscriptView(id="transcripts")
             with TabPane("Runtimes", id="tab-runtimes"):
-                yield RuntimePanel(self.options, id="runtime-panel")
+                yield RuntimePanel(self.state.options, id="runtime-panel")
             with TabPane("Corpus", id="tab-corpus"):
                 yield CorpusView(id="corpus")
             with TabPane("Model", id="tab-model"):
@@ -148,7 +167,7 @@ class RnntApp(Actions, App[int]):
         self.show_header()
         self.query_one(DiffsTable).prime()
         self.query_one(ShapesTable).prime()
-        self.query_one(TimingsTable).prime(self.labels)
+        self.query_one(TimingsTable).prime(self.state.labels)
         self.show_step_detail()
 
     def on_ready(self) -> None:
@@ -157,10 +176,10 @@ class RnntApp(Actions, App[int]):
         again on every full collection (one such walk was a 60 ms stall here)."""
         gc.freeze()
         self.check_runtimes()
-        self.open_checkpoint(self.checkpoint, self.audio_path, self.options, self.joint_mode)
+        self.open_checkpoint(self.state.checkpoint)
 
     def on_unmount(self) -> None:
-        self.engine.stop()
+        self.client.stop()
 
     def on_resize(self) -> None:
         self.apply_layout()
@@ -183,95 +202,6 @@ class RnntApp(Actions, App[int]):
                 tabs.active = "tab-step"
             tabs.hide_tab("tab-model")
 
-    # -- workers: each calls the engine in a thread and reports by messages ---------------------------
-    def post_event(self, event: Any) -> None:
-        """What the engine emits (a core event), posted as a message (thread-safe)."""
-        self.post_message(CoreEvent(event))
-
-    def _cancel_flag(self) -> WorkerCancel:
-        return WorkerCancel(get_current_worker())
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="runtimes", description="checking runtimes")
-    def check_runtimes(self) -> None:
-        with self.engine.track():
-            self.post_message(RuntimesChecked(self.engine.check_runtimes()))
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="model", description="opening the checkpoint")
-    def open_checkpoint(self, path: Path, audio: Path, options: RuntimeChoices, joint_mode: str) -> None:
-        with self.engine.track():
-            try:
-                self.engine.open_checkpoint(options.request(path, audio, joint_mode), self.post_event,
-                                            self._cancel_flag())
-            except CancelledError:
-                self.post_message(JobDone("model", f"Cancelled opening {path.name}", cancelled=True))
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="model", description="preparing the session")
-    def rebuild_session(self, audio: Path | None, options: RuntimeChoices, joint_mode: str) -> None:
-        with self.engine.track():
-            try:
-                self.engine.rebuild(options.request(self.checkpoint, audio or self.audio_path, joint_mode),
-                                    self.post_event, self._cancel_flag())
-            except CancelledError:
-                self.post_message(JobDone("model", "Cancelled preparing the runtimes", cancelled=True))
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="corpus", description="corpus run")
-    def run_corpus(self, manifest: Path) -> None:
-        with self.engine.track():
-            try:
-                self.engine.run_corpus(manifest, self.post_event, self._cancel_flag())
-            except CancelledError:
-                self.post_message(JobDone("corpus", "Corpus run stopped; what finished is kept", cancelled=True))
-                return
-            self.post_message(JobDone("corpus", f"Corpus {manifest.name} done"))
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="steps", description="running steps")
-    def run_steps(self, names: list[str]) -> None:
-        with self.engine.track():
-            try:
-                self.engine.run_steps(names, self.post_event, self._cancel_flag())
-            except CancelledError:
-                self.post_message(JobDone("steps", "Cancelled", cancelled=True))
-                return
-            self.post_message(JobDone("steps", "Done: " + ", ".join(names)))
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="fuse", description="switching the joint mode")
-    def switch_joint_mode(self, mode: str, rerun: bool) -> None:
-        with self.engine.track():
-            try:
-                self.engine.set_joint_mode(mode, rerun, self.post_event, self._cancel_flag())
-            except CancelledError:
-                self.post_message(JobDone("fuse", "Cancelled", cancelled=True))
-                return
-            self.post_message(JobDone("fuse", f"Joint in {mode} mode" + (" (joint rerun)" if rerun else "")))
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="export", description="writing the report")
-    def write_report(self, directory: Path, stem: str, screenshot: Path) -> None:
-        with self.engine.track():
-            paths = self.engine.export(directory, stem)
-            self.post_message(Exported([*paths, screenshot]))
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="precision", description="certifying precision")
-    def run_precision(self, screen: PrecisionScreen, precision: str, weights: str | None) -> None:
-        with self.engine.track():
-            try:
-                report = self.engine.precision(precision, weights, self.post_event, self._cancel_flag())
-            except CancelledError:
-                self.post_message(JobDone("precision", "Precision analysis cancelled", cancelled=True))
-                return
-            from rnnt_tui.app.screens.precision import PrecisionDone  # the screen's module: loaded when it opened
-
-            screen.post_message(PrecisionDone(report))
-            self.post_message(JobDone("precision", f"Precision ({precision}): {report.get('status')}"))
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="sweep", description="compute-unit sweep")
-    def run_sweep(self, screen: SweepScreen) -> None:
-        with self.engine.track():
-            rows = self.engine.sweep(self.post_event, self._cancel_flag())
-            from rnnt_tui.app.screens.sweep import SweepDone  # the screen's module: loaded when it opened
-
-            screen.post_message(SweepDone(rows))
-            self.post_message(JobDone("sweep", "Sweep done"))
-
     # -- the one error handler ----------------------------------------------------------------------
     @on(Worker.StateChanged)
     def worker_failed(self, event: Worker.StateChanged) -> None:
@@ -288,14 +218,14 @@ class RnntApp(Actions, App[int]):
         elif isinstance(error, BadInputError):
             name = error.path.name if error.path is not None else "that file"
             self.notify(error.problem, title=f"Cannot use {name}", severity="error", timeout=10)
-            kept = "the current session is unchanged" if self.session is not None else "o opens a checkpoint"
+            kept = "the current session is unchanged" if self.state.session is not None else "o opens a checkpoint"
             self.job_ended(group, f"{name} not opened: {kept}")
             self.revert_pending()
         elif isinstance(error, RuntimeUnavailableError | StepFailedError) and group == "corpus":
             self.notify(str(error), title="The corpus cannot run", severity="warning", timeout=10)
             self.job_ended(group, "Corpus not run: the candidate cannot run here")
         elif isinstance(error, EngineStoppedError):  # the model went with the process: nothing to keep showing
-            self.session = None
+            self.state.stopped()
             self.reset_results()
             self.job_ended(group, "The engine process stopped: o opens a checkpoint", failed=True)
             self.revert_pending()

@@ -2,9 +2,11 @@
 
 Everything here runs in a worker thread - of the engine process (`engine_process`) when the app runs, of the app's
 own process in tests that patch the core - and talks to the UI only through `post(event)` with the pipeline's
-plain events (`core.pipeline.events`); it never touches a widget and never imports Textual. One lock serialises
-every use of the model, so a step, a mode switch and a rebuild never run on it at once; the core polls the cancel
-flag and raises `CancelledError`. No pipeline logic lives here: each method is one core call.
+plain events (`core.pipeline.events`), each in an `Envelope` naming the call it belongs to (the app's call id),
+the session it is about and its place in the engine's one order; it never touches a widget and never imports
+Textual. One lock serialises every use of the model, so a step, a mode switch and a rebuild never run on it at
+once; the core polls the cancel flag and raises `CancelledError`. No pipeline logic lives here: each method is one
+core call.
 
 Heavy libraries (torch, NeMo, onnxruntime, coremltools) load inside the core's functions, never at import.
 """
@@ -15,27 +17,31 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rnnt_tui.core.pipeline.events import Event
     from rnnt_tui.core.pipeline.pipeline import Pipeline, RuntimeChoice
     from rnnt_tui.core.pipeline.request import Request
     from rnnt_tui.core.sweep import SweepRow
 
-Post = Callable[[Any], object]
+Post = Callable[["Envelope"], object]
 
 
-class WorkerCancel(threading.Event):
-    """The cancel flag handed to the core; also reads as set once Textual cancels the worker (restart, quit)."""
+@dataclass(frozen=True)
+class Envelope:
+    """One core event as the engine emitted it. `call`: the app's id of the call it came from; `session`: the
+    session it is about (a new one for an open or rebuild, the current one otherwise); `seq`: its place in the
+    engine's single order (counted under one lock, so it is also the order on the pipe). The app applies events in
+    `seq` order and drops those of a call it cancelled or of a session older than the one on screen."""
 
-    def __init__(self, worker: Any = None) -> None:
-        super().__init__()
-        self._worker = worker
-
-    def is_set(self) -> bool:
-        return super().is_set() or bool(self._worker is not None and self._worker.is_cancelled)
+    call: int
+    session: int
+    seq: int
+    event: Event
 
 
 class ActiveWorkers:
@@ -65,60 +71,83 @@ class Engine(ActiveWorkers):
     """The pipeline the app shows, used only under `lock` by worker threads (in the app's own process here;
     `engine_process.ProcessEngine` runs this same class in a child process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, numbering_from: int = 0) -> None:
+        """`numbering_from`: where session ids and sequence numbers start (a replacement engine process starts
+        above its predecessor's, so the app orders its events after the old one's)."""
         super().__init__()
         self.lock = threading.Lock()
         self.pipeline: Pipeline | None = None
+        self.session_id = 0  # the session the pipeline holds now (0: none yet)
+        self._sessions = numbering_from  # the last session id handed out (a failed open or rebuild uses one up)
+        self._order = threading.Lock()
+        self._seq = numbering_from
 
-    def _pipeline(self, post: Post) -> Pipeline:
+    def emitter(self, post: Post, call: int, session: int) -> Callable[[Event], None]:
+        """The core's `emit` for one call: each event enveloped and numbered in the engine's one order."""
+
+        def emit(event: Event) -> None:
+            with self._order:  # numbering and sending under one lock: the pipe carries them in `seq` order
+                self._seq += 1
+                post(Envelope(call, session, self._seq, event))
+
+        return emit
+
+    def _pipeline(self, post: Post, call: int, session: int | None = None) -> Pipeline:
         from rnnt_tui.core.pipeline.pipeline import Pipeline
 
         if self.pipeline is None:
             self.pipeline = Pipeline()
-        self.pipeline.emit = post
+        self.pipeline.emit = self.emitter(post, call, self.session_id if session is None else session)
         return self.pipeline
 
-    def open_checkpoint(self, request: Request, post: Post, cancel: threading.Event) -> None:
+    def _next_session(self) -> int:
+        self._sessions += 1
+        return self._sessions
+
+    def open_checkpoint(self, request: Request, post: Post, cancel: threading.Event, call: int = 0) -> None:
         """Summary first (config only), then the clip, then NeMo's restore and the runtimes' preparation."""
         from rnnt_tui.core.bundle.replay import recording_for
         from rnnt_tui.core.pipeline.pipeline import Pipeline
 
-        fresh = Pipeline(post)
         with self.lock:
+            session = self._next_session()
+            fresh = Pipeline(self.emitter(post, call, session))
             fresh.open(request, cancel, reference=recording_for(request))  # a bundle: its recorded reference
-            old, self.pipeline = self.pipeline, fresh
+            old, self.pipeline, self.session_id = self.pipeline, fresh, session
         if old is not None:
             old.close()
 
-    def rebuild(self, request: Request, post: Post, cancel: threading.Event) -> None:
+    def rebuild(self, request: Request, post: Post, cancel: threading.Event, call: int = 0) -> None:
         """A new session on the restored model: another clip, runtime, compute unit, precision or run count."""
         with self.lock:
-            self._pipeline(post).rebuild(request, cancel)
+            session = self._next_session()
+            self._pipeline(post, call, session).rebuild(request, cancel)
+            self.session_id = session
 
-    def run_steps(self, names: Sequence[str], post: Post, cancel: threading.Event) -> None:
+    def run_steps(self, names: Sequence[str], post: Post, cancel: threading.Event, call: int = 0) -> None:
         with self.lock:
-            self._pipeline(post).run_steps(list(names), cancel)
+            self._pipeline(post, call).run_steps(list(names), cancel)
 
-    def set_joint_mode(self, mode: str, rerun: bool, post: Post, cancel: threading.Event) -> None:
+    def set_joint_mode(self, mode: str, rerun: bool, post: Post, cancel: threading.Event, call: int = 0) -> None:
         with self.lock:
-            self._pipeline(post).set_joint_mode(mode, rerun, cancel)
+            self._pipeline(post, call).set_joint_mode(mode, rerun, cancel)
 
     def check_runtimes(self) -> dict[str, RuntimeChoice]:
         from rnnt_tui.core.pipeline.pipeline import check_runtimes
 
         return check_runtimes()
 
-    def sweep(self, post: Post, cancel: threading.Event) -> list[SweepRow]:
+    def sweep(self, post: Post, cancel: threading.Event, call: int = 0) -> list[SweepRow]:
         """The Core ML compute-unit sweep on the current session's model and clip."""
         from rnnt_tui.core.sweep import sweep
 
         with self.lock:
-            session = self._pipeline(post).session
+            session = self._pipeline(post, call).session
             if session is None:
                 raise RuntimeError("the model is still loading")
-            return sweep(session, emit=post, cancel=cancel)
+            return sweep(session, emit=self.emitter(post, call, self.session_id), cancel=cancel)
 
-    def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event) -> None:
+    def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event, call: int = 0) -> None:
         """A corpus run on the open model and candidate (nothing restored or prepared again), its events
         forwarded as they come; results in the app's data dir, resumed when the same corpus is opened again."""
         from dataclasses import asdict
@@ -127,7 +156,8 @@ class Engine(ActiveWorkers):
         from rnnt_tui.paths import corpus_run_dir
 
         with self.lock:
-            pipe = self._pipeline(post)
+            pipe = self._pipeline(post, call)
+            emit = self.emitter(post, call, self.session_id)
             if pipe.request is None or pipe.facts is None or pipe.request.against is None:
                 raise RuntimeError("the model is still loading")
             opened = pipe.request
@@ -136,21 +166,23 @@ class Engine(ActiveWorkers):
             request = CorpusRequest(opened.checkpoint, manifest, opened.against or "", out, opened.options,
                                     settings=CORPUS_SETTINGS, resume=True)
             for event in run_corpus(request, cancel, pipeline=pipe):
-                post(event)
+                emit(event)
 
-    def precision(self, precision: str, weights: str | None, post: Post, cancel: threading.Event) -> dict[str, Any]:
+    def precision(self, precision: str, weights: str | None, post: Post, cancel: threading.Event,
+                  call: int = 0) -> dict[str, Any]:
         """The open model's conversion at `precision` certified on the open clip (core.precision.certify), as
         JSON: hazards per component with their ops and NeMo modules, lint, the decode check, the edge sweep."""
         from rnnt_tui.core.pipeline.events import progress_of
         from rnnt_tui.core.precision.certify import certify
 
         with self.lock:
-            pipe = self._pipeline(post)
+            pipe = self._pipeline(post, call)
             if pipe.loaded is None or pipe.session is None:
                 raise RuntimeError("certifying needs a restored checkpoint (a bundle holds no model to convert)")
             report = certify(pipe.loaded, pipe.session.audio.path, precision=precision, weights=weights,
                              max_seconds=30.0,
-                             progress=progress_of(post, "precision"), cancel=cancel)
+                             progress=progress_of(self.emitter(post, call, self.session_id), "precision"),
+                             cancel=cancel)
         return report.to_json()
 
     def stop(self) -> None:

@@ -1,7 +1,7 @@
 """The app's small memory across runs: recently opened checkpoints and clips, and the chosen theme.
 
 Stored as JSON at `paths.recent_files()` (the user state dir, RNNT_TUI_STATE_DIR overrides it). A missing or
-unreadable file is an empty memory; a failed write is ignored (remembering is a convenience, never an error).
+unreadable file is an empty memory; a failed write raises `OSError` (the app says so once, and goes on).
 """
 
 from __future__ import annotations
@@ -53,12 +53,14 @@ class Recent:
         return [Path(p) for p in getattr(self, kind) if Path(p).is_file()]
 
     def save(self, path: Path | None = None) -> None:
+        """Write atomically; `OSError` (an unwritable state dir, a full disk) is the caller's to report."""
         path = path or recent_files()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps({"checkpoints": self.checkpoints, "audio": self.audio, "theme": self.theme},
                                       indent=2))
             os.replace(tmp, path)
         except OSError:
-            pass
+            tmp.unlink(missing_ok=True)
+            raise

@@ -1,0 +1,193 @@
+"""What the app shows, as plain data, and how each core event changes it.
+
+Textual-free (unit-tested without it, `tests/test_app_state.py`): `AppState.apply(event)` folds one accepted event
+(`client.EngineClient.accept` has dropped stale ones) into the state; the app's handlers then draw the widgets from
+it. The state shown is only replaced when a new session is ready: until then a pending checkpoint's summary is on
+screen, and `revert` puts the current session back if the new one fails. Nothing here computes a number.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rnnt_tui.core.components import STEPS
+from rnnt_tui.core.fuse import VALIDATION, JointMode
+from rnnt_tui.core.names import RUNTIME_LABELS, Status
+from rnnt_tui.core.pipeline import events as ev
+
+if TYPE_CHECKING:
+    from rnnt_tui.app.choices import RuntimeChoices
+    from rnnt_tui.core.audio import Audio
+    from rnnt_tui.core.pipeline.pipeline import RuntimeChoice
+    from rnnt_tui.core.results import DecodeComparison, StepResult
+    from rnnt_tui.core.summary import ModelSummary
+
+BUSY = (Status.RUNNING, Status.PREPARING)
+
+
+def saved_mode(summary: ModelSummary) -> JointMode:
+    """The joint flags as the checkpoint's config has them (before NeMo restores it)."""
+    j = summary.joint
+    return JointMode(fuse_loss_wer=j.fuse_loss_wer, fused_batch_size=j.fused_batch_size, log_softmax=j.log_softmax)
+
+
+def runtime_fields(request: Any) -> tuple[Any, ...]:
+    """What a session was built with that a rebuild would change (not the paths, not the joint mode)."""
+    return request.against, request.options, request.settings.runs, request.settings.warmup
+
+
+@dataclass
+class AppState:
+    """The open comparison as the screen shows it. `summary` / `audio` / `model_status` may be a pending
+    checkpoint's (being opened); `session` is the last ready one."""
+
+    checkpoint: Path
+    audio_path: Path
+    options: RuntimeChoices
+    joint_mode: str = VALIDATION  # what the user asked for (the session's own is `session.fuse.mode`)
+    session: ev.SessionView | None = None
+    summary: ModelSummary | None = None
+    audio: Audio | None = None
+    recorded: bool = False
+    model_status: str | None = None
+    results: dict[str, StepResult] = field(default_factory=dict)
+    decode: DecodeComparison | None = None
+    steps: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STEPS, Status.PENDING))
+    step_extra: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STEPS, ""))
+    activity: tuple[str, float | None] | None = None  # the last progress: text and fraction
+    availability: dict[str, RuntimeChoice] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    probe: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            self.labels = {"reference": RUNTIME_LABELS["pytorch"], "candidate": self.candidate_fallback()}
+
+    def candidate_fallback(self) -> str:
+        return RUNTIME_LABELS.get(self.options.against, self.options.against)
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def set_steps(self, status: str, extra: str = "") -> None:
+        for name in STEPS:
+            self.steps[name], self.step_extra[name] = status, extra
+
+    def set_step(self, name: str, status: str, extra: str = "") -> None:
+        self.steps[name], self.step_extra[name] = status, extra
+
+    def todo(self) -> list[str]:
+        return [name for name in STEPS if name not in self.results]
+
+    def cancel_running(self) -> None:
+        """A cancel: every step running or preparing shows cancelled (nothing the engine still sends for the
+        cancelled call changes that: the client drops it)."""
+        for name in STEPS:
+            if self.steps[name] in BUSY:
+                self.set_step(name, Status.CANCELLED)
+        self.activity = None
+
+    def clear_results(self) -> None:
+        self.results, self.decode = {}, None
+
+    def revert(self) -> None:
+        """Back to the current session after a pick that failed part way (or to nothing open)."""
+        self.activity = None
+        self.set_steps(Status.PENDING)
+        if self.session is None:
+            self.summary, self.audio, self.model_status = None, None, "no model open · o opens a checkpoint"
+            self.clear_results()
+            return
+        s = self.session
+        self.summary, self.audio = s.summary, s.audio
+        self.model_status = "recorded reference · ready" if self.recorded else "restored · ready"
+        for name, result in self.results.items():
+            self.set_step(name, result.status)
+
+    def stopped(self) -> None:
+        """The engine process ended: the model went with it."""
+        self.session = None
+        self.clear_results()
+        self.revert()
+
+    def request(self, clip: Path | None = None, checkpoint: Path | None = None) -> Any:
+        """The core request for the current choices."""
+        return self.options.request(checkpoint or self.checkpoint, clip or self.audio_path, self.joint_mode)
+
+    def needs_rebuild(self) -> bool:
+        """Settings changed while the session on screen was being built."""
+        s = self.session
+        return s is not None and s.options is not None and \
+            runtime_fields(s.options) != runtime_fields(self.request(s.audio.path, s.path))
+
+    # -- events ----------------------------------------------------------------------------------------
+    @functools.singledispatchmethod
+    def apply(self, event: ev.Event) -> None:
+        """Fold one event in (events that change nothing shown are ignored)."""
+
+    @apply.register
+    def _(self, event: ev.SummaryRead) -> None:
+        self.summary, self.recorded = event.summary, event.recorded
+        self.model_status = ("recorded reference (a bundle: NeMo does not run)" if event.recorded
+                             else "restoring with NeMo…")
+        self.set_steps(Status.PREPARING)
+
+    @apply.register
+    def _(self, event: ev.ClipLoaded) -> None:
+        self.audio = event.audio
+
+    @apply.register
+    def _(self, event: ev.ModelRestored) -> None:
+        self.model_status = f"restored in {event.restore_s:.1f} s; preparing runtimes…"
+
+    @apply.register
+    def _(self, event: ev.Progress) -> None:
+        self.activity = (event.text, event.fraction)
+        extra = f" {event.fraction:.0%}" if event.fraction is not None else ""
+        if event.job == "prepare":
+            self.set_steps(Status.PREPARING, extra)
+        elif event.job == "step":
+            for name in STEPS:
+                if self.steps[name] == Status.RUNNING:
+                    self.set_step(name, Status.RUNNING, extra)
+
+    @apply.register
+    def _(self, event: ev.SessionReady) -> None:
+        view = event.view
+        self.session, self.summary, self.audio = view, view.summary, view.audio
+        self.checkpoint, self.audio_path = view.path, view.audio.path
+        self.recorded = "recorded" in view.reference_label
+        self.labels = {"reference": view.reference_label, "candidate": view.candidate_label or
+                       self.candidate_fallback()}
+        self.model_status = "recorded reference · ready" if self.recorded else "restored · ready"
+        self.probe = view.fuse.probe
+        self.clear_results()
+        self.set_steps(Status.PENDING)
+        self.activity = None
+
+    @apply.register
+    def _(self, event: ev.StepStarted) -> None:
+        self.set_step(event.name, Status.RUNNING)
+        self.activity = (f"Running {event.name}…", None)
+
+    @apply.register
+    def _(self, event: ev.StepFinished) -> None:
+        self.results = {**self.results, event.name: event.result}
+        if event.name == "decode":
+            self.decode = event.decode
+        self.set_step(event.name, event.result.status)
+
+    @apply.register
+    def _(self, event: ev.StepCleared) -> None:
+        self.results = {k: v for k, v in self.results.items() if k != event.name}
+        if event.name == "decode":
+            self.decode = None
+        if self.steps[event.name] not in BUSY:
+            self.set_step(event.name, Status.PENDING)
+
+    @apply.register
+    def _(self, event: ev.FuseChanged) -> None:
+        self.joint_mode, self.probe = event.fuse.mode, event.fuse.probe
+        if self.session is not None:
+            self.session = replace(self.session, fuse=event.fuse)

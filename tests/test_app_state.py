@@ -1,0 +1,210 @@
+"""The app's state and engine client without Textual: events fold into plain state; stale ones are dropped.
+
+The client decides, as each event is handled, whether it still counts (in order, from a live call, about the
+session on screen or a newer one); the state applies what it accepts. A cancelled run's late `StepFinished`
+never lands on the session that replaced it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from rnnt_tui.app.choices import RuntimeChoices
+from rnnt_tui.app.client import EngineClient
+from rnnt_tui.app.engine import Envelope
+from rnnt_tui.app.state import AppState
+from rnnt_tui.core.components import STEPS
+from rnnt_tui.core.fuse import VALIDATION, JointMode
+from rnnt_tui.core.names import Status
+from rnnt_tui.core.pipeline import events as ev
+from rnnt_tui.core.pipeline.facts import FuseView
+from rnnt_tui.core.results import StepResult
+from rnnt_tui.core.summary import read_summary
+from rnnt_tui.paths import demo_checkpoint
+
+
+class NoEngine:
+    """The client's engine when a test only feeds it envelopes (nothing is called)."""
+
+    active = 0
+
+    def stop(self) -> None:
+        pass
+
+
+def client() -> EngineClient:
+    return EngineClient(NoEngine(), lambda envelope: None)  # type: ignore[arg-type]
+
+
+def view(name: str = "a.wav") -> ev.SessionView:
+    summary = read_summary(demo_checkpoint())
+    mode = JointMode(fuse_loss_wer=False, fused_batch_size=None, log_softmax=False)
+    audio = SimpleNamespace(path=Path(name), duration_s=1.0)
+    return ev.SessionView(demo_checkpoint(), summary, audio, "NeMo / PyTorch", "ONNX Runtime", None,  # type: ignore[arg-type]
+                          FuseView(VALIDATION, mode, mode, "logits"), 5, 1)
+
+
+def state() -> AppState:
+    return AppState(demo_checkpoint(), Path("a.wav"), RuntimeChoices())
+
+
+class Feed:
+    """Envelopes numbered as one engine numbers them, handled as the app handles them."""
+
+    def __init__(self) -> None:
+        self.client, self.state, self.seq = client(), state(), 0
+
+    def envelope(self, call: int, session: int, event: ev.Event) -> Envelope:
+        self.seq += 1
+        return Envelope(call, session, self.seq, event)
+
+    def handle(self, envelope: Envelope) -> bool:
+        accepted = self.client.accept(envelope)
+        if accepted:
+            self.state.apply(envelope.event)
+        return accepted
+
+
+def test_a_cancelled_runs_late_result_never_overwrites_the_next_session() -> None:
+    feed = Feed()
+    first = feed.client.begin("model")
+    assert feed.handle(feed.envelope(first.id, 1, ev.SessionReady(view("one.wav"))))
+    steps = feed.client.begin("steps")
+    assert feed.handle(feed.envelope(steps.id, 1, ev.StepStarted("encoder")))
+    late = feed.envelope(steps.id, 1, ev.StepFinished("encoder", StepResult("encoder", Status.DONE)))
+
+    feed.client.cancel(("steps",))  # Esc: the run's flag is set and its events are stale from now on
+    assert steps.cancel.is_set()
+    feed.state.cancel_running()
+    assert feed.state.steps["encoder"] == Status.CANCELLED
+
+    second = feed.client.begin("model")
+    ready = feed.envelope(second.id, 2, ev.SessionReady(view("two.wav")))
+    assert feed.handle(ready)
+    assert not feed.handle(late)  # the cancelled run's result, arriving after the new session
+    assert feed.state.results == {} and feed.state.audio_path == Path("two.wav")
+    assert feed.state.steps == dict.fromkeys(STEPS, Status.PENDING)
+
+
+def test_events_of_an_older_session_and_out_of_order_events_are_dropped() -> None:
+    feed = Feed()
+    model, steps = feed.client.begin("model"), feed.client.begin("steps")
+    old = feed.envelope(steps.id, 1, ev.StepFinished("joint", StepResult("joint", Status.DONE)))
+    assert feed.handle(feed.envelope(model.id, 2, ev.SessionReady(view())))
+    assert not feed.handle(old)  # about session 1, and numbered before the session-2 event it follows
+    newer = feed.envelope(steps.id, 2, ev.StepStarted("joint"))
+    older = feed.envelope(steps.id, 2, ev.StepFinished("joint", StepResult("joint", Status.DONE)))
+    assert feed.handle(older)
+    assert not feed.handle(newer)  # an envelope numbered before the last one applied
+    assert feed.state.steps["joint"] == Status.DONE
+
+
+def test_a_newer_call_of_the_same_kind_replaces_the_old_one() -> None:
+    feed = Feed()
+    assert feed.handle(feed.envelope(feed.client.begin("model").id, 1, ev.SessionReady(view())))
+    old = feed.client.begin("steps")
+    new = feed.client.begin("steps")  # r pressed again: the first run is replaced
+    assert old.cancel.is_set() and not new.cancel.is_set()
+    assert feed.client.is_stale(old.id) and not feed.client.is_stale(new.id)
+    assert not feed.handle(feed.envelope(old.id, 1, ev.StepStarted("encoder")))
+    assert feed.handle(feed.envelope(new.id, 1, ev.StepStarted("preprocessor")))
+    feed.client.end(new)
+    assert not feed.client.live("steps")
+
+
+def test_the_state_folds_a_whole_open_run_and_mode_switch() -> None:
+    feed = Feed()
+    s = feed.state
+    call = feed.client.begin("model").id
+    summary = read_summary(demo_checkpoint())
+    feed.handle(feed.envelope(call, 1, ev.SummaryRead(demo_checkpoint(), summary)))
+    assert s.steps == dict.fromkeys(STEPS, Status.PREPARING) and s.model_status == "restoring with NeMo…"
+    feed.handle(feed.envelope(call, 1, ev.Progress("prepare", "exporting", 0.5)))
+    assert s.step_extra["joint"] == " 50%" and s.activity == ("exporting", 0.5)
+    feed.handle(feed.envelope(call, 1, ev.SessionReady(view())))
+    assert s.session is not None and s.labels["candidate"] == "ONNX Runtime" and s.model_status == "restored · ready"
+    run = feed.client.begin("steps").id
+    for name in STEPS:
+        feed.handle(feed.envelope(run, 1, ev.StepStarted(name)))
+        assert s.steps[name] == Status.RUNNING
+        feed.handle(feed.envelope(run, 1, ev.StepFinished(name, StepResult(name, Status.DONE))))
+    assert s.todo() == [] and all(s.steps[n] == Status.DONE for n in STEPS)
+    fuse = FuseView("as-saved", s.session.fuse.saved, s.session.fuse.current, "raises TypeError")  # type: ignore[union-attr]
+    feed.handle(feed.envelope(feed.client.begin("fuse").id, 1, ev.FuseChanged(fuse)))
+    feed.handle(feed.envelope(feed.client.begin("fuse").id, 1, ev.StepCleared("joint")))
+    assert s.joint_mode == "as-saved" and s.probe == "raises TypeError"
+    assert s.todo() == ["joint"] and s.steps["joint"] == Status.PENDING
+    s.revert()  # a failed pick afterwards: the session's own results come back
+    assert s.steps["encoder"] == Status.DONE and s.steps["joint"] == Status.PENDING
+
+
+def test_the_client_runs_a_call_with_its_flag_and_id() -> None:
+    seen: list[Any] = []
+
+    class Recording(NoEngine):
+        def track(self) -> Any:
+            import contextlib
+
+            return contextlib.nullcontext()
+
+        def run_steps(self, names: list[str], post: Any, cancel: threading.Event, call: int = 0) -> str:
+            seen.append((names, post, cancel, call))
+            return "ran"
+
+    sink = print
+    c = EngineClient(Recording(), sink)  # type: ignore[arg-type]
+    call = c.begin("steps")
+    with c.running(call):
+        assert c.run(call, "run_steps", ["encoder"]) == "ran"
+    assert seen == [(["encoder"], sink, call.cancel, call.id)] and not c.live("steps")
+
+
+def test_every_core_event_has_a_message_and_a_handler() -> None:
+    """A new or renamed event cannot go unshown: each has its own message class and `on_<name>` handler."""
+    from rnnt_tui.app import messages as msg
+    from rnnt_tui.app.app import RnntApp
+    from rnnt_tui.core.corpus import runner
+
+    def subclasses(module: Any) -> set[type]:
+        return {c for _, c in inspect.getmembers(module, inspect.isclass)
+                if issubclass(c, ev.Event) and c is not ev.Event and c.__module__ == module.__name__}
+
+    mapping = {**msg.PIPELINE_MESSAGES, **msg.corpus_messages()}
+    assert subclasses(ev) | subclasses(runner) == set(mapping)
+    for event_type, message_type in mapping.items():
+        assert message_type.__name__ == event_type.__name__
+        handler = getattr(RnntApp, f"on_{message_type.handler_name.removeprefix('on_')}", None)
+        assert callable(handler), message_type
+
+
+def test_state_and_client_load_without_textual() -> None:
+    code = ("import sys, json; import rnnt_tui.app.state, rnnt_tui.app.client, rnnt_tui.app.engine; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert json.loads(out) == []
+
+
+@pytest.fixture
+def bad_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("RNNT_TUI_STATE_DIR", str(blocker / "state"))  # a directory cannot be made in a file
+    return blocker
+
+
+def test_recent_save_raises_instead_of_swallowing(bad_state_dir: Path) -> None:
+    from rnnt_tui.app.recent import Recent
+
+    recent = Recent()
+    recent.add("checkpoints", demo_checkpoint())
+    with pytest.raises(OSError):
+        recent.save()
