@@ -180,8 +180,6 @@ def drift_inputs(session: Any, component: str) -> dict[str, np.ndarray]:
     """The contract-named inputs of `component`'s first call in a session that has run (the reference's upstream
     data), shaped as the Core AI export takes them: time axes zero-padded to the declared multiple, lengths real."""
     from rnnt_tui.core.coreai.convert import time_multiple
-    from rnnt_tui.core.pipeline.components import audio_inputs
-
     loaded = session.candidate.loaded
     up = session.ctx.upstream
 
@@ -192,9 +190,9 @@ def drift_inputs(session: Any, component: str) -> dict[str, np.ndarray]:
         return np.pad(value, pad)
 
     if component == "preprocessor":
-        audio = audio_inputs(session.ctx)
-        return {"audio_signal": padded(audio["audio_signal"], 1, time_multiple(loaded, component)),
-                "length": audio["length"].astype(np.int32)}
+        signal = session.ctx.audio.samples[None, :].astype(np.float32)  # the preprocessor's contract inputs
+        return {"audio_signal": padded(signal, 1, time_multiple(loaded, component)),
+                "length": np.array([signal.shape[1]], dtype=np.int32)}
     if component == "encoder":
         feats = up.features
         return {"features": padded(feats["features"], 2, time_multiple(loaded, component)),
