@@ -194,8 +194,10 @@ def test_out_of_tolerance_utterances_are_counted_listed_first_and_gated_by_defau
     records = list(good)
     records[3] = _out_of_tolerance(records[3])
     records[11] = _out_of_tolerance(records[11], "joint")
+    records[5] = replace(records[5], resampler="lhotse's resampler", audio_loader="NeMo's transcribe() loader")
     figures = aggregate(records)  # default gates: none out of tolerance allowed, like `compare`
     s = figures["summary"]
+    assert s["resamplers"] == {"lhotse's resampler": 1, "unknown": 13}  # what fed both sides and NeMo's column
     assert (s["out_of_tolerance"], s["within_tolerance"]) == (2, 12)
     assert [o["line"] for o in figures["out_of_tolerance_utterances"]] == [4, 12]
     assert figures["out_of_tolerance_utterances"][1]["steps"] == ["joint"]
@@ -220,6 +222,7 @@ def test_out_of_tolerance_utterances_are_counted_listed_first_and_gated_by_defau
     markdown = (tmp_path / "run" / REPORT_MD).read_text()
     assert "Out of tolerance: 2 of 14" in markdown and "line 4 (3.wav: preprocessor)" in markdown
     assert "preprocessor" in (tmp_path / "run" / UTTERANCES_CSV).read_text()
+    assert "1 lhotse's resampler" in markdown and "1 lhotse's" in result.stdout
     as_json = runner.invoke(corpus_report, [str(tmp_path / "run"), "--json", "--max-out-of-tolerance", "2"])
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout)["summary"]["out_of_tolerance"] == 2

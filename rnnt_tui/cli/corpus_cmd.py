@@ -198,6 +198,8 @@ def _tables(report: dict[str, Any]) -> list[Table]:
     head.add_row(f"QoI (over {s['qoi_over']} with text)", "", _pct(s["qoi"]), "")
     head.add_row(f"identical decode (of {s['identical_over']})", "", _pct(s["identical"]), "")
     head.add_row(f"out of tolerance (of {s['evaluated']})", "", str(s["out_of_tolerance"]), "")
+    resampled = ", ".join(f"{n} {name}" for name, n in sorted(s.get("resamplers", {}).items()))
+    head.caption = f"audio for both runtimes and NeMo's column, by resampler: {resampled}" if resampled else None
     tables = [head]
     if report["drift"]:
         drift = Table(title="Drift per component (worst figure per utterance; bad-tail percentiles)",

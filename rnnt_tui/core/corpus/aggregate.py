@@ -198,7 +198,11 @@ def aggregate(records: list[UtteranceRecord], gates: Gates | None = None) -> dic
         totals.add(record)
     headline = totals.headline()
     nemo_mismatch = [r.uid for r in records if r.evaluated and r.reference_matches_nemo is False]
-    headline.update({"reference_differs_from_nemo": len(nemo_mismatch)})
+    resamplers: dict[str, int] = {}
+    for r in records:
+        if r.evaluated:
+            resamplers[r.resampler or "unknown"] = resamplers.get(r.resampler or "unknown", 0) + 1
+    headline.update({"reference_differs_from_nemo": len(nemo_mismatch), "resamplers": resamplers})
     out_of_tolerance = [r for r in records if r.out_of_tolerance]
     # every utterance out of tolerance is among the worst (they rank first), however many there are
     ranked = sorted((r for r in records if r.evaluated), key=severity)[:max(WORST_COUNT, len(out_of_tolerance))]

@@ -91,6 +91,10 @@ class UtteranceRecord:
     compute_ms: dict[str, float] = field(default_factory=dict)
     scores: dict[str, TextScore] = field(default_factory=dict)
     wall_s: float | None = None
+    #: what resampled the clip for both runtimes and NeMo ("none", "soxr HQ", "lhotse's resampler", ...) and who
+    #: read it (`core.audio.Audio.loader`)
+    resampler: str | None = None
+    audio_loader: str | None = None
 
     @property
     def evaluated(self) -> bool:
@@ -158,7 +162,7 @@ def _compute_ms(steps: dict[str, StepFigures], side: str) -> float:
 
 
 def record_from(results: dict[str, StepResult], decode: Any, utterance: Utterance, duration_s: float,
-                wall_s: float) -> UtteranceRecord:
+                wall_s: float, resampler: str | None = None, audio_loader: str | None = None) -> UtteranceRecord:
     """The record of a finished comparison on `utterance` (`decode` is its DecodeComparison, or None)."""
     steps = {name: step_figures(result) for name, result in results.items()}
     failed = next(((name, r.error) for name, r in results.items() if r.status == Status.FAILED), None)
@@ -188,4 +192,4 @@ def record_from(results: dict[str, StepResult], decode: Any, utterance: Utteranc
         first_divergence=divergence.to_json() if divergence is not None else None,
         within_tolerance=all(s.status in (str(Status.DONE), str(Status.REFERENCE_ONLY)) for s in steps.values()),
         steps=steps, compute_ms={side: _compute_ms(steps, side) for side in (REFERENCE, CANDIDATE)}
-        if status == OK else {}, scores=scores, wall_s=wall_s)
+        if status == OK else {}, scores=scores, wall_s=wall_s, resampler=resampler, audio_loader=audio_loader)

@@ -13,12 +13,14 @@ report.json (schema `rnnt-tui.corpus-report/1`):
   reference), `qoi` over `qoi_over` utterances with text, `identical` over `identical_over` evaluated utterances,
   `audio_s`, `compute_s` and `rtfx` {reference, candidate}, `reference_differs_from_nemo`, `within_tolerance` and
   `out_of_tolerance` (evaluated utterances where every step passed / some step did not: a component outside its
-  tolerance or the decode diverging, what `compare` on that clip calls a mismatch).
+  tolerance or the decode diverging, what `compare` on that clip calls a mismatch), `resamplers` {resampler: how
+  many evaluated utterances it fed}.
 - `out_of_tolerance_utterances`: [{uid, line, audio, steps}] for each utterance out of tolerance (steps: which).
 - `drift`: {component: {figure: {n, nan, p50, p90, p99, worst}}} (bad-tail percentiles, see core.corpus.aggregate).
 - `worst`: uids of the worst utterances, worst first; `gates`: the thresholds and `breached` (sentences).
 - `problems`: the utterances not evaluated, with line, audio, status, stage and error.
-- `utterances`: one row per utterance, the columns of utterances.csv (`ROW_FIELDS`).
+- `utterances`: one row per utterance, the columns of utterances.csv (`ROW_FIELDS`), including `resampler` and
+  `audio_loader`: what resampled the clip and who read it, for both runtimes and NeMo's column alike.
 Rates are fractions (0.05 = 5 %); a figure that cannot be computed is null.
 """
 
@@ -44,7 +46,7 @@ ROW_FIELDS = ("uid", "line", "audio", "status", "stage", "error", "duration_s", 
               "reference_word_errors", "candidate_word_errors", "candidate_substitutions", "candidate_deletions",
               "candidate_insertions", "encoder_max_abs", "encoder_cosine", "decoder_max_abs", "joint_max_abs",
               "joint_argmax_agreement", "within_tolerance", "out_of_tolerance_steps", "reference_compute_ms",
-              "candidate_compute_ms")
+              "candidate_compute_ms", "resampler", "audio_loader")
 
 
 def utterance_row(record: UtteranceRecord) -> dict[str, Any]:
@@ -78,6 +80,7 @@ def utterance_row(record: UtteranceRecord) -> dict[str, Any]:
         "out_of_tolerance_steps": ",".join(record.out_of_tolerance_steps) if record.evaluated else None,
         "reference_compute_ms": record.compute_ms.get(REFERENCE),
         "candidate_compute_ms": record.compute_ms.get(CANDIDATE),
+        "resampler": record.resampler, "audio_loader": record.audio_loader,
     }
 
 
@@ -138,7 +141,10 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"| RTFx | {_num(s['rtfx'][REFERENCE])} | {_num(s['rtfx'][CANDIDATE])} | |", "",
              f"QoI (candidate WER ≤ reference WER, over {s['qoi_over']} utterances with text): {pct(s['qoi'])}. "
              f"Decoded identically, token for token: {pct(s['identical'])} of {s['identical_over']}. "
-             f"Reference decode differs from NeMo's own on {s['reference_differs_from_nemo']}.", "",
+             f"Reference decode differs from NeMo's own on {s['reference_differs_from_nemo']}. Audio for both "
+             "runtimes and NeMo's column, by resampler: "
+             + (", ".join(f"{n} {name}" for name, n in sorted(s.get("resamplers", {}).items())) or "none") + ".",
+             "",
              f"**Out of tolerance: {s['out_of_tolerance']} of {s['evaluated']} evaluated utterances**"
              + (": " + ", ".join(f"line {o['line']} ({Path(o['audio']).name}: {', '.join(o['steps'])})"
                                  for o in report["out_of_tolerance_utterances"]) if s["out_of_tolerance"] else "")

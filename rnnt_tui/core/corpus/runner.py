@@ -82,7 +82,8 @@ def _session_for(pipeline: Pipeline, request: Request, first: bool, cancel: thre
 
 
 def _record(session: Session, utterance: Utterance, wall_s: float) -> UtteranceRecord:
-    return record_from(session.results, session.decode_comparison, utterance, session.audio.duration_s, wall_s)
+    return record_from(session.results, session.decode_comparison, utterance, session.audio.duration_s, wall_s,
+                       session.audio.resampler, session.audio.loader)
 
 
 def _streamed(pipeline: Pipeline, work: Callable[[], T]) -> Generator[ev.Event, None, T]:
