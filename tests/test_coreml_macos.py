@@ -346,8 +346,9 @@ def test_sweep_keeps_a_row_per_unit_with_load_times(loaded_model: Callable[[str]
 
 
 def test_sweep_drift_search_points_at_ops(loaded_model: Callable[[str], Any], clip: Path,
-                                          devices: dict[str, str]) -> None:
-    """Zero tolerances make components mismatch; each then gets a real drift search that compared op outputs."""
+                                          devices: dict[str, str], core_ml_bridge: Any) -> None:
+    """Zero tolerances make components mismatch; each then gets a real drift search that compared op outputs.
+    (The stand-in computes every unit alike: it is told to shift the joint's logits on the searched unit.)"""
     from dataclasses import replace
 
     from rnnt_tui.core.coreml.convert import default_max_frames
@@ -359,6 +360,8 @@ def test_sweep_drift_search_points_at_ops(loaded_model: Callable[[str], Any], cl
 
     unit = "CPU_AND_GPU" if "GPU" in devices else "CPU_AND_NE"
     needs(unit, devices)
+    if core_ml_bridge is not None:
+        core_ml_bridge.drift = {unit: ("logits", 1.0)}
     loaded = loaded_model("rnnt-char")
     strict = replace(Settings(runs=1, warmup=0), tolerances={k: Tolerance(0.0, 0.0) for k in defaults()})
     request = Request(loaded.path, clip, against="coreml", settings=strict,
@@ -371,6 +374,8 @@ def test_sweep_drift_search_points_at_ops(loaded_model: Callable[[str], Any], cl
     for name, entry in row.drift.items():
         assert "error" not in entry, f"{name}: {entry.get('error')}"
         assert entry["compared"] > 0, f"{name}: the drift search compared nothing"
+    if core_ml_bridge is not None:
+        assert row.drift["joint"]["first"] == "logits", row.drift["joint"]
 
 
 def test_compute_plan_lists_ops(loaded_model: Callable[[str], Any], devices: dict[str, str]) -> None:

@@ -61,18 +61,20 @@ def _tokens(models: dict[str, Any], feeds: dict[str, dict[str, np.ndarray]], loa
     return list(result.tokens)
 
 
-def _not_mixed_in_simulation(precision: str, core_ml_bridge: Any) -> None:
-    """Against the test stand-in, the mixed variants would test the mixed-precision search and the MIL interpreter
-    again (tests/test_precision_fp16.py does), not the bridge: skipped there to keep the simulated run short."""
-    if core_ml_bridge is not None and precision == "mixed":
-        pytest.skip("simulated: the bridge path is the fp16 variant's; the mixed search is tested on Linux directly")
+def _not_mixed_in_simulation(precision: str, core_ml_bridge: Any, units: str = "CPU_ONLY",
+                             demo: bool = False) -> None:
+    """Against the test stand-in only `CPU_ONLY` fp16 runs: the other variants would test the mixed-precision
+    search and the MIL interpreter again (tests/test_precision_fp16.py does), not the bridge, and the stand-in
+    computes every compute unit alike. Skipped there to keep the simulated run short."""
+    if core_ml_bridge is not None and (precision == "mixed" or units != "CPU_ONLY" or demo):
+        pytest.skip("simulated: the bridge path is the CPU_ONLY fp16 variant's; the rest is tested on Linux directly")
 
 
 @pytest.mark.parametrize("precision", ["fp16", "mixed"])
 @pytest.mark.parametrize("units", ["CPU_ONLY", "ALL"])
 def test_fp16_and_mixed_with_core_ml(precision: str, units: str, loaded_model: Callable[[str], Any],
                                      tmp_path: Path, core_ml_bridge: Any) -> None:
-    _not_mixed_in_simulation(precision, core_ml_bridge)
+    _not_mixed_in_simulation(precision, core_ml_bridge, units)
     import soundfile as sf
 
     from rnnt_tui.core.coreml.convert import convert_components
@@ -106,7 +108,7 @@ def test_fp16_and_mixed_with_core_ml(precision: str, units: str, loaded_model: C
 
 @pytest.mark.parametrize("precision", ["fp16", "mixed"])
 def test_demo_decode_identical_with_core_ml(precision: str, core_ml_bridge: Any) -> None:
-    _not_mixed_in_simulation(precision, core_ml_bridge)
+    _not_mixed_in_simulation(precision, core_ml_bridge, demo=True)
     import soundfile as sf
 
     from rnnt_tui.core.checkpoint import restore

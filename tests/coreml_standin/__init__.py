@@ -11,6 +11,11 @@
 - `coremltools.models.utils._is_macos` / `model._is_macos` and rnnt-tui's `platform._is_macos` answer True;
 - every label rnnt-tui would print for Core ML says it is this stand-in (`LABEL`).
 
+`tests/conftest.py` parametrizes every `@pytest.mark.macos` test with `core_ml_bridge`: off a Mac it installs the
+stand-in for that test (id suffix `[simulated]`, marker `simulated`; `pytest -m "not simulated"` leaves them out),
+on a Mac it is None and Core ML itself runs. A test may change the returned `Machine` (devices, macOS version,
+refusals, drift on a compute unit).
+
 Nothing in `rnnt_tui/` imports this package (checked by `tests/test_coreml_standin.py`); nothing it computes is
 Core ML. Everything is undone when the test's monkeypatch is.
 """
