@@ -69,3 +69,15 @@ def test_windows_on_an_offline_model(tmp_path: Path) -> None:
     lost = [e for s in seams for e in s["edits"]]
     assert (report["status"] == "ok") == (not any(e["side"] == "candidate" for e in lost))
     assert md.read_text().startswith("# Windows")
+
+
+def test_stream_demo_json_and_markdown(tmp_path: Path) -> None:
+    md = tmp_path / "s.md"
+    proc = _cli("--against", "onnx", "--json", "--markdown", str(md))  # no files: the bundled streaming demo
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert {"chunks", "decode", "streaming_cfg", "att_context_size"} <= set(report)
+    assert report["streaming_cfg"]["drop_extra_pre_encoded"] >= 0 and report["chunks"][0]["start_s"] == 0.0
+    times = [c["start_s"] for c in report["chunks"]]
+    assert times == sorted(times) and report["chunks"][-1]["start_s"] < report["clip_s"]
+    assert md.read_text().startswith("# Streaming")

@@ -44,4 +44,22 @@ def test_onnx_streams_the_demo_like_nemo(demo: Any) -> None:
     assert len(report["chunks"]) >= 5
     decode = report["decode"]
     assert decode["candidate_text"] == decode["reference_text"] != ""
-    assert decode["reference_text"].split()[0] == CLIPS[-1]["text"].split()[0]  # it says words, not noise
+    assert decode["reference_text"] == decode["offline_text"] == CLIPS[-1]["text"]
+
+
+@pytest.mark.parametrize("context", [[70, 13], [70, 1]])
+def test_demo_streams_every_clip_exactly(demo: Any, context: list[int]) -> None:
+    import soundfile as sf
+
+    from rnnt_tui.core.nemo_decoding import tokens_to_text
+    from rnnt_tui.core.stream.reference import nemo_chunks, set_context
+
+    model = demo.eval()
+    set_context(model, context)
+    try:
+        for clip in CLIPS:
+            audio, rate = sf.read(str(DEMO / clip["audio"]), dtype="float32")
+            *_, last = nemo_chunks(model, audio, rate)
+            assert tokens_to_text(demo, last.tokens) == clip["text"], (context, clip)
+    finally:
+        set_context(model, [70, 13])

@@ -92,8 +92,12 @@ def _print_stream(report: dict[str, Any]) -> None:
                       _v(fr["outputs"][1]["max_abs"]), _v(fr["outputs"][2]["max_abs"]),
                       f"{lens['reference']}/{lens['candidate']}", num(c["timing_ms"]["reference"]),
                       num(c["timing_ms"]["candidate"]), repr(c["tokens"]["reference_text"]),
-                      repr(c["tokens"]["candidate_text"]), "ok" if c["ok"] else "[red]NO[/]")
+                      repr(c["tokens"]["candidate_text"]),
+                      ("ok*" if c["notes"] else "ok") if c["ok"] else "[red]NO[/]")
     out.print(table)
+    for c in report["chunks"]:
+        for note in c["notes"]:
+            out.print(f"[dim]* chunk {c['index']}: {note}[/]")
     d = report["decode"]
     out.print(f"NeMo streaming: {d['reference_text']!r}\nNeMo offline:   {d['offline_text']!r}\n"
               f"candidate:      {d['candidate_text']!r}")

@@ -84,17 +84,22 @@ def nemo_chunks(model: Any, audio: np.ndarray, sample_rate: int) -> Iterator[Ref
     hook = encoder.register_forward_hook(lambda _m, _i, output: captured.append(output))
     prev_hyp: Any = None
     prev_out: Any = None
+    caches_in = {"cache_last_channel": _np(ch), "cache_last_time": _np(tm), "cache_last_channel_len": _np(chl)}
+    chunks = iter(buffer)
     try:
         with torch.inference_mode():
-            for step, (chunk, length) in enumerate(iter(buffer)):
+            step = 0
+            while True:
+                began = time.perf_counter()  # NeMo's loop: cutting the chunk is part of its per-chunk work
+                item = next(chunks, None)
+                if item is None:
+                    break
+                chunk, length = item
                 start_frame = buffer.buffer_idx - _shift(encoder.streaming_cfg, step)
                 new_frames = max(0, min(total_frames, buffer.buffer_idx) - start_frame)
                 drop = 0 if step == 0 else encoder.streaming_cfg.drop_extra_pre_encoded
                 keep_all = buffer.is_buffer_empty()
-                caches_in = {"cache_last_channel": _np(ch), "cache_last_time": _np(tm),
-                             "cache_last_channel_len": _np(chl)}
                 captured.clear()
-                began = time.perf_counter()
                 prev_out, _, ch, tm, chl, prev_hyp = model.conformer_stream_step(
                     processed_signal=chunk, processed_signal_length=length, cache_last_channel=ch,
                     cache_last_time=tm, cache_last_channel_len=chl, keep_all_outputs=keep_all,
@@ -102,13 +107,15 @@ def nemo_chunks(model: Any, audio: np.ndarray, sample_rate: int) -> Iterator[Ref
                     return_transcription=True)
                 compute_ms = (time.perf_counter() - began) * 1000
                 encoded, encoded_len, *_ = encoder.streaming_post_process(captured[-1], keep_all_outputs=keep_all)
+                caches_out = {"cache_last_channel": _np(ch), "cache_last_time": _np(tm),
+                              "cache_last_channel_len": _np(chl)}
                 yield RefChunk(
                     index=step, features=_np(chunk), length=int(length[0]), drop_extra_pre_encoded=int(drop),
                     keep_all_outputs=bool(keep_all), start_s=start_frame * stride_s, audio_s=new_frames * stride_s,
                     caches_in=caches_in, encoded=_np(encoded), encoded_length=int(encoded_len[0]),
-                    caches_out={"cache_last_channel": _np(ch), "cache_last_time": _np(tm),
-                                "cache_last_channel_len": _np(chl)},
-                    tokens=_tokens(prev_hyp), compute_ms=compute_ms)
+                    caches_out=caches_out, tokens=_tokens(prev_hyp), compute_ms=compute_ms)
+                caches_in = caches_out  # what went out of this chunk goes into the next (read-only)
+                step += 1
     finally:
         hook.remove()
 

@@ -149,6 +149,9 @@ class ContextResult:
                 "candidate_text": self.candidate_text,
                 "first_divergence": None if self.first_divergence is None else self.first_divergence.to_json(),
                 "streaming_equals_offline": self.reference_text == self.offline_text,
+                "offline_vs_streaming": None if self.offline_vs_streaming is None else {
+                    "offline_so_far": self.offline_vs_streaming.reference_so_far,
+                    "streaming_so_far": self.offline_vs_streaming.candidate_so_far},
                 "candidate_equals_reference": self.candidate_text == self.reference_text}
 
     def row_json(self) -> dict[str, Any]:
