@@ -152,7 +152,7 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
 
 def _show(reports: list[dict[str, Any]], first: Any, json_mode: bool, markdown: str | None,
           corpus: dict[str, Any] | None) -> int:
-    from rnnt_tui.cli.compare_cmd import print_failures, show_comparison
+    from rnnt_tui.cli.compare_cmd import print_failures, say_why_not, show_comparison
     from rnnt_tui.core.report import to_markdown
 
     order = ("unavailable", "failed", "mismatch", "ok")
@@ -173,8 +173,7 @@ def _show(reports: list[dict[str, Any]], first: Any, json_mode: bool, markdown: 
             out.print(f"WER reference {num(wer['reference'])}, candidate {num(wer['candidate'])} (ΔWER "
                       f"{num(head['wer_delta'])}); QoI {num(head['qoi'])}; identical decodes {num(head['identical'])}"
                       f" of {head['identical_over']}")
-    if json_mode and first.candidate_reason is not None:
-        err.print(f"[bold yellow]{first.candidate_label} cannot run here:[/] {first.candidate_reason}")
+    say_why_not(first)
     for report in reports:
         print_failures(report)
     return exit_code_for(overall)

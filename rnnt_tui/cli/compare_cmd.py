@@ -68,6 +68,7 @@ def compare(checkpoint: str | None, audio: str | None, against: str, compute_uni
             emit_json({**report, "sweep": None} if sweep else report)
         else:
             show_comparison(comparison, report)
+        say_why_not(comparison)
         print_failures(report)
         return exit_code_for(report["status"])
 
@@ -84,9 +85,14 @@ def show_comparison(comparison: Any, report: dict[str, Any]) -> None:
         for renderable in (fuse_table(comparison), shapes_table(comparison), timings_table(comparison),
                            diffs_table(comparison), transcripts(comparison)):
             out.print(renderable)
+    if comparison.candidate_reason is not None:
+        out.print(prepare_table(report))
+
+
+def say_why_not(comparison: Any) -> None:
+    """On stderr, JSON or not: why the candidate did not run (exit 3 or 4 say that something did not)."""
     note = comparison.candidate_reason
     if note is not None:
-        out.print(prepare_table(report))
         verdict = "could not be prepared" if comparison.status == "failed" else "cannot run here"
         err.print(f"[bold yellow]{comparison.candidate_label} {verdict}:[/] {note}")
 
