@@ -82,9 +82,10 @@ def show_comparison(comparison: Any, report: dict[str, Any]) -> None:
             out.print(renderable)
     note = comparison.candidate_reason
     if note is not None:
-        out.print(prepare_table(report))
+        if comparison.candidate is not None:
+            out.print(prepare_table(report))
         verdict = "could not be prepared" if comparison.status == "failed" else "cannot run here"
-        err.print(f"[bold yellow]{comparison.candidate_label} {verdict}:[/] {note}")
+        err.print(f"[bold yellow]{comparison.candidate_label or 'the candidate'} {verdict}:[/] {note}")
 
 
 def print_packages(session: Any, json_mode: bool) -> None:

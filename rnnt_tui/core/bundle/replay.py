@@ -101,7 +101,8 @@ class Recording:
     """A bundle as the pipeline's reference (`pipeline.reference.ReferenceProvider`): the recorded model's facts,
     a `RecordedRuntime` per clip (a path-only joint compared on the decode-path cells, each result carrying the
     recording's own reference timings), the candidate built without NeMo, and the settings fixed at record time.
-    `precision`: which of the bundle's conversions a package candidate runs (None: fp32 when recorded)."""
+    `precision`: which of the bundle's conversions a package candidate runs (None: fp32 when recorded, else the
+    one recorded)."""
 
     recorded = True
 
@@ -215,9 +216,10 @@ class Recording:
 def open_recording(path: Path | str, against: str | None, precision: str | None = None) -> Recording:
     """The bundle at `path` as a reference for a replay against `against`: every array is verified, and of the
     other files those this candidate runs (the chosen packages, or the ONNX export)."""
-    bundle, options = open_for_replay(path, against or DEFAULT_AGAINST, precision)
-    recording = Recording(bundle, precision)
-    recording._verified.add(files_used(bundle, against or DEFAULT_AGAINST, options.packages_dir))
+    against = against or DEFAULT_AGAINST
+    bundle, options = open_for_replay(path, against, precision)
+    recording = Recording(bundle, options.precision if against in PACKAGE_RUNTIMES else precision)
+    recording._verified.add(files_used(bundle, against, options.packages_dir))
     return recording
 
 
