@@ -41,7 +41,7 @@ def timed(fn: Callable[[], Any], reps: int) -> list[float]:
 
 
 def stream(ref: np.ndarray, cand: np.ndarray, chunk: int, logits: bool, axis: int, proposed: bool = False) -> Any:
-    from rnnt_tui.core.stats import DiffAccumulator
+    from rnnt_tui.core.stats.diff import DiffAccumulator
 
     cls = DiffAccumulator
     if proposed:

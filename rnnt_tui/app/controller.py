@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from rnnt_tui.app.recent import Recent
     from rnnt_tui.core.audio import Audio
     from rnnt_tui.core.pipeline.pipeline import RuntimeChoice as Availability
-    from rnnt_tui.core.results import DecodeComparison, StepResult
+    from rnnt_tui.core.stats.results import DecodeComparison, StepResult
     from rnnt_tui.core.summary import ModelSummary
 
     _Base = App[int]

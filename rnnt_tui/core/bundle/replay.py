@@ -25,7 +25,6 @@ from rnnt_tui.core.bundle.candidates import PACKAGE_RUNTIMES, candidate_runtime,
 from rnnt_tui.core.bundle.facts import BundleFacts
 from rnnt_tui.core.bundle.format import Bundle
 from rnnt_tui.core.bundle.recorded import FULL, PATH, RecordedModel, RecordedRuntime
-from rnnt_tui.core.compare_ops import samples
 from rnnt_tui.core.components import JOINT, TensorInfo, describe
 from rnnt_tui.core.errors import BadInputError, CancelledError
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
@@ -35,9 +34,10 @@ from rnnt_tui.core.pipeline.grid import chunk_frames, grid_chunks
 from rnnt_tui.core.pipeline.reference import ClipReference
 from rnnt_tui.core.pipeline.request import Request, Settings
 from rnnt_tui.core.progress import Progress, no_progress
-from rnnt_tui.core.results import OutputComparison, StepResult
 from rnnt_tui.core.runtimes.base import Runtime
-from rnnt_tui.core.stats import DiffAccumulator
+from rnnt_tui.core.stats.compare import samples
+from rnnt_tui.core.stats.diff import DiffAccumulator
+from rnnt_tui.core.stats.results import OutputComparison, StepResult
 from rnnt_tui.core.timing import Timings, measure
 from rnnt_tui.core.tolerances import Tolerance
 

@@ -18,7 +18,7 @@ from rnnt_tui.core.progress import Progress as ProgressCallback
 if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio
     from rnnt_tui.core.pipeline.facts import FuseView
-    from rnnt_tui.core.results import DecodeComparison, StepResult
+    from rnnt_tui.core.stats.results import DecodeComparison, StepResult
     from rnnt_tui.core.summary import ModelSummary
 
 
