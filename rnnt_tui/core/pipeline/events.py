@@ -1,4 +1,5 @@
-"""The plain events a running pipeline emits, in the order they happen.
+"""The plain events a running pipeline emits, in the order they happen: one vocabulary for opening, steps, corpus
+runs and compute-unit sweeps.
 
 Front ends subscribe with one callback (`emit(event)`): the CLI turns `Progress` into a spinner and reads the
 finished session; the app's engine process pickles each event over its pipe and the app wraps it in one Textual
