@@ -1,5 +1,5 @@
 """Diff throughput: GB/s of float32 (reference, candidate) pairs through the tool's statistics
-(`rnnt_tui.core.stats.DiffAccumulator`), against plain numpy passes over the same data in the same run.
+(`rnnt_tui.core.stats.diff.DiffAccumulator`), against plain numpy passes over the same data in the same run.
 
 How: a reference tensor and a candidate = reference + 1e-4-scale noise, float32. Throughput counts the bytes of
 both sides (2 x 4 bytes per element) per second of `update()` + `result()`. Cases: an encoder-like output
@@ -41,7 +41,7 @@ def timed(fn: Callable[[], Any], reps: int) -> list[float]:
 
 
 def stream(ref: np.ndarray, cand: np.ndarray, chunk: int, logits: bool, axis: int, proposed: bool = False) -> Any:
-    from rnnt_tui.core.stats import DiffAccumulator
+    from rnnt_tui.core.stats.diff import DiffAccumulator
 
     cls = DiffAccumulator
     if proposed:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnnt_tui.core.stats import DiffAccumulator
+from rnnt_tui.core.stats.diff import DiffAccumulator
 
 _TOPK_ROWS = 2048
 

@@ -27,7 +27,7 @@ from rnnt_tui.core.fuse import VALIDATION, JointMode
 from rnnt_tui.core.names import Status
 from rnnt_tui.core.pipeline import events as ev
 from rnnt_tui.core.pipeline.facts import FuseView
-from rnnt_tui.core.results import StepResult
+from rnnt_tui.core.stats.results import StepResult
 from rnnt_tui.core.summary import read_summary
 from rnnt_tui.paths import demo_checkpoint
 

@@ -112,7 +112,7 @@ def test_path_joint_has_compare_statistics_on_path_cells(bundles: dict[str, Path
     from rnnt_tui.core.bundle.format import Bundle
     from rnnt_tui.core.bundle.onnx_replay import BundleOnnxRuntime
     from rnnt_tui.core.bundle.recorded import RecordedModel
-    from rnnt_tui.core.stats import diff_stats
+    from rnnt_tui.core.stats.diff import diff_stats
     from rnnt_tui.core.tolerances import defaults
 
     code, stdout, stderr = _replay(bundles["path"], "--against", "onnx", "--json", "--runs", "1", "--warmup", "0")

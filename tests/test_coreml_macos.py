@@ -144,7 +144,7 @@ def validation_mode(loaded_model: Callable[[str], Any]) -> Iterator[Callable[[st
 @pytest.mark.parametrize("kind", KINDS)
 def test_predictions_match_pytorch_on_cpu_only(kind: str, reference: Any, audio: dict[str, np.ndarray],
                                                 validation_mode: Callable[[str], Any]) -> None:
-    from rnnt_tui.core.decode import greedy_decode
+    from rnnt_tui.core.pipeline.greedy import greedy_decode
     from rnnt_tui.core.runtimes.coreml_runtime import CoreMLRuntime
 
     assert CoreMLRuntime.availability().ok

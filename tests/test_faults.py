@@ -433,7 +433,7 @@ def test_nan_or_inf_on_either_side_fails_the_row_and_is_counted(demo_model: Any,
 
 def test_nan_in_both_outputs_is_not_a_pass(demo_model: Any) -> None:
     """Both runtimes agreeing on a NaN is still a NaN: the row must not read as a pass."""
-    from rnnt_tui.core.stats import diff_stats
+    from rnnt_tui.core.stats.diff import diff_stats
 
     probe = diff_stats(np.array([np.nan, 1.0], np.float32), np.array([np.nan, 1.0], np.float32), 1e-3, 1e-3)
     assert not probe.ok

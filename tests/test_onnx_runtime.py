@@ -17,9 +17,9 @@ pytest.importorskip("onnx")
 
 from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.cache import ArtifactCache
-from rnnt_tui.core.decode import greedy_decode
 from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, fuse_mode_of
+from rnnt_tui.core.pipeline.greedy import greedy_decode
 from rnnt_tui.core.runtimes.base import RuntimeOptions
 from rnnt_tui.core.runtimes.onnx_runtime import DECODER_JOINT_FILE, ENCODER_FILE, OnnxRuntime
 from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime

@@ -202,7 +202,7 @@ def test_decision_heads_compared_with_the_reference_decision(kind: str, opened: 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_transcript_decoded_through_the_single_step_head(kind: str, opened: Callable[[str], Any]) -> None:
-    from rnnt_tui.core.decode import greedy_decode
+    from rnnt_tui.core.pipeline.greedy import greedy_decode
 
     session = opened(kind)
     runtime, summary = session.candidate, session.facts.summary

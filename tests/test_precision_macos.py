@@ -49,7 +49,7 @@ def _tokens(models: dict[str, Any], feeds: dict[str, dict[str, np.ndarray]], loa
     from typing import cast
 
     from rnnt_tui.core.coreml.wrappers import state_shape
-    from rnnt_tui.core.decode import greedy_decode
+    from rnnt_tui.core.pipeline.greedy import greedy_decode
     from rnnt_tui.core.runtimes.base import Runtime
 
     enc = models["encoder"].predict(feeds["encoder"])

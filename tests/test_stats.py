@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cosine as scipy_cosine
 
-from rnnt_tui.core.compare_ops import compare_outputs
-from rnnt_tui.core.stats import DiffAccumulator, diff_stats, per_frame_max
+from rnnt_tui.core.stats.compare import compare_outputs
+from rnnt_tui.core.stats.diff import DiffAccumulator, diff_stats, per_frame_max
 from rnnt_tui.core.tolerances import Tolerance
 
 

@@ -49,7 +49,7 @@ from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailab
 
 if TYPE_CHECKING:
     from rnnt_tui.core.pipeline.events import SessionView
-    from rnnt_tui.core.results import StepResult
+    from rnnt_tui.core.stats.results import StepResult
     from rnnt_tui.core.summary import ModelSummary
     pass
 

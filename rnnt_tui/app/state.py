@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rnnt_tui.app.choices import RuntimeChoices
     from rnnt_tui.core.audio import Audio
     from rnnt_tui.core.pipeline.pipeline import RuntimeChoice
-    from rnnt_tui.core.results import DecodeComparison, StepResult
+    from rnnt_tui.core.stats.results import DecodeComparison, StepResult
     from rnnt_tui.core.summary import ModelSummary
 
 BUSY = (Status.RUNNING, Status.PREPARING)

@@ -124,7 +124,7 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
             try:
                 # tolerances: the user's, else those the candidate's programs call for, else the recording's
                 asked = replace(recorded_settings(recording.bundle, None, runs, warmup),
-                                tolerances=resolve(precision or "fp32", *overrides),
+                                tolerances=resolve(recording.precision or "fp32", *overrides),
                                 tolerances_given=bool(atol or rtol))
                 request = Request(recording.bundle.path, recording.bundle.path, against,
                                   RuntimeOptions(precision=precision or "fp32", compute_units=compute_units,

@@ -94,7 +94,7 @@ def say_why_not(comparison: Any) -> None:
     note = comparison.candidate_reason
     if note is not None:
         verdict = "could not be prepared" if comparison.status == "failed" else "cannot run here"
-        err.print(f"[bold yellow]{comparison.candidate_label} {verdict}:[/] {note}")
+        err.print(f"[bold yellow]{comparison.candidate_label or 'the candidate'} {verdict}:[/] {note}")
 
 
 def print_packages(session: Any, json_mode: bool) -> None:

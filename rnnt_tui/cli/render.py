@@ -14,7 +14,7 @@ from rich.text import Text
 
 from rnnt_tui.core.names import Status
 from rnnt_tui.core.report import Comparison
-from rnnt_tui.core.results import StepResult
+from rnnt_tui.core.stats.results import StepResult
 from rnnt_tui.core.summary import ModelSummary
 from rnnt_tui.formatting import cosine, file_size, num
 

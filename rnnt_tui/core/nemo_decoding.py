@@ -1,6 +1,6 @@
 """NeMo's own side of decoding: its greedy transcript of an encoder output, and tokens to text.
 
-The tool's component-driven greedy decode (core.decode) is checked against `model.decoding` token for token.
+The tool's component-driven greedy decode (core.pipeline.greedy) is checked against `model.decoding` token for token.
 """
 
 from __future__ import annotations

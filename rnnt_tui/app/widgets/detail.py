@@ -18,7 +18,7 @@ from rnnt_tui.app.format import DASH, ms, num, passfail, shape, state_text, valu
 from rnnt_tui.formatting import cosine
 
 if TYPE_CHECKING:
-    from rnnt_tui.core.results import StepResult
+    from rnnt_tui.core.stats.results import StepResult
 
 STEP_BLURBS = {
     "preprocessor": "audio samples → log-mel features",

@@ -22,7 +22,7 @@ from rnnt_tui.app.format import num
 if TYPE_CHECKING:
     import numpy as np
 
-    from rnnt_tui.core.results import StepResult
+    from rnnt_tui.core.stats.results import StepResult
 
 LEVELS = (  # (upper bound as a multiple of atol, colour, words)
     (0.01, "#1b5e20", "< 1% of atol"),

@@ -20,8 +20,8 @@ from rnnt_tui.formatting import cosine
 
 if TYPE_CHECKING:
     from rnnt_tui.core.components import TensorInfo
-    from rnnt_tui.core.results import StepResult
-    from rnnt_tui.core.stats import DiffStats
+    from rnnt_tui.core.stats.diff import DiffStats
+    from rnnt_tui.core.stats.results import StepResult
 
 PENDING_CELL = Text("…", style="dim")
 SIDES = ("reference", "candidate")

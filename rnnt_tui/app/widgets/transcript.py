@@ -19,7 +19,7 @@ from textual.widgets import Static
 from rnnt_tui.app.format import num
 
 if TYPE_CHECKING:
-    from rnnt_tui.core.results import DecodeComparison
+    from rnnt_tui.core.stats.results import DecodeComparison
 
 
 def _pieces_line(pieces: list[str], tokens: list[int], ref_tokens: list[int], diverge: int | None) -> Text:

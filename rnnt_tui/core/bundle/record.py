@@ -29,15 +29,15 @@ from rnnt_tui.core.bundle.facts import CHAR, SENTENCEPIECE, fuse_view_to_json, p
 from rnnt_tui.core.bundle.format import BundleWriter, content_key
 from rnnt_tui.core.bundle.recorded import FULL, PATH
 from rnnt_tui.core.components import JOINT, STEPS
-from rnnt_tui.core.decode import greedy_decode
 from rnnt_tui.core.errors import StepFailedError
 from rnnt_tui.core.names import REFERENCE, Status
+from rnnt_tui.core.pipeline.greedy import greedy_decode
 from rnnt_tui.core.pipeline.grid import chunk_frames, grid_chunks
 from rnnt_tui.core.progress import Progress, no_progress
 
 if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio
-    from rnnt_tui.core.decode import DecodeResult
+    from rnnt_tui.core.pipeline.greedy import DecodeResult
     from rnnt_tui.core.pipeline.pipeline import Pipeline
     from rnnt_tui.core.pipeline.session import Session
     from rnnt_tui.core.runtimes.base import Runtime

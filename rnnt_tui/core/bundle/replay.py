@@ -31,7 +31,6 @@ from rnnt_tui.core.bundle.candidates import (
 from rnnt_tui.core.bundle.facts import BundleFacts
 from rnnt_tui.core.bundle.format import Bundle
 from rnnt_tui.core.bundle.recorded import FULL, PATH, RecordedModel, RecordedRuntime
-from rnnt_tui.core.compare_ops import samples
 from rnnt_tui.core.components import JOINT, TensorInfo, describe
 from rnnt_tui.core.errors import BadInputError, CancelledError
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
@@ -41,9 +40,10 @@ from rnnt_tui.core.pipeline.grid import chunk_frames, grid_chunks
 from rnnt_tui.core.pipeline.reference import ClipReference
 from rnnt_tui.core.pipeline.request import Request, Settings
 from rnnt_tui.core.progress import Progress, no_progress
-from rnnt_tui.core.results import OutputComparison, StepResult
 from rnnt_tui.core.runtimes.base import Runtime
-from rnnt_tui.core.stats import DiffAccumulator
+from rnnt_tui.core.stats.compare import samples
+from rnnt_tui.core.stats.diff import DiffAccumulator
+from rnnt_tui.core.stats.results import OutputComparison, StepResult
 from rnnt_tui.core.timing import Timings, measure
 from rnnt_tui.core.tolerances import Tolerance
 
@@ -110,7 +110,8 @@ class Recording:
     """A bundle as the pipeline's reference (`pipeline.reference.ReferenceProvider`): the recorded model's facts,
     a `RecordedRuntime` per clip (a path-only joint compared on the decode-path cells, each result carrying the
     recording's own reference timings), the candidate built without NeMo, and the settings fixed at record time.
-    `precision`: which of the bundle's conversions a package candidate runs (None: fp32 when recorded)."""
+    `precision`: which of the bundle's conversions a package candidate runs (None: fp32 when recorded, else the
+    one recorded)."""
 
     recorded = True
 
@@ -224,9 +225,10 @@ class Recording:
 def open_recording(path: Path | str, against: str | None, precision: str | None = None) -> Recording:
     """The bundle at `path` as a reference for a replay against `against`: every array is verified, and of the
     other files those this candidate runs (the chosen packages, or the ONNX export)."""
-    bundle, options = open_for_replay(path, against or DEFAULT_AGAINST, precision)
-    recording = Recording(bundle, precision)
-    recording._verified.add(files_used(bundle, against or DEFAULT_AGAINST, options.packages_dir))
+    against = against or DEFAULT_AGAINST
+    bundle, options = open_for_replay(path, against, precision)
+    recording = Recording(bundle, options.precision if against in PACKAGE_RUNTIMES else precision)
+    recording._verified.add(files_used(bundle, against, options.packages_dir))
     return recording
 
 

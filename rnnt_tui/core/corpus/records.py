@@ -21,7 +21,7 @@ from rnnt_tui.core.corpus.metrics import TextScore, score
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
 
 if TYPE_CHECKING:
-    from rnnt_tui.core.results import StepResult
+    from rnnt_tui.core.stats.results import StepResult
 
 OK, ERROR, FAILED = "ok", "error", "failed"
 #: the steps whose times make one runtime's transcription of a clip (its preprocessor only if it ran one)

@@ -6,13 +6,13 @@ component alone. The candidate's own outputs are kept for its end-to-end decode.
 
 from __future__ import annotations
 
-from rnnt_tui.core.compare_ops import compare_outputs, samples, status_of
 from rnnt_tui.core.components import ENCODER, OUTPUTS, PREPROCESSOR, describe
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
 from rnnt_tui.core.pipeline.context import Arrays, StepContext, audio_inputs, error_text
 from rnnt_tui.core.pipeline.heads import MEL_ENCODER, fused_encoder_rows
-from rnnt_tui.core.results import StepResult
-from rnnt_tui.core.stats import per_frame_max
+from rnnt_tui.core.stats.compare import compare_outputs, samples, status_of
+from rnnt_tui.core.stats.diff import per_frame_max
+from rnnt_tui.core.stats.results import StepResult
 
 
 def component_step(ctx: StepContext, name: str, inputs: Arrays) -> tuple[StepResult, Arrays]:

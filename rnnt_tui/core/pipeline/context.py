@@ -16,14 +16,14 @@ import numpy as np
 
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
 from rnnt_tui.core.progress import Progress, no_progress
-from rnnt_tui.core.results import StepResult
 from rnnt_tui.core.runtimes.base import PrepareReport, Runtime
+from rnnt_tui.core.stats.results import StepResult
 from rnnt_tui.core.timing import Timings, measure
 
 if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio
-    from rnnt_tui.core.decode import DecodeResult
     from rnnt_tui.core.pipeline.facts import ModelFacts
+    from rnnt_tui.core.pipeline.greedy import DecodeResult
     from rnnt_tui.core.pipeline.request import Settings
 
 Arrays = dict[str, np.ndarray]

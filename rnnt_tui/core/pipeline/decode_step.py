@@ -1,6 +1,6 @@
 """The last step: greedy decoding end to end through each runtime, and against NeMo's own decoding.
 
-The reference decodes from its own encoder output with the component-driven greedy loop (core.decode), which
+The reference decodes from its own encoder output with the component-driven greedy loop (core.pipeline.greedy), which
 must equal NeMo's `model.decoding` token for token (reported as `reference_matches_nemo`). The candidate decodes
 from its own chain: its preprocessor (or the reference features, if it has none), its encoder, its decoder and
 joint. Each decode is timed like every other step (the loop's wall time: first call, the settings' warm-ups,
@@ -16,12 +16,12 @@ import numpy as np
 
 from rnnt_tui.core.components import ENCODER, PREPROCESSOR
 from rnnt_tui.core.coreml.matching import MEL_ENCODER
-from rnnt_tui.core.decode import DecodeResult, greedy_decode
 from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
 from rnnt_tui.core.pipeline.context import StepContext, audio_inputs, error_text
-from rnnt_tui.core.results import DecodeComparison, Divergence, StepResult
+from rnnt_tui.core.pipeline.greedy import DecodeResult, greedy_decode
 from rnnt_tui.core.runtimes.base import Runtime
+from rnnt_tui.core.stats.results import DecodeComparison, Divergence, StepResult
 from rnnt_tui.core.textmetrics import first_difference, token_agreement, wer
 from rnnt_tui.core.timing import Timings, measure
 

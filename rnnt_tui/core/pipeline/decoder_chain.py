@@ -11,13 +11,13 @@ import threading
 
 import numpy as np
 
-from rnnt_tui.core.compare_ops import compare_outputs, samples, status_of
 from rnnt_tui.core.components import DECODER, OUTPUTS, describe
 from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
 from rnnt_tui.core.pipeline.context import StepContext, error_text
-from rnnt_tui.core.results import StepResult
 from rnnt_tui.core.runtimes.base import Runtime
+from rnnt_tui.core.stats.compare import compare_outputs, samples, status_of
+from rnnt_tui.core.stats.results import StepResult
 from rnnt_tui.core.timing import measure
 
 

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio
     from rnnt_tui.core.pipeline.facts import ModelFacts
     from rnnt_tui.core.pipeline.request import Settings
-    from rnnt_tui.core.results import StepResult
     from rnnt_tui.core.runtimes.base import PrepareReport, Runtime
+    from rnnt_tui.core.stats.results import StepResult
 
 Reports = dict[str, "PrepareReport"]
 

@@ -1,4 +1,5 @@
-"""The plain events a running pipeline emits, in the order they happen.
+"""The plain events a running pipeline emits, in the order they happen: one vocabulary for opening, steps, corpus
+runs and compute-unit sweeps.
 
 Front ends subscribe with one callback (`emit(event)`): the CLI turns `Progress` into a spinner and reads the
 finished session; the app's engine process pickles each event over its pipe and the app wraps it in one Textual
@@ -18,7 +19,7 @@ from rnnt_tui.core.progress import Progress as ProgressCallback
 if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio
     from rnnt_tui.core.pipeline.facts import FuseView
-    from rnnt_tui.core.results import DecodeComparison, StepResult
+    from rnnt_tui.core.stats.results import DecodeComparison, StepResult
     from rnnt_tui.core.summary import ModelSummary
 
 

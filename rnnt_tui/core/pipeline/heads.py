@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from rnnt_tui.core.compare_ops import compare_outputs
 from rnnt_tui.core.components import ENCODER, JOINT, OUTPUTS
 from rnnt_tui.core.coreml.matching import JOINT_DECISION, JOINT_DECISION_STEP, MEL_ENCODER
 from rnnt_tui.core.pipeline.context import Arrays, StepContext, audio_inputs, error_text
 from rnnt_tui.core.pipeline.grid import chunk_frames, grid_chunks
-from rnnt_tui.core.results import OutputComparison
+from rnnt_tui.core.stats.compare import compare_outputs
+from rnnt_tui.core.stats.results import OutputComparison
 
 DECISION_HEADS = (JOINT_DECISION, JOINT_DECISION_STEP)
 MAX_DECISION_CELLS = 20_000

@@ -2,7 +2,7 @@
 
 Each chunk of frames is run on both runtimes with the same inputs (reference encoder output, reference decoder
 outputs and the prediction-net inputs that made them) and folded into one `DiffAccumulator`; the statistics
-equal a whole-grid pass (see core.stats). Peak extra memory is two chunks of [1, chunk, U, C] logits plus the
+equal a whole-grid pass (see core.stats.diff). Peak extra memory is two chunks of [1, chunk, U, C] logits plus the
 per-cell maps ([T, U] max |d| and argmax agreement) that the heatmap draws. `joint_chunk_frames=0` runs the whole
 grid at once. Timings are of one call on the first chunk (or the whole grid when it is one chunk).
 """
@@ -14,7 +14,6 @@ import threading
 import numpy as np
 
 from rnnt_tui.core import fuse as fuse_mode
-from rnnt_tui.core.compare_ops import samples
 from rnnt_tui.core.components import JOINT, TensorInfo, describe
 from rnnt_tui.core.names import CANDIDATE, REFERENCE, Status
 from rnnt_tui.core.pipeline.context import StepContext, error_text
@@ -22,9 +21,10 @@ from rnnt_tui.core.pipeline.grid import chunk_frames, grid_chunks
 from rnnt_tui.core.pipeline.heads import decision_rows
 from rnnt_tui.core.pipeline.request import Settings
 from rnnt_tui.core.progress import Progress
-from rnnt_tui.core.results import OutputComparison, StepResult
 from rnnt_tui.core.runtimes.base import Runtime
-from rnnt_tui.core.stats import DiffAccumulator
+from rnnt_tui.core.stats.compare import samples
+from rnnt_tui.core.stats.diff import DiffAccumulator
+from rnnt_tui.core.stats.results import OutputComparison, StepResult
 from rnnt_tui.core.timing import measure
 
 

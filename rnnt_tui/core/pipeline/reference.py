@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from rnnt_tui.core.pipeline.facts import ModelFacts
     from rnnt_tui.core.pipeline.request import Settings
     from rnnt_tui.core.pipeline.session import Step
-    from rnnt_tui.core.results import StepResult
     from rnnt_tui.core.runtimes.base import PrepareReport, Runtime
+    from rnnt_tui.core.stats.results import StepResult
     from rnnt_tui.core.summary import ModelSummary
 
 #: the reference runtime's registered name (`core.runtimes`)

@@ -22,7 +22,7 @@ from rnnt_tui.core.pipeline.decode_step import decode_step, reference_decode
 from rnnt_tui.core.pipeline.decoder_chain import decoder_step
 from rnnt_tui.core.pipeline.joint_grid import joint_step
 from rnnt_tui.core.progress import Progress, no_progress
-from rnnt_tui.core.results import DecodeComparison, StepResult
+from rnnt_tui.core.stats.results import DecodeComparison, StepResult
 
 if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio

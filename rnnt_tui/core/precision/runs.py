@@ -93,7 +93,7 @@ def run_with_values(program: Any, feeds: Feeds, values: dict[str, np.ndarray]) -
 
 class ProgramDecoder:
     """Greedy decoding's three calls (`initial_state`, `decoder_step`, `joint_step`) on decoder and joint
-    programs, each with its own fp32 set; drives `core.decode.greedy_decode`."""
+    programs, each with its own fp32 set; drives `core.pipeline.greedy.greedy_decode`."""
 
     def __init__(self, decoder: Any, joint: Any, blank_id: int, state: tuple[int, int, int],
                  decoder_fp32: Iterable[str] = (), joint_fp32: Iterable[str] = (), *,
@@ -125,8 +125,8 @@ class ProgramDecoder:
 
 def program_decode(decoder: ProgramDecoder, encoded: np.ndarray, length: int, durations: list[int] | None,
                    cancel: threading.Event | None = None) -> list[int]:
-    """Greedy tokens of `encoded` [1,D,T] through the programs (NeMo's greedy loop, `core.decode`)."""
-    from rnnt_tui.core.decode import greedy_decode
+    """Greedy tokens of `encoded` [1,D,T] through the programs (NeMo's greedy loop, `core.pipeline.greedy`)."""
+    from rnnt_tui.core.pipeline.greedy import greedy_decode
     result = greedy_decode(decoder, np.asarray(encoded, np.float32), length, decoder.blank_id,
                            durations=durations, max_symbols=decoder.max_symbols, cancel=cancel)
     return list(result.tokens)

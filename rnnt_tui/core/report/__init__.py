@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio
     from rnnt_tui.core.pipeline.facts import FuseView
     from rnnt_tui.core.pipeline.request import Settings
-    from rnnt_tui.core.results import DecodeComparison, StepResult
+    from rnnt_tui.core.stats.results import DecodeComparison, StepResult
     from rnnt_tui.core.summary import ModelSummary
 
 
@@ -58,6 +58,7 @@ class Comparison:
     results: dict[str, StepResult]
     decode_comparison: DecodeComparison | None
     status: str
+    unavailable: str | None = None  # why the candidate did not run (its runtime may not even have loaded)
 
     @classmethod
     def of(cls, session: Session) -> Comparison:
@@ -69,7 +70,8 @@ class Comparison:
         return cls(checkpoint=session.facts.path, sha256=session.facts.sha256, summary=session.facts.summary,
                    audio=session.audio, reference=session.reference.describe(), candidate=candidate,
                    fuse_view=session.fuse(), settings=session.settings, results=dict(session.results),
-                   decode_comparison=session.decode_comparison, status=overall_status(session))
+                   decode_comparison=session.decode_comparison, status=overall_status(session),
+                   unavailable=session.candidate_unavailable)
 
     def fuse(self) -> FuseView:
         return self.fuse_view
@@ -80,8 +82,8 @@ class Comparison:
 
     @property
     def candidate_reason(self) -> str | None:
-        """Why the candidate did not run (None: it ran, or there is none)."""
-        return (self.candidate or {}).get("reason")
+        """Why the candidate did not run (None: it ran, or none was asked for)."""
+        return self.unavailable
 
     def to_json(self) -> dict[str, Any]:
         """Everything the comparison found, JSON-ready (the README's keys)."""

@@ -25,7 +25,7 @@ from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailab
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.nemo_decoding import max_symbols, tokens_to_text
 from rnnt_tui.core.pipeline.events import Emit, Event, progress_of
-from rnnt_tui.core.stats import diff_stats
+from rnnt_tui.core.stats.diff import diff_stats
 from rnnt_tui.core.stream.chunk_decode import ChunkGreedy
 from rnnt_tui.core.stream.config import (
     STREAM_CANDIDATES,

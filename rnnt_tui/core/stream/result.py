@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnnt_tui.core.stats import DiffStats
+from rnnt_tui.core.stats.diff import DiffStats
 
 
 @dataclass(frozen=True)

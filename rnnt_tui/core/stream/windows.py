@@ -21,12 +21,12 @@ import numpy as np
 from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.checkpoint import LoadedModel, restore
 from rnnt_tui.core.components import ENCODER, PREPROCESSOR
-from rnnt_tui.core.decode import greedy_decode
 from rnnt_tui.core.errors import CancelledError, RuntimeUnavailableError
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.nemo_decoding import max_symbols, tokens_to_pieces, tokens_to_text
 from rnnt_tui.core.pipeline.events import Emit, progress_of
-from rnnt_tui.core.stats import diff_stats
+from rnnt_tui.core.pipeline.greedy import greedy_decode
+from rnnt_tui.core.stats.diff import diff_stats
 from rnnt_tui.core.stream.config import STREAM_NOT_BUILT, StreamRequest, frame_ms
 from rnnt_tui.core.stream.seams import Edit, Word, by_seam, edits, words
 

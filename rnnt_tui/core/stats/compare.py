@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from rnnt_tui.core.components import LENGTH_OUTPUTS, TensorInfo
-from rnnt_tui.core.results import OutputComparison
-from rnnt_tui.core.stats import diff_stats
+from rnnt_tui.core.stats.diff import diff_stats
+from rnnt_tui.core.stats.results import OutputComparison
 from rnnt_tui.core.tolerances import Tolerance
 
 SAMPLE_VALUES = 6

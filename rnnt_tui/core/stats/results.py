@@ -15,7 +15,7 @@ from rnnt_tui.core.names import Status
 if TYPE_CHECKING:  # the app's process reads results without importing numpy (stats and timing need it)
     import numpy as np
 
-    from rnnt_tui.core.stats import DiffStats
+    from rnnt_tui.core.stats.diff import DiffStats
     from rnnt_tui.core.timing import Timings
 
 
