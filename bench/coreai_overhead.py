@@ -2,13 +2,15 @@
 cached load against the Core ML conversion - ratios from one run, on the demo (or a bench model).
 
 How, in one child process with a fresh cache: (1) cold conversion of all four components to Core AI
-(`core.coreai.convert`) and to Core ML (`core.coreml.convert`), each timed; (2) a second `CoreAIRuntime.prepare`
-(cache hit: the asset is read, lowered by the runtime and loaded) and a Core ML cache hit; (3) for the encoder on a
-`--seconds` clip and one decoder step: the raw call (`loop.run_until_complete(f(arrays))` on arrays made once)
-against the tool's bound call (`bound()`, what the pipeline times) and the round trip (`bound()` then
+(`core.coreai.convert`) and to Core ML (`core.coreml.convert`), each timed; (2) `CoreAIRuntime.prepare` twice: the
+assets from the cache but lowered by the runtime now, then everything cached (the lowered programs loaded as
+they are), against a Core ML cache hit (Core ML cannot load on Linux: its cached figure is the lookup alone);
+(3) for the encoder on a `--seconds` clip and one decoder step: the raw call (`loop.run_until_complete(f(arrays))`
+on arrays made once) against the bound call (`bound()`, what the pipeline times) and the round trip (`bound()` then
 `bound.outputs(raw)`: reading the outputs back by name as numpy, cropped), alternated, `--runs` each; overhead =
-(tool - raw) / raw of the medians; (4) process CPU time over wall time during the encoder calls (> 1 means the
-runtime ran on more than one core; read it with the load average: on a busy machine a process gets less).
+(tool - raw) / raw of the medians; (4) process CPU time over wall time during the calls (> 1 means the runtime ran
+on more than one core; on a busy machine a process gets less) and, independent of the load, how many threads
+did at least 10 % of the process's CPU work during them (1: the runtime computes on one thread).
 Goal (issue 19): overhead <= 5 % of the call.
 
 Run:   python bench/coreai_overhead.py [--model demo] [--seconds 10] [--runs 5]
@@ -26,6 +28,20 @@ from common import child_env, emit, loadavg, median, model_path, run_child, save
 
 TAG = "coreai_overhead"
 GOAL_OVERHEAD = 0.05
+
+
+def _thread_cpu() -> dict[str, int]:
+    """Clock ticks of CPU time per thread of this process (utime + stime from /proc/self/task/*/stat)."""
+    from pathlib import Path
+
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[task.name] = int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
 
 
 def _child(model: str, seconds: float, runs: int) -> None:
@@ -60,10 +76,16 @@ def _child(model: str, seconds: float, runs: int) -> None:
 
     runtime = CoreAIRuntime(loaded, RuntimeOptions())
     start = time.perf_counter()
-    reports = runtime.prepare()
+    reports = runtime.prepare()  # assets from the cache; the runtime lowers them now (and the lowering is cached)
+    out["coreai_lowering_prepare_s"] = time.perf_counter() - start
+    out["coreai_lowering_load_ms"] = {r.component: round(r.load_ms or 0, 1) for r in reports}
+    runtime.close()
+    runtime = CoreAIRuntime(loaded, RuntimeOptions())
+    start = time.perf_counter()
+    reports = runtime.prepare()  # everything cached: the lowered programs are loaded as they are
     out["coreai_cached_prepare_s"] = time.perf_counter() - start
     out["coreai_cached_load_ms"] = {r.component: round(r.load_ms or 0, 1) for r in reports}
-    assert all(r.cached for r in reports), [r.action for r in reports]
+    assert all(r.cached and "lowered program from the cache" in r.action for r in reports), [r.action for r in reports]
 
     reference = TorchRuntime(loaded)
     reference.prepare()
@@ -85,6 +107,7 @@ def _child(model: str, seconds: float, runs: int) -> None:
         loop = runtime.executor._loop
         bound.outputs(bound())  # warm-up
         raw_t, tool_t, trip_t = [], [], []
+        threads0 = _thread_cpu()
         cpu0, wall0 = os.times(), time.perf_counter()
         n = runs if component == "encoder" else runs * 20
         for _ in range(n):
@@ -97,11 +120,16 @@ def _child(model: str, seconds: float, runs: int) -> None:
             bound.outputs(raw)
             trip_t.append((time.perf_counter() - t) * 1000)
         cpu1, wall1 = os.times(), time.perf_counter()
+        threads1 = _thread_cpu()
+        busy = {t: threads1[t] - threads0.get(t, 0) for t in threads1}
+        total = sum(busy.values()) or 1
         cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         out[name] = {"raw_ms": spread(raw_t), "timed_call_ms": spread(tool_t), "round_trip_ms": spread(trip_t),
                      "overhead": (median(tool_t) - median(raw_t)) / median(raw_t),
                      "round_trip_overhead": (median(trip_t) - median(raw_t)) / median(raw_t),
-                     "cpu_over_wall": cpu / (wall1 - wall0)}
+                     "cpu_over_wall": cpu / (wall1 - wall0),
+                     "threads_with_10pct_of_cpu": sum(1 for v in busy.values() if v >= 0.1 * total),
+                     "busiest_thread_share": max(busy.values()) / total}
     torch_t = []
     for _ in range(runs):
         bound = reference.bind("encoder", cases["encoder"][1])
@@ -131,6 +159,8 @@ def main() -> None:
                        env=child_env(TAG, fresh_cache=True))
     ratios = {"coreai_cold_vs_coreml_cold": result["coreai_cold_convert_s"] / result["coreml_cold_convert_s"],
               "coreai_cached_prepare_vs_coreml_cached": result["coreai_cached_prepare_s"] / result["coreml_cached_s"],
+              "coreai_cached_prepare_vs_lowering_prepare": result["coreai_cached_prepare_s"]
+              / result["coreai_lowering_prepare_s"],
               "coreai_encoder_vs_torch": result["encoder"]["raw_ms"]["median"] / result["torch_encoder_ms"]["median"],
               "overhead_encoder": result["encoder"]["overhead"],
               "overhead_decoder_step": result["decoder_step"]["overhead"],
