@@ -12,6 +12,7 @@ from conftest import write_wav
 
 from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.errors import BadInputError
+from rnnt_tui.core.pipeline.driver import run_steps
 
 
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000, 96000])
@@ -110,7 +111,7 @@ def test_nemo_column_is_what_nemo_transcribe_returns_on_resampled_and_stereo_fil
 
     def ours(path: Path) -> tuple[Any, Any]:
         session = open_session(Request(loaded.path, path, None, settings=Settings(runs=1, warmup=0)), loaded=loaded)
-        session.run_all()
+        run_steps(session)
         return session.audio, session.decode_comparison
 
     def transcribe(audio: Any) -> str:

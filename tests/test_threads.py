@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from rnnt_tui.core import threads
+from rnnt_tui.core.pipeline.driver import run_steps
 from rnnt_tui.core.timing import conditions_footer, measure
 
 
@@ -77,7 +78,7 @@ def test_run_reports_threads_and_load_with_every_timing_and_times_the_decode_lik
         assert timing["threads"] == 1 and timing["cpu_count"] and isinstance(timing["load_1min"], float), timing
         assert "warning" in timing
     session = open_session(Request(checkpoints["rnnt-char"], clip, None, settings=Settings(runs=3, warmup=1)))
-    session.run_all()
+    run_steps(session)
     decode = session.results["decode"].timings["reference"]
     assert decode is not None and (decode.runs, decode.warmup) == (3, 1)  # not one cold call
     assert decode.threads == 1
