@@ -7,6 +7,7 @@ client) or a screen; results come back as messages.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from textual.binding import Binding
 from textual.widgets import TabbedContent
 from textual.worker import WorkerState
 
+from rnnt_tui.app.bundle_choice import choose
 from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.client import Call
 from rnnt_tui.app.draw import Drawing
@@ -172,7 +174,12 @@ class Actions(Drawing):
         self.show_step_detail()
 
     def action_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        tabs = self.query_one(TabbedContent)
+        if tabs.get_tab(tab).has_class("-hidden"):  # the Model tab on a wide terminal: its panel is on screen
+            self.notify("The model summary is on screen (top left); its own tab is for narrow terminals.",
+                        timeout=4)
+            return
+        tabs.active = tab
 
     def action_toggle_fuse(self) -> None:
         self.request_joint_mode(AS_SAVED if self.state.joint_mode == VALIDATION else VALIDATION)
@@ -187,6 +194,14 @@ class Actions(Drawing):
         panel.show_pending(mode)
         self.cancel_calls("steps")
         self.switch_joint_mode(mode, rerun="joint" in self.state.results)
+
+    def use_against(self, against: str) -> None:
+        """Another candidate for the next open (no rebuild: the open that follows builds the session)."""
+        s = self.state
+        s.options = replace(s.options, against=against)
+        self.query_one(RuntimePanel).set_options(s.options)
+        s.labels["candidate"] = s.candidate_fallback()
+        self.show_header()
 
     def apply_options(self, options: RuntimeChoices) -> None:
         s = self.state
@@ -219,7 +234,12 @@ class Actions(Drawing):
             return
         self.cancel_calls("steps")
         self.status.working(f"Reading {path.name}…")
-        self.open_checkpoint(path)
+        bundle = choose(path, self.state.options.against)
+        if bundle is not None and bundle.against != self.state.options.against:
+            self.use_against(bundle.against)
+            if bundle.note:
+                self.notify(bundle.note, title="Opening the bundle", severity="warning", timeout=10)
+        self.open_checkpoint(path, bundle.clip if bundle is not None and bundle.clip is not None else None)
 
     def open_audio(self, path: Path | None) -> None:
         if path is None:
