@@ -592,3 +592,16 @@ async def test_precision_screen_certifies_the_conversion_in_the_mil_interpreter(
         await pilot.press("end")  # the screen scrolls as a whole: the lint rows are reachable
         await wait_for(pilot, lambda: "Lint" in screen_text(app), "the lint table at the end", timeout=30)
         assert screen.query_one("#precision-box").scroll_y > 0
+
+
+async def test_recent_files_that_cannot_be_saved_are_said_once(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("RNNT_TUI_STATE_DIR", str(blocker / "state"))  # a directory cannot be made in a file
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("t")  # the theme is remembered: a write
+        await pilot.press("t")
+        notes = [n for n in app._notifications if n.title == "Cannot save recent files"]
+        assert len(notes) == 1 and notes[0].severity == "warning" and "state" in notes[0].message

@@ -28,7 +28,9 @@ class BundleChoice:
 
 def bundle_meta(path: Path) -> dict[str, Any] | None:
     """The bundle's `bundle.json`, or None when `path` is not a readable bundle (the engine reports why)."""
-    from rnnt_tui.core.bundle.format import BUNDLE_FILE, is_bundle  # numpy: only when a bundle is opened
+    if not (path.is_dir() or (path.suffix.lower() != ".nemo" and zipfile.is_zipfile(path))):
+        return None  # a checkpoint (a .nemo tar, which can look like a zip: torch's weights inside): no numpy yet
+    from rnnt_tui.core.bundle.format import BUNDLE_FILE, is_bundle  # numpy: only for what may be a bundle
 
     if not is_bundle(path):
         return None
