@@ -5,8 +5,8 @@ How it is put together (each part only uses the ones before it):
 - `engine_process.ProcessEngine` (default) runs `engine.Engine`, and so the core, NeMo and the runtimes, in a child
   process; the events it emits come back enveloped (call, session, order) and in order;
 - `state.AppState` - what the screen shows, as plain data, folded from accepted events (Textual-free);
-- `draw.Drawing` - the widgets drawn from the state; `actions.Actions` - what the keys do and the calls they
-  start (each in a thread worker); `controller.Controller` - one handler per event type: accept, apply, draw.
+- `draw.Drawing` - the widgets drawn from the state; `calls.Calls` - the engine calls (each in a thread worker);
+  `actions.Actions` - what the keys do; `controller.Controller` - one handler per event type: accept, apply, draw.
 Worker failures land in one `Worker.StateChanged` handler: a bad file becomes a notification naming it (the
 current session stays), anything unexpected a modal with the details. Nothing here computes a number.
 """
