@@ -35,7 +35,8 @@ from common import child_env, emit, median, model_path, run_child, save, spread,
 
 INTERVAL = 0.010
 DUMP_AFTER = 0.060  # a tick later than this (stall > 50 ms) gets every thread's stack sampled
-GOAL_MS = 50.0
+GOAL_MS = 50.0  # a stall this long is sampled (its busy thread recorded)
+OVER_HELLO_MS = 25.0  # the goal: the longest stall after the first frame, over the hello-world's own idle stall
 IDLE_S = 10.0  # the baseline: the hello-world app with the same timer, doing nothing, for this long
 IDLE_FRAMES = ("threading.py", "queue.py", "selectors.py", "concurrent/futures/thread.py", "asyncio/")
 
@@ -259,11 +260,19 @@ def main() -> None:
                           "over_goal_per_run": [r["over_goal"] for r in runs],
                           "stalls_over_goal_by_top_frame": calls.most_common(12), "runs": runs})
     worst = max((s["max_stall_ms"]["median"] for s in scenarios if s["model"] != "hello"), default=float("nan"))
-    summary = {"goal": f"no stall over {GOAL_MS:.0f} ms", "worst_median_max_stall_ms": worst,
-               "goal_met": bool(worst <= GOAL_MS),
+    hello = next(s["max_after_first_paint_ms"]["median"] for s in scenarios if s["model"] == "hello")
+    worst_after = max((s["max_after_first_paint_ms"]["median"] for s in scenarios if s["model"] != "hello"),
+                      default=float("nan"))
+    summary = {"goal": f"the longest stall after the first frame at most {OVER_HELLO_MS:.0f} ms over the "
+                       "hello-world app's own idle stall in the same run",
+               "hello_idle_max_ms": hello, "worst_median_max_after_first_paint_ms": worst_after,
+               "worst_over_hello_ms": round(worst_after - hello, 1),
+               "goal_met": bool(worst_after - hello <= OVER_HELLO_MS),
+               "worst_median_max_stall_ms": worst,
                "table": [{"model": s["model"], "against": s["against"],
                           "median_max_stall_ms": s["max_stall_ms"]["median"],
                           "median_max_after_first_paint_ms": s["max_after_first_paint_ms"]["median"],
+                          "over_hello_ms": round(s["max_after_first_paint_ms"]["median"] - hello, 1),
                           "median_stalls_over_goal": median(s["over_goal_per_run"])} for s in scenarios]}
     save(args.tag, {"summary": summary, "interval_ms": INTERVAL * 1000, "fixes": args.fix or None, "src": args.src,
                     "scenarios": scenarios}, gate, started)

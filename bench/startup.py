@@ -12,7 +12,10 @@ heavy modules (torch, nemo, coremltools, onnxruntime, ...) are already in `sys.m
 coremltools not yet imported. After the first frame each rnnt-tui run keeps reading until the status line says
 "Ready" (NeMo imported, model restored, ONNX export served by the cache) and reports that time too.
 
-Run:   python bench/startup.py [--runs 9] [--no-ready] [--max-load 1.5 --wait 0]
+Run:   python bench/startup.py [--runs 9] [--no-ready] [--max-load 1.5 --wait 0] [--bundle B]
+
+`--bundle B` also times `rnnt-tui B` (a recorded bundle, e.g. `rnnt-tui record DEMO CLIP --out B --export onnx`)
+to "Ready" in each run: nothing of NeMo runs, so that is the app's own cost of opening a replay.
 Takes: ~15 s per run with --ready (default), ~3 s per run with --no-ready.
 Writes bench/results/startup.json.
 """
@@ -45,13 +48,13 @@ READY = b"Ready \xc2\xb7"  # the status line once the session is prepared ("Read
 ANSI = re.compile(rb"\x1b(\[[0-9;?<>=$]*[ -/]*[@-~]|\][^\x07]*\x07|[@-Z\\-_])")
 
 
-def rnnt_command(src: str | None = None) -> list[str]:
+def rnnt_command(src: str | None = None, args: tuple[str, ...] = ()) -> list[str]:
     """The installed `rnnt-tui` console script, or (with --src) the same entry point from another checkout."""
     if src:
         return [PY, "-c", f"import sys; sys.path.insert(0, {src!r}); from rnnt_tui.cli import main; "
-                          "sys.exit(main([]))"]
+                          f"sys.exit(main({list(args)!r}))"]
     script = Path(PY).parent / "rnnt-tui"
-    return [str(script)] if script.is_file() else [PY, "-m", "rnnt_tui"]
+    return [str(script), *args] if script.is_file() else [PY, "-m", "rnnt_tui", *args]
 
 
 def run_in_pty(cmd: list[str], env: dict[str, str], want_ready: bool, timeout: float = 120.0) -> dict[str, Any]:
@@ -168,6 +171,8 @@ def main() -> None:
     parser.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the load to drop first")
     parser.add_argument("--src", help="measure the rnnt_tui package in this checkout instead of the installed one "
                         "(e.g. a copy with a proposed fix); results go to startup-src.json")
+    parser.add_argument("--bundle", help="also time `rnnt-tui BUNDLE` to Ready (a recorded bundle: no NeMo), "
+                        "in the same run")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -184,6 +189,9 @@ def main() -> None:
     # warm-up (untimed): page cache, the demo's hash memo and ONNX export in the bench cache
     run_in_pty(hello, env, False)
     run_in_pty(rnnt, env, True)
+    bundle = rnnt_command(args.src, (args.bundle,)) if args.bundle else None
+    if bundle is not None:
+        run_in_pty(bundle, env, True)
     rows: list[dict[str, Any]] = []
     for i in range(args.runs):
         order = [("hello", hello), ("rnnt", rnnt)] if i % 2 == 0 else [("rnnt", rnnt), ("hello", hello)]
@@ -191,6 +199,8 @@ def main() -> None:
         for name, cmd in order:
             row[name] = run_in_pty(cmd, env, want_ready and name == "rnnt")
         row["ratio"] = row["rnnt"]["first_frame_s"] / row["hello"]["first_frame_s"]
+        if bundle is not None:
+            row["bundle"] = run_in_pty(bundle, env, True)
         rows.append(row)
         print(f"run {i + 1}/{args.runs}: hello {row['hello']['first_frame_s'] * 1000:.0f} ms, rnnt-tui "
               f"{row['rnnt']['first_frame_s'] * 1000:.0f} ms (x{row['ratio']:.2f}), ready "
@@ -215,6 +225,10 @@ def main() -> None:
         "rnnt_first_output_ms": spread([r["rnnt"]["first_output_s"] * 1000 for r in rows]),
         "hello_first_output_ms": spread([r["hello"]["first_output_s"] * 1000 for r in rows]),
         "rnnt_ready_s": spread(ready) if ready else None,
+        "bundle_ready_s": spread([r["bundle"]["ready_s"] for r in rows if r.get("bundle", {}).get("ready_s")])
+        if bundle is not None else None,
+        "bundle_first_frame_ms": spread([r["bundle"]["first_frame_s"] * 1000 for r in rows if "bundle" in r])
+        if bundle is not None else None,
         "heavy_loaded_at_first_frame": loaded_any,
         "probe_timeline_s": {k: round(median([p["marks_s"][k] for p in probes if k in p.get("marks_s", {})]), 3)
                              for k in ("interpreter_ready", "cli_imported", "app_imported", "app_run_called",
@@ -223,7 +237,8 @@ def main() -> None:
         "goal_met": bool(ratio <= 2.5 and not loaded_any.get("nemo") and not loaded_any.get("coremltools")),
     }
     doc = {"src": args.src, "summary": summary, "runs": rows, "probes": probes, "terminal": f"{COLS}x{ROWS}",
-           "commands": {"hello": "python bench/hello_app.py", "rnnt": " ".join(rnnt)}}
+           "commands": {"hello": "python bench/hello_app.py", "rnnt": " ".join(rnnt),
+                        "bundle": " ".join(bundle) if bundle else None}}
     save("startup-src" if args.src else "startup", doc, gate, started)
     print(json.dumps(summary, indent=1))
 

@@ -35,5 +35,9 @@ class ScriptedEngine(Engine):
                     time.sleep(0.005)
             emit(ev.StepFinished(kind, None))  # type: ignore[arg-type]
 
+    def open_checkpoint(self, request: object, post: Post, cancel: threading.Event, call: int = 0) -> None:
+        """`request`: how many progress events to send (a fresh child needs an open before anything else)."""
+        self.run_steps([f"burst:{request}"], post, cancel, call)
+
     def modules(self) -> list[str]:
         return sorted(sys.modules)

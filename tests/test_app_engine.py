@@ -55,6 +55,7 @@ class Inbox:
 
 def test_a_burst_from_two_calls_arrives_in_order_and_whole(engine: ProcessEngine) -> None:
     inbox = Inbox()
+    engine.open_checkpoint(0, inbox, threading.Event(), call=0)  # type: ignore[arg-type]
     threads = [threading.Thread(target=engine.run_steps, args=(["burst:400"], inbox, threading.Event()),
                                 kwargs={"call": call}) for call in (1, 2)]
     for t in threads:
@@ -113,8 +114,10 @@ def test_a_child_killed_mid_call_fails_that_call_only_and_a_new_one_serves_the_n
         assert proc is not None
         proc.kill()
         proc.wait()
-        # at once, while the old child's reader may still be winding down: goes to a replacement child
-        engine.run_steps(["burst:5"], inbox, threading.Event(), call=2)
+        with pytest.raises(EngineStoppedError):  # the model went with the child: no fresh child pretends
+            engine.run_steps(["burst:1"], inbox, threading.Event(), call=3)
+        # an open at once, while the old child's reader may still be winding down: goes to a replacement child
+        engine.open_checkpoint(5, inbox, threading.Event(), call=2)  # type: ignore[arg-type]
         t.join(30)
         assert len(errors) == 1 and isinstance(errors[0], EngineStoppedError), (round_, errors)
         assert texts(inbox.got, 2) == [str(i) for i in range(5)]

@@ -208,3 +208,35 @@ def test_recent_save_raises_instead_of_swallowing(bad_state_dir: Path) -> None:
     recent.add("checkpoints", demo_checkpoint())
     with pytest.raises(OSError):
         recent.save()
+
+
+def fake_bundle(tmp_path: Path, packages: bool, onnx: bool) -> Path:
+    """A folder with only the `bundle.json` keys the app reads before opening it (what it holds, its clips)."""
+    bundle = tmp_path / f"bundle-{packages}-{onnx}"
+    bundle.mkdir()
+    (bundle / "bundle.json").write_text(json.dumps({
+        "packages": {"fp32": {"dir": "packages/fp32"}} if packages else {},
+        "onnx": {"dir": "onnx"} if onnx else None, "clips": [{"index": 0, "name": "recorded.wav"}]}))
+    return bundle
+
+
+def test_a_bundle_opens_with_what_it_can_replay(tmp_path: Path) -> None:
+    from rnnt_tui.app.bundle_choice import choose
+
+    packages = fake_bundle(tmp_path, packages=True, onnx=False)
+    chosen = choose(packages, None)
+    assert chosen is not None and chosen.against == ("coreml" if sys.platform == "darwin" else "mil")
+    assert chosen.clip == Path("recorded.wav") and chosen.note is None  # the header names the bundle's clip
+    asked_onnx = choose(packages, "onnx")
+    assert asked_onnx is not None and asked_onnx.against == chosen.against
+    assert asked_onnx.note is not None and "ONNX Runtime" in asked_onnx.note  # said, never switched silently
+    both = choose(fake_bundle(tmp_path, packages=True, onnx=True), "onnx")
+    assert both is not None and both.against == "onnx" and both.note is None
+    assert choose(demo_checkpoint(), "onnx") is None  # a checkpoint: nothing to choose
+
+
+def test_choosing_for_a_checkpoint_loads_no_numpy() -> None:
+    code = ("import sys; from rnnt_tui.app.bundle_choice import choose; from rnnt_tui.paths import demo_checkpoint; "
+            "assert choose(demo_checkpoint(), None) is None; print('numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert out.strip() == "False"  # the first frame still comes before numpy

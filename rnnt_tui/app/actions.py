@@ -1,38 +1,32 @@
 """What the keys and the command palette do: run steps, switch the joint's mode, pick files, export, quit.
 
-The second half of `RnntApp`'s behaviour (the first, showing what the engine reports, is `controller.Controller`).
-Each action only changes the state's choices and starts a call (`app.RnntApp`'s workers, through the engine
-client) or a screen; results come back as messages.
+A base of `RnntApp` (its handlers, `controller.Controller`, build on it), on `calls.Calls`. Each action only changes
+the state's choices and starts a call (`calls.Calls`, through the engine client) or a screen; results come back
+as messages.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual.binding import Binding
 from textual.widgets import TabbedContent
 from textual.worker import WorkerState
 
+from rnnt_tui.app.bundle_choice import choose
+from rnnt_tui.app.calls import Calls
 from rnnt_tui.app.choices import RuntimeChoices
-from rnnt_tui.app.client import Call
-from rnnt_tui.app.draw import Drawing
 from rnnt_tui.app.engine import export_directory, export_stem
-from rnnt_tui.app.messages import Exported, JobDone, RuntimesChecked, message_for
 from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 from rnnt_tui.core.components import STEPS
-from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
-
-if TYPE_CHECKING:
-    from rnnt_tui.app.engine import Envelope
-    from rnnt_tui.app.screens.precision import PrecisionScreen
-    from rnnt_tui.app.screens.sweep import SweepScreen
 
 #: what the clip picker takes as a corpus rather than a clip: a NeMo manifest, a list of paths, or a folder
 MANIFEST_SUFFIXES = (".json", ".jsonl", ".txt", ".lst")
@@ -58,8 +52,8 @@ PALETTE_TITLES = {
 }
 
 
-class Actions(Drawing):
-    """The app's actions (bound to keys and listed in the command palette) and the engine calls they start."""
+class Actions(Calls):
+    """The app's actions (bound to keys and listed in the command palette)."""
 
     manifest: Path | None
     export_dir: Path
@@ -172,7 +166,12 @@ class Actions(Drawing):
         self.show_step_detail()
 
     def action_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        tabs = self.query_one(TabbedContent)
+        if tabs.get_tab(tab).has_class("-hidden"):  # the Model tab on a wide terminal: its panel is on screen
+            self.notify("The model summary is on screen (top left); its own tab is for narrow terminals.",
+                        timeout=4)
+            return
+        tabs.active = tab
 
     def action_toggle_fuse(self) -> None:
         self.request_joint_mode(AS_SAVED if self.state.joint_mode == VALIDATION else VALIDATION)
@@ -187,6 +186,14 @@ class Actions(Drawing):
         panel.show_pending(mode)
         self.cancel_calls("steps")
         self.switch_joint_mode(mode, rerun="joint" in self.state.results)
+
+    def use_against(self, against: str) -> None:
+        """Another candidate for the next open (no rebuild: the open that follows builds the session)."""
+        s = self.state
+        s.options = replace(s.options, against=against)
+        self.query_one(RuntimePanel).set_options(s.options)
+        s.labels["candidate"] = s.candidate_fallback()
+        self.show_header()
 
     def apply_options(self, options: RuntimeChoices) -> None:
         s = self.state
@@ -219,7 +226,12 @@ class Actions(Drawing):
             return
         self.cancel_calls("steps")
         self.status.working(f"Reading {path.name}…")
-        self.open_checkpoint(path)
+        bundle = choose(path, self.state.options.against)
+        if bundle is not None and bundle.against != self.state.options.against:
+            self.use_against(bundle.against)
+            if bundle.note:
+                self.notify(bundle.note, title="Opening the bundle", severity="warning", timeout=10)
+        self.open_checkpoint(path, bundle.clip if bundle is not None and bundle.clip is not None else None)
 
     def open_audio(self, path: Path | None) -> None:
         if path is None:
@@ -315,96 +327,3 @@ class Actions(Drawing):
         for p in self.recent.existing("audio"):
             commands.append((f"Open recent clip {p.name}", str(p), partial(self.open_audio, p)))
         return commands
-
-    # -- calls: each begins on this thread (so a cancel or a newer call makes its events stale at once) and
-    #    runs in a thread worker that calls the engine through the client and reports by messages ------------
-    def post_envelope(self, envelope: Envelope) -> None:
-        """What the engine emits, posted as the message of its event's type (thread-safe; one thread posts
-        every event of a `ProcessEngine`, so they queue in the order the engine emitted them)."""
-        self.post_message(message_for(envelope))
-
-    def check_runtimes(self) -> None:
-        self.run_worker(self._check_runtimes, thread=True, exclusive=True, exit_on_error=False, group="runtimes",
-                        description="checking runtimes")
-
-    def _check_runtimes(self) -> None:
-        with self.client.engine.track():
-            self.post_message(RuntimesChecked(self.client.check_runtimes()))
-
-    def open_checkpoint(self, path: Path, audio: Path | None = None) -> None:
-        """Open `path` (a checkpoint or bundle) with `audio` (by default the clip open now)."""
-        request = self.state.request(audio, path)
-        call = self.client.begin("model", f"Cancelled opening {path.name}")
-        self._call(call, "opening the checkpoint", "open_checkpoint", request)
-
-    def rebuild_session(self, audio: Path | None = None) -> None:
-        """A new session on the restored model: another clip, or the choices changed."""
-        call = self.client.begin("model", "Cancelled preparing the runtimes")
-        self._call(call, "preparing the session", "rebuild", self.state.request(audio))
-
-    def run_corpus(self, manifest: Path) -> None:
-        call = self.client.begin("corpus", "Corpus run stopped; what finished is kept")
-        self._call(call, "corpus run", "run_corpus", manifest, done=f"Corpus {manifest.name} done")
-
-    def run_steps(self, names: list[str]) -> None:
-        call = self.client.begin("steps")
-        self._call(call, "running steps", "run_steps", list(names), done="Done: " + ", ".join(names))
-
-    def switch_joint_mode(self, mode: str, rerun: bool) -> None:
-        call = self.client.begin("fuse")
-        self._call(call, "switching the joint mode", "set_joint_mode", mode, rerun,
-                   done=f"Joint in {mode} mode" + (" (joint rerun)" if rerun else ""))
-
-    def _call(self, call: Call, description: str, method: str, *args: Any, done: str | None = None) -> None:
-        self.run_worker(partial(self._run_call, call, method, args, done), thread=True, exclusive=True,
-                        exit_on_error=False, group=call.group, description=description)
-
-    def _run_call(self, call: Call, method: str, args: tuple[Any, ...], done: str | None) -> None:
-        """In the worker thread: the engine call; its end as a `JobDone` (after every event it emitted)."""
-        with self.client.running(call):
-            try:
-                self.client.run(call, method, *args)
-            except CancelledError:
-                self.post_message(JobDone(call.group, call.cancelled_text, cancelled=True, call=call.id))
-                return
-            if done is not None:
-                self.post_message(JobDone(call.group, done, call=call.id))
-
-    def write_report(self, directory: Path, stem: str, screenshot: Path) -> None:
-        self.run_worker(partial(self._write_report, directory, stem, screenshot), thread=True, exclusive=True,
-                        exit_on_error=False, group="export", description="writing the report")
-
-    def _write_report(self, directory: Path, stem: str, screenshot: Path) -> None:
-        with self.client.engine.track():
-            paths = self.client.export(directory, stem)
-            self.post_message(Exported([*paths, screenshot]))
-
-    def run_precision(self, screen: PrecisionScreen, precision: str, weights: str | None) -> None:
-        call = self.client.begin("precision", "Precision analysis cancelled")
-        self.run_worker(partial(self._precision_call, call, screen, precision, weights), thread=True,
-                        exclusive=True, exit_on_error=False, group="precision", description="certifying precision")
-
-    def _precision_call(self, call: Call, screen: PrecisionScreen, precision: str, weights: str | None) -> None:
-        with self.client.running(call):
-            try:
-                report = self.client.run(call, "precision", precision, weights)
-            except CancelledError:
-                self.post_message(JobDone("precision", call.cancelled_text, cancelled=True, call=call.id))
-                return
-            from rnnt_tui.app.screens.precision import PrecisionDone  # the screen's module: loaded when it opened
-
-            screen.post_message(PrecisionDone(report))
-            self.post_message(JobDone("precision", f"Precision ({precision}): {report.get('status')}", call=call.id))
-
-    def run_sweep(self, screen: SweepScreen) -> None:
-        call = self.client.begin("sweep")
-        self.run_worker(partial(self._sweep_call, call, screen), thread=True, exclusive=True, exit_on_error=False,
-                        group="sweep", description="compute-unit sweep")
-
-    def _sweep_call(self, call: Call, screen: SweepScreen) -> None:
-        with self.client.running(call):
-            rows = self.client.run(call, "sweep")
-            from rnnt_tui.app.screens.sweep import SweepDone  # the screen's module: loaded when it opened
-
-            screen.post_message(SweepDone(rows))
-            self.post_message(JobDone("sweep", "Sweep done", call=call.id))

@@ -5,8 +5,8 @@ How it is put together (each part only uses the ones before it):
 - `engine_process.ProcessEngine` (default) runs `engine.Engine`, and so the core, NeMo and the runtimes, in a child
   process; the events it emits come back enveloped (call, session, order) and in order;
 - `state.AppState` - what the screen shows, as plain data, folded from accepted events (Textual-free);
-- `draw.Drawing` - the widgets drawn from the state; `actions.Actions` - what the keys do and the calls they
-  start (each in a thread worker); `controller.Controller` - one handler per event type: accept, apply, draw.
+- `draw.Drawing` - the widgets drawn from the state; `calls.Calls` - the engine calls (each in a thread worker);
+  `actions.Actions` - what the keys do; `controller.Controller` - one handler per event type: accept, apply, draw.
 Worker failures land in one `Worker.StateChanged` handler: a bad file becomes a notification naming it (the
 current session stays), anything unexpected a modal with the details. Nothing here computes a number.
 """
@@ -101,13 +101,15 @@ class RnntApp(Controller, App[int]):
 
     def __init__(self, checkpoint: Path, audio: Path, options: RuntimeChoices | None = None,
                  export_dir: Path | None = None, engine: Engine | ProcessEngine | None = None,
-                 manifest: Path | None = None) -> None:
+                 manifest: Path | None = None, notes: tuple[str, ...] = ()) -> None:
         """`engine`: where the work runs; by default a `ProcessEngine` (a child process, so nothing heavy ever
         holds this process's GIL); an in-process `Engine` serves tests that patch the core. `manifest`: a corpus
-        to run as soon as the model is ready (its first clip opens in the explorer)."""
+        to run as soon as the model is ready (its first clip opens in the explorer). `notes`: said once the
+        first frame is up (how the command line was read, e.g. a bundle replayed with another candidate)."""
         super().__init__()
         self.state = AppState(checkpoint, audio, options or RuntimeChoices())
         self.manifest = manifest
+        self.notes = notes
         self.export_dir = export_dir or Path.cwd()
         self.is_mounted_layout = False
         self.client = EngineClient(engine if engine is not None else ProcessEngine(), self.post_envelope)
@@ -153,10 +155,10 @@ class RnntApp(Controller, App[int]):
                 yield TranscriptView(id="transcripts")
             with TabPane("Runtimes", id="tab-runtimes"):
                 yield RuntimePanel(self.state.options, id="runtime-panel")
+            with TabPane("Model", id="tab-model"):  # 6: before Corpus (7), as the keys go
+                yield ModelPanel(id="model-tab-panel")
             with TabPane("Corpus", id="tab-corpus"):
                 yield CorpusView(id="corpus")
-            with TabPane("Model", id="tab-model"):
-                yield ModelPanel(id="model-tab-panel")
         yield StatusLine(id="status")
         yield Footer()
 
@@ -175,6 +177,8 @@ class RnntApp(Controller, App[int]):
         Rich, the widget tree) live as long as the app: `gc.freeze()` keeps the cyclic GC from walking them
         again on every full collection (one such walk was a 60 ms stall here)."""
         gc.freeze()
+        for note in self.notes:
+            self.notify(note, title="Opening the bundle", severity="warning", timeout=10)
         self.check_runtimes()
         self.open_checkpoint(self.state.checkpoint)
 

@@ -57,8 +57,7 @@ class Drawing(_Base):
     def show_header(self) -> None:
         s, o = self.state, self.state.options
         units = f" {o.compute_units}" if o.against == "coreml" else ""
-        clip = f" · {s.audio_path.name}" if s.audio is not None or not s.recorded else ""
-        self.sub_title = (f"{s.checkpoint.name}{clip} · vs {s.labels['candidate']}{units} {o.precision}")
+        self.sub_title = f"{s.checkpoint.name} · {s.audio_path.name} · vs {s.labels['candidate']}{units} {o.precision}"
 
     def draw_steps(self) -> None:
         for name in STEPS:

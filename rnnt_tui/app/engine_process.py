@@ -13,7 +13,8 @@ they happen and are posted to the app by the one reader thread, so the app recei
 emitted them whatever call they belong to; the caller's cancel flag is forwarded. `stop()` kills the child, so
 quitting mid-import or mid-conversion is immediate (the artifact cache is atomic: a killed build leaves nothing).
 A child that dies is reported to the calls that were sent to it (not to calls already sent to its replacement);
-a fresh one starts on the next call.
+until the next open, a call that needs the model it held fails the same way; a fresh child starts on the next
+call.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding this r
 _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from rnnt_tui.app.engine_process import main; "
           "main(sys.argv[2], sys.argv[3], int(sys.argv[4]))")
 NUMBERS_PER_CHILD = 10**12  # each child numbers its sessions and events from its own block
+#: the calls that use the model a child holds: after that child died they fail until the next open
+NEEDS_MODEL = ("rebuild", "run_steps", "set_joint_mode", "sweep", "run_corpus", "precision", "export")
 ENGINE = "rnnt_tui.app.engine:Engine"  # what the child serves
 
 
@@ -77,6 +80,7 @@ class ProcessEngine(ActiveWorkers):
         self._calls: dict[int, _Call] = {}
         self._ids = itertools.count(1)
         self._children = 0
+        self._lost: int | None = None  # exit code of a child that died holding the model (until the next open)
         self._stopping = False
 
     # -- the Engine's methods -----------------------------------------------------------------------
@@ -134,6 +138,13 @@ class ProcessEngine(ActiveWorkers):
         with self._lock:
             if self._stopping:
                 raise CancelledError("the app is quitting")
+            if self._proc is not None and self._proc.poll() is not None and self._lost is None:
+                self._lost = self._proc.returncode  # died since the last call: its reader may not know yet
+            if method == "open_checkpoint":
+                self._lost = None
+            elif self._lost is not None and method in NEEDS_MODEL:  # a fresh child would not hold the model
+                raise EngineStoppedError(f"the engine process stopped unexpectedly (exit code {self._lost}) and "
+                                         f"the model went with it; open the checkpoint again (o)")
             conn = self._started()
             pipe_id = next(self._ids)
             self._calls[pipe_id] = _Call(inbox, post, conn)
@@ -218,6 +229,8 @@ class ProcessEngine(ActiveWorkers):
         with self._lock:
             if self._proc is proc:
                 self._proc, self._conn = None, None
+                if not self._stopping:
+                    self._lost = proc.returncode
             waiting = [c.inbox for c in self._calls.values() if c.conn is conn]
         conn.close()
         for inbox in waiting:

@@ -77,20 +77,30 @@ def first_clip(manifest: Path) -> Path | None:
     return utterances[0].audio_path if utterances else None
 
 
-def run_app(checkpoint: Path | None = None, audio: Path | None = None, against: str = "onnx",
+def run_app(checkpoint: Path | None = None, audio: Path | None = None, against: str | None = None,
             compute_units: str = "CPU_ONLY", precision: str = "fp32", runs: int = 5, warmup: int = 1) -> int:
-    """Open the app on `checkpoint` and `audio` (the bundled demo when None); returns the exit code."""
+    """Open the app on `checkpoint` and `audio` (the bundled demo when None); returns the exit code. `against`
+    None: Core ML on macOS, ONNX Runtime elsewhere; for a recorded bundle, what the bundle can replay (and its
+    own clip in the header)."""
     from rnnt_tui.app.actions import is_manifest
     from rnnt_tui.app.app import RnntApp
+    from rnnt_tui.app.bundle_choice import choose
     from rnnt_tui.app.choices import RuntimeChoices
     from rnnt_tui.paths import demo_audio, demo_checkpoint
 
-    options = RuntimeChoices(against=against, compute_units=compute_units, precision=precision, runs=runs,
-                             warmup=warmup)
+    checkpoint = checkpoint or demo_checkpoint()
+    notes: list[str] = []
+    bundle = choose(checkpoint, against)
+    if bundle is not None:
+        against = bundle.against
+        notes += [bundle.note] if bundle.note else []
+        audio = audio or bundle.clip
+    options = RuntimeChoices(against=against or ("coreml" if sys.platform == "darwin" else "onnx"),
+                             compute_units=compute_units, precision=precision, runs=runs, warmup=warmup)
     manifest = None
     if audio is not None and is_manifest(audio):  # `rnnt-tui CHECKPOINT MANIFEST`: a corpus, its first clip shown
         manifest, audio = audio, first_clip(audio)
     with stray_output_to(log_path()):
-        app = RnntApp(checkpoint or demo_checkpoint(), audio or demo_audio(), options, manifest=manifest)
+        app = RnntApp(checkpoint, audio or demo_audio(), options, manifest=manifest, notes=tuple(notes))
         code = app.run()
     return int(code or 0)

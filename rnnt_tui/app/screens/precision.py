@@ -12,18 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rich import box
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import Label, Static
 
 from rnnt_tui.app.format import DASH, num
 
 PRECISIONS = ("fp16", "mixed", "fp16-all")
+SHORT = 14  # a column whose cells are all this short keeps its width; longer text shares the rest and folds
 WEIGHTS = (None, "int8", "palettize6", "palettize4")
 NOTE = ("Computed by the Core ML program in rnnt-tui's MIL interpreter (fp16 ops round their outputs to fp16): it "
         "finds range hazards and conversion mistakes, not the Neural Engine's own arithmetic, op fusion or "
@@ -33,6 +36,41 @@ NOTE = ("Computed by the Core ML program in rnnt-tui's MIL interpreter (fp16 ops
 @dataclass
 class PrecisionDone(Message):
     report: dict[str, Any]
+
+
+class WrappedTable(Static):
+    """A read-only table whose cells wrap to the screen's width: at 80 columns nothing is cut, every row shows
+    (the screen scrolls as a whole)."""
+
+    def __init__(self, *columns: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.columns = columns
+        self.rows: list[tuple[Any, ...]] = []
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
+
+    def set_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        self.rows = rows
+        self.draw()
+
+    def on_mount(self) -> None:
+        self.draw()
+
+    def draw(self) -> None:
+        """Every cell folds: at any width every character is on screen."""
+        table = Table(expand=True, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+        rows = [[cell if isinstance(cell, Text) else Text(str(cell)) for cell in row] for row in self.rows]
+        for i, column in enumerate(self.columns):  # every cell folds: at any width every character shows
+            longest = max([max(len(word) for word in column.split()), *(row[i].cell_len for row in rows)])
+            if longest <= SHORT:  # names, numbers, flags: their own width
+                table.add_column(column, overflow="fold")
+            else:  # free text: a share of the rest, by its length
+                table.add_column(column, overflow="fold", ratio=min(longest, 60))
+        for row in rows:
+            table.add_row(*row)
+        self.update(table)
 
 
 class PrecisionScreen(ModalScreen[None]):
@@ -45,6 +83,12 @@ class PrecisionScreen(ModalScreen[None]):
                 tooltip="fp16 (the tool's) → mixed (fewest fp32 ops) → fp16-all (coremltools' plain fp16)"),
         Binding("w", "cycle_weights", "Weights", id="precision.weights",
                 tooltip="Compressed weights: none → int8 → 6-bit palette → 4-bit palette"),
+        Binding("pagedown", "scroll('page_down')", "Page down", show=False, id="precision.page-down"),
+        Binding("pageup", "scroll('page_up')", "Page up", show=False, id="precision.page-up"),
+        Binding("end", "scroll('scroll_end')", "End", show=False, id="precision.end"),
+        Binding("home", "scroll('scroll_home')", "Home", show=False, id="precision.home"),
+        Binding("down", "scroll('scroll_down')", "Down", show=False, id="precision.down"),
+        Binding("up", "scroll('scroll_up')", "Up", show=False, id="precision.up"),
     ]
 
     def __init__(self, start: Callable[[PrecisionScreen, str, str | None], object]) -> None:
@@ -54,32 +98,31 @@ class PrecisionScreen(ModalScreen[None]):
         self.weights: str | None = None
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="precision-box"):
-            yield Label(id="precision-title")
+        with VerticalScroll(id="precision-box"):
+            yield Static(id="precision-title")
             yield Static(Text(NOTE, style="dim"), id="precision-note")
             yield Static(id="precision-summary")
-            yield DataTable(id="precision-components", zebra_stripes=True, cursor_type="row")
+            yield WrappedTable("component", "max |Δ| vs fp32", "of range", "finite", "ops", "kept fp32",
+                               "first drift", "error", id="precision-components")
             yield Label("Hazards, largest effect on the output first", classes="table-title")
-            yield DataTable(id="precision-hazards", zebra_stripes=True, cursor_type="row")
+            yield WrappedTable("component", "kind", "op", "type", "NeMo module", "effect", "detail",
+                               id="precision-hazards")
             yield Label("Flexible-dimension edges (lengths that fail or drift)", classes="table-title")
-            yield DataTable(id="precision-edges", zebra_stripes=True, cursor_type="row")
+            yield WrappedTable("component", "axis", "length", "seconds", "status", "max |Δ|", "detail",
+                               id="precision-edges")
             yield Label("Lint (no clip needed)", classes="table-title")
-            yield DataTable(id="precision-lint", zebra_stripes=True, cursor_type="row")
+            yield WrappedTable("package", "severity", "what", "op / input", "NeMo module", id="precision-lint")
 
     def on_mount(self) -> None:
         self._title()
-        self.query_one("#precision-components", DataTable).add_columns(
-            "component", "max |Δ| vs fp32", "of range", "finite", "ops", "kept fp32", "first drift", "error")
-        self.query_one("#precision-hazards", DataTable).add_columns(
-            "component", "kind", "op", "type", "NeMo module", "effect", "detail")
-        self.query_one("#precision-edges", DataTable).add_columns("component", "axis", "length", "seconds",
-                                                                  "status", "max |Δ|", "detail")
-        self.query_one("#precision-lint", DataTable).add_columns("package", "severity", "what", "op / input",
-                                                                 "NeMo module")
+        self.query_one("#precision-box", VerticalScroll).focus()  # PageDown, End, arrows scroll the whole view
+
+    def action_scroll(self, how: str) -> None:
+        getattr(self.query_one("#precision-box", VerticalScroll), f"action_{how}")()
 
     def _title(self) -> None:
         weights = f", {self.weights} weights" if self.weights else ""
-        self.query_one("#precision-title", Label).update(
+        self.query_one("#precision-title", Static).update(
             f"Precision: {self.precision}{weights} conversion vs its fp32 program   (r certifies · m precision · "
             "w weights · Esc closes)")
 
@@ -110,34 +153,36 @@ class PrecisionScreen(ModalScreen[None]):
             *(("\n" + e, "red") for e in report.get("errors", [])))
         self.query_one("#precision-summary", Static).update(summary)
         kept = report.get("fp32_ops", {})
-        components = self.query_one("#precision-components", DataTable)
-        hazards = self.query_one("#precision-hazards", DataTable)
-        components.clear()
-        hazards.clear()
+        components: list[tuple[Any, ...]] = []
+        hazards: list[tuple[Any, ...]] = []
         for comp in report.get("components", []):
             drift = comp.get("first_drift") or {}
-            components.add_row(comp["component"], num(comp.get("max_diff")), num(comp.get("relative_diff")),
+            components.append((comp["component"], num(comp.get("max_diff")), num(comp.get("relative_diff")),
                                "yes" if comp.get("finite") else Text("NO", style="bold red"), str(comp.get("ops")),
                                str(len(kept.get(comp["component"], []))), str(drift.get("op") or DASH),
-                               comp.get("error") or "")
-            for hazard in comp.get("hazards", [])[:12]:
-                hazards.add_row(comp["component"], hazard["kind"], hazard["op"], hazard["op_type"],
-                                hazard["module"], num(hazard.get("effect")), str(hazard.get("detail", ""))[:80])
-        edges = self.query_one("#precision-edges", DataTable)
-        edges.clear()
+                               comp.get("error") or ""))
+            hazards += [(comp["component"], hazard["kind"], hazard["op"], hazard["op_type"], hazard["module"],
+                         num(hazard.get("effect")), str(hazard.get("detail", "")))
+                        for hazard in comp.get("hazards", [])[:12]]
+        self.query_one("#precision-components", WrappedTable).set_rows(components)
+        self.query_one("#precision-hazards", WrappedTable).set_rows(hazards)
+        edges: list[tuple[Any, ...]] = []
         for sweep in report.get("edges", []):
             for point in sweep.get("problems", []) or ([] if not sweep.get("error") else
                                                         [{"axis": "-", "length": "-", "seconds": "-",
                                                           "status": "error", "detail": sweep["error"]}]):
-                edges.add_row(sweep["component"], str(point["axis"]), str(point["length"]), str(point["seconds"]),
-                              point["status"], num(point.get("max_diff")), str(point.get("detail", ""))[:80])
-        if not edges.row_count:
+                edges.append((sweep["component"], str(point["axis"]), str(point["length"]), str(point["seconds"]),
+                              point["status"], num(point.get("max_diff")), str(point.get("detail", ""))))
+        if not edges:
             checked = sum(len(s.get("points", [])) for s in report.get("edges", []))
-            edges.add_row("every component", "-", f"{checked} lengths checked", "-", "ok", DASH, "")
-        lint = self.query_one("#precision-lint", DataTable)
-        lint.clear()
+            edges.append(("every component", "-", f"{checked} lengths checked", "-", "ok", DASH, ""))
+        self.query_one("#precision-edges", WrappedTable).set_rows(edges)
+        lint: list[tuple[Any, ...]] = []
         for package in report.get("lint", []):
-            for finding in package.get("findings", [])[:20]:
-                lint.add_row(str(package.get("path", "")).rsplit("/", 1)[-1], str(finding.get("severity", "")),
-                             str(finding.get("message", finding.get("what", "")))[:80],
-                             str(finding.get("op", finding.get("input", ""))), str(finding.get("module", "")))
+            name = str(package.get("path", "")).rsplit("/", 1)[-1]
+            if package.get("error"):
+                lint.append((name, "error", str(package["error"]), "", ""))
+            lint += [(name, str(finding.get("severity", "")), str(finding.get("message", finding.get("what", ""))),
+                      str(finding.get("op") or finding.get("input") or ""), str(finding.get("module") or ""))
+                     for finding in package.get("findings", [])]
+        self.query_one("#precision-lint", WrappedTable).set_rows(lint)

@@ -1,0 +1,119 @@
+"""The engine calls the app starts: each begins on the app's thread (so a cancel or a newer call of the same kind
+makes its events stale at once, `client.EngineClient`) and runs in a Textual thread worker that calls the engine
+through the client; what it emits comes back as messages, its end as `JobDone`.
+
+A base of `actions.Actions` (what the keys do), on `draw.Drawing`. No widget is touched from a worker thread.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rnnt_tui.app.client import Call
+from rnnt_tui.app.draw import Drawing
+from rnnt_tui.app.messages import Exported, JobDone, RuntimesChecked, message_for
+from rnnt_tui.core.errors import CancelledError
+
+if TYPE_CHECKING:
+    from rnnt_tui.app.engine import Envelope
+    from rnnt_tui.app.screens.precision import PrecisionScreen
+    from rnnt_tui.app.screens.sweep import SweepScreen
+
+
+class Calls(Drawing):
+    """Every engine call the app makes."""
+
+    # -- calls: each begins on this thread (so a cancel or a newer call makes its events stale at once) and
+    #    runs in a thread worker that calls the engine through the client and reports by messages ------------
+    def post_envelope(self, envelope: Envelope) -> None:
+        """What the engine emits, posted as the message of its event's type (thread-safe; one thread posts
+        every event of a `ProcessEngine`, so they queue in the order the engine emitted them)."""
+        self.post_message(message_for(envelope))
+
+    def check_runtimes(self) -> None:
+        self.run_worker(self._check_runtimes, thread=True, exclusive=True, exit_on_error=False, group="runtimes",
+                        description="checking runtimes")
+
+    def _check_runtimes(self) -> None:
+        with self.client.engine.track():
+            self.post_message(RuntimesChecked(self.client.check_runtimes()))
+
+    def open_checkpoint(self, path: Path, audio: Path | None = None) -> None:
+        """Open `path` (a checkpoint or bundle) with `audio` (by default the clip open now)."""
+        request = self.state.request(audio, path)
+        call = self.client.begin("model", f"Cancelled opening {path.name}")
+        self._call(call, "opening the checkpoint", "open_checkpoint", request)
+
+    def rebuild_session(self, audio: Path | None = None) -> None:
+        """A new session on the restored model: another clip, or the choices changed."""
+        call = self.client.begin("model", "Cancelled preparing the runtimes")
+        self._call(call, "preparing the session", "rebuild", self.state.request(audio))
+
+    def run_corpus(self, manifest: Path) -> None:
+        call = self.client.begin("corpus", "Corpus run stopped; what finished is kept")
+        self._call(call, "corpus run", "run_corpus", manifest, done=f"Corpus {manifest.name} done")
+
+    def run_steps(self, names: list[str]) -> None:
+        call = self.client.begin("steps")
+        self._call(call, "running steps", "run_steps", list(names), done="Done: " + ", ".join(names))
+
+    def switch_joint_mode(self, mode: str, rerun: bool) -> None:
+        call = self.client.begin("fuse")
+        self._call(call, "switching the joint mode", "set_joint_mode", mode, rerun,
+                   done=f"Joint in {mode} mode" + (" (joint rerun)" if rerun else ""))
+
+    def _call(self, call: Call, description: str, method: str, *args: Any, done: str | None = None) -> None:
+        self.run_worker(partial(self._run_call, call, method, args, done), thread=True, exclusive=True,
+                        exit_on_error=False, group=call.group, description=description)
+
+    def _run_call(self, call: Call, method: str, args: tuple[Any, ...], done: str | None) -> None:
+        """In the worker thread: the engine call; its end as a `JobDone` (after every event it emitted)."""
+        with self.client.running(call):
+            try:
+                self.client.run(call, method, *args)
+            except CancelledError:
+                self.post_message(JobDone(call.group, call.cancelled_text, cancelled=True, call=call.id))
+                return
+            if done is not None:
+                self.post_message(JobDone(call.group, done, call=call.id))
+
+    def write_report(self, directory: Path, stem: str, screenshot: Path) -> None:
+        self.run_worker(partial(self._write_report, directory, stem, screenshot), thread=True, exclusive=True,
+                        exit_on_error=False, group="export", description="writing the report")
+
+    def _write_report(self, directory: Path, stem: str, screenshot: Path) -> None:
+        with self.client.engine.track():
+            paths = self.client.export(directory, stem)
+            self.post_message(Exported([*paths, screenshot]))
+
+    def run_precision(self, screen: PrecisionScreen, precision: str, weights: str | None) -> None:
+        call = self.client.begin("precision", "Precision analysis cancelled")
+        self.run_worker(partial(self._precision_call, call, screen, precision, weights), thread=True,
+                        exclusive=True, exit_on_error=False, group="precision", description="certifying precision")
+
+    def _precision_call(self, call: Call, screen: PrecisionScreen, precision: str, weights: str | None) -> None:
+        with self.client.running(call):
+            try:
+                report = self.client.run(call, "precision", precision, weights)
+            except CancelledError:
+                self.post_message(JobDone("precision", call.cancelled_text, cancelled=True, call=call.id))
+                return
+            from rnnt_tui.app.screens.precision import PrecisionDone  # the screen's module: loaded when it opened
+
+            screen.post_message(PrecisionDone(report))
+            self.post_message(JobDone("precision", f"Precision ({precision}): {report.get('status')}", call=call.id))
+
+    def run_sweep(self, screen: SweepScreen) -> None:
+        call = self.client.begin("sweep")
+        self.run_worker(partial(self._sweep_call, call, screen), thread=True, exclusive=True, exit_on_error=False,
+                        group="sweep", description="compute-unit sweep")
+
+    def _sweep_call(self, call: Call, screen: SweepScreen) -> None:
+        with self.client.running(call):
+            rows = self.client.run(call, "sweep")
+            from rnnt_tui.app.screens.sweep import SweepDone  # the screen's module: loaded when it opened
+
+            screen.post_message(SweepDone(rows))
+            self.post_message(JobDone("sweep", "Sweep done", call=call.id))
