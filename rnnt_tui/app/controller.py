@@ -156,6 +156,14 @@ class Controller(Actions):
         self.query_one(CorpusView).focus_table()
 
     @applied
+    def on_sweep_unit_started(self, message: msg.SweepUnitStarted) -> None:
+        self.status.working(*(self.state.activity or ("Sweep…", None)))
+
+    @applied
+    def on_sweep_unit_finished(self, message: msg.SweepUnitFinished) -> None:
+        self.status.working(*(self.state.activity or ("Sweep…", None)))
+
+    @applied
     def on_utterance_started(self, message: msg.UtteranceStarted) -> None:
         event = message.event
         self.status.working(f"Corpus: utterance {event.position}/{event.total} · {Path(event.audio).name}",

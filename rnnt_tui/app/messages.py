@@ -79,6 +79,14 @@ class FuseChanged(EngineEvent):
     """The reference joint's mode changed."""
 
 
+class SweepUnitStarted(EngineEvent):
+    """The compute-unit sweep started on one unit."""
+
+
+class SweepUnitFinished(EngineEvent):
+    """The compute-unit sweep finished one unit (its row, whatever happened on it)."""
+
+
 class CorpusPlanned(EngineEvent):
     """A corpus run is planned (what is done already, what is left)."""
 
@@ -99,7 +107,7 @@ PIPELINE_MESSAGES: dict[type[ev.Event], type[EngineEvent]] = {
     ev.SummaryRead: SummaryRead, ev.ClipLoaded: ClipLoaded, ev.ModelRestored: ModelRestored,
     ev.Progress: Progress, ev.CandidateFailed: CandidateFailed, ev.SessionReady: SessionReady,
     ev.StepStarted: StepStarted, ev.StepFinished: StepFinished, ev.StepCleared: StepCleared,
-    ev.FuseChanged: FuseChanged,
+    ev.FuseChanged: FuseChanged, ev.SweepUnitStarted: SweepUnitStarted, ev.SweepUnitFinished: SweepUnitFinished,
 }
 
 

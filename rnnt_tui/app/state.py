@@ -153,6 +153,16 @@ class AppState:
                     self.set_step(name, Status.RUNNING, extra)
 
     @apply.register
+    def _(self, event: ev.SweepUnitStarted) -> None:
+        self.activity = (f"Sweep: {event.units} ({event.position}/{event.total})",
+                         (event.position - 1) / max(event.total, 1))
+
+    @apply.register
+    def _(self, event: ev.SweepUnitFinished) -> None:
+        row = event.row
+        self.activity = (f"Sweep: {row.compute_units} {row.status}", None)
+
+    @apply.register
     def _(self, event: ev.SessionReady) -> None:
         view = event.view
         self.session, self.summary, self.audio = view, view.summary, view.audio
