@@ -164,8 +164,8 @@ class Recording:
                              {r.component: r for r in reference.prepare()}, overrides, recorded_timings)
 
     def candidate(self, against: str, options: RuntimeOptions) -> Runtime:
-        """The candidate without NeMo: packages (`options.packages_dir`, else the bundle's own conversion) or the
-        recorded ONNX export; what cannot be checked about their provenance goes to `warnings`."""
+        """The candidate without NeMo: packages or Core AI assets (`options.packages_dir`, else the bundle's own
+        conversion) or the recorded ONNX export; what cannot be checked about their provenance goes to `warnings`."""
         self.warnings = []
         if against in PACKAGE_RUNTIMES:
             folder, precision = (Path(options.packages_dir), options.precision) if options.packages_dir \
@@ -175,6 +175,12 @@ class Recording:
             options = replace(options, packages_dir=str(folder), precision=precision)
             self._verify(against, str(folder))
             self.warnings += provenance(folder, self.facts.sha256)
+        elif against == "coreai":  # the bundle's own Core AI assets (`record --convert coreai`) unless given
+            folder = Path(options.packages_dir) if options.packages_dir else coreai_dir(self.bundle)
+            if not folder.is_dir():
+                raise BadInputError(folder, "no such folder of Core AI assets")
+            options = replace(options, packages_dir=str(folder))
+            self._verify(against, str(folder))
         elif against == "onnx":
             self._verify(against, None)
             export = self.bundle.meta.get("onnx") or {}
