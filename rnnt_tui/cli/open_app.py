@@ -21,11 +21,10 @@ from rnnt_tui.cli import options
 @options.warmup
 def open_app(checkpoint: str | None, audio: str | None, against: str | None, compute_units: str, precision: str,
              runs: int, warmup: int) -> None:
-    """Open the interactive app (the default command). Second runtime: coreml on macOS, onnx elsewhere."""
+    """Open the interactive app (the default command). Second runtime: coreml on macOS, onnx elsewhere; for a
+    recorded bundle, what it can replay."""
     from rnnt_tui.app.main import run_app
 
-    if against is None:
-        against = "coreml" if sys.platform == "darwin" else "onnx"
     code = run_app(Path(checkpoint).expanduser() if checkpoint else None,
                    Path(audio).expanduser() if audio else None, against=against, compute_units=compute_units,
                    precision=precision, runs=runs, warmup=warmup)
