@@ -12,17 +12,11 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from rnnt_tui.formatting import file_size
+
 if TYPE_CHECKING:
     from rnnt_tui.core.audio import Audio
     from rnnt_tui.core.summary import ModelSummary
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 def _join(*parts: Any) -> str:
@@ -65,7 +59,7 @@ class ModelPanel(Static):
             return
         self.border_title = f"Model · {s.kind.upper()}"
         enc, dec, joint = s.encoder, s.decoder, s.joint
-        table.add_row("file", _join(s.path.rsplit("/", 1)[-1], f"({_size(s.size_bytes)})"))
+        table.add_row("file", _join(s.path.rsplit("/", 1)[-1], f"({file_size(s.size_bytes)})"))
         table.add_row("class", _join(s.model_class, f"NeMo {s.nemo_version}" if s.nemo_version else None))
         layers = f"{enc.n_layers} × {enc.d_model}" if enc.n_layers and enc.d_model else enc.d_model
         table.add_row("encoder", _join(enc.type, layers, f"{enc.n_heads} heads" if enc.n_heads else None,
