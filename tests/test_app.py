@@ -338,6 +338,26 @@ async def test_help_palette_and_sweep_screens() -> None:
         await pilot.press("escape")
 
 
+@pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS: the drift search is not refused there")
+async def test_drift_key_on_the_sweep_screen_says_core_ml_cannot_run_here() -> None:
+    from rnnt_tui.app.screens.sweep import SweepScreen
+
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("u")
+        assert isinstance(app.screen, SweepScreen)
+        assert "sweep.drift" in {b.id for b in app.screen._bindings.get_bindings_for_key("d")}
+        await pilot.press("d")
+        await pilot.pause(0.2)
+        refusals = [n for n in app._notifications if n.title == "Drift search"]
+        assert refusals and refusals[-1].message.startswith("Core ML cannot run here:")
+        assert refusals[-1].severity == "warning"
+        assert isinstance(app.screen, SweepScreen) and not busy(app)  # nothing started, nothing crashed
+        assert "needs macOS" in screen_text(app)
+        await pilot.press("escape")
+
+
 async def test_quit_while_loading_is_clean() -> None:
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:

@@ -184,7 +184,8 @@ def test_placements_keep_each_components_error(loaded_model: Callable[[str], Any
 def test_sweep_details_show_placement_and_never_name_an_unconfirmed_first_op() -> None:
     from types import SimpleNamespace
 
-    from rnnt_tui.cli.sweep_details import drift_verdict, placement_rows
+    from rnnt_tui.cli.sweep_details import placement_rows
+    from rnnt_tui.core.sweep.verdict import drift_verdict
 
     row = SimpleNamespace(compute_units="CPU_AND_NE", placement={
         "encoder": {"ops": 10, "op_share": {"CPU": 0.3, "GPU": 0.0, "NE": 0.7}},

@@ -105,15 +105,16 @@ class Calls(Drawing):
             screen.post_message(PrecisionDone(report))
             self.post_message(JobDone("precision", f"Precision ({precision}): {report.get('status')}", call=call.id))
 
-    def run_sweep(self, screen: SweepScreen) -> None:
+    def run_sweep(self, screen: SweepScreen, drift: bool = False) -> None:
         call = self.client.begin("sweep")
-        self.run_worker(partial(self._sweep_call, call, screen), thread=True, exclusive=True, exit_on_error=False,
-                        group="sweep", description="compute-unit sweep")
+        self.run_worker(partial(self._sweep_call, call, screen, drift), thread=True, exclusive=True,
+                        exit_on_error=False, group="sweep", description="compute-unit sweep")
 
-    def _sweep_call(self, call: Call, screen: SweepScreen) -> None:
+    def _sweep_call(self, call: Call, screen: SweepScreen, drift: bool) -> None:
         with self.client.running(call):
-            rows = self.client.run(call, "sweep")
+            rows = self.client.run(call, "sweep", drift)
             from rnnt_tui.app.screens.sweep import SweepDone  # the screen's module: loaded when it opened
 
             screen.post_message(SweepDone(rows))
-            self.post_message(JobDone("sweep", "Sweep done", call=call.id))
+            self.post_message(JobDone("sweep", "Sweep with drift search done" if drift else "Sweep done",
+                                      call=call.id))

@@ -137,15 +137,16 @@ class Engine(ActiveWorkers):
 
         return check_runtimes()
 
-    def sweep(self, post: Post, cancel: threading.Event, call: int = 0) -> list[SweepRow]:
-        """The Core ML compute-unit sweep on the current session's model and clip."""
+    def sweep(self, drift: bool, post: Post, cancel: threading.Event, call: int = 0) -> list[SweepRow]:
+        """The Core ML compute-unit sweep on the current session's model and clip; `drift` adds the drift search
+        (the first op drifting from CPU_ONLY in each component out of tolerance)."""
         from rnnt_tui.core.sweep import sweep
 
         with self.lock:
             session = self._pipeline(post, call).session
             if session is None:
                 raise RuntimeError("the model is still loading")
-            return sweep(session, emit=self.emitter(post, call, self.session_id), cancel=cancel)
+            return sweep(session, emit=self.emitter(post, call, self.session_id), cancel=cancel, drift=drift)
 
     def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event, call: int = 0) -> None:
         """A corpus run on the open model and candidate (nothing restored or prepared again), its events

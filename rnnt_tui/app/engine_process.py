@@ -108,8 +108,8 @@ class ProcessEngine(ActiveWorkers):
         result: dict[str, Availability] = self._call("check_runtimes", ())
         return result
 
-    def sweep(self, post: Post, cancel: threading.Event, call: int = 0) -> list[SweepRow]:
-        result: list[SweepRow] = self._call("sweep", (), post, cancel, call)
+    def sweep(self, drift: bool, post: Post, cancel: threading.Event, call: int = 0) -> list[SweepRow]:
+        result: list[SweepRow] = self._call("sweep", (drift,), post, cancel, call)
         return result
 
     def export(self, directory: Path, stem: str) -> list[Path]:

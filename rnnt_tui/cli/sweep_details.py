@@ -12,7 +12,7 @@ from typing import Any
 from rich.table import Table
 
 from rnnt_tui.cli.common import out
-from rnnt_tui.formatting import num
+from rnnt_tui.core.sweep.verdict import drift_verdict
 
 
 def _share(plan: dict[str, Any]) -> str:
@@ -32,23 +32,6 @@ def placement_rows(rows: list[Any]) -> list[tuple[str, str, str]]:
             else:
                 found.append((row.compute_units, component, f"{_share(plan)} of {plan.get('ops', 0)} ops"))
     return found
-
-
-def drift_verdict(entry: dict[str, Any]) -> str:
-    """One line per drift search: the first drifting op, no drift, or why no op is named."""
-    if "error" in entry:
-        return f"no search: {entry['error']}"
-    failures = entry.get("load_failures") or []
-    probes = f"; {len(failures)} probe model(s) not loaded: {'; '.join(failures)[:200]}" if failures else ""
-    failing = entry.get("failing") or []
-    if entry.get("first"):
-        op = next(d for d in failing if d["output"] == entry["first"])
-        return f"first drifting op: {op['op_type']} {op['output']} (max |Δ| {num(op['max_abs'])}){probes}"
-    if failing:
-        named = ", ".join(f"{d['op_type']} {d['output']}" for d in failing)
-        return (f"drift reaches {named}, but nothing upstream of it could be compared: no first op named"
-                f"{probes}")
-    return f"no op drifted among {entry.get('compared', 0)} compared outputs{probes}"
 
 
 def print_sweep_details(rows: list[Any]) -> None:

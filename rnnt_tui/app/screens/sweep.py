@@ -1,6 +1,7 @@
 """The Core ML compute-unit sweep: one row per compute unit (timings, worst diff, transcript) from
 `core.sweep.sweep`, and Core ML's op placement (share of ops on CPU / GPU / Neural Engine) where the platform
-provides it.
+provides it. `d` reruns it with the drift search (`core.sweep.sweep(drift=True)`): for each component out of
+tolerance on a unit, the first op that drifts from CPU_ONLY, one verdict line per row and component.
 
 Where Core ML cannot run (Linux), the rows stay on screen with the core's reason instead of numbers.
 """
@@ -23,6 +24,7 @@ from textual.widgets import DataTable, Label, Static
 from rnnt_tui.app.format import ms, num
 from rnnt_tui.core.components import COMPONENTS
 from rnnt_tui.core.names import COMPUTE_UNITS
+from rnnt_tui.core.sweep.verdict import drift_verdict
 
 if TYPE_CHECKING:
     from rnnt_tui.core.pipeline.pipeline import RuntimeChoice as Availability
@@ -42,14 +44,18 @@ class SweepScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Close", id="sweep.close", tooltip="Back to the comparison"),
         Binding("r", "run_sweep", "Run sweep", id="sweep.run", tooltip="Run the comparison on every compute unit"),
+        Binding("d", "drift_search", "Drift search", id="sweep.drift",
+                tooltip="Rerun the sweep and name, per component out of tolerance, the first op drifting from "
+                        "CPU_ONLY"),
     ]
 
     def __init__(self, availability: Availability | None, against: str,
-                 start: Callable[[SweepScreen], object]) -> None:
+                 start: Callable[[SweepScreen, bool], object]) -> None:
         super().__init__()
         self.start = start
         self.availability = availability
         self.against = against
+        self.drift_requested = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="sweep-box"):
@@ -58,6 +64,7 @@ class SweepScreen(ModalScreen[None]):
             yield DataTable(id="sweep-table", zebra_stripes=True, cursor_type="row")
             yield Static(Text(PLACEMENT_NOTE, style="dim"), id="sweep-placement")
             yield DataTable(id="placement-table", zebra_stripes=True, cursor_type="row")
+            yield DataTable(id="drift-table", zebra_stripes=True, cursor_type="row")
 
     def on_mount(self) -> None:
         table = self.query_one("#sweep-table", DataTable)
@@ -72,6 +79,10 @@ class SweepScreen(ModalScreen[None]):
                            ("GPU", "GPU"), ("NE", "Neural Engine"), ("fallbacks", "ops kept on the CPU")):
             placement.add_column(label, key=key)
         placement.display = False
+        drift = self.query_one("#drift-table", DataTable)
+        for key, label in (("unit", "compute units"), ("component", "component"), ("verdict", "drift verdict")):
+            drift.add_column(label, key=key)
+        drift.display = False
         reason = self.unavailable_reason()
         for unit in COMPUTE_UNITS:
             status = Text("needs macOS" if reason else "not run", style="yellow" if reason else "dim")
@@ -91,13 +102,21 @@ class SweepScreen(ModalScreen[None]):
         return None
 
     def action_run_sweep(self) -> None:
+        self._start(drift=False)
+
+    def action_drift_search(self) -> None:
+        self._start(drift=True)
+
+    def _start(self, drift: bool) -> None:
         reason = self.unavailable_reason()
         if reason:
-            self.notify(f"Core ML cannot run here: {reason}", title="Sweep", severity="warning")
+            self.notify(f"Core ML cannot run here: {reason}", title="Drift search" if drift else "Sweep",
+                        severity="warning")
             return
-        self.query_one("#sweep-note", Static).update(Text("Sweeping… (Esc in the main screen cancels)",
-                                                          style="bold"))
-        self.start(self)
+        what = "Sweeping with the drift search…" if drift else "Sweeping…"
+        self.query_one("#sweep-note", Static).update(Text(f"{what} (Esc in the main screen cancels)", style="bold"))
+        self.drift_requested = drift
+        self.start(self, drift)
 
     @on(SweepDone)
     def _done(self, message: SweepDone) -> None:
@@ -114,6 +133,7 @@ class SweepScreen(ModalScreen[None]):
             table.update_cell(row.compute_units, "transcript", row.error or row.transcript or "–", update_width=True)
         self.query_one("#sweep-note", Static).update(Text("Sweep done.", style="bold green"))
         self._placements(message.rows)
+        self._drifts(message.rows)
 
     def _placements(self, rows: list[Any]) -> None:
         table = self.query_one("#placement-table", DataTable)
@@ -137,6 +157,18 @@ class SweepScreen(ModalScreen[None]):
                              "by type.", style="dim"))
         elif reasons:
             note.update(Text("Op placement not available: " + "; ".join(sorted(reasons)), style="yellow"))
+
+
+    def _drifts(self, rows: list[Any]) -> None:
+        table = self.query_one("#drift-table", DataTable)
+        table.clear()
+        for row in rows:
+            for component, entry in (getattr(row, "drift", None) or {}).items():
+                table.add_row(row.compute_units, component, drift_verdict(entry))
+        table.display = table.row_count > 0
+        if self.drift_requested and not table.row_count:
+            self.notify("No component was out of tolerance on any unit: nothing to search for drift.",
+                        title="Drift search")
 
 
 def load_summary(loads: dict[str, dict[str, Any]]) -> str:
