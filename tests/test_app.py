@@ -626,3 +626,39 @@ async def test_recent_files_that_cannot_be_saved_are_said_once(tmp_path: Path,
         await pilot.press("t")
         notes = [n for n in app._notifications if n.title == "Cannot save recent files"]
         assert len(notes) == 1 and notes[0].severity == "warning" and "state" in notes[0].message
+
+
+async def test_streaming_tab_streams_the_demo_chunk_by_chunk_and_refuses_an_offline_checkpoint() -> None:
+    from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.core.stream.config import stream_demo
+
+    checkpoint, clip = stream_demo()
+    app = make_app(checkpoint, clip, against="onnx")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        view = app.query_one("#stream-view", StreamView)
+        seen: list[int] = []
+        original = view.add_chunk
+        view.add_chunk = lambda chunk: (seen.append(chunk["index"]), original(chunk))[1]  # type: ignore[method-assign]
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "status" in view.report and not busy(app), "the streaming comparison")
+        await pilot.pause(0.2)
+        chunks = view.report["chunks"]
+        assert len(chunks) > 1 and seen == [c["index"] for c in chunks]  # each chunk arrived as it was compared
+        assert app.query_one("TabbedContent").active == "tab-stream"  # type: ignore[attr-defined]
+        reference = "".join(c["tokens"]["reference_text"] for c in chunks)
+        candidate = "".join(c["tokens"]["candidate_text"] for c in chunks)
+        assert reference.strip() and candidate == reference
+        text = screen_text(app)
+        assert "Chunk timeline" in text and "NeMo streaming:" in text and "candidate:" in text
+        assert reference.split()[0] in text
+
+    app = make_app(against="onnx")  # the offline demo: not cache-aware
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not busy(app), "the refusal")
+        await pilot.pause(0.2)
+        refusals = [n for n in app._notifications if n.title == "Cannot stream"]
+        assert refusals and "demo-rnnt.nemo" in refusals[-1].message
+        assert app.state.session is not None  # the session on screen is kept

@@ -24,9 +24,11 @@ from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
+from rnnt_tui.app.widgets.stream_view import StreamView
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
+from rnnt_tui.core.stream.config import STREAM_CANDIDATES
 
 #: what the clip picker takes as a corpus rather than a clip: a NeMo manifest, a list of paths, or a folder
 MANIFEST_SUFFIXES = (".json", ".jsonl", ".txt", ".lst")
@@ -47,6 +49,7 @@ PALETTE_TITLES = {
     "toggle_fuse": "Switch the joint fuse mode (as saved / validation)",
     "export": "Export the report (JSON, Markdown, SVG)",
     "sweep": "Core ML compute-unit sweep",
+    "stream": "Stream the clip chunk by chunk",
     "precision": "Precision: fp16 hazards, lint, mixed precision (Core ML program, MIL interpreter)",
     "toggle_theme": "Toggle light / dark theme",
 }
@@ -123,7 +126,7 @@ class Actions(Calls):
         return [call.cancelled_text for call in calls]
 
     def action_cancel(self) -> None:
-        cancelled = self.cancel_calls("steps", "fuse", "model", "export", "sweep", "corpus", "precision")
+        cancelled = self.cancel_calls("steps", "fuse", "model", "export", "sweep", "corpus", "precision", "stream")
         if cancelled:
             self.status.idle(cancelled[-1], style="yellow")
             return
@@ -276,6 +279,21 @@ class Actions(Calls):
 
         self.push_screen(SweepScreen(self.state.availability.get("coreml"), self.state.options.against,
                                      self.run_sweep))
+
+    def action_stream(self) -> None:
+        """The streaming comparison of the open checkpoint and clip against the open candidate (onnx or mil)."""
+        if not self._has_session():
+            return
+        against = self.state.options.against
+        if against not in STREAM_CANDIDATES:
+            self.notify(f"The streaming comparison runs against {' or '.join(STREAM_CANDIDATES)}; the open "
+                        f"candidate is {against or 'none'} (choose one in the Runtimes tab, 5).",
+                        title="Cannot stream", severity="warning", timeout=10)
+            return
+        self.query_one("#stream-view", StreamView).show({"chunks": []})
+        self.query_one(TabbedContent).active = "tab-stream"
+        self.status.working("Streaming: restoring the checkpoint with NeMo…")
+        self.run_stream()
 
     def action_precision(self) -> None:
         from rnnt_tui.app.screens.precision import PrecisionScreen

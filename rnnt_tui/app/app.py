@@ -43,6 +43,7 @@ from rnnt_tui.app.widgets.pictures import PicturesView
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 from rnnt_tui.app.widgets.status import StatusLine
+from rnnt_tui.app.widgets.stream_view import StreamView
 from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
 from rnnt_tui.app.widgets.transcript import TranscriptView
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError, StepFailedError
@@ -96,6 +97,8 @@ class RnntApp(Controller, App[int]):
         _b("6", "tab('tab-model')", "Model tab", "The model summary (its own tab on narrow terminals)",
            show=False),
         _b("7", "tab('tab-corpus')", "Corpus tab", "A corpus run: progress, WER / QoI, utterances", show=False),
+        _b("8", "tab('tab-stream')", "Streaming tab", "The streaming comparison, chunk by chunk", show=False),
+        _b("s", "stream", "Stream", "Stream the clip chunk by chunk", show=False),
         _b("t", "toggle_theme", "Theme", "Switch between the light and the dark theme", show=False),
     ]
 
@@ -159,6 +162,8 @@ class RnntApp(Controller, App[int]):
                 yield ModelPanel(id="model-tab-panel")
             with TabPane("Corpus", id="tab-corpus"):
                 yield CorpusView(id="corpus")
+            with TabPane("Streaming", id="tab-stream"):
+                yield StreamView(id="stream-view")
         yield StatusLine(id="status")
         yield Footer()
 

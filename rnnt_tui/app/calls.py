@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from rnnt_tui.app.client import Call
 from rnnt_tui.app.draw import Drawing
-from rnnt_tui.app.messages import Exported, JobDone, RuntimesChecked, message_for
-from rnnt_tui.core.errors import CancelledError
+from rnnt_tui.app.messages import Exported, JobDone, RuntimesChecked, StreamDone, message_for
+from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
 
 if TYPE_CHECKING:
     from rnnt_tui.app.engine import Envelope
@@ -104,6 +104,30 @@ class Calls(Drawing):
 
             screen.post_message(PrecisionDone(report))
             self.post_message(JobDone("precision", f"Precision ({precision}): {report.get('status')}", call=call.id))
+
+    def run_stream(self) -> None:
+        call = self.client.begin("stream", "Streaming comparison cancelled")
+        self.run_worker(partial(self._stream_call, call), thread=True, exclusive=True, exit_on_error=False,
+                        group="stream", description="streaming comparison")
+
+    def _stream_call(self, call: Call) -> None:
+        """A checkpoint that does not stream or a candidate that cannot stream here is a notification saying why
+        (the session on screen is untouched); the report goes to the Streaming tab."""
+        with self.client.running(call):
+            try:
+                report = self.client.run(call, "run_stream")
+            except CancelledError:
+                self.post_message(JobDone("stream", call.cancelled_text, cancelled=True, call=call.id))
+                return
+            except (BadInputError, RuntimeUnavailableError) as error:
+                text = str(error)
+                if isinstance(error, BadInputError) and error.path is not None:
+                    text = f"{error.path.name}: {error.problem}"
+                self.call_from_thread(self.notify, text, title="Cannot stream", severity="warning", timeout=10)
+                self.post_message(JobDone("stream", "Streaming comparison not run", call=call.id))
+                return
+            self.post_message(StreamDone(report))
+            self.post_message(JobDone("stream", f"Streaming comparison: {report.get('status')}", call=call.id))
 
     def run_sweep(self, screen: SweepScreen, drift: bool = False) -> None:
         call = self.client.begin("sweep")

@@ -23,6 +23,7 @@ from rnnt_tui.app.state import saved_mode
 from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
+from rnnt_tui.app.widgets.stream_view import StreamView
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import VALIDATION
 
@@ -180,6 +181,15 @@ class Controller(Actions):
         view = self.query_one(CorpusView)
         view.show_totals(message.event.totals, self.state.labels)
         view.ended(message.event.interrupted, message.event.reports)
+
+    @applied
+    def on_chunk_compared(self, message: msg.ChunkCompared) -> None:
+        self.state.chunk_compared(message.event)
+        self.query_one("#stream-view", StreamView).add_chunk(message.event.chunk.to_json())
+        self.status.working(*(self.state.activity or ("Streaming…", None)))
+
+    def on_stream_done(self, message: msg.StreamDone) -> None:
+        self.query_one("#stream-view", StreamView).show(message.report)
 
     # -- the end of a job -------------------------------------------------------------------------------
     def on_job_done(self, message: msg.JobDone) -> None:

@@ -148,6 +148,20 @@ class Engine(ActiveWorkers):
                 raise RuntimeError("the model is still loading")
             return sweep(session, emit=self.emitter(post, call, self.session_id), cancel=cancel, drift=drift)
 
+    def run_stream(self, post: Post, cancel: threading.Event, call: int = 0) -> dict[str, Any]:
+        """The streaming comparison (`core.stream.compare.run_stream`) of the open checkpoint and clip against the
+        open candidate, chunk by chunk; its report as JSON. A checkpoint that does not stream: `BadInputError`."""
+        from rnnt_tui.core.stream.compare import run_stream
+        from rnnt_tui.core.stream.config import StreamRequest
+
+        with self.lock:
+            request = self.pipeline.request if self.pipeline is not None else None
+            if request is None:
+                raise RuntimeError("the model is still loading")
+            stream = StreamRequest(request.checkpoint, request.clip, request.against or "onnx")
+            emit = self.emitter(post, call, self.session_id)
+            return run_stream(stream, emit, cancel).to_json()
+
     def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event, call: int = 0) -> None:
         """A corpus run on the open model and candidate (nothing restored or prepared again), its events
         forwarded as they come; results in the app's data dir, resumed when the same corpus is opened again."""

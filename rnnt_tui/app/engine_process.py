@@ -50,7 +50,7 @@ _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from rnnt_tui.app.engine
           "main(sys.argv[2], sys.argv[3], int(sys.argv[4]))")
 NUMBERS_PER_CHILD = 10**12  # each child numbers its sessions and events from its own block
 #: the calls that use the model a child holds: after that child died they fail until the next open
-NEEDS_MODEL = ("rebuild", "run_steps", "set_joint_mode", "sweep", "run_corpus", "precision", "export")
+NEEDS_MODEL = ("rebuild", "run_steps", "set_joint_mode", "sweep", "run_corpus", "precision", "export", "run_stream")
 ENGINE = "rnnt_tui.app.engine:Engine"  # what the child serves
 
 
@@ -110,6 +110,10 @@ class ProcessEngine(ActiveWorkers):
 
     def sweep(self, drift: bool, post: Post, cancel: threading.Event, call: int = 0) -> list[SweepRow]:
         result: list[SweepRow] = self._call("sweep", (drift,), post, cancel, call)
+        return result
+
+    def run_stream(self, post: Post, cancel: threading.Event, call: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("run_stream", (), post, cancel, call)
         return result
 
     def export(self, directory: Path, stem: str) -> list[Path]:

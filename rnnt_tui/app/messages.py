@@ -121,11 +121,23 @@ def corpus_messages() -> dict[type[ev.Event], type[EngineEvent]]:
             runner.UtteranceFinished: UtteranceFinished, runner.CorpusFinished: CorpusFinished}
 
 
+class ChunkCompared(EngineEvent):
+    """One chunk of a streaming comparison compared."""
+
+
+@functools.cache
+def stream_messages() -> dict[type[ev.Event], type[EngineEvent]]:
+    """The streaming comparison's events (its module loads numpy: only once a stream event arrived)."""
+    from rnnt_tui.core.stream import compare
+
+    return {compare.ChunkCompared: ChunkCompared}
+
+
 def message_for(envelope: Envelope) -> EngineEvent:
     """The message of the envelope's event type (a bare `EngineEvent`, which nothing handles, for an event the
     app has no message for: the tests list every event class so that never ships)."""
     kind = type(envelope.event)
-    cls = PIPELINE_MESSAGES.get(kind) or corpus_messages().get(kind, EngineEvent)
+    cls = PIPELINE_MESSAGES.get(kind) or corpus_messages().get(kind) or stream_messages().get(kind, EngineEvent)
     return cls(envelope)
 
 
@@ -134,6 +146,13 @@ class RuntimesChecked(Message):
     """Which candidate runtimes can run here, their labels, and why not."""
 
     availability: dict[str, RuntimeChoice]
+
+
+@dataclass
+class StreamDone(Message):
+    """A streaming comparison ended: its whole report (`StreamResult.to_json`)."""
+
+    report: dict[str, Any]
 
 
 @dataclass

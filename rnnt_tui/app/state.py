@@ -121,6 +121,14 @@ class AppState:
         return s is not None and s.options is not None and \
             runtime_fields(s.options) != runtime_fields(self.request(s.audio.path, s.path))
 
+    def chunk_compared(self, event: Any) -> None:
+        """Fold a `core.stream.compare.ChunkCompared` in (not registered on `apply`: its module loads numpy, and
+        the state loads without it)."""
+        chunk = event.chunk
+        left, right = event.context
+        self.activity = (f"Streaming [{left},{right}]: chunk {chunk.index + 1} "
+                         f"{'ok' if chunk.ok else 'out of tolerance'}", None)
+
     # -- events ----------------------------------------------------------------------------------------
     @functools.singledispatchmethod
     def apply(self, event: ev.Event) -> None:
