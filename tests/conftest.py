@@ -149,3 +149,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print("\nRNNT_TUI_REQUIRE_CORE_ML=1 but no macOS test passed against Core ML itself "
               f"({_CORE_ML_OUTCOMES or 'none ran'}): failing the run")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def stateful_packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """The trained demo checkpoint restored, and a folder with its stateful decoder package (h and c in Core ML
+    states, `tests/stateful_decoder.py`) beside its fp32 encoder and joint (no preprocessor: the reference's
+    features feed the encoder): a `--packages` folder whose decoder carries state."""
+    from stateful_decoder import write_stateful_decoder
+
+    from rnnt_tui.core.checkpoint import restore
+    from rnnt_tui.core.coreml.convert import convert_components
+
+    loaded = restore(Path(__file__).parent.parent / "assets" / "demo" / "demo-rnnt.nemo")
+    folder = tmp_path_factory.mktemp("stateful")
+    write_stateful_decoder(loaded, folder / "Decoder.mlpackage")
+    convert_components(loaded, components=["encoder", "joint"], out_dir=folder)
+    return loaded, folder
