@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+CLIP = Path(__file__).parent.parent / "assets" / "demo" / "core-ml-on-a-mac.wav"
+
 
 def write_stateful_decoder(loaded: Any, path: Path) -> Path:
     """Trace and convert `loaded`'s prediction net as a stateful decoder package at `path`."""
@@ -54,6 +56,16 @@ def write_stateful_decoder(loaded: Any, path: Path) -> Path:
                     for name in ("h_state", "c_state")])
         mlmodel.save(str(path))
     return path
+
+
+def open_stateful(loaded: Any, folder: Path, runtime: str) -> Any:
+    """A session of the demo clip against `runtime` ("mil" or "coreml") with `folder` as its packages."""
+    from rnnt_tui.core.pipeline.pipeline import open_session
+    from rnnt_tui.core.pipeline.request import Request, Settings
+    from rnnt_tui.core.runtimes.base import RuntimeOptions
+
+    request = Request(loaded.path, CLIP, runtime, RuntimeOptions(packages_dir=str(folder)), Settings(runs=1, warmup=0))
+    return open_session(request, loaded=loaded)
 
 
 def check_carried_state(session: Any) -> None:

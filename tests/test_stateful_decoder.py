@@ -12,18 +12,6 @@ import pytest
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor to a Python boolean")
 
-CLIP = Path(__file__).parent.parent / "assets" / "demo" / "core-ml-on-a-mac.wav"
-
-
-def open_stateful(loaded: Any, folder: Path, runtime: str = "mil") -> Any:
-    from rnnt_tui.core.pipeline.pipeline import open_session
-    from rnnt_tui.core.pipeline.request import Request, Settings
-    from rnnt_tui.core.runtimes.base import RuntimeOptions
-
-    request = Request(loaded.path, CLIP, runtime, RuntimeOptions(packages_dir=str(folder)), Settings(runs=1, warmup=0))
-    return open_session(request, loaded=loaded)
-
-
 def test_a_stateful_decoder_is_matched_with_its_states(stateful_packages: tuple[Any, Path]) -> None:
     from rnnt_tui.core.coreml.matching import package_info
 
@@ -37,10 +25,10 @@ def test_a_stateful_decoder_is_matched_with_its_states(stateful_packages: tuple[
 
 
 def test_the_decode_carries_the_state_and_equals_nemo(stateful_packages: tuple[Any, Path]) -> None:
-    from stateful_decoder import check_carried_state
+    from stateful_decoder import check_carried_state, open_stateful
 
     loaded, folder = stateful_packages
-    check_carried_state(open_stateful(loaded, folder))
+    check_carried_state(open_stateful(loaded, folder, "mil"))
 
 
 def test_a_step_from_an_earlier_state_rolls_the_state_back(stateful_packages: tuple[Any, Path]) -> None:

@@ -356,6 +356,7 @@ class _MLModelProxy:
     def newState(self) -> _State:
         """`Model::newState`: zeroed buffers for each state the description declares (macOS 15+)."""
         _needs((15, 0), "Stateful model")
+        MACHINE.new_states += 1
         buffers = {}
         for feature in self.spec.description.state:
             arr = feature.type.stateType.arrayType
