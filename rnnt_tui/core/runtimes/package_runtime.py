@@ -47,7 +47,7 @@ from rnnt_tui.core.runtimes.package_inventory import (
     precision_warning,
     tiles,
 )
-from rnnt_tui.core.runtimes.package_state import DecoderState, StateCarrier
+from rnnt_tui.core.runtimes.package_state import DecoderState, StateCarrier, bound_step
 from rnnt_tui.core.tolerances import FP16, FP32, Tolerance
 
 #: the time axis of each input with one, in the contract's layout
@@ -298,26 +298,17 @@ class PackageRuntime(Runtime):
                            notes)
 
     def _bind_stateful(self, component: str, info: PackageInfo, inputs: dict[str, np.ndarray]) -> BoundCall:
-        """A stateful decoder bound like a stateless one: h and c written into a state object of its own (made
-        here, outside the timed call) at the start of each call and read back at its end, so repeated calls start
-        from the same state and give h/c like the stateless contract."""
+        """A stateful decoder bound like a stateless one (`package_state.bound_step`), in a state object of its own
+        made here, outside the timed call."""
         feed, _ = self._feed(component, info, inputs)
         carrier = self._carrier(component, info)
-        h, c = np.asarray(inputs["h"]), np.asarray(inputs["c"])
+        call, convert = bound_step(carrier, inputs["h"], inputs["c"],
+                                   lambda engine: self._execute(component, dict(feed), engine),
+                                   lambda raw: self._outputs(info, raw, {}))
         notes = [f"{info.path.name} is stateful: h and c are written into its Core ML states "
                  f"({', '.join(carrier.names.values())}) before each call and read back after it, inside the timed "
                  "call"]
         self.bind_notes[component] = notes
-
-        def call() -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
-            carrier.write(h, c)
-            raw = self._execute(component, dict(feed), carrier.engine)
-            return raw, carrier.read()
-
-        def convert(result: tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-            raw, (h_out, c_out) = result
-            return {**self._outputs(info, raw, {}), "h": h_out, "c": c_out}
-
         return PackageCall(call, convert, notes)
 
     def package_feed(self, component: str, inputs: dict[str, np.ndarray]) -> dict[str, Any]:

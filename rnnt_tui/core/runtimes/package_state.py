@@ -20,7 +20,7 @@ Must not: know which engine runs the program (the runtime passes its state objec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -91,3 +91,23 @@ class DecoderState:
 
     def __len__(self) -> int:
         return 2
+
+
+def bound_step(carrier: StateCarrier, h: np.ndarray, c: np.ndarray, execute: Callable[[Any], dict[str, Any]],
+               outputs: Callable[[dict[str, Any]], dict[str, np.ndarray]]
+               ) -> tuple[Callable[[], Any], Callable[[Any], dict[str, np.ndarray]]]:
+    """(call, convert) of one decoder step bound to given h and c, as the stateless contract has it: each call
+    writes h and c into `carrier`'s state first (so repeated timed calls start from the same state), executes
+    (`execute(engine state)`), and reads them back; `convert` gives the outputs plus h and c."""
+    h, c = np.asarray(h), np.asarray(c)
+
+    def call() -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+        carrier.write(h, c)
+        raw = execute(carrier.engine)
+        return raw, carrier.read()
+
+    def convert(result: tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+        raw, (h_out, c_out) = result
+        return {**outputs(raw), "h": h_out, "c": c_out}
+
+    return call, convert
