@@ -76,6 +76,13 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_wav(tmp_path_factory.mktemp("audio") / "clip.wav")
 
 
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 0.6 s clip for tests that decode untrained factory models through an interpreter: such a model emits up
+    to 10 tokens a frame, and every token is a decoder and a joint step on both sides (a third of `clip`'s)."""
+    return write_wav(tmp_path_factory.mktemp("short-audio") / "short.wav", seconds=0.6)
+
+
 # -- the macOS tests: real Core ML on a Mac, the test stand-in for Core ML's native layer elsewhere -----------------
 ON_MAC = sys.platform == "darwin"
 
