@@ -76,6 +76,13 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_wav(tmp_path_factory.mktemp("audio") / "clip.wav")
 
 
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 0.6 s clip for tests that decode untrained factory models through an interpreter: such a model emits up
+    to 10 tokens a frame, and every token is a decoder and a joint step on both sides (a third of `clip`'s)."""
+    return write_wav(tmp_path_factory.mktemp("short-audio") / "short.wav", seconds=0.6)
+
+
 # -- the macOS tests: real Core ML on a Mac, the test stand-in for Core ML's native layer elsewhere -----------------
 ON_MAC = sys.platform == "darwin"
 
@@ -149,3 +156,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print("\nRNNT_TUI_REQUIRE_CORE_ML=1 but no macOS test passed against Core ML itself "
               f"({_CORE_ML_OUTCOMES or 'none ran'}): failing the run")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def stateful_packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """The trained demo checkpoint restored, and a folder with its stateful decoder package (h and c in Core ML
+    states, `tests/stateful_decoder.py`) beside its fp32 encoder and joint (no preprocessor: the reference's
+    features feed the encoder): a `--packages` folder whose decoder carries state."""
+    from stateful_decoder import write_stateful_decoder
+
+    from rnnt_tui.core.checkpoint import restore
+    from rnnt_tui.core.coreml.convert import convert_components
+
+    loaded = restore(Path(__file__).parent.parent / "assets" / "demo" / "demo-rnnt.nemo")
+    folder = tmp_path_factory.mktemp("stateful")
+    write_stateful_decoder(loaded, folder / "Decoder.mlpackage")
+    convert_components(loaded, components=["encoder", "joint"], out_dir=folder)
+    return loaded, folder

@@ -132,3 +132,33 @@ def test_nemo_column_is_what_nemo_transcribe_returns_on_resampled_and_stereo_fil
     averaged = AudioSegment.from_file(str(stereo), target_sr=16000, channel_selector="average").samples
     assert "cannot read this file" in audio.loader and "channel_selector='average'" in audio.loader
     assert decode.nemo_text == transcribe(averaged) and decode.reference_text == decode.nemo_text
+
+
+def test_a_rebuild_on_the_same_resampled_clip_runs_nemos_loader_once(tmp_path: Path, loaded_model: Any,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """NeMo's transcribe data loader (which a resampled clip goes through) runs once per file version: a session
+    rebuilt on the same clip (another candidate or setting) reuses its samples; a rewritten file is read again."""
+    from rnnt_tui.core import nemo_audio
+    from rnnt_tui.core.fuse import AS_SAVED
+    from rnnt_tui.core.pipeline.reference import NemoReference
+
+    calls: list[Path] = []
+    real = nemo_audio._transcribe_loader_samples
+
+    def counted(loaded: Any, audio: Any) -> Any:
+        calls.append(audio.path)
+        return real(loaded, audio)
+
+    monkeypatch.setattr(nemo_audio, "_transcribe_loader_samples", counted)
+    reference = NemoReference(loaded_model("rnnt-char"), AS_SAVED)
+    path = write_wav(tmp_path / "a8k.wav", seconds=0.5, rate=8000, seed=5)
+    first = reference.clip(path).audio
+    assert "transcribe() data loader" in first.loader and len(calls) == 1
+    assert reference.clip(path).audio is first and len(calls) == 1
+    write_wav(path, seconds=0.6, rate=8000, seed=6)  # the file changed: read again
+    changed = reference.clip(path).audio
+    assert len(calls) == 2 and changed.samples.size > first.samples.size
+    other = write_wav(tmp_path / "b8k.wav", seconds=0.5, rate=8000, seed=7)
+    reference.clip(other)
+    reference.clip(path)  # one entry: the other clip replaced it
+    assert calls == [path, path, other, path]

@@ -57,8 +57,8 @@ def test_convert_writes_valid_packages(capsys: pytest.CaptureFixture[str], check
 
 @pytest.mark.macos
 def test_compare_against_coreml_on_a_mac_fills_every_table(capsys: pytest.CaptureFixture[str],
-                                                           checkpoints: dict[str, Path], clip: Path) -> None:
-    code = main(["compare", str(checkpoints["rnnt-char"]), str(clip), "--against", "coreml",
+                                                           checkpoints: dict[str, Path], short_clip: Path) -> None:
+    code = main(["compare", str(checkpoints["rnnt-char"]), str(short_clip), "--against", "coreml",
                  "--compute-units", "CPU_ONLY", "--runs", "2", "--json"])
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -72,7 +72,7 @@ def test_compare_against_coreml_on_a_mac_fills_every_table(capsys: pytest.Captur
 
 @pytest.mark.macos
 def test_sweep_with_drift_keeps_a_row_per_unit_on_a_mac(capsys: pytest.CaptureFixture[str],
-                                                        checkpoints: dict[str, Path], clip: Path,
+                                                        checkpoints: dict[str, Path], short_clip: Path,
                                                         core_ml_bridge: Any) -> None:
     """Every unit keeps its row: a unit whose accelerator this Mac lacks is `unavailable` with the reason and no
     components (GitHub's runners have no Neural Engine; simulated here by a stand-in Mac without one), the others
@@ -84,7 +84,7 @@ def test_sweep_with_drift_keeps_a_row_per_unit_on_a_mac(capsys: pytest.CaptureFi
     if core_ml_bridge is not None:
         core_ml_bridge.available_devices = ("CPU", "GPU")
     devices = compute_devices()
-    code = main(["compare", str(checkpoints["rnnt-char"]), str(clip), "--against", "coreml", "--drift", "--runs",
+    code = main(["compare", str(checkpoints["rnnt-char"]), str(short_clip), "--against", "coreml", "--drift", "--runs",
                  "1", "--atol", "0", "--rtol", "0", "--json"])
     rows = json.loads(capsys.readouterr().out)["sweep"]
     assert [r["compute_units"] for r in rows] == ["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"]

@@ -69,10 +69,10 @@ def needs(units: str, devices: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def audio(clip: Path) -> dict[str, np.ndarray]:
+def audio(short_clip: Path) -> dict[str, np.ndarray]:
     import soundfile as sf
 
-    samples, _ = sf.read(str(clip), dtype="float32")
+    samples, _ = sf.read(str(short_clip), dtype="float32")
     return {"audio_signal": samples[None, :], "length": np.array([samples.shape[0]], np.int64)}
 
 
@@ -316,7 +316,7 @@ def test_macos_version_ignores_system_version_compat(monkeypatch: pytest.MonkeyP
         macos_version.cache_clear()
 
 
-def test_sweep_keeps_a_row_per_unit_with_load_times(loaded_model: Callable[[str], Any], clip: Path,
+def test_sweep_keeps_a_row_per_unit_with_load_times(loaded_model: Callable[[str], Any], short_clip: Path,
                                                     devices: dict[str, str]) -> None:
     from rnnt_tui.core.coreml.convert import default_max_frames
     from rnnt_tui.core.coreml.platform import UNIT_DEVICES
@@ -326,7 +326,7 @@ def test_sweep_keeps_a_row_per_unit_with_load_times(loaded_model: Callable[[str]
     from rnnt_tui.core.sweep import sweep
 
     loaded = loaded_model("rnnt-char")
-    request = Request(loaded.path, clip, against="coreml", settings=Settings(runs=1, warmup=0),
+    request = Request(loaded.path, short_clip, against="coreml", settings=Settings(runs=1, warmup=0),
                       options=RuntimeOptions(max_frames=default_max_frames(loaded)))
     rows = sweep(open_session(request, loaded=loaded), units=UNITS)
     assert [r.compute_units for r in rows] == list(UNITS)
@@ -345,7 +345,7 @@ def test_sweep_keeps_a_row_per_unit_with_load_times(loaded_model: Callable[[str]
     assert not any(e["load_compiled"] for r in ran[1:] for e in r.loads.values()), "later units recompiled"
 
 
-def test_sweep_drift_search_points_at_ops(loaded_model: Callable[[str], Any], clip: Path,
+def test_sweep_drift_search_points_at_ops(loaded_model: Callable[[str], Any], short_clip: Path,
                                           devices: dict[str, str], core_ml_bridge: Any) -> None:
     """Zero tolerances make components mismatch; each then gets a real drift search that compared op outputs.
     (The stand-in computes every unit alike: it is told to shift the joint's logits on the searched unit.)"""
@@ -364,7 +364,7 @@ def test_sweep_drift_search_points_at_ops(loaded_model: Callable[[str], Any], cl
         core_ml_bridge.drift = {unit: ("logits", 1.0)}
     loaded = loaded_model("rnnt-char")
     strict = replace(Settings(runs=1, warmup=0), tolerances={k: Tolerance(0.0, 0.0) for k in defaults()})
-    request = Request(loaded.path, clip, against="coreml", settings=strict,
+    request = Request(loaded.path, short_clip, against="coreml", settings=strict,
                       options=RuntimeOptions(max_frames=default_max_frames(loaded)))
     row, = sweep(open_session(request, loaded=loaded), units=(unit,), load_timing=False, drift=True)
     mismatched = {n for n, c in row.components.items() if c["status"] == "mismatch"}

@@ -288,8 +288,9 @@ def test_enumerated_shapes_take_the_smallest_shape_that_holds_the_clip() -> None
 
 
 def test_a_stateful_package_is_recognised_and_said_so(tmp_path: Path) -> None:
-    """A package with Core ML states (`ct.StateType`, macOS 15+) is named as stateful with its states, never
-    matched to a component and called without its state."""
+    """A package with Core ML states (`ct.StateType`, macOS 15+) that are not a prediction net's h and c is named
+    as stateful with its states, never matched to a component and called without its state (a stateful decoder
+    is matched and run: `tests/test_stateful_decoder.py`)."""
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil import types
 
@@ -309,7 +310,8 @@ def test_a_stateful_package_is_recognised_and_said_so(tmp_path: Path) -> None:
     path = tmp_path / "stateful.mlpackage"
     with quiet():
         ct.convert(prog, minimum_deployment_target=ct.target.iOS18).save(str(path))
-    assert read_spec(path).states == ("h",)
+    spec = read_spec(path)
+    assert spec.state_names == ("h",) and spec.state("h").shape == (1, 4) and spec.state("h").dtype == "float16"
     info = package_info(path)
     assert info.component == "stateful" and not info.comparable and "states h" in info.reason
     from rnnt_tui.core.mil.program import MilProgram  # the MIL interpreter runs read_state / coreml_update_state

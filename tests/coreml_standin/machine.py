@@ -34,6 +34,7 @@ class Machine:
     refuse: Callable[[Any, str], str | None] = field(default=lambda spec, units: None)
     drift: dict[str, tuple[str, float]] = field(default_factory=dict)
     loads: list[tuple[str, str]] = field(default_factory=list)
+    new_states: int = 0  # `Model::newState` calls (MLModel.make_state)
 
     @property
     def version(self) -> tuple[int, int]:

@@ -4,19 +4,23 @@
 (`rnnt_tui.component`); others are recognised from their I/O, with our tensor names and the common parakeet-export
 names (encoder `mel`/`audio_signal` + length → `encoder`/`encoder_length`; decoder `targets`, `target_length`,
 `h_in`, `c_in` → `decoder`, `h_out`, `c_out`; per-step joint `encoder_step` [1,D,1] + `decoder_step` [1,H,1] →
-`logits`). Three more kinds, the "heads", are recognised and resolved too: joint-decision heads (encoder + decoder
-outputs in, `token_id` / `token_prob` / `duration` - a bin index into the TDT durations - and optionally
-`top_k_ids` / `top_k_logits` out) over a full window (`joint_decision`) or one step (`joint_decision_step`, an
-encoder input of one frame), and the fused mel+encoder (`mel_encoder`: audio in, encoder output out). Anything
-else (a fused decoder+joint, unknown I/O, a second package of one kind) is kept with the reason it is skipped.
-`read_folder_metadata` reads the `metadata.json` that exporter writes beside its packages (declared compute
-precision, duration bins). A small JSON/YAML mapping file may override everything:
+`logits`). A stateful decoder (`ct.StateType`, macOS 15+: `targets` in, `decoder` out, h and c held in Core ML
+states named like the inputs above or `h_state`/`c_state`) is a decoder too: `states` maps h/c to its states and the
+runtime carries them between calls (`runtimes.package_state`). Three more kinds, the "heads", are recognised and
+resolved too: joint-decision heads (encoder + decoder outputs in, `token_id` / `token_prob` / `duration` - a bin
+index into the TDT durations - and optionally `top_k_ids` / `top_k_logits` out) over a full window
+(`joint_decision`) or one step (`joint_decision_step`, an encoder input of one frame), and the fused mel+encoder
+(`mel_encoder`: audio in, encoder output out). Anything else (a fused decoder+joint, unknown I/O, a second package
+of one kind) is kept with the reason it is skipped. `read_folder_metadata` reads the `metadata.json` that exporter
+writes beside its packages (declared compute precision, duration bins). A small JSON/YAML mapping file may
+override everything:
 
     encoder: Encoder.mlmodelc            # component: file
     decoder:                             # or component: {file, inputs, outputs, per_step, layouts}
       file: Decoder.mlpackage
       inputs: {targets: token, h: h_in, c: c_in}          # contract name: package tensor name
       outputs: {decoder_output: decoder, h: h_out, c: c_out}
+      # a stateful decoder: states: {h: h_state, c: c_state} instead of h/c inputs and outputs
     ignore: [JointDecision.mlpackage]
 """
 
@@ -53,8 +57,8 @@ ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
               "encoded": ("encoded", "encoder", "encoder_output", "encoder_outputs", "outputs"),
               "encoded_length": ("encoded_length", "encoder_length", "encoded_lengths", "encoder_lengths")},
     DECODER: {"targets": ("targets", "token", "tokens", "target", "y", "input_ids"),
-              "h": ("h", "h_in", "hidden", "state_h", "input_states_1"),
-              "c": ("c", "c_in", "cell", "state_c", "input_states_2"),
+              "h": ("h", "h_in", "hidden", "state_h", "input_states_1", "h_state", "hidden_state"),
+              "c": ("c", "c_in", "cell", "state_c", "input_states_2", "c_state", "cell_state"),
               "decoder_output": ("decoder_output", "decoder", "decoder_out", "outputs", "decoder_outputs"),
               "h_out": ("h_out", "hidden_out", "state_h_out", "output_states_1"),
               "c_out": ("c_out", "cell_out", "state_c_out", "output_states_2")},
@@ -88,7 +92,8 @@ class PackageInfo:
 
     `inputs`/`outputs` map contract names (PACKAGE_INPUTS / PACKAGE_OUTPUTS) to the package's tensor names;
     `feeds` are extra inputs fed a constant (a decoder's `target_length` = 1); `layouts` marks [1,T,D] tensors
-    ("BTD") among ones the contract keeps [1,D,T]; `per_step` joints take one frame and one step per call.
+    ("BTD") among ones the contract keeps [1,D,T]; `per_step` joints take one frame and one step per call;
+    `states` names the Core ML states of a stateful decoder's h and c (then neither is an input or output).
     """
 
     component: str
@@ -98,6 +103,7 @@ class PackageInfo:
     feeds: dict[str, int] = field(default_factory=dict)
     layouts: dict[str, str] = field(default_factory=dict)
     per_step: bool = False
+    states: dict[str, str] = field(default_factory=dict)  # stateful decoder: h/c -> the Core ML state holding it
     comparable: bool = True
     source: str = "names"
     reason: str = ""
@@ -116,8 +122,13 @@ def _kind(spec: PackageSpec) -> tuple[str, str]:
     joint_in = has(JOINT, "encoded", ins) and has(JOINT, "decoder_output", ins)
     decision = sorted(outs & DECISION_OUTPUTS)
     if spec.states:
-        return "stateful", (f"a stateful package (Core ML states {', '.join(spec.states)}, macOS 15+): rnnt-tui "
-                            "does not carry Core ML state between calls yet, so it is listed, not compared")
+        names = {n.lower() for n in spec.state_names}
+        if has(DECODER, "h", names) and has(DECODER, "c", names) and has(DECODER, "targets", ins) \
+                and has(DECODER, "decoder_output", outs) and not (joint_in or decision):
+            return DECODER, (f"a stateful decoder: h and c live in Core ML states ({', '.join(spec.state_names)}; "
+                             "macOS 15+), carried from step to step")
+        return "stateful", (f"a stateful package (Core ML states {', '.join(spec.state_names)}, macOS 15+) whose "
+                            "states are not a prediction net's h and c: listed, not compared")
     if stateful:
         if joint_in or "encoder_step" in ins or decision:
             return "decoder_joint", "fuses the prediction net and the joint: no per-component comparison"
@@ -151,6 +162,15 @@ def _resolve(kind: str, spec: PackageSpec, summary: Any, override: dict[str, Any
     outs = {t.name.lower(): t.name for t in spec.outputs}
     inputs = {k: _pick(ins, ALIASES[kind][k]) for k in PACKAGE_INPUTS[kind]}
     outputs = {k: _pick(outs, ALIASES[kind][k]) for k in PACKAGE_OUTPUTS[kind]}
+    states: dict[str, str] = {}
+    if kind == DECODER and spec.states:  # h/c are Core ML states, not inputs and outputs
+        held = {n.lower(): n for n in spec.state_names}
+        states = {k: v for k in ("h", "c") if (v := _pick(held, ALIASES[DECODER][k]))}
+        states.update(override.get("states") or {})
+        inputs = {k: v for k, v in inputs.items() if k not in ("h", "c")}
+        outputs = {k: v for k, v in outputs.items() if k not in ("h_out", "c_out")}
+        if len(states) < 2:
+            inputs.update({k: None for k in ("h", "c") if k not in states})
     inputs.update(override.get("inputs") or {})
     outputs.update({f"{k}_out" if kind == DECODER and k in ("h", "c") else k: v
                     for k, v in (override.get("outputs") or {}).items()})  # decoder h/c come out as h_out/c_out
@@ -160,7 +180,7 @@ def _resolve(kind: str, spec: PackageSpec, summary: Any, override: dict[str, Any
     feeds = {ins[n]: 1 for n in _LENGTH_FEEDS if n in ins and kind == DECODER}
     missing = [k for k, v in (*inputs.items(), *outputs.items()) if not v]
     info = PackageInfo(component=kind, spec=spec, inputs={k: v for k, v in inputs.items() if v},
-                       outputs={k: v for k, v in outputs.items() if v}, feeds=feeds,
+                       outputs={k: v for k, v in outputs.items() if v}, feeds=feeds, states=states,
                        layouts=dict(override.get("layouts") or {}))
     if missing:
         return replace(info, comparable=False, reason=f"no tensor found for {', '.join(missing)}")

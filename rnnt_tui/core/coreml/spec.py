@@ -100,7 +100,9 @@ class PackageSpec:
     metadata: dict[str, str] = field(default_factory=dict)
     spec_version: int | None = None
     model_type: str = "mlProgram"
-    states: tuple[str, ...] = ()  # Core ML states (`ct.StateType`, `description.state`, macOS 15+)
+    #: Core ML states (`ct.StateType`, `description.state`, macOS 15+): the buffers a stateful model reads and
+    #: updates in place across predictions (always float16 in coremltools 9.0)
+    states: tuple[TensorSpec, ...] = ()
 
     @property
     def deployment_target(self) -> str | None:
@@ -112,13 +114,20 @@ class PackageSpec:
     def output(self, name: str) -> TensorSpec:
         return next(t for t in self.outputs if t.name == name)
 
+    def state(self, name: str) -> TensorSpec:
+        return next(t for t in self.states if t.name == name)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.states)
+
     def ours(self, key: str) -> str | None:
         """Our own metadata entry `rnnt_tui.<key>`, if the package has it."""
         return self.metadata.get(META_PREFIX + key)
 
     def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "model_type": self.model_type, "spec_version": self.spec_version,
-                "deployment_target": self.deployment_target, "states": list(self.states),
+                "deployment_target": self.deployment_target, "states": [t.to_json() for t in self.states],
                 "inputs": [t.to_json() for t in self.inputs],
                 "outputs": [t.to_json() for t in self.outputs], "metadata": dict(self.metadata)}
 
@@ -138,6 +147,12 @@ def _array_spec(feature: Any, mil_types: dict[str, tuple[tuple[int, ...], str]])
         shape = shape or mil_shape
         dtype = mil_dtype if dtype == "unknown" else dtype
     return TensorSpec(feature.name, shape, dtype, ranges, enumerated)
+
+
+def _state_spec(feature: Any) -> TensorSpec:
+    """A `description.state` entry: the multi-array its `stateType` wraps (fixed shape)."""
+    arr = feature.type.stateType.arrayType
+    return TensorSpec(feature.name, tuple(int(d) for d in arr.shape), _ARRAY_DTYPES.get(int(arr.dataType), "unknown"))
 
 
 def _mil_types(spec: Any) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -210,7 +225,7 @@ def read_spec(path: Path | str) -> PackageSpec:
                        outputs=tuple(_array_spec(f, mil) for f in spec.description.output),
                        metadata=dict(spec.description.metadata.userDefined),
                        spec_version=int(spec.specificationVersion), model_type=str(spec.WhichOneof("Type")),
-                       states=tuple(f.name for f in spec.description.state))
+                       states=tuple(_state_spec(f) for f in spec.description.state))
 
 
 def shape_warnings(spec: PackageSpec) -> list[str]:

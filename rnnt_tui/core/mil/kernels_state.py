@@ -3,7 +3,9 @@ programs (`ct.StateType`, Core ML states, macOS 15+).
 
 A state is held in a `StateBox` the caller feeds under the state's name (`MilProgram` makes them); `read_state`
 returns a copy of its value, `coreml_update_state` / `write_state` replace it (cast to the state's dtype) and the
-caller reads the boxes back after the run. Semantics from coremltools' op definitions
+caller reads the boxes back after the run. `ProgramState` is the interpreter's counterpart of Core ML's `MLState`
+(`MilProgram.make_state`): boxes that live across runs, updated in place by each run, with the same
+`read_state` / `write_state` as coremltools 9.0's `MLState`. Semantics from coremltools' op definitions
 (`converters/mil/mil/ops/defs/iOS18/states.py`, `coreml_dialect/ops.py`).
 """
 
@@ -27,6 +29,26 @@ class StateBox:
         if new.shape != self.value.shape:
             raise ValueError(f"state of shape {list(self.value.shape)} written with shape {list(new.shape)}")
         self.value = new.astype(self.value.dtype)
+
+
+class ProgramState:
+    """The state buffers of one stateful program across runs (what `MLModel.make_state()` gives on a Mac)."""
+
+    def __init__(self, boxes: dict[str, StateBox]) -> None:
+        self.boxes = boxes
+
+    def read_state(self, name: str) -> np.ndarray:
+        """A copy of the state's current value (`MLState.read_state`)."""
+        return np.array(self._box(name).value)
+
+    def write_state(self, name: str, value: np.ndarray) -> None:
+        """Replace the state's value, cast to its dtype (`MLState.write_state`)."""
+        self._box(name).write(value)
+
+    def _box(self, name: str) -> StateBox:
+        if name not in self.boxes:
+            raise KeyError(f"no state named {name!r} (the program has {', '.join(self.boxes) or 'none'})")
+        return self.boxes[name]
 
 
 @kernel("read_state")

@@ -16,6 +16,7 @@ import numpy as np
 
 from rnnt_tui.core.errors import BadInputError
 from rnnt_tui.core.mil.kernels_base import held_dtype, mil_dtype
+from rnnt_tui.core.mil.kernels_state import ProgramState, StateBox
 from rnnt_tui.core.mil.load import load_program
 from rnnt_tui.core.mil.plan import Plan, build_plan, execute
 from rnnt_tui.core.mil.trace import OpTrace, TraceOptions
@@ -113,14 +114,20 @@ class MilProgram:
         """`feeds` checked against the declared inputs and cast to their dtypes (BadInputError otherwise)."""
         return self._feeds(feeds)
 
+    def make_state(self) -> ProgramState:
+        """Zeroed buffers for each of the program's states, to pass to `run` across calls (`MLModel.make_state`)."""
+        return ProgramState({name: StateBox(np.zeros(shape, dtype)) for name, (dtype, shape) in self.states.items()})
+
     def run_plan(self, plan: Plan, feeds: dict[str, np.ndarray], trace: TraceOptions | None = None,
-                 values: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                 values: dict[str, np.ndarray] | None = None, state: ProgramState | None = None
+                 ) -> dict[str, np.ndarray]:
         """`run` with another plan of this program (e.g. some steps' out_dtypes widened to fp32) and/or some op
         outputs replaced by `values`; sets `last_trace` like `run`."""
-        from rnnt_tui.core.mil.kernels_state import StateBox
-
-        boxes = {name: StateBox(np.asarray(feeds[name], dtype) if name in feeds else np.zeros(shape, dtype))
-                 for name, (dtype, shape) in self.states.items()}
+        if state is not None:  # updated in place, as Core ML's predict(state=) does
+            boxes = state.boxes
+        else:
+            boxes = {name: StateBox(np.asarray(feeds[name], dtype) if name in feeds else np.zeros(shape, dtype))
+                     for name, (dtype, shape) in self.states.items()}
         checked = self._feeds({k: v for k, v in feeds.items() if k not in self.states})
         op_trace = OpTrace(package=str(self.path)) if trace is not None else None
         self.last_trace = None
@@ -154,10 +161,12 @@ class MilProgram:
             out[name] = arr.astype(dtype, copy=False)
         return out
 
-    def run(self, feeds: dict[str, np.ndarray], trace: TraceOptions | None = None) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict[str, np.ndarray], trace: TraceOptions | None = None,
+            state: ProgramState | None = None) -> dict[str, np.ndarray]:
         """Execute the program on `feeds` (input name -> array); returns output name -> array in the declared
-        dtypes. With `trace`, `last_trace` holds this run's op trace afterwards."""
-        return self.run_plan(self._plan, feeds, trace)
+        dtypes. With `trace`, `last_trace` holds this run's op trace afterwards. A stateful program reads and
+        updates `state` (`make_state`) in place; without one its states start from the feeds (or zeros)."""
+        return self.run_plan(self._plan, feeds, trace, state=state)
 
 
 Flexibility = tuple[list[tuple[int, int]] | None, list[tuple[int, ...]] | None]

@@ -91,6 +91,9 @@ class NemoReference:
         self.runtime: Runtime = get_runtime_class(REFERENCE_RUNTIME)(loaded)
         self.prepared = {r.component: r for r in self.runtime.prepare(progress, cancel)}
         self._first = first
+        #: the last clip as the model sees it, keyed on (path, mtime, size): a session rebuild on the same file
+        #: (another candidate, option or setting) does not rerun NeMo's transcribe data loader
+        self._last_clip: tuple[tuple[Path, int, int], Audio] | None = None
 
     def settings(self, asked: Settings) -> Settings:
         return asked
@@ -99,9 +102,19 @@ class NemoReference:
         if isinstance(which, int):
             raise ValueError("NeMo's reference runs on clip files, not recorded clip indices")
         path = which.expanduser().resolve()
-        first = self._first
-        audio = first if first is not None and first.path == path else load_clip(path, self.loaded.summary)
-        return ClipReference(as_nemo_reads(self.loaded, audio), self.runtime, self.prepared)
+        try:
+            stat = path.stat()
+            key: tuple[Path, int, int] | None = (path, stat.st_mtime_ns, stat.st_size)
+        except OSError:  # load_clip names the file and the problem
+            key = None
+        if key is None or self._last_clip is None or self._last_clip[0] != key:
+            first = self._first
+            audio = first if first is not None and first.path == path else load_clip(path, self.loaded.summary)
+            audio = as_nemo_reads(self.loaded, audio)
+            if key is None:
+                return ClipReference(audio, self.runtime, self.prepared)
+            self._last_clip = (key, audio)
+        return ClipReference(self._last_clip[1], self.runtime, self.prepared)
 
     def candidate(self, against: str, options: RuntimeOptions) -> Runtime:
         from rnnt_tui.core.runtimes import get_runtime_class

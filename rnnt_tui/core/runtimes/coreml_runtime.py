@@ -125,9 +125,15 @@ class CoreMLRuntime(PackageRuntime):
         self.compiled_paths[component] = opened.compiled_path
         return opened.load_ms, not opened.compiled_now, opened.how
 
-    def _execute(self, component: str, feed: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.models[component].predict(feed)
+    def _execute(self, component: str, feed: dict[str, Any], state: Any = None) -> dict[str, Any]:
+        model = self.models[component]
+        result: dict[str, Any] = model.predict(feed) if state is None else model.predict(feed, state=state)
         return result
+
+    def _new_state(self, component: str) -> Any:
+        """`make_state()` of the loaded model (coremltools 9.0: an `MLState` with `read_state` / `write_state`;
+        Core ML states need macOS 15+, which the package's spec version already required to load)."""
+        return self.models[component].make_state()
 
     def _as_declared(self, info: PackageInfo, tensor: str, value: np.ndarray) -> np.ndarray:
         declared = info.spec.output(tensor).dtype

@@ -2,7 +2,8 @@
 
 It shares everything about the packages with the Core ML runtime (`PackageRuntime`: conversion or `--packages`,
 inventory, feeds, padding, crops, decoder state, the joint's tiles, decision heads) and differs only in what runs
-a program: `MilProgram.run` instead of Core ML's `predict`. So every binding path runs on Linux too. Its numbers
+a program: `MilProgram.run` instead of Core ML's `predict`, and `MilProgram.make_state` instead of `make_state`
+for a stateful decoder. So every binding path runs on Linux too. Its numbers
 are the program's arithmetic as the interpreter evaluates it, op by op in the dtypes the program declares: it is
 labelled "Core ML program, MIL interpreter", never "Core ML", because it is not Core ML - no Neural Engine or GPU
 arithmetic, no op fusion, no compute units (they do not apply: `describe` says so). Inputs are fed in the exact
@@ -52,9 +53,13 @@ class MilRuntime(PackageRuntime):
         self.models[component] = MilProgram.load(self.packages[component].path)
         return (time.perf_counter() - start) * 1000, None, "loaded into the MIL interpreter (execution plan built)"
 
-    def _execute(self, component: str, feed: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = self.models[component].run(feed)
+    def _execute(self, component: str, feed: dict[str, Any], state: Any = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.models[component].run(feed, state=state)
         return result
+
+    def _new_state(self, component: str) -> Any:
+        """The interpreter's counterpart of `MLModel.make_state()` (`MilProgram.make_state`)."""
+        return self.models[component].make_state()
 
     def _program_facts(self, component: str) -> tuple[ProgramFacts | None, str | None]:
         program = self.models.get(component)

@@ -13,7 +13,9 @@ which gets a fresh shallow copy of the feed so an engine that rewrites the calle
 dearer than another. Outputs come back under the contract's names, cropped to the unpadded length; padding is
 reported in `bind_notes`. The joint and the decision heads are called in tiles that fit their shapes (`tiles`):
 a per-step package once per cell, a full-window U=1 package once per decoder step (its U axis is not a time
-axis), a flexible one once. Decoder steps carry h/c between calls. Subclasses say only what loads and executes a
+axis), a flexible one once. Decoder steps carry h/c between calls: as inputs and outputs, or, for a stateful
+decoder (`ct.StateType`, macOS 15+), in the engine's state object, made once per decode and rolled back when a
+caller steps from an earlier state (`package_state`). Subclasses say only what loads and executes a
 program: `CoreMLRuntime` (Core ML's `predict`, macOS) and `MilRuntime` (the MIL interpreter, any OS).
 """
 
@@ -45,6 +47,7 @@ from rnnt_tui.core.runtimes.package_inventory import (
     precision_warning,
     tiles,
 )
+from rnnt_tui.core.runtimes.package_state import DecoderState, StateCarrier, bound_step
 from rnnt_tui.core.tolerances import FP16, FP32, Tolerance
 
 #: the time axis of each input with one, in the contract's layout
@@ -95,6 +98,8 @@ class PackageRuntime(Runtime):
         self.programs: dict[str, ProgramFacts] = {}
         self.warnings: list[str] = []
         self.bind_notes: dict[str, list[str]] = {}
+        #: engine state objects made for a stateful decoder (one per decode and one per bound call)
+        self.states_made = 0
 
     # -- what subclasses provide ------------------------------------------------------------------
     def _problem(self) -> str | None:
@@ -110,8 +115,17 @@ class PackageRuntime(Runtime):
         None when loading has no cache, as in the MIL interpreter —, how)."""
 
     @abstractmethod
-    def _execute(self, component: str, feed: dict[str, Any]) -> dict[str, Any]:
-        """One call of a loaded package on `feed` (a fresh dict: the engine may change it)."""
+    def _execute(self, component: str, feed: dict[str, Any], state: Any = None) -> dict[str, Any]:
+        """One call of a loaded package on `feed` (a fresh dict: the engine may change it); a stateful package
+        reads and updates `state` (`_new_state`'s object) in place."""
+
+    @abstractmethod
+    def _new_state(self, component: str) -> Any:
+        """A fresh state object of a loaded stateful package, with `read_state(name)` / `write_state(name, v)`."""
+
+    def _carrier(self, component: str, info: PackageInfo) -> StateCarrier:
+        self.states_made += 1
+        return StateCarrier(self._new_state(component), info, self.FEED_DTYPES)
 
     def _program_facts(self, component: str) -> tuple[ProgramFacts | None, str | None]:
         """The program's compute precision and weight compression (or why they cannot be read)."""
@@ -274,12 +288,28 @@ class PackageRuntime(Runtime):
         info, _ = self._model(component)
         if component in _TILED:
             return self._bind_tiled(component, info, inputs)
+        if info.states:
+            return self._bind_stateful(component, info, inputs)
         feed, padded = self._feed(component, info, inputs)
         crops = self._crops(component, inputs, padded)
         notes = self._pad_notes(info, padded)
         self.bind_notes[component] = notes
         return PackageCall(lambda: self._execute(component, dict(feed)), lambda raw: self._outputs(info, raw, crops),
                            notes)
+
+    def _bind_stateful(self, component: str, info: PackageInfo, inputs: dict[str, np.ndarray]) -> BoundCall:
+        """A stateful decoder bound like a stateless one (`package_state.bound_step`), in a state object of its own
+        made here, outside the timed call."""
+        feed, _ = self._feed(component, info, inputs)
+        carrier = self._carrier(component, info)
+        call, convert = bound_step(carrier, inputs["h"], inputs["c"],
+                                   lambda engine: self._execute(component, dict(feed), engine),
+                                   lambda raw: self._outputs(info, raw, {}))
+        notes = [f"{info.path.name} is stateful: h and c are written into its Core ML states "
+                 f"({', '.join(carrier.names.values())}) before each call and read back after it, inside the timed "
+                 "call"]
+        self.bind_notes[component] = notes
+        return PackageCall(call, convert, notes)
 
     def package_feed(self, component: str, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         """The package-named feed of one call of `component` (for tiled joints and heads, the first tile): what a
@@ -330,11 +360,22 @@ class PackageRuntime(Runtime):
 
     # -- greedy decoding steps --------------------------------------------------------------------
     def initial_state(self) -> Any:
+        """The start state (zeros): (h, c) arrays, or for a stateful decoder a `DecoderState` in a state object
+        made now - once per decode - holding zeros."""
         info, _ = self._model(DECODER)
+        if info.states:
+            return self._carrier(DECODER, info).start()
         specs = [info.spec.input(info.inputs[k]) for k in ("h", "c")]
         return tuple(np.zeros(s.shape, self.FEED_DTYPES.get(s.dtype, np.float32)) for s in specs)
 
     def decoder_step(self, token: int, state: Any) -> tuple[Any, Any]:
+        if isinstance(state, DecoderState):  # a stateful decoder's decode: carried in its state object
+            info, _ = self._model(DECODER)
+            carrier = state.carrier
+            carrier.enter(state)
+            feed, _ = self._feed(DECODER, info, {"targets": np.array([[token]])})
+            raw = self._execute(DECODER, feed, carrier.engine)
+            return self._outputs(info, raw, {})["decoder_output"], carrier.advanced()
         out = self.run(DECODER, {"targets": np.array([[token]]), "h": state[0], "c": state[1]})
         return out["decoder_output"], (out["h"], out["c"])
 
