@@ -14,11 +14,13 @@ from typing import Any
 from rnnt_tui.core.errors import BadInputError
 from rnnt_tui.core.tolerances import Tolerance
 
-#: candidates the streaming comparison runs today; the others are refused with STREAM_NOT_BUILT
-STREAM_CANDIDATES = ("onnx", "mil")
-STREAM_NOT_BUILT = {"coreml": "streaming against Core ML is not built yet (use --against mil for the same Core ML "
-                              "program run by the MIL interpreter)",
-                    "coreai": "streaming against Core AI is not built yet"}
+#: candidates the cache-aware streaming comparison runs
+STREAM_CANDIDATES = ("onnx", "mil", "coreml", "coreai")
+#: candidates the fixed-window pipeline runs; the others are refused with WINDOWS_NOT_BUILT
+WINDOW_CANDIDATES = ("onnx", "mil")
+WINDOWS_NOT_BUILT = {"coreml": "fixed windows against Core ML are not built yet (use --against mil for the same "
+                               "Core ML programs run by the MIL interpreter)",
+                     "coreai": "fixed windows against Core AI are not built yet"}
 ALL_CONTEXTS = "all"
 
 
