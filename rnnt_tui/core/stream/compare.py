@@ -28,6 +28,7 @@ from rnnt_tui.core.pipeline.events import Emit, Event, progress_of
 from rnnt_tui.core.stats.diff import diff_stats
 from rnnt_tui.core.stream.chunk_decode import ChunkGreedy
 from rnnt_tui.core.stream.config import (
+    ALL_CONTEXTS,
     STREAM_CANDIDATES,
     StreamRequest,
     algorithmic_latency_ms,
@@ -165,11 +166,26 @@ def _chunks(model: Any, audio: np.ndarray, sample_rate: int,
         yield chunk
 
 
+def _step(loaded: LoadedModel, context: list[int], request: StreamRequest) -> StreamStep:
+    """The tool's own converted step for the candidate, or the user's packages (`--step`)."""
+    if request.step_packages:
+        from rnnt_tui.core.stream.package_step import PackageStreamStep
+
+        return PackageStreamStep(loaded, context, request.step_packages, request.role_map, request.against)
+    return STEPS[request.against](loaded, context, request.use_cache)
+
+
 def run_stream(request: StreamRequest, emit: Emit, cancel: threading.Event | None = None,
                loaded: LoadedModel | None = None) -> StreamResult:
     """Compare `request.against`'s streaming step with NeMo's chunked loop on every context asked for."""
     request = request.resolved()
     check_candidate(request.against)
+    if request.step_packages:  # a user's packages whose names cannot be mapped are refused before anything loads
+        from rnnt_tui.core.stream.package_step import package_roles
+
+        package_roles(request.step_packages, request.role_map, request.against)
+        if request.att_context == ALL_CONTEXTS:
+            raise BadInputError(None, "--step packages are built for one att context: give --att-context L,R")
     progress = progress_of(emit, JOB)
     if loaded is None:
         progress("restoring the checkpoint with NeMo", None)
@@ -193,7 +209,7 @@ def run_stream(request: StreamRequest, emit: Emit, cancel: threading.Event | Non
     step_notes: list[str] = []
     try:
         for context in contexts:
-            step = STEPS[request.against](loaded, context, request.use_cache)
+            step = _step(loaded, context, request)
             progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
             step.prepare(progress, cancel)
             step_notes += [f"{context}: {n}" for n in step.notes]

@@ -31,6 +31,8 @@ class StreamRequest:
     `att_context`: None (the model's default context), "L,R", or "all" (every lookahead of a multi-lookahead
     model). `window_s` set: the windowed pipeline for offline models, `overlap_s` between windows and
     `mel_left_s` of audio before each window fed for the mel/encoder left context and then dropped.
+    `step_packages`: a third-party streaming step (Core ML packages, `core.stream.package_step`) run instead of the
+    tool's own conversion, `role_map` naming the roles of tensors the tool cannot map by name.
     """
 
     checkpoint: Path
@@ -42,11 +44,15 @@ class StreamRequest:
     mel_left_s: float = 0.0
     tolerance: Tolerance = field(default_factory=lambda: Tolerance(atol=1e-3, rtol=1e-3))
     use_cache: bool = True
+    step_packages: tuple[Path, ...] = ()  # a user's streaming step packages (one, or first + rest) instead of ours
+    role_map: Path | None = None  # their tensor name -> role, where the names are not ones the tool knows
 
     def resolved(self) -> StreamRequest:
         from dataclasses import replace
 
-        return replace(self, checkpoint=self.checkpoint.expanduser().resolve(), clip=self.clip.expanduser().resolve())
+        return replace(self, checkpoint=self.checkpoint.expanduser().resolve(), clip=self.clip.expanduser().resolve(),
+                       step_packages=tuple(p.expanduser().resolve() for p in self.step_packages),
+                       role_map=self.role_map.expanduser().resolve() if self.role_map else None)
 
 
 def _pairs(value: Any) -> list[list[int]]:

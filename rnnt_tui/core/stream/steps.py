@@ -73,6 +73,7 @@ class StreamStep(ABC):
         self.prepare_ms = 0.0
         self.cached = False
         self.frames: dict[str, int] = {}
+        self.artifact_path: Path | None = None  # the cache entry the step was built into
 
     @property
     def label(self) -> str:
@@ -102,6 +103,7 @@ class StreamStep(ABC):
         if cancel is not None and cancel.is_set():
             raise CancelledError("cancelled while preparing the streaming step")
         progress(f"{self.label}: loading the streaming step", 0.9)
+        self.artifact_path = entry.path
         self._load(entry.path)
         self.prepare_ms = (time.perf_counter() - start) * 1000
         self.notes.append(f"{'cache hit' if self.cached else 'built'} in {self.prepare_ms:.0f} ms: {entry.path}")
