@@ -210,10 +210,10 @@ def run_stream(request: StreamRequest, emit: Emit, cancel: threading.Event | Non
     try:
         for context in contexts:
             step = _step(loaded, context, request)
-            progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
-            step.prepare(progress, cancel)
-            step_notes += [f"{context}: {n}" for n in step.notes]
             try:
+                progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
+                step.prepare(progress, cancel)
+                step_notes += [f"{context}: {n}" for n in step.notes]
                 results.append(_context(loaded, audio.samples, sample_rate, context, step, runtime, request, emit,
                                         cancel))
             finally:
