@@ -52,6 +52,14 @@ def loaded_model(checkpoints: dict[str, Path]) -> Callable[[str], object]:
     return get
 
 
+@pytest.fixture(scope="session")
+def streaming(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """A small cache-aware (chunked_limited, two lookaheads) char RNNT with random weights, restored once."""
+    from rnnt_tui.core.checkpoint import restore
+
+    return restore(factory.build_streaming(tmp_path_factory.mktemp("streaming") / "streaming.nemo"))
+
+
 def write_wav(path: Path, seconds: float = 1.6, rate: int = 16000, channels: int = 1,
               subtype: str = "PCM_16", seed: int = 0) -> Path:
     """A speech-like test signal: a few harmonic 'syllables' with noise, written with soundfile."""

@@ -6,7 +6,6 @@ the port's arithmetic, so words are not needed); the bundled trained demo is che
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,6 @@ import numpy as np
 import pytest
 
 CLIP = Path(__file__).parents[1] / "assets" / "demo" / "hello-world.wav"
-
-
-@pytest.fixture(scope="module")
-def streaming(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from rnnt_tui.core.checkpoint import restore
-
-    path = factory.build_streaming(tmp_path_factory.mktemp("streaming") / "streaming.nemo")
-    yield restore(path)
 
 
 def _run(loaded: Any, against: str = "onnx", context: str | None = None, events: list[Any] | None = None) -> Any:

@@ -29,10 +29,10 @@ def test_offline_checkpoint_refused_without_window() -> None:
 
 
 @pytest.mark.parametrize("against", ["coreml", "coreai"])
-def test_unbuilt_candidates_refused(against: str) -> None:
-    proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "hello-world.wav"), "--against", against)
+def test_unbuilt_window_candidates_refused(against: str) -> None:
+    proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "hello-world.wav"), "--window", "1.0", "--against", against)
     assert proc.returncode == 3
-    assert "not built yet" in proc.stderr
+    assert "fixed windows against" in proc.stderr and "not built yet" in proc.stderr
 
 
 def test_window_plan_and_seams() -> None:
@@ -69,6 +69,19 @@ def test_windows_on_an_offline_model(tmp_path: Path) -> None:
     lost = [e for s in seams for e in s["edits"]]
     assert (report["status"] == "ok") == (not any(e["side"] == "candidate" for e in lost))
     assert md.read_text().startswith("# Windows")
+
+
+def test_windows_against_mil() -> None:
+    proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "the-quick-brown-fox.wav"), "--window", "1.0",
+                "--overlap", "0.25", "--against", "mil", "--json")
+    assert proc.returncode in (0, 1), proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["candidate"] == "Core ML program, MIL interpreter"
+    assert len(report["windows"]) >= 2 and report["full_text"] == "the quick brown fox"
+    assert report["port_identical"] and report["candidate_text"] == report["reference_text"]
+    assert all(w["encoder_max_abs"] < 1e-3 for w in report["windows"])
+    candidate_edits = [e for s in report["seams"] for e in s["edits"] if e["side"] == "candidate"]
+    assert (report["status"] == "ok") == (not candidate_edits)
 
 
 def test_stream_demo_json_and_markdown(tmp_path: Path) -> None:

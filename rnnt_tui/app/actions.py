@@ -281,12 +281,12 @@ class Actions(Calls):
                                      self.run_sweep))
 
     def action_stream(self) -> None:
-        """The streaming comparison of the open checkpoint and clip against the open candidate (onnx or mil)."""
+        """The streaming comparison of the open checkpoint and clip against the open candidate."""
         if not self._has_session():
             return
         against = self.state.options.against
         if against not in STREAM_CANDIDATES:
-            self.notify(f"The streaming comparison runs against {' or '.join(STREAM_CANDIDATES)}; the open "
+            self.notify(f"The streaming comparison runs against {', '.join(STREAM_CANDIDATES)}; the open "
                         f"candidate is {against or 'none'} (choose one in the Runtimes tab, 5).",
                         title="Cannot stream", severity="warning", timeout=10)
             return

@@ -21,7 +21,9 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
 @click.argument("audio", required=False)
 @click.option("--against", type=click.Choice(CHOICES), default="onnx", show_default=True,
               help="The candidate: onnx (NeMo's ONNX export with cache support), mil (a Core ML program of the "
-                   "streaming step, run by rnnt-tui's MIL interpreter); coreml and coreai are not built yet.")
+                   "streaming step, run by rnnt-tui's MIL interpreter), coreml (the same program predicted by Core "
+                   "ML: macOS; elsewhere converted, then exit 3), coreai (the step converted with coreai-torch, run "
+                   "by Apple's Core AI runtime).")
 @click.option("--att-context", default=None, metavar="L,R|all",
               help="The att context to stream with (one the model was trained with), or 'all' for a row per "
                    "lookahead. Default: the model's default context.")
@@ -31,16 +33,27 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
               help="Seconds of overlap between windows (with --window).")
 @click.option("--mel-left", "mel_left_s", type=click.FloatRange(0, 60), default=0.0, show_default=True,
               help="Seconds of audio fed before each window for left context and then dropped (with --window).")
+@click.option("--step", "step_packages", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="A third-party streaming step (.mlpackage, caches as inputs and outputs) instead of rnnt-tui's "
+                   "conversion, run by --against mil or coreml: once for every chunk, or twice (first chunk, rest).")
+@click.option("--map", "role_map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="JSON or YAML: a --step package's tensor name -> role (audio_signal, length, cache_last_channel, "
+                   "cache_last_time, cache_last_channel_len, encoded, encoded_length, *_next) for names rnnt-tui "
+                   "does not know.")
 @click.option("--atol", type=float, default=1e-3, show_default=True, help="Absolute tolerance per element.")
 @click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance per element.")
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the report as Markdown.")
 def stream(checkpoint: str | None, audio: str | None, against: str, att_context: str | None, window_s: float | None,
-           overlap_s: float, mel_left_s: float, atol: float, rtol: float, json_mode: bool,
-           markdown: str | None) -> None:
+           overlap_s: float, mel_left_s: float, step_packages: tuple[Path, ...], role_map: Path | None, atol: float,
+           rtol: float, json_mode: bool, markdown: str | None) -> None:
     """Compare CHECKPOINT's streaming on AUDIO chunk by chunk: NeMo's cache-aware loop vs the candidate."""
     if window_s is not None and overlap_s >= window_s:
         raise click.UsageError("--overlap must be shorter than --window")
+    if window_s is not None and step_packages:
+        raise click.UsageError("--step is for cache-aware streaming, not --window")
+    if role_map is not None and not step_packages:
+        raise click.UsageError("--map names the roles of a --step package's tensors: give --step too")
 
     def body() -> int:
         from rnnt_tui.cli.common import emitter
@@ -50,7 +63,8 @@ def stream(checkpoint: str | None, audio: str | None, against: str, att_context:
         demo_ckpt, demo_clip = stream_demo()
         request = StreamRequest(Path(checkpoint).expanduser() if checkpoint else demo_ckpt,
                                 Path(audio).expanduser() if audio else demo_clip, against, att_context, window_s,
-                                overlap_s, mel_left_s, Tolerance(atol=atol, rtol=rtol))
+                                overlap_s, mel_left_s, Tolerance(atol=atol, rtol=rtol),
+                                step_packages=step_packages, role_map=role_map)
         with status(json_mode) as progress:
             if window_s is not None:
                 from rnnt_tui.core.stream.windows import run_windows

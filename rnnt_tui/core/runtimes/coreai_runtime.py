@@ -98,8 +98,8 @@ class CoreAIRuntime(Runtime):
             from pathlib import Path
 
             self._scratch = Path(tempfile.mkdtemp(prefix="rnnt-tui-coreai-"))
-        done = convert_components(self.loaded, self.options.precision, self.options.max_frames, COMPONENTS,
-                                  progress, cancel, self.options.use_cache, self._scratch)
+        done = convert_components(self.loaded, self.options.precision, self.options.max_frames,
+                                  type(self).components, progress, cancel, self.options.use_cache, self._scratch)
         actions = {}
         for asset in done:
             info = read_asset(asset.path)
@@ -131,7 +131,8 @@ class CoreAIRuntime(Runtime):
         self.executor = Executor()
         lowering = self._lowering_cache()
         opened: dict[str, Any] = {}
-        for index, component in enumerate(COMPONENTS):
+        every = type(self).components  # a subclass may run fewer (the streaming comparison: decoder and joint)
+        for index, component in enumerate(every):
             if component not in self.maps:
                 self.reports[component] = PrepareReport(component, f"no asset in {self.options.packages_dir}", 0.0,
                                                         notes=[f"no Core AI function for the {component}; the "
@@ -139,7 +140,7 @@ class CoreAIRuntime(Runtime):
                 continue
             if cancel is not None and cancel.is_set():
                 raise CancelledError(f"cancelled before loading the Core AI {component}")
-            progress(f"{self.label}: loading the {component}", index / len(COMPONENTS))
+            progress(f"{self.label}: loading the {component}", index / len(every))
             action, prep_ms, cached, notes = actions[component]
             load_ms = 0.0
             loads: list[str] = []
@@ -161,8 +162,8 @@ class CoreAIRuntime(Runtime):
                                             + (f" ({', '.join(loads)})" if loads else ""), prepare_ms=prep_ms,
                 load_ms=load_ms, cached=cached, artifact=str(self.maps[component][0].asset.path),
                 notes=[*notes, *(f"function {m.label}: {m.function.signature()}" for m in self.maps[component])])
-        self.components = tuple(c for c in COMPONENTS if c in self.maps)  # type: ignore[misc]
-        return [self.reports[c] for c in COMPONENTS]
+        self.components = tuple(c for c in every if c in self.maps)  # type: ignore[misc]
+        return [self.reports[c] for c in every]
 
     def _lowering_cache(self) -> Any:
         """Where lowered programs are kept (the ArtifactCache, or this runtime's scratch folder without a cache)."""

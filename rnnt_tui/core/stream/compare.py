@@ -28,12 +28,13 @@ from rnnt_tui.core.pipeline.events import Emit, Event, progress_of
 from rnnt_tui.core.stats.diff import diff_stats
 from rnnt_tui.core.stream.chunk_decode import ChunkGreedy
 from rnnt_tui.core.stream.config import (
+    ALL_CONTEXTS,
     STREAM_CANDIDATES,
-    STREAM_NOT_BUILT,
     StreamRequest,
     algorithmic_latency_ms,
     choose_contexts,
 )
+from rnnt_tui.core.stream.coreai_step import CoreAIStreamStep
 from rnnt_tui.core.stream.reference import (
     CACHE_NAMES,
     RefChunk,
@@ -43,9 +44,12 @@ from rnnt_tui.core.stream.reference import (
     streaming_cfg_json,
 )
 from rnnt_tui.core.stream.result import ChunkResult, ContextResult, Divergence, FeedResult, StreamResult, TensorDiff
-from rnnt_tui.core.stream.steps import STEPS, Caches, StreamStep
+from rnnt_tui.core.stream.steps import Caches, CoreMLStreamStep, MilStreamStep, OnnxStreamStep, StreamStep
 
 JOB = "stream"
+#: each candidate's streaming encoder step
+STEPS: dict[str, type[StreamStep]] = {"onnx": OnnxStreamStep, "mil": MilStreamStep, "coreml": CoreMLStreamStep,
+                                      "coreai": CoreAIStreamStep}
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,7 @@ class ChunkCompared(Event):
 
 
 def check_candidate(against: str) -> None:
-    """RuntimeUnavailableError for a candidate the streaming comparison does not run (yet)."""
-    if against in STREAM_NOT_BUILT:
-        raise RuntimeUnavailableError(STREAM_NOT_BUILT[against])
+    """RuntimeUnavailableError for a candidate the streaming comparison does not run."""
     if against not in STREAM_CANDIDATES:
         raise RuntimeUnavailableError(f"no streaming candidate {against!r} (choose {', '.join(STREAM_CANDIDATES)})")
 
@@ -80,22 +82,18 @@ def _feed(feed: str, ref: RefChunk, out: tuple[np.ndarray, int, Caches], atol: f
 
 
 def _decoder_runtime(loaded: LoadedModel, against: str, use_cache: bool) -> Any:
-    """The candidate's own decoder and joint: the tool's ONNX runtime, or the MIL runtime on decoder/joint packages
-    only (the streaming encoder is the step's)."""
+    """The candidate's own decoder and joint: the tool's ONNX runtime, or the package / asset runtime on the
+    decoder and joint only (the streaming encoder is the step's): the offline conversions, cached."""
+    from rnnt_tui.core.components import DECODER, JOINT
     from rnnt_tui.core.options import RuntimeOptions
+    from rnnt_tui.core.runtimes import get_runtime_class
 
     options = RuntimeOptions(use_cache=use_cache)
+    base = get_runtime_class(against)
     if against == "onnx":
-        from rnnt_tui.core.runtimes.onnx_runtime import OnnxRuntime
-
-        return OnnxRuntime(loaded, options)
-    from rnnt_tui.core.components import DECODER, JOINT
-    from rnnt_tui.core.runtimes.mil_runtime import MilRuntime
-
-    class MilDecoderJoint(MilRuntime):
-        components = (DECODER, JOINT)
-
-    return MilDecoderJoint(loaded, options)
+        return base(loaded, options)
+    only = type(f"{base.__name__}DecoderJoint", (base,), {"components": (DECODER, JOINT)})
+    return only(loaded, options)
 
 
 def _divergence(chunk: int, time_s: float, loaded: LoadedModel, ref: list[int], cand: list[int]) -> Divergence:
@@ -124,10 +122,10 @@ def _context(loaded: LoadedModel, audio: np.ndarray, sample_rate: int, context: 
         emitted = decoder.advance(free[0], free[1])
         cand_ms = (time.perf_counter() - began) * 1000
         caches = free[2]
-        padded = getattr(step, "frames", {}).get("first" if first else "next", ref.length) > ref.features.shape[2]
-        notes = (f"zero-padded from {ref.features.shape[2]} to the program's fixed chunk of "
-                 f"{step.frames['first' if first else 'next']} frames: its caches are shown, not judged "  # type: ignore[attr-defined]
-                 "(nothing reads them after the last chunk)",) if padded else ()
+        fixed = step.frames.get("first" if first else "next", ref.features.shape[2])
+        padded = fixed > ref.features.shape[2]
+        notes = (f"zero-padded from {ref.features.shape[2]} to the program's fixed chunk of {fixed} frames: its "
+                 "caches are shown, not judged (nothing reads them after the last chunk)",) if padded else ()
         new_ref = ref.tokens[len(ref_tokens):]
         ref_tokens = list(ref.tokens)
         result = ChunkResult(
@@ -168,11 +166,26 @@ def _chunks(model: Any, audio: np.ndarray, sample_rate: int,
         yield chunk
 
 
+def _step(loaded: LoadedModel, context: list[int], request: StreamRequest) -> StreamStep:
+    """The tool's own converted step for the candidate, or the user's packages (`--step`)."""
+    if request.step_packages:
+        from rnnt_tui.core.stream.package_step import PackageStreamStep
+
+        return PackageStreamStep(loaded, context, request.step_packages, request.role_map, request.against)
+    return STEPS[request.against](loaded, context, request.use_cache)
+
+
 def run_stream(request: StreamRequest, emit: Emit, cancel: threading.Event | None = None,
                loaded: LoadedModel | None = None) -> StreamResult:
     """Compare `request.against`'s streaming step with NeMo's chunked loop on every context asked for."""
     request = request.resolved()
     check_candidate(request.against)
+    if request.step_packages:  # a user's packages whose names cannot be mapped are refused before anything loads
+        from rnnt_tui.core.stream.package_step import package_roles
+
+        package_roles(request.step_packages, request.role_map, request.against)
+        if request.att_context == ALL_CONTEXTS:
+            raise BadInputError(None, "--step packages are built for one att context: give --att-context L,R")
     progress = progress_of(emit, JOB)
     if loaded is None:
         progress("restoring the checkpoint with NeMo", None)
@@ -189,21 +202,25 @@ def run_stream(request: StreamRequest, emit: Emit, cancel: threading.Event | Non
     default_context = [int(x) for x in model.encoder.att_context_size]
     sample_rate = int(model.cfg.preprocessor.get("sample_rate", model.cfg.get("sample_rate", 16000)))
     audio = load_audio(request.clip, sample_rate)
-    progress(f"{RUNTIME_LABELS[request.against]}: preparing the decoder and joint", 0.0)
     runtime = _decoder_runtime(loaded, request.against, request.use_cache)
+    progress(f"{runtime.label}: preparing the decoder and joint", 0.0)
     runtime.prepare(lambda text, fraction=None: progress(text, fraction), cancel)
     results: list[ContextResult] = []
     step_notes: list[str] = []
     try:
         for context in contexts:
-            step = STEPS[request.against](loaded, context, request.use_cache)
-            progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
-            step.prepare(progress, cancel)
-            step_notes += [f"{context}: {n}" for n in step.notes]
-            results.append(_context(loaded, audio.samples, sample_rate, context, step, runtime, request, emit, cancel))
+            step = _step(loaded, context, request)
+            try:
+                progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
+                step.prepare(progress, cancel)
+                step_notes += [f"{context}: {n}" for n in step.notes]
+                results.append(_context(loaded, audio.samples, sample_rate, context, step, runtime, request, emit,
+                                        cancel))
+            finally:
+                step.close()
     finally:
         set_context(model, default_context)
         runtime.close()
     return StreamResult(str(request.checkpoint), str(request.clip), audio.duration_s, RUNTIME_LABELS["pytorch"],
-                        RUNTIME_LABELS[request.against], tuple(step_notes), tuple(results),
+                        runtime.label, tuple(step_notes), tuple(results),
                         {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol}, tuple(notes))

@@ -14,11 +14,13 @@ from typing import Any
 from rnnt_tui.core.errors import BadInputError
 from rnnt_tui.core.tolerances import Tolerance
 
-#: candidates the streaming comparison runs today; the others are refused with STREAM_NOT_BUILT
-STREAM_CANDIDATES = ("onnx", "mil")
-STREAM_NOT_BUILT = {"coreml": "streaming against Core ML is not built yet (use --against mil for the same Core ML "
-                              "program run by the MIL interpreter)",
-                    "coreai": "streaming against Core AI is not built yet"}
+#: candidates the cache-aware streaming comparison runs
+STREAM_CANDIDATES = ("onnx", "mil", "coreml", "coreai")
+#: candidates the fixed-window pipeline runs; the others are refused with WINDOWS_NOT_BUILT
+WINDOW_CANDIDATES = ("onnx", "mil")
+WINDOWS_NOT_BUILT = {"coreml": "fixed windows against Core ML are not built yet (use --against mil for the same "
+                               "Core ML programs run by the MIL interpreter)",
+                     "coreai": "fixed windows against Core AI are not built yet"}
 ALL_CONTEXTS = "all"
 
 
@@ -29,6 +31,8 @@ class StreamRequest:
     `att_context`: None (the model's default context), "L,R", or "all" (every lookahead of a multi-lookahead
     model). `window_s` set: the windowed pipeline for offline models, `overlap_s` between windows and
     `mel_left_s` of audio before each window fed for the mel/encoder left context and then dropped.
+    `step_packages`: a third-party streaming step (Core ML packages, `core.stream.package_step`) run instead of the
+    tool's own conversion, `role_map` naming the roles of tensors the tool cannot map by name.
     """
 
     checkpoint: Path
@@ -40,11 +44,15 @@ class StreamRequest:
     mel_left_s: float = 0.0
     tolerance: Tolerance = field(default_factory=lambda: Tolerance(atol=1e-3, rtol=1e-3))
     use_cache: bool = True
+    step_packages: tuple[Path, ...] = ()  # a user's streaming step packages (one, or first + rest) instead of ours
+    role_map: Path | None = None  # their tensor name -> role, where the names are not ones the tool knows
 
     def resolved(self) -> StreamRequest:
         from dataclasses import replace
 
-        return replace(self, checkpoint=self.checkpoint.expanduser().resolve(), clip=self.clip.expanduser().resolve())
+        return replace(self, checkpoint=self.checkpoint.expanduser().resolve(), clip=self.clip.expanduser().resolve(),
+                       step_packages=tuple(p.expanduser().resolve() for p in self.step_packages),
+                       role_map=self.role_map.expanduser().resolve() if self.role_map else None)
 
 
 def _pairs(value: Any) -> list[list[int]]:

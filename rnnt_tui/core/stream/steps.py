@@ -10,7 +10,11 @@ chunk (drop_extra_pre_encoded 0, NeMo's first-chunk rule) and the rest (the stre
 - `MilStreamStep`: `torch.jit.trace` of a wrapper around `encoder.cache_aware_stream_step` and `ct.convert`
   to an fp32 ML program with fixed first/next chunk shapes (a shorter last chunk is zero-padded, its true
   length fed), executed by the tool's MIL interpreter - "Core ML program, MIL interpreter", never Core ML.
-Both are built on a deep copy of the model (export and tracing change flags) and kept in the artifact cache.
+- `CoreMLStreamStep`: the same two packages (the same cache entry), predicted by Core ML itself through
+  `core.coreml.load` (compiled once, kept in the cache); off macOS they are converted, then loading raises the
+  reason Core ML cannot run here (RuntimeUnavailableError: exit 3), as the offline comparison does.
+The Core AI step is `core.stream.coreai_step`. All are built on a deep copy of the model (export and tracing change
+flags) and kept in the artifact cache.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ StepOutput = tuple[np.ndarray, int, Caches]
 PHASES = ("first", "next")
 
 
-def _pre_encode(cfg: Any, phase: str) -> tuple[int, int]:
+def pre_encode(cfg: Any, phase: str) -> tuple[int, int]:
     """(chunk frames, pre-encode cache frames) of a phase's chunk."""
     pick = 0 if phase == "first" else 1
     chunk = cfg.chunk_size[pick] if isinstance(cfg.chunk_size, list) else cfg.chunk_size
@@ -45,15 +49,21 @@ def _pre_encode(cfg: Any, phase: str) -> tuple[int, int]:
     return int(chunk), int(pre)
 
 
-def _drop(cfg: Any, phase: str) -> int:
+def drop_for(cfg: Any, phase: str) -> int:
     return 0 if phase == "first" else int(cfg.drop_extra_pre_encoded)
 
 
 class StreamStep(ABC):
-    """A candidate's streaming encoder step for one att context."""
+    """A candidate's streaming encoder step for one att context.
+
+    `frames`: phase -> the fixed chunk length (feature frames) of a fixed-shape program (empty: any length); a
+    shorter chunk is zero-padded by `padded` and its true length fed."""
 
     name: str
-    label: str
+    #: the kind of artifact in the cache (steps that share packages share it)
+    artifact: str = ""
+    #: libraries whose versions key the cached artifact
+    libraries: tuple[str, ...] = ("nemo_toolkit", "torch", "onnx", "coremltools")
 
     def __init__(self, loaded: LoadedModel, context: list[int], use_cache: bool = True) -> None:
         self.loaded = loaded
@@ -62,6 +72,12 @@ class StreamStep(ABC):
         self.notes: list[str] = []
         self.prepare_ms = 0.0
         self.cached = False
+        self.frames: dict[str, int] = {}
+        self.artifact_path: Path | None = None  # the cache entry the step was built into
+
+    @property
+    def label(self) -> str:
+        return RUNTIME_LABELS[self.name]
 
     def _cache(self) -> ArtifactCache:
         import tempfile
@@ -69,9 +85,9 @@ class StreamStep(ABC):
         return ArtifactCache() if self.use_cache else ArtifactCache(Path(tempfile.mkdtemp(prefix="rnnt-tui-stream-")))
 
     def _key(self, **extra: Any) -> str:
-        versions = {lib: package_version(lib) for lib in ("nemo_toolkit", "torch", "onnx", "coremltools")}
-        return make_key(kind=f"stream-step-{self.name}", sha256=self.loaded.sha256, context=self.context,
-                        versions=versions, **extra)
+        versions = {lib: package_version(lib) for lib in self.libraries}
+        return make_key(kind=f"stream-step-{self.artifact or self.name}", sha256=self.loaded.sha256,
+                        context=self.context, versions=versions, **extra)
 
     def _clone(self) -> Any:
         """A deep copy in eval mode at this step's context (export and tracing flip flags on what they touch)."""
@@ -87,9 +103,22 @@ class StreamStep(ABC):
         if cancel is not None and cancel.is_set():
             raise CancelledError("cancelled while preparing the streaming step")
         progress(f"{self.label}: loading the streaming step", 0.9)
+        self.artifact_path = entry.path
         self._load(entry.path)
         self.prepare_ms = (time.perf_counter() - start) * 1000
         self.notes.append(f"{'cache hit' if self.cached else 'built'} in {self.prepare_ms:.0f} ms: {entry.path}")
+
+    def padded(self, features: np.ndarray, first: bool) -> np.ndarray:
+        """`features` zero-padded to the phase's fixed chunk (as it is when the program takes any length)."""
+        phase = "first" if first else "next"
+        frames = self.frames.get(phase)
+        if frames is None:
+            return features
+        if features.shape[2] > frames:
+            raise StepFailedError(f"a chunk of {features.shape[2]} frames exceeds the {phase} program's {frames}")
+        out = np.zeros((1, features.shape[1], frames), np.float32)
+        out[:, :, : features.shape[2]] = features
+        return out
 
     @abstractmethod
     def _build(self, out: Path) -> dict[str, Any]:
@@ -103,17 +132,19 @@ class StreamStep(ABC):
     def __call__(self, features: np.ndarray, length: int, caches: Caches, first: bool) -> StepOutput:
         """One chunk through the candidate's step."""
 
+    def close(self) -> None:  # noqa: B027 - a no-op unless the step opened something to release
+        """Release what `_load` opened (nothing to release by default)."""
+
 
 class OnnxStreamStep(StreamStep):
     name = "onnx"
-    label = RUNTIME_LABELS["onnx"]
 
     def _build(self, out: Path) -> dict[str, Any]:
         clone = self._clone()
         with quiet():
             clone.set_export_config({"cache_support": "True"})
             for phase in PHASES:
-                clone.encoder.streaming_cfg.drop_extra_pre_encoded = _drop(self.loaded.model.encoder.streaming_cfg,
+                clone.encoder.streaming_cfg.drop_extra_pre_encoded = drop_for(self.loaded.model.encoder.streaming_cfg,
                                                                             phase)
                 clone.encoder.export(str(out / f"encoder-{phase}.onnx"), onnx_opset_version=17)
         return {"exporter": "NeMo encoder.export with cache_support", "context": self.context}
@@ -142,7 +173,8 @@ class OnnxStreamStep(StreamStep):
 
 class MilStreamStep(StreamStep):
     name = "mil"
-    label = RUNTIME_LABELS["mil"]
+    artifact = "mlpackage"
+    predict: dict[str, Any]  # phase -> the call of its loaded program
 
     def _build(self, out: Path) -> dict[str, Any]:
         import torch
@@ -156,11 +188,11 @@ class MilStreamStep(StreamStep):
         ch, tm, chl = clone.encoder.get_initial_cache_state(batch_size=1)
         shapes: dict[str, Any] = {}
         for phase in PHASES:
-            chunk, pre = _pre_encode(cfg, phase)
+            chunk, pre = pre_encode(cfg, phase)
             frames = chunk + pre
             feats = torch.zeros(1, int(clone.encoder._feat_in), frames)
             example = (feats, torch.tensor([frames], dtype=torch.int32), ch, tm, chl.to(torch.int32))
-            wrapper = StreamStepWrapper(clone.encoder, _drop(cfg, phase)).eval()
+            wrapper = StreamStepWrapper(clone.encoder, drop_for(cfg, phase)).eval()
             with quiet(), torch.no_grad():
                 traced = torch.jit.trace(wrapper, example, check_trace=False)
                 inputs = [ct.TensorType(name=n, shape=tuple(t.shape), dtype=np.int32 if t.dtype == torch.int32
@@ -175,33 +207,54 @@ class MilStreamStep(StreamStep):
         return {"converter": "torch.jit.trace + ct.convert (fp32)", "frames": shapes, "context": self.context}
 
     def _load(self, path: Path) -> None:
-        import json
-
+        from rnnt_tui.core.coreml.spec import read_spec
         from rnnt_tui.core.mil.program import MilProgram
 
-        self.programs = {p: MilProgram.load(path / f"encoder-{p}.mlpackage") for p in PHASES}
-        meta = json.loads((path / "manifest.json").read_text()).get("meta", {}) if (path / "manifest.json").is_file() \
-            else {}
-        self.frames = {p: int(self.programs[p].input_shape("features")[2] or meta.get("frames", {}).get(p, 0))
-                       for p in PHASES}
+        self.predict = {}
+        for phase in PHASES:
+            package = path / f"encoder-{phase}.mlpackage"
+            self.frames[phase] = int(read_spec(package).input("features").shape[2])
+            self.predict[phase] = MilProgram.load(package).run
 
     def __call__(self, features: np.ndarray, length: int, caches: Caches, first: bool) -> StepOutput:
-        phase = "first" if first else "next"
-        frames = self.frames[phase]
-        if features.shape[2] > frames:
-            raise StepFailedError(f"a chunk of {features.shape[2]} frames exceeds the {phase} program's {frames}")
-        padded = np.zeros((1, features.shape[1], frames), np.float32)
-        padded[:, :, : features.shape[2]] = features
-        out = self.programs[phase].run({
-            "features": padded, "length": np.array([length], np.int32),
+        out = self.predict["first" if first else "next"]({
+            "features": self.padded(features, first), "length": np.array([length], np.int32),
             "cache_last_channel": caches["cache_last_channel"].astype(np.float32),
             "cache_last_time": caches["cache_last_time"].astype(np.float32),
             "cache_last_channel_len": caches["cache_last_channel_len"].astype(np.int32)})
-        encoded_length = int(np.asarray(out["encoded_length"]).reshape(-1)[0])
-        return (np.asarray(out["encoded"], np.float32), encoded_length,
-                {"cache_last_channel": np.asarray(out["cache_last_channel_next"], np.float32),
-                 "cache_last_time": np.asarray(out["cache_last_time_next"], np.float32),
-                 "cache_last_channel_len": np.asarray(out["cache_last_channel_len_next"], np.int64).reshape(-1)})
+        return step_output(out)
 
 
-STEPS: dict[str, type[StreamStep]] = {"onnx": OnnxStreamStep, "mil": MilStreamStep}
+class CoreMLStreamStep(MilStreamStep):
+    """The step's Core ML packages predicted by Core ML (macOS; the Core ML test stand-in elsewhere in tests)."""
+
+    name = "coreml"
+
+    def _load(self, path: Path) -> None:
+        from rnnt_tui.core.coreml.load import CoreMLLoader
+        from rnnt_tui.core.coreml.spec import read_spec
+        from rnnt_tui.core.names import DEFAULT_COMPUTE_UNITS
+
+        self.loader = CoreMLLoader(self.use_cache)
+        self.predict = {}
+        for phase in PHASES:
+            package = path / f"encoder-{phase}.mlpackage"
+            spec = read_spec(package)
+            opened = self.loader.load(package, DEFAULT_COMPUTE_UNITS, None, spec.spec_version)
+            self.frames[phase] = int(spec.input("features").shape[2])
+            self.predict[phase] = opened.model.predict
+            self.notes.append(f"{phase} chunk: {opened.how}")
+
+    def close(self) -> None:
+        self.predict = {}
+        loader = getattr(self, "loader", None)
+        if loader is not None:
+            loader.close()
+
+
+def step_output(out: dict[str, Any]) -> StepOutput:
+    """A converted step's named outputs (`StreamStepWrapper.OUTPUTS`) as (encoded, length, caches)."""
+    return (np.asarray(out["encoded"], np.float32), int(np.asarray(out["encoded_length"]).reshape(-1)[0]),
+            {"cache_last_channel": np.asarray(out["cache_last_channel_next"], np.float32),
+             "cache_last_time": np.asarray(out["cache_last_time_next"], np.float32),
+             "cache_last_channel_len": np.asarray(out["cache_last_channel_len_next"], np.int64).reshape(-1)})

@@ -27,7 +27,7 @@ from rnnt_tui.core.nemo_decoding import max_symbols, tokens_to_pieces, tokens_to
 from rnnt_tui.core.pipeline.events import Emit, progress_of
 from rnnt_tui.core.pipeline.greedy import greedy_decode
 from rnnt_tui.core.stats.diff import diff_stats
-from rnnt_tui.core.stream.config import STREAM_NOT_BUILT, StreamRequest, frame_ms
+from rnnt_tui.core.stream.config import WINDOW_CANDIDATES, WINDOWS_NOT_BUILT, StreamRequest, frame_ms
 from rnnt_tui.core.stream.seams import Edit, Word, by_seam, edits, words
 
 
@@ -100,8 +100,8 @@ def _runtime(loaded: LoadedModel, against: str, use_cache: bool) -> Any:
     from rnnt_tui.core.options import RuntimeOptions
     from rnnt_tui.core.runtimes import get_runtime_class
 
-    if against in STREAM_NOT_BUILT or against not in ("onnx", "mil"):
-        raise RuntimeUnavailableError(STREAM_NOT_BUILT.get(against, f"no windowed candidate {against!r}"))
+    if against not in WINDOW_CANDIDATES:
+        raise RuntimeUnavailableError(WINDOWS_NOT_BUILT.get(against, f"no windowed candidate {against!r}"))
     return get_runtime_class(against)(loaded, RuntimeOptions(use_cache=use_cache))
 
 

@@ -1,0 +1,91 @@
+"""Third-party streaming step packages (`stream --step PKG --map FILE`): tensors mapped to roles by name where the
+tool knows the names, by the user's map where it does not, and refused (one line naming them, exit 2) otherwise.
+
+The packages are the tool's own streaming step for the session's small `streaming` model, converted here and then
+renamed with coremltools (`ct.utils.rename_feature`) so their names are ones no exporter uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+CLIP = ROOT / "assets" / "demo" / "hello-world.wav"
+RENAMED = {"features": "x_in", "cache_last_channel": "state_a", "cache_last_time": "state_b",
+           "encoded": "y", "cache_last_channel_next": "state_a_out", "cache_last_time_next": "state_b_out"}
+
+
+@pytest.fixture(scope="module")
+def renamed(streaming: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(first-chunk package, next-chunk package) with the names in RENAMED."""
+    import coremltools as ct
+
+    from rnnt_tui.core.progress import no_progress
+    from rnnt_tui.core.stream.config import choose_contexts
+    from rnnt_tui.core.stream.steps import MilStreamStep
+
+    step = MilStreamStep(streaming, choose_contexts(streaming.path, streaming.model.encoder, None)[0])
+    step.prepare(no_progress)
+    built = step.artifact_path
+    assert built is not None
+    out = tmp_path_factory.mktemp("thirdparty")
+    paths = []
+    for phase in ("first", "next"):
+        model = ct.models.MLModel(str(built / f"encoder-{phase}.mlpackage"), skip_model_load=True)
+        spec = model.get_spec()
+        for old, new in RENAMED.items():
+            ct.utils.rename_feature(spec, old, new)
+        target = out / f"vendor-{phase}.mlpackage"
+        ct.models.MLModel(spec, weights_dir=model.weights_dir, skip_model_load=True).save(str(target))
+        paths.append(target)
+    return paths[0], paths[1]
+
+
+def _run(loaded: Any, packages: tuple[Path, ...], role_map: Path | None) -> Any:
+    from rnnt_tui.core.stream.compare import run_stream
+    from rnnt_tui.core.stream.config import StreamRequest
+
+    request = StreamRequest(loaded.path, CLIP, "mil", step_packages=packages, role_map=role_map)
+    return run_stream(request, lambda e: None, loaded=loaded)
+
+
+def test_unknown_names_refused_naming_them(streaming: Any, renamed: tuple[Path, Path]) -> None:
+    env = {**os.environ, "COLUMNS": "300"}
+    proc = subprocess.run([sys.executable, "-m", "rnnt_tui", "stream", str(streaming.path), str(CLIP), "--against",
+                           "mil", "--step", str(renamed[0]), "--step", str(renamed[1]), "--json"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert renamed[0].name in lines[0] and "'x_in'" in lines[0] and "'state_a'" in lines[0] and "--map" in lines[0]
+    assert "'length'" not in lines[0]  # a name the tool knows is mapped by name, not reported
+
+
+def test_map_with_an_unknown_role_refused(streaming: Any, renamed: tuple[Path, Path], tmp_path: Path) -> None:
+    from rnnt_tui.core.errors import BadInputError
+
+    bad = tmp_path / "map.json"
+    bad.write_text(json.dumps({"x_in": "audio", "state_a": "cache_last_channel"}))
+    with pytest.raises(BadInputError, match=r"unknown role\(s\) audio;"):
+        _run(streaming, renamed, bad)
+
+
+def test_mapped_package_streams_like_nemo(streaming: Any, renamed: tuple[Path, Path], tmp_path: Path) -> None:
+    role_map = tmp_path / "map.yaml"  # YAML here; JSON is read the same way
+    role_map.write_text("x_in: audio_signal\nstate_a: cache_last_channel\nstate_b: cache_last_time\n"
+                        "y: encoded\nstate_a_out: cache_last_channel_next\nstate_b_out: cache_last_time_next\n")
+    report = _run(streaming, renamed, role_map).to_json()
+    assert report["candidate"] == "Core ML program, MIL interpreter"
+    assert any("x_in=audio_signal" in n and renamed[0].name in n for n in report["candidate_notes"])
+    chunks = report["chunks"]
+    assert len(chunks) >= 2 and all(c["ok"] for c in chunks)
+    assert all(c["free_running"]["outputs"][0]["max_abs"] < 1e-3 for c in chunks)
+    assert report["decode"]["candidate_text"] == report["decode"]["reference_text"]
