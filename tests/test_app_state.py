@@ -241,3 +241,45 @@ def test_choosing_for_a_checkpoint_loads_no_numpy() -> None:
             "assert choose(demo_checkpoint(), None) is None; print('numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
     assert out.strip() == "False"  # the first frame still comes before numpy
+
+
+def test_where_the_candidate_runs_is_said_once_and_only_for_the_session_it_came_from() -> None:
+    """The header's candidate: the label where it names its runtime already (Core AI on Linux), else the label
+    with `describe()["runs_on"]` (Core AI on a Mac); a candidate chosen since the session was built is not given
+    the old one's runtime."""
+    from dataclasses import replace
+
+    from rnnt_tui.core.options import RuntimeOptions
+    from rnnt_tui.core.pipeline.request import Request
+
+    s = AppState(demo_checkpoint(), Path("a.wav"), RuntimeChoices(against="coreai", packages_dir="/assets"))
+    linux = replace(view(), candidate_label="Core AI (Apple Core AI runtime, Linux CPU)",
+                    candidate_runs_on="Apple Core AI runtime, Linux CPU",
+                    options=Request(demo_checkpoint(), Path("a.wav"), "coreai",
+                                    RuntimeOptions(packages_dir="/assets")))
+    s.apply(ev.SessionReady(linux))
+    assert s.runs_on() == "Apple Core AI runtime, Linux CPU"
+    assert s.candidate_shown() == "Core AI (Apple Core AI runtime, Linux CPU)" and s.packages_dir() == "/assets"
+    mac = replace(linux, candidate_label="Core AI (macOS: OS framework on 27+, else the bundled runtime)",
+                  candidate_runs_on="Core AI framework, macOS 27.0, hardware chosen by Core AI")
+    s.apply(ev.SessionReady(mac))
+    assert s.candidate_shown() == "Core AI (Core AI framework, macOS 27.0, hardware chosen by Core AI)"
+    s.options, s.labels["candidate"] = replace(s.options, against="mil"), "Core ML program, MIL interpreter"
+    assert s.runs_on() == s.candidate_shown() == "Core ML program, MIL interpreter"
+
+
+def test_the_drift_search_takes_what_is_out_of_tolerance_else_the_selected_component() -> None:
+    from rnnt_tui.core.pipeline.pipeline import RuntimeChoice
+
+    s = AppState(demo_checkpoint(), Path("a.wav"), RuntimeChoices(against="coreai"))
+    assert s.drift_refusal() is None
+    assert s.drift_components("joint") == ["joint"] and s.drift_components("decode") == []
+    s.results = {"encoder": StepResult("encoder", Status.MISMATCH), "joint": StepResult("joint", Status.DONE)}
+    assert s.drift_components("joint") == ["encoder"]
+    s.availability["coreai"] = RuntimeChoice("coreai", "Core AI", ok=False, reason="no wheel here")
+    assert s.drift_refusal() == "Core AI cannot run here: no wheel here"
+    s.availability.clear()
+    s.options = RuntimeChoices(against="mil")
+    s.labels["candidate"] = s.candidate_fallback()
+    refusal = s.drift_refusal()
+    assert refusal is not None and "the open candidate is Core ML program, MIL interpreter" in refusal

@@ -51,6 +51,7 @@ PALETTE_TITLES = {
     "sweep": "Core ML compute-unit sweep",
     "stream": "Stream the clip chunk by chunk",
     "precision": "Precision: fp16 hazards, lint, mixed precision (Core ML program, MIL interpreter)",
+    "coreai_drift": "Core AI: name the first op that drifts from PyTorch (coreai_torch.debugging)",
     "toggle_theme": "Toggle light / dark theme",
 }
 
@@ -126,7 +127,8 @@ class Actions(Calls):
         return [call.cancelled_text for call in calls]
 
     def action_cancel(self) -> None:
-        cancelled = self.cancel_calls("steps", "fuse", "model", "export", "sweep", "corpus", "precision", "stream")
+        cancelled = self.cancel_calls("steps", "fuse", "model", "export", "sweep", "corpus", "precision", "stream",
+                                      "drift")
         if cancelled:
             self.status.idle(cancelled[-1], style="yellow")
             return
@@ -295,11 +297,43 @@ class Actions(Calls):
         self.status.working("Streaming: restoring the checkpoint with NeMo…")
         self.run_stream()
 
+    def action_coreai_drift(self) -> None:
+        """Name the first op where the open Core AI candidate drifts from PyTorch (Apple's coreai_torch.debugging),
+        for each component out of tolerance, or for the selected one."""
+        from rnnt_tui.app.screens.coreai_drift import CoreAIDriftScreen
+
+        refusal = self.state.drift_refusal()
+        if refusal is not None:
+            self.notify(refusal, title="Core AI drift search", severity="warning", timeout=10)
+            return
+        if not self._has_session() or self._busy_running():
+            return
+        if self.client.live("drift"):
+            self.notify("A drift search is running: Esc on its screen cancels it.", timeout=4)
+            return
+        components = self.state.drift_components(self.pipeline.selected)
+        if not components:
+            self.notify("No component is out of tolerance: select one (the strip, or [ and ]) and press d to "
+                        "search it anyway.", title="Core AI drift search", timeout=6)
+            return
+        screen = CoreAIDriftScreen(components, self.state.runs_on(), self.state.packages_dir())
+
+        def closed(_: None) -> None:  # Esc on the screen: a search still running is cancelled
+            if self.client.live("drift"):
+                texts = self.cancel_calls("drift")
+                self.status.idle(texts[-1] if texts else "Core AI drift search cancelled", style="yellow")
+
+        self.push_screen(screen, closed)
+        self.status.working(f"Core AI drift: searching the {', '.join(components)}…")
+        self.run_coreai_drift(screen, components)
+
     def action_precision(self) -> None:
         from rnnt_tui.app.screens.precision import PrecisionScreen
 
         if self._has_session():
-            self.push_screen(PrecisionScreen(self.run_precision))
+            coreai = self.state.options.against == "coreai"
+            self.push_screen(PrecisionScreen(self.run_precision, "coreai" if coreai else "mil",
+                                             self.state.runs_on() if coreai else None))
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"

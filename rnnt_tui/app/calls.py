@@ -18,6 +18,7 @@ from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailab
 
 if TYPE_CHECKING:
     from rnnt_tui.app.engine import Envelope
+    from rnnt_tui.app.screens.coreai_drift import CoreAIDriftScreen
     from rnnt_tui.app.screens.precision import PrecisionScreen
     from rnnt_tui.app.screens.sweep import SweepScreen
 
@@ -88,19 +89,27 @@ class Calls(Drawing):
             paths = self.client.export(directory, stem)
             self.post_message(Exported([*paths, screenshot]))
 
-    def run_precision(self, screen: PrecisionScreen, precision: str, weights: str | None) -> None:
+    def run_precision(self, screen: PrecisionScreen, precision: str, weights: str | None,
+                      runtime: str = "mil") -> None:
         call = self.client.begin("precision", "Precision analysis cancelled")
-        self.run_worker(partial(self._precision_call, call, screen, precision, weights), thread=True,
+        self.run_worker(partial(self._precision_call, call, screen, precision, weights, runtime), thread=True,
                         exclusive=True, exit_on_error=False, group="precision", description="certifying precision")
 
-    def _precision_call(self, call: Call, screen: PrecisionScreen, precision: str, weights: str | None) -> None:
+    def _precision_call(self, call: Call, screen: PrecisionScreen, precision: str, weights: str | None,
+                        runtime: str) -> None:
+        """A runtime the core cannot certify on here is said on the screen (no other runtime's figures)."""
+        from rnnt_tui.app.screens.precision import PrecisionDone, PrecisionRefused  # loaded when it opened
+
         with self.client.running(call):
             try:
-                report = self.client.run(call, "precision", precision, weights)
+                report = self.client.run(call, "precision", precision, weights, runtime)
             except CancelledError:
                 self.post_message(JobDone("precision", call.cancelled_text, cancelled=True, call=call.id))
                 return
-            from rnnt_tui.app.screens.precision import PrecisionDone  # the screen's module: loaded when it opened
+            except RuntimeUnavailableError as error:
+                screen.post_message(PrecisionRefused(str(error)))
+                self.post_message(JobDone("precision", "Precision: not certified", call=call.id))
+                return
 
             screen.post_message(PrecisionDone(report))
             self.post_message(JobDone("precision", f"Precision ({precision}): {report.get('status')}", call=call.id))
@@ -142,3 +151,29 @@ class Calls(Drawing):
             screen.post_message(SweepDone(rows))
             self.post_message(JobDone("sweep", "Sweep with drift search done" if drift else "Sweep done",
                                       call=call.id))
+
+    def run_coreai_drift(self, screen: CoreAIDriftScreen, components: list[str]) -> None:
+        call = self.client.begin("drift", "Core AI drift search cancelled")
+        self.run_worker(partial(self._coreai_drift_call, call, screen, components), thread=True, exclusive=True,
+                        exit_on_error=False, group="drift", description="Core AI drift search")
+
+    def _coreai_drift_call(self, call: Call, screen: CoreAIDriftScreen, components: list[str]) -> None:
+        """A candidate that cannot be searched (not Core AI, cannot run here, a bundle) is a notification saying
+        why; the report goes to the drift screen."""
+        with self.client.running(call):
+            try:
+                report = self.client.run(call, "coreai_drift", components)
+            except CancelledError:
+                self.post_message(JobDone("drift", call.cancelled_text, cancelled=True, call=call.id))
+                return
+            except RuntimeUnavailableError as error:
+                self.call_from_thread(self.notify, str(error), title="Core AI drift search", severity="warning",
+                                      timeout=10)
+                self.post_message(JobDone("drift", "Core AI drift search not run", call=call.id))
+                return
+            from rnnt_tui.app.screens.coreai_drift import DriftDone  # the screen's module: loaded when it opened
+
+            screen.post_message(DriftDone(report))
+            drifting = [n for n, r in report.get("drift", {}).items() if r.get("first")]
+            self.post_message(JobDone("drift", f"Core AI drift: starts in {', '.join(drifting)}" if drifting
+                                      else "Core AI drift: no op drifts", call=call.id))

@@ -1,7 +1,8 @@
 """The runtime choices the app's Runtimes tab edits, and how they become the core's `Request`.
 
 Plain UI state (no library behind it): the second runtime, the Core ML compute unit, precision, timed runs and
-warm-ups. `request()` is the one place where the app's state turns into what the pipeline runs.
+warm-ups, and the `--packages` folder it was opened with. `request()` is the one place where the app's state
+turns into what the pipeline runs.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ class RuntimeChoices:
     precision: str = DEFAULT_PRECISION
     runs: int = 5
     warmup: int = 1
+    packages_dir: str | None = None  # `--packages`: the candidate's packages or assets instead of a conversion
 
     def request(self, checkpoint: Path, clip: Path, joint_mode: str) -> Request:
         """The pipeline request for these choices (tolerances follow the precision)."""
         return Request(checkpoint, clip, self.against,
-                       RuntimeOptions(precision=self.precision, compute_units=self.compute_units),
+                       RuntimeOptions(precision=self.precision, compute_units=self.compute_units,
+                                      packages_dir=self.packages_dir),
                        Settings(runs=self.runs, warmup=self.warmup, joint_mode=joint_mode,
                                 tolerances=resolve(self.precision)))

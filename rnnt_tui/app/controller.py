@@ -90,6 +90,9 @@ class Controller(Actions):
         self.reset_results()
         self.show_header()
         self.show_results()
+        self.query_one(RuntimePanel).show_candidate(session.candidate_label, session.candidate_runs_on,
+                                                    session.candidate_inventory, s.packages_dir(),
+                                                    session.candidate_note)
         if session.candidate_note:
             self.notify(f"{session.candidate_note}. The reference (NeMo / PyTorch) still runs.",
                         title=f"{s.labels['candidate']} cannot run here", severity="warning", timeout=10)

@@ -18,7 +18,8 @@ from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.app.widgets.status import StatusLine
 from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
 from rnnt_tui.app.widgets.transcript import TranscriptView, transcript_line
-from rnnt_tui.core.components import STEPS
+from rnnt_tui.core.components import COMPONENTS, STEPS
+from rnnt_tui.core.names import Status
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -57,7 +58,7 @@ class Drawing(_Base):
     def show_header(self) -> None:
         s, o = self.state, self.state.options
         units = f" {o.compute_units}" if o.against == "coreml" else ""
-        self.sub_title = f"{s.checkpoint.name} · {s.audio_path.name} · vs {s.labels['candidate']}{units} {o.precision}"
+        self.sub_title = f"{s.checkpoint.name} · {s.audio_path.name} · vs {s.candidate_shown()}{units} {o.precision}"
 
     def draw_steps(self) -> None:
         for name in STEPS:
@@ -65,8 +66,13 @@ class Drawing(_Base):
 
     def show_step_detail(self) -> None:
         name = self.pipeline.selected
-        self.query_one(DetailView).show(name, self.state.results.get(name), self.state.labels,
-                                        self.state.steps[name])
+        result = self.state.results.get(name)
+        hint = ""
+        if self.state.options.against == "coreai" and name in COMPONENTS and result is not None \
+                and result.status == Status.MISMATCH:
+            hint = (f"d names the first op where the Core AI {name} drifts from PyTorch (Apple's "
+                    "coreai_torch.debugging)")
+        self.query_one(DetailView).show(name, result, self.state.labels, self.state.steps[name], hint)
 
     def show_results(self) -> None:
         """Every widget that shows results, from the state (table rows update in place)."""

@@ -162,6 +162,45 @@ class Engine(ActiveWorkers):
             emit = self.emitter(post, call, self.session_id)
             return run_stream(stream, emit, cancel).to_json()
 
+    def coreai_drift(self, components: Sequence[str], post: Post, cancel: threading.Event,
+                     call: int = 0) -> dict[str, Any]:
+        """Where the open Core AI candidate drifts from PyTorch (`core.coreai.drift.find_drift`, Apple's
+        coreai_torch.debugging) on each of `components`' first call in the open session; a component that has not
+        run yet runs first (its result is emitted like any step's). The reports as JSON, with where it ran."""
+        from rnnt_tui.core.coreai.drift import find_drift
+        from rnnt_tui.core.errors import RuntimeUnavailableError
+        from rnnt_tui.core.pipeline.drift_inputs import drift_inputs
+        from rnnt_tui.core.pipeline.events import progress_of
+
+        with self.lock:
+            pipe = self._pipeline(post, call)
+            session = pipe.session
+            if session is None or pipe.request is None:
+                raise RuntimeError("the model is still loading")
+            candidate = session.candidate
+            if pipe.request.against != "coreai" or candidate is None:
+                raise RuntimeUnavailableError("the drift search compares a Core AI candidate; the open candidate "
+                                              f"is {pipe.request.against or 'none'}")
+            if session.candidate_unavailable is not None:
+                raise RuntimeUnavailableError(session.candidate_unavailable)
+            if pipe.loaded is None:
+                raise RuntimeUnavailableError("the drift search converts the component again from the restored "
+                                              "model; a recorded bundle holds no model")
+            missing = [c for c in components if c not in session.results]
+            if missing:
+                pipe.run_steps(missing, cancel)
+            progress = progress_of(self.emitter(post, call, self.session_id), "drift")
+            precision = pipe.request.options.precision
+            reports = {}
+            for name in components:
+                reports[name] = find_drift(pipe.loaded, name, drift_inputs(session, name), precision=precision,
+                                           progress=progress, cancel=cancel).to_json()
+            described = candidate.describe()
+            return {"runs_on": described.get("runs_on") or candidate.label, "precision": precision,
+                    "packages_dir": described.get("packages_dir"),
+                    "statuses": {n: str(session.results[n].status) for n in components if n in session.results},
+                    "drift": reports}
+
     def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event, call: int = 0) -> None:
         """A corpus run on the open model and candidate (nothing restored or prepared again), its events
         forwarded as they come; results in the app's data dir, resumed when the same corpus is opened again."""
@@ -183,13 +222,20 @@ class Engine(ActiveWorkers):
             for event in run_corpus(request, cancel, pipeline=pipe):
                 emit(event)
 
-    def precision(self, precision: str, weights: str | None, post: Post, cancel: threading.Event,
+    def precision(self, precision: str, weights: str | None, runtime: str, post: Post, cancel: threading.Event,
                   call: int = 0) -> dict[str, Any]:
-        """The open model's conversion at `precision` certified on the open clip (core.precision.certify), as
-        JSON: hazards per component with their ops and NeMo modules, lint, the decode check, the edge sweep."""
+        """The open model's conversion at `precision` certified on the open clip (core.precision.certify) by
+        `runtime` ("mil": the Core ML program in the MIL interpreter; "coreai": Core AI, where the core certifies
+        it), as JSON: hazards per component with their ops and NeMo modules, lint, the decode check, the edge
+        sweep. A runtime that cannot be certified here: `RuntimeUnavailableError` saying why."""
+        from rnnt_tui.core.errors import RuntimeUnavailableError
         from rnnt_tui.core.pipeline.events import progress_of
         from rnnt_tui.core.precision.certify import certify
 
+        extra: dict[str, Any] = {} if runtime == "mil" else {"against": runtime}
+        problem = precision_problem(runtime)
+        if problem is not None:
+            raise RuntimeUnavailableError(problem)
         with self.lock:
             pipe = self._pipeline(post, call)
             if pipe.loaded is None or pipe.session is None:
@@ -197,7 +243,7 @@ class Engine(ActiveWorkers):
             report = certify(pipe.loaded, pipe.session.audio.path, precision=precision, weights=weights,
                              max_seconds=30.0,
                              progress=progress_of(self.emitter(post, call, self.session_id), "precision"),
-                             cancel=cancel)
+                             cancel=cancel, **extra)
         return report.to_json()
 
     def stop(self) -> None:
@@ -217,6 +263,28 @@ class Engine(ActiveWorkers):
         json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
         md_path.write_text(to_markdown(report))
         return [json_path, md_path]
+
+
+def precision_problem(runtime: str) -> str | None:
+    """Why `core.precision.certify` cannot certify on `runtime` here (None: it can). The MIL interpreter runs
+    everywhere; Core AI needs its wheel (`coreai_problem`) and a core whose `certify` takes `against` (issue 19's
+    Core AI precision hazards; until then the screen says so rather than showing the interpreter's figures)."""
+    import inspect
+
+    from rnnt_tui.core.coreai.platform import coreai_problem
+    from rnnt_tui.core.precision.certify import certify
+
+    if runtime == "mil":
+        return None
+    if runtime != "coreai":
+        return f"the precision certification runs on the MIL interpreter or Core AI, not {runtime}"
+    problem = coreai_problem(need_converter=True)
+    if problem is not None:
+        return problem
+    if "against" not in inspect.signature(certify).parameters:
+        return ("this build certifies fp16 on the Core ML program in the MIL interpreter only (c switches to it); "
+                "for Core AI, compare at fp16 (Runtimes tab, 5) and d names the first op that drifts")
+    return None
 
 
 def export_stem(directory: Path, now: datetime | None = None) -> str:

@@ -50,7 +50,8 @@ _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from rnnt_tui.app.engine
           "main(sys.argv[2], sys.argv[3], int(sys.argv[4]))")
 NUMBERS_PER_CHILD = 10**12  # each child numbers its sessions and events from its own block
 #: the calls that use the model a child holds: after that child died they fail until the next open
-NEEDS_MODEL = ("rebuild", "run_steps", "set_joint_mode", "sweep", "run_corpus", "precision", "export", "run_stream")
+NEEDS_MODEL = ("rebuild", "run_steps", "set_joint_mode", "sweep", "run_corpus", "precision", "export", "run_stream",
+               "coreai_drift")
 ENGINE = "rnnt_tui.app.engine:Engine"  # what the child serves
 
 
@@ -90,9 +91,9 @@ class ProcessEngine(ActiveWorkers):
     def rebuild(self, request: Request, post: Post, cancel: threading.Event, call: int = 0) -> None:
         self._call("rebuild", (request,), post, cancel, call)
 
-    def precision(self, precision: str, weights: str | None, post: Post, cancel: threading.Event,
+    def precision(self, precision: str, weights: str | None, runtime: str, post: Post, cancel: threading.Event,
                   call: int = 0) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("precision", (precision, weights), post, cancel, call)
+        result: dict[str, Any] = self._call("precision", (precision, weights, runtime), post, cancel, call)
         return result
 
     def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event, call: int = 0) -> None:
@@ -114,6 +115,11 @@ class ProcessEngine(ActiveWorkers):
 
     def run_stream(self, post: Post, cancel: threading.Event, call: int = 0) -> dict[str, Any]:
         result: dict[str, Any] = self._call("run_stream", (), post, cancel, call)
+        return result
+
+    def coreai_drift(self, components: list[str], post: Post, cancel: threading.Event,
+                     call: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("coreai_drift", (list(components),), post, cancel, call)
         return result
 
     def export(self, directory: Path, stem: str) -> list[Path]:

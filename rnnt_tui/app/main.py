@@ -78,10 +78,12 @@ def first_clip(manifest: Path) -> Path | None:
 
 
 def run_app(checkpoint: Path | None = None, audio: Path | None = None, against: str | None = None,
-            compute_units: str = "CPU_ONLY", precision: str = "fp32", runs: int = 5, warmup: int = 1) -> int:
+            compute_units: str = "CPU_ONLY", precision: str = "fp32", runs: int = 5, warmup: int = 1,
+            packages: str | None = None) -> int:
     """Open the app on `checkpoint` and `audio` (the bundled demo when None); returns the exit code. `against`
     None: Core ML on macOS, ONNX Runtime elsewhere; for a recorded bundle, what the bundle can replay (and its
-    own clip in the header)."""
+    own clip in the header). `packages`: a folder of packages or Core AI assets the candidate uses instead of
+    converting (the Runtimes tab lists each, mapped or skipped with the reason)."""
     from rnnt_tui.app.actions import is_manifest
     from rnnt_tui.app.app import RnntApp
     from rnnt_tui.app.bundle_choice import choose
@@ -96,7 +98,8 @@ def run_app(checkpoint: Path | None = None, audio: Path | None = None, against: 
         notes += [bundle.note] if bundle.note else []
         audio = audio or bundle.clip
     options = RuntimeChoices(against=against or ("coreml" if sys.platform == "darwin" else "onnx"),
-                             compute_units=compute_units, precision=precision, runs=runs, warmup=warmup)
+                             compute_units=compute_units, precision=precision, runs=runs, warmup=warmup,
+                             packages_dir=packages)
     manifest = None
     if audio is not None and is_manifest(audio):  # `rnnt-tui CHECKPOINT MANIFEST`: a corpus, its first clip shown
         manifest, audio = audio, first_clip(audio)

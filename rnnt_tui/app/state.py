@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnnt_tui.core.components import STEPS
+from rnnt_tui.core.components import COMPONENTS, STEPS
 from rnnt_tui.core.fuse import VALIDATION, JointMode
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
 from rnnt_tui.core.pipeline import events as ev
@@ -68,6 +68,42 @@ class AppState:
 
     def candidate_fallback(self) -> str:
         return RUNTIME_LABELS.get(self.options.against, self.options.against)
+
+    def runs_on(self) -> str:
+        """Where the open candidate runs (`describe()["runs_on"]`, e.g. "Apple Core AI runtime, Linux CPU"; its
+        label for a runtime that names no more), or the candidate's label before a session is ready."""
+        s = self.session
+        current = s is not None and s.candidate_runs_on and s.candidate_label == self.labels["candidate"]
+        return s.candidate_runs_on if current and s is not None and s.candidate_runs_on else self.labels["candidate"]
+
+    def candidate_shown(self) -> str:
+        """The candidate's label with where it runs, said once (on Linux Core AI's label names it already)."""
+        label, where = self.labels["candidate"], self.runs_on()
+        return label if where in label else f"{RUNTIME_LABELS.get(self.options.against, label)} ({where})"
+
+    def packages_dir(self) -> str | None:
+        """The folder of packages or assets the open session's candidate uses (None: the tool's own conversion)."""
+        request = self.session.options if self.session is not None else None
+        return getattr(getattr(request, "options", None), "packages_dir", None)
+
+    def drift_refusal(self) -> str | None:
+        """Why the Core AI drift search cannot run on what is open (None: it can)."""
+        coreai = self.availability.get("coreai")
+        if coreai is not None and not coreai.ok:
+            return f"Core AI cannot run here: {coreai.reason}"
+        if self.options.against != "coreai":
+            return (f"The drift search names where a Core AI conversion drifts from PyTorch; the open candidate is "
+                    f"{self.labels['candidate']} (choose Core AI in the Runtimes tab, 5).")
+        if self.session is not None and self.session.candidate_note:
+            return f"Core AI cannot run here: {self.session.candidate_note}"
+        if self.recorded:
+            return "The drift search converts the component again from the restored model; a bundle holds none."
+        return None
+
+    def drift_components(self, selected: str) -> list[str]:
+        """The components out of tolerance; when none is, the `selected` step's component (on demand)."""
+        out = [n for n in COMPONENTS if (r := self.results.get(n)) is not None and r.status == Status.MISMATCH]
+        return out or ([selected] if selected in COMPONENTS else [])
 
     # -- steps ---------------------------------------------------------------------------------------
     def set_steps(self, status: str, extra: str = "") -> None:

@@ -32,10 +32,11 @@ def coreai_drift(checkpoint: str | None, audio: str | None, components: tuple[st
                  drift_atol: float, drift_rtol: float, json_mode: bool) -> None:
     """Name the first op where CHECKPOINT's Core AI conversion drifts from PyTorch on AUDIO."""
     def body() -> int:
-        from rnnt_tui.core.coreai.drift import drift_inputs, find_drift
+        from rnnt_tui.core.coreai.drift import find_drift
         from rnnt_tui.core.errors import RuntimeUnavailableError
         from rnnt_tui.core.names import Status
         from rnnt_tui.core.options import RuntimeOptions
+        from rnnt_tui.core.pipeline.drift_inputs import drift_inputs
         from rnnt_tui.core.pipeline.driver import run_steps
         from rnnt_tui.core.pipeline.pipeline import open_session
         from rnnt_tui.core.pipeline.request import Request

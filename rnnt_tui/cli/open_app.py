@@ -19,13 +19,14 @@ from rnnt_tui.cli import options
 @options.threads
 @options.runs
 @options.warmup
+@options.packages
 def open_app(checkpoint: str | None, audio: str | None, against: str | None, compute_units: str, precision: str,
-             runs: int, warmup: int) -> None:
+             runs: int, warmup: int, packages: str | None) -> None:
     """Open the interactive app (the default command). Second runtime: coreml on macOS, onnx elsewhere; for a
     recorded bundle, what it can replay."""
     from rnnt_tui.app.main import run_app
 
     code = run_app(Path(checkpoint).expanduser() if checkpoint else None,
                    Path(audio).expanduser() if audio else None, against=against, compute_units=compute_units,
-                   precision=precision, runs=runs, warmup=warmup)
+                   precision=precision, runs=runs, warmup=warmup, packages=packages)
     sys.exit(code)

@@ -3,7 +3,9 @@ against the fp32 program, the hazards ranked by effect with their op and NeMo mo
 in fp32, the static lint and whether the decode through the programs is token-for-token identical.
 
 Shows `core.precision.certify`'s report as JSON (plain data from the engine process) and computes nothing. Every
-figure is the Core ML program in rnnt-tui's MIL interpreter, never Core ML itself, and the screen says so.
+figure says what computed it: the Core ML program in rnnt-tui's MIL interpreter (never Core ML itself), or, with
+`c`, Core AI (the screen opens on Core AI when the open candidate is Core AI); where the core cannot certify on the
+chosen runtime, the screen says why instead of showing another runtime's figures.
 """
 
 from __future__ import annotations
@@ -24,13 +26,25 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from rnnt_tui.app.format import DASH, num
+from rnnt_tui.core.names import RUNTIME_LABELS
 
 PRECISIONS = ("fp16", "mixed", "fp16-all")
+#: the runtimes the screen can ask to certify on (`c` cycles): the Core ML program in the MIL interpreter, Core AI
+RUNTIMES = ("mil", "coreai")
 SHORT = 14  # a column whose cells are all this short keeps its width; longer text shares the rest and folds
 WEIGHTS = (None, "int8", "palettize6", "palettize4")
 NOTE = ("Computed by the Core ML program in rnnt-tui's MIL interpreter (fp16 ops round their outputs to fp16): it "
         "finds range hazards and conversion mistakes, not the Neural Engine's own arithmetic, op fusion or "
         "activation tables. Final sign-off needs a Mac.")
+CORE_AI_NOTE = ("Core AI: the model's conversion at this precision (coreai-torch) run by {where}, against its fp32 "
+                "conversion; hazards name the op, its NeMo module and the PyTorch source line.")
+
+
+@dataclass
+class PrecisionRefused(Message):
+    """The chosen runtime cannot be certified here (or by this build): why, in one line."""
+
+    reason: str
 
 
 @dataclass
@@ -83,6 +97,8 @@ class PrecisionScreen(ModalScreen[None]):
                 tooltip="fp16 (the tool's) → mixed (fewest fp32 ops) → fp16-all (coremltools' plain fp16)"),
         Binding("w", "cycle_weights", "Weights", id="precision.weights",
                 tooltip="Compressed weights: none → int8 → 6-bit palette → 4-bit palette"),
+        Binding("c", "cycle_runtime", "Runtime", id="precision.runtime",
+                tooltip="What certifies: the Core ML program in the MIL interpreter → Core AI"),
         Binding("pagedown", "scroll('page_down')", "Page down", show=False, id="precision.page-down"),
         Binding("pageup", "scroll('page_up')", "Page up", show=False, id="precision.page-up"),
         Binding("end", "scroll('scroll_end')", "End", show=False, id="precision.end"),
@@ -91,16 +107,21 @@ class PrecisionScreen(ModalScreen[None]):
         Binding("up", "scroll('scroll_up')", "Up", show=False, id="precision.up"),
     ]
 
-    def __init__(self, start: Callable[[PrecisionScreen, str, str | None], object]) -> None:
+    def __init__(self, start: Callable[[PrecisionScreen, str, str | None, str], object], runtime: str = "mil",
+                 runs_on: str | None = None) -> None:
+        """`runtime`: what certifies first ("mil", or "coreai" when the open candidate is Core AI); `runs_on`:
+        where Core AI runs here, for its note."""
         super().__init__()
         self.start = start
         self.precision = PRECISIONS[0]
         self.weights: str | None = None
+        self.runtime = runtime if runtime in RUNTIMES else RUNTIMES[0]
+        self.runs_on = runs_on or "Apple's Core AI runtime"
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="precision-box"):
             yield Static(id="precision-title")
-            yield Static(Text(NOTE, style="dim"), id="precision-note")
+            yield Static(id="precision-note")
             yield Static(id="precision-summary")
             yield WrappedTable("component", "max |Δ| vs fp32", "of range", "finite", "ops", "kept fp32",
                                "first drift", "error", id="precision-components")
@@ -123,8 +144,14 @@ class PrecisionScreen(ModalScreen[None]):
     def _title(self) -> None:
         weights = f", {self.weights} weights" if self.weights else ""
         self.query_one("#precision-title", Static).update(
-            f"Precision: {self.precision}{weights} conversion vs its fp32 program   (r certifies · m precision · "
-            "w weights · Esc closes)")
+            f"Precision: {self.precision}{weights} conversion vs its fp32 program, {RUNTIME_LABELS[self.runtime]}   "
+            "(r certifies · m precision · w weights · c runtime · Esc closes)")
+        note = NOTE if self.runtime == "mil" else CORE_AI_NOTE.format(where=self.runs_on)
+        self.query_one("#precision-note", Static).update(Text(note, style="dim"))
+
+    def action_cycle_runtime(self) -> None:
+        self.runtime = RUNTIMES[(RUNTIMES.index(self.runtime) + 1) % len(RUNTIMES)]
+        self._title()
 
     def action_cycle_precision(self) -> None:
         self.precision = PRECISIONS[(PRECISIONS.index(self.precision) + 1) % len(PRECISIONS)]
@@ -135,10 +162,19 @@ class PrecisionScreen(ModalScreen[None]):
         self._title()
 
     def action_run(self) -> None:
+        where = "in the MIL interpreter" if self.runtime == "mil" else f"on {self.runs_on}"
         self.query_one("#precision-summary", Static).update(
-            Text(f"Converting ({self.precision}) and running both programs in the MIL interpreter… "
+            Text(f"Converting ({self.precision}) and running both programs {where}… "
                  "(Esc in the main screen cancels)", style="bold"))
-        self.start(self, self.precision, self.weights)
+        self.start(self, self.precision, self.weights, self.runtime)
+
+    @on(PrecisionRefused)
+    def _refused(self, message: PrecisionRefused) -> None:
+        """Nothing certified: the reason, and no other runtime's figures left on screen."""
+        self.query_one("#precision-summary", Static).update(
+            Text(f"{RUNTIME_LABELS[self.runtime]}: not certified - {message.reason}", style="bold yellow"))
+        for table in self.query(WrappedTable):
+            table.set_rows([])
 
     @on(PrecisionDone)
     def _done(self, message: PrecisionDone) -> None:

@@ -35,17 +35,22 @@ class DetailView(VerticalScroll):
     def compose(self) -> Any:
         yield Static(id="detail-body")
 
-    def show(self, step: str, result: StepResult | None, labels: dict[str, str], status: str) -> None:
+    def show(self, step: str, result: StepResult | None, labels: dict[str, str], status: str,
+             hint: str = "") -> None:
         self.border_title = f"Step · {step}"
-        self.query_one("#detail-body", Static).update(render_detail(step, result, labels, status))
+        self.query_one("#detail-body", Static).update(render_detail(step, result, labels, status, hint))
 
 
-def render_detail(step: str, result: StepResult | None, labels: dict[str, str], status: str) -> RenderableType:
+def render_detail(step: str, result: StepResult | None, labels: dict[str, str], status: str,
+                  hint: str = "") -> RenderableType:
+    """`hint`: what the user can do next about this result (e.g. the Core AI drift search), under the head."""
     head = Text.assemble((f"{step} ", "bold"), state_text(status, step=step),
                          ("  " + STEP_BLURBS.get(step, ""), "dim"))
     if result is None:
         return Group(head, Text("Not run yet: n runs the next step, r runs them all.", style="dim"))
     parts: list[RenderableType] = [head]
+    if hint:
+        parts.append(Text(hint, style="italic yellow"))
     if result.error:
         parts.append(Text(f"error: {result.error}", style="bold red"))
     if result.inputs:

@@ -7,6 +7,7 @@ rather than hidden. Changing a control posts `Changed` with the new `RuntimeChoi
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -65,6 +66,7 @@ class RuntimePanel(Vertical):
             with Vertical():
                 yield Label("Warm-ups", classes="control-label")
                 yield Input(str(self.options.warmup), type="integer", id="warmup", max_length=4)
+        yield Static(id="open-candidate", classes="notes")
 
     def on_mount(self) -> None:
         self.border_title = "Runtimes"
@@ -76,6 +78,35 @@ class RuntimePanel(Vertical):
     def show_availability(self, availability: dict[str, Availability]) -> None:
         self.availability = dict(availability)
         self._refresh()
+
+    def show_candidate(self, label: str | None, runs_on: str | None, inventory: tuple[dict[str, Any], ...],
+                       packages_dir: str | None, note: str | None = None) -> None:
+        """What the open session's candidate is, where it runs, and every package or asset it was given: mapped
+        to a component or skipped, with the reason."""
+        text = Text()
+        if label is None:
+            text.append("The open session runs the reference alone.", style="dim")
+        else:
+            text.append("Open session: ", style="bold")
+            text.append(label)
+            if note:
+                text.append(f" does not run: {note}", style="yellow")
+            elif runs_on and runs_on not in label:
+                text.append(f", run by {runs_on}")
+        if inventory:
+            mapped = sum(1 for e in inventory if e.get("mapped_to"))
+            source = f" from {packages_dir}" if packages_dir else ""
+            text.append(f"\nPackages and assets{source}: {mapped} mapped, {len(inventory) - mapped} skipped",
+                        style="bold")
+            for entry in inventory:
+                name = Path(str(entry.get("path", ""))).name + (f":{entry['function']}" if entry.get("function")
+                                                                 else "")
+                if entry.get("mapped_to"):
+                    text.append(f"\n  {name} → {entry['mapped_to']}", style="green")
+                else:
+                    text.append(f"\n  {name} skipped", style="yellow")
+                text.append(f" ({entry.get('reason', '')})", style="dim")
+        self.query_one("#open-candidate", Static).update(text)
 
     def set_options(self, options: RuntimeChoices) -> None:
         self.options = options

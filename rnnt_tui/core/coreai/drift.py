@@ -13,12 +13,14 @@ only, so there the same steps are taken one by one with Apple's own pieces - `To
 intermediates, `get_torch_to_coreai_output_mapping` for the op mapping (from the asset's debug info),
 `CoreAIInspector` on the program lowered with debug info (`AIModelAsset._write_odix(..., enable_debug_info=True)`,
 what `executable()` itself does on Linux) and `compare_intermediates`. On macOS the one call is used. Nothing is
-printed; the report is a frozen dataclass with `to_json`.
+printed; the report is a frozen dataclass with `to_json`. The inputs of a component's first call in a session that
+has run come from `core.pipeline.drift_inputs` (it reads a pipeline session; this module reads none).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from rnnt_tui.core.errors import CancelledError
+from rnnt_tui.core.progress import Progress, no_progress
 from rnnt_tui.core.quiet import quiet
 
 TOOL = "coreai_torch.debugging.compare_program_intermediates"
@@ -131,8 +135,11 @@ async def _compare(program: Any, ai_program: Any, inputs: dict[str, Any], atol: 
 
 def find_drift(loaded: Any, component: str, inputs: dict[str, np.ndarray], *, atol: float = 1e-4,
                rtol: float = 1e-4, perturb: Callable[[Any], None] | None = None,
-               precision: str = "fp32") -> DriftReport:
-    """Run Apple's intermediate comparison on `component` fed `inputs` (the contract-named arrays of one call)."""
+               precision: str = "fp32", progress: Progress = no_progress,
+               cancel: threading.Event | None = None) -> DriftReport:
+    """Run Apple's intermediate comparison on `component` fed `inputs` (the contract-named arrays of one call).
+    `cancel` is polled between the stages (export, conversion, comparison: each is one call into torch or
+    coreai and cannot be interrupted inside); `progress` says which stage runs."""
     import copy
 
     import torch
@@ -150,17 +157,27 @@ def find_drift(loaded: Any, component: str, inputs: dict[str, np.ndarray], *, at
     floating = torch.float16 if precision == "fp16" else torch.float32
     args = tuple(torch.from_numpy(np.ascontiguousarray(inputs[n])).to(
         floating if np.issubdtype(np.asarray(inputs[n]).dtype, np.floating) else torch.int32) for n in names_in)
+
+    def stage(text: str, fraction: float) -> None:
+        if cancel is not None and cancel.is_set():
+            raise CancelledError(f"the Core AI drift search of the {component} was cancelled")
+        progress(f"Core AI drift ({component}): {text}", fraction)
+
     with native_stderr_captured(), quiet():
+        stage("exporting with torch.export", 0.0)
         program = export_program(module, args, dynamic)
         converted = program
         if perturb is not None:
             changed = copy.deepcopy(module)
             perturb(changed)
             converted = export_program(changed, args, dynamic)
+        stage("converting with coreai-torch", 0.2)
         converter = coreai_torch.TorchConverter()
         converter.add_exported_program(converted, input_names=list(names_in), output_names=list(names_out))
         ai_program = converter.to_coreai()
+        stage("comparing op by op (coreai_torch.debugging)", 0.5)
         report = asyncio.run(_compare(program, ai_program, dict(zip(names_in, args, strict=True)), atol, rtol))
+        stage("naming the first drifting op", 0.95)
     nodes = {n.name: n for n in program.graph.nodes}
     order = {name: i for i, name in enumerate(nodes)}
     failing = sorted(report.failures, key=lambda c: order.get(c.torch_node_name, 1 << 30))
@@ -174,34 +191,3 @@ def find_drift(loaded: Any, component: str, inputs: dict[str, np.ndarray], *, at
                        summary=dict(report.summary()), atol=atol, rtol=rtol,
                        elapsed_ms=(time.perf_counter() - start) * 1000,
                        tool=TOOL if sys.platform == "darwin" else TOOL_PIECES)
-
-
-def drift_inputs(session: Any, component: str) -> dict[str, np.ndarray]:
-    """The contract-named inputs of `component`'s first call in a session that has run (the reference's upstream
-    data), shaped as the Core AI export takes them: time axes zero-padded to the declared multiple, lengths real."""
-    from rnnt_tui.core.coreai.convert import time_multiple
-    loaded = session.candidate.loaded
-    up = session.ctx.upstream
-
-    def padded(value: np.ndarray, axis: int, multiple: int) -> np.ndarray:
-        size = max(-(-value.shape[axis] // multiple), 2) * multiple
-        pad = [(0, 0)] * value.ndim
-        pad[axis] = (0, size - value.shape[axis])
-        return np.pad(value, pad)
-
-    if component == "preprocessor":
-        signal = session.ctx.audio.samples[None, :].astype(np.float32)  # the preprocessor's contract inputs
-        return {"audio_signal": padded(signal, 1, time_multiple(loaded, component)),
-                "length": np.array([signal.shape[1]], dtype=np.int32)}
-    if component == "encoder":
-        feats = up.features
-        return {"features": padded(feats["features"], 2, time_multiple(loaded, component)),
-                "features_length": np.asarray(feats["features_length"]).astype(np.int32)}
-    if component == "decoder":
-        state = session.reference.initial_state()
-        h = np.asarray(state[0].detach() if hasattr(state[0], "detach") else state[0], dtype=np.float32)
-        c = np.asarray(state[1].detach() if hasattr(state[1], "detach") else state[1], dtype=np.float32)
-        return {"targets": np.array([[session.facts.summary.blank_id]], dtype=np.int32), "h": h, "c": c}
-    encoded = up.encoded["encoded"]
-    return {"encoded": encoded[:, :, : min(encoded.shape[2], 32)],
-            "decoder_output": np.asarray(up.decoder["decoder_output"], dtype=np.float32)}

@@ -87,6 +87,11 @@ class SessionView:
     runs: int
     warmup: int
     options: Any = None
+    #: where the candidate runs (its `describe()["runs_on"]`, else its label): "Apple Core AI runtime, Linux CPU"
+    candidate_runs_on: str | None = None
+    #: every package or asset of the candidate accounted for (`inventory` entries' `to_json`: path, mapped_to,
+    #: reason; mapped_to None means skipped)
+    candidate_inventory: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.names import REFERENCE
@@ -184,12 +184,19 @@ class Pipeline:
     def view(self) -> ev.SessionView:
         """What a front end shows of the current session."""
         session = self._current()
+        candidate = session.candidate
+        runs_on: str | None = None
+        inventory: tuple[dict[str, Any], ...] = ()
+        if candidate is not None and session.candidate_unavailable is None:
+            described = candidate.describe()
+            runs_on = described.get("runs_on") or candidate.label
+            inventory = tuple(dict(e) for e in described.get("inventory") or ())
         return ev.SessionView(path=session.facts.path, summary=session.facts.summary, audio=session.audio,
                               reference_label=session.reference.label,
-                              candidate_label=session.candidate.label if session.candidate is not None else None,
+                              candidate_label=candidate.label if candidate is not None else None,
                               candidate_note=session.candidate_unavailable, fuse=session.fuse(),
                               runs=session.settings.runs, warmup=session.settings.warmup,
-                              options=self.request)
+                              options=self.request, candidate_runs_on=runs_on, candidate_inventory=inventory)
 
     # -- running ------------------------------------------------------------------------------------
     def run_steps(self, names: list[str] | tuple[str, ...], cancel: threading.Event | None = None) -> Session:
