@@ -148,7 +148,11 @@ class Drawing(_Base):
                 diffs.show(result, s.decode.token_agreement if s.decode is not None else None)
                 timings.show(result, duration)
                 shapes.show(result)
-            self.query_one("#transcript-line", Static).update(transcript_line(s.decode, s.labels))
+            line = self.query_one("#transcript-line", Static)
+            text = transcript_line(s.decode, s.labels)
+            if getattr(line, "shown_text", None) != text:  # an update re-lays the screen out: only when it changed
+                line.shown_text = text  # type: ignore[attr-defined]
+                line.update(text)
         elif pane == "tab-pictures":
             from rnnt_tui.app.widgets.pictures import PicturesView
 
