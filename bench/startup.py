@@ -173,6 +173,7 @@ def main() -> None:
                         "(e.g. a copy with a proposed fix); results go to startup-src.json")
     parser.add_argument("--bundle", help="also time `rnnt-tui BUNDLE` to Ready (a recorded bundle: no NeMo), "
                         "in the same run")
+    parser.add_argument("--tag", help="result file name (bench/results/TAG.json; default startup or startup-src)")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -239,7 +240,7 @@ def main() -> None:
     doc = {"src": args.src, "summary": summary, "runs": rows, "probes": probes, "terminal": f"{COLS}x{ROWS}",
            "commands": {"hello": "python bench/hello_app.py", "rnnt": " ".join(rnnt),
                         "bundle": " ".join(bundle) if bundle else None}}
-    save("startup-src" if args.src else "startup", doc, gate, started)
+    save(args.tag or ("startup-src" if args.src else "startup"), doc, gate, started)
     print(json.dumps(summary, indent=1))
 
 

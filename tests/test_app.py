@@ -108,6 +108,7 @@ async def test_summary_paints_before_restore_then_run_all_fills_tables(small: di
         assert kinds == [SummaryReady, SessionReady]
         trust = [n for n in app._notifications if "Only open checkpoints you trust" in n.message]
         assert len(trust) <= 1  # said once (it may have timed out on a slow machine, never repeated)
+        assert not app.query(DiffsTable)  # the Tables tab is mounted when first shown, not at start
 
         await pilot.press("r")
         await settle(pilot)

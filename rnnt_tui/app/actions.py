@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.binding import Binding
 from textual.widgets import TabbedContent
@@ -23,12 +23,14 @@ from rnnt_tui.app.engine import export_directory, export_stem
 from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
-from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 from rnnt_tui.app.widgets.stream_view import StreamView
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
 from rnnt_tui.core.stream.config import STREAM_CANDIDATES
+
+if TYPE_CHECKING:
+    from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 
 #: what the clip picker takes as a corpus rather than a clip: a NeMo manifest, a list of paths, or a folder
 MANIFEST_SUFFIXES = (".json", ".jsonl", ".txt", ".lst")
@@ -196,14 +198,14 @@ class Actions(Calls):
         """Another candidate for the next open (no rebuild: the open that follows builds the session)."""
         s = self.state
         s.options = replace(s.options, against=against)
-        self.query_one(RuntimePanel).set_options(s.options)
+        self.draw_tabs("tab-runtimes")
         s.labels["candidate"] = s.candidate_fallback()
         self.show_header()
 
     def apply_options(self, options: RuntimeChoices) -> None:
         s = self.state
         s.options = options
-        self.query_one(RuntimePanel).set_options(options)
+        self.draw_tabs("tab-runtimes")
         s.labels["candidate"] = RUNTIME_LABELS.get(options.against, options.against)
         self.show_header()
         if s.session is None:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, ClassVar
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Label, Static, TabbedContent, TabPane
+from textual.containers import Horizontal
+from textual.widgets import Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from rnnt_tui.app.choices import RuntimeChoices
@@ -39,13 +39,9 @@ from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.detail import DetailView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.model_panel import ModelPanel
-from rnnt_tui.app.widgets.pictures import PicturesView
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
-from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 from rnnt_tui.app.widgets.status import StatusLine
 from rnnt_tui.app.widgets.stream_view import StreamView
-from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
-from rnnt_tui.app.widgets.transcript import TranscriptView
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError, StepFailedError
 
 if TYPE_CHECKING:
@@ -119,6 +115,8 @@ class RnntApp(Controller, App[int]):
         self.is_mounted_layout = False
         self.client = EngineClient(engine if engine is not None else ProcessEngine(), self.post_envelope)
         self.recent = Recent.load()
+        self.mounted_panes = {"tab-step", "tab-corpus", "tab-stream"}
+        self.stale_panes = set()
 
     # read-only views of the state (callers outside the app read these; the app itself uses `self.state`)
     @property
@@ -146,22 +144,12 @@ class RnntApp(Controller, App[int]):
         with TabbedContent(id="tabs", initial="tab-step"):
             with TabPane("Step", id="tab-step"):
                 yield DetailView(id="detail")
-            with TabPane("Tables", id="tab-tables"), VerticalScroll(id="tables"):
-                yield Static(id="transcript-line")
-                yield Label("Diffs (candidate - reference)", classes="table-title")
-                yield DiffsTable(id="diffs")
-                yield Label("Timings", classes="table-title")
-                yield TimingsTable(id="timings")
-                yield Label("Shapes", classes="table-title")
-                yield ShapesTable(id="shapes")
-            with TabPane("Pictures", id="tab-pictures"):
-                yield PicturesView(id="pictures")
-            with TabPane("Transcripts", id="tab-transcripts"):
-                yield TranscriptView(id="transcripts")
-            with TabPane("Runtimes", id="tab-runtimes"):
-                yield RuntimePanel(self.state.options, id="runtime-panel")
-            with TabPane("Model", id="tab-model"):  # 6: before Corpus (7), as the keys go
-                yield ModelPanel(id="model-tab-panel")
+            # the next five are filled when first shown (`Drawing.lazy_pane_widgets`): not laid out at start
+            yield TabPane("Tables", id="tab-tables")
+            yield TabPane("Pictures", id="tab-pictures")
+            yield TabPane("Transcripts", id="tab-transcripts")
+            yield TabPane("Runtimes", id="tab-runtimes")
+            yield TabPane("Model", id="tab-model")  # 6: before Corpus (7), as the keys go
             with TabPane("Corpus", id="tab-corpus"):
                 yield CorpusView(id="corpus")
             with TabPane("Streaming", id="tab-stream"):
@@ -174,9 +162,6 @@ class RnntApp(Controller, App[int]):
             self.theme = self.recent.theme
         self.apply_layout()
         self.show_header()
-        self.query_one(DiffsTable).prime()
-        self.query_one(ShapesTable).prime()
-        self.query_one(TimingsTable).prime(self.state.labels)
         self.show_step_detail()
 
     def on_ready(self) -> None:

@@ -22,7 +22,6 @@ from rnnt_tui.app.actions import Actions
 from rnnt_tui.app.state import saved_mode
 from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
-from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 from rnnt_tui.app.widgets.stream_view import StreamView
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import VALIDATION
@@ -77,7 +76,7 @@ class Controller(Actions):
 
     def on_runtimes_checked(self, message: msg.RuntimesChecked) -> None:
         self.state.availability = message.availability
-        self.query_one(RuntimePanel).show_availability(message.availability)
+        self.draw_tabs("tab-runtimes")
 
     @applied
     def on_session_ready(self, message: msg.SessionReady) -> None:
@@ -90,9 +89,7 @@ class Controller(Actions):
         self.reset_results()
         self.show_header()
         self.show_results()
-        self.query_one(RuntimePanel).show_candidate(session.candidate_label, session.candidate_runs_on,
-                                                    session.candidate_inventory, s.packages_dir(),
-                                                    session.candidate_note)
+        self.draw_tabs("tab-runtimes")
         if session.candidate_note:
             self.notify(f"{session.candidate_note}. The reference (NeMo / PyTorch) still runs.",
                         title=f"{s.labels['candidate']} cannot run here", severity="warning", timeout=10)

@@ -20,7 +20,7 @@ from rnnt_tui.core.pipeline import events as ev
 
 if TYPE_CHECKING:
     from rnnt_tui.app.choices import RuntimeChoices
-    from rnnt_tui.core.audio import Audio
+    from rnnt_tui.core.clip import ClipInfo
     from rnnt_tui.core.pipeline.pipeline import RuntimeChoice
     from rnnt_tui.core.stats.results import DecodeComparison, StepResult
     from rnnt_tui.core.summary import ModelSummary
@@ -50,7 +50,7 @@ class AppState:
     joint_mode: str = VALIDATION  # what the user asked for (the session's own is `session.fuse.mode`)
     session: ev.SessionView | None = None
     summary: ModelSummary | None = None
-    audio: Audio | None = None
+    audio: ClipInfo | None = None
     recorded: bool = False
     model_status: str | None = None
     results: dict[str, StepResult] = field(default_factory=dict)

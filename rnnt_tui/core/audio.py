@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rnnt_tui.core.archive import check_file
+from rnnt_tui.core.clip import ClipInfo
 from rnnt_tui.core.errors import BadInputError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64")
@@ -61,15 +62,13 @@ class Audio:
     def resampled(self) -> bool:
         return self.original_rate != self.sample_rate
 
+    def info(self) -> ClipInfo:
+        """The clip less its samples (what events carry to a front end)."""
+        return ClipInfo(self.path, self.duration_s, self.sample_rate, self.original_rate, self.channels,
+                        self.subtype, self.format, self.resampler, self.loader)
+
     def notes(self) -> list[str]:
-        out = []
-        if self.downmixed:
-            out.append(f"downmixed {self.channels} channels to mono")
-        if self.resampled:
-            out.append(f"resampled {self.original_rate} Hz to {self.sample_rate} Hz with {self.resampler}")
-        if self.downmixed or self.resampled:
-            out.append(f"samples for both runtimes from {self.loader}")
-        return out
+        return self.info().notes()
 
     def to_json(self) -> dict[str, Any]:
         return {

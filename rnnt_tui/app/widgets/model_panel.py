@@ -1,7 +1,7 @@
 """The model at a glance: what the checkpoint is, its dimensions, vocabulary, durations, and the clip.
 
 Everything comes from `core.summary.ModelSummary` (read from the archive's config before NeMo restores it) and
-`core.audio.Audio`; the panel shows them, it reads no file itself.
+`core.clip.ClipInfo` (the clip less its samples); the panel shows them, it reads no file itself.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from textual.widgets import Static
 from rnnt_tui.formatting import file_size
 
 if TYPE_CHECKING:
-    from rnnt_tui.core.audio import Audio
+    from rnnt_tui.core.clip import ClipInfo
     from rnnt_tui.core.summary import ModelSummary
 
 
@@ -29,14 +29,14 @@ class ModelPanel(Static):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.summary: ModelSummary | None = None
-        self.audio: Audio | None = None
+        self.audio: ClipInfo | None = None
         self.status = "reading the checkpoint…"
 
     def on_mount(self) -> None:
         self.border_title = "Model"
         self.refresh_view()
 
-    def show(self, summary: ModelSummary | None = None, audio: Audio | None = None,
+    def show(self, summary: ModelSummary | None = None, audio: ClipInfo | None = None,
              status: str | None = None) -> None:
         if summary is not None:
             self.summary = summary

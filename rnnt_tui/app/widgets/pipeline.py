@@ -29,6 +29,7 @@ class StepBox(Static):
         self.step = name
         self.status: str = Status.PENDING
         self.extra = ""
+        self._shown_as: tuple[str, str, bool] | None = None  # what is on screen: (status, extra, narrow)
 
     def on_mount(self) -> None:
         self.border_title = self.step
@@ -36,7 +37,13 @@ class StepBox(Static):
         self.show(Status.PENDING)
 
     def show(self, status: str, extra: str = "") -> None:
+        """Draw `status`; nothing when it is already on screen (each draw is a re-layout of the screen, and the
+        strip is redrawn on every event)."""
         self.status, self.extra = status, extra
+        drawn = (status, extra, self.app.has_class("-narrow"))
+        if drawn == self._shown_as:
+            return
+        self._shown_as = drawn
         for known in STATES:
             self.set_class(known == status, f"-{known}")
         text = state_text(status, extra, self.step)

@@ -1,7 +1,8 @@
 """The live tables: shapes, timings and diffs, one row per (step, tensor or runtime), updated in place.
 
-Rows are created once per session from the component contract (`core.components.INPUTS` / `OUTPUTS`) with
-stable keys, then each arriving `StepResult` fills its cells with `update_cell`; nothing is cleared and rebuilt.
+Rows are created once (`prime`, when the Tables tab is first shown) from the component contract
+(`core.components.INPUTS` / `OUTPUTS`) with stable keys, then each `StepResult` in the state fills its cells with
+`update_cell` (only cells whose value changed); nothing is cleared and rebuilt.
 Every number shown is a field of a core result (`DiffStats`, `Timings`, `StepResult.to_json` for the RTF).
 """
 
@@ -59,6 +60,11 @@ class LiveTable(DataTable[Any]):
         for key in keys:
             self.set_cells(key, dict.fromkeys(value_columns, PENDING_CELL))
 
+    def blank(self, steps: Iterable[str]) -> None:
+        """Blank the rows of `steps` (steps with no result in the state)."""
+        steps = set(steps)
+        self.reset_rows([str(k.value) for k in self.rows if str(k.value).split("/", 1)[0] in steps])
+
 
 class ShapesTable(LiveTable):
     """Each component's inputs and outputs: shape and dtype on both runtimes; mismatches highlighted."""
@@ -72,10 +78,6 @@ class ShapesTable(LiveTable):
                 for name in names:
                     self.ensure_row(f"{step}/{io}/{name}", [step, f"{io}: {name}", PENDING_CELL, PENDING_CELL,
                                                             PENDING_CELL])
-        self.reset_rows(list(self.rows_keys()))
-
-    def rows_keys(self) -> list[str]:
-        return [str(k.value) for k in self.rows]
 
     def show(self, result: StepResult) -> None:
         if result.name not in INPUTS:
@@ -120,7 +122,6 @@ class TimingsTable(LiveTable):
                 key = f"{step}/{side}"
                 self.ensure_row(key, [step, labels.get(side, side), *([PENDING_CELL] * 7)])
                 self.set_cells(key, {"runtime": labels.get(side, side)})
-        self.reset_rows(f"{step}/{side}" for step in STEPS for side in SIDES)
 
     def show(self, result: StepResult, duration_s: float) -> None:
         rtf = result.to_json(duration_s)["rtf"]
@@ -153,7 +154,6 @@ class DiffsTable(LiveTable):
             for name in OUTPUTS[step]:
                 self.ensure_row(f"{step}/{name}", [step, name, *([PENDING_CELL] * 11)])
         self.ensure_row("decode/tokens", ["decode", "tokens", *([PENDING_CELL] * 11)])
-        self.reset_rows(str(k.value) for k in self.rows)
 
     def show(self, result: StepResult, token_agreement: float | None = None) -> None:
         if result.name == "decode":

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rnnt_tui.core.progress import Progress as ProgressCallback
 
 if TYPE_CHECKING:
-    from rnnt_tui.core.audio import Audio
+    from rnnt_tui.core.clip import ClipInfo
     from rnnt_tui.core.pipeline.facts import FuseView
     from rnnt_tui.core.stats.results import DecodeComparison, StepResult
     from rnnt_tui.core.summary import ModelSummary
@@ -49,9 +49,9 @@ class SummaryRead(Event):
 
 @dataclass(frozen=True)
 class ClipLoaded(Event):
-    """The clip was read, downmixed and resampled for the model."""
+    """The clip was read, downmixed and resampled for the model (`audio`: what it is, not its samples)."""
 
-    audio: Audio
+    audio: ClipInfo
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class SessionView:
 
     path: Path
     summary: ModelSummary
-    audio: Audio
+    audio: ClipInfo  # the clip less its samples: a front end never needs them (nor numpy to read them)
     reference_label: str
     candidate_label: str | None
     candidate_note: str | None

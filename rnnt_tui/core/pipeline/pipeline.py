@@ -112,7 +112,7 @@ class Pipeline:
             summary = loaded.summary if loaded is not None else read_summary(request.checkpoint)
             self.emit(ev.SummaryRead(request.checkpoint, summary))
             audio = load_clip(request.clip, summary)
-            self.emit(ev.ClipLoaded(audio))
+            self.emit(ev.ClipLoaded(audio.info()))
             if loaded is None:
                 self.emit(ev.Progress("model", f"Restoring {request.checkpoint.name} with NeMo (importing torch "
                                                f"and NeMo takes a few seconds)…"))
@@ -131,7 +131,7 @@ class Pipeline:
         self._prepare_candidate(self.request, cancel)
         session = self._new_session(request.clip)
         if reference.recorded:
-            self.emit(ev.ClipLoaded(session.audio))
+            self.emit(ev.ClipLoaded(session.audio.info()))
         self.emit(ev.SessionReady(self.view()))
         return session
 
@@ -149,7 +149,7 @@ class Pipeline:
         which: Path | int = request.clip if request.clip != old.clip else self.session.audio.path
         session = self._new_session(which)
         if request.clip != old.clip:
-            self.emit(ev.ClipLoaded(session.audio))
+            self.emit(ev.ClipLoaded(session.audio.info()))
         self.emit(ev.SessionReady(self.view()))
         return session
 
@@ -191,7 +191,7 @@ class Pipeline:
             described = candidate.describe()
             runs_on = described.get("runs_on") or candidate.label
             inventory = tuple(dict(e) for e in described.get("inventory") or ())
-        return ev.SessionView(path=session.facts.path, summary=session.facts.summary, audio=session.audio,
+        return ev.SessionView(path=session.facts.path, summary=session.facts.summary, audio=session.audio.info(),
                               reference_label=session.reference.label,
                               candidate_label=candidate.label if candidate is not None else None,
                               candidate_note=session.candidate_unavailable, fuse=session.fuse(),
