@@ -62,6 +62,16 @@ class StreamStep(ABC):
         self.notes: list[str] = []
         self.prepare_ms = 0.0
         self.cached = False
+        self.path: Path | None = None  # the folder of programs, once prepared
+
+    @classmethod
+    def from_folder(cls, path: Path, context: list[int]) -> StreamStep:
+        """The step on programs already built into `path` (a recorded bundle's copy): no model, no NeMo."""
+        step = cls.__new__(cls)
+        step.loaded, step.context, step.use_cache = None, list(context), False  # type: ignore[assignment]
+        step.notes, step.prepare_ms, step.cached, step.path = [f"recorded: {path}"], 0.0, True, path
+        step._load(path)
+        return step
 
     def _cache(self) -> ArtifactCache:
         import tempfile
@@ -88,6 +98,7 @@ class StreamStep(ABC):
             raise CancelledError("cancelled while preparing the streaming step")
         progress(f"{self.label}: loading the streaming step", 0.9)
         self._load(entry.path)
+        self.path = entry.path
         self.prepare_ms = (time.perf_counter() - start) * 1000
         self.notes.append(f"{'cache hit' if self.cached else 'built'} in {self.prepare_ms:.0f} ms: {entry.path}")
 
