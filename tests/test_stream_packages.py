@@ -33,7 +33,7 @@ def renamed(streaming: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
 
     step = MilStreamStep(streaming, choose_contexts(streaming.path, streaming.model.encoder, None)[0])
     step.prepare(no_progress)
-    built = step.artifact_path
+    built = step.path
     assert built is not None
     out = tmp_path_factory.mktemp("thirdparty")
     paths = []

@@ -34,15 +34,28 @@ REPLAY_CANDIDATES = ("coreml", "mil", "onnx", "coreai")
                    "bundle.")
 @click.option("--export", "export", type=click.Choice(["onnx"]), default=None,
               help="Also store NeMo's ONNX export, so `replay --against onnx` needs neither torch nor NeMo.")
+@click.option("--stream", "stream_mode", is_flag=True,
+              help="Also record NeMo's chunked (cache-aware) reference on CLIP and the streaming steps for onnx and "
+                   "mil, so `replay --against onnx|mil` runs the streaming comparison (implies --convert fp32 and "
+                   "--export onnx for the decoder and joint).")
+@click.option("--att-context", default=None, metavar="L,R|all",
+              help="With --stream: the att context to record (default: the model's), or 'all'.")
 @options.runs
 @options.warmup
 @options.threads
 @options.joint_chunk
 @options.json_mode
 def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str | None, export: str | None,
-           runs: int, warmup: int, joint_chunk: int, json_mode: bool) -> None:
+           stream_mode: bool, att_context: str | None, runs: int, warmup: int, joint_chunk: int,
+           json_mode: bool) -> None:
     """Record NeMo's reference on CLIP (or every clip of MANIFEST) into a bundle at --out."""
     settings = options.settings(runs, warmup, "validation", joint_chunk=joint_chunk)
+    if att_context is not None and not stream_mode:
+        raise click.UsageError("--att-context needs --stream")
+    if stream_mode:
+        if convert not in (None, "fp32"):
+            raise click.UsageError("--stream records fp32 Core ML packages (its mil decoder and joint)")
+        convert, export = "fp32", "onnx"
 
     def body() -> int:
         from rnnt_tui.core.bundle.corpus_input import read_clips
@@ -50,12 +63,15 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
         from rnnt_tui.core.bundle.record import record as run_record
 
         inputs, bad = read_clips(Path(clips))
+        if stream_mode and len(inputs) != 1:
+            raise click.UsageError(f"--stream records one clip; {clips} names {len(inputs)}")
         for problem in bad:
             err.print(f"[bold yellow]skipped:[/] {problem.message()}", markup=True, highlight=False)
         with status(json_mode) as progress:
             path = run_record(Path(checkpoint).expanduser(), inputs, Path(out_path), joint=joint, convert=convert,
                               export_onnx=export == "onnx", settings=settings, progress=progress,
-                              skipped=[{"line": b.line, "source": b.source, "problem": b.problem} for b in bad])
+                              skipped=[{"line": b.line, "source": b.source, "problem": b.problem} for b in bad],
+                              stream=stream_mode, att_context=att_context)
         bundle = Bundle.open(path, verify=False)
         try:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
@@ -64,7 +80,10 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
                        "joint": bundle.meta["joint"], "packages": sorted(bundle.meta.get("packages") or {}),
                        "onnx": bool(bundle.meta.get("onnx")), "format_version": bundle.format_version,
                        "skipped": bundle.meta.get("skipped", []),
-                       "transcripts": [c["decode"]["reference_text"] for c in bundle.meta["clips"]]}
+                       "transcripts": [c["decode"]["reference_text"] for c in bundle.meta["clips"]],
+                       "stream": None if "stream" not in bundle.meta else [
+                           {"att_context_size": c["att_context_size"], "chunks": len(c["chunks"])}
+                           for c in bundle.meta["stream"]["contexts"]]}
         finally:
             bundle.close()
         if json_mode:
@@ -108,6 +127,8 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
         raise click.UsageError(str(exc)) from None
 
     def body() -> int:
+        if _is_stream_bundle(bundle_path):
+            return _replay_stream(bundle_path, against, atol, rtol, json_mode, markdown)
         from rnnt_tui.core.bundle.replay import open_recording, recorded_settings
         from rnnt_tui.core.options import RuntimeOptions
         from rnnt_tui.core.pipeline.driver import run_steps
@@ -148,6 +169,39 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
         return _show(reports, shown, json_mode, markdown, corpus)
 
     guard(body)
+
+
+def _is_stream_bundle(path: str) -> bool:
+    from rnnt_tui.core.bundle.format import Bundle
+
+    bundle = Bundle.open(path, verify=False)
+    try:
+        return "stream" in bundle.meta
+    finally:
+        bundle.close()
+
+
+def _replay_stream(path: str, against: str, atol: str, rtol: str, json_mode: bool, markdown: str | None) -> int:
+    """A streaming bundle: the streaming comparison against the recorded NeMo chunks (`stream`'s output)."""
+    from rnnt_tui.cli.stream_cmd import print_stream
+    from rnnt_tui.core.bundle.stream_replay import replay_stream
+    from rnnt_tui.core.stream.markdown import to_markdown
+    from rnnt_tui.core.tolerances import Tolerance
+
+    try:
+        tolerance = Tolerance(atol=float(atol or 1e-3), rtol=float(rtol or 1e-3))
+    except ValueError:
+        raise click.UsageError("a streaming replay takes one --atol / --rtol number each") from None
+    with status(json_mode) as progress:
+        result = replay_stream(path, against, emitter(progress), tolerance=tolerance)
+    report = result.to_json()
+    if markdown:
+        Path(markdown).write_text(to_markdown(report))
+    if json_mode:
+        emit_json(report)
+    else:
+        print_stream(report)
+    return exit_code_for(report["status"])
 
 
 def _show(reports: list[dict[str, Any]], first: Any, json_mode: bool, markdown: str | None,

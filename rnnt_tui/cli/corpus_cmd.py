@@ -68,13 +68,18 @@ def gate_options(fn: Any) -> Any:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder for results.jsonl and the reports [default: ./corpus-<manifest>-<runtime>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out: skip what is recorded, never duplicate.")
+@click.option("--stream", "stream_mode", is_flag=True,
+              help="Score streaming transcripts (cache-aware models; onnx or mil): NeMo's chunked loop vs the "
+                   "candidate's streaming step per utterance, against NeMo streaming and NeMo offline.")
+@click.option("--att-context", default=None, metavar="L,R|all",
+              help="With --stream: the att context (one the model was trained with) or 'all' (a row per lookahead).")
 @options.json_mode
 @gate_options
 def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_units: str, precision: str,
            packages: str | None, runs: int, warmup: int, atol: str, rtol: str, joint_mode: str, joint_chunk: int,
-           limit: int | None, shard: str | None, out_dir: str | None, resume: bool, json_mode: bool,
-           max_wer_delta: float | None, min_qoi: float | None, min_identical: float | None,
-           max_out_of_tolerance: int) -> None:
+           limit: int | None, shard: str | None, out_dir: str | None, resume: bool, stream_mode: bool,
+           att_context: str | None, json_mode: bool, max_wer_delta: float | None, min_qoi: float | None,
+           min_identical: float | None, max_out_of_tolerance: int) -> None:
     """Compare CHECKPOINT on every clip of MANIFEST (a NeMo manifest, a folder of audio files or a text file of
     paths): NeMo/PyTorch vs the candidate runtime, WER/CER against the manifest text, QoI, drift per component."""
     from rnnt_tui.core.corpus.manifest import Shard
@@ -85,6 +90,8 @@ def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_u
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     gates = _gates(max_wer_delta, min_qoi, min_identical, max_out_of_tolerance)
+    if att_context is not None and not stream_mode:
+        raise click.UsageError("--att-context needs --stream")
 
     def body() -> int:
         from rnnt_tui.core.corpus import demo_manifest
@@ -92,11 +99,12 @@ def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_u
         from rnnt_tui.core.options import RuntimeOptions
 
         manifest_path = Path(manifest).expanduser() if manifest else demo_manifest()
-        target = Path(out_dir).expanduser() if out_dir else _default_out(manifest_path, against, parsed_shard)
+        target = Path(out_dir).expanduser() if out_dir else \
+            _default_out(manifest_path, against + ("-stream" if stream_mode else ""), parsed_shard)
         request = CorpusRequest(checkpoint_path(checkpoint), manifest_path, against, target,
                                 RuntimeOptions(precision=precision, compute_units=compute_units,
                                                packages_dir=packages),
-                                settings, limit, parsed_shard, resume, gates)
+                                settings, limit, parsed_shard, resume, gates, stream_mode, att_context)
         return _run(request, json_mode)
 
     guard(body)
@@ -190,7 +198,8 @@ def _tables(report: dict[str, Any]) -> list[Table]:
     run, s = report["run"], report["summary"]
     head = Table(title=f"Corpus: {s['evaluated']} of {s['utterances']} utterances evaluated "
                        f"({s['errors']} bad input, {s['failed']} failed)", title_justify="left")
-    for col in ("figure", "NeMo / PyTorch", run["candidate_label"], "Δ"):
+    reference = "NeMo streaming" if run.get("stream") else "NeMo / PyTorch"
+    for col in ("figure", reference, run["candidate_label"], "Δ"):
         head.add_column(col, justify="left" if col == "figure" else "right")
     head.add_row("WER", _pct(s["wer"]["reference"]), _pct(s["wer"]["candidate"]), _pct(s["wer_delta"]))
     head.add_row("CER", _pct(s["cer"]["reference"]), _pct(s["cer"]["candidate"]), _pct(s["cer_delta"]))
@@ -224,6 +233,8 @@ def _tables(report: dict[str, Any]) -> list[Table]:
                       str(r["identical"]),
                       num(r["first_divergence"]), r["reference_text"] or "", r["candidate_text"] or "")
     tables.append(worst)
+    if report.get("stream"):
+        tables.append(_stream_table(report["stream"]))
     if report["problems"]:
         problems = Table(title=f"Not evaluated ({len(report['problems'])})", title_justify="left")
         for col in ("line", "audio", "status", "problem"):
@@ -232,6 +243,20 @@ def _tables(report: dict[str, Any]) -> list[Table]:
             problems.add_row(str(p["line"]), p["audio"], f"{p['status']} ({p['stage']})", p["error"] or "")
         tables.append(problems)
     return tables
+
+
+def _stream_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Streaming per att context (reference: NeMo's cache-aware loop)", title_justify="left")
+    for col in ("att context", "latency ms", "utterances", "identical", "within tol.", "WER vs NeMo streaming",
+                "WER vs NeMo offline", "NeMo streaming vs offline", "QoI vs streaming / offline", "drift p90"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["att_context_size"]), num(r["latency_ms"]), str(r["utterances"]), _pct(r["identical"]),
+                      str(r["within_tolerance"]), _pct(r["wer_vs_streaming"]), _pct(r["wer_vs_offline"]),
+                      _pct(r["nemo_streaming_vs_offline"]),
+                      f"{_pct(r['qoi_vs_streaming'])} / {_pct(r['qoi_vs_offline'])}",
+                      num(r["drift_free_running"]["p90"]))
+    return table
 
 
 @click.command("corpus-report")

@@ -84,13 +84,13 @@ def stream(checkpoint: str | None, audio: str | None, against: str, att_context:
         elif window_s is not None:
             _print_windows(report)
         else:
-            _print_stream(report)
+            print_stream(report)
         return exit_code_for(report["status"])
 
     guard(body)
 
 
-def _print_stream(report: dict[str, Any]) -> None:
+def print_stream(report: dict[str, Any]) -> None:
     out.print(f"[bold]{report['reference']}[/] (NeMo's chunked loop) vs [bold]{report['candidate']}[/]  "
               f"att context {report['att_context_size']}, {len(report['chunks'])} chunks, "
               f"algorithmic latency {num(report['algorithmic_latency_ms'])} ms")

@@ -280,9 +280,12 @@ def _clip_meta(index: int, clip_input: ClipInput, clip: ClipRecord, roles: dict[
 
 def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str = AUTO, convert: str | None = None,
            export_onnx: bool = False, settings: Any = None, progress: Progress = no_progress,
-           cancel: threading.Event | None = None, skipped: Iterable[dict[str, Any]] = ()) -> Path:
+           cancel: threading.Event | None = None, skipped: Iterable[dict[str, Any]] = (), stream: bool = False,
+           att_context: str | None = None) -> Path:
     """Record the reference on `clips` into a new bundle at `out` (a folder, or a `.rnntb` file); returns it.
-    `skipped` lists manifest entries that named no usable clip (kept in the bundle, so a replay can say so)."""
+    `skipped` lists manifest entries that named no usable clip (kept in the bundle, so a replay can say so).
+    `stream`: also NeMo's chunked reference on the (one) clip at `att_context` and the candidates' streaming steps
+    (`core.bundle.stream_record`)."""
     from rnnt_tui.core.bundle.extras import add_coreai_assets, add_onnx_export, add_packages
     from rnnt_tui.core.pipeline import events
     from rnnt_tui.core.pipeline.driver import run_steps
@@ -295,6 +298,8 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
     inputs = list(clips)
     if not inputs:
         raise ValueError("no clips to record")
+    if stream and len(inputs) != 1:
+        raise ValueError("a streaming recording holds one clip")
 
     def emit(event: object) -> None:
         if isinstance(event, events.Progress):
@@ -343,6 +348,13 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
         if export_onnx:
             assert pipeline.loaded is not None
             meta["onnx"] = add_onnx_export(writer, pipeline.loaded, progress, cancel)
+        if stream:
+            from rnnt_tui.core.bundle.stream_record import add_stream
+
+            assert pipeline.loaded is not None
+            audio = records[0][1].audio
+            meta["stream"] = add_stream(writer, pipeline.loaded, audio.samples, audio.sample_rate, att_context,
+                                        progress, cancel)
         return writer.finish(meta)
     except BaseException:
         writer.abort()

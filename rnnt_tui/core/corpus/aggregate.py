@@ -32,7 +32,8 @@ from rnnt_tui.core.names import CANDIDATE, REFERENCE, SIDES
 
 #: (component, field, higher is worse) — the drift figures the report gives percentiles of
 DRIFT_FIGURES = (("preprocessor", "max_abs", True), ("encoder", "max_abs", True), ("encoder", "cosine", False),
-                 ("decoder", "max_abs", True), ("joint", "max_abs", True), ("joint", "argmax_agreement", False))
+                 ("decoder", "max_abs", True), ("joint", "max_abs", True), ("joint", "argmax_agreement", False),
+                 ("stream", "max_abs", True))
 PERCENTILES = (50, 90, 99)
 WORST_COUNT = 10
 

@@ -95,6 +95,8 @@ class UtteranceRecord:
     #: read it (`core.audio.Audio.loader`)
     resampler: str | None = None
     audio_loader: str | None = None
+    #: `corpus --stream`: one entry per att context (`core.corpus.streaming`); None for an offline comparison
+    stream: list[dict[str, Any]] | None = None
 
     @property
     def evaluated(self) -> bool:

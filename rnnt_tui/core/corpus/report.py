@@ -18,6 +18,9 @@ report.json (schema `rnnt-tui.corpus-report/1`):
 - `out_of_tolerance_utterances`: [{uid, line, audio, steps}] for each utterance out of tolerance (steps: which).
 - `drift`: {component: {figure: {n, nan, p50, p90, p99, worst}}} (bad-tail percentiles, see core.corpus.aggregate).
 - `worst`: uids of the worst utterances, worst first; `gates`: the thresholds and `breached` (sentences).
+- `stream`: null, or with `corpus --stream` one row per att context (`core.corpus.streaming.stream_rows`:
+  identical share, WER of the candidate's streaming transcript vs NeMo streaming and vs NeMo offline, QoI, drift);
+  then `reference` in the summary is NeMo's streaming loop.
 - `problems`: the utterances not evaluated, with line, audio, status, stage and error.
 - `utterances`: one row per utterance, the columns of utterances.csv (`ROW_FIELDS`), including `resampler` and
   `audio_loader`: what resampled the clip and who read it, for both runtimes and NeMo's column alike.
@@ -85,8 +88,11 @@ def utterance_row(record: UtteranceRecord) -> dict[str, Any]:
 
 
 def build_report(header: RunHeader, records: list[UtteranceRecord], gates: Gates | None = None) -> dict[str, Any]:
+    from rnnt_tui.core.corpus.streaming import stream_rows
+
     run = {k: v for k, v in header.to_json().items() if k != "kind"}
     return {"schema": SCHEMA, "run": run, **aggregate(records, gates),
+            "stream": stream_rows(records) if header.stream is not None else None,
             "utterances": [utterance_row(r) for r in records]}
 
 
@@ -135,7 +141,8 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"- utterances: {s['utterances']} ({s['evaluated']} evaluated, {s['errors']} bad input, "
              f"{s['failed']} failed); {s['with_text']} with text",
              f"- text normalisation: {run['normalisation']} (edit distances: {run['wer_library']})", "",
-             "| figure | NeMo / PyTorch | " + run["candidate_label"] + " | Δ |", "|---|---|---|---|",
+             "| figure | " + ("NeMo streaming" if run.get("stream") else "NeMo / PyTorch") + " | "
+             + run["candidate_label"] + " | Δ |", "|---|---|---|---|",
              f"| WER | {pct(s['wer'][REFERENCE])} | {pct(s['wer'][CANDIDATE])} | {pct(s['wer_delta'])} |",
              f"| CER | {pct(s['cer'][REFERENCE])} | {pct(s['cer'][CANDIDATE])} | {pct(s['cer_delta'])} |",
              f"| RTFx | {_num(s['rtfx'][REFERENCE])} | {_num(s['rtfx'][CANDIDATE])} | |", "",
@@ -149,6 +156,10 @@ def to_markdown(report: dict[str, Any]) -> str:
              + (": " + ", ".join(f"line {o['line']} ({Path(o['audio']).name}: {', '.join(o['steps'])})"
                                  for o in report["out_of_tolerance_utterances"]) if s["out_of_tolerance"] else "")
              + " (a step outside its tolerance, or the decode diverging).", ""]
+    if report.get("stream") is not None:
+        from rnnt_tui.core.corpus.streaming import stream_markdown
+
+        lines += stream_markdown(report["stream"])
     gates = report["gates"]
     if gates["breached"]:
         lines += ["**Gates breached:**", *[f"- {b}" for b in gates["breached"]], ""]

@@ -60,6 +60,25 @@ class CorpusRequest:
     shard: Shard | None = None
     resume: bool = False
     gates: Gates = field(default_factory=Gates)
+    #: score streaming transcripts: NeMo's cache-aware loop vs the candidate's streaming step (`--stream`)
+    stream: bool = False
+    att_context: str | None = None  # with `stream`: None (the model's default), "L,R" or "all"
+
+    def stream_settings(self) -> dict[str, Any] | None:
+        """What a streaming run's numbers depend on beyond the rest of the header (None: not streaming)."""
+        if not self.stream:
+            return None
+        tolerance = stream_tolerance(self.settings)
+        return {"att_context": self.att_context or "default", "reference": "NeMo cache-aware streaming loop",
+                "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol}}
+
+
+def stream_tolerance(settings: Settings) -> Any:
+    """The streaming comparison's tolerance: the encoder's when --atol/--rtol were given, else `stream`'s default."""
+    from rnnt_tui.core.stream.config import StreamRequest
+
+    given = settings.tolerances.get("encoder") if settings.tolerances_given else None
+    return given if given is not None else StreamRequest(Path(), Path()).tolerance
 
 
 def header_for(request: CorpusRequest, manifest_digest: str, checkpoint_sha256: str) -> RunHeader:
@@ -69,7 +88,7 @@ def header_for(request: CorpusRequest, manifest_digest: str, checkpoint_sha256: 
         candidate_label=RUNTIME_LABELS.get(request.against, request.against), options=asdict(request.options),
         settings=request.settings.to_json(), normalisation=metrics.NORMALISATION, wer_library=metrics.BACKEND,
         shard=str(request.shard) if request.shard else None, limit=request.limit,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), stream=request.stream_settings())
 
 
 def _session_for(pipeline: Pipeline, request: Request, first: bool, cancel: threading.Event | None,
@@ -88,13 +107,31 @@ def _record(session: Session, utterance: Utterance, wall_s: float) -> UtteranceR
 
 def _streamed(pipeline: Pipeline, work: Callable[[], T]) -> Generator[ev.Event, None, T]:
     """Run `work` in a thread, yielding the events the pipeline emits meanwhile; return its result."""
+
+    def attached(emit: ev.Emit) -> T:
+        pipeline.emit = emit
+        return work()
+
+    try:
+        return (yield from _threaded(attached))
+    finally:
+        pipeline.emit = ev.ignore
+
+
+def _threaded(work: Callable[[ev.Emit], T], keep: Callable[[ev.Event], bool] = lambda e: True
+              ) -> Generator[ev.Event, None, T]:
+    """Run `work(emit)` in a thread, yielding the events it emits (those `keep` accepts) meanwhile; return its
+    result."""
     events: queue.Queue[ev.Event | None] = queue.Queue()
     box: dict[str, Any] = {}
-    pipeline.emit = events.put
+
+    def emit(event: ev.Event) -> None:
+        if keep(event):
+            events.put(event)
 
     def target() -> None:
         try:
-            box["value"] = work()
+            box["value"] = work(emit)
         except BaseException as exc:  # noqa: BLE001 - handed to the generator's thread and raised there
             box["error"] = exc
         finally:
@@ -105,7 +142,6 @@ def _streamed(pipeline: Pipeline, work: Callable[[], T]) -> Generator[ev.Event, 
     while (item := events.get()) is not None:
         yield item
     worker.join()
-    pipeline.emit = ev.ignore
     if "error" in box:
         raise box["error"]
     value: T = box["value"]
@@ -131,12 +167,13 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
         request = replace(request, against=opened.against or request.against, options=opened.options)
     manifest = read_manifest(request.manifest)
     read_summary(request.checkpoint)  # a bad checkpoint is refused before anything is written
-    _check_available(request.against)
+    _check_available(request.against, request.stream)
     header = header_for(request, manifest.digest, content_hash(request.checkpoint, cache_dir(), cancel))
     entries = manifest.select(request.limit, request.shard)
     store = ResultsStore.open(request.out_dir, header, request.resume)
     own = pipeline is None
     pipe = pipeline if pipeline is not None else Pipeline()
+    streamer = _Streamer(request, cancel, loaded if loaded is not None else (pipe.loaded if not own else None))
     totals = RunningTotals()
     for record in store.records:
         totals.add(record)
@@ -154,6 +191,8 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
             yield UtteranceStarted(entry.uid, _audio(entry), position, len(entries))
             if isinstance(entry, ManifestError):
                 record = error_record(entry, "manifest", entry.problem)
+            elif request.stream:
+                record = yield from streamer.evaluate(entry)
             else:
                 record = yield from _evaluate(pipe, request, entry, cancel, loaded)
                 ran, spent = ran + 1, spent + (record.wall_s or 0.0)
@@ -167,19 +206,56 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     except CancelledError:
         pass
     except KeyboardInterrupt:
-        _close(store, pipe if own else None)
+        _close(store, pipe if own else None, streamer)
         rebuild_reports(request.out_dir, request.gates)
         raise
     finally:
-        _close(store, pipe if own else None)
+        _close(store, pipe if own else None, streamer)
     reports = rebuild_reports(request.out_dir, request.gates)
     yield CorpusFinished(request.out_dir, interrupted, totals.headline(), tuple(reports))
 
 
-def _close(store: ResultsStore, pipe: Pipeline | None) -> None:
+def _close(store: ResultsStore, pipe: Pipeline | None, streamer: _Streamer) -> None:
     store.close()
+    streamer.close()
     if pipe is not None:
         pipe.close()
+
+
+class _Streamer:
+    """`corpus --stream`: one `StreamSession` (model restored, candidate steps prepared on the first utterance),
+    each utterance streamed through it; its per-chunk events are not forwarded (a corpus shows utterances)."""
+
+    def __init__(self, request: CorpusRequest, cancel: threading.Event | None, loaded: LoadedModel | None) -> None:
+        self.request, self.cancel, self.loaded = request, cancel, loaded
+        self.session: Any = None
+
+    def evaluate(self, utterance: Utterance) -> Generator[ev.Event, None, UtteranceRecord]:
+        from rnnt_tui.core.corpus.streaming import stream_record
+        from rnnt_tui.core.stream.compare import StreamSession
+        from rnnt_tui.core.stream.config import StreamRequest
+
+        keep: Callable[[ev.Event], bool] = lambda e: isinstance(e, ev.Progress)  # noqa: E731
+        if self.session is None:
+            r = self.request
+            stream = StreamRequest(r.checkpoint, utterance.audio_path, r.against, r.att_context,
+                                   tolerance=stream_tolerance(r.settings), use_cache=r.options.use_cache)
+            self.session = yield from _threaded(lambda emit: StreamSession(stream, emit, self.cancel, self.loaded),
+                                                keep)
+        start = time.perf_counter()
+        session = self.session
+        try:
+            result = yield from _threaded(lambda emit: session.compare(utterance.audio_path, emit), keep)
+        except BadInputError as exc:
+            if exc.path is not None and exc.path.resolve() == utterance.audio_path.resolve():
+                return error_record(utterance, "audio", exc.problem)
+            raise
+        return stream_record(result, utterance, time.perf_counter() - start)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
 
 
 def _evaluate(pipe: Pipeline, request: CorpusRequest, utterance: Utterance,
@@ -203,9 +279,15 @@ def _evaluate(pipe: Pipeline, request: CorpusRequest, utterance: Utterance,
     return _record(session, utterance, time.perf_counter() - start)
 
 
-def _check_available(against: str) -> None:
+def _check_available(against: str, stream: bool = False) -> None:
     """Refuse a candidate that cannot run here before restoring or converting anything."""
     from rnnt_tui.core.runtimes import get_runtime_class
+
+    if stream:
+        from rnnt_tui.core.stream.config import STREAM_CANDIDATES
+
+        if against not in STREAM_CANDIDATES:
+            raise RuntimeUnavailableError(f"no streaming candidate {against!r} (choose {', '.join(STREAM_CANDIDATES)})")
 
     try:
         availability = get_runtime_class(against).availability()

@@ -45,6 +45,8 @@ class RunHeader:
     created: str = ""
     schema: int = SCHEMA
     extra: dict[str, Any] = field(default_factory=dict)
+    #: `corpus --stream`: the streaming settings (att context asked for, tolerance); part of the run's identity
+    stream: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "header", **asdict(self)}

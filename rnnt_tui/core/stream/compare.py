@@ -1,6 +1,7 @@
 """The cache-aware streaming comparison: NeMo's chunked loop against a candidate's streaming step, chunk by chunk.
 
-Entry point `run_stream(request, emit, cancel)`. For each att context asked for, the reference loop
+Entry point `run_stream(request, emit, cancel)`; `StreamSession` prepares once and streams many clips (a corpus).
+For each att context asked for, the reference loop
 (`reference.nemo_chunks`) and the candidate advance in lockstep, one chunk at a time, so memory holds one chunk's
 caches and the results (never the whole history): per chunk the candidate's step runs twice - teacher-forced
 (the reference's caches in: the step's own error) and free-running (its own caches from the previous chunk: the
@@ -13,8 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,6 @@ from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.checkpoint import LoadedModel, restore
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
 from rnnt_tui.core.names import RUNTIME_LABELS
-from rnnt_tui.core.nemo_decoding import max_symbols, tokens_to_text
 from rnnt_tui.core.pipeline.events import Emit, Event, progress_of
 from rnnt_tui.core.stats.diff import diff_stats
 from rnnt_tui.core.stream.chunk_decode import ChunkGreedy
@@ -31,25 +31,14 @@ from rnnt_tui.core.stream.config import (
     ALL_CONTEXTS,
     STREAM_CANDIDATES,
     StreamRequest,
-    algorithmic_latency_ms,
     choose_contexts,
 )
-from rnnt_tui.core.stream.coreai_step import CoreAIStreamStep
-from rnnt_tui.core.stream.reference import (
-    CACHE_NAMES,
-    RefChunk,
-    nemo_chunks,
-    offline_tokens,
-    set_context,
-    streaming_cfg_json,
-)
+from rnnt_tui.core.stream.reference import CACHE_NAMES, NemoStream, RefChunk, StreamReference, set_context
 from rnnt_tui.core.stream.result import ChunkResult, ContextResult, Divergence, FeedResult, StreamResult, TensorDiff
-from rnnt_tui.core.stream.steps import Caches, CoreMLStreamStep, MilStreamStep, OnnxStreamStep, StreamStep
+from rnnt_tui.core.stream.step_kinds import STEPS
+from rnnt_tui.core.stream.steps import Caches, StreamStep
 
 JOB = "stream"
-#: each candidate's streaming encoder step
-STEPS: dict[str, type[StreamStep]] = {"onnx": OnnxStreamStep, "mil": MilStreamStep, "coreml": CoreMLStreamStep,
-                                      "coreai": CoreAIStreamStep}
 
 
 @dataclass(frozen=True)
@@ -96,31 +85,32 @@ def _decoder_runtime(loaded: LoadedModel, against: str, use_cache: bool) -> Any:
     return only(loaded, options)
 
 
-def _divergence(chunk: int, time_s: float, loaded: LoadedModel, ref: list[int], cand: list[int]) -> Divergence:
-    return Divergence(chunk, time_s, tokens_to_text(loaded, ref), tokens_to_text(loaded, cand))
-
-
-def _context(loaded: LoadedModel, audio: np.ndarray, sample_rate: int, context: list[int], step: StreamStep,
-             runtime: Any, request: StreamRequest, emit: Emit, cancel: threading.Event | None) -> ContextResult:
-    model = loaded.eval()
-    set_context(model, context)
+def _context(reference: StreamReference, audio: np.ndarray | None, sample_rate: int, context: list[int],
+             step: StreamStep, runtime: Any, request: StreamRequest, emit: Emit,
+             cancel: threading.Event | None) -> ContextResult:
+    """One att context: the reference's chunks and the candidate in lockstep (the one chunk loop; `reference` is
+    NeMo live or a recording)."""
+    reference.begin(context)
+    text = reference.text
     progress = progress_of(emit, JOB)
     atol, rtol = request.tolerance.atol, request.tolerance.rtol
-    blank = int(model.decoder.blank_idx)
-    decoder = ChunkGreedy(runtime, blank, max_symbols(loaded))
+    decoder = ChunkGreedy(runtime, reference.blank, reference.max_symbols)
     caches: Caches | None = None
     chunks: list[ChunkResult] = []
     divergence: Divergence | None = None
     ref_tokens: list[int] = []
-    clip_s = len(audio) / float(sample_rate)
-    for ref in _chunks(model, audio, sample_rate, cancel):
+    clip_s = reference.clip_s(audio, sample_rate)
+    for ref in reference.chunks(audio, sample_rate):
+        if cancel is not None and cancel.is_set():
+            raise CancelledError("cancelled between chunks")
         first = ref.index == 0
-        teacher = step(ref.features, ref.length, ref.caches_in, first)
         began = time.perf_counter()
         free = step(ref.features, ref.length, caches if caches is not None else ref.caches_in, first)
         step_ms = (time.perf_counter() - began) * 1000
         emitted = decoder.advance(free[0], free[1])
         cand_ms = (time.perf_counter() - began) * 1000
+        # the first chunk's caches in are the reference's either way: its teacher-forced run is the free-running one
+        teacher = free if caches is None else step(ref.features, ref.length, ref.caches_in, first)
         caches = free[2]
         fixed = step.frames.get("first" if first else "next", ref.features.shape[2])
         padded = fixed > ref.features.shape[2]
@@ -133,37 +123,102 @@ def _context(loaded: LoadedModel, audio: np.ndarray, sample_rate: int, context: 
             teacher_forced=_feed("teacher-forced", ref, teacher, atol, rtol, padded),
             free_running=_feed("free-running", ref, free, atol, rtol, padded),
             reference_tokens=tuple(new_ref), candidate_tokens=tuple(emitted),
-            reference_piece=tokens_to_text(loaded, new_ref), candidate_piece=tokens_to_text(loaded, emitted),
+            reference_piece=text(new_ref), candidate_piece=text(emitted),
             reference_ms=ref.compute_ms, candidate_ms=cand_ms, candidate_step_ms=step_ms, notes=notes)
         chunks.append(result)
         if divergence is None and decoder.tokens != ref_tokens:
-            divergence = _divergence(ref.index, ref.start_s, loaded, ref_tokens, decoder.tokens)
+            divergence = Divergence(ref.index, ref.start_s, text(ref_tokens), text(decoder.tokens))
         emit(ChunkCompared((context[0], context[1]), result))
         progress(f"att context {context}: chunk {ref.index + 1}", min(1.0, (ref.start_s + ref.audio_s) /
                                                                       max(clip_s, 1e-9)))
     if not chunks:
         raise BadInputError(request.clip, f"{clip_s:.2f} s is shorter than one streaming chunk of att context "
                                           f"{context}")
-    offline = offline_tokens(model, audio)
-    reference_text = tokens_to_text(loaded, ref_tokens)
-    offline_text = tokens_to_text(loaded, offline)
+    offline = reference.offline(audio)
     gap = None
     if offline != ref_tokens:
         n = next((i for i, (a, b) in enumerate(zip(offline, ref_tokens, strict=False)) if a != b),
                  min(len(offline), len(ref_tokens)))
-        gap = Divergence(-1, float("nan"), tokens_to_text(loaded, offline[: n + 1]),
-                         tokens_to_text(loaded, ref_tokens[: n + 1]))
-    return ContextResult((context[0], context[1]), streaming_cfg_json(model), algorithmic_latency_ms(model, context),
-                         tuple(chunks), reference_text, offline_text, tokens_to_text(loaded, decoder.tokens),
-                         divergence, gap)
+        gap = Divergence(-1, float("nan"), text(offline[: n + 1]), text(ref_tokens[: n + 1]))
+    return ContextResult((context[0], context[1]), reference.streaming_cfg(), reference.latency_ms(context),
+                         tuple(chunks), text(ref_tokens), text(offline), text(decoder.tokens), divergence, gap)
 
 
-def _chunks(model: Any, audio: np.ndarray, sample_rate: int,
-            cancel: threading.Event | None) -> Iterator[RefChunk]:
-    for chunk in nemo_chunks(model, audio, sample_rate):
-        if cancel is not None and cancel.is_set():
-            raise CancelledError("cancelled between chunks")
-        yield chunk
+class StreamSession:
+    """The model restored, the candidate's decoder / joint and its streaming step for every context prepared once;
+    `compare(clip)` then streams one clip (a corpus calls it per utterance). `run_stream` is one session, one clip.
+    `close()` restores the encoder's default context and closes the runtime."""
+
+    def __init__(self, request: StreamRequest, emit: Emit, cancel: threading.Event | None = None,
+                 loaded: LoadedModel | None = None) -> None:
+        request = request.resolved()
+        check_candidate(request.against)
+        if request.step_packages:  # a user's packages whose names cannot be mapped are refused before anything loads
+            from rnnt_tui.core.stream.package_step import package_roles
+
+            package_roles(request.step_packages, request.role_map, request.against)
+            if request.att_context == ALL_CONTEXTS:
+                raise BadInputError(None, "--step packages are built for one att context: give --att-context L,R")
+        self.request, self.emit, self.cancel = request, emit, cancel
+        progress = progress_of(emit, JOB)
+        if loaded is None:
+            progress("restoring the checkpoint with NeMo", None)
+            loaded = restore(request.checkpoint, cancel=cancel)
+        self.loaded = loaded
+        self.reference = NemoStream(loaded)
+        model = loaded.eval()
+        self.notes: list[str] = []
+        if getattr(model, "cur_decoder", "rnnt") != "rnnt":  # a hybrid switched to CTC: stream its transducer head
+            from rnnt_tui.core.quiet import quiet
+
+            with quiet():
+                model.change_decoding_strategy(decoder_type="rnnt", verbose=False)
+            self.notes.append("the hybrid model was set to its transducer (rnnt) decoder for streaming")
+        self.contexts = choose_contexts(request.checkpoint, model.encoder, request.att_context)
+        self.default_context = [int(x) for x in model.encoder.att_context_size]
+        self.sample_rate = int(model.cfg.preprocessor.get("sample_rate", model.cfg.get("sample_rate", 16000)))
+        self.runtime = _decoder_runtime(loaded, request.against, request.use_cache)
+        progress(f"{self.runtime.label}: preparing the decoder and joint", 0.0)
+        self.steps: list[StreamStep] = []
+        self.step_notes: list[str] = []
+        try:
+            self.runtime.prepare(lambda text, fraction=None: progress(text, fraction), cancel)
+            for context in self.contexts:
+                step = _step(loaded, context, request)
+                self.steps.append(step)
+                progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
+                step.prepare(progress, cancel)
+                self.step_notes += [f"{context}: {n}" for n in step.notes]
+        except BaseException:
+            self.close()
+            raise
+
+    def compare(self, clip: Path, emit: Emit | None = None) -> StreamResult:
+        """Stream `clip` through NeMo's loop and the candidate at every context, events to `emit` (default: the
+        session's); BadInputError naming a clip that cannot be read or is shorter than one chunk."""
+        from dataclasses import replace
+
+        request = replace(self.request, clip=clip.expanduser().resolve())
+        audio = load_audio(request.clip, self.sample_rate)
+        results = [_context(self.reference, audio.samples, self.sample_rate, context, step, self.runtime, request,
+                            emit or self.emit, self.cancel)
+                   for context, step in zip(self.contexts, self.steps, strict=True)]
+        return StreamResult(str(request.checkpoint), str(request.clip), audio.duration_s, RUNTIME_LABELS["pytorch"],
+                            self.runtime.label, tuple(self.step_notes), tuple(results),
+                            {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol}, tuple(self.notes),
+                            audio.resampler, audio.loader)
+
+    def close(self) -> None:
+        for step in self.steps:
+            step.close()
+        set_context(self.loaded.eval(), self.default_context)
+        self.runtime.close()
+
+    def __enter__(self) -> StreamSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _step(loaded: LoadedModel, context: list[int], request: StreamRequest) -> StreamStep:
@@ -178,49 +233,5 @@ def _step(loaded: LoadedModel, context: list[int], request: StreamRequest) -> St
 def run_stream(request: StreamRequest, emit: Emit, cancel: threading.Event | None = None,
                loaded: LoadedModel | None = None) -> StreamResult:
     """Compare `request.against`'s streaming step with NeMo's chunked loop on every context asked for."""
-    request = request.resolved()
-    check_candidate(request.against)
-    if request.step_packages:  # a user's packages whose names cannot be mapped are refused before anything loads
-        from rnnt_tui.core.stream.package_step import package_roles
-
-        package_roles(request.step_packages, request.role_map, request.against)
-        if request.att_context == ALL_CONTEXTS:
-            raise BadInputError(None, "--step packages are built for one att context: give --att-context L,R")
-    progress = progress_of(emit, JOB)
-    if loaded is None:
-        progress("restoring the checkpoint with NeMo", None)
-        loaded = restore(request.checkpoint, cancel=cancel)
-    model = loaded.eval()
-    notes: list[str] = []
-    if getattr(model, "cur_decoder", "rnnt") != "rnnt":  # a hybrid switched to CTC: stream its transducer head
-        from rnnt_tui.core.quiet import quiet
-
-        with quiet():
-            model.change_decoding_strategy(decoder_type="rnnt", verbose=False)
-        notes.append("the hybrid model was set to its transducer (rnnt) decoder for streaming")
-    contexts = choose_contexts(request.checkpoint, model.encoder, request.att_context)
-    default_context = [int(x) for x in model.encoder.att_context_size]
-    sample_rate = int(model.cfg.preprocessor.get("sample_rate", model.cfg.get("sample_rate", 16000)))
-    audio = load_audio(request.clip, sample_rate)
-    runtime = _decoder_runtime(loaded, request.against, request.use_cache)
-    progress(f"{runtime.label}: preparing the decoder and joint", 0.0)
-    runtime.prepare(lambda text, fraction=None: progress(text, fraction), cancel)
-    results: list[ContextResult] = []
-    step_notes: list[str] = []
-    try:
-        for context in contexts:
-            step = _step(loaded, context, request)
-            try:
-                progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
-                step.prepare(progress, cancel)
-                step_notes += [f"{context}: {n}" for n in step.notes]
-                results.append(_context(loaded, audio.samples, sample_rate, context, step, runtime, request, emit,
-                                        cancel))
-            finally:
-                step.close()
-    finally:
-        set_context(model, default_context)
-        runtime.close()
-    return StreamResult(str(request.checkpoint), str(request.clip), audio.duration_s, RUNTIME_LABELS["pytorch"],
-                        runtime.label, tuple(step_notes), tuple(results),
-                        {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol}, tuple(notes))
+    with StreamSession(request, emit, cancel, loaded) as session:
+        return session.compare(request.clip)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rnnt_tui.core.checkpoint import LoadedModel
 
 CACHE_NAMES = ("cache_last_channel", "cache_last_time", "cache_last_channel_len")
 
@@ -138,3 +141,58 @@ def offline_tokens(model: Any, audio: np.ndarray) -> list[int]:
                                                             return_hypotheses=True)
     hyps = out[0] if isinstance(out, tuple) else out
     return _tokens(hyps)
+
+
+class StreamReference(Protocol):
+    """What the comparison's chunk loop reads of its reference: NeMo live (`NemoStream`) or a recording
+    (`core.bundle.stream_replay.RecordedStream`, no NeMo)."""
+
+    blank: int
+    max_symbols: int | None
+
+    def begin(self, context: list[int]) -> None: ...
+    def chunks(self, audio: np.ndarray | None, sample_rate: int) -> Iterator[RefChunk]: ...
+    def offline(self, audio: np.ndarray | None) -> list[int]: ...
+    def text(self, tokens: list[int]) -> str: ...
+    def streaming_cfg(self) -> dict[str, Any]: ...
+    def latency_ms(self, context: list[int]) -> float: ...
+    def clip_s(self, audio: np.ndarray | None, sample_rate: int) -> float: ...
+
+
+class NemoStream:
+    """The live reference: NeMo's loop (`nemo_chunks`) and offline decode on a restored model."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        from rnnt_tui.core.nemo_decoding import max_symbols
+
+        self.loaded = loaded
+        self.model = loaded.eval()
+        self.blank = int(self.model.decoder.blank_idx)
+        self.max_symbols = max_symbols(loaded)
+
+    def begin(self, context: list[int]) -> None:
+        set_context(self.model, context)
+
+    def chunks(self, audio: np.ndarray | None, sample_rate: int) -> Iterator[RefChunk]:
+        assert audio is not None
+        return nemo_chunks(self.model, audio, sample_rate)
+
+    def offline(self, audio: np.ndarray | None) -> list[int]:
+        assert audio is not None
+        return offline_tokens(self.model, audio)
+
+    def text(self, tokens: list[int]) -> str:
+        from rnnt_tui.core.nemo_decoding import tokens_to_text
+
+        return tokens_to_text(self.loaded, tokens)
+
+    def streaming_cfg(self) -> dict[str, Any]:
+        return streaming_cfg_json(self.model)
+
+    def latency_ms(self, context: list[int]) -> float:
+        from rnnt_tui.core.stream.config import algorithmic_latency_ms
+
+        return algorithmic_latency_ms(self.model, context)
+
+    def clip_s(self, audio: np.ndarray | None, sample_rate: int) -> float:
+        return 0.0 if audio is None else len(audio) / float(sample_rate)

@@ -179,6 +179,8 @@ class StreamResult:
     contexts: tuple[ContextResult, ...]
     tolerance: dict[str, float]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    resampler: str | None = None  # what resampled the clip for both sides, and who read it (`core.audio.Audio`)
+    audio_loader: str | None = None
 
     @property
     def status(self) -> str:

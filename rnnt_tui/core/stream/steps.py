@@ -73,11 +73,21 @@ class StreamStep(ABC):
         self.prepare_ms = 0.0
         self.cached = False
         self.frames: dict[str, int] = {}
-        self.artifact_path: Path | None = None  # the cache entry the step was built into
+        self.path: Path | None = None  # the folder of programs (the cache entry it was built into), once prepared
 
     @property
     def label(self) -> str:
         return RUNTIME_LABELS[self.name]
+
+    @classmethod
+    def from_folder(cls, path: Path, context: list[int]) -> StreamStep:
+        """The step on programs already built into `path` (a recorded bundle's copy): no model, no NeMo."""
+        step = cls.__new__(cls)
+        step.loaded, step.context, step.use_cache = None, list(context), False  # type: ignore[assignment]
+        step.notes, step.prepare_ms, step.cached, step.path = [f"recorded: {path}"], 0.0, True, path
+        step.frames = {}
+        step._load(path)
+        return step
 
     def _cache(self) -> ArtifactCache:
         import tempfile
@@ -103,8 +113,8 @@ class StreamStep(ABC):
         if cancel is not None and cancel.is_set():
             raise CancelledError("cancelled while preparing the streaming step")
         progress(f"{self.label}: loading the streaming step", 0.9)
-        self.artifact_path = entry.path
         self._load(entry.path)
+        self.path = entry.path
         self.prepare_ms = (time.perf_counter() - start) * 1000
         self.notes.append(f"{'cache hit' if self.cached else 'built'} in {self.prepare_ms:.0f} ms: {entry.path}")
 

@@ -1,0 +1,97 @@
+"""Per-chunk candidate latency of the streaming comparison at Parakeet-streaming dims (random weights).
+
+Builds (once, into bench/.models/, gitignored) a cache-aware FastConformer-Transducer with the dims of NeMo's
+`stt_en_fastconformer_hybrid_large_streaming_*` checkpoints: 17 layers, d_model 512, 8 heads, 80 mels, dw_striding
+8x with causal downsampling, conv kernel 9, a 1-layer LSTM 640 prediction net, joint 640, att_context_size
+[70, 13] (its char vocabulary is smaller than those models' 1024 BPE pieces, so the joint is cheaper than theirs).
+Then runs the real streaming comparison (`core.stream.compare.StreamSession`) against the candidate on --seconds
+of the bundled speech clips, and reports per chunk: the candidate's streaming step, its step + decode, NeMo's
+`conformer_stream_step` (encoder + decode), against the chunk's audio (the real-time margin) and the algorithmic
+latency ((right + 1) encoder frames). The step's build (ONNX export / Core ML conversion) is outside the figures.
+
+Run:   OMP_NUM_THREADS=1 python bench/stream_latency.py [--seconds 20] [--against onnx]
+Writes bench/results/stream_latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import MODELS, REPO, loadavg, save, speech_like
+
+sys.path.insert(0, str(REPO / "tests"))
+
+import factory  # tests/ is not a package
+
+NAME = "parakeet-streaming"
+DIMS = factory.Dims(n_mels=80, d_model=512, n_layers=17, n_heads=8, subsampling="dw_striding", subsampling_factor=8,
+                    conv_kernel_size=9, pred_hidden=640, pred_rnn_layers=1, joint_hidden=640)
+CONTEXT = [70, 13]
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"median": round(statistics.median(ordered), 2), "p90": round(ordered[int(0.9 * (len(ordered) - 1))], 2),
+            "max": round(ordered[-1], 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--against", default="onnx", choices=("onnx", "mil"))
+    args = ap.parse_args()
+    started = time.monotonic()
+    gate = {"load_before": loadavg()}
+
+    import soundfile as sf
+    import torch
+
+    torch.set_num_threads(1)
+    from rnnt_tui.core.quiet import quiet
+    from rnnt_tui.core.stream.compare import StreamSession
+    from rnnt_tui.core.stream.config import StreamRequest
+
+    ckpt = MODELS / f"{NAME}.nemo"
+    if not ckpt.is_file():
+        began = time.perf_counter()
+        with quiet():
+            factory.build_streaming(ckpt, DIMS, att_context_size=[CONTEXT])
+        print(f"built {ckpt} in {time.perf_counter() - began:.1f} s", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "speech.wav"
+        sf.write(str(clip), speech_like(args.seconds), 16000)
+        began = time.perf_counter()
+        session = StreamSession(StreamRequest(ckpt, clip, args.against), lambda e: None)
+        prepare_s = time.perf_counter() - began
+        try:
+            params = sum(p.numel() for p in session.loaded.model.parameters())
+            result = session.compare(clip)
+        finally:
+            session.close()
+    context = result.contexts[0]
+    chunks = [c for c in context.chunks if c.audio_s > 0]
+    full = chunks[1:-1]  # the steady-state chunks (the first and the last are shorter)
+    step = [c.candidate_step_ms for c in full]
+    payload: dict[str, Any] = {
+        "model": {"name": NAME, "params": params, "dims": DIMS.__dict__, "att_context_size": CONTEXT},
+        "against": args.against, "candidate": result.candidate_label, "clip_s": args.seconds,
+        "chunks": len(context.chunks), "chunk_audio_ms": round(1000 * statistics.median(c.audio_s for c in full), 1),
+        "algorithmic_latency_ms": context.latency_ms, "prepare_s": round(prepare_s, 1),
+        "candidate_step_ms": _stats(step), "candidate_step_and_decode_ms": _stats([c.candidate_ms for c in full]),
+        "nemo_stream_step_ms": _stats([c.reference_ms for c in full]),
+        "candidate_real_time_factor": round(statistics.median(step) / (1000 * statistics.median(
+            c.audio_s for c in full)), 4),
+        "max_drift_free_running": context.max_drift, "identical_transcript": context.ok,
+        "note": "one run; random weights (the transcript is not words); machine shared with other engineers"}
+    print(payload)
+    save("stream_latency", payload, gate, started)
+
+
+if __name__ == "__main__":
+    main()

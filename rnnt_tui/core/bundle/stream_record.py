@@ -1,0 +1,82 @@
+"""`record --stream`: NeMo's chunked (cache-aware) reference and the candidates' streaming steps, into a bundle.
+
+Called by `core.bundle.record.record` before the bundle is sealed, on the model it restored and the clip's samples
+as the model saw them. For each att context asked for, NeMo's own loop (`core.stream.reference.nemo_chunks`) runs
+once and per chunk stores what the comparison's chunk loop reads: the features fed, the caches going in (the first
+chunk's; later ones are the previous chunk's out) and coming out, the encoder output (its valid frames), the cut
+(length, drop_extra_pre_encoded, keep_all_outputs, start and audio seconds), the tokens so far and NeMo's compute
+time; and once: the offline tokens at that context, the streaming_cfg, the algorithmic latency. The streaming
+steps (`core.stream.steps`: NeMo's ONNX export with cache support, the Core ML programs the MIL interpreter runs)
+are copied in from the artifact cache, so `replay --against onnx|mil` runs the same comparison with no NeMo.
+
+bundle.json `stream` (STREAM_FORMAT 1): {format, att_context, contexts: [{att_context_size, streaming_cfg,
+latency_ms, offline_tokens, chunks: [{index, length, drop_extra_pre_encoded, keep_all_outputs, start_s, audio_s,
+encoded_length, tokens, compute_ms, arrays: {role: array name}}], steps: {onnx|mil: folder}}]}.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rnnt_tui.core.bundle.format import BundleWriter
+from rnnt_tui.core.progress import Progress
+
+if TYPE_CHECKING:
+    from rnnt_tui.core.checkpoint import LoadedModel
+
+STREAM_FORMAT = 1
+STREAM_CANDIDATES = ("onnx", "mil")
+
+
+def add_stream(writer: BundleWriter, loaded: LoadedModel, samples: np.ndarray, sample_rate: int,
+               att_context: str | None, progress: Progress, cancel: threading.Event | None) -> dict[str, Any]:
+    """Record NeMo's chunked reference at every context asked for, and each candidate's streaming step."""
+    from rnnt_tui.core.stream.config import choose_contexts
+    from rnnt_tui.core.stream.reference import CACHE_NAMES, NemoStream, set_context
+    from rnnt_tui.core.stream.step_kinds import STEPS
+
+    reference = NemoStream(loaded)
+    model = reference.model
+    if getattr(model, "cur_decoder", "rnnt") != "rnnt":
+        model.change_decoding_strategy(decoder_type="rnnt", verbose=False)
+    default = [int(x) for x in model.encoder.att_context_size]
+    contexts = choose_contexts(loaded.path, model.encoder, att_context)
+    out: list[dict[str, Any]] = []
+    try:
+        for context in contexts:
+            name = f"{context[0]}_{context[1]}"
+            reference.begin(context)
+            chunks = []
+            for ref in reference.chunks(samples, sample_rate):
+                prefix = f"stream/{name}/{ref.index}"
+                arrays = {"features": writer.array(f"{prefix}/features", ref.features),
+                          "encoded": writer.array(f"{prefix}/encoded", ref.encoded[:, :, : ref.encoded_length])}
+                if ref.index == 0:
+                    arrays.update({f"in.{n}": writer.array(f"{prefix}/in.{n}", ref.caches_in[n]) for n in CACHE_NAMES})
+                arrays.update({f"out.{n}": writer.array(f"{prefix}/out.{n}", ref.caches_out[n]) for n in CACHE_NAMES})
+                chunks.append({"index": ref.index, "length": ref.length,
+                               "drop_extra_pre_encoded": ref.drop_extra_pre_encoded,
+                               "keep_all_outputs": ref.keep_all_outputs, "start_s": ref.start_s,
+                               "audio_s": ref.audio_s, "encoded_length": ref.encoded_length, "tokens": ref.tokens,
+                               "compute_ms": ref.compute_ms, "arrays": arrays})
+            progress(f"att context {context}: {len(chunks)} chunks recorded", None)
+            steps = {}
+            for against in STREAM_CANDIDATES:
+                step = STEPS[against](loaded, context, True)
+                progress(f"{step.label}: the streaming step for att context {context}", None)
+                step.prepare(progress, cancel)
+                assert step.path is not None
+                rel = f"stream/steps/{against}/{name}"
+                for path in sorted(step.path.iterdir()):
+                    writer.copy_tree(f"{rel}/{path.name}", path)
+                steps[against] = rel
+            out.append({"att_context_size": context, "streaming_cfg": reference.streaming_cfg(),
+                        "latency_ms": reference.latency_ms(context), "offline_tokens": reference.offline(samples),
+                        "chunks": chunks, "steps": steps})
+    finally:
+        set_context(model, default)
+    return {"format": STREAM_FORMAT, "att_context": att_context or "default", "sample_rate": sample_rate,
+            "contexts": out}

@@ -1,0 +1,145 @@
+"""`replay BUNDLE --against onnx|mil` on a streaming bundle (`record --stream`): the streaming comparison with the
+recorded NeMo chunks as its reference, no NeMo and no torch.
+
+`RecordedStream` is a `core.stream.reference.StreamReference` read from the bundle (chunks rebuilt as
+`RefChunk`s: features, caches in - the first chunk's recorded, later ones the previous chunk's out - caches out,
+encoder output, tokens so far, NeMo's recorded compute time); the candidate's decoder / joint is the replay's own
+(`Recording.candidate`: the recorded ONNX export or the bundle's Core ML packages) and its streaming step the
+recorded programs (`StreamStep.from_folder`). The chunk loop is the comparison's own (`core.stream.compare`).
+A streaming block that is malformed or of a newer format is one `BadInputError` naming the bundle.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from rnnt_tui.core.bundle.replay import Recording, open_recording
+from rnnt_tui.core.bundle.stream_record import STREAM_CANDIDATES, STREAM_FORMAT
+from rnnt_tui.core.errors import BadInputError, RuntimeUnavailableError
+from rnnt_tui.core.names import RUNTIME_LABELS
+from rnnt_tui.core.options import RuntimeOptions
+from rnnt_tui.core.pipeline.events import Emit, progress_of
+from rnnt_tui.core.stream.reference import CACHE_NAMES, RefChunk
+from rnnt_tui.core.stream.result import StreamResult
+from rnnt_tui.core.tolerances import Tolerance
+
+REPLAYED = f"{RUNTIME_LABELS['pytorch']}, recorded"
+
+
+class RecordedStream:
+    """One recorded att context as the comparison's reference."""
+
+    def __init__(self, recording: Recording, context: dict[str, Any]) -> None:
+        self.bundle = recording.bundle
+        self.facts = recording.facts
+        self.context = context
+        self.blank = int(recording.facts.summary.blank_id)
+        self.max_symbols = recording.facts.max_symbols()
+
+    def begin(self, context: list[int]) -> None:
+        pass  # the recording is of one context: the caller iterates the recorded ones
+
+    def chunks(self, audio: np.ndarray | None, sample_rate: int) -> Iterator[RefChunk]:
+        caches_in: dict[str, np.ndarray] | None = None
+        for chunk in self.context["chunks"]:
+            arrays = chunk["arrays"]
+            if caches_in is None:
+                caches_in = {n: self.bundle.array(arrays[f"in.{n}"]) for n in CACHE_NAMES}
+            caches_out = {n: self.bundle.array(arrays[f"out.{n}"]) for n in CACHE_NAMES}
+            yield RefChunk(index=int(chunk["index"]), features=self.bundle.array(arrays["features"]),
+                           length=int(chunk["length"]), drop_extra_pre_encoded=int(chunk["drop_extra_pre_encoded"]),
+                           keep_all_outputs=bool(chunk["keep_all_outputs"]), start_s=float(chunk["start_s"]),
+                           audio_s=float(chunk["audio_s"]), caches_in=caches_in,
+                           encoded=self.bundle.array(arrays["encoded"]), encoded_length=int(chunk["encoded_length"]),
+                           caches_out=caches_out, tokens=[int(t) for t in chunk["tokens"]],
+                           compute_ms=float(chunk["compute_ms"]))
+            caches_in = caches_out
+
+    def offline(self, audio: np.ndarray | None) -> list[int]:
+        return [int(t) for t in self.context["offline_tokens"]]
+
+    def text(self, tokens: list[int]) -> str:
+        return self.facts.text(tokens)
+
+    def streaming_cfg(self) -> dict[str, Any]:
+        return dict(self.context["streaming_cfg"])
+
+    def latency_ms(self, context: list[int]) -> float:
+        return float(self.context["latency_ms"])
+
+    def clip_s(self, audio: np.ndarray | None, sample_rate: int) -> float:
+        last = self.context["chunks"][-1] if self.context["chunks"] else {"start_s": 0.0, "audio_s": 0.0}
+        return float(last["start_s"]) + float(last["audio_s"])
+
+
+def stream_block(recording: Recording) -> dict[str, Any] | None:
+    """The bundle's streaming record, checked (None: not a streaming bundle)."""
+    bundle = recording.bundle
+    block = bundle.meta.get("stream")
+    if block is None:
+        return None
+    try:
+        version = block["format"]
+        if not isinstance(version, int) or version > STREAM_FORMAT:
+            raise BadInputError(bundle.path, f"its streaming record is format {version!r}; this rnnt-tui reads "
+                                             f"{STREAM_FORMAT}: upgrade rnnt-tui to replay it")
+        for context in block["contexts"]:
+            [int(x) for x in context["att_context_size"]]
+            if not context["chunks"] or not set(STREAM_CANDIDATES) <= set(context["steps"]):
+                raise ValueError("a context without chunks or streaming steps")
+            for chunk in context["chunks"]:
+                for name in chunk["arrays"].values():
+                    if not bundle.has(name):
+                        raise ValueError(f"array {name} is not in the manifest")
+                int(chunk["length"]), float(chunk["compute_ms"]), list(chunk["tokens"])
+    except BadInputError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise BadInputError(bundle.path, f"its streaming record (bundle.json `stream`) is malformed: "
+                                         f"{type(exc).__name__} {exc}") from exc
+    return dict(block)
+
+
+def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event | None = None,
+                  tolerance: Tolerance | None = None) -> StreamResult:
+    """The streaming comparison of `against` against the recording in the bundle at `path`."""
+    from rnnt_tui.core.stream.compare import _context
+    from rnnt_tui.core.stream.config import StreamRequest
+    from rnnt_tui.core.stream.step_kinds import STEPS
+
+    if against not in STREAM_CANDIDATES:
+        raise RuntimeUnavailableError(f"a streaming bundle replays against {' or '.join(STREAM_CANDIDATES)}, "
+                                      f"not {against}")
+    recording = open_recording(path, against)
+    try:
+        block = stream_block(recording)
+        if block is None:
+            raise BadInputError(recording.bundle.path, "holds no streaming record: record it with --stream")
+        progress = progress_of(emit, "stream")
+        runtime = recording.candidate(against, RuntimeOptions())
+        runtime.prepare(progress, cancel)
+        clip = recording.clips[0]
+        request = StreamRequest(recording.bundle.path, recording.bundle.path, against,
+                                tolerance=tolerance or StreamRequest(recording.bundle.path, recording.bundle.path)
+                                .tolerance)
+        results, notes = [], []
+        try:
+            for context in block["contexts"]:
+                pair = [int(x) for x in context["att_context_size"]]
+                step = STEPS[against].from_folder(recording.bundle.file(context["steps"][against]), pair)
+                notes += [f"{pair}: {n}" for n in step.notes]
+                results.append(_context(RecordedStream(recording, context), None, int(block["sample_rate"]), pair,
+                                        step, runtime, request, emit, cancel))
+        finally:
+            runtime.close()
+        return StreamResult(str(recording.bundle.path), str(clip["audio"]["path"]),
+                            float(clip["audio"].get("duration_s") or results[0].chunks[-1].start_s),
+                            REPLAYED, RUNTIME_LABELS[against], tuple(notes), tuple(results),
+                            {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol},
+                            tuple(recording.warnings))
+    finally:
+        recording.close()

@@ -1,0 +1,107 @@
+"""`record --stream` / `replay` of a streaming bundle: NeMo's chunked reference recorded once from the streaming
+demo, replayed against the recorded ONNX and Core ML (MIL interpreter) streaming steps in a process where torch
+and NeMo cannot be imported (the light install), with the same per-chunk figures as the live comparison; a
+malformed or newer streaming record is one line naming the bundle, exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+DEMO = ROOT / "assets" / "demo"
+CKPT, CLIP = DEMO / "streaming-rnnt.nemo", DEMO / "hello-world.wav"
+#: a process where torch and NeMo do not exist, as in the light install
+NO_HEAVY = (
+    "import sys, importlib.abc\n"
+    "class Block(importlib.abc.MetaPathFinder):\n"
+    "    def find_spec(self, name, path, target=None):\n"
+    "        if name.split('.')[0] in ('torch', 'nemo', 'lightning'):\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+    "sys.meta_path.insert(0, Block())\n"
+    "from rnnt_tui.cli import main\n"
+    "try:\n"
+    "    code = main(sys.argv[1:])\n"
+    "except SystemExit as exc:\n"
+    "    code = exc.code\n"
+    "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'nemo', 'lightning'))\n"
+    "print('HEAVY', heavy, file=sys.stderr)\n"
+    "sys.exit(code)\n")
+
+
+@pytest.fixture(scope="module")
+def live() -> Any:
+    """The demo restored once; its live streaming comparison against ONNX Runtime on the clip."""
+    import torch
+
+    from rnnt_tui.core.checkpoint import restore
+    from rnnt_tui.core.stream.compare import run_stream
+    from rnnt_tui.core.stream.config import StreamRequest
+
+    torch.set_num_threads(1)
+    loaded = restore(CKPT)
+    return loaded, run_stream(StreamRequest(CKPT, CLIP, "onnx"), lambda e: None, loaded=loaded)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory, live: Any) -> Path:
+    from rnnt_tui.core.bundle.corpus_input import ClipInput
+    from rnnt_tui.core.bundle.record import record
+    from rnnt_tui.core.pipeline.request import Settings
+
+    out = tmp_path_factory.mktemp("stream-bundle") / "b"
+    return record(CKPT, [ClipInput(CLIP)], out, convert="fp32", export_onnx=True,
+                  settings=Settings(runs=1, warmup=0), stream=True)
+
+
+def _replay(bundle: Path, *args: str) -> tuple[int, str, str]:
+    done = subprocess.run([sys.executable, "-c", NO_HEAVY, "replay", str(bundle), *args], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("against", ["onnx", "mil"])
+def test_replay_without_torch_or_nemo_matches_the_live_comparison(bundle: Path, live: Any, against: str) -> None:
+    code, stdout, stderr = _replay(bundle, "--against", against, "--json")
+    assert code == 0, stderr[-3000:]
+    assert "HEAVY []" in stderr
+    report = json.loads(stdout)
+    reference = live[1].contexts[0]
+    assert report["att_context_size"] == list(reference.att_context_size)
+    assert len(report["chunks"]) == len(reference.chunks) > 1
+    assert report["decode"]["reference_text"] == reference.reference_text
+    assert report["decode"]["offline_text"] == reference.offline_text
+    assert report["decode"]["candidate_text"] == reference.reference_text
+    tf = [c["teacher_forced"]["outputs"][0]["max_abs"] for c in report["chunks"]]
+    if against == "onnx":  # the same program on the same recorded inputs: the live run's figures exactly
+        assert tf == [c.teacher_forced.encoder_max_abs for c in reference.chunks]
+    assert max(tf) > 0 and report["chunks"][0]["timing_ms"]["reference"] == pytest.approx(
+        json.loads((bundle / "bundle.json").read_text())["stream"]["contexts"][0]["chunks"][0]["compute_ms"], abs=1e-3)
+
+
+def _edited(bundle: Path, tmp_path: Path, edit: Any) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    meta = json.loads((copy / "bundle.json").read_text())
+    edit(meta["stream"])
+    (copy / "bundle.json").write_text(json.dumps(meta))
+    return copy
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    (lambda s: s["contexts"][0]["chunks"][0].pop("length"), "streaming record (bundle.json `stream`) is malformed"),
+    (lambda s: s["contexts"][0]["chunks"][1]["arrays"].update(features="stream/nope"), "malformed"),
+    (lambda s: s.update(format=99), "format 99"),
+])
+def test_malformed_streaming_bundle_is_one_line(bundle: Path, tmp_path: Path, edit: Any, says: str) -> None:
+    copy = _edited(bundle, tmp_path, edit)
+    code, stdout, stderr = _replay(copy, "--against", "onnx")
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("HEAVY")]
+    assert code == 2 and stdout == ""
+    assert len(lines) == 1 and str(copy) in " ".join(lines[0].split()) and says in lines[0], stderr
