@@ -69,8 +69,8 @@ def gate_options(fn: Any) -> Any:
               help="Output folder for results.jsonl and the reports [default: ./corpus-<manifest>-<runtime>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out: skip what is recorded, never duplicate.")
 @click.option("--stream", "stream_mode", is_flag=True,
-              help="Score streaming transcripts (cache-aware models; onnx or mil): NeMo's chunked loop vs the "
-                   "candidate's streaming step per utterance, against NeMo streaming and NeMo offline.")
+              help="Score streaming transcripts (cache-aware models; any candidate `stream` takes): NeMo's chunked "
+                   "loop vs the candidate's streaming step per utterance, against NeMo streaming and NeMo offline.")
 @click.option("--att-context", default=None, metavar="L,R|all",
               help="With --stream: the att context (one the model was trained with) or 'all' (a row per lookahead).")
 @options.json_mode
