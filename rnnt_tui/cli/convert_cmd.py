@@ -18,7 +18,7 @@ from rnnt_tui.cli.common import checkpoint_path, emit_json, guard, out, status
 from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.formatting import num
 
-CONVERT_PRECISIONS = ("fp32", "fp16", "mixed", "fp16-all")  # core/coreml/convert_one.PRECISIONS (not imported)
+CONVERT_PRECISIONS = ("fp32", "fp16", "mixed", "fp16-all")  # coreml/convert_one.py PRECISIONS, not imported
 WEIGHTS = ("int8", "palettize6", "palettize4")  # core/precision/weights.py WEIGHTS
 
 
