@@ -64,7 +64,7 @@ def test_the_demo_decoder_and_joint_certify_and_decode_identically(capsys: pytes
     assert report["decode"]["identical"] and len(report["decode"]["candidate_tokens"]) > 5
 
 
-@pytest.mark.parametrize("extra", [["--precision", "mixed"], ["--packages", "."]])
+@pytest.mark.parametrize("extra", [["--precision", "mixed"], ["--packages", "."], ["--weights", "int8"]])
 def test_options_core_ai_does_not_take_are_usage_errors(extra: list[str], checkpoints: dict[str, Path],
                                                         clip: Path) -> None:
     from rnnt_tui.cli import main

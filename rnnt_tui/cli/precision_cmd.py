@@ -102,9 +102,13 @@ def _lint_tables(reports: Any) -> None:
         out.print(table)
 
 
-def _check_options(against: str, precision: str, components: tuple[str, ...], packages: str | None) -> None:
+def _check_options(against: str, precision: str, components: tuple[str, ...], packages: str | None,
+                   weights: str | None) -> None:
     """Options that do not go together: a usage error (exit 2) before anything runs."""
     if against == "coreai":
+        if weights:
+            raise click.UsageError("--against coreai certifies fp16 here; compressed Core AI weights are checked by "
+                                   "`compare --against coreai --weights W` (tolerances for compressed weights)")
         if precision != "fp16":
             raise click.UsageError("--against coreai certifies the Core AI fp16 conversion: --precision "
                                    f"{precision} is Core ML's (coremltools' op selection)")
@@ -145,7 +149,7 @@ def precision(checkpoint: str | None, clip: str | None, against: str, precision:
               packages: str | None, weights: str | None, max_seconds: float, no_edges: bool, json_mode: bool) -> None:
     """fp16 / compressed-weight hazards, lint, decode check and edge sweep of CHECKPOINT's Core ML programs (or,
     with --against coreai, its Core AI fp16 assets)."""
-    _check_options(against, precision, components, packages)
+    _check_options(against, precision, components, packages, weights)
 
     def body() -> int:
         from rnnt_tui.core.checkpoint import restore

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gc
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +97,13 @@ def _clean(text: str) -> list[str]:
 
 def convert_module(module: Any, args: tuple[Any, ...], out: Path, *, input_names: Sequence[str],
                    output_names: Sequence[str], dynamic_shapes: Any = None,
-                   metadata: dict[str, Any] | None = None, debug: bool = True) -> list[str]:
+                   metadata: dict[str, Any] | None = None, debug: bool = True,
+                   transform: Callable[[Any], Any] | None = None) -> list[str]:
     """Export, convert and save `module` as the `.aimodel` folder `out` (one function, "main"); returns notes.
 
     `metadata` goes into the asset's custom metadata under `rnnt_tui.<key>`. `debug` keeps PyTorch stack traces in
-    the asset (what Apple's comparator uses to name a drifting op's source line)."""
+    the asset (what Apple's comparator uses to name a drifting op's source line). `transform` rewrites the converted
+    program before it is saved (weight compression, `core.coreai.weights`)."""
     coreai_torch = load_coreai_torch()
 
     if out.suffix != ".aimodel":
@@ -115,6 +117,8 @@ def convert_module(module: Any, args: tuple[Any, ...], out: Path, *, input_names
         ai_program = converter.to_coreai()
         del program, converter
         gc.collect()
+        if transform is not None:
+            ai_program = transform(ai_program)
         out.parent.mkdir(parents=True, exist_ok=True)
         asset = ai_program.save_asset(out)
         del ai_program
