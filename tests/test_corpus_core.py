@@ -226,3 +226,33 @@ def test_out_of_tolerance_utterances_are_counted_listed_first_and_gated_by_defau
     as_json = runner.invoke(corpus_report, [str(tmp_path / "run"), "--json", "--max-out-of-tolerance", "2"])
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.stdout)["summary"]["out_of_tolerance"] == 2
+
+
+def test_runs_on_is_recorded_reported_and_part_of_a_runs_identity(tmp_path: Path) -> None:
+    """Core AI's header says where it ran; a resume elsewhere (another runtime) is refused, a file from before
+    runs_on was recorded resumes, and report.md says it."""
+    from rnnt_tui.core.coreai.platform import coreai_problem, where_it_runs
+    from rnnt_tui.core.corpus.report import to_markdown
+    from rnnt_tui.core.corpus.runner import runs_on
+
+    linux = _header(against="coreai", candidate_label="Core AI", runs_on="Apple Core AI runtime, Linux CPU")
+    assert runs_on("onnx") is None
+    assert runs_on("coreai") == (where_it_runs() if coreai_problem() is None else None)
+    with ResultsStore.open(tmp_path / "a", linux, resume=False) as store:
+        store.append(_record(0, "a", "a", "a"))
+    assert json.loads((tmp_path / "a" / RESULTS_FILE).read_text().splitlines()[0])["runs_on"] == linux.runs_on
+    with pytest.raises(BadInputError, match="runs_on"):
+        ResultsStore.open(tmp_path / "a", replace(linux, runs_on="Core AI framework, macOS 27.0, GPU"), resume=True)
+    with ResultsStore.open(tmp_path / "a", linux, resume=True) as store:
+        assert store.done("1:0.wav")
+    with ResultsStore.open(tmp_path / "old", replace(linux, runs_on=None), resume=False) as store:
+        store.append(_record(0, "a", "a", "a"))
+    with ResultsStore.open(tmp_path / "old", linux, resume=True) as store:  # recorded before runs_on existed
+        assert store.done("1:0.wav")
+    from rnnt_tui.core.corpus.report import rebuild_reports
+
+    rebuild_reports(tmp_path / "a")
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["run"]["runs_on"] == linux.runs_on
+    assert f"- candidate runs on: {linux.runs_on}" in to_markdown(report)
+    assert f"- candidate runs on: {linux.runs_on}" in (tmp_path / "a" / "report.md").read_text()

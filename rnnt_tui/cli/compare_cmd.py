@@ -24,6 +24,9 @@ from rnnt_tui.formatting import num
 @click.option("--drift", is_flag=True, help="Core ML (implies --sweep): for each component out of tolerance on a "
               "unit, search the first op that drifts from CPU_ONLY (coremltools' MLModelComparator).")
 @options.precision
+@click.option("--weights", type=click.Choice(("int8", "palettize6", "palettize4")), default=None,
+              help="Core AI: compress the converted weights with coreai-opt (int8, 6- or 4-bit palettes; not the "
+                   "preprocessor); looser tolerances for compressed weights.")
 @options.packages
 @options.runs
 @options.warmup
@@ -36,11 +39,14 @@ from rnnt_tui.formatting import num
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the report as Markdown.")
 def compare(checkpoint: str | None, audio: str | None, against: str, compute_units: str, sweep: bool, precision: str,
             packages: str | None, runs: int, warmup: int, atol: str, rtol: str, joint_mode: str, joint_chunk: int,
-            json_mode: bool, markdown: str | None, drift: bool = False) -> None:
+            json_mode: bool, markdown: str | None, drift: bool = False, weights: str | None = None) -> None:
     """Compare every component of CHECKPOINT on AUDIO: NeMo/PyTorch vs the candidate runtime."""
     sweep = sweep or drift
     if sweep and against != "coreml":
         raise click.UsageError("--sweep compares Core ML compute units: use it with --against coreml")
+    if weights and (against != "coreai" or packages):
+        raise click.UsageError("--weights compresses the tool's own Core AI conversion: use it with --against coreai "
+                               "and no --packages (`convert --weights` compresses Core ML packages)")
     settings = options.settings(runs, warmup, joint_mode, precision, atol, rtol, joint_chunk)
 
     def body() -> int:
@@ -51,7 +57,8 @@ def compare(checkpoint: str | None, audio: str | None, against: str, compute_uni
         from rnnt_tui.core.report import Comparison, to_markdown
 
         request = Request(checkpoint_path(checkpoint), audio_path(audio), against,
-                          RuntimeOptions(precision=precision, compute_units=compute_units, packages_dir=packages),
+                          RuntimeOptions(precision=precision, compute_units=compute_units, packages_dir=packages,
+                                         weights=weights),
                           settings)
         with status(json_mode) as progress:
             emit = emitter(progress)
@@ -67,6 +74,11 @@ def compare(checkpoint: str | None, audio: str | None, against: str, compute_uni
         if json_mode:
             emit_json({**report, "sweep": None} if sweep else report)
         else:
+            if weights:
+                from rnnt_tui.core.coreai.weights import DESCRIPTION
+
+                out.print(f"Core AI weights: {DESCRIPTION[weights]}; the preprocessor is not compressed; "
+                          "tolerances for compressed weights")
             show_comparison(comparison, report)
         say_why_not(comparison)
         print_failures(report)

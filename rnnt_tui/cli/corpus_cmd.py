@@ -196,8 +196,9 @@ def _pct(value: Any) -> str:
 
 def _tables(report: dict[str, Any]) -> list[Table]:
     run, s = report["run"], report["summary"]
+    where = f"; {run['candidate_label']} ran on {run['runs_on']}" if run.get("runs_on") else ""
     head = Table(title=f"Corpus: {s['evaluated']} of {s['utterances']} utterances evaluated "
-                       f"({s['errors']} bad input, {s['failed']} failed)", title_justify="left")
+                       f"({s['errors']} bad input, {s['failed']} failed{where})", title_justify="left")
     reference = "NeMo streaming" if run.get("stream") else "NeMo / PyTorch"
     for col in ("figure", reference, run["candidate_label"], "Δ"):
         head.add_column(col, justify="left" if col == "figure" else "right")

@@ -2,10 +2,13 @@
 
 `precision CKPT [CLIP]` runs the candidate (the tool's own fp16 conversion, `--precision mixed`, `--weights`, or
 `--packages DIR`) beside the tool's fp32 conversion in the MIL interpreter and prints the hazards (each op with its
-NeMo module), the lint findings, the decode check and the flexible-dimension edge sweep. `lint PACKAGE_OR_DIR`
-reads packages without a clip. Text goes to stdout, progress and errors to stderr; `--json` prints the report's
-`to_json`. Exit: 0 ok, 1 hazards found (non-finite output, decode differs, an edge fails or drifts, a lint error),
-2 bad input, 4 something could not be analysed (the rest of the report is still printed).
+NeMo module), the lint findings, the decode check and the flexible-dimension edge sweep. `--against coreai`
+certifies the Core AI fp16 conversion instead, on Apple's Core AI runtime against PyTorch fp32
+(`core.precision.coreai`): hazards with the op, NeMo module and PyTorch line, and the decode check.
+`lint PACKAGE_OR_DIR` reads packages without a clip. Text goes to stdout, progress and errors to stderr; `--json`
+prints the report's `to_json`. Exit: 0 ok, 1 hazards found (non-finite output, decode differs, an edge fails or
+drifts, a lint error), 2 bad input, 3 Core AI cannot run here, 4 something could not be analysed (the rest of the
+report is still printed).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import click
 from rich.table import Table
 
 from rnnt_tui.cli.common import audio_path, checkpoint_path, emit_json, err, guard, out, status
+from rnnt_tui.core.errors import RuntimeUnavailableError
 from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.formatting import num
 
@@ -46,23 +50,27 @@ def _hazard_tables(report: Any) -> None:
         if comp.error:
             err.print(f"[bold red]{comp.component}:[/] {comp.error}", markup=True, highlight=False)
             continue
-        title = (f"{comp.component} ({LABEL}): max |Δ| {num(comp.max_diff)} of range {num(comp.output_range)}"
+        title = (f"{comp.component} ({comp.label}): max |Δ| {num(comp.max_diff)} of range {num(comp.output_range)}"
                  f" ({num(comp.relative_diff)} relative), finite {num(comp.finite)}")
         if not comp.hazards:
             out.print(f"{title}: no hazards")
             continue
         table = Table(title=title, title_justify="left")
-        for col in ("kind", "op", "type", "NeMo module", "detail", "effect"):
-            table.add_column(col, no_wrap=col != "detail")
+        sources = any(h.source for h in comp.hazards)
+        for col in ("kind", "op", "type", "NeMo module", *(("PyTorch line",) if sources else ()), "detail", "effect"):
+            table.add_column(col, no_wrap=col not in ("detail", "PyTorch line"))
         for h in comp.hazards[:TOP_HAZARDS]:
-            table.add_row(h.kind, h.op, h.op_type, h.module, h.detail, num(h.effect))
+            table.add_row(h.kind, h.op, h.op_type, h.module, *((h.source or "",) if sources else ()), h.detail,
+                          num(h.effect))
         out.print(table)
         if len(comp.hazards) > TOP_HAZARDS:
             out.print(f"  ... {len(comp.hazards) - TOP_HAZARDS} more (--json lists all)")
         if comp.first_nonfinite:
             out.print(f"  first NaN/Inf: {comp.first_nonfinite.op} ({comp.first_nonfinite.module})")
         if comp.first_drift:
-            out.print(f"  first drift: {comp.first_drift.op} ({comp.first_drift.module}): {comp.first_drift.detail}")
+            where = f" at {comp.first_drift.source}" if comp.first_drift.source else ""
+            out.print(f"  first drift: {comp.first_drift.op} ({comp.first_drift.module}){where}: "
+                      f"{comp.first_drift.detail}")
 
 
 def _edge_table(report: Any) -> None:
@@ -94,6 +102,23 @@ def _lint_tables(reports: Any) -> None:
         out.print(table)
 
 
+def _check_options(against: str, precision: str, components: tuple[str, ...], packages: str | None,
+                   weights: str | None) -> None:
+    """Options that do not go together: a usage error (exit 2) before anything runs."""
+    if against == "coreai":
+        if weights:
+            raise click.UsageError("--against coreai certifies fp16 here; compressed Core AI weights are checked by "
+                                   "`compare --against coreai --weights W` (tolerances for compressed weights)")
+        if precision != "fp16":
+            raise click.UsageError("--against coreai certifies the Core AI fp16 conversion: --precision "
+                                   f"{precision} is Core ML's (coremltools' op selection)")
+        if packages:
+            raise click.UsageError("--against coreai certifies the tool's own Core AI conversion; --packages is for "
+                                   "Core ML packages here (compare --against coreai --packages DIR runs your assets)")
+    elif components:
+        raise click.UsageError("--component chooses Core AI components: use it with --against coreai")
+
+
 def _status_line(report: Any) -> str:
     """The verdict with what it counts, so a listed row never contradicts it."""
     listed = sum(len(c.hazards) for c in report.hazards)
@@ -106,8 +131,12 @@ def _status_line(report: Any) -> str:
 @click.command()
 @click.argument("checkpoint", required=False)
 @click.argument("clip", required=False)
+@click.option("--against", type=click.Choice(("mil", "coreai")), default="mil", show_default=True,
+              help="mil: Core ML programs in the MIL interpreter; coreai: the Core AI fp16 assets on Apple's runtime.")
 @click.option("--precision", type=click.Choice(("fp16", "mixed", "fp16-all")), default="fp16", show_default=True,
               help="The tool's own conversion to certify (fp16-all: coremltools' fp16 with no exceptions).")
+@click.option("--component", "components", multiple=True, type=click.Choice(("encoder", "decoder", "joint")),
+              help="coreai: analyse only these components (repeatable; default all three, the encoder is slow).")
 @click.option("--packages", type=click.Path(file_okay=False), default=None,
               help="Certify this folder of .mlpackage files instead of the tool's own conversion.")
 @click.option("--weights", type=click.Choice(WEIGHT_CHOICES), default=None,
@@ -116,9 +145,12 @@ def _status_line(report: Any) -> str:
               help="Longest audio the edge sweep runs (longer bounds are listed as skipped).")
 @click.option("--no-edges", is_flag=True, help="Skip the flexible-dimension edge sweep.")
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
-def precision(checkpoint: str | None, clip: str | None, precision: str, packages: str | None, weights: str | None,
-              max_seconds: float, no_edges: bool, json_mode: bool) -> None:
-    """fp16 / compressed-weight hazards, lint, decode check and edge sweep of CHECKPOINT's Core ML programs."""
+def precision(checkpoint: str | None, clip: str | None, against: str, precision: str, components: tuple[str, ...],
+              packages: str | None, weights: str | None, max_seconds: float, no_edges: bool, json_mode: bool) -> None:
+    """fp16 / compressed-weight hazards, lint, decode check and edge sweep of CHECKPOINT's Core ML programs (or,
+    with --against coreai, its Core AI fp16 assets)."""
+    _check_options(against, precision, components, packages, weights)
+
     def body() -> int:
         from rnnt_tui.core.checkpoint import restore
         from rnnt_tui.core.errors import BadInputError
@@ -131,14 +163,28 @@ def precision(checkpoint: str | None, clip: str | None, precision: str, packages
         with status(json_mode) as progress, _numpy_quiet():
             from rnnt_tui.core.precision.certify import certify
 
+            if against == "coreai":
+                from rnnt_tui.core.coreai.platform import coreai_problem
+
+                problem = coreai_problem(need_converter=True)
+                if problem is not None:
+                    raise RuntimeUnavailableError(problem)
             progress(f"Restoring {path.name} through NeMo", None)
             loaded = restore(path)
-            report = certify(loaded, audio, packages=packages, precision=precision, weights=weights,
-                             max_seconds=max_seconds, edges=not no_edges, progress=progress)
+            if against == "coreai":
+                from rnnt_tui.core.precision.coreai import FP16_COMPONENTS, certify_coreai
+
+                report = certify_coreai(loaded, audio, components=components or FP16_COMPONENTS, progress=progress)
+            else:
+                report = certify(loaded, audio, packages=packages, precision=precision, weights=weights,
+                                 max_seconds=max_seconds, edges=not no_edges, progress=progress)
         if json_mode:
             emit_json(report.to_json())
             return _exit(report.status)
-        out.print(f"Precision report ({LABEL}): {report.candidate} vs the fp32 programs, clip {report.clip}")
+        reference = "PyTorch fp32 (NeMo's modules)" if against == "coreai" else "the fp32 programs"
+        out.print(f"Precision report ({report.label}): {report.candidate} vs {reference}, clip {report.clip}")
+        for line in report.notes:
+            out.print(f"note: {line}")
         for line in report.errors:
             err.print(f"[bold red]error:[/] {line}", markup=True, highlight=False)
         for component, kept in report.fp32_ops.items():
@@ -148,7 +194,8 @@ def precision(checkpoint: str | None, clip: str | None, precision: str, packages
         _hazard_tables(report)
         if report.decode is not None:
             d = report.decode
-            out.print(f"Decode through the programs: identical {num(d.identical)}, token agreement "
+            through = "the fp16 assets" if against == "coreai" else "the programs"
+            out.print(f"Decode through {through}: identical {num(d.identical)}, token agreement "
                       f"{num(d.token_agreement)}, joint argmax agreement {num(d.joint_argmax_agreement)}")
         _lint_tables(report.lint)
         _edge_table(report)

@@ -21,3 +21,4 @@ class RuntimeOptions:
     max_frames: int | None = None  # Core ML time bound in encoder frames; None = about 5 minutes of audio
     packages_dir: str | None = None
     use_cache: bool = True
+    weights: str | None = None  # Core AI: compress the converted weights (int8, palettize6, palettize4)

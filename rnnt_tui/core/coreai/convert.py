@@ -20,8 +20,12 @@ Precision: fp32 by default; "fp16" converts a half-precision copy of the encoder
 dtypes it was exported in, so its float inputs and outputs are fp16; lengths and tokens stay int32). The
 preprocessor stays fp32 (its log-mel and per-feature normalisation are range-sensitive; the asset says fp32).
 
-Assets are built once per (checkpoint sha256, component, precision, max_frames, library versions, decomposition
-version) in the ArtifactCache (atomic: built in a temp dir, renamed into place).
+Weights: `weights` ("int8", "palettize6", "palettize4") compresses the converted program's weights with coreai-opt
+(`core.coreai.weights`) before it is saved; the preprocessor is never compressed. The asset's metadata says which
+(`rnnt_tui.weights`).
+
+Assets are built once per (checkpoint sha256, component, precision, weights, max_frames, library versions,
+decomposition version) in the ArtifactCache (atomic: built in a temp dir, renamed into place).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ IO = {PREPROCESSOR: (("audio_signal", "length"), ("features", "features_length")
 #: the input whose time axis is flexible, and that axis
 TIME_INPUT = {PREPROCESSOR: ("audio_signal", 1), ENCODER: ("features", 2)}
 _VERSIONED = ("rnnt-tui", "coreai-torch", "coreai-core", "torch", "nemo_toolkit", "numpy")
+_VERSIONED_WEIGHTS = ("coreai-opt", "torchao")  # in the key only when weights are compressed
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,11 @@ class ConvertedAsset:
     cache_key: str
     time_multiple: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
+    weights: str | None = None  # the compression applied (None: the converted weights as they are)
 
     def to_json(self) -> dict[str, Any]:
         return {"component": self.component, "path": str(self.path), "precision": self.precision,
+                "weights": self.weights,
                 "max_frames": self.max_frames, "cached": self.cached, "elapsed_ms": round(self.elapsed_ms, 3),
                 "time_multiple": self.time_multiple, "notes": list(self.notes)}
 
@@ -154,8 +161,16 @@ def _example(loaded: LoadedModel, component: str, max_frames: int | None, half: 
     raise ValueError(f"unknown component {component!r}; choose from {', '.join(COMPONENTS)}")
 
 
+def compressed(component: str, weights: str | None) -> str | None:
+    """The compression `component` gets when `weights` is asked for (the preprocessor: none)."""
+    from rnnt_tui.core.coreai.weights import check_weights
+
+    weights = check_weights(weights)
+    return None if component == PREPROCESSOR else weights
+
+
 def convert_one(loaded: LoadedModel, component: str, out: Path, precision: str = "fp32",
-                max_frames: int | None = None) -> tuple[list[str], int]:
+                max_frames: int | None = None, weights: str | None = None) -> tuple[list[str], int]:
     """Export and convert one component to the asset folder `out`; returns (notes, time multiple)."""
     from rnnt_tui import __version__
     from rnnt_tui.core.coreai.export import convert_module
@@ -175,27 +190,40 @@ def convert_one(loaded: LoadedModel, component: str, out: Path, precision: str =
             "blank_id": int(loaded.model.decoder.blank_idx)}
     if component in TIME_INPUT:
         meta["frames_rule"] = frames_rule(loaded, component)
+    weights = compressed(component, weights)
+    transform = None
+    if weights:
+        from functools import partial
+
+        from rnnt_tui.core.coreai.weights import compress_program
+
+        meta["weights"] = weights
+        transform = partial(compress_program, weights=weights)
     notes = convert_module(module, args, out, input_names=names_in, output_names=names_out,
-                           dynamic_shapes=dynamic, metadata=meta)
+                           dynamic_shapes=dynamic, metadata=meta, transform=transform)
     return notes, multiple
 
 
-def cache_key(loaded: LoadedModel, component: str, precision: str, max_frames: int) -> str:
+def cache_key(loaded: LoadedModel, component: str, precision: str, max_frames: int,
+              weights: str | None = None) -> str:
     from rnnt_tui import __version__
     from rnnt_tui.versions import package_version
 
-    versions = {lib: package_version(lib) for lib in _VERSIONED if lib != "rnnt-tui"}
+    weights = compressed(component, weights)
+    libraries = _VERSIONED + (_VERSIONED_WEIGHTS if weights else ())
+    versions = {lib: package_version(lib) for lib in libraries if lib != "rnnt-tui"}
     versions["rnnt-tui"] = __version__
+    extra = {"weights": weights} if weights else {}  # uncompressed keys stay what they were
     return make_key(kind="coreai-asset", sha256=loaded.sha256, component=component, precision=precision,
-                    max_frames=max_frames, conversion=CONVERSION_VERSION, versions=versions)
+                    max_frames=max_frames, conversion=CONVERSION_VERSION, versions=versions, **extra)
 
 
 def convert_components(loaded: LoadedModel, precision: str = "fp32", max_frames: int | None = None,
                        components: Iterable[str] = COMPONENTS, progress: Progress = no_progress,
                        cancel: threading.Event | None = None, use_cache: bool = True,
-                       scratch: Path | None = None) -> list[ConvertedAsset]:
+                       scratch: Path | None = None, weights: str | None = None) -> list[ConvertedAsset]:
     """Convert `components` of `loaded` to Core AI assets, cached (with `use_cache=False`, into `scratch` or a
-    fresh temp dir the caller owns)."""
+    fresh temp dir the caller owns); `weights` compresses them (not the preprocessor)."""
     from rnnt_tui.core.coreml.convert import geometry
 
     frames = geometry(loaded, max_frames).max_frames
@@ -206,15 +234,18 @@ def convert_components(loaded: LoadedModel, precision: str = "fp32", max_frames:
     for index, component in enumerate(wanted):
         if cancel is not None and cancel.is_set():
             raise CancelledError(f"cancelled before converting the {component} to Core AI")
-        progress(f"Core AI: converting the {component} ({index + 1}/{len(wanted)}, {precision})",
+        squeezed = compressed(component, weights)
+        label = precision + (f", {squeezed} weights" if squeezed else "")
+        progress(f"Core AI: converting the {component} ({index + 1}/{len(wanted)}, {label})",
                  index / len(wanted))
         start = time.perf_counter()
-        key = cache_key(loaded, component, precision, frames)
+        key = cache_key(loaded, component, precision, frames, squeezed)
         name = f"{component}.aimodel"
         if store is not None:
-            def build(tmp: Path, component: str = component, name: str = name) -> dict[str, Any]:
-                notes, multiple = convert_one(loaded, component, tmp / name, precision, frames)
-                return {"component": component, "precision": precision, "max_frames": frames,
+            def build(tmp: Path, component: str = component, name: str = name,
+                      squeezed: str | None = squeezed) -> dict[str, Any]:
+                notes, multiple = convert_one(loaded, component, tmp / name, precision, frames, squeezed)
+                return {"component": component, "precision": precision, "max_frames": frames, "weights": squeezed,
                         "sha256": loaded.sha256, "notes": notes, "time_multiple": multiple, "runtime": "coreai"}
 
             entry, cached = store.get_or_build(key, build, cancel)
@@ -225,11 +256,11 @@ def convert_components(loaded: LoadedModel, precision: str = "fp32", max_frames:
         else:
             assert root is not None
             path, cached = root / key / name, False
-            notes, multiple = convert_one(loaded, component, path, precision, frames)
+            notes, multiple = convert_one(loaded, component, path, precision, frames, squeezed)
         elapsed = (time.perf_counter() - start) * 1000
         done.append(ConvertedAsset(component=component, path=path, precision=precision, max_frames=frames,
                                    cached=cached, elapsed_ms=elapsed, cache_key=key, time_multiple=multiple,
-                                   notes=tuple(notes)))
+                                   notes=tuple(notes), weights=squeezed))
         how = "from the cache" if cached else f"converted in {elapsed / 1000:.1f} s"
         progress(f"Core AI: {component} {how}", (index + 1) / len(wanted))
     return done

@@ -78,7 +78,7 @@ class DriftReport:
                 "elapsed_ms": round(self.elapsed_ms, 3)}
 
 
-def _source(node: Any) -> str | None:
+def source_line(node: Any) -> str | None:
     """The innermost frame of the node's stack trace that is not torch's own code: `file:line in function`."""
     trace = node.meta.get("stack_trace") or ""
     frames = [line.strip() for line in trace.splitlines() if line.strip().startswith("File ")]
@@ -93,7 +93,7 @@ def _source(node: Any) -> str | None:
     return None
 
 
-def _module(node: Any, prefix: str) -> str | None:
+def module_path(node: Any, prefix: str) -> str | None:
     """The innermost module that made the node, as a NeMo path (`joint.joint_net.0 (ReLU)`)."""
     stack = node.meta.get("nn_module_stack") or {}
     if not stack:
@@ -105,21 +105,26 @@ def _module(node: Any, prefix: str) -> str | None:
     return f"{prefix}{'.' + inner if inner else ''} ({name})"
 
 
-async def _compare(program: Any, ai_program: Any, inputs: dict[str, Any], atol: float, rtol: float) -> Any:
-    """Apple's intermediate comparison (its one call on macOS; the same pieces one by one elsewhere)."""
-    import sys
+async def torch_intermediates(program: Any, inputs: dict[str, Any]) -> dict[Any, Any]:
+    """Every call_function node's outputs of the exported `program` on `inputs` (Apple's `TorchFXInspector`)."""
+    from coreai_torch.debugging.inspector import TorchFXInspector
+
+    ops = [n.name for n in program.graph.nodes if n.op == "call_function"]
+    values: dict[Any, Any] = await TorchFXInspector(program).get_intermediates_for_ops(ops, tuple(inputs.values()))
+    return values
+
+
+async def coreai_intermediates(ai_program: Any, inputs: dict[str, np.ndarray]
+                               ) -> tuple[dict[str, Any], dict[Any, Any], dict[str, np.ndarray]]:
+    """(torch node → Core AI output mapping, Core AI values by op id, the program's final outputs) of `ai_program`
+    on `inputs`, run by the runtime on the program lowered with debug info (Apple's `CoreAIInspector`)."""
     import tempfile
     from pathlib import Path
 
     from coreai.runtime import AIModel
-    from coreai_torch.debugging.inspector import CoreAIInspector, TorchFXInspector
-    from coreai_torch.debugging.intermediates import compare_intermediates, compare_program_intermediates
+    from coreai_torch.debugging.inspector import CoreAIInspector
     from coreai_torch.debugging.torch_utils import get_torch_to_coreai_output_mapping
 
-    if sys.platform == "darwin":
-        return await compare_program_intermediates(program, ai_program, inputs, atol=atol, rtol=rtol)
-    ops = [n.name for n in program.graph.nodes if n.op == "call_function"]
-    torch_values = await TorchFXInspector(program).get_intermediates_for_ops(ops, tuple(inputs.values()))
     mappings = get_torch_to_coreai_output_mapping(ai_program)
     with tempfile.TemporaryDirectory(prefix="rnnt-tui-drift-") as tmp:
         asset = ai_program.save_asset(Path(tmp) / "drift.aimodel")
@@ -127,9 +132,23 @@ async def _compare(program: Any, ai_program: Any, inputs: dict[str, Any], atol: 
         lowered.mkdir()
         asset._write_odix(lowered, enable_debug_info=True)
         model = await AIModel.load(lowered)
-        coreai_values = await CoreAIInspector(model, "main").get_intermediates_for_ops(
-            [m.target_op_id for m in mappings.values()], {k: v.numpy() for k, v in inputs.items()})
-        del model
+        inspector = CoreAIInspector(model, "main")
+        values = await inspector.get_intermediates_for_ops([m.target_op_id for m in mappings.values()], inputs)
+        outputs = dict(inspector.last_outputs or {})
+        del model, inspector
+    return mappings, values, outputs
+
+
+async def _compare(program: Any, ai_program: Any, inputs: dict[str, Any], atol: float, rtol: float) -> Any:
+    """Apple's intermediate comparison (its one call on macOS; the same pieces one by one elsewhere)."""
+    import sys
+
+    from coreai_torch.debugging.intermediates import compare_intermediates, compare_program_intermediates
+
+    if sys.platform == "darwin":
+        return await compare_program_intermediates(program, ai_program, inputs, atol=atol, rtol=rtol)
+    torch_values = await torch_intermediates(program, inputs)
+    mappings, coreai_values, _ = await coreai_intermediates(ai_program, {k: v.numpy() for k, v in inputs.items()})
     return compare_intermediates(torch_values, coreai_values, mappings, atol=atol, rtol=rtol)
 
 
@@ -182,8 +201,8 @@ def find_drift(loaded: Any, component: str, inputs: dict[str, np.ndarray], *, at
     order = {name: i for i, name in enumerate(nodes)}
     failing = sorted(report.failures, key=lambda c: order.get(c.torch_node_name, 1 << 30))
     ops = tuple(DriftOp(node=c.torch_node_name, target=str(getattr(nodes.get(c.torch_node_name), "target", "?")),
-                        max_diff=c.max_diff, source=_source(nodes[c.torch_node_name]) if c.torch_node_name in nodes
-                        else None, module=_module(nodes[c.torch_node_name], component)
+                        max_diff=c.max_diff, source=source_line(nodes[c.torch_node_name]) if c.torch_node_name in nodes
+                        else None, module=module_path(nodes[c.torch_node_name], component)
                         if c.torch_node_name in nodes else None) for c in failing)
     import sys
 

@@ -4,8 +4,9 @@ Reusable on purpose (the components here; a streaming encoder step later): `conv
 input_names=, output_names=, dynamic_shapes=)` exports, decomposes with coreai-torch's table plus `DECOMPOSITIONS`,
 converts with outputs named by role (Core AI would otherwise call them `view_4`, `permute_46`, … in no promised
 order) and saves the asset; what the libraries print or warn is captured and returned as notes. Memory: the
-exported program is dropped once converted and the converted program once saved, so PyTorch, the program and the
-asset are not all held at once.
+exported program is dropped once converted (its weights are the model's own), and the converted program is dropped
+once its bytecode is written, before the file is hashed (`save_released`; coreai-core's `save_asset` reads the whole
+file back while the program is alive), so at most two copies of the weights (PyTorch's and the program's) are held.
 
 Why extra decompositions: NeMo's preprocessor calls `torch.stft`, which torch.export decomposes into
 `aten.unfold` + `aten._fft_r2c`, and its per-feature normalisation calls `aten.isnan`; coreai-torch 0.4.3 lowers
@@ -18,8 +19,10 @@ first, so the basis is accurate in fp32), and `isnan(x)` as `x != x`. The export
 from __future__ import annotations
 
 import gc
+import hashlib
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +89,49 @@ def export_program(module: Any, args: tuple[Any, ...], dynamic_shapes: Any = Non
         return exported.run_decompositions(decompositions())
 
 
+def save_released(holder: list[Any], out: Path) -> Any:
+    """`AIProgram.save_asset(out)` with the program released before the bytecode is hashed.
+
+    coreai-core's `save_asset` writes the bytecode, then `read_bytes()` the whole file to hash it while the program
+    is still alive: a third copy of every weight at the conversion's peak (beside PyTorch's and the program's). The
+    same steps here (its own `_AIModelAsset._create`, `_save_bytecode`, producer stamp, `main.hash`) pop the
+    program from `holder` (the caller keeps no other reference), drop it once written and hash the file in chunks.
+    Where those private names are missing (another coreai-core), `save_asset` itself is used."""
+    from shutil import rmtree
+
+    from coreai.authoring import asset as asset_module
+
+    program = holder.pop()
+    raw_type = getattr(asset_module, "_AIModelAsset", None)
+    producer = getattr(asset_module, "_COREAI_PRODUCER", None)
+    if raw_type is None or producer is None or not hasattr(program, "_save_bytecode"):
+        return program.save_asset(out)
+    if out.exists():
+        rmtree(out)
+    out.mkdir(parents=True)
+    raw = raw_type._create(path=str(out), metadata=None)
+    try:
+        bytecode = Path(raw._program_bytecode_path)
+        program._save_bytecode(bytecode)
+        del program
+        gc.collect()
+
+        def stamp(meta: Any) -> None:
+            meta.creation_date = time.time()
+            meta._producer = producer
+
+        raw.update_metadata(updates=stamp)
+        digest = hashlib.sha256()
+        with bytecode.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 24), b""):
+                digest.update(chunk)
+        Path(raw._program_hash_path).write_bytes(digest.digest())
+    except Exception:
+        rmtree(out, ignore_errors=True)
+        raise
+    return asset_module.AIModelAsset._wrap(raw)
+
+
 def _clean(text: str) -> list[str]:
     lines: list[str] = []
     for raw in text.replace("\r", "\n").splitlines():
@@ -97,11 +143,13 @@ def _clean(text: str) -> list[str]:
 
 def convert_module(module: Any, args: tuple[Any, ...], out: Path, *, input_names: Sequence[str],
                    output_names: Sequence[str], dynamic_shapes: Any = None,
-                   metadata: dict[str, Any] | None = None, debug: bool = True) -> list[str]:
+                   metadata: dict[str, Any] | None = None, debug: bool = True,
+                   transform: Callable[[Any], Any] | None = None) -> list[str]:
     """Export, convert and save `module` as the `.aimodel` folder `out` (one function, "main"); returns notes.
 
     `metadata` goes into the asset's custom metadata under `rnnt_tui.<key>`. `debug` keeps PyTorch stack traces in
-    the asset (what Apple's comparator uses to name a drifting op's source line)."""
+    the asset (what Apple's comparator uses to name a drifting op's source line). `transform` rewrites the converted
+    program before it is saved (weight compression, `core.coreai.weights`)."""
     coreai_torch = load_coreai_torch()
 
     if out.suffix != ".aimodel":
@@ -115,9 +163,12 @@ def convert_module(module: Any, args: tuple[Any, ...], out: Path, *, input_names
         ai_program = converter.to_coreai()
         del program, converter
         gc.collect()
+        if transform is not None:
+            ai_program = transform(ai_program)
         out.parent.mkdir(parents=True, exist_ok=True)
-        asset = ai_program.save_asset(out)
+        holder = [ai_program]
         del ai_program
+        asset = save_released(holder, out)  # the program is gone before the bytecode is hashed
         if metadata:
             items = {META_PREFIX + k: v for k, v in metadata.items()}
 

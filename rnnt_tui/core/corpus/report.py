@@ -5,7 +5,7 @@ merged), so they can always be rebuilt; a run calls it when it ends, however it 
 
 report.json (schema `rnnt-tui.corpus-report/1`):
 - `schema`: this version string.
-- `run`: the results header (checkpoint and its SHA-256, manifest and digest, `against`, `candidate_label`,
+- `run`: the results header (checkpoint and its SHA-256, manifest and digest, `against`, `candidate_label`, `runs_on`,
   `options`, `settings`, `normalisation`, `wer_library`, `shard`, `limit`, `created`; `extra.merged_shards`).
 - `summary`: `utterances`, `evaluated`, `errors` (bad input), `failed` (a runtime raised), `with_text`,
   `reference_words`, `reference_chars`, `word_errors` / `char_errors` {reference, candidate}, `wer` / `cer`
@@ -136,6 +136,7 @@ def _num(value: Any) -> str:
 def to_markdown(report: dict[str, Any]) -> str:
     run, s = report["run"], report["summary"]
     lines = [f"# Corpus report: {Path(run['checkpoint']).name} vs {run['candidate_label']}", "",
+             *([f"- candidate runs on: {run['runs_on']}"] if run.get("runs_on") else []),
              f"- manifest: `{run['manifest']}`" + (f" (shard {run['shard']})" if run.get("shard") else ""),
              f"- checkpoint SHA-256: `{run['checkpoint_sha256']}`",
              f"- utterances: {s['utterances']} ({s['evaluated']} evaluated, {s['errors']} bad input, "

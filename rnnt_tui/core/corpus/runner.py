@@ -81,13 +81,24 @@ def stream_tolerance(settings: Settings) -> Any:
     return given if given is not None else StreamRequest(Path(), Path()).tolerance
 
 
+def runs_on(against: str) -> str | None:
+    """Where the candidate runs, where its label alone does not say (Core AI: Apple's Linux runtime, or on a Mac
+    the OS framework or the bundled runtime); what the runtime's `describe()["runs_on"]` says, known before it
+    is made so the header can be written first."""
+    if against != "coreai":
+        return None
+    from rnnt_tui.core.coreai.platform import coreai_problem, where_it_runs
+
+    return where_it_runs() if coreai_problem() is None else None
+
+
 def header_for(request: CorpusRequest, manifest_digest: str, checkpoint_sha256: str) -> RunHeader:
     return RunHeader(
         checkpoint=str(request.checkpoint), checkpoint_sha256=checkpoint_sha256, manifest=str(request.manifest),
         manifest_digest=manifest_digest, against=request.against,
         candidate_label=RUNTIME_LABELS.get(request.against, request.against), options=asdict(request.options),
         settings=request.settings.to_json(), normalisation=metrics.NORMALISATION, wer_library=metrics.BACKEND,
-        shard=str(request.shard) if request.shard else None, limit=request.limit,
+        runs_on=runs_on(request.against), shard=str(request.shard) if request.shard else None, limit=request.limit,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), stream=request.stream_settings())
 
 

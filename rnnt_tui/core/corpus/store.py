@@ -40,6 +40,7 @@ class RunHeader:
     settings: dict[str, Any]
     normalisation: str
     wer_library: str
+    runs_on: str | None = None  # what ran the candidate ("Apple Core AI runtime, Linux CPU"); None: its label says
     shard: str | None = None
     limit: int | None = None
     created: str = ""
@@ -60,6 +61,10 @@ class RunHeader:
         """Field names (with both values) on which two runs differ, besides `ignore`."""
         mine, theirs = asdict(self), asdict(other)
         skip = {"checkpoint", "manifest", "extra", *ignore}  # paths may move; their contents are hashed
+        if mine["runs_on"] is None or theirs["runs_on"] is None:
+            skip.add("runs_on")  # a file from before runs_on was recorded: its runtime is the label's
+        # otherwise runs_on is part of a run's identity: one results file holds one runtime's numbers (Core AI on
+        # Linux and on macOS 27's framework are different runtimes), so a resume or merge across them is refused
         return [f"{key}: {theirs[key]!r} vs {mine[key]!r}" for key in mine
                 if key not in skip and mine[key] != theirs[key]]
 

@@ -61,6 +61,8 @@ class PrecisionReport:
     decode: DecodeCheck | None = None
     fp32_ops: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     errors: tuple[str, ...] = field(default_factory=tuple)
+    label: str = LABEL  # what ran the candidate ("Core ML program, MIL interpreter" or Core AI's runtime)
+    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def status(self) -> str:
@@ -80,12 +82,12 @@ class PrecisionReport:
         return [(c.component, h.kind, h.op) for c in self.hazards for h in c.hazards if h.kind in FAILING_KINDS]
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": LABEL, "checkpoint": self.checkpoint, "clip": self.clip, "candidate": self.candidate,
+        return {"label": self.label, "checkpoint": self.checkpoint, "clip": self.clip, "candidate": self.candidate,
                 "status": self.status, "errors": list(self.errors), "fp32_ops": self.fp32_ops,
                 "failing_hazards": [{"component": c, "kind": k, "op": o} for c, k, o in self.failing_hazards],
                 "components": [h.to_json() for h in self.hazards], "lint": [r.to_json() for r in self.lint],
                 "decode": self.decode.to_json() if self.decode else None,
-                "edges": [e.to_json() for e in self.edges]}
+                "edges": [e.to_json() for e in self.edges], "notes": list(self.notes)}
 
 
 Renames = dict[str, tuple[dict[str, str], dict[str, str]]]

@@ -60,10 +60,12 @@ class Hazard:
     value: float | None = None
     group: int = -1
     effect: float | None = None  # output max |Δ| removed when the group computes in fp32
+    source: str | None = None  # the PyTorch line that made the op, where the program records it (Core AI)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "op": self.op, "op_type": self.op_type, "module": self.module,
-                "detail": self.detail, "value": _num(self.value), "group": self.group, "effect": _num(self.effect)}
+                "detail": self.detail, "value": _num(self.value), "group": self.group, "effect": _num(self.effect),
+                "source": self.source}
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class ComponentHazards:
     hazards: tuple[Hazard, ...] = field(default_factory=tuple)
     ops: int = 0
     error: str | None = None
+    label: str = LABEL  # what ran the candidate
+    observed: str = ""  # where the candidate's per-op values came from, when not all from `label`
 
     @property
     def relative_diff(self) -> float | None:
@@ -90,13 +94,13 @@ class ComponentHazards:
         return self.max_diff / self.output_range
 
     def to_json(self) -> dict[str, Any]:
-        return {"component": self.component, "label": LABEL, "package": self.package,
+        return {"component": self.component, "label": self.label, "package": self.package,
                 "reference_package": self.reference_package, "output": self.output,
                 "max_diff": _num(self.max_diff), "output_range": _num(self.output_range),
                 "relative_diff": _num(self.relative_diff), "finite": self.finite, "ops": self.ops,
                 "first_nonfinite": self.first_nonfinite.to_json() if self.first_nonfinite else None,
                 "first_drift": self.first_drift.to_json() if self.first_drift else None,
-                "hazards": [h.to_json() for h in self.hazards], "error": self.error}
+                "hazards": [h.to_json() for h in self.hazards], "error": self.error, "observed": self.observed}
 
 
 def _num(value: float | None) -> float | str | None:

@@ -9,8 +9,8 @@ tool's own conversion of the restored model (`core.coreai.convert`, cached) or a
 One `Executor` (one event loop, every executable open) per runtime; `bind` pads a time axis to the multiple the
 asset declares (or to a static-shape entrypoint's length), casts inputs to the declared dtypes and converts them
 to the runtime's arrays, all before the timed call; outputs are read by name and cropped to the clip's frames.
-Options: `precision` (fp32 / fp16 conversion), `max_frames` and `use_cache` are honoured; compute units are Core
-ML's and do not apply.
+Options: `precision` (fp32 / fp16 conversion), `weights` (coreai-opt compression), `max_frames` and `use_cache` are
+honoured; compute units are Core ML's and do not apply.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from rnnt_tui.core.runtimes.base import (
     RuntimeOptions,
     no_progress,
 )
-from rnnt_tui.core.tolerances import FP16, FP32, Tolerance
+from rnnt_tui.core.tolerances import COMPRESSED, FP16, FP32, Tolerance
 
 _TIME = {PREPROCESSOR: ("audio_signal", 1, "samples"), ENCODER: ("features", 2, "feature frames")}
 _RENAMED = {"h_out": "h", "c_out": "c"}
@@ -77,7 +77,7 @@ class CoreAIRuntime(Runtime):
         return {"name": self.name, "label": self.label, "runs_on": where_it_runs() if coreai_problem() is None
                 else None, "coreai-core": package_version("coreai-core"),
                 "coreai-torch": package_version("coreai-torch"), "precision": self.precision(),
-                "program_precision": self.compute_precision(),
+                "program_precision": self.compute_precision(), "weights": self.options.weights,
                 "max_frames": self.options.max_frames, "packages_dir": self.options.packages_dir,
                 "compute_units": None, "compute_units_note": COMPUTE_UNITS_NOTE,
                 "assets": {c: [m.label for m in ms] for c, ms in self.maps.items()},
@@ -99,7 +99,8 @@ class CoreAIRuntime(Runtime):
 
             self._scratch = Path(tempfile.mkdtemp(prefix="rnnt-tui-coreai-"))
         done = convert_components(self.loaded, self.options.precision, self.options.max_frames,
-                                  type(self).components, progress, cancel, self.options.use_cache, self._scratch)
+                                  type(self).components, progress, cancel, self.options.use_cache, self._scratch,
+                                  self.options.weights)
         actions = {}
         for asset in done:
             info = read_asset(asset.path)
@@ -195,9 +196,16 @@ class CoreAIRuntime(Runtime):
         """Component -> the precision its asset computes in, as the package runtimes report it."""
         return {c: self.component_precision(c) for c in self.maps}
 
+    def component_weights(self, component: str) -> str | None:
+        """The weight compression of `component`'s asset (the tool's conversion; None for the preprocessor)."""
+        from rnnt_tui.core.coreai.convert import compressed
+
+        return compressed(component, self.options.weights) if self._matched is None else None
+
     def tolerances(self) -> dict[str, Tolerance]:
-        """Default tolerances per component from each asset's real precision."""
-        return {c: (FP16 if self.component_precision(c) == "fp16" else FP32)[c] for c in COMPONENTS}
+        """Default tolerances per component from each asset's real precision and weight compression."""
+        return {c: COMPRESSED[c] if self.component_weights(c) else
+                (FP16 if self.component_precision(c) == "fp16" else FP32)[c] for c in COMPONENTS}
 
     # -- binding ------------------------------------------------------------------------------------
     def _choose(self, component: str, inputs: dict[str, np.ndarray]) -> tuple[FunctionMap, int | None, int | None]:
