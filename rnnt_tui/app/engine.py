@@ -232,18 +232,21 @@ class Engine(ActiveWorkers):
         from rnnt_tui.core.pipeline.events import progress_of
         from rnnt_tui.core.precision.certify import certify
 
-        extra: dict[str, Any] = {} if runtime == "mil" else {"against": runtime}
-        problem = precision_problem(runtime)
+        problem = precision_problem(runtime, precision, weights)
         if problem is not None:
             raise RuntimeUnavailableError(problem)
         with self.lock:
             pipe = self._pipeline(post, call)
             if pipe.loaded is None or pipe.session is None:
                 raise RuntimeError("certifying needs a restored checkpoint (a bundle holds no model to convert)")
-            report = certify(pipe.loaded, pipe.session.audio.path, precision=precision, weights=weights,
-                             max_seconds=30.0,
-                             progress=progress_of(self.emitter(post, call, self.session_id), "precision"),
-                             cancel=cancel, **extra)
+            progress = progress_of(self.emitter(post, call, self.session_id), "precision")
+            if runtime == "coreai":
+                from rnnt_tui.core.precision.coreai import certify_coreai
+
+                report = certify_coreai(pipe.loaded, pipe.session.audio.path, progress=progress, cancel=cancel)
+            else:
+                report = certify(pipe.loaded, pipe.session.audio.path, precision=precision, weights=weights,
+                                 max_seconds=30.0, progress=progress, cancel=cancel)
         return report.to_json()
 
     def stop(self) -> None:
@@ -265,26 +268,20 @@ class Engine(ActiveWorkers):
         return [json_path, md_path]
 
 
-def precision_problem(runtime: str) -> str | None:
-    """Why `core.precision.certify` cannot certify on `runtime` here (None: it can). The MIL interpreter runs
-    everywhere; Core AI needs its wheel (`coreai_problem`) and a core whose `certify` takes `against` (issue 19's
-    Core AI precision hazards; until then the screen says so rather than showing the interpreter's figures)."""
-    import inspect
-
+def precision_problem(runtime: str, precision: str = "fp16", weights: str | None = None) -> str | None:
+    """Why the precision certification cannot run on `runtime` here (None: it can). The MIL interpreter runs
+    everywhere; Core AI needs its wheel (`coreai_problem`) and certifies its fp16 conversion
+    (`core.precision.coreai.certify_coreai`), not compressed weights or the Core ML-only precisions."""
     from rnnt_tui.core.coreai.platform import coreai_problem
-    from rnnt_tui.core.precision.certify import certify
 
     if runtime == "mil":
         return None
     if runtime != "coreai":
         return f"the precision certification runs on the MIL interpreter or Core AI, not {runtime}"
-    problem = coreai_problem(need_converter=True)
-    if problem is not None:
-        return problem
-    if "against" not in inspect.signature(certify).parameters:
-        return ("this build certifies fp16 on the Core ML program in the MIL interpreter only (c switches to it); "
-                "for Core AI, compare at fp16 (Runtimes tab, 5) and d names the first op that drifts")
-    return None
+    if precision != "fp16" or weights:
+        return ("Core AI certifies its fp16 conversion here; compressed Core AI weights are checked by comparing "
+                "(Runtimes tab) at those weights")
+    return coreai_problem(need_converter=True)
 
 
 def export_stem(directory: Path, now: datetime | None = None) -> str:
