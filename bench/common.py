@@ -119,6 +119,9 @@ def child_env(tag: str, fresh_cache: bool = False, cache: Path | None = None) ->
     cache_dir.mkdir(parents=True, exist_ok=True)
     (root / "state").mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    # A user's installed tool runs from byte-code after its first launch; with PYTHONDONTWRITEBYTECODE (set in some
+    # sandboxes) every launch would compile rnnt_tui's modules while Textual's come compiled, skewing the ratio.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update({"RNNT_TUI_CACHE_DIR": str(cache_dir), "RNNT_TUI_STATE_DIR": str(root / "state"),
                 "NEMO_TELEMETRY_DISABLED": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"})
     return env
