@@ -155,6 +155,8 @@ class Controller(Actions):
             view.finished_one(record, position, event.total, {}, None, self.state.labels)
         self.query_one(TabbedContent).active = "tab-corpus"
         self.query_one(CorpusView).focus_table()
+        if event.estimate:
+            self.notify(event.estimate, title="Corpus: expected work", timeout=8)
 
     @applied
     def on_sweep_unit_started(self, message: msg.SweepUnitStarted) -> None:
@@ -175,6 +177,8 @@ class Controller(Actions):
         event = message.event
         self.query_one(CorpusView).finished_one(event.record, event.position, event.total, event.totals,
                                                 event.eta_s, self.state.labels)
+        if event.note:
+            self.notify(event.note, title="Corpus: time estimate", timeout=8)
 
     @applied
     def on_corpus_finished(self, message: msg.CorpusFinished) -> None:

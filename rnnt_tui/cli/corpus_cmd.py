@@ -73,22 +73,33 @@ def gate_options(fn: Any) -> Any:
                    "loop vs the candidate's streaming step per utterance, against NeMo streaming and NeMo offline.")
 @click.option("--att-context", default=None, metavar="L,R|all",
               help="With --stream: the att context (one the model was trained with) or 'all' (a row per lookahead).")
+@click.option("--subset", "subset_spec", default=None, metavar="first:N|every:K",
+              help="Run the --against candidate on these manifest entries only (the first N, or every K-th from "
+                   "the first) and --rest on the others: Core AI on Linux takes seconds a clip. Each row says what "
+                   "ran it; the report gives a row per candidate.")
+@click.option("--rest", default="mil", show_default=True, type=click.Choice(["mil", "onnx", "coreml", "coreai"]),
+              help="With --subset: the candidate for the entries outside it.")
 @options.json_mode
 @gate_options
 def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_units: str, precision: str,
            packages: str | None, runs: int, warmup: int, atol: str, rtol: str, joint_mode: str, joint_chunk: int,
            limit: int | None, shard: str | None, out_dir: str | None, resume: bool, stream_mode: bool,
-           att_context: str | None, json_mode: bool, max_wer_delta: float | None, min_qoi: float | None,
+           att_context: str | None, subset_spec: str | None, rest: str, json_mode: bool,
+           max_wer_delta: float | None, min_qoi: float | None,
            min_identical: float | None, max_out_of_tolerance: int) -> None:
     """Compare CHECKPOINT on every clip of MANIFEST (a NeMo manifest, a folder of audio files or a text file of
     paths): NeMo/PyTorch vs the candidate runtime, WER/CER against the manifest text, QoI, drift per component."""
     from rnnt_tui.core.corpus.manifest import Shard
+    from rnnt_tui.core.corpus.subset import Subset
 
     settings = options.settings(runs, warmup, joint_mode, precision, atol, rtol, joint_chunk)
     try:
         parsed_shard = Shard.parse(shard) if shard else None
+        subset = Subset.parse(subset_spec, rest) if subset_spec else None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if subset is not None and (stream_mode or rest == against):
+        raise click.UsageError("--subset needs a --rest other than --against, and no --stream")
     gates = _gates(max_wer_delta, min_qoi, min_identical, max_out_of_tolerance)
     if att_context is not None and not stream_mode:
         raise click.UsageError("--att-context needs --stream")
@@ -100,11 +111,12 @@ def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_u
 
         manifest_path = Path(manifest).expanduser() if manifest else demo_manifest()
         target = Path(out_dir).expanduser() if out_dir else \
-            _default_out(manifest_path, against + ("-stream" if stream_mode else ""), parsed_shard)
+            _default_out(manifest_path, against + ("-stream" if stream_mode else "")
+                         + (f"-{subset.kind}{subset.count}-{rest}" if subset else ""), parsed_shard)
         request = CorpusRequest(checkpoint_path(checkpoint), manifest_path, against, target,
                                 RuntimeOptions(precision=precision, compute_units=compute_units,
                                                packages_dir=packages),
-                                settings, limit, parsed_shard, resume, gates, stream_mode, att_context)
+                                settings, limit, parsed_shard, resume, gates, stream_mode, att_context, subset)
         return _run(request, json_mode)
 
     guard(body)
@@ -138,6 +150,8 @@ def _run(request: Any, json_mode: bool) -> int:
                         bar.update(task, total=event.total, completed=event.done)
                     if event.done:
                         err.print(f"resuming: {event.done} of {event.total} already recorded in {event.out_dir}")
+                    if event.estimate:
+                        err.print(event.estimate, highlight=False, markup=False)
                 elif isinstance(event, events.Progress) and bar is not None and task is not None:
                     bar.update(task, description=event.text[:60])
                 elif isinstance(event, events.CandidateFailed):
@@ -147,6 +161,8 @@ def _run(request: Any, json_mode: bool) -> int:
                 elif isinstance(event, runner.UtteranceFinished):
                     if bar is not None and task is not None:
                         bar.update(task, completed=event.position)
+                    if event.note:
+                        err.print(event.note, highlight=False, markup=False)
                     record = event.record
                     if record.status != "ok":
                         where = f"{request.manifest}:{record.line}" + \
@@ -195,12 +211,14 @@ def _pct(value: Any) -> str:
 
 
 def _tables(report: dict[str, Any]) -> list[Table]:
+    from rnnt_tui.core.corpus.report import candidate_column
+
     run, s = report["run"], report["summary"]
     where = f"; {run['candidate_label']} ran on {run['runs_on']}" if run.get("runs_on") else ""
     head = Table(title=f"Corpus: {s['evaluated']} of {s['utterances']} utterances evaluated "
                        f"({s['errors']} bad input, {s['failed']} failed{where})", title_justify="left")
     reference = "NeMo streaming" if run.get("stream") else "NeMo / PyTorch"
-    for col in ("figure", reference, run["candidate_label"], "Δ"):
+    for col in ("figure", reference, candidate_column(run, s), "Δ"):
         head.add_column(col, justify="left" if col == "figure" else "right")
     head.add_row("WER", _pct(s["wer"]["reference"]), _pct(s["wer"]["candidate"]), _pct(s["wer_delta"]))
     head.add_row("CER", _pct(s["cer"]["reference"]), _pct(s["cer"]["candidate"]), _pct(s["cer_delta"]))
@@ -210,9 +228,10 @@ def _tables(report: dict[str, Any]) -> list[Table]:
     head.add_row(f"out of tolerance (of {s['evaluated']})", "", str(s["out_of_tolerance"]), "")
     resampled = ", ".join(f"{n} {name}" for name, n in sorted(s.get("resamplers", {}).items()))
     head.caption = f"audio for both runtimes and NeMo's column, by resampler: {resampled}" if resampled else None
-    tables = [head]
+    tables = [head, *([_candidates_table(report["candidates"])] if report.get("candidates") else [])]
     if report["drift"]:
-        drift = Table(title="Drift per component (worst figure per utterance; bad-tail percentiles)",
+        mixed = "; mixed: all candidates together" if report.get("candidates") else ""
+        drift = Table(title=f"Drift per component (worst figure per utterance; bad-tail percentiles{mixed})",
                       title_justify="left")
         for col in ("component", "figure", "p50", "p90", "p99", "worst", "NaN"):
             drift.add_column(col, justify="left" if col in ("component", "figure") else "right")
@@ -244,6 +263,19 @@ def _tables(report: dict[str, Any]) -> list[Table]:
             problems.add_row(str(p["line"]), p["audio"], f"{p['status']} ({p['stage']})", p["error"] or "")
         tables.append(problems)
     return tables
+
+
+def _candidates_table(rows: list[dict[str, Any]]) -> Table:
+    from rnnt_tui.core.corpus.subset import candidate_name
+
+    table = Table(title="Per candidate (--subset: each runtime's own figures)", title_justify="left")
+    for col in ("candidate", "utterances", "WER NeMo / candidate", "ΔWER", "identical", "out of tol.", "RTFx"):
+        table.add_column(col, justify="left" if col == "candidate" else "right")
+    for c in rows:
+        table.add_row(candidate_name(c["label"], c["runs_on"]), str(c["utterances"]),
+                      f"{_pct(c['wer']['reference'])} / {_pct(c['wer']['candidate'])}", _pct(c["wer_delta"]),
+                      _pct(c["identical"]), str(c["out_of_tolerance"]), num(c["rtfx"]["candidate"]))
+    return table
 
 
 def _stream_table(rows: list[dict[str, Any]]) -> Table:

@@ -192,6 +192,23 @@ def breached(headline: dict[str, Any], gates: Gates) -> list[str]:
     return out
 
 
+def candidate_rows(records: list[UtteranceRecord]) -> list[dict[str, Any]]:
+    """A `--subset` run's figures per candidate that ran (`candidate`, `label`, `runs_on`, the headline figures
+    over its utterances only, `drift`): two runtimes' WER and drift are never one number."""
+    groups: dict[str, list[UtteranceRecord]] = {}
+    for record in records:
+        if record.candidate is not None:
+            groups.setdefault(record.candidate, []).append(record)
+    rows = []
+    for key, group in groups.items():
+        totals = RunningTotals()
+        for record in group:
+            totals.add(record)
+        rows.append({"candidate": key, "label": group[0].candidate_label, "runs_on": group[0].runs_on,
+                     **totals.headline(), "drift": drift(group)})
+    return rows
+
+
 def aggregate(records: list[UtteranceRecord], gates: Gates | None = None) -> dict[str, Any]:
     """Every corpus figure from `records` (the JSON report's `summary`, `drift`, `worst`, `gates`)."""
     totals = RunningTotals()

@@ -97,6 +97,11 @@ class UtteranceRecord:
     audio_loader: str | None = None
     #: `corpus --stream`: one entry per att context (`core.corpus.streaming`); None for an offline comparison
     stream: list[dict[str, Any]] | None = None
+    #: what ran the candidate side of this utterance: its runtime key, label and where it runs (a `--subset` run
+    #: has two); None for a manifest line that named no clip
+    candidate: str | None = None
+    candidate_label: str | None = None
+    runs_on: str | None = None
 
     @property
     def evaluated(self) -> bool:

@@ -21,9 +21,13 @@ report.json (schema `rnnt-tui.corpus-report/1`):
 - `stream`: null, or with `corpus --stream` one row per att context (`core.corpus.streaming.stream_rows`:
   identical share, WER of the candidate's streaming transcript vs NeMo streaming and vs NeMo offline, QoI, drift);
   then `reference` in the summary is NeMo's streaming loop.
+- `candidates`: null, or with `corpus --subset` one row per candidate that ran (`candidate`, `label`, `runs_on`,
+  the summary's figures over its utterances only, `drift`); then the summary's candidate figures mix two runtimes
+  and `summary.candidate_mixed` says which (`core.corpus.subset`).
 - `problems`: the utterances not evaluated, with line, audio, status, stage and error.
 - `utterances`: one row per utterance, the columns of utterances.csv (`ROW_FIELDS`), including `resampler` and
-  `audio_loader`: what resampled the clip and who read it, for both runtimes and NeMo's column alike.
+  `audio_loader`: what resampled the clip and who read it, for both runtimes and NeMo's column alike, and
+  `candidate` / `runs_on`: what ran the candidate side of that utterance.
 Rates are fractions (0.05 = 5 %); a figure that cannot be computed is null.
 """
 
@@ -36,7 +40,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rnnt_tui.core.corpus.aggregate import Gates, aggregate
+from rnnt_tui.core.corpus.aggregate import Gates, aggregate, candidate_rows
 from rnnt_tui.core.corpus.records import UtteranceRecord
 from rnnt_tui.core.corpus.store import RESULTS_FILE, RunHeader, merge_results
 from rnnt_tui.core.names import CANDIDATE, REFERENCE
@@ -49,7 +53,7 @@ ROW_FIELDS = ("uid", "line", "audio", "status", "stage", "error", "duration_s", 
               "reference_word_errors", "candidate_word_errors", "candidate_substitutions", "candidate_deletions",
               "candidate_insertions", "encoder_max_abs", "encoder_cosine", "decoder_max_abs", "joint_max_abs",
               "joint_argmax_agreement", "within_tolerance", "out_of_tolerance_steps", "reference_compute_ms",
-              "candidate_compute_ms", "resampler", "audio_loader")
+              "candidate_compute_ms", "resampler", "audio_loader", "candidate", "runs_on")
 
 
 def utterance_row(record: UtteranceRecord) -> dict[str, Any]:
@@ -84,16 +88,28 @@ def utterance_row(record: UtteranceRecord) -> dict[str, Any]:
         "reference_compute_ms": record.compute_ms.get(REFERENCE),
         "candidate_compute_ms": record.compute_ms.get(CANDIDATE),
         "resampler": record.resampler, "audio_loader": record.audio_loader,
+        "candidate": record.candidate_label, "runs_on": record.runs_on,
     }
 
 
 def build_report(header: RunHeader, records: list[UtteranceRecord], gates: Gates | None = None) -> dict[str, Any]:
     from rnnt_tui.core.corpus.streaming import stream_rows
+    from rnnt_tui.core.corpus.subset import candidate_name
 
     run = {k: v for k, v in header.to_json().items() if k != "kind"}
-    return {"schema": SCHEMA, "run": run, **aggregate(records, gates),
+    figures = aggregate(records, gates)
+    candidates = candidate_rows(records) if header.subset is not None else None
+    if candidates is not None:
+        figures["summary"]["candidate_mixed"] = "mixed: " + " + ".join(
+            f"{candidate_name(c['label'], c['runs_on'])} on {c['utterances']}" for c in candidates)
+    return {"schema": SCHEMA, "run": run, **figures, "candidates": candidates,
             "stream": stream_rows(records) if header.stream is not None else None,
             "utterances": [utterance_row(r) for r in records]}
+
+
+def candidate_column(run: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The header of the candidate column: its label, or for a `--subset` run what the mixed figures mix."""
+    return f"candidate ({summary['candidate_mixed']})" if summary.get("candidate_mixed") else run["candidate_label"]
 
 
 def _clean(value: Any) -> Any:
@@ -137,13 +153,15 @@ def to_markdown(report: dict[str, Any]) -> str:
     run, s = report["run"], report["summary"]
     lines = [f"# Corpus report: {Path(run['checkpoint']).name} vs {run['candidate_label']}", "",
              *([f"- candidate runs on: {run['runs_on']}"] if run.get("runs_on") else []),
+             *([f"- subset: {run['candidate_label']} on {run['subset']['spec']}, {run['subset']['rest_label']} on the "
+                "rest (each row says which ran it)"] if run.get("subset") else []),
              f"- manifest: `{run['manifest']}`" + (f" (shard {run['shard']})" if run.get("shard") else ""),
              f"- checkpoint SHA-256: `{run['checkpoint_sha256']}`",
              f"- utterances: {s['utterances']} ({s['evaluated']} evaluated, {s['errors']} bad input, "
              f"{s['failed']} failed); {s['with_text']} with text",
              f"- text normalisation: {run['normalisation']} (edit distances: {run['wer_library']})", "",
              "| figure | " + ("NeMo streaming" if run.get("stream") else "NeMo / PyTorch") + " | "
-             + run["candidate_label"] + " | Δ |", "|---|---|---|---|",
+             + candidate_column(run, s) + " | Δ |", "|---|---|---|---|",
              f"| WER | {pct(s['wer'][REFERENCE])} | {pct(s['wer'][CANDIDATE])} | {pct(s['wer_delta'])} |",
              f"| CER | {pct(s['cer'][REFERENCE])} | {pct(s['cer'][CANDIDATE])} | {pct(s['cer_delta'])} |",
              f"| RTFx | {_num(s['rtfx'][REFERENCE])} | {_num(s['rtfx'][CANDIDATE])} | |", "",
@@ -157,6 +175,19 @@ def to_markdown(report: dict[str, Any]) -> str:
              + (": " + ", ".join(f"line {o['line']} ({Path(o['audio']).name}: {', '.join(o['steps'])})"
                                  for o in report["out_of_tolerance_utterances"]) if s["out_of_tolerance"] else "")
              + " (a step outside its tolerance, or the decode diverging).", ""]
+    if report.get("candidates"):
+        from rnnt_tui.core.corpus.subset import candidate_name
+
+        lines += ["## Per candidate (a `--subset` run: each runtime's own figures)", "",
+                  "| candidate | utterances | evaluated | WER (NeMo / candidate) | ΔWER | identical | out of tolerance "
+                  "| encoder max abs p90 | RTFx |", "|---|---|---|---|---|---|---|---|---|"]
+        for c in report["candidates"]:
+            enc = c["drift"].get("encoder", {}).get("max_abs", {}).get("p90")
+            lines.append(f"| {candidate_name(c['label'], c['runs_on'])} | {c['utterances']} "
+                         f"| {c['evaluated']} | {pct(c['wer'][REFERENCE])} / {pct(c['wer'][CANDIDATE])} "
+                         f"| {pct(c['wer_delta'])} | {pct(c['identical'])} | {c['out_of_tolerance']} | {_num(enc)} "
+                         f"| {_num(c['rtfx'][CANDIDATE])} |")
+        lines.append("")
     if report.get("stream") is not None:
         from rnnt_tui.core.corpus.streaming import stream_markdown
 
@@ -167,7 +198,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     elif any(v is not None for k, v in gates.items() if k != "breached"):
         lines += ["Gates: all passed.", ""]
     if report["drift"]:
-        lines += ["## Drift per component (worst figure per utterance)", "",
+        mixed = " — mixed: all candidates together" if report.get("candidates") else ""
+        lines += [f"## Drift per component (worst figure per utterance){mixed}", "",
                   "| component | figure | p50 | p90 | p99 | worst | NaN |", "|---|---|---|---|---|---|---|"]
         for component, figures in report["drift"].items():
             for name, d in figures.items():

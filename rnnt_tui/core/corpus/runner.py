@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +28,7 @@ from rnnt_tui.core.corpus.aggregate import Gates, RunningTotals
 from rnnt_tui.core.corpus.manifest import ManifestError, Shard, Utterance, read_manifest
 from rnnt_tui.core.corpus.records import UtteranceRecord, error_record, record_from
 from rnnt_tui.core.corpus.store import ResultsStore, RunHeader
+from rnnt_tui.core.corpus.subset import Estimate, Subset, candidate_name
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError, StepFailedError
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.options import RuntimeOptions
@@ -63,6 +64,12 @@ class CorpusRequest:
     #: score streaming transcripts: NeMo's cache-aware loop vs the candidate's streaming step (`--stream`)
     stream: bool = False
     att_context: str | None = None  # with `stream`: None (the model's default), "L,R" or "all"
+    #: `--subset`: `against` runs on these entries only, `subset.rest` on the others (`core.corpus.subset`)
+    subset: Subset | None = None
+
+    def against_for(self, index: int) -> str:
+        """The candidate that runs the entry at manifest position `index`."""
+        return self.against if self.subset is None or self.subset.holds(index) else self.subset.rest
 
     def stream_settings(self) -> dict[str, Any] | None:
         """What a streaming run's numbers depend on beyond the rest of the header (None: not streaming)."""
@@ -99,7 +106,14 @@ def header_for(request: CorpusRequest, manifest_digest: str, checkpoint_sha256: 
         candidate_label=RUNTIME_LABELS.get(request.against, request.against), options=asdict(request.options),
         settings=request.settings.to_json(), normalisation=metrics.NORMALISATION, wer_library=metrics.BACKEND,
         runs_on=runs_on(request.against), shard=str(request.shard) if request.shard else None, limit=request.limit,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), stream=request.stream_settings())
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), stream=request.stream_settings(),
+        subset=_subset_json(request))
+
+
+def _subset_json(request: CorpusRequest) -> dict[str, Any] | None:
+    if request.subset is None:
+        return None
+    return {**request.subset.to_json(request.against), "rest_runs_on": runs_on(request.subset.rest)}
 
 
 def _session_for(pipeline: Pipeline, request: Request, first: bool, cancel: threading.Event | None,
@@ -172,18 +186,24 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
 
     request = _resolved(request)
     if pipeline is not None and pipeline.request is not None:  # its candidate is the run's; steps run as asked
-        from dataclasses import replace
-
         opened = pipeline.request
         request = replace(request, against=opened.against or request.against, options=opened.options)
     manifest = read_manifest(request.manifest)
     read_summary(request.checkpoint)  # a bad checkpoint is refused before anything is written
     _check_available(request.against, request.stream)
+    if request.subset is not None:
+        if request.stream:
+            raise BadInputError(request.manifest, "--subset does not go with --stream (one streaming candidate)")
+        _check_available(request.subset.rest)
     header = header_for(request, manifest.digest, content_hash(request.checkpoint, cache_dir(), cancel))
     entries = manifest.select(request.limit, request.shard)
     store = ResultsStore.open(request.out_dir, header, request.resume)
     own = pipeline is None
     pipe = pipeline if pipeline is not None else Pipeline()
+    pipes = {request.against: pipe}
+    if request.subset is not None:
+        pipes[request.subset.rest] = Pipeline()  # prepared once, on the first entry the rest runs
+    tags = {key: (key, RUNTIME_LABELS.get(key, key), runs_on(key)) for key in pipes}
     streamer = _Streamer(request, cancel, loaded if loaded is not None else (pipe.loaded if not own else None))
     totals = RunningTotals()
     for record in store.records:
@@ -191,10 +211,14 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     interrupted = True
     try:
         pending = [e for e in entries if not store.done(e.uid)]
+        estimate = Estimate()
+        for e in pending:
+            key = request.against_for(e.index)
+            estimate.add(key, candidate_name(*tags[key][1:]), e)
+        plan = estimate.plan()
         yield CorpusPlanned(manifest.path, request.out_dir, len(entries), len(entries) - len(pending),
-                            len(manifest.errors), tuple(store.records))
+                            len(manifest.errors), tuple(store.records), plan)
         position = len(entries) - len(pending)
-        spent, ran = 0.0, 0
         for entry in pending:
             if cancel is not None and cancel.is_set():
                 break
@@ -205,31 +229,40 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
             elif request.stream:
                 record = yield from streamer.evaluate(entry)
             else:
-                record = yield from _evaluate(pipe, request, entry, cancel, loaded)
-                ran, spent = ran + 1, spent + (record.wall_s or 0.0)
+                key = request.against_for(entry.index)
+                shared = loaded or next((p.loaded for p in pipes.values() if p.loaded is not None), None)
+                record = yield from _evaluate(pipes[key], replace(request, against=key), entry, cancel, shared)
+            key = request.against_for(entry.index)
+            if isinstance(entry, Utterance):
+                record = replace(record, candidate=key, candidate_label=tags[key][1], runs_on=tags[key][2])
             store.append(record)
             totals.add(record)
-            remaining = len(entries) - position
-            yield UtteranceFinished(record, position, len(entries), totals.headline(),
-                                    spent / ran * remaining if ran else None)
+            eta, note = estimate.finished(key, record.wall_s, record.duration_s,
+                                          entry.duration if isinstance(entry, Utterance) else None)
+            yield UtteranceFinished(record, position, len(entries), totals.headline(), eta, note)
         else:
             interrupted = False
     except CancelledError:
         pass
     except KeyboardInterrupt:
-        _close(store, pipe if own else None, streamer)
+        _close(store, _owned(pipes, pipe, own), streamer)
         rebuild_reports(request.out_dir, request.gates)
         raise
     finally:
-        _close(store, pipe if own else None, streamer)
+        _close(store, _owned(pipes, pipe, own), streamer)
     reports = rebuild_reports(request.out_dir, request.gates)
     yield CorpusFinished(request.out_dir, interrupted, totals.headline(), tuple(reports))
 
 
-def _close(store: ResultsStore, pipe: Pipeline | None, streamer: _Streamer) -> None:
+def _owned(pipes: dict[str, Pipeline], given: Pipeline, own: bool) -> list[Pipeline]:
+    """The pipelines this run made (a caller's own one stays open)."""
+    return [p for p in pipes.values() if own or p is not given]
+
+
+def _close(store: ResultsStore, pipes: list[Pipeline], streamer: _Streamer) -> None:
     store.close()
     streamer.close()
-    if pipe is not None:
+    for pipe in pipes:
         pipe.close()
 
 
@@ -324,8 +357,6 @@ def _audio(entry: Utterance | ManifestError) -> str:
 
 
 def _resolved(request: CorpusRequest) -> CorpusRequest:
-    from dataclasses import replace
-
     return replace(request, checkpoint=request.checkpoint.expanduser().resolve(),
                    manifest=request.manifest.expanduser().resolve(), out_dir=request.out_dir.expanduser().resolve())
 

@@ -48,6 +48,9 @@ class RunHeader:
     extra: dict[str, Any] = field(default_factory=dict)
     #: `corpus --stream`: the streaming settings (att context asked for, tolerance); part of the run's identity
     stream: dict[str, Any] | None = None
+    #: `corpus --subset`: which utterances ran the candidate and what ran the rest (`core.corpus.subset`); part of
+    #: the run's identity, so a resume with another subset is refused
+    subset: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "header", **asdict(self)}

@@ -145,6 +145,8 @@ class CorpusPlanned(Event):
     done: int
     manifest_errors: int
     done_records: tuple[Any, ...] = ()  # what a resumed run already has, for a view to show
+    #: the expected work up front: per candidate, the utterances and audio seconds left (`core.corpus.subset`)
+    estimate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,13 +160,17 @@ class UtteranceStarted(Event):
 @dataclass(frozen=True)
 class UtteranceFinished(Event):
     """One utterance recorded (already on disk). `totals` is `RunningTotals.headline()` over every record so far;
-    `eta_s` the mean comparison time so far times the entries left (restoring the model not counted)."""
+    `eta_s` each candidate's measured time so far (per audio second when durations are known, else per
+    utterance) times what it has left; None until each candidate with work left has finished one (restoring the
+    model not counted)."""
 
     record: Any
     position: int
     total: int
     totals: dict[str, Any]
     eta_s: float | None
+    #: on a candidate's first measured utterance: the time estimate it gives (`core.corpus.subset.Estimate`)
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,95 @@
+"""`corpus --subset`: Core AI on a chosen subset, the MIL interpreter on the rest, each row labelled with what ran
+it, a summary row per candidate, the expected time said up front, and the subset part of the run's identity."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+
+from rnnt_tui.core.corpus import demo_manifest
+from rnnt_tui.core.corpus.manifest import Utterance
+from rnnt_tui.core.corpus.report import REPORT_JSON, REPORT_MD, UTTERANCES_CSV
+from rnnt_tui.core.corpus.runner import CorpusFinished, CorpusPlanned, CorpusRequest, UtteranceFinished, run_corpus
+from rnnt_tui.core.corpus.store import RESULTS_FILE, read_results
+from rnnt_tui.core.corpus.subset import Estimate, Subset
+from rnnt_tui.core.errors import BadInputError
+from rnnt_tui.paths import demo_checkpoint
+
+
+def test_subset_specs_choose_by_manifest_position() -> None:
+    assert [i for i in range(7) if Subset.parse("first:2").holds(i)] == [0, 1]
+    assert [i for i in range(7) if Subset.parse("every:3").holds(i)] == [0, 3, 6]
+    for bad in ("first", "every:0", "some:2", "first:x"):
+        with pytest.raises(ValueError, match="first:N or every:K"):
+            Subset.parse(bad)
+
+
+def test_estimate_says_the_work_up_front_and_an_eta_once_each_candidate_ran() -> None:
+    estimate = Estimate()
+    clip = Path("a.wav")
+    for index, (key, duration) in enumerate((("coreai", 2.0), ("mil", 1.0), ("mil", 3.0))):
+        estimate.add(key, key.upper(), Utterance(index, index + 1, clip, None, duration, "a.wav"))
+    plan = estimate.plan()
+    assert "COREAI: 1 utterance, 2.0 s of audio" in plan and "MIL: 2 utterances, 4.0 s of audio" in plan
+    assert "estimate after the first utterance" in plan
+    eta, note = estimate.finished("coreai", 10.0, 2.0, 2.0)  # 5 s per audio second; MIL not measured yet
+    assert eta is None and note is not None and "5 s per audio second" in note
+    eta, note = estimate.finished("mil", 0.5, 1.0, 1.0)  # 0.5 s per audio second, 3 s of audio left
+    assert eta == pytest.approx(1.5) and note is not None and "about 2 s left" in note
+    assert estimate.finished("mil", 1.0, 3.0, 3.0) == (0.0, None)
+
+
+def _request(out: Path, subset: str, resume: bool = False) -> CorpusRequest:
+    return CorpusRequest(demo_checkpoint(), demo_manifest(), "coreai", out, limit=3, resume=resume,
+                         subset=Subset.parse(subset, "mil"))
+
+
+@pytest.mark.slow
+def test_coreai_on_one_utterance_mil_on_the_rest(tmp_path: Path) -> None:
+    from rnnt_tui.core.coreai.platform import coreai_problem, where_it_runs
+
+    if coreai_problem(need_converter=True) is not None:
+        pytest.skip(f"Core AI cannot run here: {coreai_problem(need_converter=True)}")
+    out = tmp_path / "out"
+    events = list(run_corpus(_request(out, "first:1"), threading.Event()))
+    pickle.dumps(events)
+    planned = next(e for e in events if isinstance(e, CorpusPlanned))
+    assert planned.estimate is not None and "Core AI" in planned.estimate and "1 utterance," in planned.estimate
+    assert "MIL interpreter: 2 utterances" in planned.estimate
+    finished = [e for e in events if isinstance(e, UtteranceFinished)]
+    assert [e.note is not None for e in finished] == [True, True, False]  # each candidate's first utterance
+    assert finished[0].eta_s is None and finished[1].eta_s is not None
+    assert isinstance(events[-1], CorpusFinished)
+
+    linux = where_it_runs()
+    results = read_results(out / RESULTS_FILE)
+    assert [(r.candidate, r.candidate_label, r.runs_on) for r in results.records] == [
+        ("coreai", "Core AI", linux), ("mil", "Core ML program, MIL interpreter", None),
+        ("mil", "Core ML program, MIL interpreter", None)]
+    assert results.header.subset is not None and results.header.subset["spec"] == "first:1"
+    with (out / UTTERANCES_CSV).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["candidate"], r["runs_on"]) for r in rows] == [("Core AI", linux),
+                                                              ("Core ML program, MIL interpreter", ""),
+                                                              ("Core ML program, MIL interpreter", "")]
+    report = json.loads((out / REPORT_JSON).read_text())
+    per = {c["candidate"]: c for c in report["candidates"]}
+    assert (per["coreai"]["utterances"], per["mil"]["utterances"]) == (1, 2)
+    assert per["coreai"]["runs_on"] == linux and per["mil"]["label"] == "Core ML program, MIL interpreter"
+    assert per["coreai"]["evaluated"] + per["mil"]["evaluated"] == report["summary"]["evaluated"] == 3
+    assert report["summary"]["candidate_mixed"].startswith("mixed: Core AI")
+    assert [u["candidate"] for u in report["utterances"]] == [r["candidate"] for r in rows]
+    markdown = (out / REPORT_MD).read_text()
+    assert "## Per candidate" in markdown and "candidate (mixed: Core AI" in markdown
+
+    before = (out / RESULTS_FILE).read_bytes()
+    with pytest.raises(BadInputError, match="subset"):
+        list(run_corpus(_request(out, "every:2", resume=True)))
+    assert (out / RESULTS_FILE).read_bytes() == before
+    resumed = list(run_corpus(_request(out, "first:1", resume=True)))  # same subset: nothing left to run
+    assert not [e for e in resumed if isinstance(e, UtteranceFinished)]
