@@ -7,7 +7,9 @@ renders them and the app's engine process forwards them as they come. Each finis
 `results.jsonl` (flushed and synced) before the next starts; setting `cancel` (or Ctrl-C) stops after the utterance
 in flight, which is lost, and the reports are rebuilt from what finished. A bad manifest line or clip is an error
 record for that line and the run goes on. A candidate that cannot run here raises `RuntimeUnavailableError`, one
-that failed to prepare `StepFailedError`, before any clip.
+that failed to prepare `StepFailedError`, before any clip. With `subset` (`core.corpus.subset`) the entries outside
+it run `subset.rest` through a second pipeline (prepared once, sharing the restored model, the same driver); each
+record says which candidate ran it, and `CorpusPlanned.estimate` / `UtteranceFinished.note` say the expected time.
 
 The link to the comparison pipeline is two small functions, `_session_for` and `_record`.
 """
