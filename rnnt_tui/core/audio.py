@@ -56,11 +56,11 @@ class Audio:
 
     @property
     def downmixed(self) -> bool:
-        return self.channels > 1
+        return self.info().downmixed
 
     @property
     def resampled(self) -> bool:
-        return self.original_rate != self.sample_rate
+        return self.info().resampled
 
     def info(self) -> ClipInfo:
         """The clip less its samples (what events carry to a front end)."""
