@@ -24,6 +24,7 @@ from textual.widgets import Label, Static
 
 from rnnt_tui.app.format import DASH, num
 from rnnt_tui.app.screens.precision import WrappedTable
+from rnnt_tui.app.screens.scrolling import scroll_bindings
 
 TOP_ROWS = 10  # failing ops shown per component (the JSON report of `rnnt-tui coreai-drift --json` has them all)
 NOTE = ("Found with Apple's coreai_torch.debugging: the component is exported again with torch.export, converted "
@@ -45,10 +46,7 @@ class CoreAIDriftScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "dismiss", "Close", id="coreai-drift.close",
                 tooltip="Back to the comparison (a search still running is cancelled)"),
-        Binding("pagedown", "scroll('page_down')", "Page down", show=False, id="coreai-drift.page-down"),
-        Binding("pageup", "scroll('page_up')", "Page up", show=False, id="coreai-drift.page-up"),
-        Binding("end", "scroll('scroll_end')", "End", show=False, id="coreai-drift.end"),
-        Binding("home", "scroll('scroll_home')", "Home", show=False, id="coreai-drift.home"),
+        *scroll_bindings("coreai-drift"),
     ]
 
     def __init__(self, components: list[str], runs_on: str, packages_dir: str | None = None) -> None:

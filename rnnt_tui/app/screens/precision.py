@@ -26,6 +26,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from rnnt_tui.app.format import DASH, num
+from rnnt_tui.app.screens.scrolling import scroll_bindings
 from rnnt_tui.core.names import RUNTIME_LABELS
 
 PRECISIONS = ("fp16", "mixed", "fp16-all")
@@ -99,12 +100,7 @@ class PrecisionScreen(ModalScreen[None]):
                 tooltip="Compressed weights: none → int8 → 6-bit palette → 4-bit palette"),
         Binding("c", "cycle_runtime", "Runtime", id="precision.runtime",
                 tooltip="What certifies: the Core ML program in the MIL interpreter → Core AI"),
-        Binding("pagedown", "scroll('page_down')", "Page down", show=False, id="precision.page-down"),
-        Binding("pageup", "scroll('page_up')", "Page up", show=False, id="precision.page-up"),
-        Binding("end", "scroll('scroll_end')", "End", show=False, id="precision.end"),
-        Binding("home", "scroll('scroll_home')", "Home", show=False, id="precision.home"),
-        Binding("down", "scroll('scroll_down')", "Down", show=False, id="precision.down"),
-        Binding("up", "scroll('scroll_up')", "Up", show=False, id="precision.up"),
+        *scroll_bindings("precision", lines=True),
     ]
 
     def __init__(self, start: Callable[[PrecisionScreen, str, str | None, str], object], runtime: str = "mil",
