@@ -34,8 +34,9 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
 @click.option("--mel-left", "mel_left_s", type=click.FloatRange(0, 60), default=0.0, show_default=True,
               help="Seconds of audio fed before each window for left context and then dropped (with --window).")
 @click.option("--step", "step_packages", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="A third-party streaming step (.mlpackage, caches as inputs and outputs) instead of rnnt-tui's "
-                   "conversion, run by --against mil or coreml: once for every chunk, or twice (first chunk, rest).")
+              help="A third-party streaming step, caches as inputs and outputs, instead of rnnt-tui's conversion: "
+                   ".onnx (--against onnx; NeMo's export with cache_support maps by name), .mlpackage (--against mil "
+                   "or coreml) or .aimodel (--against coreai); once for every chunk, or twice (first chunk, rest).")
 @click.option("--map", "role_map", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="JSON or YAML: a --step package's tensor name -> role (audio_signal, length, cache_last_channel, "
                    "cache_last_time, cache_last_channel_len, encoded, encoded_length, *_next) for names rnnt-tui "

@@ -154,7 +154,7 @@ class StreamSession:
         request = request.resolved()
         check_candidate(request.against)
         if request.step_packages:  # a user's packages whose names cannot be mapped are refused before anything loads
-            from rnnt_tui.core.stream.package_step import package_roles
+            from rnnt_tui.core.stream.package_io import package_roles
 
             package_roles(request.step_packages, request.role_map, request.against)
             if request.att_context == ALL_CONTEXTS:

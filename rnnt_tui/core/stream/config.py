@@ -31,8 +31,9 @@ class StreamRequest:
     `att_context`: None (the model's default context), "L,R", or "all" (every lookahead of a multi-lookahead
     model). `window_s` set: the windowed pipeline for offline models, `overlap_s` between windows and
     `mel_left_s` of audio before each window fed for the mel/encoder left context and then dropped.
-    `step_packages`: a third-party streaming step (Core ML packages, `core.stream.package_step`) run instead of the
-    tool's own conversion, `role_map` naming the roles of tensors the tool cannot map by name.
+    `step_packages`: a third-party streaming step (an ONNX model, Core ML packages or Core AI assets,
+    `core.stream.package_step`) run instead of the tool's own conversion, `role_map` naming the roles of tensors
+    the tool cannot map by name.
     """
 
     checkpoint: Path
