@@ -163,3 +163,40 @@ def test_core_ai_streams_a_corpus(manifest: Path, tmp_path: Path) -> None:
     assert proc.returncode in (0, 1), proc.stderr
     report = json.loads((tmp_path / "c" / REPORT_JSON).read_text())
     assert "Core AI" in json.dumps(report["run"]) and report["stream"]
+
+
+def test_every_lookahead_a_row_each(loaded: Any, tmp_path: Path) -> None:
+    """`--att-context all`: every record holds an entry per context, and report.json, report.md and the CLI's
+    table each have one row per context, its figures from that context's entries only."""
+    manifest = tmp_path / "short.json"
+    manifest.write_text("\n".join(json.dumps({"audio_filepath": str(DEMO / name), "text": text}) for name, text in
+                                  (("hello-world.wav", "hello world"), ("the-quick-brown-fox.wav", "the quick box"))))
+    out = tmp_path / "out"
+    events = _run(loaded, manifest, out, att_context="all")
+    assert isinstance(events[-1], CorpusFinished)
+    contexts = [list(c) for c in loaded.model.encoder.att_context_size_all]
+    assert len(contexts) >= 2
+    records = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()][1:]
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
+    assert all([e["att_context_size"] for e in r["stream"]] == contexts for r in records)
+    report = json.loads((out / REPORT_JSON).read_text())
+    rows = report["stream"]
+    assert [r["att_context_size"] for r in rows] == contexts
+    assert len({r["latency_ms"] for r in rows}) == len(contexts)  # each lookahead its own latency
+    for i, row in enumerate(rows):
+        entries = [r["stream"][i] for r in records]
+        assert row["utterances"] == 2 and row["latency_ms"] == entries[0]["latency_ms"]
+        assert row["identical"] == pytest.approx(sum(e["identical"] for e in entries) / 2)
+        words = sum(len(_words(e["reference_text"])) for e in entries)
+        assert row["wer_vs_streaming"] == pytest.approx(sum(
+            levenshtein(_words(e["reference_text"]), _words(e["candidate_text"])) for e in entries) / words)
+        assert row["drift_free_running"]["worst"] == pytest.approx(max(e["max_drift_free_running"] for e in entries))
+    md = (out / REPORT_MD).read_text().split("## Streaming, per att context")[1]
+    assert [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| [")] == \
+        [str(c) for c in contexts]
+    proc = subprocess.run([sys.executable, "-m", "rnnt_tui", "corpus-report", str(out)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600, env={**os.environ, "COLUMNS": "250"})
+    assert proc.returncode in (0, 1), proc.stderr
+    table = proc.stdout.split("Streaming per att context")[1]
+    cells = [line.split("│")[1].strip() for line in table.split("\n\n")[0].splitlines() if line.startswith("│")]
+    assert [c for c in cells if c.startswith("[")] == [str(c) for c in contexts]
