@@ -1,7 +1,8 @@
 """`record --stream` / `replay` of a streaming bundle: NeMo's chunked reference recorded once from the streaming
-demo, replayed against the recorded ONNX and Core ML (MIL interpreter) streaming steps in a process where torch
-and NeMo cannot be imported (the light install), with the same per-chunk figures as the live comparison; a
-malformed or newer streaming record is one line naming the bundle, exit 2."""
+demo on a manifest of two short clips (a corpus), replayed against the recorded ONNX and Core ML (MIL interpreter)
+streaming steps in a process where torch and NeMo cannot be imported (the light install), with the same per-chunk
+figures as the live comparison on each clip and the corpus's per-context rows; a one-clip bundle of the first
+streaming format still replays; a malformed or newer streaming record is one line naming the bundle, exit 2."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 DEMO = ROOT / "assets" / "demo"
-CKPT, CLIP = DEMO / "streaming-rnnt.nemo", DEMO / "hello-world.wav"
+CKPT = DEMO / "streaming-rnnt.nemo"
+CLIPS = {"hello-world.wav": "hello world", "the-quick-brown-fox.wav": "the quick brown fox"}
 #: a process where torch and NeMo do not exist, as in the light install
 NO_HEAVY = (
     "import sys, importlib.abc\n"
@@ -37,27 +39,33 @@ NO_HEAVY = (
 
 @pytest.fixture(scope="module")
 def live() -> Any:
-    """The demo restored once; its live streaming comparison against ONNX Runtime on the clip."""
+    """The demo restored once; its live streaming comparison against ONNX Runtime on each clip."""
     import torch
 
     from rnnt_tui.core.checkpoint import restore
-    from rnnt_tui.core.stream.compare import run_stream
+    from rnnt_tui.core.stream.compare import StreamSession
     from rnnt_tui.core.stream.config import StreamRequest
 
     torch.set_num_threads(1)
     loaded = restore(CKPT)
-    return loaded, run_stream(StreamRequest(CKPT, CLIP, "onnx"), lambda e: None, loaded=loaded)
+    with StreamSession(StreamRequest(CKPT, DEMO / next(iter(CLIPS)), "onnx"), lambda e: None, loaded=loaded) as s:
+        return loaded, [s.compare(DEMO / name) for name in CLIPS]
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory, live: Any) -> Path:
-    from rnnt_tui.core.bundle.corpus_input import ClipInput
+    from rnnt_tui.core.bundle.corpus_input import read_clips
     from rnnt_tui.core.bundle.record import record
     from rnnt_tui.core.pipeline.request import Settings
 
-    out = tmp_path_factory.mktemp("stream-bundle") / "b"
-    return record(CKPT, [ClipInput(CLIP)], out, convert="fp32", export_onnx=True,
-                  settings=Settings(runs=1, warmup=0), stream=True)
+    folder = tmp_path_factory.mktemp("stream-bundle")
+    manifest = folder / "manifest.json"
+    manifest.write_text("\n".join(json.dumps({"audio_filepath": str(DEMO / name), "text": text})
+                                   for name, text in CLIPS.items()))
+    clips, bad = read_clips(manifest)
+    assert len(clips) == 2 and not bad
+    return record(CKPT, clips, folder / "b", convert="fp32", export_onnx=True, settings=Settings(runs=1, warmup=0),
+                  stream=True)
 
 
 def _replay(bundle: Path, *args: str) -> tuple[int, str, str]:
@@ -66,23 +74,47 @@ def _replay(bundle: Path, *args: str) -> tuple[int, str, str]:
     return done.returncode, done.stdout, done.stderr
 
 
-@pytest.mark.parametrize("against", ["onnx", "mil"])
-def test_replay_without_torch_or_nemo_matches_the_live_comparison(bundle: Path, live: Any, against: str) -> None:
-    code, stdout, stderr = _replay(bundle, "--against", against, "--json")
-    assert code == 0, stderr[-3000:]
-    assert "HEAVY []" in stderr
-    report = json.loads(stdout)
-    reference = live[1].contexts[0]
+def _same_as_live(report: dict[str, Any], reference: Any, against: str, compute_ms: float) -> None:
     assert report["att_context_size"] == list(reference.att_context_size)
     assert len(report["chunks"]) == len(reference.chunks) > 1
     assert report["decode"]["reference_text"] == reference.reference_text
     assert report["decode"]["offline_text"] == reference.offline_text
     assert report["decode"]["candidate_text"] == reference.reference_text
     tf = [c["teacher_forced"]["outputs"][0]["max_abs"] for c in report["chunks"]]
+    fr = [c["free_running"]["outputs"][0]["max_abs"] for c in report["chunks"]]
     if against == "onnx":  # the same program on the same recorded inputs: the live run's figures exactly
         assert tf == [c.teacher_forced.encoder_max_abs for c in reference.chunks]
-    assert max(tf) > 0 and report["chunks"][0]["timing_ms"]["reference"] == pytest.approx(
-        json.loads((bundle / "bundle.json").read_text())["stream"]["contexts"][0]["chunks"][0]["compute_ms"], abs=1e-3)
+        assert fr == [c.free_running.encoder_max_abs for c in reference.chunks]
+    assert max(tf) > 0 and report["chunks"][0]["timing_ms"]["reference"] == pytest.approx(compute_ms, abs=1e-3)
+
+
+@pytest.mark.parametrize("against", ["onnx", "mil"])
+def test_replay_without_torch_or_nemo_matches_the_live_comparison(bundle: Path, live: Any, against: str) -> None:
+    code, stdout, stderr = _replay(bundle, "--against", against, "--json")
+    assert code == 0, stderr[-3000:]
+    assert "HEAVY []" in stderr
+    report = json.loads(stdout)
+    recorded = json.loads((bundle / "bundle.json").read_text())["stream"]["contexts"][0]["clips"]
+    assert [Path(c["clip"]).name for c in report["clips"]] == list(CLIPS)
+    for clip, result, rec in zip(report["clips"], live[1], recorded, strict=True):
+        _same_as_live(clip, result.contexts[0], against, rec["chunks"][0]["compute_ms"])
+    (row,) = report["stream"]  # the corpus's row for the one context, as `corpus --stream` gives it
+    assert row["utterances"] == 2 and row["att_context_size"] == list(live[1][0].contexts[0].att_context_size)
+    assert row["with_text"] == 2 and row["identical"] == 1.0
+
+
+def test_a_one_clip_bundle_of_the_first_format_replays(bundle: Path, live: Any, tmp_path: Path) -> None:
+    def first_format(block: dict[str, Any]) -> None:
+        block["format"] = 1
+        for context in block["contexts"]:
+            clip = context.pop("clips")[0]
+            context.update(chunks=clip["chunks"], offline_tokens=clip["offline_tokens"])
+
+    copy = _edited(bundle, tmp_path, first_format)
+    code, stdout, stderr = _replay(copy, "--against", "onnx", "--json")
+    assert code == 0, stderr[-3000:]
+    meta = json.loads((copy / "bundle.json").read_text())["stream"]["contexts"][0]
+    _same_as_live(json.loads(stdout), live[1][0].contexts[0], "onnx", meta["chunks"][0]["compute_ms"])
 
 
 def _edited(bundle: Path, tmp_path: Path, edit: Any) -> Path:
@@ -95,8 +127,10 @@ def _edited(bundle: Path, tmp_path: Path, edit: Any) -> Path:
 
 
 @pytest.mark.parametrize(("edit", "says"), [
-    (lambda s: s["contexts"][0]["chunks"][0].pop("length"), "streaming record (bundle.json `stream`) is malformed"),
-    (lambda s: s["contexts"][0]["chunks"][1]["arrays"].update(features="stream/nope"), "malformed"),
+    (lambda s: s["contexts"][0]["clips"][1]["chunks"][0].pop("length"),
+     "streaming record (bundle.json `stream`) is malformed"),
+    (lambda s: s["contexts"][0]["clips"][0]["chunks"][1]["arrays"].update(features="stream/nope"), "malformed"),
+    (lambda s: s["contexts"][0]["clips"][1].update(clip=7), "malformed"),
     (lambda s: s.update(format=99), "format 99"),
 ])
 def test_malformed_streaming_bundle_is_one_line(bundle: Path, tmp_path: Path, edit: Any, says: str) -> None:

@@ -35,9 +35,9 @@ REPLAY_CANDIDATES = ("coreml", "mil", "onnx", "coreai")
 @click.option("--export", "export", type=click.Choice(["onnx"]), default=None,
               help="Also store NeMo's ONNX export, so `replay --against onnx` needs neither torch nor NeMo.")
 @click.option("--stream", "stream_mode", is_flag=True,
-              help="Also record NeMo's chunked (cache-aware) reference on CLIP and the streaming steps for onnx and "
-                   "mil, so `replay --against onnx|mil` runs the streaming comparison (implies --convert fp32 and "
-                   "--export onnx for the decoder and joint).")
+              help="Also record NeMo's chunked (cache-aware) reference on CLIP (or every clip of MANIFEST) and the "
+                   "streaming steps for onnx and mil, so `replay --against onnx|mil` runs the streaming comparison "
+                   "on every clip (implies --convert fp32 and --export onnx for the decoder and joint).")
 @click.option("--att-context", default=None, metavar="L,R|all",
               help="With --stream: the att context to record (default: the model's), or 'all'.")
 @options.runs
@@ -63,8 +63,6 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
         from rnnt_tui.core.bundle.record import record as run_record
 
         inputs, bad = read_clips(Path(clips))
-        if stream_mode and len(inputs) != 1:
-            raise click.UsageError(f"--stream records one clip; {clips} names {len(inputs)}")
         for problem in bad:
             err.print(f"[bold yellow]skipped:[/] {problem.message()}", markup=True, highlight=False)
         with status(json_mode) as progress:
@@ -82,7 +80,8 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
                        "skipped": bundle.meta.get("skipped", []),
                        "transcripts": [c["decode"]["reference_text"] for c in bundle.meta["clips"]],
                        "stream": None if "stream" not in bundle.meta else [
-                           {"att_context_size": c["att_context_size"], "chunks": len(c["chunks"])}
+                           {"att_context_size": c["att_context_size"], "clips": len(c["clips"]),
+                            "chunks": sum(len(clip["chunks"]) for clip in c["clips"])}
                            for c in bundle.meta["stream"]["contexts"]]}
         finally:
             bundle.close()
@@ -193,15 +192,30 @@ def _replay_stream(path: str, against: str, atol: str, rtol: str, json_mode: boo
     except ValueError:
         raise click.UsageError("a streaming replay takes one --atol / --rtol number each") from None
     with status(json_mode) as progress:
-        result = replay_stream(path, against, emitter(progress), tolerance=tolerance)
-    report = result.to_json()
+        replayed = replay_stream(path, against, emitter(progress), tolerance=tolerance)
+    reports = [r.to_json() for r in replayed.results]
     if markdown:
-        Path(markdown).write_text(to_markdown(report))
+        Path(markdown).write_text("\n".join(to_markdown(r) for r in reports))
     if json_mode:
-        emit_json(report)
+        emit_json(replayed.to_json())
+    elif len(reports) == 1:
+        print_stream(reports[0])
     else:
-        print_stream(report)
-    return exit_code_for(report["status"])
+        from rich.table import Table
+
+        from rnnt_tui.cli.corpus_cmd import _stream_table
+
+        table = Table(title=f"Streaming replay of {len(reports)} recorded clips", title_justify="left")
+        for column in ("clip", "status", "att context", "chunks", "drift FR", "NeMo streaming", "candidate"):
+            table.add_column(column)
+        for result in replayed.results:
+            for context in result.contexts:
+                table.add_row(Path(result.clip).name, "ok" if context.ok else "mismatch",
+                              str(list(context.att_context_size)), str(len(context.chunks)),
+                              f"{context.max_drift:.2e}", repr(context.reference_text), repr(context.candidate_text))
+        out.print(table)
+        out.print(_stream_table(list(replayed.rows)))
+    return exit_code_for(replayed.status)
 
 
 def _show(reports: list[dict[str, Any]], first: Any, json_mode: bool, markdown: str | None,

@@ -284,7 +284,7 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
            att_context: str | None = None) -> Path:
     """Record the reference on `clips` into a new bundle at `out` (a folder, or a `.rnntb` file); returns it.
     `skipped` lists manifest entries that named no usable clip (kept in the bundle, so a replay can say so).
-    `stream`: also NeMo's chunked reference on the (one) clip at `att_context` and the candidates' streaming steps
+    `stream`: also NeMo's chunked reference on every clip at `att_context` and the candidates' streaming steps
     (`core.bundle.stream_record`)."""
     from rnnt_tui.core.bundle.extras import add_coreai_assets, add_onnx_export, add_packages
     from rnnt_tui.core.pipeline import events
@@ -298,8 +298,6 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
     inputs = list(clips)
     if not inputs:
         raise ValueError("no clips to record")
-    if stream and len(inputs) != 1:
-        raise ValueError("a streaming recording holds one clip")
 
     def emit(event: object) -> None:
         if isinstance(event, events.Progress):
@@ -352,9 +350,9 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
             from rnnt_tui.core.bundle.stream_record import add_stream
 
             assert pipeline.loaded is not None
-            audio = records[0][1].audio
-            meta["stream"] = add_stream(writer, pipeline.loaded, audio.samples, audio.sample_rate, att_context,
-                                        progress, cancel)
+            meta["stream"] = add_stream(writer, pipeline.loaded, [(r.audio.samples, r.audio.sample_rate)
+                                                                  for _, r, _ in records], att_context, progress,
+                                        cancel)
         return writer.finish(meta)
     except BaseException:
         writer.abort()

@@ -1,17 +1,21 @@
 """`record --stream`: NeMo's chunked (cache-aware) reference and the candidates' streaming steps, into a bundle.
 
-Called by `core.bundle.record.record` before the bundle is sealed, on the model it restored and the clip's samples
-as the model saw them. For each att context asked for, NeMo's own loop (`core.stream.reference.nemo_chunks`) runs
-once and per chunk stores what the comparison's chunk loop reads: the features fed, the caches going in (the first
-chunk's; later ones are the previous chunk's out) and coming out, the encoder output (its valid frames), the cut
-(length, drop_extra_pre_encoded, keep_all_outputs, start and audio seconds), the tokens so far and NeMo's compute
-time; and once: the offline tokens at that context, the streaming_cfg, the algorithmic latency. The streaming
+Called by `core.bundle.record.record` before the bundle is sealed, on the model it restored and each clip's samples
+as the model saw them (one clip, or every usable clip of a manifest: a corpus). For each att context asked for,
+NeMo's own loop (`core.stream.reference.nemo_chunks`) runs once per clip and per chunk stores what the comparison's
+chunk loop reads: the features fed, the caches going in (the first chunk's; later ones are the previous chunk's
+out) and coming out, the encoder output (its valid frames), the cut (length, drop_extra_pre_encoded,
+keep_all_outputs, start and audio seconds), the tokens so far and NeMo's compute time; and once per clip the
+offline tokens at that context; once per context the streaming_cfg and the algorithmic latency. The streaming
 steps (`core.stream.steps`: NeMo's ONNX export with cache support, the Core ML programs the MIL interpreter runs)
-are copied in from the artifact cache, so `replay --against onnx|mil` runs the same comparison with no NeMo.
+are copied in from the artifact cache once per context, so `replay --against onnx|mil` runs the same comparison on
+every clip with no NeMo.
 
-bundle.json `stream` (STREAM_FORMAT 1): {format, att_context, contexts: [{att_context_size, streaming_cfg,
-latency_ms, offline_tokens, chunks: [{index, length, drop_extra_pre_encoded, keep_all_outputs, start_s, audio_s,
-encoded_length, tokens, compute_ms, arrays: {role: array name}}], steps: {onnx|mil: folder}}]}.
+bundle.json `stream` (STREAM_FORMAT 2): {format, att_context, sample_rate, contexts: [{att_context_size,
+streaming_cfg, latency_ms, steps: {onnx|mil: folder}, clips: [{clip, offline_tokens, chunks: [{index, length,
+drop_extra_pre_encoded, keep_all_outputs, start_s, audio_s, encoded_length, tokens, compute_ms, arrays: {role:
+array name}}]}]}]}; `clip` is the index into bundle.json `clips`. Format 1 (one clip: `offline_tokens` and
+`chunks` on the context) is still read (`core.bundle.stream_replay`).
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ from rnnt_tui.core.progress import Progress
 if TYPE_CHECKING:
     from rnnt_tui.core.checkpoint import LoadedModel
 
-STREAM_FORMAT = 1
+STREAM_FORMAT = 2
 STREAM_CANDIDATES = ("onnx", "mil")
 
 
-def add_stream(writer: BundleWriter, loaded: LoadedModel, samples: np.ndarray, sample_rate: int,
+def add_stream(writer: BundleWriter, loaded: LoadedModel, clips: list[tuple[np.ndarray, int]],
                att_context: str | None, progress: Progress, cancel: threading.Event | None) -> dict[str, Any]:
-    """Record NeMo's chunked reference at every context asked for, and each candidate's streaming step."""
+    """Record NeMo's chunked reference on every clip (samples, sample rate) at every context asked for, and each
+    candidate's streaming step."""
+    from rnnt_tui.core.errors import CancelledError
     from rnnt_tui.core.stream.config import choose_contexts
     from rnnt_tui.core.stream.reference import CACHE_NAMES, NemoStream, set_context
     from rnnt_tui.core.stream.step_kinds import STEPS
@@ -49,20 +55,27 @@ def add_stream(writer: BundleWriter, loaded: LoadedModel, samples: np.ndarray, s
         for context in contexts:
             name = f"{context[0]}_{context[1]}"
             reference.begin(context)
-            chunks = []
-            for ref in reference.chunks(samples, sample_rate):
-                prefix = f"stream/{name}/{ref.index}"
-                arrays = {"features": writer.array(f"{prefix}/features", ref.features),
-                          "encoded": writer.array(f"{prefix}/encoded", ref.encoded[:, :, : ref.encoded_length])}
-                if ref.index == 0:
-                    arrays.update({f"in.{n}": writer.array(f"{prefix}/in.{n}", ref.caches_in[n]) for n in CACHE_NAMES})
-                arrays.update({f"out.{n}": writer.array(f"{prefix}/out.{n}", ref.caches_out[n]) for n in CACHE_NAMES})
-                chunks.append({"index": ref.index, "length": ref.length,
-                               "drop_extra_pre_encoded": ref.drop_extra_pre_encoded,
-                               "keep_all_outputs": ref.keep_all_outputs, "start_s": ref.start_s,
-                               "audio_s": ref.audio_s, "encoded_length": ref.encoded_length, "tokens": ref.tokens,
-                               "compute_ms": ref.compute_ms, "arrays": arrays})
-            progress(f"att context {context}: {len(chunks)} chunks recorded", None)
+            recorded = []
+            for clip, (samples, sample_rate) in enumerate(clips):
+                chunks = []
+                for ref in reference.chunks(samples, sample_rate):
+                    if cancel is not None and cancel.is_set():
+                        raise CancelledError("cancelled while recording the streaming reference")
+                    prefix = f"stream/{name}/{clip}/{ref.index}"
+                    arrays = {"features": writer.array(f"{prefix}/features", ref.features),
+                              "encoded": writer.array(f"{prefix}/encoded", ref.encoded[:, :, : ref.encoded_length])}
+                    if ref.index == 0:
+                        arrays.update({f"in.{n}": writer.array(f"{prefix}/in.{n}", ref.caches_in[n])
+                                       for n in CACHE_NAMES})
+                    arrays.update({f"out.{n}": writer.array(f"{prefix}/out.{n}", ref.caches_out[n])
+                                   for n in CACHE_NAMES})
+                    chunks.append({"index": ref.index, "length": ref.length,
+                                   "drop_extra_pre_encoded": ref.drop_extra_pre_encoded,
+                                   "keep_all_outputs": ref.keep_all_outputs, "start_s": ref.start_s,
+                                   "audio_s": ref.audio_s, "encoded_length": ref.encoded_length, "tokens": ref.tokens,
+                                   "compute_ms": ref.compute_ms, "arrays": arrays})
+                recorded.append({"clip": clip, "offline_tokens": reference.offline(samples), "chunks": chunks})
+                progress(f"att context {context}, clip {clip + 1}/{len(clips)}: {len(chunks)} chunks recorded", None)
             steps = {}
             for against in STREAM_CANDIDATES:
                 step = STEPS[against](loaded, context, True)
@@ -74,9 +87,8 @@ def add_stream(writer: BundleWriter, loaded: LoadedModel, samples: np.ndarray, s
                     writer.copy_tree(f"{rel}/{path.name}", path)
                 steps[against] = rel
             out.append({"att_context_size": context, "streaming_cfg": reference.streaming_cfg(),
-                        "latency_ms": reference.latency_ms(context), "offline_tokens": reference.offline(samples),
-                        "chunks": chunks, "steps": steps})
+                        "latency_ms": reference.latency_ms(context), "steps": steps, "clips": recorded})
     finally:
         set_context(model, default)
-    return {"format": STREAM_FORMAT, "att_context": att_context or "default", "sample_rate": sample_rate,
-            "contexts": out}
+    return {"format": STREAM_FORMAT, "att_context": att_context or "default",
+            "sample_rate": clips[0][1] if clips else 16000, "contexts": out}

@@ -1,18 +1,23 @@
 """`replay BUNDLE --against onnx|mil` on a streaming bundle (`record --stream`): the streaming comparison with the
-recorded NeMo chunks as its reference, no NeMo and no torch.
+recorded NeMo chunks as its reference, no NeMo and no torch, on every recorded clip (a manifest's: a corpus).
 
 `RecordedStream` is a `core.stream.reference.StreamReference` read from the bundle (chunks rebuilt as
 `RefChunk`s: features, caches in - the first chunk's recorded, later ones the previous chunk's out - caches out,
 encoder output, tokens so far, NeMo's recorded compute time); the candidate's decoder / joint is the replay's own
 (`Recording.candidate`: the recorded ONNX export or the bundle's Core ML packages) and its streaming step the
 recorded programs (`StreamStep.from_folder`). The chunk loop is the comparison's own (`core.stream.compare`).
+Several clips give one `StreamResult` each and the corpus's per-context rows (`core.corpus.streaming`: WER vs
+NeMo streaming and offline, QoI against the manifest's text, drift), as `corpus --stream` gives them.
 A streaming block that is malformed or of a newer format is one `BadInputError` naming the bundle.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,10 +38,11 @@ REPLAYED = f"{RUNTIME_LABELS['pytorch']}, recorded"
 class RecordedStream:
     """One recorded att context as the comparison's reference."""
 
-    def __init__(self, recording: Recording, context: dict[str, Any]) -> None:
+    def __init__(self, recording: Recording, context: dict[str, Any], clip: dict[str, Any]) -> None:
         self.bundle = recording.bundle
         self.facts = recording.facts
         self.context = context
+        self.clip = clip  # this clip's recorded chunks and offline tokens at the context
         self.blank = int(recording.facts.summary.blank_id)
         self.max_symbols = recording.facts.max_symbols()
 
@@ -45,7 +51,7 @@ class RecordedStream:
 
     def chunks(self, audio: np.ndarray | None, sample_rate: int) -> Iterator[RefChunk]:
         caches_in: dict[str, np.ndarray] | None = None
-        for chunk in self.context["chunks"]:
+        for chunk in self.clip["chunks"]:
             arrays = chunk["arrays"]
             if caches_in is None:
                 caches_in = {n: self.bundle.array(arrays[f"in.{n}"]) for n in CACHE_NAMES}
@@ -60,7 +66,7 @@ class RecordedStream:
             caches_in = caches_out
 
     def offline(self, audio: np.ndarray | None) -> list[int]:
-        return [int(t) for t in self.context["offline_tokens"]]
+        return [int(t) for t in self.clip["offline_tokens"]]
 
     def text(self, tokens: list[int]) -> str:
         return self.facts.text(tokens)
@@ -72,7 +78,7 @@ class RecordedStream:
         return float(self.context["latency_ms"])
 
     def clip_s(self, audio: np.ndarray | None, sample_rate: int) -> float:
-        last = self.context["chunks"][-1] if self.context["chunks"] else {"start_s": 0.0, "audio_s": 0.0}
+        last = self.clip["chunks"][-1] if self.clip["chunks"] else {"start_s": 0.0, "audio_s": 0.0}
         return float(last["start_s"]) + float(last["audio_s"])
 
 
@@ -87,26 +93,60 @@ def stream_block(recording: Recording) -> dict[str, Any] | None:
         if not isinstance(version, int) or version > STREAM_FORMAT:
             raise BadInputError(bundle.path, f"its streaming record is format {version!r}; this rnnt-tui reads "
                                              f"{STREAM_FORMAT}: upgrade rnnt-tui to replay it")
+        contexts: list[dict[str, Any]] = []
         for context in block["contexts"]:
             [int(x) for x in context["att_context_size"]]
-            if not context["chunks"] or not set(STREAM_CANDIDATES) <= set(context["steps"]):
-                raise ValueError("a context without chunks or streaming steps")
-            for chunk in context["chunks"]:
-                for name in chunk["arrays"].values():
-                    if not bundle.has(name):
-                        raise ValueError(f"array {name} is not in the manifest")
-                int(chunk["length"]), float(chunk["compute_ms"]), list(chunk["tokens"])
+            if version == 1:  # one clip: its chunks and offline tokens on the context
+                context = {**context, "clips": [{"clip": 0, "chunks": context["chunks"],
+                                                 "offline_tokens": context["offline_tokens"]}]}
+            if not context["clips"] or not set(STREAM_CANDIDATES) <= set(context["steps"]):
+                raise ValueError("a context without clips or streaming steps")
+            for clip in context["clips"]:
+                recording.clips[int(clip["clip"])], list(clip["offline_tokens"])
+                if not clip["chunks"]:
+                    raise ValueError(f"clip {clip['clip']} has no chunks")
+                for chunk in clip["chunks"]:
+                    for name in chunk["arrays"].values():
+                        if not bundle.has(name):
+                            raise ValueError(f"array {name} is not in the manifest")
+                    int(chunk["length"]), float(chunk["compute_ms"]), list(chunk["tokens"])
+            if contexts and [c["clip"] for c in context["clips"]] != [c["clip"] for c in contexts[0]["clips"]]:
+                raise ValueError("its contexts record different clips")
+            contexts.append(context)
     except BadInputError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise BadInputError(bundle.path, f"its streaming record (bundle.json `stream`) is malformed: "
                                          f"{type(exc).__name__} {exc}") from exc
-    return dict(block)
+    return {**block, "contexts": contexts}
+
+
+@dataclass(frozen=True)
+class StreamReplay:
+    """A streaming bundle replayed: one result per recorded clip; with several, the corpus's per-context rows."""
+
+    results: tuple[StreamResult, ...]
+    rows: tuple[dict[str, Any], ...] = ()
+    skipped: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def status(self) -> str:
+        order = ("failed", "mismatch", "ok")
+        return min((r.status for r in self.results), key=lambda s: order.index(s) if s in order else 0)
+
+    def to_json(self) -> dict[str, Any]:
+        """One clip: its report as `stream` gives it; several: every clip's, and the rows (`corpus --stream`'s)."""
+        if len(self.results) == 1:
+            return self.results[0].to_json()
+        return {"status": self.status, "clips": [r.to_json() for r in self.results], "stream": list(self.rows),
+                "skipped_at_record": list(self.skipped)}
 
 
 def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event | None = None,
-                  tolerance: Tolerance | None = None) -> StreamResult:
-    """The streaming comparison of `against` against the recording in the bundle at `path`."""
+                  tolerance: Tolerance | None = None) -> StreamReplay:
+    """The streaming comparison of `against` against the recording in the bundle at `path`, clip by clip."""
+    from rnnt_tui.core.bundle.corpus_input import utterance_of
+    from rnnt_tui.core.corpus.streaming import stream_record, stream_rows
     from rnnt_tui.core.stream.compare import _context
     from rnnt_tui.core.stream.config import StreamRequest
     from rnnt_tui.core.stream.step_kinds import STEPS
@@ -122,24 +162,43 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
         progress = progress_of(emit, "stream")
         runtime = recording.candidate(against, RuntimeOptions())
         runtime.prepare(progress, cancel)
-        clip = recording.clips[0]
         request = StreamRequest(recording.bundle.path, recording.bundle.path, against,
                                 tolerance=tolerance or StreamRequest(recording.bundle.path, recording.bundle.path)
                                 .tolerance)
-        results, notes = [], []
+        indices = [int(c["clip"]) for c in block["contexts"][0]["clips"]]
+        per_clip: dict[int, list[Any]] = {i: [] for i in indices}
+        walls = dict.fromkeys(indices, 0.0)
+        notes: list[str] = []
         try:
             for context in block["contexts"]:
                 pair = [int(x) for x in context["att_context_size"]]
                 step = STEPS[against].from_folder(recording.bundle.file(context["steps"][against]), pair)
                 notes += [f"{pair}: {n}" for n in step.notes]
-                results.append(_context(RecordedStream(recording, context), None, int(block["sample_rate"]), pair,
-                                        step, runtime, request, emit, cancel))
+                try:
+                    for clip in context["clips"]:
+                        started = time.perf_counter()
+                        per_clip[int(clip["clip"])].append(_context(
+                            RecordedStream(recording, context, clip), None, int(block["sample_rate"]), pair, step,
+                            runtime, request, emit, cancel))
+                        walls[int(clip["clip"])] += time.perf_counter() - started
+                finally:
+                    step.close()
         finally:
             runtime.close()
-        return StreamResult(str(recording.bundle.path), str(clip["audio"]["path"]),
-                            float(clip["audio"].get("duration_s") or results[0].chunks[-1].start_s),
-                            REPLAYED, RUNTIME_LABELS[against], tuple(notes), tuple(results),
-                            {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol},
-                            tuple(recording.warnings))
+        results = []
+        for index, contexts in per_clip.items():
+            audio = recording.clips[index]["audio"]
+            results.append(StreamResult(
+                str(recording.bundle.path), str(audio["path"]),
+                float(audio.get("duration_s") or contexts[0].chunks[-1].start_s), REPLAYED, RUNTIME_LABELS[against],
+                tuple(notes), tuple(contexts), {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol},
+                tuple(recording.warnings)))
+        rows: list[dict[str, Any]] = []
+        if len(results) > 1:
+            records = [stream_record(result, utterance_of(recording.clips[index].get("entry", {}),
+                                                          Path(result.clip)), walls[index])
+                       for index, result in zip(per_clip, results, strict=True)]
+            rows = stream_rows(records)
+        return StreamReplay(tuple(results), tuple(rows), tuple(recording.bundle.meta.get("skipped", [])))
     finally:
         recording.close()
