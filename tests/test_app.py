@@ -663,3 +663,41 @@ async def test_streaming_tab_streams_the_demo_chunk_by_chunk_and_refuses_an_offl
         refusals = [n for n in app._notifications if n.title == "Cannot stream"]
         assert refusals and "demo-rnnt.nemo" in refusals[-1].message
         assert app.state.session is not None  # the session on screen is kept
+
+
+async def test_corpus_tab_streams_a_manifest(tmp_path: Path) -> None:
+    """m on the Corpus tab: the corpus scores streaming transcripts (the runner's `corpus --stream`, on the open
+    model); the per-context rows and the rows' streaming figures are the run's own report's."""
+    import json
+
+    from rnnt_tui.app.format import num
+    from rnnt_tui.app.widgets.corpus_view import CorpusTable, CorpusView
+    from rnnt_tui.core.stream.config import stream_demo
+
+    checkpoint, clip = stream_demo()
+    manifest = tmp_path / "two.jsonl"
+    manifest.write_text("\n".join(json.dumps({"audio_filepath": str(clip.parent / name), "text": text}) for name, text
+                                  in (("hello-world.wav", "hello world"), ("the-quick-brown-fox.wav", "the quick"))))
+    app = make_app(checkpoint, clip, against="onnx")
+    messages: list[Message] = []
+    async with app.run_test(size=(160, 44), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        await pilot.press("7")
+        app.query_one(CorpusTable).focus()
+        await pilot.press("m")  # no corpus yet: the mode is kept for the next one
+        assert app.state.corpus_stream and app.query_one(CorpusView).stream
+        app.start_corpus(manifest)
+        await wait_for(pilot, lambda: any(type(e).__name__ == "CorpusFinished" for e in events(messages)),
+                       "the streaming corpus run", timeout=300)
+        await pilot.pause(0.3)
+        finished = next(e for e in events(messages) if type(e).__name__ == "CorpusFinished")
+        report = json.loads((finished.out_dir / "report.json").read_text())
+        assert report["run"]["stream"] is not None and "-onnx-stream-" in finished.out_dir.name  # its own folder
+        assert [r["att_context_size"] for r in finished.totals["stream"]] == \
+            [r["att_context_size"] for r in report["stream"]]
+        assert app.query_one(CorpusTable).row_count == 2
+        text = screen_text(app)
+        assert "streaming" in text and "Per att context" in text and "NeMo streaming" in text, text
+        assert str(report["stream"][0]["att_context_size"]) in text
+        drift = report["stream"][0]["drift_free_running"]["worst"]
+        assert f"drift worst {num(drift)}" in " ".join(text.split())

@@ -154,8 +154,23 @@ class Actions(Calls):
             return
         self.cancel_calls("steps")
         self.query_one(TabbedContent).active = "tab-corpus"
-        self.status.working(f"Corpus: reading {manifest.name}…")
-        self.run_corpus(manifest)
+        self.status.working(f"Corpus: reading {manifest.name}" + (" (streaming)…" if self.state.corpus_stream
+                                                                  else "…"))
+        self.run_corpus(manifest, self.state.corpus_stream)
+
+    def on_corpus_view_mode_changed(self, message: CorpusView.ModeChanged) -> None:
+        """m on the Corpus tab: streaming or offline transcripts; the corpus shown runs again that way."""
+        self.state.corpus_stream = message.stream
+        words = "streaming (NeMo's cache-aware loop vs the candidate's streaming step)" if message.stream \
+            else "offline"
+        if message.manifest is None:
+            self.notify(f"The next corpus scores {words} transcripts.", title="Corpus", timeout=4)
+        elif self.corpus_running():
+            self.notify(f"The next corpus run scores {words} transcripts; Esc stops this one.", title="Corpus",
+                        timeout=5)
+        else:
+            self.notify(f"Running {message.manifest.name} again: {words} transcripts.", title="Corpus", timeout=4)
+            self.start_corpus(message.manifest)
 
     def on_corpus_view_opened(self, message: CorpusView.Opened) -> None:
         """Enter on an utterance: open it in the component explorer, on the same restored model."""

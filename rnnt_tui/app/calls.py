@@ -52,9 +52,10 @@ class Calls(Drawing):
         call = self.client.begin("model", "Cancelled preparing the runtimes")
         self._call(call, "preparing the session", "rebuild", self.state.request(audio))
 
-    def run_corpus(self, manifest: Path) -> None:
+    def run_corpus(self, manifest: Path, stream: bool = False) -> None:
         call = self.client.begin("corpus", "Corpus run stopped; what finished is kept")
-        self._call(call, "corpus run", "run_corpus", manifest, done=f"Corpus {manifest.name} done")
+        self._call(call, "corpus run", "run_corpus", manifest, stream,
+                   done=f"Corpus {manifest.name} done" + (" (streaming)" if stream else ""))
 
     def run_steps(self, names: list[str]) -> None:
         call = self.client.begin("steps")

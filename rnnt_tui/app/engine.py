@@ -201,9 +201,11 @@ class Engine(ActiveWorkers):
                     "statuses": {n: str(session.results[n].status) for n in components if n in session.results},
                     "drift": reports}
 
-    def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event, call: int = 0) -> None:
+    def run_corpus(self, manifest: Path, stream: bool, post: Post, cancel: threading.Event, call: int = 0) -> None:
         """A corpus run on the open model and candidate (nothing restored or prepared again), its events
-        forwarded as they come; results in the app's data dir, resumed when the same corpus is opened again."""
+        forwarded as they come; results in the app's data dir, resumed when the same corpus is opened again.
+        `stream`: streaming transcripts (`corpus --stream`: NeMo's cache-aware loop vs the candidate's streaming
+        step, on the restored model), in a results folder of their own."""
         from dataclasses import asdict
 
         from rnnt_tui.core.corpus.runner import CORPUS_SETTINGS, CorpusRequest, run_corpus
@@ -215,10 +217,10 @@ class Engine(ActiveWorkers):
             if pipe.request is None or pipe.facts is None or pipe.request.against is None:
                 raise RuntimeError("the model is still loading")
             opened = pipe.request
-            out = corpus_run_dir(pipe.facts.sha256 or "", manifest, opened.against or "",
+            out = corpus_run_dir(pipe.facts.sha256 or "", manifest, (opened.against or "") + ("-stream" * stream),
                                  repr(sorted(asdict(opened.options).items())))
             request = CorpusRequest(opened.checkpoint, manifest, opened.against or "", out, opened.options,
-                                    settings=CORPUS_SETTINGS, resume=True)
+                                    settings=CORPUS_SETTINGS, resume=True, stream=stream)
             for event in run_corpus(request, cancel, pipeline=pipe):
                 emit(event)
 

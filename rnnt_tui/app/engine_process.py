@@ -96,8 +96,8 @@ class ProcessEngine(ActiveWorkers):
         result: dict[str, Any] = self._call("precision", (precision, weights, runtime), post, cancel, call)
         return result
 
-    def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event, call: int = 0) -> None:
-        self._call("run_corpus", (manifest,), post, cancel, call)
+    def run_corpus(self, manifest: Path, stream: bool, post: Post, cancel: threading.Event, call: int = 0) -> None:
+        self._call("run_corpus", (manifest, stream), post, cancel, call)
 
     def run_steps(self, names: list[str], post: Post, cancel: threading.Event, call: int = 0) -> None:
         self._call("run_steps", (list(names),), post, cancel, call)

@@ -61,6 +61,7 @@ class AppState:
     availability: dict[str, RuntimeChoice] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     probe: str = ""
+    corpus_stream: bool = False  # the Corpus tab's mode: streaming transcripts (`corpus --stream`) or offline
 
     def __post_init__(self) -> None:
         if not self.labels:

@@ -3,8 +3,10 @@
 Shows what the core's corpus runner reports (`core.corpus.runner` events, forwarded by the engine) and computes
 nothing: the headline figures are the runner's running totals. The utterance table keeps one row per utterance
 (stable keys, cells updated in place) and sorts by ΔWER, drift or first divergence; Enter asks the app to open
-that utterance in the component explorer (`Opened`).
-"""
+that utterance in the component explorer (`Opened`). `m` switches the tab between offline and streaming
+transcripts (`corpus --stream`: NeMo's cache-aware loop vs the candidate's streaming step) and asks the app to run
+the corpus again that way (`ModeChanged`); a streaming run adds the runner's per-att-context rows (latency, WER vs
+NeMo streaming and offline, drift) under the totals, and its drift column is the free-running encoder's."""
 
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ class CorpusTable(DataTable[Any]):
         wer = {side: (s.words.rate if s is not None else None) for side, s in
                ((side, record.scores.get(side)) for side in ("reference", "candidate"))}
         delta = None if None in wer.values() else wer["candidate"] - wer["reference"]  # type: ignore[operator]
-        encoder = record.steps.get("encoder")
+        encoder = record.steps.get("encoder") or record.steps.get("stream")  # a streaming record's one step
         joint = record.steps.get("joint")
         divergence = record.first_divergence.get("index") if record.first_divergence else None
         row = {"position": position, "wer_delta": delta, "drift": encoder.max_abs if encoder else None,
@@ -112,6 +114,12 @@ class CorpusTable(DataTable[Any]):
 class CorpusView(Vertical):
     """Progress, aggregates and the utterance table of the running (or last) corpus."""
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("m", "toggle_stream", "Streaming", tooltip="Score streaming transcripts (cache-aware models: "
+                "NeMo's chunked loop vs the candidate's streaming step) or offline ones; runs the corpus again",
+                id="corpus.stream"),
+    ]
+
     @dataclass
     class Opened(Message):
         """The user asked to open this utterance in the component explorer."""
@@ -119,7 +127,16 @@ class CorpusView(Vertical):
         audio: Path
         uid: str
 
+    @dataclass
+    class ModeChanged(Message):
+        """The user switched between offline and streaming transcripts; `manifest`: the corpus shown, if any."""
+
+        stream: bool
+        manifest: Path | None
+
     title_text = Text("")
+    stream = False
+    manifest: Path | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("No corpus yet: open a manifest (a NeMo manifest, a folder of clips or a list of paths) "
@@ -128,18 +145,29 @@ class CorpusView(Vertical):
             yield ProgressBar(total=100, show_eta=False, id="corpus-bar")
             yield Static("", id="corpus-eta")
         yield Static("", id="corpus-totals")
+        yield Static("", id="corpus-stream-rows")
         yield CorpusTable(id="corpus-table")
 
     def focus_table(self) -> None:
         self.query_one(CorpusTable).focus()
 
+    def action_toggle_stream(self) -> None:
+        self.stream = not self.stream
+        self.post_message(self.ModeChanged(self.stream, self.manifest))
+
     def planned(self, manifest: Path, out_dir: Path, total: int, done: int, errors: int) -> None:
         self.query_one(CorpusTable).clear_rows()
+        rows = self.query_one("#corpus-stream-rows", Static)
+        rows.update("")
+        rows.display = False
+        self.manifest = manifest
         resumed = f", {done} already done (resumed)" if done else ""
         bad = f", {errors} bad manifest lines" if errors else ""
+        mode = ("streaming", "bold magenta") if self.stream else ("offline", "bold")
         self.title_text = Text.assemble(
-            ("Corpus ", "bold"), (manifest.name, "bold cyan"), f": {total} utterances{resumed}{bad} · results in ",
-            (str(out_dir), "dim"), " · Enter opens an utterance, s sorts")
+            ("Corpus ", "bold"), (manifest.name, "bold cyan"), " · ", mode,
+            f": {total} utterances{resumed}{bad} · results in ", (str(out_dir), "dim"),
+            " · Enter opens an utterance, s sorts, m streaming / offline")
         self.query_one("#corpus-title", Static).update(self.title_text)
         self.query_one("#corpus-bar", ProgressBar).update(total=max(total, 1), progress=done)
 
@@ -155,9 +183,16 @@ class CorpusView(Vertical):
     def show_totals(self, totals: dict[str, Any], labels: dict[str, str]) -> None:
         wer, rtfx = totals.get("wer", {}), totals.get("rtfx", {})
         delta = totals.get("wer_delta")
+        rows = totals.get("stream")
+        reference, candidate = labels["reference"], labels["candidate"]
+        if rows is not None:  # a streaming run: its figures are NeMo streaming's and the candidate's streaming
+            reference, candidate = "NeMo streaming", f"{candidate} streaming"
+            shown = self.query_one("#corpus-stream-rows", Static)
+            shown.update(stream_rows_text(rows))
+            shown.display = True
         line = Text.assemble(
-            ("WER ", "bold"), f"{labels['reference']} {_pct(wer.get('reference'))} · "
-                              f"{labels['candidate']} {_pct(wer.get('candidate'))}",
+            ("WER ", "bold"), f"{reference} {_pct(wer.get('reference'))} · "
+                              f"{candidate} {_pct(wer.get('candidate'))}",
             ("  ΔWER ", "bold"), (DASH if delta is None else f"{delta:+.2%}",
                                   "bold red" if (delta or 0) > 0 else "green"),
             ("  QoI ", "bold"), f"{_pct(totals.get('qoi'))} of {totals.get('qoi_over', 0)}",
@@ -178,3 +213,18 @@ class CorpusView(Vertical):
         row = self.query_one(CorpusTable).rows_data.get(uid)
         if row is not None and row["audio"]:
             self.post_message(self.Opened(Path(row["audio"]), uid))
+
+
+def stream_rows_text(rows: list[dict[str, Any]]) -> Text:
+    """The runner's per-att-context rows of a streaming corpus, one line each."""
+    text = Text("Per att context (reference: NeMo's cache-aware loop)", style="bold")
+    for r in rows:
+        drift = (r.get("drift_free_running") or {}).get("worst")
+        text.append_text(Text.assemble(
+            "\n", (str(r["att_context_size"]), "bold cyan"), f"  latency {num(r['latency_ms'])} ms",
+            f"  identical {_pct(r['identical'])} of {r['utterances']}",
+            f"  WER vs NeMo streaming {_pct(r['wer_vs_streaming'])}",
+            f"  vs offline {_pct(r['wer_vs_offline'])}",
+            f"  NeMo streaming vs offline {_pct(r['nemo_streaming_vs_offline'])}",
+            f"  drift worst {num(drift)}"))
+    return text

@@ -208,8 +208,17 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     tags = {key: (key, RUNTIME_LABELS.get(key, key), runs_on(key)) for key in pipes}
     streamer = _Streamer(request, cancel, loaded if loaded is not None else (pipe.loaded if not own else None))
     totals = RunningTotals()
+    streamed = [r for r in store.records if r.stream]  # `corpus --stream`: the per-context rows' records
     for record in store.records:
         totals.add(record)
+
+    def headline() -> dict[str, Any]:
+        if not request.stream:
+            return totals.headline()
+        from rnnt_tui.core.corpus.streaming import stream_rows
+
+        return {**totals.headline(), "stream": stream_rows(streamed)}
+
     interrupted = True
     try:
         pending = [e for e in entries if not store.done(e.uid)]
@@ -239,9 +248,11 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
                 record = replace(record, candidate=key, candidate_label=tags[key][1], runs_on=tags[key][2])
             store.append(record)
             totals.add(record)
+            if record.stream:
+                streamed.append(record)
             eta, note = estimate.finished(key, record.wall_s, record.duration_s,
                                           entry.duration if isinstance(entry, Utterance) else None)
-            yield UtteranceFinished(record, position, len(entries), totals.headline(), eta, note)
+            yield UtteranceFinished(record, position, len(entries), headline(), eta, note)
         else:
             interrupted = False
     except CancelledError:
@@ -253,7 +264,7 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     finally:
         _close(store, _owned(pipes, pipe, own), streamer)
     reports = rebuild_reports(request.out_dir, request.gates)
-    yield CorpusFinished(request.out_dir, interrupted, totals.headline(), tuple(reports))
+    yield CorpusFinished(request.out_dir, interrupted, headline(), tuple(reports))
 
 
 def _owned(pipes: dict[str, Pipeline], given: Pipeline, own: bool) -> list[Pipeline]:

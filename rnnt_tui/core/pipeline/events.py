@@ -159,7 +159,8 @@ class UtteranceStarted(Event):
 
 @dataclass(frozen=True)
 class UtteranceFinished(Event):
-    """One utterance recorded (already on disk). `totals` is `RunningTotals.headline()` over every record so far;
+    """One utterance recorded (already on disk). `totals` is `RunningTotals.headline()` over every record so far
+    (with `stream`: the per-context rows of `core.corpus.streaming.stream_rows`, in a streaming run);
     `eta_s` each candidate's measured time so far (per audio second when durations are known, else per
     utterance) times what it has left; None until each candidate with work left has finished one (restoring the
     model not counted)."""
