@@ -82,6 +82,14 @@ def test_onnx_step_gives_the_tools_own_numbers(streaming: Any, own_onnx: tuple[P
     _same_as_own(_run(streaming, "onnx"), _run(streaming, "onnx", own_onnx))
 
 
+def test_one_onnx_file_runs_every_chunk(streaming: Any, own_onnx: tuple[Path, Path]) -> None:
+    """NeMo's own export is one file: it runs the first chunk too (said in a note); from the second chunk on, the
+    teacher-forced feed (the reference's caches in) is the tool's own next-chunk step's exactly."""
+    own, single = _run(streaming, "onnx"), _run(streaming, "onnx", (own_onnx[1],))
+    assert any("one package for every chunk" in n and "drop_extra_pre_encoded" in n for n in single["candidate_notes"])
+    assert [c["teacher_forced"] for c in single["chunks"][1:]] == [c["teacher_forced"] for c in own["chunks"][1:]]
+
+
 def test_renamed_onnx_refused_before_the_checkpoint_then_mapped(streaming: Any, own_onnx: tuple[Path, Path],
                                                                  tmp_path: Path) -> None:
     renamed = (_renamed(own_onnx[0], tmp_path / "vendor-first.onnx"),
