@@ -32,7 +32,7 @@ PACKAGE_RUNTIMES = ("coreml", "mil")
 PRECISION_ORDER = ("fp32", "fp16")
 #: said once while preparing a bundle recorded without its packages' facts
 UNRECORDED_FACTS = ("this bundle was recorded before rnnt-tui kept its packages' specs: reading them with "
-                    "coremltools (slow; record it again to open it in about a second)")
+                    "coremltools, which takes a while (record it again to open it without coremltools)")
 
 
 def packages_dir(bundle: Bundle, precision: str | None) -> tuple[Path, str]:
