@@ -40,13 +40,14 @@ def _replay(bundle: Path, *extra: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A whole-grid bundle of one demo clip (with NeMo's ONNX export), and a path-only bundle of two clips."""
+    """A whole-grid bundle of one demo clip (with NeMo's ONNX export and the tool's fp32 Core ML conversion), and a
+    path-only bundle of two clips."""
     root = tmp_path_factory.mktemp("bundles")
     manifest = root / "two.jsonl"
     manifest.write_text("\n".join(json.dumps({"audio_filepath": str(p), "text": t})
                                   for p, t in ((HELLO, "hello world"), (root / "missing.wav", "gone"),
                                                (FOX, "the quick brown fox"))))
-    return {"full": _record(root / "full", HELLO, "--joint", "full", "--export", "onnx"),
+    return {"full": _record(root / "full", HELLO, "--joint", "full", "--export", "onnx", "--convert", "fp32"),
             "path": _record(root / "path", manifest, "--joint", "path", "--export", "onnx")}
 
 
@@ -330,3 +331,80 @@ def test_joint_mode_is_fixed_at_record_time(bundles: dict[str, Path]) -> None:
         facts.set_joint_mode(AS_SAVED)
     assert facts.max_symbols() is not None
     bundle.close()
+
+
+_AT_READY = """
+import json, sys, threading
+from pathlib import Path
+from rnnt_tui.app.engine import Engine
+from rnnt_tui.core.options import RuntimeOptions
+from rnnt_tui.core.pipeline import events as ev
+from rnnt_tui.core.pipeline.request import Request, Settings
+
+heavy = ('coremltools', 'torch', 'torchao', 'nemo', 'google.protobuf')
+at_ready = []
+
+def post(envelope):
+    if isinstance(envelope.event, ev.SessionReady):
+        at_ready.extend(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy)))
+
+bundle = Path(sys.argv[1])
+Engine().open_checkpoint(Request(bundle, bundle, 'mil', RuntimeOptions(precision='fp32'), Settings(runs=1, warmup=0)),
+                         post, threading.Event())
+print('AT_READY', json.dumps(at_ready))
+"""
+
+
+def test_a_bundle_is_ready_without_coremltools_and_replays_as_before(bundles: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 21, 6: a bundle recorded with `--convert` opens the app's way (the engine child's `open_checkpoint`)
+    with neither coremltools, torch nor NeMo imported at Ready (the packages' specs and program facts are the
+    bundle's record; each MIL program loads on its first step, saying so); its steps then give the results a bundle
+    recorded before that gives (read with coremltools and loaded up front, which it says once)."""
+    from rnnt_tui.core.bundle.replay import recording_for
+    from rnnt_tui.core.options import RuntimeOptions
+    from rnnt_tui.core.pipeline import events as ev
+    from rnnt_tui.core.pipeline.pipeline import Pipeline
+    from rnnt_tui.core.pipeline.request import Request, Settings
+    from rnnt_tui.core.report import build_report
+
+    bundle = bundles["full"]
+    done = subprocess.run([sys.executable, "-c", _AT_READY, str(bundle)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.split("AT_READY", 1)[1]) == []
+
+    older = tmp_path / "older"  # the same bundle as recorded before the facts were kept
+    shutil.copytree(bundle, older)
+    meta = json.loads((older / "bundle.json").read_text())
+    del meta["packages"]["fp32"]["facts"]
+    (older / "bundle.json").write_text(json.dumps(meta))
+
+    def replay(path: Path) -> tuple[dict[str, Any], list[str], list[float | None]]:
+        texts: list[str] = []
+
+        def emit(event: ev.Event) -> None:
+            if isinstance(event, ev.Progress):
+                texts.append(event.text)
+
+        request = Request(path, path, "mil", RuntimeOptions(precision="fp32"), Settings(runs=1, warmup=0))
+        pipeline = Pipeline(emit)
+        try:
+            session = pipeline.open(request, reference=recording_for(request))
+            assert pipeline.candidate is not None
+            at_ready = [r.load_ms for r in pipeline.candidate.reports.values()]
+            return build_report(run_steps(session, emit=emit)), texts, at_ready
+        finally:
+            pipeline.close()
+
+    new, new_texts, new_loads = replay(bundle)
+    old, old_texts, old_loads = replay(older)
+    _close(_numbers(old), _numbers(new))
+    assert new["settings"]["tolerances"] == old["settings"]["tolerances"]
+    assert new["candidate"]["label"] == old["candidate"]["label"] == "Core ML program, MIL interpreter"
+    assert new_loads == [None] * 4 and None not in old_loads  # loaded by the steps, not before Ready
+    assert [p["load_ms"] is not None for p in new["candidate"]["prepare"]] == [True] * 4
+    assert [p["action"] for p in new["candidate"]["prepare"]] == [p["action"] for p in old["candidate"]["prepare"]]
+    assert sum("loading the encoder (its first call)" in t for t in new_texts) == 1
+    from rnnt_tui.core.bundle.candidates import UNRECORDED_FACTS
+
+    assert old_texts.count(UNRECORDED_FACTS) == 1 and UNRECORDED_FACTS not in new_texts

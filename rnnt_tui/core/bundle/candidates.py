@@ -5,12 +5,18 @@ package runtimes read only the model's summary, which the bundle has (`RecordedM
 export recorded in the bundle (`record --export onnx`): `onnx_replay.BundleOnnxRuntime` is the ONNX runtime with
 its graphs taken from the bundle instead of exported from a restored model. `provenance` says whether the packages were
 converted from the recorded checkpoint (the tool's own packages carry its SHA-256), or that it cannot be told.
+
+`known_packages`: what the bundle recorded of its own packages (each one's declared spec and its program's
+facts, `record --convert`), so a replay reads neither with coremltools and the MIL interpreter loads each program
+on its first call: opening a bundle imports neither coremltools nor torch. A bundle recorded before these facts
+were (rnnt-tui before issue 21) is read the slow way, and says so once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnnt_tui.core.bundle.format import Bundle
 from rnnt_tui.core.bundle.recorded import RecordedModel
@@ -18,8 +24,15 @@ from rnnt_tui.core.errors import BadInputError
 from rnnt_tui.core.options import RuntimeOptions
 from rnnt_tui.core.runtimes.base import Runtime
 
+if TYPE_CHECKING:
+    from rnnt_tui.core.coreml.spec import PackageSpec
+    from rnnt_tui.core.runtimes.package_inventory import KnownPackages
+
 PACKAGE_RUNTIMES = ("coreml", "mil")
 PRECISION_ORDER = ("fp32", "fp16")
+#: said once while preparing a bundle recorded without its packages' facts
+UNRECORDED_FACTS = ("this bundle was recorded before rnnt-tui kept its packages' specs: reading them with "
+                    "coremltools, which takes a while (record it again to open it without coremltools)")
 
 
 def packages_dir(bundle: Bundle, precision: str | None) -> tuple[Path, str]:
@@ -43,14 +56,33 @@ def coreai_dir(bundle: Bundle) -> Path:
     return bundle.file(recorded["dir"])
 
 
-def provenance(folder: Path, sha256: str | None) -> list[str]:
-    """Warnings about where the packages in `folder` came from, one line each (empty: they fit the recording)."""
+def known_packages(bundle: Bundle, folder: Path) -> KnownPackages | None:
+    """What `bundle` recorded of the packages in `folder` when it is one of its own package folders (None: it is
+    not; nothing known, with a note, for a bundle recorded before the facts were)."""
+    from rnnt_tui.core.runtimes.package_inventory import KnownPackages
+
+    for recorded in (bundle.meta.get("packages") or {}).values():
+        if bundle.file(recorded["dir"]).resolve() != folder.resolve():
+            continue
+        if not recorded.get("facts"):
+            return KnownPackages(note=UNRECORDED_FACTS)
+        try:
+            return KnownPackages.from_json(folder, recorded["facts"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BadInputError(bundle.path, f"its record of the packages in {recorded['dir']} is unreadable "
+                                             f"({type(exc).__name__}: {exc})") from exc
+    return None
+
+
+def provenance(folder: Path, sha256: str | None, known: Mapping[str, PackageSpec] | None = None) -> list[str]:
+    """Warnings about where the packages in `folder` came from, one line each (empty: they fit the recording);
+    `known`: specs already read, by file name."""
     from rnnt_tui.core.coreml.spec import PACKAGE_SUFFIXES, read_spec
 
     notes = []
     for path in sorted(p for p in folder.iterdir() if p.suffix in PACKAGE_SUFFIXES):
         try:
-            source = read_spec(path).ours("source_sha256")
+            source = (known[path.name] if known and path.name in known else read_spec(path)).ours("source_sha256")
         except BadInputError as exc:
             notes.append(f"{path.name}: cannot read its metadata ({exc.problem}), so its checkpoint cannot be "
                          f"checked")
@@ -64,8 +96,10 @@ def provenance(folder: Path, sha256: str | None) -> list[str]:
     return notes
 
 
-def candidate_runtime(bundle: Bundle, loaded: RecordedModel, against: str, options: RuntimeOptions) -> Runtime:
-    """The candidate `against` for a replay of `bundle` (options.packages_dir: the packages to run)."""
+def candidate_runtime(bundle: Bundle, loaded: RecordedModel, against: str, options: RuntimeOptions,
+                      known: KnownPackages | None = None) -> Runtime:
+    """The candidate `against` for a replay of `bundle` (options.packages_dir: the packages to run; `known`: what
+    the bundle recorded of them)."""
     if against == "onnx":
         export = bundle.meta.get("onnx")
         if not export:
@@ -78,4 +112,6 @@ def candidate_runtime(bundle: Bundle, loaded: RecordedModel, against: str, optio
         raise ValueError(f"unknown candidate {against!r}; choose one of onnx, coreai, {', '.join(PACKAGE_RUNTIMES)}")
     from rnnt_tui.core.runtimes import get_runtime_class
 
-    return get_runtime_class(against)(loaded, options)  # type: ignore[arg-type]  # the summary is all it reads
+    if against in PACKAGE_RUNTIMES:  # the summary is all they read of the model
+        return get_runtime_class(against)(loaded, options, known=known)  # type: ignore[arg-type, call-arg]
+    return get_runtime_class(against)(loaded, options)  # type: ignore[arg-type]

@@ -1,7 +1,9 @@
 """What a recording may carry beside the reference, so a replay machine needs nothing else.
 
 `add_packages`: the tool's own Core ML conversion (`record --convert fp32|fp16`), whose packages carry the
-checkpoint's SHA-256 in their metadata (`rnnt_tui.source_sha256`); `add_coreai_assets`: its Core AI conversion
+checkpoint's SHA-256 in their metadata (`rnnt_tui.source_sha256`), with what a replay needs to know of each one
+before it runs (`facts`: its declared spec and its program's precision, so opening the bundle needs no
+coremltools); `add_coreai_assets`: its Core AI conversion
 (`record --convert coreai`), the assets carrying the same metadata. `add_onnx_export`: NeMo's own ONNX export
 (`record --export onnx`) - an ONNX replay needs it, and making it needs torch and NeMo. Both run at record time
 only, on the restored model; they are imported only by `record`.
@@ -26,6 +28,7 @@ def add_packages(writer: BundleWriter, loaded: LoadedModel, precision: str, prog
                  cancel: threading.Event | None) -> dict[str, Any]:
     """Convert every component to `precision` ML programs into `packages/<precision>/`."""
     from rnnt_tui.core.coreml.convert import convert_components
+    from rnnt_tui.core.runtimes.package_inventory import record_packages
 
     rel = f"packages/{precision}"
     converted = convert_components(loaded, precision=precision, out_dir=writer.folder(rel),
@@ -34,7 +37,8 @@ def add_packages(writer: BundleWriter, loaded: LoadedModel, precision: str, prog
     return {"dir": rel, "precision": precision, "source_sha256": loaded.sha256,
             "components": {p.component: Path(p.path).name for p in converted},
             "max_frames": converted[0].max_frames if converted else None,
-            "notes": sorted({n for p in converted for n in p.notes})}
+            "notes": sorted({n for p in converted for n in p.notes}),
+            "facts": record_packages([Path(p.path) for p in converted])}
 
 
 def add_coreai_assets(writer: BundleWriter, loaded: LoadedModel, precision: str, progress: Progress,

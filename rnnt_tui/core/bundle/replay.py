@@ -25,6 +25,7 @@ from rnnt_tui.core.bundle.candidates import (
     PACKAGE_RUNTIMES,
     candidate_runtime,
     coreai_dir,
+    known_packages,
     packages_dir,
     provenance,
 )
@@ -48,6 +49,7 @@ from rnnt_tui.core.timing import Timings, measure
 from rnnt_tui.core.tolerances import Tolerance
 
 if TYPE_CHECKING:
+    from rnnt_tui.core.coreml.spec import PackageSpec
     from rnnt_tui.core.corpus.records import UtteranceRecord
     from rnnt_tui.core.pipeline.facts import ModelFacts
     from rnnt_tui.core.pipeline.session import Session, Step
@@ -121,9 +123,25 @@ class Recording:
         self.facts: ModelFacts = BundleFacts(bundle)
         self.loaded = RecordedModel(path=self.facts.path, summary=self.facts.summary, sha256=self.facts.sha256,
                                     notes=self.facts.notes)
-        self.warnings: list[str] = []
+        self._warnings: list[str] = []
+        self._unchecked: tuple[Path, dict[str, PackageSpec] | None] | None = None  # packages whose provenance is read
         self.options: RuntimeOptions | None = None  # the candidate's, as resolved (its packages folder)
         self._verified: set[tuple[str, ...]] = set()
+
+    @property
+    def warnings(self) -> list[str]:
+        """What cannot be checked about the candidate's provenance, one line each. Packages are read when this is
+        first asked (after preparing), so a bundle without its packages' recorded specs has said why reading them
+        is slow before it happens."""
+        if self._unchecked is not None:
+            folder, specs = self._unchecked
+            self._unchecked = None
+            self._warnings += provenance(folder, self.facts.sha256, specs)
+        return self._warnings
+
+    @warnings.setter
+    def warnings(self, value: list[str]) -> None:
+        self._warnings, self._unchecked = value, None
 
     @property
     def clips(self) -> list[dict[str, Any]]:
@@ -167,6 +185,7 @@ class Recording:
         """The candidate without NeMo: packages or Core AI assets (`options.packages_dir`, else the bundle's own
         conversion) or the recorded ONNX export; what cannot be checked about their provenance goes to `warnings`."""
         self.warnings = []
+        known = None
         if against in PACKAGE_RUNTIMES:
             folder, precision = (Path(options.packages_dir), options.precision) if options.packages_dir \
                 else packages_dir(self.bundle, self.precision)
@@ -174,7 +193,8 @@ class Recording:
                 raise BadInputError(folder, "no such packages folder")
             options = replace(options, packages_dir=str(folder), precision=precision)
             self._verify(against, str(folder))
-            self.warnings += provenance(folder, self.facts.sha256)
+            known = known_packages(self.bundle, folder)
+            self._unchecked = (folder, known.specs if known is not None else None)
         elif against == "coreai":  # the bundle's own Core AI assets (`record --convert coreai`) unless given
             folder = Path(options.packages_dir) if options.packages_dir else coreai_dir(self.bundle)
             if not folder.is_dir():
@@ -187,7 +207,7 @@ class Recording:
             if export.get("source_sha256") and export["source_sha256"] != self.facts.sha256:
                 self.warnings.append("the recorded ONNX export came from a different checkpoint")
         self.options = options
-        return candidate_runtime(self.bundle, self.loaded, against, options)
+        return candidate_runtime(self.bundle, self.loaded, against, options, known)
 
     def _verify(self, against: str, folder: str | None) -> None:
         """Check the files this candidate reads against the manifest, once per set of files."""

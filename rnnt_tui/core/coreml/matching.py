@@ -27,6 +27,7 @@ override everything:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -267,9 +268,10 @@ def read_mapping(path: Path | str) -> dict[str, Any]:
     return {k: ({"file": v} if isinstance(v, str) else v) for k, v in data.items()}
 
 
-def match_packages(folder: Path | str, summary: Any = None,
-                   mapping_file: Path | str | None = None) -> dict[str, PackageInfo]:
-    """Match the Core ML packages in `folder` to components and heads.
+def match_packages(folder: Path | str, summary: Any = None, mapping_file: Path | str | None = None,
+                   known: Mapping[str, PackageSpec] | None = None) -> dict[str, PackageInfo]:
+    """Match the Core ML packages in `folder` to components and heads (`known`: specs already read, by file name,
+    used instead of reading those packages again).
 
     Returns component or head -> PackageInfo for every usable package found, plus `"<kind>:<file name>"` entries
     (comparable False, with the reason) for every other package: not usable, unrecognised, duplicates, ignored.
@@ -286,7 +288,7 @@ def match_packages(folder: Path | str, summary: Any = None,
     usable = (*COMPONENTS, *HEADS)
     result: dict[str, PackageInfo] = {}
     for path in sorted(p for p in folder.iterdir() if p.suffix in PACKAGE_SUFFIXES):
-        spec = read_spec(path)
+        spec = known[path.name] if known and path.name in known else read_spec(path)
         if path.name in ignored:
             result[f"ignored:{path.name}"] = PackageInfo(component="ignored", spec=spec, comparable=False,
                                                          source="mapping", reason="ignored by the mapping file")

@@ -2,7 +2,9 @@
 dtypes), metadata, model type and spec version.
 
 `.mlpackage`/`.mlmodel` are read through coremltools' protobuf spec (output shapes the description leaves open are
-taken from the ML program's own types), `.mlmodelc` through the `metadata.json` Core ML's compiler writes.
+taken from the ML program's own types), `.mlmodelc` through the `metadata.json` Core ML's compiler writes. A spec
+read once can be kept as JSON and read back without coremltools (`PackageSpec.to_json` / `from_json`: a bundle
+records its packages' specs so a replay opens without importing it).
 `shape_warnings` flags declared shapes that bite at run time. Which package plays which component is
 `core.coreml.matching`'s job; this module never guesses roles.
 """
@@ -89,6 +91,14 @@ class TensorSpec:
                 "ranges": [list(r) for r in self.ranges] if self.ranges else None,
                 "enumerated": [list(s) for s in self.enumerated] if self.enumerated else None}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TensorSpec:
+        """The inverse of `to_json`."""
+        ranges, enumerated = data.get("ranges"), data.get("enumerated")
+        return cls(str(data["name"]), tuple(int(d) for d in data["shape"]), str(data["dtype"]),
+                   tuple((int(lo), int(hi)) for lo, hi in ranges) if ranges else None,
+                   tuple(tuple(int(d) for d in s) for s in enumerated) if enumerated else None)
+
 
 @dataclass(frozen=True)
 class PackageSpec:
@@ -130,6 +140,18 @@ class PackageSpec:
                 "deployment_target": self.deployment_target, "states": [t.to_json() for t in self.states],
                 "inputs": [t.to_json() for t in self.inputs],
                 "outputs": [t.to_json() for t in self.outputs], "metadata": dict(self.metadata)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], path: Path) -> PackageSpec:
+        """The inverse of `to_json`, for the package now at `path` (what a bundle recorded of its packages: reading
+        it back needs no coremltools)."""
+        version = data.get("spec_version")
+        return cls(path=path, inputs=tuple(TensorSpec.from_json(t) for t in data["inputs"]),
+                   outputs=tuple(TensorSpec.from_json(t) for t in data["outputs"]),
+                   metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+                   spec_version=None if version is None else int(version),
+                   model_type=str(data.get("model_type", "mlProgram")),
+                   states=tuple(TensorSpec.from_json(t) for t in data.get("states") or ()))
 
 
 def _array_spec(feature: Any, mil_types: dict[str, tuple[tuple[int, ...], str]]) -> TensorSpec:

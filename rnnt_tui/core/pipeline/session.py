@@ -108,6 +108,9 @@ class Session:
         self.ctx.progress, self.ctx.cancel = progress, cancel
         try:
             self._needs(name, progress, cancel)
+            candidate = self.ctx.candidate
+            if candidate is not None and self.ctx.comparing:  # what prepare left to the first call loads now
+                candidate.load_for(name, progress, cancel)
             result = self._run(name)
         except (CancelledError, RuntimeUnavailableError):
             raise

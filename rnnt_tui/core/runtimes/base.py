@@ -7,7 +7,8 @@ Adding a runtime means adding a subclass; the comparison code does not change.
 
 Optional capabilities are declared here once, with the defaults a plain runtime has, and overridden by the runtimes
 that have them (the package runtimes: program tolerances, bind notes, heads, a decision-head decode, packages,
-inventory, warnings; Core ML: compiled paths). The steps read them as attributes, never probe for them.
+inventory, warnings, programs loaded by the step that first calls them; Core ML: compiled paths). The steps read
+them as attributes, never probe for them.
 """
 
 from __future__ import annotations
@@ -130,6 +131,11 @@ class Runtime(ABC):
     def package_feed(self, component: str, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         """The package-named feed of one call of `component` (package runtimes)."""
         raise NotImplementedError(f"{self.label} runs no packages")
+
+    def load_for(self, step: str, progress: Progress = no_progress,  # noqa: B027 - optional hook
+                 cancel: threading.Event | None = None) -> None:
+        """Load what `step` calls that prepare left for its first call (package runtimes given a bundle's record of
+        their packages); runtimes that load everything in prepare have nothing to do."""
 
     @classmethod
     @abstractmethod

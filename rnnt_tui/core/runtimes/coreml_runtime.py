@@ -27,6 +27,7 @@ from rnnt_tui.core.components import DECODER, JOINT
 from rnnt_tui.core.coreml.matching import JOINT_DECISION, JOINT_DECISION_STEP, PackageInfo
 from rnnt_tui.core.coreml.plan import core_ml_problem, require
 from rnnt_tui.core.runtimes.base import Availability, PrepareReport, Progress, RuntimeOptions, no_progress
+from rnnt_tui.core.runtimes.package_inventory import KnownPackages
 from rnnt_tui.core.runtimes.package_runtime import PackageRuntime
 
 
@@ -41,8 +42,8 @@ class CoreMLRuntime(PackageRuntime):
     #: component -> the compiled model (.mlmodelc) it runs, for compute plans
     compiled_paths: dict[str, Path]
 
-    def __init__(self, loaded: Any, options: RuntimeOptions | None = None) -> None:
-        super().__init__(loaded, options)
+    def __init__(self, loaded: Any, options: RuntimeOptions | None = None, known: KnownPackages | None = None) -> None:
+        super().__init__(loaded, options, known)
         self.compiled_paths = {}
 
     def _reset(self) -> None:

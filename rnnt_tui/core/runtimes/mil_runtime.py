@@ -9,17 +9,19 @@ labelled "Core ML program, MIL interpreter", never "Core ML", because it is not 
 arithmetic, no op fusion, no compute units (they do not apply: `describe` says so). Inputs are fed in the exact
 dtypes the package declares and outputs come back in the program's own dtypes (float16 where it computes them).
 A compiled `.mlmodelc` cannot be read back, and a neural-network `.mlmodel` is not an ML program: both are one
-clear `BadInputError` naming the file.
+clear `BadInputError` naming the file. Packages whose specs and program facts a bundle recorded are loaded by the
+first step that calls them (`loads_on_first_call`), so opening a bundle imports neither coremltools nor torch.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 import time
 from typing import Any, ClassVar
 
-from rnnt_tui.core.runtimes.base import Availability
+from rnnt_tui.core.runtimes.base import Availability, Progress, no_progress
 from rnnt_tui.core.runtimes.package_inventory import ProgramFacts
 from rnnt_tui.core.runtimes.package_runtime import PackageRuntime
 
@@ -35,6 +37,7 @@ class MilRuntime(PackageRuntime):
     label: ClassVar[str] = LABEL
     engine: ClassVar[str] = "the MIL interpreter"
     reads_compiled: ClassVar[bool] = False
+    loads_on_first_call: ClassVar[bool] = True  # a load imports coremltools and plans every op: not before Ready
 
     @classmethod
     def availability(cls) -> Availability:
@@ -46,9 +49,19 @@ class MilRuntime(PackageRuntime):
         return {**super().describe(), "compute_units": None, "compute_units_note": COMPUTE_UNITS_NOTE,
                 "executes": "the tool's MIL interpreter (numpy), op by op in the program's dtypes"}
 
+    def load_for(self, step: str, progress: Progress = no_progress, cancel: threading.Event | None = None) -> None:
+        if "coremltools" not in sys.modules and self.deferred.pending_for(step):  # said: it takes seconds, once
+            from rnnt_tui.core.coreml.spec import load_coremltools
+
+            progress(f"{self.label}: importing coremltools to read the programs (once; takes a few seconds)", None)
+            load_coremltools()
+        super().load_for(step, progress, cancel)
+
     def _load(self, component: str, cancel: threading.Event | None) -> tuple[float, bool | None, str]:
+        from rnnt_tui.core.coreml.spec import load_coremltools
         from rnnt_tui.core.mil.program import MilProgram
 
+        load_coremltools()  # imported once per process: not this program's load time
         start = time.perf_counter()
         self.models[component] = MilProgram.load(self.packages[component].path)
         return (time.perf_counter() - start) * 1000, None, "loaded into the MIL interpreter (execution plan built)"

@@ -7,6 +7,11 @@ should see before any number: flexible inputs whose default shape is [1,1], dura
 weight compression with the MIL reader (any OS); `precision_warning` says when the package's metadata or the
 `--precision` flag claims otherwise (the common exporter writes FLOAT32 while coremltools computes in fp16).
 `tiles` splits a joint's T or U axis into calls its declared shape accepts.
+
+`KnownPackages` is what was read of a folder's packages before, kept as JSON (`record_packages`: a bundle records
+it beside its packages): each package's declared spec and its program's facts. A runtime given them neither reads
+the specs with coremltools nor loads a program to learn its precision, so it can defer loading each program to
+its first call (`PackageRuntime.load_for`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from rnnt_tui.core.coreml.matching import (
     package_info,
     read_folder_metadata,
 )
-from rnnt_tui.core.coreml.spec import shape_warnings
+from rnnt_tui.core.coreml.spec import PackageSpec, shape_warnings
 from rnnt_tui.core.errors import BadInputError
 from rnnt_tui.core.runtimes.base import Progress, RuntimeOptions
 
@@ -41,6 +46,46 @@ class ProgramFacts:
 
     precision: str
     weight_compression: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"precision": self.precision, "weight_compression": list(self.weight_compression)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProgramFacts:
+        return cls(str(data["precision"]), tuple(str(w) for w in data.get("weight_compression") or ()))
+
+
+@dataclass(frozen=True)
+class KnownPackages:
+    """What was read of a folder's packages before, by file name: declared specs and program facts (a package
+    missing from either is read the usual way). `note`: why there is nothing known (said once while preparing)."""
+
+    specs: dict[str, PackageSpec] = field(default_factory=dict)
+    programs: dict[str, ProgramFacts] = field(default_factory=dict)
+    note: str | None = None
+
+    @classmethod
+    def from_json(cls, folder: Path, data: dict[str, Any]) -> KnownPackages:
+        """The inverse of `record_packages`, for the packages now in `folder`."""
+        return cls(specs={name: PackageSpec.from_json(entry["spec"], folder / name) for name, entry in data.items()},
+                   programs={name: ProgramFacts.from_json(entry["program"]) for name, entry in data.items()
+                             if entry.get("program")})
+
+    def program(self, path: Path) -> ProgramFacts | None:
+        return self.programs.get(path.name)
+
+
+def record_packages(paths: Sequence[Path]) -> dict[str, Any]:
+    """Each package's declared spec and its program's facts, as JSON by file name (`KnownPackages.from_json`
+    reads it back); a program that cannot be read has no facts (it is then read again where it is used)."""
+    from rnnt_tui.core.coreml.spec import read_spec
+
+    out: dict[str, Any] = {}
+    for path in paths:
+        facts, _ = read_program_facts(path)
+        spec = {k: v for k, v in read_spec(path).to_json().items() if k not in ("path", "deployment_target")}
+        out[path.name] = {"spec": spec, "program": facts.to_json() if facts is not None else None}
+    return out
 
 
 @dataclass(frozen=True)
@@ -178,8 +223,10 @@ def _prefer_programs(found: dict[str, PackageInfo]) -> dict[str, PackageInfo]:
 
 
 def collect_packages(loaded: Any, options: RuntimeOptions, components: Sequence[str], progress: Progress,
-                     cancel: threading.Event | None, reads_compiled: bool = True) -> Collected:
-    """Convert `components` of the restored model, or match the packages in `options.packages_dir`."""
+                     cancel: threading.Event | None, reads_compiled: bool = True,
+                     known: KnownPackages | None = None) -> Collected:
+    """Convert `components` of the restored model, or match the packages in `options.packages_dir` (`known`: their
+    specs as read before)."""
     from rnnt_tui.core.coreml.convert import convert_components
 
     summary = loaded.summary
@@ -194,7 +241,7 @@ def collect_packages(loaded: Any, options: RuntimeOptions, components: Sequence[
         return Collected(used=used, skipped={}, actions=actions,
                          warnings=[w for i in used.values() for w in shape_warnings(i.spec)])
     start = time.perf_counter()
-    found = match_packages(options.packages_dir, summary)
+    found = match_packages(options.packages_dir, summary, known=known.specs if known is not None else None)
     if not reads_compiled:
         found = _prefer_programs(found)
     elapsed = (time.perf_counter() - start) * 1000

@@ -5,7 +5,9 @@
 heads and fused mel+encoder), lists every package with what it is used for or why it is skipped (`inventory`),
 loads each used one through the subclass (`_load`), and reads each program's real compute precision and weight
 compression with the MIL reader (`program_facts`, any OS) to pick tolerances from them and warn where the
-package's metadata or the `--precision` flag says otherwise.
+package's metadata or the `--precision` flag says otherwise. Given what was read of the packages before (`known`:
+a bundle records it), it reads neither specs nor programs, and a runtime that `loads_on_first_call` leaves each
+program to the first step that calls it (`load_for`, `package_loading`).
 
 `bind` casts inputs to the dtypes the package declares (as the engine accepts them: `FEED_DTYPES`), zero-pads a
 fixed time axis or refuses a clip longer than the package allows (naming the bound), all before the timed call,
@@ -41,12 +43,14 @@ from rnnt_tui.core.runtimes.base import (
     no_progress,
 )
 from rnnt_tui.core.runtimes.package_inventory import (
+    KnownPackages,
     PackageEntry,
     ProgramFacts,
     collect_packages,
     precision_warning,
     tiles,
 )
+from rnnt_tui.core.runtimes.package_loading import DeferredLoads
 from rnnt_tui.core.runtimes.package_state import DecoderState, StateCarrier, bound_step
 from rnnt_tui.core.tolerances import FP16, FP32, Tolerance
 
@@ -79,12 +83,16 @@ class PackageRuntime(Runtime):
     engine: ClassVar[str] = "the runtime"
     #: whether the engine can run a compiled `.mlmodelc` (else a package of the same kind is preferred)
     reads_compiled: ClassVar[bool] = True
+    #: whether a program whose facts are `known` is loaded by the first step that calls it rather than in prepare
+    loads_on_first_call: ClassVar[bool] = False
 
     packages: dict[str, PackageInfo]
     models: dict[str, Any]
 
-    def __init__(self, loaded: Any, options: RuntimeOptions | None = None) -> None:
+    def __init__(self, loaded: Any, options: RuntimeOptions | None = None, known: KnownPackages | None = None) -> None:
+        """`known`: what was read of the packages in `options.packages_dir` before (a bundle's record of its own)."""
         super().__init__(loaded, options)
+        self.known = known
         self._reset()
         if self.options.packages_dir:  # Core AI assets given to a Core ML runtime: the user's mistake, exit 2
             from rnnt_tui.core.coreai.assets import refuse_for_core_ml
@@ -100,6 +108,8 @@ class PackageRuntime(Runtime):
         self.bind_notes: dict[str, list[str]] = {}
         #: engine state objects made for a stateful decoder (one per decode and one per bound call)
         self.states_made = 0
+        #: the packages whose program the first step that calls it loads
+        self.deferred = DeferredLoads(self._load, self.reports)
 
     # -- what subclasses provide ------------------------------------------------------------------
     def _problem(self) -> str | None:
@@ -131,7 +141,8 @@ class PackageRuntime(Runtime):
         """The program's compute precision and weight compression (or why they cannot be read)."""
         from rnnt_tui.core.runtimes.package_inventory import read_program_facts
 
-        return read_program_facts(self.packages[component].path)
+        known = self.known.program(self.packages[component].path) if self.known is not None else None
+        return (known, None) if known is not None else read_program_facts(self.packages[component].path)
 
     def _as_declared(self, info: PackageInfo, tensor: str, value: np.ndarray) -> np.ndarray:
         """An output as the engine returned it (Core ML overrides this: it widens fp16 outputs)."""
@@ -153,7 +164,10 @@ class PackageRuntime(Runtime):
                 cancel: threading.Event | None = None) -> list[PrepareReport]:
         self._reset()
         every = type(self).components
-        collected = collect_packages(self.loaded, self.options, every, progress, cancel, self.reads_compiled)
+        if self.known is not None and self.known.note:
+            progress(self.known.note, None)
+        collected = collect_packages(self.loaded, self.options, every, progress, cancel, self.reads_compiled,
+                                     self.known)
         self.packages, self.skipped, self.warnings = collected.used, collected.skipped, list(collected.warnings)
         # the components this instance can run: a folder without a preprocessor makes it reference-only
         self.components = tuple(c for c in every if c in self.packages)  # type: ignore[misc]
@@ -167,7 +181,10 @@ class PackageRuntime(Runtime):
         for index, (key, info) in enumerate(self.packages.items()):
             action, prep_ms, was_cached, notes = collected.actions[key]
             load_ms: float | None = None
-            if problem is None:
+            deferred = self.loads_on_first_call and self.known is not None and self.known.program(info.path)
+            if problem is None and deferred:
+                action = self.deferred.add(key, action)
+            elif problem is None:
                 if cancel is not None and cancel.is_set():
                     raise CancelledError(f"cancelled before loading the {key} package")
                 progress(f"{self.label}: loading the {key}", index / max(len(self.packages), 1))
@@ -207,7 +224,15 @@ class PackageRuntime(Runtime):
         return {c: (FP16 if self.tolerance_precision(c) == "fp16" else FP32)[c] for c in type(self).components}
 
     # -- binding ----------------------------------------------------------------------------------
+    def _has(self, component: str) -> bool:
+        """Whether `component` is loaded or left to its first call."""
+        return component in self.models or component in self.deferred
+
+    def load_for(self, step: str, progress: Progress = no_progress, cancel: threading.Event | None = None) -> None:
+        self.deferred.load_for(step, self.label, progress, cancel)
+
     def _model(self, component: str) -> tuple[PackageInfo, Any]:
+        self.deferred.load(component)
         if component in self.models:
             return self.packages[component], self.models[component]
         self._check_runnable()
@@ -389,17 +414,17 @@ class PackageRuntime(Runtime):
         `mel_encoder` takes audio_signal/length and gives encoded/encoded_length; a decision head takes
         encoded [1,D,T] and decoder_output [1,H,U] and gives token_id, token_prob, duration [1,T,U] (and top_k_ids,
         top_k_logits [1,T,U,K] when it has them), for `core.decision.compare_decisions`."""
-        return tuple(h for h in HEADS if h in self.models)
+        return tuple(h for h in HEADS if self._has(h))
 
     @property
     def decodes_through_decision(self) -> bool:
         """True when greedy decoding asks a decision head (`decide_step`): a single-step head is what apps built
         on such packages decode with; a full-window head only when there is no logits joint."""
-        return JOINT_DECISION_STEP in self.models or (JOINT not in self.models and JOINT_DECISION in self.models)
+        return self._has(JOINT_DECISION_STEP) or (not self._has(JOINT) and self._has(JOINT_DECISION))
 
     def decide_step(self, frame: np.ndarray, decoder_output: Any) -> tuple[int, int, float]:
         """(token id, duration bin, token probability) from the decision head for one frame and one step."""
-        head = JOINT_DECISION_STEP if JOINT_DECISION_STEP in self.models else JOINT_DECISION
+        head = JOINT_DECISION_STEP if self._has(JOINT_DECISION_STEP) else JOINT_DECISION
         g = np.asarray(decoder_output, dtype=np.float32).reshape(1, -1, 1)
         out = self.run(head, {"encoded": np.asarray(frame), "decoder_output": g})
         duration = int(np.asarray(out["duration"]).reshape(-1)[0]) if "duration" in out else 0
@@ -408,3 +433,4 @@ class PackageRuntime(Runtime):
 
     def close(self) -> None:
         self.models = {}
+        self.deferred.clear()
