@@ -269,18 +269,14 @@ class Engine(ActiveWorkers):
 
 
 def precision_problem(runtime: str, precision: str = "fp16", weights: str | None = None) -> str | None:
-    """Why the precision certification cannot run on `runtime` here (None: it can). The MIL interpreter runs
-    everywhere; Core AI needs its wheel (`coreai_problem`) and certifies its fp16 conversion
-    (`core.precision.coreai.certify_coreai`), not compressed weights or the Core ML-only precisions."""
+    """Why the precision certification cannot run on `runtime` here (None: it can): a combination it refuses
+    (`core.precision.refusals`, the CLI's words too), else, for Core AI, why its wheel cannot run here."""
     from rnnt_tui.core.coreai.platform import coreai_problem
+    from rnnt_tui.core.precision.refusals import certification_problem
 
-    if runtime == "mil":
-        return None
-    if runtime != "coreai":
-        return f"the precision certification runs on the MIL interpreter or Core AI, not {runtime}"
-    if precision != "fp16" or weights:
-        return ("Core AI certifies its fp16 conversion here; compressed Core AI weights are checked by comparing "
-                "(Runtimes tab) at those weights")
+    refused = certification_problem(runtime, precision, weights)
+    if refused is not None or runtime != "coreai":
+        return refused
     return coreai_problem(need_converter=True)
 
 
