@@ -152,10 +152,18 @@ class Actions(Calls):
         if self.corpus_running():
             self.notify("A corpus is running: Esc stops it (what finished is kept).", timeout=4)
             return
-        self.cancel_calls("steps")
         self.query_one(TabbedContent).active = "tab-corpus"
+        try:  # the Corpus tab's subset field (`corpus --subset`)
+            subset = self.query_one(CorpusView).subset()
+            problem = subset.problem(self.state.options.against) if subset is not None else None
+        except ValueError as exc:
+            problem = str(exc)
+        if problem is not None:
+            self.notify(problem, title="The corpus's subset", severity="warning", timeout=8)
+            return
+        self.cancel_calls("steps")
         self.status.working(f"Corpus: reading {manifest.name}…")
-        self.run_corpus(manifest)
+        self.run_corpus(manifest, subset)
 
     def on_corpus_view_opened(self, message: CorpusView.Opened) -> None:
         """Enter on an utterance: open it in the component explorer, on the same restored model."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rnnt_tui.core.corpus.subset import Subset
     from rnnt_tui.core.pipeline.events import Event
     from rnnt_tui.core.pipeline.pipeline import Pipeline, RuntimeChoice
     from rnnt_tui.core.pipeline.request import Request
@@ -201,9 +202,11 @@ class Engine(ActiveWorkers):
                     "statuses": {n: str(session.results[n].status) for n in components if n in session.results},
                     "drift": reports}
 
-    def run_corpus(self, manifest: Path, post: Post, cancel: threading.Event, call: int = 0) -> None:
+    def run_corpus(self, manifest: Path, subset: Subset | None, post: Post, cancel: threading.Event,
+                   call: int = 0) -> None:
         """A corpus run on the open model and candidate (nothing restored or prepared again), its events
-        forwarded as they come; results in the app's data dir, resumed when the same corpus is opened again."""
+        forwarded as they come; results in the app's data dir, resumed when the same corpus is opened again with
+        the same `subset` (`core.corpus.subset`: the candidate on some entries, `subset.rest` on the others)."""
         from dataclasses import asdict
 
         from rnnt_tui.core.corpus.runner import CORPUS_SETTINGS, CorpusRequest, run_corpus
@@ -215,10 +218,10 @@ class Engine(ActiveWorkers):
             if pipe.request is None or pipe.facts is None or pipe.request.against is None:
                 raise RuntimeError("the model is still loading")
             opened = pipe.request
-            out = corpus_run_dir(pipe.facts.sha256 or "", manifest, opened.against or "",
-                                 repr(sorted(asdict(opened.options).items())))
+            chosen = repr(sorted(asdict(opened.options).items())) + (f"|{subset}|{subset.rest}" if subset else "")
+            out = corpus_run_dir(pipe.facts.sha256 or "", manifest, opened.against or "", chosen)
             request = CorpusRequest(opened.checkpoint, manifest, opened.against or "", out, opened.options,
-                                    settings=CORPUS_SETTINGS, resume=True)
+                                    settings=CORPUS_SETTINGS, resume=True, subset=subset)
             for event in run_corpus(request, cancel, pipeline=pipe):
                 emit(event)
 

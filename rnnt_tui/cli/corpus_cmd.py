@@ -212,6 +212,7 @@ def _pct(value: Any) -> str:
 
 def _tables(report: dict[str, Any]) -> list[Table]:
     from rnnt_tui.core.corpus.report import candidate_column
+    from rnnt_tui.core.corpus.subset import ran_on
 
     run, s = report["run"], report["summary"]
     where = f"; {run['candidate_label']} ran on {run['runs_on']}" if run.get("runs_on") else ""
@@ -242,7 +243,9 @@ def _tables(report: dict[str, Any]) -> list[Table]:
         tables.append(drift)
     rows = {r["uid"]: r for r in report["utterances"]}
     worst = Table(title="Worst utterances", title_justify="left")
-    for col in ("line", "audio", "out of tolerance", "ΔWER", "identical", "divergence", "reference", "candidate"):
+    subset = bool(report.get("candidates"))  # --subset: two candidates ran, each row says which
+    for col in ("line", "audio", "out of tolerance", "ΔWER", "identical", "divergence",
+                *(("ran on",) if subset else ()), "reference", "candidate"):
         worst.add_column(col, overflow="fold")
     out_of_tolerance = {o["uid"] for o in report["out_of_tolerance_utterances"]}
     # every utterance out of tolerance is listed (they rank first), then the worst of the rest up to five rows
@@ -250,8 +253,9 @@ def _tables(report: dict[str, Any]) -> list[Table]:
         r = rows[uid]
         worst.add_row(str(r["line"]), Path(r["audio"]).name,
                       r["out_of_tolerance_steps"] if uid in out_of_tolerance else "no", _pct(r["wer_delta"]),
-                      str(r["identical"]),
-                      num(r["first_divergence"]), r["reference_text"] or "", r["candidate_text"] or "")
+                      str(r["identical"]), num(r["first_divergence"]),
+                      *((ran_on(r["candidate"], r["runs_on"]) or "",) if subset else ()),
+                      r["reference_text"] or "", r["candidate_text"] or "")
     tables.append(worst)
     if report.get("stream"):
         tables.append(_stream_table(report["stream"]))

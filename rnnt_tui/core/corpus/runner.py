@@ -196,6 +196,8 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     if request.subset is not None:
         if request.stream:
             raise BadInputError(request.manifest, "--subset does not go with --stream (one streaming candidate)")
+        if request.subset.problem(request.against) is not None:
+            raise BadInputError(request.manifest, str(request.subset.problem(request.against)))
         _check_available(request.subset.rest)
     header = header_for(request, manifest.digest, content_hash(request.checkpoint, cache_dir(), cancel))
     entries = manifest.select(request.limit, request.shard)
