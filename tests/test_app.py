@@ -569,19 +569,26 @@ async def test_corpus_subset_runs_the_candidate_on_some_entries_and_each_row_say
     from textual.widgets import Input, Select, Static
 
     from rnnt_tui.app.widgets.corpus_view import CorpusTable
+    from rnnt_tui.core.corpus.subset import Subset
     from rnnt_tui.paths import demo_dir
 
     clips = json.loads((demo_dir() / "clips.json").read_text())[:2]
     manifest = tmp_path / "two.jsonl"
     manifest.write_text("\n".join(json.dumps({"audio_filepath": str(demo_dir() / c["audio"]), "text": c["text"]})
                                   for c in clips) + "\n")
-    app = make_app(engine=Engine())
+    app = RnntApp(demo_checkpoint(), demo_audio(), RuntimeChoices(), engine=Engine(),
+                  subset=Subset.parse("every:2", "onnx"))  # `rnnt-tui … --subset every:2 --rest onnx`
     messages: list[Message] = []
     async with app.run_test(size=(160, 44), message_hook=messages.append) as pilot:
         await ready(pilot)
         await pilot.press("7")
         field, rest = app.query_one("#corpus-subset", Input), app.query_one("#corpus-rest", Select)
         note = app.query_one("#corpus-subset-note", Static)
+        assert (field.value, rest.value) == ("every:2", "onnx")
+        assert "the candidate on every 2nd manifest entry (from the first), ONNX Runtime on the rest" in str(
+            note.render())
+        field.value = ""
+        await pilot.pause(0.1)
         assert "Every entry on the candidate" in str(note.render())
         for spec, reason in (("some:2", "expected first:N or every:K"),
                              ("first:1", "another runtime than the candidate (ONNX Runtime)")):

@@ -19,6 +19,7 @@ from rnnt_tui.core.corpus.store import RESULTS_FILE, read_results
 from rnnt_tui.core.corpus.subset import REST_RUNTIMES, Estimate, Subset, ran_on
 from rnnt_tui.core.errors import BadInputError
 from rnnt_tui.core.names import CANDIDATE_RUNTIMES
+from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.paths import demo_checkpoint
 
 
@@ -63,6 +64,24 @@ def test_the_runner_refuses_a_subset_whose_rest_is_the_candidate(tmp_path: Path)
     with pytest.raises(BadInputError, match="another runtime than the candidate"):
         list(run_corpus(request, threading.Event()))
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(("command", "extra", "said"), [
+    ("corpus", ["--subset", "some:2"], "expected first:N or every:K"),
+    ("corpus", ["--subset", "first:1", "--rest", "onnx"], "another runtime than the candidate (ONNX Runtime)"),
+    ("corpus", ["--subset", "first:1", "--stream"], "--subset does not go with --stream"),
+    ("open", ["--subset", "every:0"], "expected first:N or every:K"),
+    ("open", ["--subset", "first:1", "--rest", "onnx"], "another runtime than the candidate (ONNX Runtime)"),
+])
+def test_subset_options_the_core_refuses_are_usage_errors_in_its_words(command: str, extra: list[str], said: str,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`corpus` and the app's command line (`rnnt-tui CHECKPOINT MANIFEST --subset …`) read --subset the same way
+    and refuse before anything opens (exit 2)."""
+    from rnnt_tui.cli import main
+
+    code = main([command, str(demo_checkpoint()), str(demo_manifest()), "--against", "onnx", *extra])
+    assert code == ExitCode.BAD_INPUT
+    assert said in " ".join(capsys.readouterr().err.split())
 
 
 def test_ran_on_is_where_the_candidate_ran_else_its_label(tmp_path: Path) -> None:

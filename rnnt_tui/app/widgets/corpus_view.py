@@ -130,15 +130,21 @@ class CorpusView(Vertical):
 
     title_text = Text("")
 
+    def __init__(self, subset: Subset | None = None, **kwargs: Any) -> None:
+        """`subset`: what the subset field starts with (`rnnt-tui CHECKPOINT MANIFEST --subset …`)."""
+        super().__init__(**kwargs)
+        self.initial_subset = subset
+
     def compose(self) -> ComposeResult:
         yield Static("No corpus yet: open a manifest (a NeMo manifest, a folder of clips or a list of paths) "
                      "with a, or `rnnt-tui CHECKPOINT MANIFEST`.", id="corpus-title")
         with Horizontal(id="corpus-options"):
             yield Label("Subset ")
-            yield Input(placeholder="all, first:N or every:K", id="corpus-subset", compact=True)
+            start = self.initial_subset
+            yield Input(str(start or ""), placeholder="all, first:N or every:K", id="corpus-subset", compact=True)
             yield Label("  rest on ")
-            yield Select([(RUNTIME_LABELS[r], r) for r in REST_RUNTIMES], value=REST_RUNTIMES[0], allow_blank=False,
-                         id="corpus-rest", compact=True)
+            yield Select([(RUNTIME_LABELS[r], r) for r in REST_RUNTIMES], value=start.rest if start else
+                         REST_RUNTIMES[0], allow_blank=False, id="corpus-rest", compact=True)
         yield Static(id="corpus-subset-note", classes="notes")
         with Horizontal(id="corpus-progress"):
             yield ProgressBar(total=100, show_eta=False, id="corpus-bar")

@@ -50,8 +50,11 @@ class Subset:
     def __str__(self) -> str:
         return f"{self.kind}:{self.count}"
 
-    def problem(self, against: str) -> str | None:
-        """Why this subset cannot go with candidate `against` (None: it can): the rest needs another runtime."""
+    def problem(self, against: str, stream: bool = False) -> str | None:
+        """Why this subset cannot go with candidate `against` (None: it can): the rest needs another runtime, and a
+        streaming corpus (`stream`) has one streaming candidate."""
+        if stream:
+            return "--subset does not go with --stream (one streaming candidate)"
         if self.rest == against:
             return ("the entries outside a subset need another runtime than the candidate "
                     f"({RUNTIME_LABELS.get(against, against)})")
