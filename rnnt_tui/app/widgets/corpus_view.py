@@ -25,7 +25,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Label, ProgressBar, Select, Static
 
 from rnnt_tui.app.format import DASH, num
-from rnnt_tui.core.corpus.subset import REST_RUNTIMES, Subset
+from rnnt_tui.core.corpus.subset import REST_RUNTIMES, Subset, ran_on
 from rnnt_tui.core.names import RUNTIME_LABELS
 
 #: sort keys the table offers, in the order `s` cycles through them (worst first)
@@ -71,8 +71,6 @@ class CorpusTable(DataTable[Any]):
 
     def show_record(self, record: Any, position: int) -> None:
         """Add or update the row of one finished utterance."""
-        from rnnt_tui.core.corpus.subset import ran_on  # here: the module reads manifests (numpy), not at startup
-
         wer = {side: (s.words.rate if s is not None else None) for side, s in
                ((side, record.scores.get(side)) for side in ("reference", "candidate"))}
         delta = None if None in wer.values() else wer["candidate"] - wer["reference"]  # type: ignore[operator]

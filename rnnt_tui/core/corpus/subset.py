@@ -10,6 +10,11 @@ run's identity (`RunHeader.subset`): a resume with another subset is refused.
 `Estimate` says, before the first utterance, how much audio each candidate has to run, and after the first
 utterance of each candidate its measured time per audio second (or per utterance, when durations are unknown)
 times what that candidate has left.
+
+One place for the words too: `Subset.problem` (what no front end may run: a rest that is the candidate, a subset
+of a streaming corpus), `Subset.describe` (what will run where), `candidate_name` and `ran_on` (what ran a row).
+Nothing heavy is imported here (manifests need numpy: only `Estimate.add` reads them), so the app's Corpus tab
+and the CLI's options use it at startup.
 """
 
 from __future__ import annotations
