@@ -561,6 +561,64 @@ async def test_corpus_tab_runs_a_manifest_opens_an_utterance_and_returns(tmp_pat
         assert app.query_one(TabbedContent).active == "tab-corpus"
 
 
+async def test_corpus_subset_runs_the_candidate_on_some_entries_and_each_row_says_what_ran_it(tmp_path: Path) -> None:
+    """The Corpus tab's subset field (`corpus --subset first:1 --rest mil`): a spec it cannot read, or a rest that
+    is the candidate itself, is refused with the reason and nothing runs; first:1 runs ONNX Runtime on the first
+    entry and the MIL interpreter on the other, the "ran on" column says which, and the runner's estimate stays on
+    the tab."""
+    from textual.widgets import Input, Select, Static
+
+    from rnnt_tui.app.widgets.corpus_view import CorpusTable
+    from rnnt_tui.core.corpus.subset import Subset
+    from rnnt_tui.paths import demo_dir
+
+    clips = json.loads((demo_dir() / "clips.json").read_text())[:2]
+    manifest = tmp_path / "two.jsonl"
+    manifest.write_text("\n".join(json.dumps({"audio_filepath": str(demo_dir() / c["audio"]), "text": c["text"]})
+                                  for c in clips) + "\n")
+    app = RnntApp(demo_checkpoint(), demo_audio(), RuntimeChoices(), engine=Engine(),
+                  subset=Subset.parse("every:2", "onnx"))  # `rnnt-tui … --subset every:2 --rest onnx`
+    messages: list[Message] = []
+    async with app.run_test(size=(160, 44), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        await pilot.press("7")
+        field, rest = app.query_one("#corpus-subset", Input), app.query_one("#corpus-rest", Select)
+        note = app.query_one("#corpus-subset-note", Static)
+        assert (field.value, rest.value) == ("every:2", "onnx")
+        assert "the candidate on every 2nd manifest entry (from the first), ONNX Runtime on the rest" in str(
+            note.render())
+        field.value = ""
+        await pilot.pause(0.1)
+        assert "Every entry on the candidate" in str(note.render())
+        for spec, reason in (("some:2", "expected first:N or every:K"),
+                             ("first:1", "another runtime than the candidate (ONNX Runtime)")):
+            field.value = spec
+            rest.value = "onnx"
+            await pilot.pause(0.1)
+            app.open_audio(manifest)
+            await pilot.pause(0.1)
+            told = list(app._notifications)[-1]
+            assert reason in told.message and told.severity == "warning", told.message
+            assert not app.corpus_running() and app.query_one(CorpusTable).row_count == 0
+        assert "expected first:N or every:K" not in str(note.render())
+        rest.value = "mil"
+        await pilot.pause(0.1)
+        assert "the candidate on the first 1 manifest entry, Core ML program, MIL interpreter on the rest" in str(
+            note.render())
+        app.open_audio(manifest)
+        await wait_for(pilot, lambda: any(type(e).__name__ == "CorpusFinished" for e in events(messages)),
+                       "the corpus run", timeout=300)
+        await pilot.pause(0.2)
+        table = app.query_one(CorpusTable)
+        assert [str(cell) for cell in table.get_column("ran_on")] == ["ONNX Runtime",
+                                                                       "Core ML program, MIL interpreter"]
+        estimate = str(app.query_one("#corpus-estimate", Static).render())
+        assert "estimate after the first utterance of" in estimate, estimate
+        planned = [e for e in events(messages) if type(e).__name__ == "CorpusPlanned"]
+        assert "ONNX Runtime: 1 utterance" in planned[0].estimate and "MIL interpreter: 1 utterance" in \
+            planned[0].estimate
+
+
 async def test_a_recorded_bundle_opens_like_a_checkpoint(tmp_path: Path) -> None:
     """`rnnt-tui BUNDLE`: the summary and fuse panel from the bundle, no restore, steps run the candidate only
     against the recorded reference."""

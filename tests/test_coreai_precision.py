@@ -62,12 +62,3 @@ def test_the_demo_decoder_and_joint_certify_and_decode_identically(capsys: pytes
         assert comp["error"] is None and comp["ops"] > 0
         assert 0 < comp["max_diff"] < 0.01 * comp["output_range"]  # fp16, not fp32: it differs, a little
     assert report["decode"]["identical"] and len(report["decode"]["candidate_tokens"]) > 5
-
-
-@pytest.mark.parametrize("extra", [["--precision", "mixed"], ["--packages", "."], ["--weights", "int8"]])
-def test_options_core_ai_does_not_take_are_usage_errors(extra: list[str], checkpoints: dict[str, Path],
-                                                        clip: Path) -> None:
-    from rnnt_tui.cli import main
-
-    code = main(["precision", str(checkpoints["rnnt-char"]), str(clip), "--against", "coreai", *extra])
-    assert code == ExitCode.BAD_INPUT

@@ -16,8 +16,10 @@ from rnnt_tui.core.corpus.manifest import Utterance
 from rnnt_tui.core.corpus.report import REPORT_JSON, REPORT_MD, UTTERANCES_CSV
 from rnnt_tui.core.corpus.runner import CorpusFinished, CorpusPlanned, CorpusRequest, UtteranceFinished, run_corpus
 from rnnt_tui.core.corpus.store import RESULTS_FILE, read_results
-from rnnt_tui.core.corpus.subset import Estimate, Subset
+from rnnt_tui.core.corpus.subset import REST_RUNTIMES, Estimate, Subset, ran_on
 from rnnt_tui.core.errors import BadInputError
+from rnnt_tui.core.names import CANDIDATE_RUNTIMES
+from rnnt_tui.exit_codes import ExitCode
 from rnnt_tui.paths import demo_checkpoint
 
 
@@ -42,6 +44,75 @@ def test_estimate_says_the_work_up_front_and_an_eta_once_each_candidate_ran() ->
     eta, note = estimate.finished("mil", 0.5, 1.0, 1.0)  # 0.5 s per audio second, 3 s of audio left
     assert eta == pytest.approx(1.5) and note is not None and "about 2 s left" in note
     assert estimate.finished("mil", 1.0, 3.0, 3.0) == (0.0, None)
+
+
+def test_a_subset_says_what_runs_where_and_refuses_the_candidate_as_its_rest() -> None:
+    assert Subset.parse("every:10").describe("coreai") == (
+        "Core AI on every 10th manifest entry (from the first), Core ML program, MIL interpreter on the rest")
+    assert Subset.parse("every:2", "onnx").describe("the candidate") == (
+        "the candidate on every 2nd manifest entry (from the first), ONNX Runtime on the rest")
+    assert Subset.parse("first:1").describe("coreai").startswith("Core AI on the first 1 manifest entry,")
+    assert Subset.parse("first:3").problem("coreai") is None
+    assert "another runtime than the candidate (Core ML program, MIL interpreter)" in str(
+        Subset.parse("first:3").problem("mil"))
+    assert set(REST_RUNTIMES) == set(CANDIDATE_RUNTIMES)
+
+
+def test_the_runner_refuses_a_subset_whose_rest_is_the_candidate(tmp_path: Path) -> None:
+    request = CorpusRequest(demo_checkpoint(), demo_manifest(), "mil", tmp_path / "out", limit=2,
+                            subset=Subset.parse("first:1", "mil"))
+    with pytest.raises(BadInputError, match="another runtime than the candidate"):
+        list(run_corpus(request, threading.Event()))
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(("command", "extra", "said"), [
+    ("corpus", ["--subset", "some:2"], "expected first:N or every:K"),
+    ("corpus", ["--subset", "first:1", "--rest", "onnx"], "another runtime than the candidate (ONNX Runtime)"),
+    ("corpus", ["--subset", "first:1", "--stream"], "--subset does not go with --stream"),
+    ("open", ["--subset", "every:0"], "expected first:N or every:K"),
+    ("open", ["--subset", "first:1", "--rest", "onnx"], "another runtime than the candidate (ONNX Runtime)"),
+])
+def test_subset_options_the_core_refuses_are_usage_errors_in_its_words(command: str, extra: list[str], said: str,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`corpus` and the app's command line (`rnnt-tui CHECKPOINT MANIFEST --subset …`) read --subset the same way
+    and refuse before anything opens (exit 2)."""
+    from rnnt_tui.cli import main
+
+    code = main([command, str(demo_checkpoint()), str(demo_manifest()), "--against", "onnx", *extra])
+    assert code == ExitCode.BAD_INPUT
+    assert said in " ".join(capsys.readouterr().err.split())
+
+
+def test_ran_on_is_where_the_candidate_ran_else_its_label(tmp_path: Path) -> None:
+    """The app's "ran on" column and `corpus-report`'s worst-utterance table of a subset run say it the same way:
+    the record's runs_on where the label alone does not say, else the label."""
+    from click.testing import CliRunner
+
+    from rnnt_tui.cli.corpus_cmd import corpus_report
+    from rnnt_tui.core.corpus.metrics import score
+    from rnnt_tui.core.corpus.records import OK, UtteranceRecord
+    from rnnt_tui.core.corpus.store import ResultsStore, RunHeader
+
+    linux = "Apple Core AI runtime, Linux CPU"
+    assert ran_on("Core AI", linux) == linux
+    assert ran_on("Core ML program, MIL interpreter", None) == "Core ML program, MIL interpreter"
+    assert ran_on(None, None) is None
+    header = RunHeader(checkpoint="m.nemo", checkpoint_sha256="abc", manifest="m.json", manifest_digest="d",
+                       against="coreai", candidate_label="Core AI", options={}, settings={"runs": 1},
+                       normalisation="n", wer_library="jiwer", runs_on=linux,
+                       subset=Subset.parse("first:1").to_json("coreai"))
+    tags = [("coreai", "Core AI", linux), ("mil", "Core ML program, MIL interpreter", None)]
+    with ResultsStore.open(tmp_path / "run", header, resume=False) as store:
+        for i, (key, label, where) in enumerate(tags):
+            store.append(UtteranceRecord(uid=f"{i + 1}:{i}.wav", index=i, line=i + 1, audio=f"{i}.wav", text="a b",
+                                         status=OK, duration_s=1.0, reference_text="a b", candidate_text="a c",
+                                         identical=False, scores={"reference": score("a b", "a b"),
+                                                                  "candidate": score("a b", "a c")},
+                                         candidate=key, candidate_label=label, runs_on=where))
+    result = CliRunner().invoke(corpus_report, [str(tmp_path / "run")], env={"COLUMNS": "250"})
+    worst = result.stdout[result.stdout.index("Worst utterances"):]
+    assert "ran on" in worst and linux in worst and "Core ML program, MIL interpreter" in worst, result.stdout
 
 
 def _request(out: Path, subset: str, resume: bool = False) -> CorpusRequest:

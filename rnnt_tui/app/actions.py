@@ -152,11 +152,19 @@ class Actions(Calls):
         if self.corpus_running():
             self.notify("A corpus is running: Esc stops it (what finished is kept).", timeout=4)
             return
-        self.cancel_calls("steps")
         self.query_one(TabbedContent).active = "tab-corpus"
-        self.status.working(f"Corpus: reading {manifest.name}" + (" (streaming)…" if self.state.corpus_stream
-                                                                  else "…"))
-        self.run_corpus(manifest, self.state.corpus_stream)
+        stream = self.state.corpus_stream
+        try:  # the Corpus tab's subset field (`corpus --subset`)
+            subset = self.query_one(CorpusView).subset()
+            problem = subset.problem(self.state.options.against, stream) if subset is not None else None
+        except ValueError as exc:
+            problem = str(exc)
+        if problem is not None:
+            self.notify(problem, title="The corpus's subset", severity="warning", timeout=8)
+            return
+        self.cancel_calls("steps")
+        self.status.working(f"Corpus: reading {manifest.name}" + (" (streaming)…" if stream else "…"))
+        self.run_corpus(manifest, stream, subset)
 
     def on_corpus_view_mode_changed(self, message: CorpusView.ModeChanged) -> None:
         """m on the Corpus tab: streaming or offline transcripts; the corpus shown runs again that way."""

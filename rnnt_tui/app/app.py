@@ -45,6 +45,7 @@ from rnnt_tui.app.widgets.stream_view import StreamView
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError, StepFailedError
 
 if TYPE_CHECKING:
+    from rnnt_tui.core.corpus.subset import Subset
     from rnnt_tui.core.pipeline.events import SessionView
     from rnnt_tui.core.stats.results import StepResult
     from rnnt_tui.core.summary import ModelSummary
@@ -102,12 +103,14 @@ class RnntApp(Controller, App[int]):
 
     def __init__(self, checkpoint: Path, audio: Path, options: RuntimeChoices | None = None,
                  export_dir: Path | None = None, engine: Engine | ProcessEngine | None = None,
-                 manifest: Path | None = None, notes: tuple[str, ...] = ()) -> None:
+                 manifest: Path | None = None, notes: tuple[str, ...] = (), subset: Subset | None = None) -> None:
         """`engine`: where the work runs; by default a `ProcessEngine` (a child process, so nothing heavy ever
         holds this process's GIL); an in-process `Engine` serves tests that patch the core. `manifest`: a corpus
         to run as soon as the model is ready (its first clip opens in the explorer). `notes`: said once the
-        first frame is up (how the command line was read, e.g. a bundle replayed with another candidate)."""
+        first frame is up (how the command line was read, e.g. a bundle replayed with another candidate).
+        `subset`: the Corpus tab's subset field to start with (`corpus --subset`)."""
         super().__init__()
+        self.corpus_subset = subset
         self.state = AppState(checkpoint, audio, options or RuntimeChoices())
         self.manifest = manifest
         self.notes = notes
@@ -151,7 +154,7 @@ class RnntApp(Controller, App[int]):
             yield TabPane("Runtimes", id="tab-runtimes")
             yield TabPane("Model", id="tab-model")  # 6: before Corpus (7), as the keys go
             with TabPane("Corpus", id="tab-corpus"):
-                yield CorpusView(id="corpus")
+                yield CorpusView(self.corpus_subset, id="corpus")
             with TabPane("Streaming", id="tab-stream"):
                 yield StreamView(id="stream-view")
         yield StatusLine(id="status")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rnnt_tui.app.screens.coreai_drift import CoreAIDriftScreen
     from rnnt_tui.app.screens.precision import PrecisionScreen
     from rnnt_tui.app.screens.sweep import SweepScreen
+    from rnnt_tui.core.corpus.subset import Subset
 
 
 class Calls(Drawing):
@@ -52,9 +53,9 @@ class Calls(Drawing):
         call = self.client.begin("model", "Cancelled preparing the runtimes")
         self._call(call, "preparing the session", "rebuild", self.state.request(audio))
 
-    def run_corpus(self, manifest: Path, stream: bool = False) -> None:
+    def run_corpus(self, manifest: Path, stream: bool = False, subset: Subset | None = None) -> None:
         call = self.client.begin("corpus", "Corpus run stopped; what finished is kept")
-        self._call(call, "corpus run", "run_corpus", manifest, stream,
+        self._call(call, "corpus run", "run_corpus", manifest, stream, subset,
                    done=f"Corpus {manifest.name} done" + (" (streaming)" if stream else ""))
 
     def run_steps(self, names: list[str]) -> None:

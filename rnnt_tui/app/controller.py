@@ -156,6 +156,7 @@ class Controller(Actions):
         self.query_one(TabbedContent).active = "tab-corpus"
         self.query_one(CorpusView).focus_table()
         if event.estimate:
+            view.show_estimate(event.estimate)
             self.notify(event.estimate, title="Corpus: expected work", timeout=8)
 
     @applied
@@ -178,6 +179,7 @@ class Controller(Actions):
         self.query_one(CorpusView).finished_one(event.record, event.position, event.total, event.totals,
                                                 event.eta_s, self.state.labels)
         if event.note:
+            self.query_one(CorpusView).show_estimate(event.note)
             self.notify(event.note, title="Corpus: time estimate", timeout=8)
 
     @applied

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rnnt_tui.core.corpus.subset import Subset
     from rnnt_tui.core.pipeline.events import Event
     from rnnt_tui.core.pipeline.pipeline import Pipeline, RuntimeChoice
     from rnnt_tui.core.pipeline.request import Request
@@ -201,11 +202,13 @@ class Engine(ActiveWorkers):
                     "statuses": {n: str(session.results[n].status) for n in components if n in session.results},
                     "drift": reports}
 
-    def run_corpus(self, manifest: Path, stream: bool, post: Post, cancel: threading.Event, call: int = 0) -> None:
+    def run_corpus(self, manifest: Path, stream: bool, subset: Subset | None, post: Post,
+                   cancel: threading.Event, call: int = 0) -> None:
         """A corpus run on the open model and candidate (nothing restored or prepared again), its events
-        forwarded as they come; results in the app's data dir, resumed when the same corpus is opened again.
-        `stream`: streaming transcripts (`corpus --stream`: NeMo's cache-aware loop vs the candidate's streaming
-        step, on the restored model), in a results folder of their own."""
+        forwarded as they come; results in the app's data dir, resumed when the same corpus is opened again with
+        the same settings. `stream`: streaming transcripts (`corpus --stream`: NeMo's cache-aware loop vs the
+        candidate's streaming step, on the restored model), in a results folder of their own; `subset`
+        (`core.corpus.subset`): the candidate on some entries, `subset.rest` on the others."""
         from dataclasses import asdict
 
         from rnnt_tui.core.corpus.runner import CORPUS_SETTINGS, CorpusRequest, run_corpus
@@ -217,10 +220,11 @@ class Engine(ActiveWorkers):
             if pipe.request is None or pipe.facts is None or pipe.request.against is None:
                 raise RuntimeError("the model is still loading")
             opened = pipe.request
+            chosen = repr(sorted(asdict(opened.options).items())) + (f"|{subset}|{subset.rest}" if subset else "")
             out = corpus_run_dir(pipe.facts.sha256 or "", manifest, (opened.against or "") + ("-stream" * stream),
-                                 repr(sorted(asdict(opened.options).items())))
+                                 chosen)
             request = CorpusRequest(opened.checkpoint, manifest, opened.against or "", out, opened.options,
-                                    settings=CORPUS_SETTINGS, resume=True, stream=stream)
+                                    settings=CORPUS_SETTINGS, resume=True, stream=stream, subset=subset)
             for event in run_corpus(request, cancel, pipeline=pipe):
                 emit(event)
 
@@ -271,18 +275,14 @@ class Engine(ActiveWorkers):
 
 
 def precision_problem(runtime: str, precision: str = "fp16", weights: str | None = None) -> str | None:
-    """Why the precision certification cannot run on `runtime` here (None: it can). The MIL interpreter runs
-    everywhere; Core AI needs its wheel (`coreai_problem`) and certifies its fp16 conversion
-    (`core.precision.coreai.certify_coreai`), not compressed weights or the Core ML-only precisions."""
+    """Why the precision certification cannot run on `runtime` here (None: it can): a combination it refuses
+    (`core.precision.refusals`, the CLI's words too), else, for Core AI, why its wheel cannot run here."""
     from rnnt_tui.core.coreai.platform import coreai_problem
+    from rnnt_tui.core.precision.refusals import certification_problem
 
-    if runtime == "mil":
-        return None
-    if runtime != "coreai":
-        return f"the precision certification runs on the MIL interpreter or Core AI, not {runtime}"
-    if precision != "fp16" or weights:
-        return ("Core AI certifies its fp16 conversion here; compressed Core AI weights are checked by comparing "
-                "(Runtimes tab) at those weights")
+    refused = certification_problem(runtime, precision, weights)
+    if refused is not None or runtime != "coreai":
+        return refused
     return coreai_problem(need_converter=True)
 
 

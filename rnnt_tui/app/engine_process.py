@@ -40,6 +40,7 @@ from rnnt_tui.app.engine import ActiveWorkers, Post
 from rnnt_tui.core.errors import CancelledError, RnntTuiError
 
 if TYPE_CHECKING:
+    from rnnt_tui.core.corpus.subset import Subset
     from rnnt_tui.core.pipeline.pipeline import RuntimeChoice as Availability
     from rnnt_tui.core.pipeline.request import Request
     from rnnt_tui.core.sweep import SweepRow
@@ -96,8 +97,9 @@ class ProcessEngine(ActiveWorkers):
         result: dict[str, Any] = self._call("precision", (precision, weights, runtime), post, cancel, call)
         return result
 
-    def run_corpus(self, manifest: Path, stream: bool, post: Post, cancel: threading.Event, call: int = 0) -> None:
-        self._call("run_corpus", (manifest, stream), post, cancel, call)
+    def run_corpus(self, manifest: Path, stream: bool, subset: Subset | None, post: Post,
+                   cancel: threading.Event, call: int = 0) -> None:
+        self._call("run_corpus", (manifest, stream, subset), post, cancel, call)
 
     def run_steps(self, names: list[str], post: Post, cancel: threading.Event, call: int = 0) -> None:
         self._call("run_steps", (list(names),), post, cancel, call)

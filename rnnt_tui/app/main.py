@@ -13,7 +13,10 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from rnnt_tui.core.corpus.subset import Subset
 
 
 def log_path() -> Path:
@@ -79,11 +82,12 @@ def first_clip(manifest: Path) -> Path | None:
 
 def run_app(checkpoint: Path | None = None, audio: Path | None = None, against: str | None = None,
             compute_units: str = "CPU_ONLY", precision: str = "fp32", runs: int = 5, warmup: int = 1,
-            packages: str | None = None) -> int:
+            packages: str | None = None, subset: Subset | None = None) -> int:
     """Open the app on `checkpoint` and `audio` (the bundled demo when None); returns the exit code. `against`
     None: Core ML on macOS, ONNX Runtime elsewhere; for a recorded bundle, what the bundle can replay (and its
     own clip in the header). `packages`: a folder of packages or Core AI assets the candidate uses instead of
-    converting (the Runtimes tab lists each, mapped or skipped with the reason)."""
+    converting (the Runtimes tab lists each, mapped or skipped with the reason). `subset`: the Corpus tab's subset
+    field to start with (`corpus --subset`)."""
     from rnnt_tui.app.actions import is_manifest
     from rnnt_tui.app.app import RnntApp
     from rnnt_tui.app.bundle_choice import choose
@@ -104,6 +108,7 @@ def run_app(checkpoint: Path | None = None, audio: Path | None = None, against: 
     if audio is not None and is_manifest(audio):  # `rnnt-tui CHECKPOINT MANIFEST`: a corpus, its first clip shown
         manifest, audio = audio, first_clip(audio)
     with stray_output_to(log_path()):
-        app = RnntApp(checkpoint, audio or demo_audio(), options, manifest=manifest, notes=tuple(notes))
+        app = RnntApp(checkpoint, audio or demo_audio(), options, manifest=manifest, notes=tuple(notes),
+                      subset=subset)
         code = app.run()
     return int(code or 0)

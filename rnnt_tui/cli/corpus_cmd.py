@@ -73,12 +73,8 @@ def gate_options(fn: Any) -> Any:
                    "loop vs the candidate's streaming step per utterance, against NeMo streaming and NeMo offline.")
 @click.option("--att-context", default=None, metavar="L,R|all",
               help="With --stream: the att context (one the model was trained with) or 'all' (a row per lookahead).")
-@click.option("--subset", "subset_spec", default=None, metavar="first:N|every:K",
-              help="Run the --against candidate on these manifest entries only (the first N, or every K-th from "
-                   "the first) and --rest on the others: Core AI on Linux takes seconds a clip. Each row says what "
-                   "ran it; the report gives a row per candidate.")
-@click.option("--rest", default="mil", show_default=True, type=click.Choice(["mil", "onnx", "coreml", "coreai"]),
-              help="With --subset: the candidate for the entries outside it.")
+@options.subset
+@options.rest
 @options.json_mode
 @gate_options
 def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_units: str, precision: str,
@@ -90,16 +86,13 @@ def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_u
     """Compare CHECKPOINT on every clip of MANIFEST (a NeMo manifest, a folder of audio files or a text file of
     paths): NeMo/PyTorch vs the candidate runtime, WER/CER against the manifest text, QoI, drift per component."""
     from rnnt_tui.core.corpus.manifest import Shard
-    from rnnt_tui.core.corpus.subset import Subset
 
     settings = options.settings(runs, warmup, joint_mode, precision, atol, rtol, joint_chunk)
     try:
         parsed_shard = Shard.parse(shard) if shard else None
-        subset = Subset.parse(subset_spec, rest) if subset_spec else None
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    if subset is not None and (stream_mode or rest == against):
-        raise click.UsageError("--subset needs a --rest other than --against, and no --stream")
+    subset = options.parse_subset(subset_spec, rest, against, stream_mode)
     gates = _gates(max_wer_delta, min_qoi, min_identical, max_out_of_tolerance)
     if att_context is not None and not stream_mode:
         raise click.UsageError("--att-context needs --stream")
@@ -212,6 +205,7 @@ def _pct(value: Any) -> str:
 
 def _tables(report: dict[str, Any]) -> list[Table]:
     from rnnt_tui.core.corpus.report import candidate_column
+    from rnnt_tui.core.corpus.subset import ran_on
 
     run, s = report["run"], report["summary"]
     where = f"; {run['candidate_label']} ran on {run['runs_on']}" if run.get("runs_on") else ""
@@ -242,7 +236,9 @@ def _tables(report: dict[str, Any]) -> list[Table]:
         tables.append(drift)
     rows = {r["uid"]: r for r in report["utterances"]}
     worst = Table(title="Worst utterances", title_justify="left")
-    for col in ("line", "audio", "out of tolerance", "ΔWER", "identical", "divergence", "reference", "candidate"):
+    subset = bool(report.get("candidates"))  # --subset: two candidates ran, each row says which
+    for col in ("line", "audio", "out of tolerance", "ΔWER", "identical", "divergence",
+                *(("ran on",) if subset else ()), "reference", "candidate"):
         worst.add_column(col, overflow="fold")
     out_of_tolerance = {o["uid"] for o in report["out_of_tolerance_utterances"]}
     # every utterance out of tolerance is listed (they rank first), then the worst of the rest up to five rows
@@ -250,8 +246,9 @@ def _tables(report: dict[str, Any]) -> list[Table]:
         r = rows[uid]
         worst.add_row(str(r["line"]), Path(r["audio"]).name,
                       r["out_of_tolerance_steps"] if uid in out_of_tolerance else "no", _pct(r["wer_delta"]),
-                      str(r["identical"]),
-                      num(r["first_divergence"]), r["reference_text"] or "", r["candidate_text"] or "")
+                      str(r["identical"]), num(r["first_divergence"]),
+                      *((ran_on(r["candidate"], r["runs_on"]) or "",) if subset else ()),
+                      r["reference_text"] or "", r["candidate_text"] or "")
     tables.append(worst)
     if report.get("stream"):
         tables.append(_stream_table(report["stream"]))

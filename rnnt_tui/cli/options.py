@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from rnnt_tui.core.corpus.subset import REST_RUNTIMES
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
 from rnnt_tui.core.names import (
     CANDIDATE_RUNTIMES,
@@ -15,6 +16,9 @@ from rnnt_tui.core.names import (
     DEFAULT_PRECISION,
     PRECISIONS,
 )
+
+if TYPE_CHECKING:
+    from rnnt_tui.core.corpus.subset import Subset
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +58,31 @@ joint_mode = click.option("--joint-mode", type=click.Choice([VALIDATION, AS_SAVE
 packages = click.option("--packages", type=click.Path(file_okay=False), default=None,
                         help="A folder of existing .mlpackage/.mlmodelc files (or .aimodel assets with --against "
                              "coreai) to use instead of converting.")
+subset = click.option("--subset", "subset_spec", default=None, metavar="first:N|every:K",
+                      help="Corpus: run the --against candidate on these manifest entries only (the first N, or every "
+                           "K-th from the first) and --rest on the others: Core AI on Linux takes seconds a clip. "
+                           "Each row says what ran it; the report gives a row per candidate.")
+rest = click.option("--rest", default=REST_RUNTIMES[0], show_default=True, type=click.Choice(REST_RUNTIMES),
+                    help="With --subset: the candidate for the entries outside it.")
+
+
+def parse_subset(spec: str | None, rest_runtime: str, candidate: str | None, stream: bool = False) -> Subset | None:
+    """`--subset` and `--rest` read (None: no subset): a spec it cannot read, a rest that is the candidate itself
+    or a streaming corpus is a usage error (exit 2) in the core's words (`Subset.problem`)."""
+    if spec is None:
+        return None
+    from rnnt_tui.core.corpus.subset import Subset
+
+    try:
+        chosen = Subset.parse(spec, rest_runtime)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    problem = chosen.problem(candidate or "", stream)
+    if problem is not None:
+        raise click.UsageError(problem)
+    return chosen
+
+
 atol = click.option("--atol", default="", help="Absolute tolerance: one value, or per component: "
                                                "encoder=1e-2,joint=5e-2.")
 rtol = click.option("--rtol", default="", help="Relative tolerance, same form as --atol.")

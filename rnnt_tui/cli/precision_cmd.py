@@ -104,18 +104,14 @@ def _lint_tables(reports: Any) -> None:
 
 def _check_options(against: str, precision: str, components: tuple[str, ...], packages: str | None,
                    weights: str | None) -> None:
-    """Options that do not go together: a usage error (exit 2) before anything runs."""
-    if against == "coreai":
-        if weights:
-            raise click.UsageError("--against coreai certifies fp16 here; compressed Core AI weights are checked by "
-                                   "`compare --against coreai --weights W` (tolerances for compressed weights)")
-        if precision != "fp16":
-            raise click.UsageError("--against coreai certifies the Core AI fp16 conversion: --precision "
-                                   f"{precision} is Core ML's (coremltools' op selection)")
-        if packages:
-            raise click.UsageError("--against coreai certifies the tool's own Core AI conversion; --packages is for "
-                                   "Core ML packages here (compare --against coreai --packages DIR runs your assets)")
-    elif components:
+    """Options that do not go together: a usage error (exit 2) before anything runs. What Core AI refuses, and
+    its words, are the app's too (`core.precision.refusals`)."""
+    from rnnt_tui.core.precision.refusals import certification_problem
+
+    problem = certification_problem(against, precision, weights, packages)
+    if problem is not None:
+        raise click.UsageError(problem)
+    if components and against != "coreai":
         raise click.UsageError("--component chooses Core AI components: use it with --against coreai")
 
 

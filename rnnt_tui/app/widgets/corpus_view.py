@@ -1,12 +1,16 @@
-"""The Corpus tab: a corpus run's progress and ETA, its aggregates as they update, and its utterances.
+"""The Corpus tab: the next run's subset, a corpus run's progress and ETA, its aggregates as they update, and its
+utterances.
 
 Shows what the core's corpus runner reports (`core.corpus.runner` events, forwarded by the engine) and computes
-nothing: the headline figures are the runner's running totals. The utterance table keeps one row per utterance
-(stable keys, cells updated in place) and sorts by ΔWER, drift or first divergence; Enter asks the app to open
-that utterance in the component explorer (`Opened`). `m` switches the tab between offline and streaming
-transcripts (`corpus --stream`: NeMo's cache-aware loop vs the candidate's streaming step) and asks the app to run
-the corpus again that way (`ModeChanged`); a streaming run adds the runner's per-att-context rows (latency, WER vs
-NeMo streaming and offline, drift) under the totals, and its drift column is the free-running encoder's."""
+nothing: the headline figures are the runner's running totals, the expected work is the runner's estimate. The
+subset field is `corpus --subset first:N|every:K --rest R` (`core.corpus.subset`): the candidate on some entries,
+another runtime on the rest; it applies to the next corpus opened. The utterance table keeps one row per utterance
+(stable keys, cells updated in place), says what ran each one's candidate side, and sorts by ΔWER, drift or first
+divergence; Enter asks the app to open that utterance in the component explorer (`Opened`). `m` switches the tab
+between offline and streaming transcripts (`corpus --stream`: NeMo's cache-aware loop vs the candidate's
+streaming step) and asks the app to run the corpus again that way (`ModeChanged`); a streaming run adds the
+runner's per-att-context rows (latency, WER vs NeMo streaming and offline, drift) under the totals, and its drift
+column is the free-running encoder's."""
 
 from __future__ import annotations
 
@@ -16,13 +20,16 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, ProgressBar, Static
+from textual.widgets import DataTable, Input, Label, ProgressBar, Select, Static
 
 from rnnt_tui.app.format import DASH, num
+from rnnt_tui.core.corpus.subset import REST_RUNTIMES, Subset, ran_on
+from rnnt_tui.core.names import RUNTIME_LABELS
 
 #: sort keys the table offers, in the order `s` cycles through them (worst first)
 SORTS = ("order", "ΔWER", "drift", "divergence")
@@ -54,7 +61,7 @@ class CorpusTable(DataTable[Any]):
     ]
     COLUMNS = (("#", "pos"), ("clip", "clip"), ("status", "status"), ("ΔWER", "wer_delta"), ("tokens", "identical"),
                ("first divergence", "divergence"), ("encoder max|Δ|", "drift"), ("joint argmax", "argmax"),
-               ("reference", "reference"), ("candidate", "candidate"))
+               ("ran on", "ran_on"), ("reference", "reference"), ("candidate", "candidate"))
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
@@ -87,6 +94,7 @@ class CorpusTable(DataTable[Any]):
                  DASH if divergence is None else f"token {divergence}",
                  num(encoder.max_abs) if encoder else DASH,
                  _pct(joint.argmax_agreement) if joint else DASH,
+                 ran_on(record.candidate_label, record.runs_on) or DASH,
                  (record.reference_text or "")[:40], (record.candidate_text or "")[:40]]
         if record.uid in self.rows:
             for (_, key), value in zip(self.COLUMNS, cells, strict=True):
@@ -138,15 +146,37 @@ class CorpusView(Vertical):
     stream = False
     manifest: Path | None = None
 
+    def __init__(self, subset: Subset | None = None, **kwargs: Any) -> None:
+        """`subset`: what the subset field starts with (`rnnt-tui CHECKPOINT MANIFEST --subset …`)."""
+        super().__init__(**kwargs)
+        self.initial_subset = subset
+
     def compose(self) -> ComposeResult:
         yield Static("No corpus yet: open a manifest (a NeMo manifest, a folder of clips or a list of paths) "
                      "with a, or `rnnt-tui CHECKPOINT MANIFEST`.", id="corpus-title")
+        with Horizontal(id="corpus-options"):
+            yield Label("Subset ")
+            start = self.initial_subset
+            yield Input(str(start or ""), placeholder="all, first:N or every:K", id="corpus-subset", compact=True)
+            yield Label("  rest on ")
+            yield Select([(RUNTIME_LABELS[r], r) for r in REST_RUNTIMES], value=start.rest if start else
+                         REST_RUNTIMES[0], allow_blank=False, id="corpus-rest", compact=True)
+        yield Static(id="corpus-subset-note", classes="notes")
         with Horizontal(id="corpus-progress"):
             yield ProgressBar(total=100, show_eta=False, id="corpus-bar")
             yield Static("", id="corpus-eta")
+        yield Static("", id="corpus-estimate", classes="notes")
         yield Static("", id="corpus-totals")
         yield Static("", id="corpus-stream-rows")
         yield CorpusTable(id="corpus-table")
+
+    def on_mount(self) -> None:
+        for empty in ("#corpus-estimate", "#corpus-totals"):  # no lines of their own until there is something
+            self.query_one(empty, Static).display = False
+        self.query_one("#corpus-subset", Input).tooltip = (
+            "corpus --subset: the candidate on the first N entries or every K-th (from the first), the rest on "
+            "the runtime at its right (Core AI on Linux takes seconds a clip); empty: every entry on the candidate")
+        self._subset_note()
 
     def focus_table(self) -> None:
         self.query_one(CorpusTable).focus()
@@ -154,6 +184,32 @@ class CorpusView(Vertical):
     def action_toggle_stream(self) -> None:
         self.stream = not self.stream
         self.post_message(self.ModeChanged(self.stream, self.manifest))
+
+    def subset(self) -> Subset | None:
+        """The subset the next corpus runs with (None: every entry on the candidate); ValueError saying why the
+        field cannot be read."""
+        spec = self.query_one("#corpus-subset", Input).value.strip()
+        if spec in ("", "all"):
+            return None
+        return Subset.parse(spec, str(self.query_one("#corpus-rest", Select).value))
+
+    @on(Input.Changed, "#corpus-subset")
+    @on(Select.Changed, "#corpus-rest")
+    def _subset_note(self) -> None:
+        try:
+            subset = self.subset()
+        except ValueError as exc:
+            note = Text(str(exc), style="bold red")
+        else:
+            note = Text("Every entry on the candidate" if subset is None else subset.describe("the candidate"))
+            note.append(" · applies to the next corpus opened (a)", style="dim")
+        self.query_one("#corpus-subset-note", Static).update(note)
+
+    def show_estimate(self, text: str) -> None:
+        """The runner's expected work (before the first utterance), then its measured estimate."""
+        estimate = self.query_one("#corpus-estimate", Static)
+        estimate.update(Text(text, style="dim"))
+        estimate.display = True
 
     def planned(self, manifest: Path, out_dir: Path, total: int, done: int, errors: int) -> None:
         self.query_one(CorpusTable).clear_rows()
@@ -199,7 +255,9 @@ class CorpusView(Vertical):
             ("  identical ", "bold"), f"{_pct(totals.get('identical'))} of {totals.get('identical_over', 0)}",
             ("  RTFx ", "bold"), f"{num(rtfx.get('reference'))} / {num(rtfx.get('candidate'))}",
             ("  errors ", "bold"), f"{totals.get('errors', 0)} bad input, {totals.get('failed', 0)} failed")
-        self.query_one("#corpus-totals", Static).update(line)
+        shown = self.query_one("#corpus-totals", Static)
+        shown.update(line)
+        shown.display = True
 
     def ended(self, interrupted: bool, reports: tuple[Path, ...]) -> None:
         where = reports[0].parent if reports else None

@@ -194,8 +194,9 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     read_summary(request.checkpoint)  # a bad checkpoint is refused before anything is written
     _check_available(request.against, request.stream)
     if request.subset is not None:
-        if request.stream:
-            raise BadInputError(request.manifest, "--subset does not go with --stream (one streaming candidate)")
+        problem = request.subset.problem(request.against, request.stream)
+        if problem is not None:
+            raise BadInputError(request.manifest, problem)
         _check_available(request.subset.rest)
     header = header_for(request, manifest.digest, content_hash(request.checkpoint, cache_dir(), cancel))
     entries = manifest.select(request.limit, request.shard)

@@ -10,17 +10,26 @@ run's identity (`RunHeader.subset`): a resume with another subset is refused.
 `Estimate` says, before the first utterance, how much audio each candidate has to run, and after the first
 utterance of each candidate its measured time per audio second (or per utterance, when durations are unknown)
 times what that candidate has left.
+
+One place for the words too: `Subset.problem` (what no front end may run: a rest that is the candidate, a subset
+of a streaming corpus), `Subset.describe` (what will run where), `candidate_name` and `ran_on` (what ran a row).
+Nothing heavy is imported here (manifests need numpy: only `Estimate.add` reads them), so the app's Corpus tab
+and the CLI's options use it at startup.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rnnt_tui.core.corpus.manifest import ManifestError, Utterance
 from rnnt_tui.core.names import RUNTIME_LABELS
 
+if TYPE_CHECKING:
+    from rnnt_tui.core.corpus.manifest import ManifestError, Utterance
+
 KINDS = ("first", "every")
+#: what may run the entries outside a subset (the candidate itself excepted), the fast one first
+REST_RUNTIMES = ("mil", "onnx", "coreml", "coreai")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,28 @@ class Subset:
     def __str__(self) -> str:
         return f"{self.kind}:{self.count}"
 
+    def problem(self, against: str, stream: bool = False) -> str | None:
+        """Why this subset cannot go with candidate `against` (None: it can): the rest needs another runtime, and a
+        streaming corpus (`stream`) has one streaming candidate."""
+        if stream:
+            return "--subset does not go with --stream (one streaming candidate)"
+        if self.rest == against:
+            return ("the entries outside a subset need another runtime than the candidate "
+                    f"({RUNTIME_LABELS.get(against, against)})")
+        return None
+
+    def describe(self, candidate: str) -> str:
+        """Which entries run `candidate` (a runtime key, or what to call it) and which run the rest, in words."""
+        n = self.count
+        if self.kind == "first":
+            which = f"the first {n} manifest entr{'y' if n == 1 else 'ies'}"
+        else:
+            suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+            nth = "" if n == 1 else f"{n}{suffix} "
+            which = f"every {nth}manifest entry" + (" (from the first)" if n > 1 else "")
+        return (f"{RUNTIME_LABELS.get(candidate, candidate)} on {which}, "
+                f"{RUNTIME_LABELS.get(self.rest, self.rest)} on the rest")
+
     def to_json(self, against: str) -> dict[str, Any]:
         """The header's `subset`: part of the run's identity."""
         return {"spec": str(self), "candidate": against, "rest": self.rest,
@@ -55,6 +86,13 @@ class Subset:
 def candidate_name(label: str, runs_on: str | None) -> str:
     """How a candidate is named in text: its label, and what ran it where the label does not say."""
     return f"{label} ({runs_on})" if runs_on else label
+
+
+def ran_on(label: str | None, runs_on: str | None) -> str | None:
+    """What ran one utterance's candidate side, short, for a "ran on" column: the record's (or report row's)
+    `runs_on` where the label alone does not say ("Apple Core AI runtime, Linux CPU"), else the candidate's label
+    ("Core ML program, MIL interpreter"); None for a manifest line that named no clip."""
+    return runs_on or label
 
 
 @dataclass
@@ -74,6 +112,8 @@ class Estimate:
     tallies: dict[str, _Tally] = field(default_factory=dict)
 
     def add(self, key: str, name: str, entry: Utterance | ManifestError) -> None:
+        from rnnt_tui.core.corpus.manifest import Utterance  # here: manifests need numpy; Subset alone does not
+
         tally = self.tallies.setdefault(key, _Tally(name))
         tally.left += 1
         duration = entry.duration if isinstance(entry, Utterance) else 0.0

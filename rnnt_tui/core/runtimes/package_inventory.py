@@ -6,7 +6,7 @@ should see before any number: flexible inputs whose default shape is [1,1], dura
 `metadata.json` that differ from the model's. `read_program_facts` reads a program's real compute precision and
 weight compression with the MIL reader (any OS); `precision_warning` says when the package's metadata or the
 `--precision` flag claims otherwise (the common exporter writes FLOAT32 while coremltools computes in fp16).
-`tiles` splits a joint's T or U axis into calls its declared shape accepts.
+`tiles` splits a joint's T or U axis into calls its declared shape accepts (`joint_bounds`).
 
 `KnownPackages` is what was read of a folder's packages before, kept as JSON (`record_packages`: a bundle records
 it beside its packages): each package's declared spec and its program's facts. A runtime given them neither reads
@@ -144,10 +144,16 @@ def tiles(n: int, bounds: tuple[int, int]) -> list[tuple[int, int, int]]:
     return [(start, min(start + size, n), max(min(start + size, n) - start, low)) for start in range(0, n, size)]
 
 
+def joint_bounds(info: PackageInfo) -> tuple[tuple[int, int], tuple[int, int]]:
+    """A joint or decision head's declared (lower, upper) bounds on T (its encoded input's time axis, in the
+    package's layout) and on U (decoder_output's)."""
+    enc = info.spec.input(info.inputs["encoded"]).bounds(1 if info.layouts.get("encoded") == "BTD" else 2)
+    return enc, info.spec.input(info.inputs["decoder_output"]).bounds(2)
+
+
 def joint_calls(info: PackageInfo) -> str:
     """How a joint or decision head is called over the T x U grid, from its declared shapes."""
-    enc = info.spec.input(info.inputs["encoded"]).bounds(1 if info.layouts.get("encoded") == "BTD" else 2)
-    dec = info.spec.input(info.inputs["decoder_output"]).bounds(2)
+    enc, dec = joint_bounds(info)
     if enc == (1, 1) and dec == (1, 1):
         return "called once per (frame, decoder step) cell"
     if dec == (1, 1):

@@ -9,38 +9,52 @@ package's metadata or the `--precision` flag says otherwise. Given what was read
 a bundle records it), it reads neither specs nor programs, and a runtime that `loads_on_first_call` leaves each
 program to the first step that calls it (`load_for`, `package_loading`).
 
-`bind` casts inputs to the dtypes the package declares (as the engine accepts them: `FEED_DTYPES`), zero-pads a
-fixed time axis or refuses a clip longer than the package allows (naming the bound), all before the timed call,
-which gets a fresh shallow copy of the feed so an engine that rewrites the caller's dict cannot make one call
-dearer than another. Outputs come back under the contract's names, cropped to the unpadded length; padding is
-reported in `bind_notes`. The joint and the decision heads are called in tiles that fit their shapes (`tiles`):
-a per-step package once per cell, a full-window U=1 package once per decoder step (its U axis is not a time
-axis), a flexible one once. Decoder steps carry h/c between calls: as inputs and outputs, or, for a stateful
-decoder (`ct.StateType`, macOS 15+), in the engine's state object, made once per decode and rolled back when a
-caller steps from an earlier state (`package_state`). Subclasses say only what loads and executes a
-program: `CoreMLRuntime` (Core ML's `predict`, macOS) and `MilRuntime` (the MIL interpreter, any OS).
+`bind` makes a call that runs one package on inputs fitted before the timed call (`package_binding`: named and
+cast as the engine accepts them, `FEED_DTYPES`; a fixed time axis zero-padded, a clip longer than the package
+allows refused naming the bound); the timed call gets a fresh shallow copy of the feed so an engine that rewrites
+the caller's dict cannot make one call dearer than another. Outputs come back under the contract's names, cropped
+to the unpadded length; padding is reported in `bind_notes`. The joint and the decision heads are called in tiles
+that fit their shapes: a per-step package once per cell, a full-window U=1 package once per decoder step (its U
+axis is not a time axis), a flexible one once. Decoder steps carry h/c between calls: as inputs and outputs, or,
+for a stateful decoder (`ct.StateType`, macOS 15+), in the engine's state object, made once per decode and rolled
+back when a caller steps from an earlier state (`package_state`).
+
+This class orchestrates; the rules live beside it, one purpose a module: which packages and what each is
+(`package_inventory`), inputs and outputs in the contract's terms (`package_binding`), a stateful decoder's state
+(`package_state`). Subclasses say only what loads and executes a program: `CoreMLRuntime` (Core ML's `predict`,
+macOS) and `MilRuntime` (the MIL interpreter, any OS).
 """
 
 from __future__ import annotations
 
 import threading
 from abc import abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from rnnt_tui.core.components import DECODER, ENCODER, JOINT, PREPROCESSOR
-from rnnt_tui.core.coreml.matching import HEADS, JOINT_DECISION, JOINT_DECISION_STEP, MEL_ENCODER, PackageInfo
-from rnnt_tui.core.errors import BadInputError, CancelledError, StepFailedError
+from rnnt_tui.core.coreml.matching import HEADS, JOINT_DECISION, JOINT_DECISION_STEP, PackageInfo
+from rnnt_tui.core.errors import CancelledError, StepFailedError
 from rnnt_tui.core.runtimes.base import (
     BoundCall,
-    FunctionCall,
     PrepareReport,
     Progress,
     Runtime,
     RuntimeOptions,
     no_progress,
+)
+from rnnt_tui.core.runtimes.package_binding import (
+    TILED,
+    PackageCall,
+    contract_outputs,
+    joint_tiles,
+    output_crops,
+    package_feed,
+    pad_notes,
+    tile_inputs,
+    tiled_notes,
+    tiled_outputs,
 )
 from rnnt_tui.core.runtimes.package_inventory import (
     KnownPackages,
@@ -48,28 +62,10 @@ from rnnt_tui.core.runtimes.package_inventory import (
     ProgramFacts,
     collect_packages,
     precision_warning,
-    tiles,
 )
 from rnnt_tui.core.runtimes.package_loading import DeferredLoads
 from rnnt_tui.core.runtimes.package_state import DecoderState, StateCarrier, bound_step
 from rnnt_tui.core.tolerances import FP16, FP32, Tolerance
-
-#: the time axis of each input with one, in the contract's layout
-_TIME_AXES: dict[str, dict[str, int]] = {
-    PREPROCESSOR: {"audio_signal": 1}, ENCODER: {"features": 2}, DECODER: {}, MEL_ENCODER: {"audio_signal": 1},
-    **{k: {"encoded": 2, "decoder_output": 2} for k in (JOINT, JOINT_DECISION, JOINT_DECISION_STEP)}}
-_TILED = (JOINT, JOINT_DECISION, JOINT_DECISION_STEP)
-_RENAMED_OUTPUTS = {"h_out": "h", "c_out": "c"}
-_UNITS = {"audio_signal": "samples", "features": "feature frames", "encoded": "encoder frames"}
-
-
-class PackageCall(FunctionCall):
-    """A bound package call, with what binding did to the inputs (padding) in `notes`."""
-
-    def __init__(self, call: Callable[[], Any], convert: Callable[[Any], dict[str, np.ndarray]],
-                 notes: list[str]) -> None:
-        super().__init__(call, convert)
-        self.notes = notes
 
 
 class PackageRuntime(Runtime):
@@ -240,84 +236,22 @@ class PackageRuntime(Runtime):
 
     def _feed(self, component: str, info: PackageInfo,
               inputs: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
-        """Package-named inputs in the engine's dtypes, and (original, padded) time sizes of the padded inputs."""
-        feed: dict[str, Any] = {name: np.full((1,), value, np.int32) for name, value in info.feeds.items()}
-        padded: dict[str, tuple[int, int]] = {}
-        for contract, tensor in info.inputs.items():
-            spec = info.spec.input(tensor)
-            value = np.asarray(inputs[contract])
-            btd = info.layouts.get(contract) == "BTD"
-            if btd:
-                value = value.transpose(0, 2, 1)
-            if contract in _TIME_AXES[component]:
-                axis = 1 if btd else _TIME_AXES[component][contract]
-                value, original = self._fit(component, contract, value, axis, spec.fit_bounds(axis, value.shape),
-                                            info)
-                if original is not None:
-                    padded[contract] = (original, value.shape[axis])
-            feed[tensor] = np.ascontiguousarray(value, dtype=self.FEED_DTYPES.get(spec.dtype, np.float32))
-        return feed, padded
-
-    def _fit(self, component: str, contract: str, value: np.ndarray, axis: int, bounds: tuple[int, int],
-             info: PackageInfo) -> tuple[np.ndarray, int | None]:
-        """Check `value`'s time axis against the package's bounds and zero-pad up to the lower bound (a fixed
-        window, or the smallest enumerated shape that holds the clip); returns (value, original size if padded)."""
-        n, (low, high) = value.shape[axis], bounds
-        if high != -1 and n > high:
-            bound = info.spec.ours("max_frames")
-            hint = f" (converted with max_frames={bound} encoder frames)" if bound else " (its fixed window)"
-            fix = "convert with a larger max_frames" if bound else "re-export it with a longer window"
-            raise BadInputError(None, f"the clip is too long for the {self.label} {component}: its {contract} has "
-                                      f"{n} steps on the time axis but {info.path.name} accepts at most {high}{hint}; "
-                                      f"use a shorter clip or {fix}")
-        if n < low:
-            pad = [(0, 0)] * value.ndim
-            pad[axis] = (0, low - n)
-            return np.pad(value, pad), n
-        return value, None
-
-    def _crops(self, component: str, inputs: dict[str, np.ndarray],
-               padded: dict[str, tuple[int, int]]) -> dict[str, dict[int, int]]:
-        """Output contract name -> {axis: size} that undoes the padding of fixed-shape inputs."""
-        from rnnt_tui.core.coreml.convert import expected_frames
-
-        if component in (PREPROCESSOR, MEL_ENCODER) and "audio_signal" in padded:
-            frames = expected_frames(self.loaded, PREPROCESSOR, padded["audio_signal"][0])
-            if component == PREPROCESSOR:
-                return {"features": {2: frames}}
-            return {"encoded": {2: expected_frames(self.loaded, ENCODER, frames)}}
-        if component == ENCODER and "features" in padded:
-            return {"encoded": {2: expected_frames(self.loaded, ENCODER, padded["features"][0])}}
-        return {}
+        """Package-named inputs in this engine's dtypes, and (original, padded) time sizes of the padded inputs."""
+        return package_feed(component, info, inputs, self.FEED_DTYPES, self.label)
 
     def _outputs(self, info: PackageInfo, raw: dict[str, Any], crops: dict[str, dict[int, int]]) -> dict[str, Any]:
-        out: dict[str, np.ndarray] = {}
-        for contract, tensor in info.outputs.items():
-            value = self._as_declared(info, tensor, np.asarray(raw[tensor]))
-            if info.layouts.get(contract) == "BTD":
-                value = value.transpose(0, 2, 1)
-            for axis, size in crops.get(contract, {}).items():
-                value = value[tuple(slice(0, size) if a == axis else slice(None) for a in range(value.ndim))]
-            if contract == "decoder_output" and value.ndim == 3 and value.shape[1] == 1 and value.shape[2] > 1:
-                value = value.reshape(1, -1, 1)  # a [1,1,H] step output in the contract's [1,H,1]
-            out[_RENAMED_OUTPUTS.get(contract, contract)] = value
-        return out
-
-    def _pad_notes(self, info: PackageInfo, padded: dict[str, tuple[int, int]]) -> list[str]:
-        return [f"{contract} padded from {n:,} to {size:,} {_UNITS.get(contract, 'steps')} with zeros to fill "
-                f"{info.path.name}'s fixed window (outside the timed call, which computes the whole window); "
-                "outputs cropped to the clip" for contract, (n, size) in padded.items()]
+        return contract_outputs(info, raw, crops, self._as_declared)
 
     def bind(self, component: str, inputs: dict[str, np.ndarray]) -> BoundCall:
         """Bind a component or a head (`mel_encoder`: audio in; decision heads: encoded and decoder_output in)."""
         info, _ = self._model(component)
-        if component in _TILED:
+        if component in TILED:
             return self._bind_tiled(component, info, inputs)
         if info.states:
             return self._bind_stateful(component, info, inputs)
         feed, padded = self._feed(component, info, inputs)
-        crops = self._crops(component, inputs, padded)
-        notes = self._pad_notes(info, padded)
+        crops = output_crops(self.loaded, component, padded)
+        notes = pad_notes(info, padded)
         self.bind_notes[component] = notes
         return PackageCall(lambda: self._execute(component, dict(feed)), lambda raw: self._outputs(info, raw, crops),
                            notes)
@@ -340,48 +274,25 @@ class PackageRuntime(Runtime):
         """The package-named feed of one call of `component` (for tiled joints and heads, the first tile): what a
         drift search hands Core ML's comparator."""
         info, _ = self._model(component)
-        if component in _TILED:
-            enc, dec = np.asarray(inputs["encoded"]), np.asarray(inputs["decoder_output"])
-            t0, t1, _ = tiles(enc.shape[2], info.spec.input(info.inputs["encoded"]).bounds(
-                1 if info.layouts.get("encoded") == "BTD" else 2))[0]
-            u0, u1, _ = tiles(dec.shape[2], info.spec.input(info.inputs["decoder_output"]).bounds(2))[0]
-            inputs = {"encoded": enc[:, :, t0:t1], "decoder_output": dec[:, :, u0:u1]}
+        if component in TILED:
+            t_tiles, u_tiles = joint_tiles(info, np.shape(inputs["encoded"])[2], np.shape(inputs["decoder_output"])[2])
+            inputs = tile_inputs(inputs, t_tiles[0], u_tiles[0])
         return self._feed(component, info, inputs)[0]
 
     def _bind_tiled(self, component: str, info: PackageInfo, inputs: dict[str, np.ndarray]) -> BoundCall:
-        enc, dec = np.asarray(inputs["encoded"]), np.asarray(inputs["decoder_output"])
-        frames, steps = enc.shape[2], dec.shape[2]
-        t_tiles = tiles(frames, info.spec.input(info.inputs["encoded"]).bounds(
-            1 if info.layouts.get("encoded") == "BTD" else 2))
-        u_tiles = tiles(steps, info.spec.input(info.inputs["decoder_output"]).bounds(2))
-        cells = [(t, u, self._feed(component, info, {"encoded": enc[:, :, t[0]:t[1]],
-                                                     "decoder_output": dec[:, :, u[0]:u[1]]})[0])
-                 for t in t_tiles for u in u_tiles]
-        notes = []
-        if len(cells) > 1:
-            notes.append(f"{info.path.name} called {len(cells)} times: {len(t_tiles)} x {len(u_tiles)} tiles of "
-                         f"T x U = {frames} x {steps}")
-        if any(t[2] > t[1] - t[0] for t in t_tiles):
-            notes.append(f"encoded padded to {t_tiles[0][2]} frames per call to fill {info.path.name}'s fixed "
-                         "window (outside the timed call); outputs cropped")
+        """A joint or decision head over the T x U grid in the tiles its shapes accept (`package_binding`), every
+        tile's feed made here, outside the timed call."""
+        frames, steps = np.shape(inputs["encoded"])[2], np.shape(inputs["decoder_output"])[2]
+        t_tiles, u_tiles = joint_tiles(info, frames, steps)
+        cells = [(t, u) for t in t_tiles for u in u_tiles]
+        feeds = [self._feed(component, info, tile_inputs(inputs, t, u))[0] for t, u in cells]
+        notes = tiled_notes(info, t_tiles, u_tiles, frames, steps)
         self.bind_notes[component] = notes
 
         def call() -> list[dict[str, Any]]:
-            return [self._execute(component, dict(feed)) for _, _, feed in cells]
+            return [self._execute(component, dict(feed)) for feed in feeds]
 
-        def convert(raw: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-            out: dict[str, np.ndarray] = {}
-            for (t0, t1, tp), (u0, u1, up), result in zip([c[0] for c in cells], [c[1] for c in cells], raw,
-                                                          strict=True):
-                for contract, tensor in info.outputs.items():
-                    value = self._as_declared(info, tensor, np.asarray(result[tensor])).reshape(tp, up, -1)
-                    if contract not in out:
-                        out[contract] = np.zeros((frames, steps, value.shape[-1]), dtype=value.dtype)
-                    out[contract][t0:t1, u0:u1] = value[: t1 - t0, : u1 - u0]
-            return {k: v[None] if k in ("logits", "top_k_ids", "top_k_logits") else v[None, ..., 0]
-                    for k, v in out.items()}
-
-        return PackageCall(call, convert, notes)
+        return PackageCall(call, lambda raw: tiled_outputs(info, cells, raw, frames, steps, self._as_declared), notes)
 
     # -- greedy decoding steps --------------------------------------------------------------------
     def initial_state(self) -> Any:
