@@ -125,3 +125,32 @@ def test_mil_stream_matches_nemo(streaming: Any) -> None:
     assert last["free_running"]["outputs"][0]["max_abs"] < 1e-3
     assert any("zero-padded" in n for n in last["notes"])
     assert report["decode"]["candidate_text"] == report["decode"]["reference_text"]
+
+
+def test_offline_transcript_windowed_above_the_threshold_or_skipped(streaming: Any) -> None:
+    """A clip longer than the offline window gets NeMo's offline transcript in chunk-aligned windows, and every
+    output says so; `offline=False` (`--no-offline`) skips it and says that instead."""
+    from rnnt_tui.core.stream.compare import run_stream
+    from rnnt_tui.core.stream.config import StreamRequest
+    from rnnt_tui.core.stream.markdown import to_markdown
+
+    windowed = run_stream(StreamRequest(streaming.path, CLIP, offline_window_s=0.5), lambda e: None,
+                          loaded=streaming)
+    how = windowed.contexts[0].offline_how
+    assert how.mode == "windowed" and how.windows >= 2  # a 1.26 s clip in windows of two 0.56 s chunks
+    assert how.window_s == pytest.approx(2 * 0.56) and how.overlap_s == pytest.approx(0.56)
+    report = windowed.to_json()
+    assert report["decode"]["offline"] == how.to_json() and report["decode"]["offline"]["mode"] == "windowed"
+    assert f"windowed: {how.windows} windows of 1.12 s" in to_markdown(report)
+    assert report["decode"]["streaming_equals_offline"] == (report["decode"]["reference_text"]
+                                                            == report["decode"]["offline_text"])
+
+    skipped = run_stream(StreamRequest(streaming.path, CLIP, offline=False), lambda e: None, loaded=streaming)
+    context = skipped.contexts[0]
+    assert context.offline_how.mode == "skipped" and context.offline_text == ""
+    assert context.offline_vs_streaming is None and context.streaming_equals_offline is None
+    decode = skipped.to_json()["decode"]
+    assert decode["offline"]["mode"] == "skipped" and decode["streaming_equals_offline"] is None
+    assert "skipped (--no-offline)" in to_markdown(skipped.to_json())
+    # the streaming side does not depend on how the offline transcript was made
+    assert context.reference_text == windowed.contexts[0].reference_text

@@ -94,3 +94,12 @@ def test_stream_demo_json_and_markdown(tmp_path: Path) -> None:
     times = [c["start_s"] for c in report["chunks"]]
     assert times == sorted(times) and report["chunks"][-1]["start_s"] < report["clip_s"]
     assert md.read_text().startswith("# Streaming")
+
+
+def test_stream_no_offline_says_so(tmp_path: Path) -> None:
+    md = tmp_path / "s.md"
+    proc = _cli("--against", "onnx", "--no-offline", "--markdown", str(md))  # the bundled streaming demo, as text
+    assert proc.returncode == 0, proc.stderr
+    assert "NeMo offline:   -  (skipped (--no-offline))" in proc.stdout
+    assert "differs from its offline one" not in proc.stdout
+    assert "- NeMo offline (skipped (--no-offline)): ``" in md.read_text()

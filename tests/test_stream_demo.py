@@ -63,3 +63,22 @@ def test_demo_streams_every_clip_exactly(demo: Any, context: list[int]) -> None:
             assert tokens_to_text(demo, last.tokens) == clip["text"], (context, clip)
     finally:
         set_context(model, [70, 13])
+
+
+def test_windowed_offline_transcript_merges_to_the_one_pass(demo: Any) -> None:
+    """Windows of the demo clip (5.3 s in windows of 2.8 s, 1.1 s overlap) merge by time into NeMo's one-pass
+    transcript: no word lost or doubled at a seam, in order."""
+    import soundfile as sf
+
+    from rnnt_tui.core.stream.config import stream_demo
+    from rnnt_tui.core.stream.offline import offline_tokens, offline_transcript
+    from rnnt_tui.core.stream.reference import set_context
+
+    _, clip = stream_demo()
+    audio, rate = sf.read(str(clip), dtype="float32")
+    model = demo.eval()
+    set_context(model, [70, 13])
+    windowed = offline_transcript(model, audio, [70, 13], 3.0, rate)
+    assert windowed.how.mode == "windowed" and windowed.how.windows == 3
+    assert windowed.tokens == offline_tokens(model, audio) != []
+    assert offline_transcript(model, audio, [70, 13], 10.0, rate).how.mode == "full"

@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from rnnt_tui.cli.common import emit_json, err, guard, out, status
+from rnnt_tui.core.stream.config import OFFLINE_WINDOW_S
 from rnnt_tui.exit_codes import exit_code_for
 from rnnt_tui.formatting import num
 
@@ -41,13 +42,21 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
               help="JSON or YAML: a --step package's tensor name -> role (audio_signal, length, cache_last_channel, "
                    "cache_last_time, cache_last_channel_len, encoded, encoded_length, *_next) for names rnnt-tui "
                    "does not know.")
+@click.option("--no-offline", "no_offline", is_flag=True,
+              help="Skip NeMo's offline (full-context) transcript, which the streaming one is compared with.")
+@click.option("--offline-window", "offline_window_s", type=click.FloatRange(1, 3600), default=OFFLINE_WINDOW_S,
+              show_default=True,
+              help="Clips longer than this many seconds get NeMo's offline transcript in windows this long (a third "
+                   "overlapping, tokens merged by time; said in the report): one full-context pass needs memory "
+                   "quadratic in the clip.")
 @click.option("--atol", type=float, default=1e-3, show_default=True, help="Absolute tolerance per element.")
 @click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance per element.")
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the report as Markdown.")
 def stream(checkpoint: str | None, audio: str | None, against: str, att_context: str | None, window_s: float | None,
-           overlap_s: float, mel_left_s: float, step_packages: tuple[Path, ...], role_map: Path | None, atol: float,
-           rtol: float, json_mode: bool, markdown: str | None) -> None:
+           overlap_s: float, mel_left_s: float, step_packages: tuple[Path, ...], role_map: Path | None,
+           no_offline: bool, offline_window_s: float, atol: float, rtol: float, json_mode: bool,
+           markdown: str | None) -> None:
     """Compare CHECKPOINT's streaming on AUDIO chunk by chunk: NeMo's cache-aware loop vs the candidate."""
     if window_s is not None and overlap_s >= window_s:
         raise click.UsageError("--overlap must be shorter than --window")
@@ -65,7 +74,8 @@ def stream(checkpoint: str | None, audio: str | None, against: str, att_context:
         request = StreamRequest(Path(checkpoint).expanduser() if checkpoint else demo_ckpt,
                                 Path(audio).expanduser() if audio else demo_clip, against, att_context, window_s,
                                 overlap_s, mel_left_s, Tolerance(atol=atol, rtol=rtol),
-                                step_packages=step_packages, role_map=role_map)
+                                step_packages=step_packages, role_map=role_map, offline=not no_offline,
+                                offline_window_s=offline_window_s)
         with status(json_mode) as progress:
             if window_s is not None:
                 from rnnt_tui.core.stream.windows import run_windows
@@ -114,13 +124,15 @@ def print_stream(report: dict[str, Any]) -> None:
         for note in c["notes"]:
             out.print(f"[dim]* chunk {c['index']}: {note}[/]")
     d = report["decode"]
-    out.print(f"NeMo streaming: {d['reference_text']!r}\nNeMo offline:   {d['offline_text']!r}\n"
-              f"candidate:      {d['candidate_text']!r}")
+    offline = d["offline"]
+    out.print(f"NeMo streaming: {d['reference_text']!r}\nNeMo offline:   "
+              f"{'-' if offline['mode'] == 'skipped' else repr(d['offline_text'])}  [dim]({offline['description']})[/]"
+              f"\ncandidate:      {d['candidate_text']!r}")
     if d["first_divergence"]:
         fd = d["first_divergence"]
         out.print(f"[red]first divergence[/] at chunk {fd['chunk']} ({fd['time_s']:.2f} s): NeMo "
                   f"{fd['reference_so_far']!r} vs candidate {fd['candidate_so_far']!r}")
-    if not d["streaming_equals_offline"]:
+    if d["streaming_equals_offline"] is False:
         out.print("[yellow]NeMo's own streaming transcript differs from its offline one at this context[/]")
     if "contexts" in report:
         rows = Table(title="Every lookahead")
@@ -130,7 +142,7 @@ def print_stream(report: dict[str, Any]) -> None:
             rows.add_row(str(r["att_context_size"]), num(r["latency_ms"]), str(r["chunks"]),
                          _v(r["max_drift_free_running"]), _v(r["max_step_error_teacher_forced"]),
                          "yes" if r["identical_transcript"] else "[red]no[/]",
-                         "yes" if r["streaming_equals_offline"] else "no")
+                         {True: "yes", False: "no", None: "-"}[r["streaming_equals_offline"]])
         out.print(rows)
     for note in report["notes"] + report["candidate_notes"]:
         err.print(f"[dim]{note}[/]")

@@ -12,10 +12,11 @@ are copied in from the artifact cache once per context, so `replay --against onn
 every clip with no NeMo.
 
 bundle.json `stream` (STREAM_FORMAT 2): {format, att_context, sample_rate, contexts: [{att_context_size,
-streaming_cfg, latency_ms, steps: {onnx|mil: folder}, clips: [{clip, offline_tokens, chunks: [{index, length,
-drop_extra_pre_encoded, keep_all_outputs, start_s, audio_s, encoded_length, tokens, compute_ms, arrays: {role:
-array name}}]}]}]}; `clip` is the index into bundle.json `clips`. Format 1 (one clip: `offline_tokens` and
-`chunks` on the context) is still read (`core.bundle.stream_replay`).
+streaming_cfg, latency_ms, steps: {onnx|mil: folder}, clips: [{clip, offline_tokens, offline (how they were made,
+`OfflineHow`; absent: one pass), chunks: [{index, length, drop_extra_pre_encoded, keep_all_outputs, start_s,
+audio_s, encoded_length, tokens, compute_ms, arrays: {role: array name}}]}]}]}; `clip` is the index into bundle.json
+`clips`. Format 1 (one clip: `offline_tokens` and `chunks` on the context) is still read
+(`core.bundle.stream_replay`).
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def add_stream(writer: BundleWriter, loaded: LoadedModel, clips: list[tuple[np.n
                                    "keep_all_outputs": ref.keep_all_outputs, "start_s": ref.start_s,
                                    "audio_s": ref.audio_s, "encoded_length": ref.encoded_length, "tokens": ref.tokens,
                                    "compute_ms": ref.compute_ms, "arrays": arrays})
-                recorded.append({"clip": clip, "offline_tokens": reference.offline(samples), "chunks": chunks})
+                offline = reference.offline(samples)
+                recorded.append({"clip": clip, "offline_tokens": offline.tokens, "offline": offline.how.to_json(),
+                                 "chunks": chunks})
                 progress(f"att context {context}, clip {clip + 1}/{len(clips)}: {len(chunks)} chunks recorded", None)
             steps = {}
             for against in STREAM_CANDIDATES:

@@ -28,8 +28,9 @@ from rnnt_tui.core.errors import BadInputError, RuntimeUnavailableError
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.options import RuntimeOptions
 from rnnt_tui.core.pipeline.events import Emit, progress_of
+from rnnt_tui.core.stream.offline import OfflineTranscript
 from rnnt_tui.core.stream.reference import CACHE_NAMES, RefChunk
-from rnnt_tui.core.stream.result import StreamResult
+from rnnt_tui.core.stream.result import OfflineHow, StreamResult
 from rnnt_tui.core.tolerances import Tolerance
 
 REPLAYED = f"{RUNTIME_LABELS['pytorch']}, recorded"
@@ -65,8 +66,9 @@ class RecordedStream:
                            compute_ms=float(chunk["compute_ms"]))
             caches_in = caches_out
 
-    def offline(self, audio: np.ndarray | None) -> list[int]:
-        return [int(t) for t in self.clip["offline_tokens"]]
+    def offline(self, audio: np.ndarray | None) -> OfflineTranscript:
+        return OfflineTranscript([int(t) for t in self.clip["offline_tokens"]],
+                                 OfflineHow.from_json(self.clip.get("offline")))
 
     def text(self, tokens: list[int]) -> str:
         return self.facts.text(tokens)

@@ -134,14 +134,16 @@ def _context(reference: StreamReference, audio: np.ndarray | None, sample_rate: 
     if not chunks:
         raise BadInputError(request.clip, f"{clip_s:.2f} s is shorter than one streaming chunk of att context "
                                           f"{context}")
-    offline = reference.offline(audio)
+    transcript = reference.offline(audio)
+    offline = transcript.tokens
     gap = None
-    if offline != ref_tokens:
+    if transcript.how.mode != "skipped" and offline != ref_tokens:
         n = next((i for i, (a, b) in enumerate(zip(offline, ref_tokens, strict=False)) if a != b),
                  min(len(offline), len(ref_tokens)))
         gap = Divergence(-1, float("nan"), text(offline[: n + 1]), text(ref_tokens[: n + 1]))
     return ContextResult((context[0], context[1]), reference.streaming_cfg(), reference.latency_ms(context),
-                         tuple(chunks), text(ref_tokens), text(offline), text(decoder.tokens), divergence, gap)
+                         tuple(chunks), text(ref_tokens), text(offline), text(decoder.tokens), divergence, gap,
+                         transcript.how)
 
 
 class StreamSession:
@@ -165,7 +167,7 @@ class StreamSession:
             progress("restoring the checkpoint with NeMo", None)
             loaded = restore(request.checkpoint, cancel=cancel)
         self.loaded = loaded
-        self.reference = NemoStream(loaded)
+        self.reference = NemoStream(loaded, request.offline_window_s if request.offline else None)
         model = loaded.eval()
         self.notes: list[str] = []
         if getattr(model, "cur_decoder", "rnnt") != "rnnt":  # a hybrid switched to CTC: stream its transducer head

@@ -22,6 +22,10 @@ WINDOWS_NOT_BUILT = {"coreml": "fixed windows against Core ML are not built yet 
                                "Core ML programs run by the MIL interpreter)",
                      "coreai": "fixed windows against Core AI are not built yet"}
 ALL_CONTEXTS = "all"
+#: clips longer than this many seconds get NeMo's offline transcript in windows this long (`--offline-window`)
+OFFLINE_WINDOW_S = 60.0
+#: neighbouring offline windows overlap by this share of a window
+OFFLINE_OVERLAP = 1 / 3
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,8 @@ class StreamRequest:
     `mel_left_s` of audio before each window fed for the mel/encoder left context and then dropped.
     `step_packages`: a third-party streaming step (an ONNX model, Core ML packages or Core AI assets,
     `core.stream.package_step`) run instead of the tool's own conversion, `role_map` naming the roles of tensors
-    the tool cannot map by name.
+    the tool cannot map by name. `offline` False skips NeMo's offline transcript; otherwise clips longer than
+    `offline_window_s` get it in windows (`core.stream.offline`).
     """
 
     checkpoint: Path
@@ -47,6 +52,8 @@ class StreamRequest:
     use_cache: bool = True
     step_packages: tuple[Path, ...] = ()  # a user's streaming step packages (one, or first + rest) instead of ours
     role_map: Path | None = None  # their tensor name -> role, where the names are not ones the tool knows
+    offline: bool = True  # False: NeMo's offline transcript is skipped (`--no-offline`)
+    offline_window_s: float = OFFLINE_WINDOW_S  # clips longer than this get the offline transcript in windows this long
 
     def resolved(self) -> StreamRequest:
         from dataclasses import replace

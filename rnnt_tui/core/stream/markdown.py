@@ -27,13 +27,15 @@ def _stream(report: dict[str, Any]) -> list[str]:
                      f"{_f(c['free_running']['outputs'][0]['max_abs'])} | {lens['reference']}/{lens['candidate']} | "
                      f"{_f(c['timing_ms']['reference'])} | {_f(c['timing_ms']['candidate'])} | "
                      f"`{c['tokens']['reference_text']}` | `{c['tokens']['candidate_text']}` |")
-    lines += ["", f"- NeMo streaming: `{d['reference_text']}`", f"- NeMo offline: `{d['offline_text']}`",
+    lines += ["", f"- NeMo streaming: `{d['reference_text']}`",
+              f"- NeMo offline ({d['offline']['description']}): `{d['offline_text']}`",
               f"- candidate: `{d['candidate_text']}`", f"- first divergence: {d['first_divergence'] or 'none'}"]
     if "contexts" in report:
         lines += ["", "| att context | latency ms | chunks | drift FR | identical | = offline |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {r['att_context_size']} | {_f(r['latency_ms'])} | {r['chunks']} | "
-                  f"{_f(r['max_drift_free_running'])} | {r['identical_transcript']} | {r['streaming_equals_offline']} |"
+                  f"{_f(r['max_drift_free_running'])} | {r['identical_transcript']} | "
+                  f"{_f(r['streaming_equals_offline'])} |"
                   for r in report["contexts"]]
     return lines
 

@@ -5,7 +5,8 @@ pad_and_drop_preencoded off), `encoder.get_initial_cache_state` gives the first 
 through `model.conformer_stream_step` with NeMo's `drop_extra_pre_encoded` rule (0 on the first chunk) and
 `keep_all_outputs` on the last. The step's encoder output is read with a forward hook on the encoder and passed
 through the encoder's own `streaming_post_process`, exactly as `cache_aware_stream_step` does. The offline
-transcript is NeMo's full-context forward at the same att context plus `model.decoding`.
+transcript is NeMo's full-context forward at the same att context plus `model.decoding`, in windows on a long clip
+(`core.stream.offline`).
 
 What is kept per chunk is what the candidate needs and what the comparison shows: the chunk's features, the
 caches going in and coming out (layer-first, NeMo's layout), the encoder output, the tokens so far and the time.
@@ -20,6 +21,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from rnnt_tui.core.stream.config import OFFLINE_WINDOW_S
+from rnnt_tui.core.stream.offline import OfflineTranscript, offline_transcript
 
 if TYPE_CHECKING:
     from rnnt_tui.core.checkpoint import LoadedModel
@@ -130,19 +134,6 @@ def _shift(cfg: Any, step: int) -> int:
     return int(shift)
 
 
-def offline_tokens(model: Any, audio: np.ndarray) -> list[int]:
-    """NeMo's full-context transcript at the encoder's current context: `model.forward` + `model.decoding`."""
-    import torch
-
-    with torch.inference_mode():
-        signal = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
-        encoded, encoded_len = model.forward(input_signal=signal, input_signal_length=torch.tensor([len(audio)]))
-        out = model.decoding.rnnt_decoder_predictions_tensor(encoder_output=encoded, encoded_lengths=encoded_len,
-                                                            return_hypotheses=True)
-    hyps = out[0] if isinstance(out, tuple) else out
-    return _tokens(hyps)
-
-
 class StreamReference(Protocol):
     """What the comparison's chunk loop reads of its reference: NeMo live (`NemoStream`) or a recording
     (`core.bundle.stream_replay.RecordedStream`, no NeMo)."""
@@ -152,7 +143,7 @@ class StreamReference(Protocol):
 
     def begin(self, context: list[int]) -> None: ...
     def chunks(self, audio: np.ndarray | None, sample_rate: int) -> Iterator[RefChunk]: ...
-    def offline(self, audio: np.ndarray | None) -> list[int]: ...
+    def offline(self, audio: np.ndarray | None) -> OfflineTranscript: ...
     def text(self, tokens: list[int]) -> str: ...
     def streaming_cfg(self) -> dict[str, Any]: ...
     def latency_ms(self, context: list[int]) -> float: ...
@@ -160,26 +151,31 @@ class StreamReference(Protocol):
 
 
 class NemoStream:
-    """The live reference: NeMo's loop (`nemo_chunks`) and offline decode on a restored model."""
+    """The live reference: NeMo's loop (`nemo_chunks`) and offline decode on a restored model; the offline
+    transcript in windows of `offline_window_s` beyond that length, skipped when it is None."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, offline_window_s: float | None = OFFLINE_WINDOW_S) -> None:
         from rnnt_tui.core.nemo_decoding import max_symbols
 
         self.loaded = loaded
         self.model = loaded.eval()
         self.blank = int(self.model.decoder.blank_idx)
         self.max_symbols = max_symbols(loaded)
+        self.offline_window_s = offline_window_s
+        self.context = [int(x) for x in self.model.encoder.att_context_size]
 
     def begin(self, context: list[int]) -> None:
         set_context(self.model, context)
+        self.context = list(context)
 
     def chunks(self, audio: np.ndarray | None, sample_rate: int) -> Iterator[RefChunk]:
         assert audio is not None
         return nemo_chunks(self.model, audio, sample_rate)
 
-    def offline(self, audio: np.ndarray | None) -> list[int]:
+    def offline(self, audio: np.ndarray | None) -> OfflineTranscript:
         assert audio is not None
-        return offline_tokens(self.model, audio)
+        rate = int(self.model.cfg.preprocessor.get("sample_rate", 16000))
+        return offline_transcript(self.model, audio, self.context, self.offline_window_s, rate)
 
     def text(self, tokens: list[int]) -> str:
         from rnnt_tui.core.nemo_decoding import tokens_to_text

@@ -122,6 +122,36 @@ class Divergence:
 
 
 @dataclass(frozen=True)
+class OfflineHow:
+    """How NeMo's offline transcript was made (`core.stream.offline`): one full-context pass, in windows (a clip
+    longer than the offline window: approximate), or skipped (`--no-offline`)."""
+
+    mode: str  # "full" | "windowed" | "skipped"
+    window_s: float = 0.0
+    overlap_s: float = 0.0
+    windows: int = 0
+
+    def describe(self) -> str:
+        if self.mode == "skipped":
+            return "skipped (--no-offline)"
+        if self.mode == "windowed":
+            return (f"windowed: {self.windows} windows of {self.window_s:g} s, {self.overlap_s:g} s overlap, tokens "
+                    "merged by time (the clip is longer than the offline window; an approximation of one pass)")
+        return "one full-context pass"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "window_s": self.window_s or None, "overlap_s": self.overlap_s or None,
+                "windows": self.windows or None, "description": self.describe()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> OfflineHow:
+        if not data:
+            return cls("full")
+        return cls(str(data["mode"]), float(data.get("window_s") or 0.0), float(data.get("overlap_s") or 0.0),
+                   int(data.get("windows") or 0))
+
+
+@dataclass(frozen=True)
 class ContextResult:
     """Everything about one att context."""
 
@@ -134,6 +164,12 @@ class ContextResult:
     candidate_text: str
     first_divergence: Divergence | None
     offline_vs_streaming: Divergence | None  # NeMo's own streaming transcript against its offline one
+    offline_how: OfflineHow = field(default_factory=lambda: OfflineHow("full"))
+
+    @property
+    def streaming_equals_offline(self) -> bool | None:
+        """NeMo's streaming transcript equals its offline one (None: the offline one was skipped)."""
+        return None if self.offline_how.mode == "skipped" else self.reference_text == self.offline_text
 
     @property
     def ok(self) -> bool:
@@ -146,9 +182,9 @@ class ContextResult:
 
     def decode_json(self) -> dict[str, Any]:
         return {"reference_text": self.reference_text, "offline_text": self.offline_text,
-                "candidate_text": self.candidate_text,
+                "offline": self.offline_how.to_json(), "candidate_text": self.candidate_text,
                 "first_divergence": None if self.first_divergence is None else self.first_divergence.to_json(),
-                "streaming_equals_offline": self.reference_text == self.offline_text,
+                "streaming_equals_offline": self.streaming_equals_offline,
                 "offline_vs_streaming": None if self.offline_vs_streaming is None else {
                     "offline_so_far": self.offline_vs_streaming.reference_so_far,
                     "streaming_so_far": self.offline_vs_streaming.candidate_so_far},
@@ -160,7 +196,8 @@ class ContextResult:
                 "max_step_error_teacher_forced": max((c.teacher_forced.encoder_max_abs for c in self.chunks),
                                                      default=0.0),
                 "identical_transcript": self.candidate_text == self.reference_text,
-                "streaming_equals_offline": self.reference_text == self.offline_text, "ok": self.ok}
+                "streaming_equals_offline": self.streaming_equals_offline, "offline": self.offline_how.mode,
+                "ok": self.ok}
 
     def to_json(self) -> dict[str, Any]:
         return {"att_context_size": list(self.att_context_size), "streaming_cfg": self.streaming_cfg,
