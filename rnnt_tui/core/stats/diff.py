@@ -124,6 +124,8 @@ class DiffAccumulator:
                                chunk_start, start)
 
     def _global_index(self, chunk_shape: tuple[int, ...], chunk_start: int, flat: int) -> int:
+        if chunk_start == 0 and chunk_shape == self.shape:  # the whole tensor in one chunk: flat is global
+            return int(flat)
         idx = list(np.unravel_index(flat, chunk_shape)) if chunk_shape else []
         if idx:
             idx[self.axis] += chunk_start

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,19 +55,30 @@ def check_candidate(against: str) -> None:
         raise RuntimeUnavailableError(f"no streaming candidate {against!r} (choose {', '.join(STREAM_CANDIDATES)})")
 
 
-def _diff(name: str, ref: np.ndarray, cand: np.ndarray, atol: float, rtol: float, gates: bool = True) -> TensorDiff:
-    value_range = float(ref.max() - ref.min()) if ref.size else 0.0
+def _diff(name: str, ref: np.ndarray, cand: np.ndarray, value_range: float, atol: float, rtol: float,
+          gates: bool = True) -> TensorDiff:
     stats = diff_stats(ref, cand, atol, rtol) if ref.shape == cand.shape else None
     return TensorDiff(name, stats, value_range, tuple(ref.shape), tuple(cand.shape), gates)
 
 
-def _feed(feed: str, ref: RefChunk, out: tuple[np.ndarray, int, Caches], atol: float, rtol: float,
-          padded: bool) -> FeedResult:
-    encoded, length, caches = out
-    diffs = [_diff("encoded", ref.encoded[:, :, : ref.encoded_length], encoded[:, :, :length], atol, rtol)]
-    diffs += [_diff(n, ref.caches_out[n], caches[n], atol, rtol, gates=not padded) for n in CACHE_NAMES[:2]]
-    return FeedResult(feed, tuple(diffs), int(ref.caches_out["cache_last_channel_len"][0]),
-                      int(caches["cache_last_channel_len"][0]), ref.encoded_length, length)
+class _Compared:
+    """One reference chunk's compared tensors, read once for both feeds (its valid encoder frames, made contiguous,
+    and every tensor's value range)."""
+
+    def __init__(self, ref: RefChunk) -> None:
+        self.ref = ref
+        self.tensors = {"encoded": np.ascontiguousarray(ref.encoded[:, :, : ref.encoded_length]),
+                        **{n: ref.caches_out[n] for n in CACHE_NAMES[:2]}}
+        self.ranges = {n: float(t.max() - t.min()) if t.size else 0.0 for n, t in self.tensors.items()}
+
+    def feed(self, feed: str, out: tuple[np.ndarray, int, Caches], atol: float, rtol: float,
+             padded: bool) -> FeedResult:
+        encoded, length, caches = out
+        cand = {"encoded": encoded[:, :, :length], **caches}
+        diffs = tuple(_diff(n, t, cand[n], self.ranges[n], atol, rtol, gates=n == "encoded" or not padded)
+                      for n, t in self.tensors.items())
+        return FeedResult(feed, diffs, int(self.ref.caches_out["cache_last_channel_len"][0]),
+                          int(caches["cache_last_channel_len"][0]), self.ref.encoded_length, length)
 
 
 def _decoder_runtime(loaded: LoadedModel, against: str, use_cache: bool) -> Any:
@@ -118,10 +129,13 @@ def _context(reference: StreamReference, audio: np.ndarray | None, sample_rate: 
                  "caches are shown, not judged (nothing reads them after the last chunk)",) if padded else ()
         new_ref = ref.tokens[len(ref_tokens):]
         ref_tokens = list(ref.tokens)
+        compared = _Compared(ref)
+        free_result = compared.feed("free-running", free, atol, rtol, padded)
+        teacher_result = (replace(free_result, feed="teacher-forced") if teacher is free
+                          else compared.feed("teacher-forced", teacher, atol, rtol, padded))
         result = ChunkResult(
             index=ref.index, start_s=ref.start_s, audio_s=ref.audio_s, feature_frames=ref.length,
-            teacher_forced=_feed("teacher-forced", ref, teacher, atol, rtol, padded),
-            free_running=_feed("free-running", ref, free, atol, rtol, padded),
+            teacher_forced=teacher_result, free_running=free_result,
             reference_tokens=tuple(new_ref), candidate_tokens=tuple(emitted),
             reference_piece=text(new_ref), candidate_piece=text(emitted),
             reference_ms=ref.compute_ms, candidate_ms=cand_ms, candidate_step_ms=step_ms, notes=notes)
@@ -198,8 +212,6 @@ class StreamSession:
     def compare(self, clip: Path, emit: Emit | None = None) -> StreamResult:
         """Stream `clip` through NeMo's loop and the candidate at every context, events to `emit` (default: the
         session's); BadInputError naming a clip that cannot be read or is shorter than one chunk."""
-        from dataclasses import replace
-
         request = replace(self.request, clip=clip.expanduser().resolve())
         audio = load_audio(request.clip, self.sample_rate)
         results = [_context(self.reference, audio.samples, self.sample_rate, context, step, self.runtime, request,

@@ -170,10 +170,10 @@ class OnnxStreamStep(StreamStep):
 
     def __call__(self, features: np.ndarray, length: int, caches: Caches, first: bool) -> StepOutput:
         phase = "first" if first else "next"
-        feeds = {"audio_signal": features.astype(np.float32), "length": np.array([length], np.int64),
+        feeds = {"audio_signal": features.astype(np.float32, copy=False), "length": np.array([length], np.int64),
                  "cache_last_channel": np.ascontiguousarray(caches["cache_last_channel"].transpose(1, 0, 2, 3)),
                  "cache_last_time": np.ascontiguousarray(caches["cache_last_time"].transpose(1, 0, 2, 3)),
-                 "cache_last_channel_len": caches["cache_last_channel_len"].astype(np.int64)}
+                 "cache_last_channel_len": caches["cache_last_channel_len"].astype(np.int64, copy=False)}
         out = self.sessions[phase].run(None, feeds)
         return (np.asarray(out[0], np.float32), int(out[1][0]),
                 {"cache_last_channel": np.ascontiguousarray(out[2].transpose(1, 0, 2, 3)),
