@@ -78,7 +78,7 @@ def test_windowed_offline_transcript_merges_to_the_one_pass(demo: Any) -> None:
     audio, rate = sf.read(str(clip), dtype="float32")
     model = demo.eval()
     set_context(model, [70, 13])
-    windowed = offline_transcript(model, audio, [70, 13], 3.0, rate)
+    windowed = offline_transcript(model, audio, [70, 13], 2.5, rate)
     assert windowed.how.mode == "windowed" and windowed.how.windows == 3
     assert windowed.tokens == offline_tokens(model, audio) != []
     assert offline_transcript(model, audio, [70, 13], 10.0, rate).how.mode == "full"

@@ -8,10 +8,10 @@ square of the clip (NeMo builds a T x T attention mask and scores even at a chun
 - the features are NeMo's preprocessor over the whole clip (linear in the clip, and the per-feature normalisation
   the one pass and NeMo's streaming buffer use);
 - the encoder and `model.decoding` run on windows of those features, each a whole number of the context's chunks
-  (right + 1 encoder frames) and starting on a chunk, so the chunked_limited mask cuts each window where it cuts
-  the whole clip; windows overlap by a third (`windows.plan`, the windowed pipeline's planner and merge rule), and
-  each keeps its tokens (NeMo's own frame indices, `Hypothesis.timestamp`) from the middle of its left overlap to
-  the middle of its right overlap.
+  (right + 1 encoder frames; the window rounded up) and starting on a chunk, so the chunked_limited mask cuts each
+  window where it cuts the whole clip; windows overlap by a third (`windows.plan`, the windowed pipeline's planner
+  and merge rule), and each keeps its tokens (NeMo's own frame indices, `Hypothesis.timestamp`) from the middle of
+  its left overlap to the middle of its right overlap.
 
 A window loses the left context before its start (the layers' receptive fields reach further back than the
 overlap on a deep model) and its decoder starts blank, so the windowed transcript is an approximation of the one
@@ -80,7 +80,7 @@ class OfflineWindows:
     def of(cls, model: Any, context: list[int], window_s: float) -> OfflineWindows:
         chunk_mel = (context[1] + 1) * subsampling_factor(model.encoder)
         chunk_s = chunk_mel * float(model.cfg.preprocessor.get("window_stride", 0.01))
-        width = max(2, round(window_s / chunk_s))
+        width = max(2, math.ceil(window_s / chunk_s - 1e-9))  # at least the window asked for
         return cls(chunk_mel, chunk_s, width, min(width - 1, max(1, round(width * OFFLINE_OVERLAP))))
 
 
@@ -111,8 +111,7 @@ def windowed_tokens(model: Any, audio: np.ndarray, windows: OfflineWindows) -> O
 
 def offline_transcript(model: Any, audio: np.ndarray, context: list[int], window_s: float | None,
                        sample_rate: int) -> OfflineTranscript:
-    """One pass on a clip up to the offline window (`window_s` rounded to whole chunks), windows beyond it;
-    `window_s` None: skipped."""
+    """One pass on a clip up to `window_s` (rounded up to whole chunks), windows beyond it; None: skipped."""
     if window_s is None:
         return SKIPPED
     windows = OfflineWindows.of(model, context, window_s)
