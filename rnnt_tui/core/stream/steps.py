@@ -162,8 +162,14 @@ class OnnxStreamStep(StreamStep):
     def _load(self, path: Path) -> None:
         import onnxruntime as ort
 
+        from rnnt_tui.core import threads
+
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # the project's thread count (`core.threads`), as the offline ONNX runtime: ONNX Runtime's default (a
+        # spinning thread per core) takes a core from everything else on a shared machine
+        opts.intra_op_num_threads = threads.onnxruntime_threads()
+        opts.inter_op_num_threads = 1
         self.sessions = {p: ort.InferenceSession(str(path / f"encoder-{p}.onnx"), sess_options=opts,
                                                  providers=["CPUExecutionProvider"]) for p in PHASES}
         self.feeds_of = {p: {i.name: i.type for i in s.get_inputs()} for p, s in self.sessions.items()}
