@@ -117,6 +117,8 @@ class RnntApp(Controller, App[int]):
         self.recent = Recent.load()
         self.mounted_panes = {"tab-step", "tab-corpus", "tab-stream"}
         self.stale_panes = set()
+        self.premounting = []
+        self.premount_inflight = None
 
     # read-only views of the state (callers outside the app read these; the app itself uses `self.state`)
     @property

@@ -94,6 +94,7 @@ class Controller(Actions):
             self.notify(f"{session.candidate_note}. The reference (NeMo / PyTorch) still runs.",
                         title=f"{s.labels['candidate']} cannot run here", severity="warning", timeout=10)
         self.status.idle("Ready · n: next step · r: run all · f: fuse mode · ?: help", style="bold green")
+        self.premount_tables()  # results can come now: "run all" shows the Tables tab
         manifest, self.manifest = self.manifest, None
         if manifest is not None:  # `rnnt-tui CHECKPOINT MANIFEST`: the corpus starts now
             self.start_corpus(manifest)
