@@ -68,6 +68,7 @@ class Controller(Actions):
     @applied
     def on_model_restored(self, message: msg.ModelRestored) -> None:
         self.draw_model()
+        self.premount_tables()  # while the candidate is prepared (seconds): "run all" shows the Tables tab
 
     @applied
     def on_progress(self, message: msg.Progress) -> None:
@@ -94,7 +95,7 @@ class Controller(Actions):
             self.notify(f"{session.candidate_note}. The reference (NeMo / PyTorch) still runs.",
                         title=f"{s.labels['candidate']} cannot run here", severity="warning", timeout=10)
         self.status.idle("Ready · n: next step · r: run all · f: fuse mode · ?: help", style="bold green")
-        self.premount_tables()  # results can come now: "run all" shows the Tables tab
+        self.premount_tables()  # a bundle has no ModelRestored; results can come now
         manifest, self.manifest = self.manifest, None
         if manifest is not None:  # `rnnt-tui CHECKPOINT MANIFEST`: the corpus starts now
             self.start_corpus(manifest)
