@@ -637,6 +637,9 @@ async def test_streaming_tab_streams_the_demo_chunk_by_chunk_and_refuses_an_offl
     app = make_app(checkpoint, clip, against="onnx")
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
+        assert not app.query("#stream-view")  # mounted when first shown or needed, not for the first frame
+        await pilot.press("8")
+        await pilot.pause(0.1)
         view = app.query_one("#stream-view", StreamView)
         seen: list[int] = []
         original = view.add_chunk

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from rnnt_tui.app.client import EngineClient
     from rnnt_tui.app.recent import Recent
     from rnnt_tui.app.state import AppState
+    from rnnt_tui.app.widgets.corpus_view import CorpusView
+    from rnnt_tui.app.widgets.stream_view import StreamView
 
     _Base = App[int]
 else:
@@ -112,7 +114,35 @@ class Drawing(_Base):
             return [panel]
         if pane == "tab-model":
             return [ModelPanel(id="model-tab-panel")]
+        if pane == "tab-corpus":
+            from rnnt_tui.app.widgets.corpus_view import CorpusView
+
+            return [CorpusView(id="corpus")]
+        if pane == "tab-stream":
+            from rnnt_tui.app.widgets.stream_view import StreamView
+
+            return [StreamView(id="stream-view")]
         return []
+
+    def corpus_view(self) -> CorpusView:
+        from rnnt_tui.app.widgets.corpus_view import CorpusView
+
+        return self.query_one(CorpusView)
+
+    def stream_view(self) -> StreamView:
+        from rnnt_tui.app.widgets.stream_view import StreamView
+
+        return self.query_one("#stream-view", StreamView)
+
+    async def mount_pane(self, pane: str) -> None:
+        """Mount `pane`'s widgets now if they are not yet (it is shown, or an event is for it)."""
+        if pane in self.mounted_panes:
+            return
+        self.mounted_panes.add(pane)
+        self.stale_panes.add(pane)
+        widgets = self.lazy_pane_widgets(pane)
+        if widgets:
+            await self.query_one(f"#{pane}", TabPane).mount_all(widgets)
 
     def tables_widgets(self) -> list[Widget]:
         """The Tables tab's content, in order (the rows are added as each table mounts)."""
@@ -161,12 +191,7 @@ class Drawing(_Base):
                 await self.premount_inflight
             else:
                 await self.premount_next()
-        if pane not in self.mounted_panes:
-            widgets = self.lazy_pane_widgets(pane)
-            if widgets:
-                await message.pane.mount_all(widgets)
-            self.mounted_panes.add(pane)
-            self.stale_panes.add(pane)
+        await self.mount_pane(pane)
         if pane in self.stale_panes and self.query_one(TabbedContent).active == pane:
             self.draw_pane(pane)
 
