@@ -14,6 +14,7 @@ The baseline, in the same run: the hello-world app (bench/hello_app.py) with the
 
 Run:   python bench/stalls.py [--models demo,conformer-120m] [--against onnx,coreml] [--runs 3]
        python bench/stalls.py --src /path/to/patched/checkout --tag NAME   # measure a proposed change
+       python bench/stalls.py --profile ...   # + what the UI thread did in each stall (sampled every 5 ms)
 Takes: ~25 s per demo run, ~40-60 s per conformer-120m run, ~10 min for the default 15 runs
 (parakeet-0.6b: several minutes per run; opt in with --models).
 Writes bench/results/stalls.json (or TAG.json).

@@ -3,6 +3,8 @@ frame lays out the Step tab only). No engine runs here: the app's background wor
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.text import Text
 from textual.widgets import Input, RadioButton, TabbedContent
 from textual.widgets.data_table import ColumnKey
@@ -44,10 +46,13 @@ async def test_the_tables_are_mounted_ahead_one_widget_per_frame_and_shown_whole
     app = IdleApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
     async with app.run_test(size=(120, 40)) as pilot:
         app.premount_tables()
-        for _ in range(100):  # one widget per frame: 8 frames
+        for _ in range(200_000):  # one widget per frame: 8 frames
             if "tab-tables" in app.mounted_panes:
                 break
-            await pilot.pause(0.1)
+            app.premount_tables()  # asked again meanwhile (SessionReady after ModelRestored): mounted once
+            await asyncio.sleep(0)  # every turn of the loop, so also while the last widget is in flight
+        await pilot.pause(0.1)
+        assert len(app.query("#tables")) == 1
         assert app.query_one(TabbedContent).active == "tab-step"
         assert "tab-tables" in app.mounted_panes and not app.premounting
         assert app.query_one(DiffsTable).get_cell("joint/logits", "result") == PENDING_CELL

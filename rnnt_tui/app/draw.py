@@ -159,8 +159,8 @@ class Drawing(_Base):
         """Mount the Tables tab's widgets before it is first shown ("run all" shows it), one widget per frame:
         mounting them all when the tab comes on screen stalled the UI for ~165 ms, and a hidden tab is neither laid
         out nor painted, so each of these frames costs one widget's mount (a table's rows are measured on idle)."""
-        if "tab-tables" in self.mounted_panes or self.premounting:
-            return
+        if "tab-tables" in self.mounted_panes or self.premounting or self.premount_inflight is not None:
+            return  # mounted, or being mounted (the last widget may be in flight)
         from textual.containers import VerticalScroll
 
         scroll = VerticalScroll(id="tables")
