@@ -14,6 +14,7 @@ The baseline, in the same run: the hello-world app (bench/hello_app.py) with the
 
 Run:   python bench/stalls.py [--models demo,conformer-120m] [--against onnx,coreml] [--runs 3]
        python bench/stalls.py --src /path/to/patched/checkout --tag NAME   # measure a proposed change
+       python bench/stalls.py --profile ...   # + what the UI thread did in each stall (sampled every 5 ms)
 Takes: ~25 s per demo run, ~40-60 s per conformer-120m run, ~10 min for the default 15 runs
 (parakeet-0.6b: several minutes per run; opt in with --models).
 Writes bench/results/stalls.json (or TAG.json).
@@ -38,6 +39,8 @@ DUMP_AFTER = 0.060  # a tick later than this (stall > 50 ms) gets every thread's
 GOAL_MS = 50.0  # a stall this long is sampled (its busy thread recorded)
 OVER_HELLO_MS = 25.0  # the goal: the longest stall after the first frame, over the hello-world's own idle stall
 IDLE_S = 10.0  # the baseline: the hello-world app with the same timer, doing nothing, for this long
+PROFILE_AFTER = 0.015  # --profile: the UI thread's stack is sampled every 5 ms once a tick is this late
+PROFILE_TOP = 12  # --profile: the functions with the most samples (inclusive) listed per stall over GOAL_MS
 IDLE_FRAMES = ("threading.py", "queue.py", "selectors.py", "concurrent/futures/thread.py", "asyncio/")
 
 
@@ -73,7 +76,7 @@ def apply_fixes(fixes: list[str]) -> None:
             raise SystemExit(f"unknown fix {fix!r}")
 
 
-def child(model: str, against: str, steps: bool, timeout: float, fixes: list[str]) -> None:
+def child(model: str, against: str, steps: bool, timeout: float, fixes: list[str], profile: bool = False) -> None:
     if os.environ.get("BENCH_SRC"):
         sys.path.insert(0, os.environ["BENCH_SRC"])
     import asyncio
@@ -88,6 +91,8 @@ def child(model: str, against: str, steps: bool, timeout: float, fixes: list[str
 
     apply_fixes(fixes)
     samples: list[tuple[float, float, dict[str, list[str]]]] = []  # (taken at, stall started at, stacks)
+    ui_samples: list[tuple[float, list[str]]] = []  # --profile: (stall started at, the UI thread's functions)
+    ui_thread = threading.get_ident()
     clock = {"last": time.perf_counter(), "sampled": -1.0}
     stop = threading.Event()
 
@@ -95,6 +100,11 @@ def child(model: str, against: str, steps: bool, timeout: float, fixes: list[str
         me = threading.get_ident()
         while not stop.wait(0.005):
             last, now = clock["last"], time.perf_counter()
+            if profile and now - last > PROFILE_AFTER:
+                frame = sys._current_frames().get(ui_thread)
+                if frame is not None:
+                    ui_samples.append((last - t0, [f"{short(f.filename)}:{f.name}"
+                                                   for f in traceback.extract_stack(frame)[-60:]]))
             if now - last <= DUMP_AFTER or clock["sampled"] == last:
                 continue
             clock["sampled"] = last
@@ -167,8 +177,22 @@ def child(model: str, against: str, steps: bool, timeout: float, fixes: list[str
 
     status = asyncio.run(idle() if model == "hello" else drive())
     stop.set()
-    emit({"status": status, "ticks": ticks, "events": events,
+    emit({"status": status, "ticks": ticks, "events": events, "ui_samples": ui_samples,
           "samples": [{"at": a, "stall_start": b, "threads": summarise(st)} for a, b, st in samples]})
+
+
+def ui_profile(ui_samples: list[list[Any]], start: float) -> dict[str, Any]:
+    """--profile: the UI thread's samples taken during the stall that started at `start` (5 ms apart): how many,
+    and the functions on the stack in most of them (inclusive counts; Textual, Rich and asyncio plumbing shown as
+    is), so a stall names the work that made it, not only the frame the one stack dump caught."""
+    stacks = [stack for at, stack in ui_samples if abs(at - start) < 1e-3]
+    counts: Counter[str] = Counter()
+    for stack in stacks:
+        counts.update(set(stack))
+    boring = ("asyncio/", "textual/message_pump.py", "textual/_context", "textual/app.py:_process_messages",
+              "stalls.py", "threading.py", "<frozen", "textual/app.py:run", "textual/app.py:_run")
+    top = [(name, n) for name, n in counts.most_common() if not any(b in name for b in boring)][:PROFILE_TOP]
+    return {"samples": len(stacks), "top": top}
 
 
 def phase_of(t: float, events: list[list[Any]]) -> str:
@@ -197,6 +221,8 @@ def analyse(run: dict[str, Any]) -> dict[str, Any]:
             busy = [th for th in (sample or {}).get("threads", []) if th["busy"] and th["thread"] != "bench-sampler"]
             culprits.append({"at_s": round(t - gap, 3), "stall_ms": round((gap - INTERVAL) * 1000, 1),
                              "phase": phase_of(t - gap, events),
+                             **({"ui_profile": ui_profile(run["ui_samples"], t - gap)} if run.get("ui_samples")
+                                else {}),
                              "busy": [{"thread": th["thread"], "top": [short(f) for f in th["top"][:4]],
                                        "rnnt_tui": short(th["rnnt_tui_frame"])} for th in busy]})
     marks = {name: round(when, 2) for when, name, _ in events if name in ("ModelRestored", "SessionReady")}
@@ -225,13 +251,15 @@ def main() -> None:
     parser.add_argument("--wait", type=float, default=0.0)
     parser.add_argument("--fix", default="", help="experiment: switch=0.001 (applied to the app process from "
                         "outside; see apply_fixes)")
+    parser.add_argument("--profile", action="store_true", help="sample the UI thread's stack every 5 ms during "
+                        "each stall and list the functions it spent them in (per stall over 50 ms)")
     parser.add_argument("--src", help="run the rnnt_tui package in this checkout (a copy with a proposed fix)")
     parser.add_argument("--tag", default="stalls", help="result file name (bench/results/TAG.json)")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "AGAINST", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         model, against, steps = args.child
-        child(model, against, steps == "1", args.timeout, [f for f in args.fix.split(",") if f])
+        child(model, against, steps == "1", args.timeout, [f for f in args.fix.split(",") if f], args.profile)
         return
     started = time.monotonic()
     gate = wait_for_quiet(args.max_load, args.wait)
@@ -245,7 +273,7 @@ def main() -> None:
                 env["BENCH_SRC"] = args.src
             raw = run_child(Path(__file__).resolve(),
                             [model, against, "0" if args.no_steps else "1", "--timeout", str(args.timeout),
-                             *(["--fix", args.fix] if args.fix else [])],
+                             *(["--fix", args.fix] if args.fix else []), *(["--profile"] if args.profile else [])],
                             env=env, timeout=args.timeout + 120)
             result = analyse(raw)
             runs.append(result)

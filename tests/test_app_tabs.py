@@ -3,12 +3,16 @@ frame lays out the Step tab only). No engine runs here: the app's background wor
 
 from __future__ import annotations
 
-from textual.widgets import Input, RadioButton
+import asyncio
+
+from rich.text import Text
+from textual.widgets import Input, RadioButton, TabbedContent
+from textual.widgets.data_table import ColumnKey
 
 from rnnt_tui.app.app import RnntApp
 from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
-from rnnt_tui.app.widgets.tables import PENDING_CELL, DiffsTable, TimingsTable
+from rnnt_tui.app.widgets.tables import PENDING_CELL, DiffsTable, ShapesTable, TimingsTable
 from rnnt_tui.core.runtimes.base import Availability
 from rnnt_tui.paths import demo_audio, demo_checkpoint
 
@@ -34,3 +38,51 @@ async def test_tabs_are_mounted_when_shown_and_drawn_from_the_state() -> None:
         table = app.query_one(DiffsTable)
         assert table.get_cell("encoder/encoded", "result") == PENDING_CELL
         assert str(app.query_one(TimingsTable).get_cell("encoder/reference", "runtime")) == "NeMo / PyTorch"
+
+
+async def test_the_tables_are_mounted_ahead_one_widget_per_frame_and_shown_whole() -> None:
+    """`premount_tables` (called when a session is ready) mounts the Tables tab's widgets while it is hidden; a
+    tab switch in the middle finishes the mount at once: one set of tables, rows primed, nothing mounted twice."""
+    app = IdleApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.premount_tables()
+        for _ in range(200_000):  # one widget per frame: 8 frames
+            if "tab-tables" in app.mounted_panes:
+                break
+            app.premount_tables()  # asked again meanwhile (SessionReady after ModelRestored): mounted once
+            await asyncio.sleep(0)  # every turn of the loop, so also while the last widget is in flight
+        await pilot.pause(0.1)
+        assert len(app.query("#tables")) == 1
+        assert app.query_one(TabbedContent).active == "tab-step"
+        assert "tab-tables" in app.mounted_panes and not app.premounting
+        assert app.query_one(DiffsTable).get_cell("joint/logits", "result") == PENDING_CELL
+
+    app = IdleApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.premount_tables()
+        await pilot.press("2")  # before the premount has finished
+        await pilot.pause(0.3)
+        assert len(app.query(DiffsTable)) == len(app.query(TimingsTable)) == len(app.query(ShapesTable)) == 1
+        assert [w.id for w in app.query_one("#tables").children] == [
+            "transcript-line", None, "diffs", None, "timings", None, "shapes"]
+        assert str(app.query_one(TimingsTable).get_cell("joint/candidate", "runtime")) == "ONNX Runtime"
+
+
+async def test_a_column_is_resized_only_when_its_width_can_change() -> None:
+    app = IdleApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await pilot.pause(0.2)
+        table = app.query_one(DiffsTable)
+        column = table.columns[ColumnKey("rmse")]
+        start = column.content_width
+        table.set_cells("encoder/encoded", {"rmse": "1.234567890123"})  # wider: the column grows
+        await pilot.pause(0.1)
+        assert column.content_width == len("1.234567890123") > start
+        table.set_cells("joint/logits", {"rmse": "0.5"})  # narrower than the widest: nothing to measure
+        await pilot.pause(0.1)
+        assert column.content_width == len("1.234567890123")
+        table.set_cells("encoder/encoded", {"rmse": "0.25"})  # the widest shrank: measured again
+        await pilot.pause(0.1)
+        assert column.content_width == start
+        assert isinstance(table.get_cell("encoder/encoded", "rmse"), Text)  # never parsed as markup

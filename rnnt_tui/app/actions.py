@@ -20,16 +20,15 @@ from rnnt_tui.app.bundle_choice import choose
 from rnnt_tui.app.calls import Calls
 from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.engine import export_directory, export_stem
-from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
-from rnnt_tui.app.widgets.stream_view import StreamView
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
 from rnnt_tui.core.stream.config import STREAM_CANDIDATES
 
 if TYPE_CHECKING:
+    from rnnt_tui.app.widgets.corpus_view import CorpusView
     from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 
 #: what the clip picker takes as a corpus rather than a clip: a NeMo manifest, a list of paths, or a folder
@@ -154,8 +153,8 @@ class Actions(Calls):
             return
         self.query_one(TabbedContent).active = "tab-corpus"
         stream = self.state.corpus_stream
-        try:  # the Corpus tab's subset field (`corpus --subset`)
-            subset = self.query_one(CorpusView).subset()
+        try:  # the Corpus tab's subset field (`corpus --subset`); before the tab is mounted, the command line's
+            subset = self.corpus_view().subset() if self.query("#corpus") else self.corpus_subset
             problem = subset.problem(self.state.options.against, stream) if subset is not None else None
         except ValueError as exc:
             problem = str(exc)
@@ -307,7 +306,7 @@ class Actions(Calls):
         self.push_screen(SweepScreen(self.state.availability.get("coreml"), self.state.options.against,
                                      self.run_sweep))
 
-    def action_stream(self) -> None:
+    async def action_stream(self) -> None:
         """The streaming comparison of the open checkpoint and clip against the open candidate."""
         if not self._has_session():
             return
@@ -317,7 +316,8 @@ class Actions(Calls):
                         f"candidate is {against or 'none'} (choose one in the Runtimes tab, 5).",
                         title="Cannot stream", severity="warning", timeout=10)
             return
-        self.query_one("#stream-view", StreamView).show({"chunks": []})
+        await self.mount_pane("tab-stream")
+        self.stream_view().show({"chunks": []})
         self.query_one(TabbedContent).active = "tab-stream"
         self.status.working("Streaming: restoring the checkpoint with NeMo…")
         self.run_stream()

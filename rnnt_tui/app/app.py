@@ -35,13 +35,11 @@ from rnnt_tui.app.messages import Exported
 from rnnt_tui.app.recent import Recent
 from rnnt_tui.app.screens.error import ErrorScreen
 from rnnt_tui.app.state import AppState
-from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.detail import DetailView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.model_panel import ModelPanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.app.widgets.status import StatusLine
-from rnnt_tui.app.widgets.stream_view import StreamView
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError, StepFailedError
 
 if TYPE_CHECKING:
@@ -118,8 +116,10 @@ class RnntApp(Controller, App[int]):
         self.is_mounted_layout = False
         self.client = EngineClient(engine if engine is not None else ProcessEngine(), self.post_envelope)
         self.recent = Recent.load()
-        self.mounted_panes = {"tab-step", "tab-corpus", "tab-stream"}
+        self.mounted_panes = {"tab-step"}
         self.stale_panes = set()
+        self.premounting = []
+        self.premount_inflight = None
 
     # read-only views of the state (callers outside the app read these; the app itself uses `self.state`)
     @property
@@ -147,16 +147,15 @@ class RnntApp(Controller, App[int]):
         with TabbedContent(id="tabs", initial="tab-step"):
             with TabPane("Step", id="tab-step"):
                 yield DetailView(id="detail")
-            # the next five are filled when first shown (`Drawing.lazy_pane_widgets`): not laid out at start
+            # the others are filled when first shown or first needed (`Drawing.lazy_pane_widgets`, `mount_pane`):
+            # the first frame neither imports nor mounts them
             yield TabPane("Tables", id="tab-tables")
             yield TabPane("Pictures", id="tab-pictures")
             yield TabPane("Transcripts", id="tab-transcripts")
             yield TabPane("Runtimes", id="tab-runtimes")
             yield TabPane("Model", id="tab-model")  # 6: before Corpus (7), as the keys go
-            with TabPane("Corpus", id="tab-corpus"):
-                yield CorpusView(self.corpus_subset, id="corpus")
-            with TabPane("Streaming", id="tab-stream"):
-                yield StreamView(id="stream-view")
+            yield TabPane("Corpus", id="tab-corpus")
+            yield TabPane("Streaming", id="tab-stream")
         yield StatusLine(id="status")
         yield Footer()
 

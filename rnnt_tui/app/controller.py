@@ -10,7 +10,7 @@ accept-and-apply part once. Drawing only reads the state: no handler computes a 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,9 +20,7 @@ from textual.worker import WorkerState
 from rnnt_tui.app import messages as msg
 from rnnt_tui.app.actions import Actions
 from rnnt_tui.app.state import saved_mode
-from rnnt_tui.app.widgets.corpus_view import CorpusView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
-from rnnt_tui.app.widgets.stream_view import StreamView
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import VALIDATION
 
@@ -39,6 +37,23 @@ def applied(draw: Callable[[Any, M], None]) -> Callable[[Any, M], None]:
             draw(self, message)
 
     return handler
+
+
+def applied_to(pane: str) -> Callable[[Callable[[Any, M], None]], Callable[[Any, M], Awaitable[None]]]:
+    """`applied`, for an event drawn in `pane` (the Corpus or Streaming tab): its widgets are mounted first if
+    they are not yet (the first frame mounts neither)."""
+
+    def decorate(draw: Callable[[Any, M], None]) -> Callable[[Any, M], Awaitable[None]]:
+        @functools.wraps(draw)
+        async def handler(self: Controller, message: M) -> None:
+            if self.client.accept(message.envelope):
+                self.state.apply(message.event)
+                await self.mount_pane(pane)
+                draw(self, message)
+
+        return handler
+
+    return decorate
 
 
 class Controller(Actions):
@@ -68,6 +83,7 @@ class Controller(Actions):
     @applied
     def on_model_restored(self, message: msg.ModelRestored) -> None:
         self.draw_model()
+        self.premount_tables()  # while the candidate is prepared (seconds): "run all" shows the Tables tab
 
     @applied
     def on_progress(self, message: msg.Progress) -> None:
@@ -94,6 +110,7 @@ class Controller(Actions):
             self.notify(f"{session.candidate_note}. The reference (NeMo / PyTorch) still runs.",
                         title=f"{s.labels['candidate']} cannot run here", severity="warning", timeout=10)
         self.status.idle("Ready · n: next step · r: run all · f: fuse mode · ?: help", style="bold green")
+        self.premount_tables()  # a bundle has no ModelRestored; results can come now
         manifest, self.manifest = self.manifest, None
         if manifest is not None:  # `rnnt-tui CHECKPOINT MANIFEST`: the corpus starts now
             self.start_corpus(manifest)
@@ -146,15 +163,15 @@ class Controller(Actions):
         self.notify(f"joint(enc, dec) → {fuse.probe}", title=f"Joint now {words}", timeout=6)
 
     # -- corpus runs ----------------------------------------------------------------------------------
-    @applied
+    @applied_to("tab-corpus")
     def on_corpus_planned(self, message: msg.CorpusPlanned) -> None:
         event = message.event
-        view = self.query_one(CorpusView)
+        view = self.corpus_view()
         view.planned(event.manifest, event.out_dir, event.total, event.done, event.manifest_errors)
         for position, record in enumerate(event.done_records, start=1):
             view.finished_one(record, position, event.total, {}, None, self.state.labels)
         self.query_one(TabbedContent).active = "tab-corpus"
-        self.query_one(CorpusView).focus_table()
+        self.corpus_view().focus_table()
         if event.estimate:
             view.show_estimate(event.estimate)
             self.notify(event.estimate, title="Corpus: expected work", timeout=8)
@@ -173,29 +190,30 @@ class Controller(Actions):
         self.status.working(f"Corpus: utterance {event.position}/{event.total} · {Path(event.audio).name}",
                             (event.position - 1) / max(event.total, 1))
 
-    @applied
+    @applied_to("tab-corpus")
     def on_utterance_finished(self, message: msg.UtteranceFinished) -> None:
         event = message.event
-        self.query_one(CorpusView).finished_one(event.record, event.position, event.total, event.totals,
-                                                event.eta_s, self.state.labels)
+        view = self.corpus_view()
+        view.finished_one(event.record, event.position, event.total, event.totals, event.eta_s, self.state.labels)
         if event.note:
-            self.query_one(CorpusView).show_estimate(event.note)
+            view.show_estimate(event.note)
             self.notify(event.note, title="Corpus: time estimate", timeout=8)
 
-    @applied
+    @applied_to("tab-corpus")
     def on_corpus_finished(self, message: msg.CorpusFinished) -> None:
-        view = self.query_one(CorpusView)
+        view = self.corpus_view()
         view.show_totals(message.event.totals, self.state.labels)
         view.ended(message.event.interrupted, message.event.reports)
 
-    @applied
+    @applied_to("tab-stream")
     def on_chunk_compared(self, message: msg.ChunkCompared) -> None:
         self.state.chunk_compared(message.event)
-        self.query_one("#stream-view", StreamView).add_chunk(message.event.chunk.to_json())
+        self.stream_view().add_chunk(message.event.chunk.to_json())
         self.status.working(*(self.state.activity or ("Streaming…", None)))
 
-    def on_stream_done(self, message: msg.StreamDone) -> None:
-        self.query_one("#stream-view", StreamView).show(message.report)
+    async def on_stream_done(self, message: msg.StreamDone) -> None:
+        await self.mount_pane("tab-stream")
+        self.stream_view().show(message.report)
 
     # -- the end of a job -------------------------------------------------------------------------------
     def on_job_done(self, message: msg.JobDone) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from textual.widgets import Static, TabbedContent
+from textual.widgets import Static, TabbedContent, TabPane
 
 from rnnt_tui.app.widgets.detail import DetailView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
@@ -20,11 +20,14 @@ from rnnt_tui.core.names import Status
 
 if TYPE_CHECKING:
     from textual.app import App
-    from textual.widget import Widget
+    from textual.widget import AwaitMount, Widget
 
     from rnnt_tui.app.client import EngineClient
     from rnnt_tui.app.recent import Recent
     from rnnt_tui.app.state import AppState
+    from rnnt_tui.app.widgets.corpus_view import CorpusView
+    from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.core.corpus.subset import Subset
 
     _Base = App[int]
 else:
@@ -44,7 +47,10 @@ class Drawing(_Base):
     client: EngineClient
     recent: Recent
     mounted_panes: set[str]  # the tabs whose widgets exist
+    premounting: list[tuple[Widget, Widget]]  # (parent, widget) still to mount ahead of the Tables tab
+    premount_inflight: AwaitMount | None  # the one being mounted now
     stale_panes: set[str]  # the tabs that missed a change while not on screen
+    corpus_subset: Subset | None  # the Corpus tab's subset field to start with (`corpus --subset`)
 
     # -- widgets ------------------------------------------------------------------------------------
     @property
@@ -92,15 +98,8 @@ class Drawing(_Base):
         """The widgets of a tab that is not on screen at the first frame: mounted when it is first shown."""
         if pane == "tab-tables":
             from textual.containers import VerticalScroll
-            from textual.widgets import Label
 
-            from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
-
-            return [VerticalScroll(Static(id="transcript-line"),
-                                   Label("Diffs (candidate - reference)", classes="table-title"),
-                                   DiffsTable(id="diffs"), Label("Timings", classes="table-title"),
-                                   TimingsTable(id="timings"), Label("Shapes", classes="table-title"),
-                                   ShapesTable(id="shapes"), id="tables")]
+            return [VerticalScroll(*self.tables_widgets(), id="tables")]
         if pane == "tab-pictures":
             from rnnt_tui.app.widgets.pictures import PicturesView
 
@@ -117,17 +116,84 @@ class Drawing(_Base):
             return [panel]
         if pane == "tab-model":
             return [ModelPanel(id="model-tab-panel")]
+        if pane == "tab-corpus":
+            from rnnt_tui.app.widgets.corpus_view import CorpusView
+
+            return [CorpusView(self.corpus_subset, id="corpus")]
+        if pane == "tab-stream":
+            from rnnt_tui.app.widgets.stream_view import StreamView
+
+            return [StreamView(id="stream-view")]
         return []
 
+    def corpus_view(self) -> CorpusView:
+        from rnnt_tui.app.widgets.corpus_view import CorpusView
+
+        return self.query_one(CorpusView)
+
+    def stream_view(self) -> StreamView:
+        from rnnt_tui.app.widgets.stream_view import StreamView
+
+        return self.query_one("#stream-view", StreamView)
+
+    async def mount_pane(self, pane: str) -> None:
+        """Mount `pane`'s widgets now if they are not yet (it is shown, or an event is for it)."""
+        if pane in self.mounted_panes:
+            return
+        self.mounted_panes.add(pane)
+        self.stale_panes.add(pane)
+        widgets = self.lazy_pane_widgets(pane)
+        if widgets:
+            await self.query_one(f"#{pane}", TabPane).mount_all(widgets)
+
+    def tables_widgets(self) -> list[Widget]:
+        """The Tables tab's content, in order (the rows are added as each table mounts)."""
+        from textual.widgets import Label
+
+        from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
+
+        return [Static(id="transcript-line"), Label("Diffs (candidate - reference)", classes="table-title"),
+                DiffsTable(id="diffs"), Label("Timings", classes="table-title"),
+                TimingsTable(self.state.labels, id="timings"), Label("Shapes", classes="table-title"),
+                ShapesTable(id="shapes")]
+
+    def premount_tables(self) -> None:
+        """Mount the Tables tab's widgets before it is first shown ("run all" shows it), one widget per frame:
+        mounting them all when the tab comes on screen stalled the UI for ~165 ms, and a hidden tab is neither laid
+        out nor painted, so each of these frames costs one widget's mount (a table's rows are measured on idle)."""
+        if "tab-tables" in self.mounted_panes or self.premounting or self.premount_inflight is not None:
+            return  # mounted, or being mounted (the last widget may be in flight)
+        from textual.containers import VerticalScroll
+
+        scroll = VerticalScroll(id="tables")
+        self.premounting = [(self.query_one("#tab-tables", TabPane), scroll)] + \
+            [(scroll, widget) for widget in self.tables_widgets()]
+        self.call_after_refresh(self.premount_next)
+
+    async def premount_next(self) -> None:
+        """Mount the next widget of `premount_tables`; the rest after the next frame."""
+        if not self.premounting:
+            return
+        parent, widget = self.premounting.pop(0)
+        self.premount_inflight = parent.mount(widget)
+        await self.premount_inflight
+        self.premount_inflight = None
+        if self.premounting:
+            self.call_after_refresh(self.premount_next)
+        else:
+            self.mounted_panes.add("tab-tables")
+            self.stale_panes.add("tab-tables")
+
     async def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
-        """A tab came on screen: mount its widgets the first time, then draw it if it missed a change."""
+        """A tab came on screen: mount its widgets the first time (the rest at once if they were being mounted
+        ahead), then draw it if it missed a change."""
         pane = message.pane.id or ""
-        if pane not in self.mounted_panes:
-            widgets = self.lazy_pane_widgets(pane)
-            if widgets:
-                await message.pane.mount_all(widgets)
-            self.mounted_panes.add(pane)
-            self.stale_panes.add(pane)
+        while pane == "tab-tables" and (self.premounting or self.premount_inflight is not None):
+            if self.premount_inflight is not None:
+                await self.premount_inflight
+            else:
+                await self.premount_next()
+        await self.mount_pane(pane)
         if pane in self.stale_panes and self.query_one(TabbedContent).active == pane:
             self.draw_pane(pane)
 
@@ -138,27 +204,7 @@ class Drawing(_Base):
         if pane == "tab-step":
             self.show_step_detail()
         elif pane == "tab-tables":
-            from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
-            from rnnt_tui.app.widgets.transcript import transcript_line
-
-            duration = s.audio.duration_s if s.audio is not None else 0.0
-            diffs, timings, shapes = self.query_one(DiffsTable), self.query_one(TimingsTable), \
-                self.query_one(ShapesTable)
-            diffs.prime()
-            shapes.prime()
-            timings.prime(s.labels)
-            blank = [name for name in STEPS if name not in s.results]
-            for table in (diffs, timings, shapes):
-                table.blank(blank)
-            for result in s.results.values():
-                diffs.show(result, s.decode.token_agreement if s.decode is not None else None)
-                timings.show(result, duration)
-                shapes.show(result)
-            line = self.query_one("#transcript-line", Static)
-            text = transcript_line(s.decode, s.labels)
-            if getattr(line, "shown_text", None) != text:  # an update re-lays the screen out: only when it changed
-                line.shown_text = text  # type: ignore[attr-defined]
-                line.update(text)
+            self.draw_tables("diffs")  # then the others, each after the next frame (`draw_tables`)
         elif pane == "tab-pictures":
             from rnnt_tui.app.widgets.pictures import PicturesView
 
@@ -181,6 +227,41 @@ class Drawing(_Base):
                                      s.packages_dir(), view.candidate_note)
         elif pane == "tab-model":
             self.draw_model()
+
+    def draw_tables(self, table: str) -> None:
+        """One of the Tables tab's tables ("diffs" with the transcript line, "timings", "shapes"), from the state;
+        the next one after the next frame: a DataTable repaints all its visible cells after any change, so each
+        table gets a frame of its own."""
+        from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
+
+        s = self.state
+        blank = [name for name in STEPS if name not in s.results]
+        if table == "diffs":
+            from rnnt_tui.app.widgets.transcript import transcript_line
+
+            diffs = self.query_one(DiffsTable)
+            diffs.blank(blank)
+            for result in s.results.values():
+                diffs.show(result, s.decode.token_agreement if s.decode is not None else None)
+            line = self.query_one("#transcript-line", Static)
+            text = transcript_line(s.decode, s.labels)
+            if getattr(line, "shown_text", None) != text:  # an update re-lays the screen out: only when it changed
+                line.shown_text = text  # type: ignore[attr-defined]
+                line.update(text)
+            self.call_after_refresh(self.draw_tables, "timings")
+        elif table == "timings":
+            duration = s.audio.duration_s if s.audio is not None else 0.0
+            timings = self.query_one(TimingsTable)
+            timings.prime(s.labels)  # the rows exist since the table mounted; the runtime labels may be new
+            timings.blank(blank)
+            for result in s.results.values():
+                timings.show(result, duration)
+            self.call_after_refresh(self.draw_tables, "shapes")
+        else:
+            shapes = self.query_one(ShapesTable)
+            shapes.blank(blank)
+            for result in s.results.values():
+                shapes.show(result)
 
     def draw_tabs(self, *panes: str) -> None:
         """`panes` changed: draw the one on screen now, the others when they are shown."""

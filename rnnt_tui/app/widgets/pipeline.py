@@ -37,8 +37,9 @@ class StepBox(Static):
         self.show(Status.PENDING)
 
     def show(self, status: str, extra: str = "") -> None:
-        """Draw `status`; nothing when it is already on screen (each draw is a re-layout of the screen, and the
-        strip is redrawn on every event)."""
+        """Draw `status`; nothing when it is already on screen (the strip is redrawn on every event). The box's
+        size comes from the stylesheet (width 1fr, height 3 or 1), never from its text: no re-layout of the screen
+        (`layout=False`), only the box is repainted."""
         self.status, self.extra = status, extra
         drawn = (status, extra, self.app.has_class("-narrow"))
         if drawn == self._shown_as:
@@ -50,7 +51,7 @@ class StepBox(Static):
         if self.app.has_class("-narrow"):  # no border, so the name goes in the line
             symbol, _, style = STATES.get(status, ("?", status, ""))
             text = Text.assemble((self.step, "bold"), " ", (symbol + extra, style))
-        self.update(text)
+        self.update(text, layout=False)
 
     def on_click(self, event: events.Click) -> None:
         self.post_message(PipelineStrip.Selected(self.step))

@@ -1,6 +1,7 @@
 """The status line: what the background is doing now (restoring, exporting, running a step) and its progress.
 
 Fed by `Progress` messages (the core's progress callbacks, forwarded by the workers); the bar hides when idle.
+The text's size is the stylesheet's (1fr x 1 line), so a new text repaints the line without re-laying the screen out.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class StatusLine(Horizontal):
 
     def working(self, text: str, fraction: float | None = None) -> None:
         self.busy = True
-        self.query_one("#status-text", Static).update(Text(text, style="bold"))
+        self.query_one("#status-text", Static).update(Text(text, style="bold"), layout=False)
         bar = self.query_one("#status-bar", ProgressBar)
         bar.display = True
         if fraction is None:
@@ -39,7 +40,7 @@ class StatusLine(Horizontal):
 
     def idle(self, text: str, style: str = "") -> None:
         self.busy = False
-        self.query_one("#status-text", Static).update(Text(text, style=style))
+        self.query_one("#status-text", Static).update(Text(text, style=style), layout=False)
         self.query_one("#status-bar", ProgressBar).display = False
 
     @property

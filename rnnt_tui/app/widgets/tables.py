@@ -1,8 +1,13 @@
 """The live tables: shapes, timings and diffs, one row per (step, tensor or runtime), updated in place.
 
-Rows are created once (`prime`, when the Tables tab is first shown) from the component contract
+Rows are created once (`prime`, when the table is mounted) from the component contract
 (`core.components.INPUTS` / `OUTPUTS`) with stable keys, then each `StepResult` in the state fills its cells with
 `update_cell` (only cells whose value changed); nothing is cleared and rebuilt.
+
+Why the care: DataTable re-renders every visible cell after any update (its render caches are keyed by an update
+count), and a cell updated with `update_width=True` is measured again on idle - its whole column when it got
+narrower. So a cell is set only when it changed, as `Text` (a `str` would be parsed as markup at each render), and
+asks for a width update only when the column's width can change (it grows, or its widest cell shrinks).
 Every number shown is a field of a core result (`DiffStats`, `Timings`, `StepResult.to_json` for the RTF).
 """
 
@@ -13,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from rnnt_tui.app.format import DASH, ms, num, passfail, shape, state_text
 from rnnt_tui.core.components import COMPONENTS, INPUTS, OUTPUTS, STEPS
@@ -35,24 +41,32 @@ class LiveTable(DataTable[Any]):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(zebra_stripes=True, cursor_type="row", **kwargs)
-        self._primed = False
 
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
             self.add_column(label, key=key)
+        self.prime()
+
+    def prime(self) -> None:
+        """Add the rows known before any result (their cells pending)."""
 
     def ensure_row(self, key: str, cells: Iterable[Any]) -> None:
         if key not in self.rows:
-            self.add_row(*cells, key=key)
+            self.add_row(*[_text(cell) for cell in cells], key=key)
 
     def set_cells(self, key: str, values: dict[str, Any]) -> None:
-        """Update the cells whose value changed (each result re-sends every row; re-setting an equal cell would
-        still re-measure the column widths)."""
+        """Update the cells whose value or style changed (each result re-sends every row)."""
         if key not in self.rows:
             return
         for column, value in values.items():
-            if self.get_cell(key, column) != value:
-                self.update_cell(key, column, value, update_width=True)
+            value = _text(value)
+            old = self.get_cell(key, column)
+            if old == value and getattr(old, "style", None) == value.style:
+                continue
+            width, old_width = value.cell_len, _width(old)
+            widest = self.columns[ColumnKey(column)].content_width
+            resize = width > widest or (old_width >= widest and width < old_width)
+            self.update_cell(key, column, value, update_width=resize)
 
     def reset_rows(self, keys: Iterable[str]) -> None:
         """Blank every value cell of `keys` (a new session), keeping the rows and their order."""
@@ -105,6 +119,15 @@ class ShapesTable(LiveTable):
             self.set_cells(key, {"reference": _tensor(info), "candidate": cand_cell, "match": match})
 
 
+def _text(value: Any) -> Text:
+    """A cell as Text: DataTable would parse a `str` as markup each time it renders it."""
+    return value if isinstance(value, Text) else Text(str(value), end="")
+
+
+def _width(value: Any) -> int:
+    return value.cell_len if isinstance(value, Text) else len(str(value))
+
+
 def _tensor(info: TensorInfo, bad: bool = False) -> Text:
     return Text(f"{shape(info.shape)} {info.dtype}", style="bold white on red" if bad else "")
 
@@ -116,7 +139,15 @@ class TimingsTable(LiveTable):
                ("first", "first ms"), ("median", "median ms"), ("p90", "p90 ms"), ("rtf", "RTF"),
                ("speedup", "speedup"))
 
-    def prime(self, labels: dict[str, str]) -> None:
+    def __init__(self, labels: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.labels = dict(labels or {})
+
+    def prime(self, labels: dict[str, str] | None = None) -> None:
+        """The rows, with each runtime's label (`labels`: the session's; by default the ones it was built with)."""
+        if labels is not None:
+            self.labels = dict(labels)
+        labels = self.labels
         for step in STEPS:
             for side in SIDES:
                 key = f"{step}/{side}"
