@@ -268,13 +268,16 @@ async def test_app_bad_picks_notify_and_keep_the_session_and_says_what_it_trusts
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
+    from textual.notifications import Notify
+
+    said: list[Any] = []  # every notification, including one that timed out before the session was ready
     app = app_factory()
-    async with app.run_test(size=(140, 44)) as pilot:
+    async with app.run_test(size=(140, 44), message_hook=said.append) as pilot:
         await _settle(pilot)
         session = app.session
         assert session is not None
-        shown = " ".join(f"{n.title} {n.message}" for n in app._notifications) + " ".join(
-            strip.text for strip in app.screen._compositor.render_strips())
+        shown = " ".join(f"{m.notification.title} {m.notification.message}" for m in said
+                         if isinstance(m, Notify))
         assert "checkpoints you trust" in " ".join(shown.split())
         picks = [(app.open_path, c) for c in bad_checkpoints.values()]
         picks += [(app.open_audio, c) for c in bad_clips.values()]

@@ -75,10 +75,9 @@ def _width_first(args: list[str]) -> list[str]:
 
 
 def _set_width(_ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
-    if value is not None:
-        from rnnt_tui.cli.common import set_width
+    from rnnt_tui.cli.common import set_width
 
-        set_width(value)
+    set_width(value)  # None too: an earlier in-process call's --width must not carry over
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
