@@ -42,6 +42,9 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
               help="JSON or YAML: a --step package's tensor name -> role (audio_signal, length, cache_last_channel, "
                    "cache_last_time, cache_last_channel_len, encoded, encoded_length, *_next) for names rnnt-tui "
                    "does not know.")
+@click.option("--cache-states", "cache_states", is_flag=True,
+              help="Carry cache_last_channel and cache_last_time in Core ML states (ct.StateType, fp16, a macOS 15 "
+                   "program) instead of as inputs and outputs (--against mil or coreml).")
 @click.option("--no-offline", "no_offline", is_flag=True,
               help="Skip NeMo's offline (full-context) transcript, which the streaming one is compared with.")
 @click.option("--offline-window", "offline_window_s", type=click.FloatRange(1, 3600), default=OFFLINE_WINDOW_S,
@@ -55,7 +58,7 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the report as Markdown.")
 def stream(checkpoint: str | None, audio: str | None, against: str, att_context: str | None, window_s: float | None,
            overlap_s: float, mel_left_s: float, step_packages: tuple[Path, ...], role_map: Path | None,
-           no_offline: bool, offline_window_s: float, atol: float, rtol: float, json_mode: bool,
+           cache_states: bool, no_offline: bool, offline_window_s: float, atol: float, rtol: float, json_mode: bool,
            markdown: str | None) -> None:
     """Compare CHECKPOINT's streaming on AUDIO chunk by chunk: NeMo's cache-aware loop vs the candidate."""
     if window_s is not None and overlap_s >= window_s:
@@ -75,7 +78,7 @@ def stream(checkpoint: str | None, audio: str | None, against: str, att_context:
                                 Path(audio).expanduser() if audio else demo_clip, against, att_context, window_s,
                                 overlap_s, mel_left_s, Tolerance(atol=atol, rtol=rtol),
                                 step_packages=step_packages, role_map=role_map, offline=not no_offline,
-                                offline_window_s=offline_window_s)
+                                offline_window_s=offline_window_s, cache_states=cache_states)
         with status(json_mode) as progress:
             if window_s is not None:
                 from rnnt_tui.core.stream.windows import run_windows
@@ -105,6 +108,7 @@ def print_stream(report: dict[str, Any]) -> None:
     out.print(f"[bold]{report['reference']}[/] (NeMo's chunked loop) vs [bold]{report['candidate']}[/]  "
               f"att context {report['att_context_size']}, {len(report['chunks'])} chunks, "
               f"algorithmic latency {num(report['algorithmic_latency_ms'])} ms")
+    out.print(f"[dim]candidate's encoder caches carried in {report['caches_carried_in']}[/]")
     table = Table(title="Per chunk: encoder output and caches (max |Δ|), teacher-forced | free-running")
     for col in ("chunk", "start s", "audio ms", "enc TF", "enc FR", "ch cache FR", "time cache FR", "cache len",
                 "NeMo ms", "cand ms", "ref text", "cand text", "ok"):

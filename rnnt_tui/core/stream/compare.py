@@ -31,11 +31,12 @@ from rnnt_tui.core.stream.config import (
     ALL_CONTEXTS,
     STREAM_CANDIDATES,
     StreamRequest,
+    cache_states_problem,
     choose_contexts,
 )
 from rnnt_tui.core.stream.reference import CACHE_NAMES, NemoStream, RefChunk, StreamReference, set_context
 from rnnt_tui.core.stream.result import ChunkResult, ContextResult, Divergence, FeedResult, StreamResult, TensorDiff
-from rnnt_tui.core.stream.step_kinds import STEPS
+from rnnt_tui.core.stream.step_kinds import STATE_STEPS, STEPS
 from rnnt_tui.core.stream.steps import Caches, StreamStep
 
 JOB = "stream"
@@ -169,6 +170,9 @@ class StreamSession:
                  loaded: LoadedModel | None = None) -> None:
         request = request.resolved()
         check_candidate(request.against)
+        problem = cache_states_problem(request)
+        if problem:
+            raise BadInputError(None, problem)
         if request.step_packages:  # a user's packages whose names cannot be mapped are refused before anything loads
             from rnnt_tui.core.stream.package_io import package_roles
 
@@ -220,7 +224,7 @@ class StreamSession:
         return StreamResult(str(request.checkpoint), str(request.clip), audio.duration_s, RUNTIME_LABELS["pytorch"],
                             self.runtime.label, tuple(self.step_notes), tuple(results),
                             {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol}, tuple(self.notes),
-                            audio.resampler, audio.loader)
+                            audio.resampler, audio.loader, self.steps[0].carries)
 
     def close(self) -> None:
         for step in self.steps:
@@ -241,7 +245,7 @@ def _step(loaded: LoadedModel, context: list[int], request: StreamRequest) -> St
         from rnnt_tui.core.stream.package_step import PackageStreamStep
 
         return PackageStreamStep(loaded, context, request.step_packages, request.role_map, request.against)
-    return STEPS[request.against](loaded, context, request.use_cache)
+    return (STATE_STEPS if request.cache_states else STEPS)[request.against](loaded, context, request.use_cache)
 
 
 def run_stream(request: StreamRequest, emit: Emit, cancel: threading.Event | None = None,

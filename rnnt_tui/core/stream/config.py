@@ -21,6 +21,8 @@ WINDOW_CANDIDATES = ("onnx", "mil")
 WINDOWS_NOT_BUILT = {"coreml": "fixed windows against Core ML are not built yet (use --against mil for the same "
                                "Core ML programs run by the MIL interpreter)",
                      "coreai": "fixed windows against Core AI are not built yet"}
+#: candidates whose streaming step can hold the caches in Core ML states (`--cache-states`, macOS 15 programs)
+CACHE_STATE_CANDIDATES = ("mil", "coreml")
 ALL_CONTEXTS = "all"
 #: clips longer than this many seconds get NeMo's offline transcript in windows this long (`--offline-window`)
 OFFLINE_WINDOW_S = 60.0
@@ -38,7 +40,8 @@ class StreamRequest:
     `step_packages`: a third-party streaming step (an ONNX model, Core ML packages or Core AI assets,
     `core.stream.package_step`) run instead of the tool's own conversion, `role_map` naming the roles of tensors
     the tool cannot map by name. `offline` False skips NeMo's offline transcript; otherwise clips longer than
-    `offline_window_s` get it in windows (`core.stream.offline`).
+    `offline_window_s` get it in windows (`core.stream.offline`). `cache_states`: the tool's Core ML step keeps
+    cache_last_channel and cache_last_time in Core ML states (`core.stream.state_step`; `cache_states_problem`).
     """
 
     checkpoint: Path
@@ -54,6 +57,7 @@ class StreamRequest:
     role_map: Path | None = None  # their tensor name -> role, where the names are not ones the tool knows
     offline: bool = True  # False: NeMo's offline transcript is skipped (`--no-offline`)
     offline_window_s: float = OFFLINE_WINDOW_S  # clips longer than this get the offline transcript in windows this long
+    cache_states: bool = False  # the two float caches in Core ML states (`--cache-states`), not inputs and outputs
 
     def resolved(self) -> StreamRequest:
         from dataclasses import replace
@@ -61,6 +65,20 @@ class StreamRequest:
         return replace(self, checkpoint=self.checkpoint.expanduser().resolve(), clip=self.clip.expanduser().resolve(),
                        step_packages=tuple(p.expanduser().resolve() for p in self.step_packages),
                        role_map=self.role_map.expanduser().resolve() if self.role_map else None)
+
+
+def cache_states_problem(request: StreamRequest) -> str | None:
+    """Why `request.cache_states` cannot be honoured (None: it can, or was not asked for)."""
+    if not request.cache_states:
+        return None
+    if request.against not in CACHE_STATE_CANDIDATES:
+        return (f"--cache-states needs a Core ML program (--against {' or '.join(CACHE_STATE_CANDIDATES)}); "
+                f"{request.against} carries the caches as inputs and outputs")
+    if request.window_s is not None:
+        return "--cache-states is for cache-aware streaming, not --window"
+    if request.step_packages:
+        return "--cache-states converts rnnt-tui's own step; a --step package carries its caches as it was built"
+    return None
 
 
 def _pairs(value: Any) -> list[list[int]]:

@@ -18,7 +18,9 @@ def _stream(report: dict[str, Any]) -> list[str]:
     lines = [f"# Streaming: {report['reference']} vs {report['candidate']}", "",
              f"- checkpoint `{report['checkpoint']}`, clip `{report['clip']}` ({report['clip_s']:.2f} s)",
              f"- att context {report['att_context_size']}, algorithmic latency "
-             f"{_f(report['algorithmic_latency_ms'])} ms, status **{report['status']}**", "",
+             f"{_f(report['algorithmic_latency_ms'])} ms, status **{report['status']}**",
+             f"- the candidate's encoder caches carried in {report['caches_carried_in']}",
+             "",
              "| chunk | start s | encoder TF max abs | encoder FR max abs | cache len ref/cand | NeMo ms | cand ms | "
              "ref text | cand text |", "|---|---|---|---|---|---|---|---|---|"]
     for c in report["chunks"]:

@@ -218,6 +218,7 @@ class StreamResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
     resampler: str | None = None  # what resampled the clip for both sides, and who read it (`core.audio.Audio`)
     audio_loader: str | None = None
+    caches_carried_in: str = "explicit inputs and outputs"  # the step's `carries`: where the caches live between chunks
 
     @property
     def status(self) -> str:
@@ -227,7 +228,8 @@ class StreamResult:
         first = self.contexts[0]
         out = {"status": self.status, "checkpoint": self.checkpoint, "clip": self.clip, "clip_s": self.clip_s,
                "reference": self.reference_label, "candidate": self.candidate_label,
-               "candidate_notes": list(self.candidate_notes), "tolerance": self.tolerance, "notes": list(self.notes)}
+               "candidate_notes": list(self.candidate_notes), "tolerance": self.tolerance, "notes": list(self.notes),
+               "caches_carried_in": self.caches_carried_in}
         out.update(first.to_json())
         if len(self.contexts) > 1:
             out["contexts"] = [c.row_json() for c in self.contexts]

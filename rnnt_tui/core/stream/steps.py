@@ -13,8 +13,9 @@ chunk (drop_extra_pre_encoded 0, NeMo's first-chunk rule) and the rest (the stre
 - `CoreMLStreamStep`: the same two packages (the same cache entry), predicted by Core ML itself through
   `core.coreml.load` (compiled once, kept in the cache); off macOS they are converted, then loading raises the
   reason Core ML cannot run here (RuntimeUnavailableError: exit 3), as the offline comparison does.
-The Core AI step is `core.stream.coreai_step`. All are built on a deep copy of the model (export and tracing change
-flags) and kept in the artifact cache.
+The Core AI step is `core.stream.coreai_step`; the Core ML steps with the caches in Core ML states
+(`--cache-states`) are `core.stream.state_step` (they change `_traceable` / `_convert_options`). All are built on
+a deep copy of the model (export and tracing change flags) and kept in the artifact cache.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class StreamStep(ABC):
     artifact: str = ""
     #: libraries whose versions key the cached artifact
     libraries: tuple[str, ...] = ("nemo_toolkit", "torch", "onnx", "coremltools")
+    #: where the step keeps the encoder's caches between chunks (said in the report)
+    carries: str = "explicit inputs and outputs"
 
     def __init__(self, loaded: LoadedModel, context: list[int], use_cache: bool = True) -> None:
         self.loaded = loaded
@@ -196,7 +199,6 @@ class MilStreamStep(StreamStep):
         import torch
 
         from rnnt_tui.core.coreml.spec import load_coremltools
-        from rnnt_tui.core.stream.wrapper import StreamStepWrapper
 
         ct, _ = load_coremltools()
         clone = self._clone()
@@ -207,20 +209,33 @@ class MilStreamStep(StreamStep):
             chunk, pre = pre_encode(cfg, phase)
             frames = chunk + pre
             feats = torch.zeros(1, int(clone.encoder._feat_in), frames)
-            example = (feats, torch.tensor([frames], dtype=torch.int32), ch, tm, chl.to(torch.int32))
-            wrapper = StreamStepWrapper(clone.encoder, drop_for(cfg, phase)).eval()
+            wrapper, names, example = self._traceable(clone.encoder, drop_for(cfg, phase), feats, frames, ch, tm, chl)
             with quiet(), torch.no_grad():
-                traced = torch.jit.trace(wrapper, example, check_trace=False)
+                traced = torch.jit.trace(wrapper.eval(), example, check_trace=False)
                 inputs = [ct.TensorType(name=n, shape=tuple(t.shape), dtype=np.int32 if t.dtype == torch.int32
                                         else np.float32)
-                          for n, t in zip(StreamStepWrapper.INPUTS, example, strict=True)]
-                outputs = [ct.TensorType(name=n) for n in StreamStepWrapper.OUTPUTS]
+                          for n, t in zip(names, example, strict=True)]
+                outputs = [ct.TensorType(name=n) for n in wrapper.OUTPUTS]
                 mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=inputs, outputs=outputs,
                                      compute_precision=ct.precision.FLOAT32, skip_model_load=True,
-                                     minimum_deployment_target=ct.target.iOS17)
+                                     **self._convert_options(ct, ch, tm))
                 mlmodel.save(str(out / f"encoder-{phase}.mlpackage"))
             shapes[phase] = frames
         return {"converter": "torch.jit.trace + ct.convert (fp32)", "frames": shapes, "context": self.context}
+
+    def _traceable(self, encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
+                   chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
+        """(module to trace, its input names, an example input) of one phase: caches as inputs and outputs."""
+        import torch
+
+        from rnnt_tui.core.stream.wrapper import StreamStepWrapper
+
+        example = (feats, torch.tensor([frames], dtype=torch.int32), ch, tm, chl.to(torch.int32))
+        return StreamStepWrapper(encoder, drop), StreamStepWrapper.INPUTS, example
+
+    def _convert_options(self, ct: Any, ch: Any, tm: Any) -> dict[str, Any]:
+        """`ct.convert` options beyond the shared ones (the deployment target; states where the step has them)."""
+        return {"minimum_deployment_target": ct.target.iOS17}
 
     def _load(self, path: Path) -> None:
         from rnnt_tui.core.coreml.spec import read_spec

@@ -21,13 +21,19 @@ import numpy as np
 from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.checkpoint import LoadedModel, restore
 from rnnt_tui.core.components import ENCODER, PREPROCESSOR
-from rnnt_tui.core.errors import CancelledError, RuntimeUnavailableError
+from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.nemo_decoding import max_symbols, tokens_to_pieces, tokens_to_text
 from rnnt_tui.core.pipeline.events import Emit, progress_of
 from rnnt_tui.core.pipeline.greedy import greedy_decode
 from rnnt_tui.core.stats.diff import diff_stats
-from rnnt_tui.core.stream.config import WINDOW_CANDIDATES, WINDOWS_NOT_BUILT, StreamRequest, frame_ms
+from rnnt_tui.core.stream.config import (
+    WINDOW_CANDIDATES,
+    WINDOWS_NOT_BUILT,
+    StreamRequest,
+    cache_states_problem,
+    frame_ms,
+)
 from rnnt_tui.core.stream.seams import Edit, Word, by_seam, edits, words
 
 
@@ -111,6 +117,9 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
 
     request = request.resolved()
     assert request.window_s is not None
+    problem = cache_states_problem(request)
+    if problem:
+        raise BadInputError(None, problem)
     progress = progress_of(emit, "windows")
     if loaded is None:
         progress("restoring the checkpoint with NeMo", None)

@@ -34,3 +34,29 @@ class StreamStepWrapper(torch.nn.Module):
                 cache_last_channel_len=cache_last_channel_len.to(torch.int64), keep_all_outputs=False,
                 drop_extra_pre_encoded=self.drop)
         return out[0], out[1].to(torch.int32), out[2], out[3], out[4].to(torch.int32)
+
+
+class StatefulStreamStepWrapper(torch.nn.Module):
+    """The step with cache_last_channel and cache_last_time held in registered buffers that are updated in place:
+    what coremltools converts to Core ML states (`ct.StateType` named as the buffers, iOS18 / macOS 15 programs:
+    `read_state` / `coreml_update_state`). cache_last_channel_len stays an input and an output."""
+
+    INPUTS = ("features", "length", "cache_last_channel_len")
+    OUTPUTS = ("encoded", "encoded_length", "cache_last_channel_len_next")
+    STATES = ("cache_last_channel", "cache_last_time")
+    cache_last_channel: torch.Tensor
+    cache_last_time: torch.Tensor
+
+    def __init__(self, encoder: Any, drop_extra_pre_encoded: int, channel: torch.Tensor, time: torch.Tensor) -> None:
+        super().__init__()
+        self.step = StreamStepWrapper(encoder, drop_extra_pre_encoded)
+        self.register_buffer("cache_last_channel", torch.zeros_like(channel))
+        self.register_buffer("cache_last_time", torch.zeros_like(time))
+
+    def forward(self, features: torch.Tensor, length: torch.Tensor,
+                cache_last_channel_len: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        encoded, encoded_length, channel, time, channel_len = self.step(
+            features, length, self.cache_last_channel, self.cache_last_time, cache_last_channel_len)
+        self.cache_last_channel[:] = channel  # in-place writes: coremltools turns them into coreml_update_state
+        self.cache_last_time[:] = time
+        return encoded, encoded_length, channel_len

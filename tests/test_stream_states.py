@@ -1,0 +1,119 @@
+"""`stream --cache-states`: the streaming step's cache_last_channel and cache_last_time in Core ML states
+(`ct.StateType`, macOS 15 programs), run by the MIL interpreter here and by Core ML on a Mac (the Core ML test
+stand-in elsewhere), against the same conversion with the caches as explicit inputs and outputs, and NeMo's loop.
+
+The small cache-aware model is the session's `streaming` fixture (random weights: the comparison is arithmetic).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+CLIP = Path(__file__).parents[1] / "assets" / "demo" / "hello-world.wav"
+
+
+def _session(loaded: Any, against: str, cache_states: bool) -> Any:
+    from rnnt_tui.core.stream.compare import StreamSession
+    from rnnt_tui.core.stream.config import StreamRequest
+
+    return StreamSession(StreamRequest(loaded.path, CLIP, against, cache_states=cache_states), lambda e: None,
+                         loaded=loaded)
+
+
+def _encoder_outputs(step: Any, loaded: Any, context: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each chunk's valid encoder output, teacher-forced and free-running, from `step` on NeMo's chunks."""
+    from rnnt_tui.core.audio import load_audio
+    from rnnt_tui.core.stream.reference import NemoStream
+
+    reference = NemoStream(loaded, None)
+    reference.begin(context)
+    audio = load_audio(CLIP, 16000)
+    caches = None
+    out = []
+    for ref in reference.chunks(audio.samples, 16000):
+        first = ref.index == 0
+        free = step(ref.features, ref.length, caches if caches is not None else ref.caches_in, first)
+        teacher = step(ref.features, ref.length, ref.caches_in, first)
+        caches = free[2]
+        out.append((teacher[0][:, :, : teacher[1]], free[0][:, :, : free[1]]))
+    return out
+
+
+def test_mil_cache_states_match_explicit_caches_and_nemo(streaming: Any) -> None:
+    from rnnt_tui.core.stream.state_step import MilStateStreamStep
+    from rnnt_tui.core.stream.steps import MilStreamStep
+
+    with _session(streaming, "mil", True) as session:
+        stateful = session.compare(CLIP).to_json()
+        step = session.steps[0]
+        assert isinstance(step, MilStateStreamStep)
+        context = list(stateful["att_context_size"])
+        chunks = len(stateful["chunks"])
+        # chunk 0 writes the start caches, chunk 1 moves them to the next-chunk program's state, then they are
+        # carried; the teacher-forced feed writes the reference's caches from chunk 1 on
+        assert (step.carried, step.handovers, step.written) == (chunks - 2, 1, 1 + chunks - 1)
+        states = _encoder_outputs(step, streaming, context)
+    with _session(streaming, "mil", False) as session:
+        explicit = session.compare(CLIP).to_json()
+        assert type(session.steps[0]) is MilStreamStep
+        plain = _encoder_outputs(session.steps[0], streaming, context)
+    assert stateful["candidate"] == explicit["candidate"] == "Core ML program, MIL interpreter"
+    assert stateful["caches_carried_in"].startswith("Core ML states")
+    assert explicit["caches_carried_in"] == "explicit inputs and outputs"
+    assert stateful["status"] == explicit["status"] == "ok"
+    assert len(states) == len(plain) == chunks >= 3
+    for (tf_s, fr_s), (tf_p, fr_p) in zip(states, plain, strict=True):
+        np.testing.assert_allclose(tf_s, tf_p, atol=1e-3, rtol=1e-3)
+        np.testing.assert_allclose(fr_s, fr_p, atol=1e-3, rtol=1e-3)
+    for chunk in stateful["chunks"]:
+        assert chunk["ok"], chunk
+        for feed in ("teacher_forced", "free_running"):
+            assert chunk[feed]["outputs"][0]["max_abs"] < 1e-3
+    d, e = stateful["decode"], explicit["decode"]
+    assert d["candidate_text"] == e["candidate_text"] == d["reference_text"] and d["first_divergence"] is None
+
+
+def test_cache_states_report_says_so(streaming: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rnnt_tui.cli import main
+
+    md = tmp_path / "report.md"
+    code = main(["stream", str(streaming.path), str(CLIP), "--against", "mil", "--cache-states", "--no-offline",
+                 "--markdown", str(md)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "carried in Core ML states" in " ".join(out.split())
+    assert "carried in Core ML states" in md.read_text()
+
+
+@pytest.mark.parametrize("args", [["--against", "onnx"], ["--against", "coreai"],
+                                  ["--against", "mil", "--window", "2"]])
+def test_cache_states_refused_where_it_cannot_work(streaming: Any, args: list[str],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused in one message (Rich may wrap it), exit 2, before NeMo restores anything."""
+    from rnnt_tui.cli import main
+
+    code = main(["stream", str(streaming.path), str(CLIP), *args, "--cache-states", "--json"])
+    captured = capsys.readouterr()
+    assert code == 2, captured
+    assert captured.out == "" and captured.err.startswith("error: ") and captured.err.count("error:") == 1
+    assert "Traceback" not in captured.err and "--cache-states" in captured.err
+
+
+@pytest.mark.macos
+def test_coreml_cache_states_through_core_ml(streaming: Any, core_ml_label: str) -> None:
+    """The stateful packages predicted by Core ML: states made with `make_state`, `predict(..., state=)`."""
+    from rnnt_tui.core.stream.state_step import CoreMLStateStreamStep
+
+    with _session(streaming, "coreml", True) as session:
+        report = session.compare(CLIP).to_json()
+        step = session.steps[0]
+        assert isinstance(step, CoreMLStateStreamStep) and step.carried == len(report["chunks"]) - 2
+    assert report["candidate"] == core_ml_label
+    assert report["caches_carried_in"].startswith("Core ML states")
+    for chunk in report["chunks"]:
+        assert chunk["ok"] and chunk["free_running"]["outputs"][0]["max_abs"] < 1e-3, chunk
+    assert report["decode"]["candidate_text"] == report["decode"]["reference_text"]
