@@ -160,8 +160,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if hasattr(session.config, "workerinput"):
-        return  # a pytest-xdist worker: its reports reach the controller, which counts and judges them
     if os.environ.get("RNNT_TUI_REQUIRE_CORE_ML") == "1" and not _CORE_ML_OUTCOMES.get("Core ML passed"):
         print("\nRNNT_TUI_REQUIRE_CORE_ML=1 but no macOS test passed against Core ML itself "
               f"({_CORE_ML_OUTCOMES or 'none ran'}): failing the run")

@@ -32,7 +32,8 @@ from rnnt_tui.core.pipeline.events import FuseChanged, ModelRestored, SessionRea
 from rnnt_tui.core.pipeline.events import SummaryRead as SummaryReady
 from rnnt_tui.paths import demo_audio, demo_checkpoint
 
-pytestmark = pytest.mark.slow
+# The README's test command (`-m "not slow"`, what CI runs) keeps two of these: the first paint then run all, and the
+# UI process's import hygiene; the others are the slow tier, run in full before each landing.
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,7 @@ async def test_summary_paints_before_restore_then_run_all_fills_tables(small: di
         assert of_type(messages, JobDone)[-1].text.startswith("Done")
 
 
+@pytest.mark.slow
 async def test_step_by_step_select_and_rerun() -> None:
     messages: list[Message] = []
     app = make_app()
@@ -147,6 +149,7 @@ async def test_step_by_step_select_and_rerun() -> None:
         assert "joint" not in app.state.results
 
 
+@pytest.mark.slow
 async def test_fuse_toggle_reruns_joint_and_shows_nemo_error() -> None:
     messages: list[Message] = []
     app = make_app()
@@ -188,6 +191,7 @@ def broken_weights(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_bad_picks_notify_and_keep_the_session(small: dict[str, Path], tmp_path: Path) -> None:
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -206,6 +210,7 @@ async def test_bad_picks_notify_and_keep_the_session(small: dict[str, Path], tmp
         assert any("CTC" in n.message and n.severity == "error" for n in app._notifications)
 
 
+@pytest.mark.slow
 async def test_pick_by_key_opens_the_new_checkpoint_and_remembers_it(small: dict[str, Path]) -> None:
     from rnnt_tui.app.recent import Recent
     from rnnt_tui.app.screens.pick import PickFileScreen
@@ -232,6 +237,7 @@ async def test_pick_by_key_opens_the_new_checkpoint_and_remembers_it(small: dict
     assert str(demo_checkpoint().resolve()) in recent.checkpoints
 
 
+@pytest.mark.slow
 async def test_export_writes_json_markdown_and_svg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from rnnt_tui.cli import main
 
@@ -261,6 +267,7 @@ async def test_export_writes_json_markdown_and_svg(tmp_path: Path, capsys: pytes
     assert any("Report saved" in (n.title or "") for n in app._notifications)
 
 
+@pytest.mark.slow
 def test_export_never_writes_into_the_checkpoint_folder(tmp_path: Path) -> None:
     from rnnt_tui.app.engine import export_directory
 
@@ -269,6 +276,7 @@ def test_export_never_writes_into_the_checkpoint_folder(tmp_path: Path) -> None:
     assert export_directory(tmp_path / "elsewhere", ckpt) == tmp_path / "elsewhere"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS")
 async def test_coreml_is_shown_disabled_with_its_reason_and_the_reference_still_runs() -> None:
     from textual.widgets import Input, RadioButton, Select
@@ -306,6 +314,7 @@ async def test_coreml_is_shown_disabled_with_its_reason_and_the_reference_still_
         assert app.state.session.runs == 2
 
 
+@pytest.mark.slow
 async def test_help_palette_and_sweep_screens() -> None:
     from rnnt_tui.app.screens.help import HelpScreen
     from rnnt_tui.app.screens.sweep import SweepScreen
@@ -339,6 +348,7 @@ async def test_help_palette_and_sweep_screens() -> None:
         await pilot.press("escape")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS: the drift search is not refused there")
 async def test_drift_key_on_the_sweep_screen_says_core_ml_cannot_run_here() -> None:
     from rnnt_tui.app.screens.sweep import SweepScreen
@@ -359,6 +369,7 @@ async def test_drift_key_on_the_sweep_screen_says_core_ml_cannot_run_here() -> N
         await pilot.press("escape")
 
 
+@pytest.mark.slow
 async def test_quit_while_loading_is_clean() -> None:
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
@@ -371,6 +382,7 @@ async def test_quit_while_loading_is_clean() -> None:
     assert proc is None or proc.wait(10) is not None  # the engine process (mid-import) went with the app
 
 
+@pytest.mark.slow
 async def test_an_engine_process_that_dies_is_reported_and_the_app_recovers() -> None:
     from rnnt_tui.app.screens.error import ErrorScreen
 
@@ -422,6 +434,7 @@ def test_the_ui_process_never_imports_torch_nemo_or_the_runtimes() -> None:
     assert found["heavy"] == []
 
 
+@pytest.mark.slow
 async def test_cancel_leaves_a_working_app() -> None:
     """Esc mid-step: the end state is set by the cancel itself (nothing the engine still finishes changes it);
     the test waits on the run's own end message, never on time."""
@@ -448,6 +461,7 @@ async def test_cancel_leaves_a_working_app() -> None:
         assert [r.status for r in app.state.results.values()].count("done") >= 3
 
 
+@pytest.mark.slow
 async def test_unwritable_export_is_a_notification_and_errors_open_a_modal(tmp_path: Path) -> None:
     from rnnt_tui.app.screens.error import ErrorScreen
 
@@ -472,6 +486,7 @@ async def test_unwritable_export_is_a_notification_and_errors_open_a_modal(tmp_p
         assert not isinstance(app.screen, ErrorScreen)
 
 
+@pytest.mark.slow
 async def test_a_mismatching_candidate_is_marked(monkeypatch: pytest.MonkeyPatch) -> None:
     """A candidate with one joint weight nudged (tests/perturbed_runtime.py): the joint fails its tolerance."""
     from rnnt_tui.core import runtimes
@@ -490,6 +505,7 @@ async def test_a_mismatching_candidate_is_marked(monkeypatch: pytest.MonkeyPatch
         assert "█" in screen_text(app)  # the joint heatmaps are drawn
 
 
+@pytest.mark.slow
 async def test_a_bad_checkpoint_on_the_command_line_leaves_the_app_usable(tmp_path: Path) -> None:
     app = make_app(tmp_path / "nope.nemo")
     async with app.run_test(size=(100, 30)) as pilot:
@@ -502,6 +518,7 @@ async def test_a_bad_checkpoint_on_the_command_line_leaves_the_app_usable(tmp_pa
         assert list(app._notifications)[-1].severity == "warning"
 
 
+@pytest.mark.slow
 async def test_a_conversion_crash_shows_its_traceback_folded(monkeypatch: pytest.MonkeyPatch) -> None:
     """A candidate that crashes while being prepared: a modal with the reason, the traceback folded under
     Details; the reference still runs."""
@@ -525,6 +542,7 @@ async def test_a_conversion_crash_shows_its_traceback_folded(monkeypatch: pytest
         assert app.state.session is not None and app.state.session.candidate_note is not None
 
 
+@pytest.mark.slow
 async def test_corpus_tab_runs_a_manifest_opens_an_utterance_and_returns(tmp_path: Path) -> None:
     """`rnnt-tui CHECKPOINT MANIFEST`: the corpus runs on the open model, its rows and totals fill the Corpus tab,
     Enter opens an utterance in the explorer (no second restore) and Esc returns."""
@@ -561,6 +579,7 @@ async def test_corpus_tab_runs_a_manifest_opens_an_utterance_and_returns(tmp_pat
         assert app.query_one(TabbedContent).active == "tab-corpus"
 
 
+@pytest.mark.slow
 async def test_corpus_subset_runs_the_candidate_on_some_entries_and_each_row_says_what_ran_it(tmp_path: Path) -> None:
     """The Corpus tab's subset field (`corpus --subset first:1 --rest mil`): a spec it cannot read, or a rest that
     is the candidate itself, is refused with the reason and nothing runs; first:1 runs ONNX Runtime on the first
@@ -619,6 +638,7 @@ async def test_corpus_subset_runs_the_candidate_on_some_entries_and_each_row_say
             planned[0].estimate
 
 
+@pytest.mark.slow
 async def test_a_recorded_bundle_opens_like_a_checkpoint(tmp_path: Path) -> None:
     """`rnnt-tui BUNDLE`: the summary and fuse panel from the bundle, no restore, steps run the candidate only
     against the recorded reference."""
@@ -646,6 +666,7 @@ async def test_a_recorded_bundle_opens_like_a_checkpoint(tmp_path: Path) -> None
         assert app.state.decode is not None and app.state.decode.first_divergence is None
 
 
+@pytest.mark.slow
 async def test_precision_screen_certifies_the_conversion_in_the_mil_interpreter() -> None:
     """p, r: the demo's fp16 conversion against its fp32 program, every component finite, the decode identical,
     hazards and lint listed, and the label says what computed it."""
@@ -674,6 +695,7 @@ async def test_precision_screen_certifies_the_conversion_in_the_mil_interpreter(
                        and str(lint.rows[-1][1]) in screen_text(app), "the last lint row", timeout=30)
 
 
+@pytest.mark.slow
 async def test_recent_files_that_cannot_be_saved_are_said_once(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     blocker = tmp_path / "a-file"
@@ -687,6 +709,7 @@ async def test_recent_files_that_cannot_be_saved_are_said_once(tmp_path: Path,
         assert len(notes) == 1 and notes[0].severity == "warning" and "state" in notes[0].message
 
 
+@pytest.mark.slow
 async def test_streaming_tab_streams_the_demo_chunk_by_chunk_and_refuses_an_offline_checkpoint() -> None:
     from rnnt_tui.app.widgets.stream_view import StreamView
     from rnnt_tui.core.stream.config import stream_demo
@@ -726,6 +749,7 @@ async def test_streaming_tab_streams_the_demo_chunk_by_chunk_and_refuses_an_offl
         assert app.state.session is not None  # the session on screen is kept
 
 
+@pytest.mark.slow
 async def test_corpus_tab_streams_a_manifest(tmp_path: Path) -> None:
     """m on the Corpus tab: the corpus scores streaming transcripts (the runner's `corpus --stream`, on the open
     model); the per-context rows and the rows' streaming figures are the run's own report's."""
