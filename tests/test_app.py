@@ -664,6 +664,15 @@ async def test_a_recorded_bundle_opens_like_a_checkpoint(tmp_path: Path) -> None
         assert set(statuses.values()) == {"done"}, {n: r.error for n, r in app.state.results.items()}
         assert app.state.labels["reference"].endswith("(recorded)")
         assert app.state.decode is not None and app.state.decode.first_divergence is None
+        from rnnt_tui.app.widgets.corpus_view import CorpusTable, CorpusView
+
+        await pilot.press("7")
+        await pilot.pause(0.2)
+        app.query_one(CorpusTable).focus()
+        await pilot.press("m")  # streaming needs the restored model: refused, the tab stays offline
+        await pilot.pause(0.1)
+        assert not app.state.corpus_stream and not app.query_one(CorpusView).stream
+        assert any("a bundle holds none" in n.message for n in app._notifications)
 
 
 @pytest.mark.slow

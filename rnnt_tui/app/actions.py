@@ -167,6 +167,12 @@ class Actions(Calls):
 
     def on_corpus_view_mode_changed(self, message: CorpusView.ModeChanged) -> None:
         """m on the Corpus tab: streaming or offline transcripts; the corpus shown runs again that way."""
+        if message.stream and self.state.recorded:
+            self.corpus_view().stream = False
+            self.notify("Streaming runs NeMo's cache-aware loop on the restored model; a bundle holds none "
+                        "(record it with `record --stream` and replay it).", title="Corpus", severity="warning",
+                        timeout=6)
+            return
         self.state.corpus_stream = message.stream
         words = "streaming (NeMo's cache-aware loop vs the candidate's streaming step)" if message.stream \
             else "offline"
