@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from rnnt_tui.core.stream.steps import PHASES, Caches, CoreMLStreamStep, MilStreamStep, StepOutput
+from rnnt_tui.core.stream.steps import (
+    PHASES,
+    Caches,
+    CoreMLStreamStep,
+    MilStreamStep,
+    StepOutput,
+    open_coreml_phases,
+)
 
 #: the caches held in states (cache_last_channel_len stays an input and output)
 STATE_NAMES = ("cache_last_channel", "cache_last_time")
@@ -131,18 +138,8 @@ class CoreMLStateStreamStep(MilStateStreamStep):
     close = CoreMLStreamStep.close
 
     def _load(self, path: Any) -> None:
-        from rnnt_tui.core.coreml.load import CoreMLLoader
-        from rnnt_tui.core.coreml.spec import read_spec
-        from rnnt_tui.core.names import DEFAULT_COMPUTE_UNITS
-
-        self.loader = CoreMLLoader(self.use_cache)
-        self.predict, self.makers = {}, {}
-        for phase in PHASES:
-            package = path / f"encoder-{phase}.mlpackage"
-            spec = read_spec(package)
-            opened = self.loader.load(package, DEFAULT_COMPUTE_UNITS, None, spec.spec_version)
-            self.frames[phase] = int(spec.input("features").shape[2])
-            self.makers[phase] = opened.model.make_state
-            self.predict[phase] = lambda feeds, state, model=opened.model: model.predict(feeds, state=state)
-            self.notes.append(f"{phase} chunk: {opened.how}")
+        self.loader, models = open_coreml_phases(self, path)
+        self.makers = {phase: model.make_state for phase, model in models.items()}
+        self.predict = {phase: (lambda feeds, state, model=model: model.predict(feeds, state=state))
+                        for phase, model in models.items()}
         self._start()

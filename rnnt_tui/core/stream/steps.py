@@ -262,19 +262,8 @@ class CoreMLStreamStep(MilStreamStep):
     name = "coreml"
 
     def _load(self, path: Path) -> None:
-        from rnnt_tui.core.coreml.load import CoreMLLoader
-        from rnnt_tui.core.coreml.spec import read_spec
-        from rnnt_tui.core.names import DEFAULT_COMPUTE_UNITS
-
-        self.loader = CoreMLLoader(self.use_cache)
-        self.predict = {}
-        for phase in PHASES:
-            package = path / f"encoder-{phase}.mlpackage"
-            spec = read_spec(package)
-            opened = self.loader.load(package, DEFAULT_COMPUTE_UNITS, None, spec.spec_version)
-            self.frames[phase] = int(spec.input("features").shape[2])
-            self.predict[phase] = opened.model.predict
-            self.notes.append(f"{phase} chunk: {opened.how}")
+        self.loader, models = open_coreml_phases(self, path)
+        self.predict = {phase: model.predict for phase, model in models.items()}
 
     def close(self) -> None:
         self.predict = {}
@@ -289,3 +278,23 @@ def step_output(out: dict[str, Any]) -> StepOutput:
             {"cache_last_channel": np.asarray(out["cache_last_channel_next"], np.float32),
              "cache_last_time": np.asarray(out["cache_last_time_next"], np.float32),
              "cache_last_channel_len": np.asarray(out["cache_last_channel_len_next"], np.int64).reshape(-1)})
+
+
+def open_coreml_phases(step: MilStreamStep, path: Path) -> tuple[Any, dict[str, Any]]:
+    """Each phase's package in `path` opened by Core ML for `step` (each phase's frames and how it was loaded noted
+    on the step): the loader (closed with the step) and phase -> the opened MLModel. Shared by the explicit-cache
+    and stateful steps."""
+    from rnnt_tui.core.coreml.load import CoreMLLoader
+    from rnnt_tui.core.coreml.spec import read_spec
+    from rnnt_tui.core.names import DEFAULT_COMPUTE_UNITS
+
+    loader = CoreMLLoader(step.use_cache)
+    models: dict[str, Any] = {}
+    for phase in PHASES:
+        package = path / f"encoder-{phase}.mlpackage"
+        spec = read_spec(package)
+        opened = loader.load(package, DEFAULT_COMPUTE_UNITS, None, spec.spec_version)
+        step.frames[phase] = int(spec.input("features").shape[2])
+        models[phase] = opened.model
+        step.notes.append(f"{phase} chunk: {opened.how}")
+    return loader, models
