@@ -14,18 +14,24 @@ ROOT = Path(__file__).parents[1]
 DEMO = ROOT / "assets" / "demo"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "300"}
     return subprocess.run([sys.executable, "-m", "rnnt_tui", "stream", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=900, env=env)
+                          cwd=ROOT, timeout=timeout, env=env)
 
 
-def test_offline_checkpoint_refused_without_window() -> None:
-    proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "hello-world.wav"), "--json")
+def refusal_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one stderr line of a usage refusal (exit 2, nothing on stdout)."""
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "demo-rnnt.nemo" in lines[0] and "att_context_style 'regular'" in lines[0]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_offline_checkpoint_refused_without_window() -> None:
+    line = refusal_line(_cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "hello-world.wav"), "--json"))
+    assert "demo-rnnt.nemo" in line and "att_context_style 'regular'" in line
 
 
 @pytest.mark.parametrize("against", ["coreml", "coreai"])

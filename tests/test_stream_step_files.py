@@ -8,13 +8,11 @@ checkpoint is even read, and that `--map` names them.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from test_stream_cli import _cli, refusal_line
 
 from rnnt_tui.core.coreai.platform import coreai_problem
 
@@ -96,16 +94,10 @@ def test_renamed_onnx_refused_before_the_checkpoint_then_mapped(streaming: Any, 
                _renamed(own_onnx[1], tmp_path / "vendor-next.onnx"))
     bogus = tmp_path / "not-a-checkpoint.nemo"  # were the checkpoint restored first, the error would name this
     bogus.write_text("nothing")
-    env = {**os.environ, "COLUMNS": "300"}
-    proc = subprocess.run([sys.executable, "-m", "rnnt_tui", "stream", str(bogus), str(CLIP), "--against", "onnx",
-                           "--step", str(renamed[0]), "--step", str(renamed[1]), "--json"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stdout == ""
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert renamed[0].name in lines[0] and "'x_in'" in lines[0] and "'state_a'" in lines[0] and "--map" in lines[0]
-    assert "'length'" not in lines[0] and bogus.name not in lines[0]
+    line = refusal_line(_cli(str(bogus), str(CLIP), "--against", "onnx", "--step", str(renamed[0]),
+                             "--step", str(renamed[1]), "--json", timeout=600))
+    assert renamed[0].name in line and "'x_in'" in line and "'state_a'" in line and "--map" in line
+    assert "'length'" not in line and bogus.name not in line
 
     role_map = tmp_path / "map.json"
     role_map.write_text('{"x_in": "audio_signal", "state_a": "cache_last_channel", "y": "encoded", '
