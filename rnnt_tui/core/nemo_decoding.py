@@ -33,6 +33,12 @@ def tokens_to_pieces(loaded: LoadedModel, tokens: list[int]) -> list[str]:
     return [str(p) for p in loaded.model.decoding.decode_ids_to_tokens(list(tokens))]
 
 
+def hypothesis_tokens(hyp: Any) -> list[int]:
+    """The token ids of one NeMo `Hypothesis` (its `y_sequence`, a tensor or a list)."""
+    seq = hyp.y_sequence
+    return [int(t) for t in (seq.tolist() if hasattr(seq, "tolist") else seq)]
+
+
 def nemo_greedy(loaded: LoadedModel, encoded: np.ndarray, length: int) -> tuple[list[int], str]:
     """NeMo's own decoding (`model.decoding.rnnt_decoder_predictions_tensor`) of an encoder output."""
     import torch  # heavy: only after a restore
@@ -49,7 +55,6 @@ def nemo_greedy(loaded: LoadedModel, encoded: np.ndarray, length: int) -> tuple[
     hyp = hyps[0]
     if isinstance(hyp, list):
         hyp = hyp[0]
-    seq = hyp.y_sequence
-    tokens = [int(t) for t in (seq.tolist() if hasattr(seq, "tolist") else seq)]
+    tokens = hypothesis_tokens(hyp)
     text = hyp.text if isinstance(hyp.text, str) else tokens_to_text(loaded, tokens)
     return tokens, text

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from rnnt_tui.core.nemo_decoding import hypothesis_tokens
 from rnnt_tui.core.stream.config import OFFLINE_OVERLAP, subsampling_factor
 from rnnt_tui.core.stream.result import OfflineHow
 from rnnt_tui.core.stream.windows import plan
@@ -51,8 +52,8 @@ def _hypothesis(model: Any, encoded: Any, encoded_len: Any) -> tuple[list[int], 
     if not hyps:
         return [], []
     hyp = hyps[0]
-    seq, stamps = hyp.y_sequence, hyp.timestamp
-    tokens = [int(t) for t in (seq.tolist() if hasattr(seq, "tolist") else seq)]
+    stamps = hyp.timestamp
+    tokens = hypothesis_tokens(hyp)
     frames = [int(t) for t in (stamps.tolist() if hasattr(stamps, "tolist") else (stamps or []))]
     return tokens, frames
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from rnnt_tui.core.nemo_decoding import hypothesis_tokens
 from rnnt_tui.core.stream.config import OFFLINE_WINDOW_S
 from rnnt_tui.core.stream.offline import OfflineTranscript, offline_transcript
 
@@ -69,10 +70,7 @@ def _np(t: Any) -> np.ndarray:
 
 
 def _tokens(hyps: Any) -> list[int]:
-    if not hyps:
-        return []
-    seq = hyps[0].y_sequence
-    return [int(t) for t in (seq.tolist() if hasattr(seq, "tolist") else seq)]
+    return hypothesis_tokens(hyps[0]) if hyps else []
 
 
 def nemo_chunks(model: Any, audio: np.ndarray, sample_rate: int) -> Iterator[RefChunk]:
