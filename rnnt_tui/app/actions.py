@@ -1,13 +1,13 @@
-"""What the keys and the command palette do: run steps, switch the joint's mode, pick files, export, quit.
+"""What the keys and the command palette do: run steps, switch the joint's mode, export, quit (picking and opening
+files is `opening.Opening`, a base of this).
 
-A base of `RnntApp` (its handlers, `controller.Controller`, build on it), on `calls.Calls`. Each action only changes
+A base of `RnntApp` (its handlers, `controller.Controller`, build on it), on `opening.Opening`. Each action only changes
 the state's choices and starts a call (`calls.Calls`, through the engine client) or a screen; results come back
 as messages.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,10 +16,9 @@ from textual.binding import Binding
 from textual.widgets import TabbedContent
 from textual.worker import WorkerState
 
-from rnnt_tui.app.bundle_choice import choose
-from rnnt_tui.app.calls import Calls
 from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.engine import export_directory, export_stem
+from rnnt_tui.app.opening import Opening
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.core.components import STEPS
@@ -28,20 +27,7 @@ from rnnt_tui.core.names import RUNTIME_LABELS, Status
 from rnnt_tui.core.stream.config import STREAM_CANDIDATES
 
 if TYPE_CHECKING:
-    from rnnt_tui.app.widgets.corpus_view import CorpusView
     from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
-
-#: what the clip picker takes as a corpus rather than a clip: a NeMo manifest, a list of paths, or a folder
-MANIFEST_SUFFIXES = (".json", ".jsonl", ".txt", ".lst")
-
-
-def is_manifest(path: Path) -> bool:
-    """A manifest or list by its suffix, or a folder of clips (a folder named like a clip is a bad clip)."""
-    from rnnt_tui.core.audio import AUDIO_SUFFIXES  # numpy: only once a file is picked, never at start-up
-
-    suffix = path.suffix.lower()
-    return suffix in MANIFEST_SUFFIXES or (path.is_dir() and suffix not in AUDIO_SUFFIXES)
-
 
 #: command-palette titles where the footer's short word would be vague
 PALETTE_TITLES = {
@@ -57,13 +43,10 @@ PALETTE_TITLES = {
 }
 
 
-class Actions(Calls):
+class Actions(Opening):
     """The app's actions (bound to keys and listed in the command palette)."""
 
-    manifest: Path | None
     export_dir: Path
-    from_corpus: bool = False
-    run_when_ready: bool = False  # an utterance opened from the Corpus tab runs every step at once
 
     # -- messages from widgets ----------------------------------------------------------------------
     def on_pipeline_strip_selected(self, message: PipelineStrip.Selected) -> None:
@@ -78,23 +61,6 @@ class Actions(Calls):
         self.apply_options(message.options)
 
     # -- actions ------------------------------------------------------------------------------------
-    def steps_running(self) -> bool:
-        return any(w.group in ("steps", "fuse") and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
-                   for w in self.workers)
-
-    def _busy_running(self) -> bool:
-        if self.steps_running():
-            self.notify("A step is running: wait for it, or Esc cancels it.", timeout=3)
-            return True
-        return False
-
-    def _has_session(self) -> bool:
-        if self.state.session is None:
-            self.notify("The model is still loading; press it again once the status line says Ready.",
-                        severity="warning")
-            return False
-        return True
-
     def action_next_step(self) -> None:
         if not self._has_session() or self._busy_running():
             return
@@ -115,18 +81,6 @@ class Actions(Calls):
             self.query_one(TabbedContent).active = "tab-step"
             self.run_steps([self.pipeline.selected])
 
-    def cancel_calls(self, *groups: str) -> list[str]:
-        """Cancel the running calls of `groups` at once: their flags set, their late events dropped, the steps
-        they were running shown cancelled now (the end state does not depend on when the engine stops)."""
-        calls = self.client.cancel(groups)
-        for group in groups:
-            self.workers.cancel_group(self, group)
-        if calls:
-            self.state.cancel_running()
-            self.draw_steps()
-            self.show_step_detail()
-        return [call.cancelled_text for call in calls]
-
     def action_cancel(self) -> None:
         cancelled = self.cancel_calls("steps", "fuse", "model", "export", "sweep", "corpus", "precision", "stream",
                                       "drift")
@@ -138,62 +92,6 @@ class Actions(Calls):
             self.query_one(TabbedContent).active = "tab-corpus"
             return
         self.notify("Nothing is running.", timeout=3)
-
-    def corpus_running(self) -> bool:
-        return any(w.group == "corpus" and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
-                   for w in self.workers)
-
-    def start_corpus(self, manifest: Path) -> None:
-        """Run a corpus on the open model and candidate (its results are resumed if it ran before)."""
-        if not self._has_session():
-            self.manifest = manifest
-            return
-        if self.corpus_running():
-            self.notify("A corpus is running: Esc stops it (what finished is kept).", timeout=4)
-            return
-        self.query_one(TabbedContent).active = "tab-corpus"
-        stream = self.state.corpus_stream
-        try:  # the Corpus tab's subset field (`corpus --subset`); before the tab is mounted, the command line's
-            subset = self.corpus_view().subset() if self.query("#corpus") else self.corpus_subset
-            problem = subset.problem(self.state.options.against, stream) if subset is not None else None
-        except ValueError as exc:
-            problem = str(exc)
-        if problem is not None:
-            self.notify(problem, title="The corpus's subset", severity="warning", timeout=8)
-            return
-        self.cancel_calls("steps")
-        self.status.working(f"Corpus: reading {manifest.name}" + (" (streaming)…" if stream else "…"))
-        self.run_corpus(manifest, stream, subset)
-
-    def on_corpus_view_mode_changed(self, message: CorpusView.ModeChanged) -> None:
-        """m on the Corpus tab: streaming or offline transcripts; the corpus shown runs again that way."""
-        if message.stream and self.state.recorded:
-            self.corpus_view().stream = False
-            self.notify("Streaming runs NeMo's cache-aware loop on the restored model; a bundle holds none "
-                        "(record it with `record --stream` and replay it).", title="Corpus", severity="warning",
-                        timeout=6)
-            return
-        self.state.corpus_stream = message.stream
-        words = "streaming (NeMo's cache-aware loop vs the candidate's streaming step)" if message.stream \
-            else "offline"
-        if message.manifest is None:
-            self.notify(f"The next corpus scores {words} transcripts.", title="Corpus", timeout=4)
-        elif self.corpus_running():
-            self.notify(f"The next corpus run scores {words} transcripts; Esc stops this one.", title="Corpus",
-                        timeout=5)
-        else:
-            self.notify(f"Running {message.manifest.name} again: {words} transcripts.", title="Corpus", timeout=4)
-            self.start_corpus(message.manifest)
-
-    def on_corpus_view_opened(self, message: CorpusView.Opened) -> None:
-        """Enter on an utterance: open it in the component explorer, on the same restored model."""
-        if self.corpus_running():
-            self.notify("The corpus is still running: Esc stops it (what finished is kept), then Enter opens "
-                        "the utterance.", timeout=5)
-            return
-        self.from_corpus = self.run_when_ready = True
-        self.query_one(TabbedContent).active = "tab-tables"
-        self.open_audio(message.audio)
 
     def action_select_step(self, delta: int) -> None:
         self.pipeline.move(delta)
@@ -222,14 +120,6 @@ class Actions(Calls):
         self.cancel_calls("steps")
         self.switch_joint_mode(mode, rerun="joint" in self.state.results)
 
-    def use_against(self, against: str) -> None:
-        """Another candidate for the next open (no rebuild: the open that follows builds the session)."""
-        s = self.state
-        s.options = replace(s.options, against=against)
-        self.draw_tabs("tab-runtimes")
-        s.labels["candidate"] = s.candidate_fallback()
-        self.show_header()
-
     def apply_options(self, options: RuntimeChoices) -> None:
         s = self.state
         s.options = options
@@ -242,45 +132,6 @@ class Actions(Calls):
         s.set_steps(Status.PREPARING)
         self.draw_steps()
         self.rebuild_session()
-
-    def action_pick_checkpoint(self) -> None:
-        from rnnt_tui.app.screens.pick import PickFileScreen, checkpoint_kind
-
-        self.push_screen(PickFileScreen(checkpoint_kind(), self.state.checkpoint,
-                                        self.recent.existing("checkpoints")),
-                         self.open_path)
-
-    def action_pick_audio(self) -> None:
-        from rnnt_tui.app.screens.pick import PickFileScreen, audio_kind
-
-        self.push_screen(PickFileScreen(audio_kind(), self.state.audio_path, self.recent.existing("audio")),
-                         self.open_audio)
-
-    def open_path(self, path: Path | None) -> None:
-        if path is None:
-            return
-        self.cancel_calls("steps")
-        self.status.working(f"Reading {path.name}…")
-        bundle = choose(path, self.state.options.against)
-        if bundle is not None and bundle.against != self.state.options.against:
-            self.use_against(bundle.against)
-            if bundle.note:
-                self.notify(bundle.note, title="Opening the bundle", severity="warning", timeout=10)
-        self.open_checkpoint(path, bundle.clip if bundle is not None and bundle.clip is not None else None)
-
-    def open_audio(self, path: Path | None) -> None:
-        if path is None:
-            return
-        if is_manifest(path):
-            self.start_corpus(path)
-            return
-        if self.state.session is None:
-            self.state.audio_path = path
-            self.open_checkpoint(self.state.checkpoint, path)
-            return
-        self.cancel_calls("steps")
-        self.status.working(f"Reading {path.name}…")
-        self.rebuild_session(path)
 
     def action_export(self, directory: Path | None = None) -> None:
         if not self._has_session():

@@ -2,7 +2,8 @@
 makes its events stale at once, `client.EngineClient`) and runs in a Textual thread worker that calls the engine
 through the client; what it emits comes back as messages, its end as `JobDone`.
 
-A base of `actions.Actions` (what the keys do), on `draw.Drawing`. No widget is touched from a worker thread.
+A base of `opening.Opening` and `actions.Actions` (what the keys do), on `draw.Drawing`: it also says what is
+running and cancels it, which every action checks first. No widget is touched from a worker thread.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from textual.worker import WorkerState
 
 from rnnt_tui.app.client import Call
 from rnnt_tui.app.draw import Drawing
@@ -179,3 +182,37 @@ class Calls(Drawing):
             drifting = [n for n, r in report.get("drift", {}).items() if r.get("first")]
             self.post_message(JobDone("drift", f"Core AI drift: starts in {', '.join(drifting)}" if drifting
                                       else "Core AI drift: no op drifts", call=call.id))
+
+    # -- what is running, and cancelling it -------------------------------------------------------------
+    def steps_running(self) -> bool:
+        return any(w.group in ("steps", "fuse") and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                   for w in self.workers)
+
+    def _busy_running(self) -> bool:
+        if self.steps_running():
+            self.notify("A step is running: wait for it, or Esc cancels it.", timeout=3)
+            return True
+        return False
+
+    def _has_session(self) -> bool:
+        if self.state.session is None:
+            self.notify("The model is still loading; press it again once the status line says Ready.",
+                        severity="warning")
+            return False
+        return True
+
+    def cancel_calls(self, *groups: str) -> list[str]:
+        """Cancel the running calls of `groups` at once: their flags set, their late events dropped, the steps
+        they were running shown cancelled now (the end state does not depend on when the engine stops)."""
+        calls = self.client.cancel(groups)
+        for group in groups:
+            self.workers.cancel_group(self, group)
+        if calls:
+            self.state.cancel_running()
+            self.draw_steps()
+            self.show_step_detail()
+        return [call.cancelled_text for call in calls]
+
+    def corpus_running(self) -> bool:
+        return any(w.group == "corpus" and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+                   for w in self.workers)

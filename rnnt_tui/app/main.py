@@ -88,10 +88,10 @@ def run_app(checkpoint: Path | None = None, audio: Path | None = None, against: 
     own clip in the header). `packages`: a folder of packages or Core AI assets the candidate uses instead of
     converting (the Runtimes tab lists each, mapped or skipped with the reason). `subset`: the Corpus tab's subset
     field to start with (`corpus --subset`)."""
-    from rnnt_tui.app.actions import is_manifest
     from rnnt_tui.app.app import RnntApp
     from rnnt_tui.app.bundle_choice import choose
     from rnnt_tui.app.choices import RuntimeChoices
+    from rnnt_tui.app.opening import is_manifest
     from rnnt_tui.paths import demo_audio, demo_checkpoint
 
     checkpoint = checkpoint or demo_checkpoint()
