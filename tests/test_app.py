@@ -518,6 +518,32 @@ async def test_a_bad_checkpoint_on_the_command_line_leaves_the_app_usable(tmp_pa
         assert list(app._notifications)[-1].severity == "warning"
 
 
+async def test_a_bad_checkpoint_keeps_its_reason_on_the_status_line_after_the_notice(tmp_path: Path) -> None:
+    """The notice names the file and the whole problem but times out; the status line keeps the reason, short."""
+    empty = tmp_path / "empty.nemo"
+    empty.write_bytes(b"")
+    corrupt = tmp_path / "corrupt.nemo"
+    corrupt.write_bytes(bytes(range(256)) * 8)
+    folder = tmp_path / "folder.nemo"
+    folder.mkdir()
+    notes = tmp_path / "notes.nemo"
+    notes.write_text("these are my meeting notes, not a checkpoint\n" * 20)
+    reasons = {empty: "is empty, not a .nemo checkpoint", corrupt: "not a readable .nemo archive: not a tar file",
+               folder: "is a directory, not a .nemo checkpoint", notes: "not a readable .nemo archive: not a tar file"}
+    app = make_app(empty)
+    async with app.run_test(size=(120, 30)) as pilot:
+        for path, reason in reasons.items():
+            if path is not empty:  # the first came from the command line
+                app.open_path(path)
+            await settle(pilot)
+            note = list(app._notifications)[-1]
+            assert note.severity == "error" and path.name in note.title, note
+            app.clear_notifications()  # as when the notice times out
+            await pilot.pause(0.1)
+            assert app.state.session is None
+            assert f"{path.name} not opened: {reason} (o opens a checkpoint)" in screen_text(app)
+
+
 @pytest.mark.slow
 async def test_a_conversion_crash_shows_its_traceback_folded(monkeypatch: pytest.MonkeyPatch) -> None:
     """A candidate that crashes while being prepared: a modal with the reason, the traceback folded under

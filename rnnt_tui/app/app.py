@@ -217,7 +217,7 @@ class RnntApp(Controller, App[int]):
             name = error.path.name if error.path is not None else "that file"
             self.notify(error.problem, title=f"Cannot use {name}", severity="error", timeout=10)
             kept = "the current session is unchanged" if self.state.session is not None else "o opens a checkpoint"
-            self.job_ended(group, f"{name} not opened: {kept}")
+            self.job_ended(group, f"{name} not opened: {error.short} ({kept})")  # the reason outlives the notice
             self.revert_pending()
         elif isinstance(error, RuntimeUnavailableError | StepFailedError) and group == "corpus":
             self.notify(str(error), title="The corpus cannot run", severity="warning", timeout=10)
