@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import child_env, emit, median, model_path, peak_rss_mib, run_child, save, spread, wait_for_quiet
+from common import add_load_options, child_env, emit, gated, median, model_path, peak_rss_mib, run_child, save, spread
 
 GOAL = 0.05
 
@@ -75,15 +75,13 @@ def main() -> None:
     parser.add_argument("--runtimes", default="onnx,coreml")
     parser.add_argument("--warm", type=int, default=3, help="warm re-opens per model")
     parser.add_argument("--cold-runs", type=int, default=1, help="cold runs per model (each on an empty cache)")
-    parser.add_argument("--max-load", type=float, default=1.5)
-    parser.add_argument("--wait", type=float, default=0.0)
+    add_load_options(parser)
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "RUNTIMES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], args.child[1].split(","))
         return
-    started = time.monotonic()
-    gate = wait_for_quiet(args.max_load, args.wait)
+    started, gate = gated(args)
     runtimes = args.runtimes.split(",")
     script = Path(__file__).resolve()
     models: dict[str, Any] = {}

@@ -8,6 +8,7 @@ average before and after, and the command that produced it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -81,6 +82,26 @@ def wait_for_quiet(max_load: float = 1.5, budget_s: float = 0.0, poll_s: float =
     last = loadavg()
     return {"max_load": max_load, "load_at_request": first, "load_at_start": last,
             "waited_s": round(time.monotonic() - start, 1), "quiet": last[0] < max_load}
+
+
+def add_load_options(parser: argparse.ArgumentParser, wait: float = 0.0) -> None:
+    """`--max-load` and `--wait`: the load gate every figure script takes (`gated`)."""
+    parser.add_argument("--max-load", type=float, default=1.5, help="the 1-minute load average a quiet machine is "
+                                                                     "below (recorded with every figure)")
+    parser.add_argument("--wait", type=float, default=wait, help="max seconds to wait for a quiet machine first")
+
+
+def gated(args: argparse.Namespace) -> tuple[float, dict[str, Any]]:
+    """Start the clock, then wait (up to `--wait` s) for the load to drop below `--max-load`: (started, gate),
+    what `save` records."""
+    started = time.monotonic()
+    return started, wait_for_quiet(args.max_load, args.wait)
+
+
+def ungated() -> tuple[float, dict[str, Any]]:
+    """Start the clock and note the load, for a script that does not wait for a quiet machine: (started, gate),
+    what `save` records."""
+    return time.monotonic(), {"load_before": loadavg()}
 
 
 # -- memory -----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import child_env, emit, loadavg, model_path, peak_rss_mib, rss_mib, save, speech_like
+from common import child_env, emit, model_path, peak_rss_mib, rss_mib, run_child, save, speech_like, ungated
 
 TAG = "coreai_memory"
 GOAL = 1.5
@@ -70,31 +70,15 @@ def main() -> None:
     if args.child:
         _child(args.child, args.model, args.seconds)
         return
-    started = time.monotonic()
-    before = loadavg()
+    started, gate = ungated()
     env = child_env(TAG, fresh_cache=True)
-    script = Path(__file__)
-    torch_side = run_child_kind(script, "torch", args, env)
-    convert_side = run_child_kind(script, "convert", args, env)
+    sizes = ["--model", args.model, "--seconds", str(args.seconds)]
+    torch_side, convert_side = (run_child(Path(__file__), [kind, *sizes], env=env) for kind in ("torch", "convert"))
     ratio = convert_side["peak_rss_mib"] / torch_side["peak_rss_mib"]
     save(TAG, {"model": args.model, "seconds": args.seconds, "torch": torch_side, "convert": convert_side,
-               "ratio_peak_rss": ratio, "goal": GOAL, "met": ratio <= GOAL}, gate={"load_before": before},
+               "ratio_peak_rss": ratio, "goal": GOAL, "met": ratio <= GOAL}, gate=gate,
          started=started)
     print({"ratio_peak_rss": round(ratio, 3), "met": ratio <= GOAL}, file=sys.stderr)
-
-
-def run_child_kind(script: Path, kind: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    import subprocess
-
-    cmd = [sys.executable, str(script), "--child", kind, "--model", args.model, "--seconds", str(args.seconds)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600, cwd=str(script.parent.parent))
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{kind} child exited {proc.returncode}: {(proc.stderr or proc.stdout)[-3000:]}")
-    import json
-
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from common import child_env, emit, loadavg, median, model_path, run_child, save, speech_like, spread
+from common import child_env, emit, median, model_path, run_child, save, speech_like, spread, ungated
 
 TAG = "coreai_overhead"
 GOAL_OVERHEAD = 0.05
@@ -152,11 +153,9 @@ def main() -> None:
     if args.child:
         _child(args.model, args.seconds, args.runs)
         return
-    started = time.monotonic()
-    before = loadavg()
-    result = run_child(__import__("pathlib").Path(__file__), ["--model", args.model, "--seconds", str(args.seconds),
-                                                             "--runs", str(args.runs)],
-                       env=child_env(TAG, fresh_cache=True))
+    started, gate = ungated()
+    sizes = ["--model", args.model, "--seconds", str(args.seconds), "--runs", str(args.runs)]
+    result = run_child(Path(__file__), sizes, env=child_env(TAG, fresh_cache=True))
     ratios = {"coreai_cold_vs_coreml_cold": result["coreai_cold_convert_s"] / result["coreml_cold_convert_s"],
               "coreai_cached_prepare_vs_coreml_cached": result["coreai_cached_prepare_s"] / result["coreml_cached_s"],
               "coreai_cached_prepare_vs_lowering_prepare": result["coreai_cached_prepare_s"]
@@ -169,7 +168,7 @@ def main() -> None:
     goals = {"overhead_encoder": ratios["overhead_encoder"] <= GOAL_OVERHEAD,
              "overhead_decoder_step": ratios["overhead_decoder_step"] <= GOAL_OVERHEAD}
     save(TAG, {"model": args.model, "seconds": args.seconds, "result": result, "ratios": ratios, "goals": goals},
-         gate={"load_before": before}, started=started)
+         gate=gate, started=started)
     print({k: round(v, 4) for k, v in ratios.items()}, goals, file=sys.stderr)
 
 

@@ -30,7 +30,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, WORK, child_env, emit, loadavg, model_path, rss_mib, run_child, save, spread, wait_for_quiet
+from common import (
+    RESULTS,
+    WORK,
+    add_load_options,
+    child_env,
+    emit,
+    gated,
+    loadavg,
+    model_path,
+    rss_mib,
+    run_child,
+    save,
+    spread,
+)
 
 
 class Meter:
@@ -151,16 +164,14 @@ def main() -> None:
     parser.add_argument("--models", default="demo")
     parser.add_argument("--utterances", type=int, default=204)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads in the child (0: default)")
-    parser.add_argument("--max-load", type=float, default=1.5)
-    parser.add_argument("--wait", type=float, default=0.0)
+    add_load_options(parser)
     parser.add_argument("--tag", default="corpus_overhead", help="result file name (bench/results/TAG.json)")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "N", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), int(args.child[2]))
         return
-    gate = wait_for_quiet(args.max_load, args.wait)
-    started = time.monotonic()
+    started, gate = gated(args)
     results: dict[str, Any] = {}
     for model in args.models.split(","):
         n = args.utterances

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from common import median, save, spread, wait_for_quiet
+from common import add_load_options, gated, median, save, spread
 
 GOAL_GBPS = 1.0
 
@@ -60,11 +60,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=256, help="size of ONE side in MiB (the pair is twice that)")
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--max-load", type=float, default=1.5)
-    parser.add_argument("--wait", type=float, default=0.0)
+    add_load_options(parser)
     args = parser.parse_args()
-    started = time.monotonic()
-    gate = wait_for_quiet(args.max_load, args.wait)
+    started, gate = gated(args)
     rng = np.random.default_rng(0)
     n = args.mib * 2**20 // 4
     # encoder-like: [1, 1024, T] (D-major), one update of the whole tensor, as compare_outputs does

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    add_load_options,
     child_env,
     emit,
+    gated,
     median,
     model_path,
     peak_rss_mib,
@@ -37,7 +39,6 @@ from common import (
     run_child,
     save,
     spread,
-    wait_for_quiet,
 )
 
 MODEL = "parakeet-0.6b"
@@ -114,8 +115,7 @@ def main() -> None:
     parser.add_argument("--candidate", default="onnx", choices=("onnx", "pytorch"))
     parser.add_argument("--runs", type=int, default=5, help="timed joint calls (Settings.runs)")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--max-load", type=float, default=1.5)
-    parser.add_argument("--wait", type=float, default=0.0)
+    add_load_options(parser)
     parser.add_argument("--tag", default="joint_memory")
     parser.add_argument("--child", nargs=3, metavar=("SECONDS", "CHUNK", "CANDIDATE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -123,8 +123,7 @@ def main() -> None:
         child(float(args.child[0]), int(args.child[1]), args.child[2], args.runs, args.warmup)
         return
     model_path(MODEL)
-    started = time.monotonic()
-    gate = wait_for_quiet(args.max_load, args.wait)
+    started, gate = gated(args)
     env = child_env("joint")  # one ONNX export of the Parakeet-size model, reused by every child
     rows: list[dict[str, Any]] = []
     for rep in range(args.reps):

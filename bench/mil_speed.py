@@ -28,8 +28,10 @@ from typing import Any
 
 from common import (
     WORK,
+    add_load_options,
     child_env,
     emit,
+    gated,
     loadavg,
     median,
     model_path,
@@ -40,7 +42,6 @@ from common import (
     save,
     speech_like,
     spread,
-    wait_for_quiet,
 )
 
 MODEL = "parakeet-0.6b"
@@ -128,8 +129,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="torch/mil child pairs, alternating")
-    parser.add_argument("--max-load", type=float, default=1.5)
-    parser.add_argument("--wait", type=float, default=0.0)
+    add_load_options(parser)
     args = parser.parse_args()
     if args.child:
         from rnnt_tui.core.quiet import calm_loggers
@@ -143,8 +143,7 @@ def main() -> None:
         else:
             child_mil(rest[0], int(rest[1]))
         return
-    started = time.monotonic()
-    gate = wait_for_quiet(args.max_load, args.wait)
+    started, gate = gated(args)
     env = child_env(TAG)
     (WORK / TAG).mkdir(parents=True, exist_ok=True)
     script = Path(__file__).resolve()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from common import BENCH, MODELS, PY, REPO
+from common import BENCH, MODELS, PY, REPO, add_load_options
 
 FULL = [
     ["startup.py"],
@@ -37,8 +37,7 @@ QUICK = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--wait", type=float, default=1800, help="max seconds each script waits for a quiet machine")
-    parser.add_argument("--max-load", type=float, default=1.5)
+    add_load_options(parser, wait=1800)  # passed on: each script waits for a quiet machine
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if not all((MODELS / f"{m}.nemo").is_file() for m in ("conformer-120m", "parakeet-0.6b")):

@@ -26,15 +26,16 @@ from typing import Any
 
 from common import (
     RESULTS,
+    add_load_options,
     child_env,
     emit,
+    gated,
     model_path,
     peak_rss_mib,
     rss_mib,
     run_child,
     save,
     speech_like,
-    wait_for_quiet,
 )
 
 TOKENS_PER_S = 2.5
@@ -114,15 +115,13 @@ def main() -> None:
     parser.add_argument("--seconds", default="5,15,60")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--max-load", type=float, default=1.5)
-    parser.add_argument("--wait", type=float, default=0.0)
+    add_load_options(parser)
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], float(args.child[1]), args.runs, args.warmup)
         return
-    started = time.monotonic()
-    gate = wait_for_quiet(args.max_load, args.wait)
+    started, gate = gated(args)
     cache_doc = json.loads((RESULTS / "cache.json").read_text()) if (RESULTS / "cache.json").is_file() else None
     rows = []
     for model in args.models.split(","):

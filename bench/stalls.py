@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common import child_env, emit, median, model_path, run_child, save, spread, wait_for_quiet
+from common import add_load_options, child_env, emit, gated, median, model_path, run_child, save, spread
 
 INTERVAL = 0.010
 DUMP_AFTER = 0.060  # a tick later than this (stall > 50 ms) gets every thread's stack sampled
@@ -247,8 +247,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-steps", action="store_true", help="stop when the session is ready")
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--max-load", type=float, default=1.5)
-    parser.add_argument("--wait", type=float, default=0.0)
+    add_load_options(parser)
     parser.add_argument("--fix", default="", help="experiment: switch=0.001 (applied to the app process from "
                         "outside; see apply_fixes)")
     parser.add_argument("--profile", action="store_true", help="sample the UI thread's stack every 5 ms during "
@@ -261,8 +260,7 @@ def main() -> None:
         model, against, steps = args.child
         child(model, against, steps == "1", args.timeout, [f for f in args.fix.split(",") if f], args.profile)
         return
-    started = time.monotonic()
-    gate = wait_for_quiet(args.max_load, args.wait)
+    started, gate = gated(args)
     scenarios = []
     plan = [("hello", "idle")] + [(m, a) for m in args.models.split(",") for a in args.against.split(",")]
     for model, against in plan:

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, HEAVY, PY, child_env, median, save, spread, wait_for_quiet
+from common import BENCH, HEAVY, PY, add_load_options, child_env, gated, median, save, spread
 
 COLS, ROWS = 120, 40
 LAST_ROW = f"\x1b[{ROWS};1H".encode()
@@ -167,8 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--no-ready", action="store_true", help="stop at the first frame (do not wait for Ready)")
-    parser.add_argument("--max-load", type=float, default=1.5)
-    parser.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the load to drop first")
+    add_load_options(parser)
     parser.add_argument("--src", help="measure the rnnt_tui package in this checkout instead of the installed one "
                         "(e.g. a copy with a proposed fix); results go to startup-src.json")
     parser.add_argument("--bundle", help="also time `rnnt-tui BUNDLE` to Ready (a recorded bundle: no NeMo), "
@@ -179,8 +178,7 @@ def main() -> None:
     if args.probe:
         probe_main()
         return
-    started = time.monotonic()
-    gate = wait_for_quiet(args.max_load, args.wait)
+    started, gate = gated(args)
     env = child_env("startup")
     want_ready = not args.no_ready
     hello = [PY, str(BENCH / "hello_app.py")]

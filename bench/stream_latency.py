@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import MODELS, REPO, loadavg, save, speech_like
+from common import MODELS, REPO, save, speech_like, ungated
 
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -46,8 +46,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--against", default="onnx", choices=("onnx", "mil"))
     args = ap.parse_args()
-    started = time.monotonic()
-    gate = {"load_before": loadavg()}
+    started, gate = ungated()
 
     import soundfile as sf
     import torch

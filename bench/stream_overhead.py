@@ -37,7 +37,7 @@ import time
 from typing import Any
 
 import numpy as np
-from common import REPO, loadavg, peak_rss_mib, reset_peak_rss, rss_mib, save
+from common import REPO, peak_rss_mib, reset_peak_rss, rss_mib, save, ungated
 
 
 def _loop(compare: Any, reference: Any, audio: np.ndarray, rate: int, context: list[int], step: Any,
@@ -106,8 +106,7 @@ def main() -> None:
     ap.add_argument("--memory-minutes", type=float, default=10.0,
                     help="Also stream this long a clip and compare its peak RSS with a 1-minute clip's (0: skip).")
     args = ap.parse_args()
-    started = time.monotonic()
-    gate = {"load_before": loadavg()}
+    started, gate = ungated()
 
     import soundfile as sf
     import torch

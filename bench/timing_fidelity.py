@@ -25,8 +25,10 @@ from typing import Any
 
 from common import (
     RESULTS,
+    add_load_options,
     child_env,
     emit,
+    gated,
     loadavg,
     median,
     model_path,
@@ -34,7 +36,6 @@ from common import (
     save,
     speech_like,
     spread,
-    wait_for_quiet,
 )
 
 GOAL = 0.02
@@ -141,15 +142,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--cases", default=",".join(str(i) for i in range(len(CASES))),
                         help="indices into CASES (default: all); a subset keeps the other cases' last results")
-    parser.add_argument("--max-load", type=float, default=1.5)
-    parser.add_argument("--wait", type=float, default=0.0)
+    add_load_options(parser)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         child(args.child, args.rounds)
         return
-    started = time.monotonic()
-    gate = wait_for_quiet(args.max_load, args.wait)
+    started, gate = gated(args)
     env = child_env("timing")
     results = []
     wanted = [int(i) for i in args.cases.split(",")]
