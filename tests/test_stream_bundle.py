@@ -132,6 +132,10 @@ def _edited(bundle: Path, tmp_path: Path, edit: Any) -> Path:
     (lambda s: s["contexts"][0]["clips"][0]["chunks"][1]["arrays"].update(features="stream/nope"), "malformed"),
     (lambda s: s["contexts"][0]["clips"][1].update(clip=7), "malformed"),
     (lambda s: s.update(format=99), "format 99"),
+    (lambda s: s.update(contexts=[]), "no att context is recorded"),
+    (lambda s: s["contexts"][0]["clips"][0]["chunks"][0].update(tokens="abc"), "malformed"),
+    (lambda s: s["contexts"][0]["steps"].update(onnx="../../.."), "not a folder inside the bundle"),
+    (lambda s: s["contexts"][0]["steps"].update(onnx="/etc"), "not a folder inside the bundle"),
 ])
 def test_malformed_streaming_bundle_is_one_line(bundle: Path, tmp_path: Path, edit: Any, says: str) -> None:
     copy = _edited(bundle, tmp_path, edit)
@@ -139,3 +143,23 @@ def test_malformed_streaming_bundle_is_one_line(bundle: Path, tmp_path: Path, ed
     lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("HEAVY")]
     assert code == 2 and stdout == ""
     assert len(lines) == 1 and str(copy) in " ".join(lines[0].split()) and says in lines[0], stderr
+
+
+@pytest.mark.parametrize(("damage", "says"), [
+    (lambda f: f.write_bytes(b"not an onnx model"), "the manifest says"),
+    (lambda f: f.unlink(), "is missing"),
+])
+def test_a_damaged_streaming_step_is_one_line_naming_the_bundle(bundle: Path, tmp_path: Path, damage: Any,
+                                                                says: str) -> None:
+    """The recorded step's files are checked against the manifest before ONNX Runtime reads them: one line naming
+    the bundle (not the runtime's error, not a scratch folder), exit 2, the bundle left as it was."""
+    copy = _edited(bundle, tmp_path, lambda s: None)
+    step = copy / json.loads((copy / "bundle.json").read_text())["stream"]["contexts"][0]["steps"]["onnx"]
+    damage(step / "encoder-next.onnx")
+    before = sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in copy.rglob("*"))
+    code, stdout, stderr = _replay(copy, "--against", "onnx")
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("HEAVY")]
+    assert code == 2 and stdout == ""
+    assert len(lines) == 1 and str(copy) in " ".join(lines[0].split()) and says in lines[0], stderr
+    assert "encoder-next.onnx" in lines[0]
+    assert sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in copy.rglob("*")) == before

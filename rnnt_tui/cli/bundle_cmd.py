@@ -62,6 +62,10 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
         from rnnt_tui.core.bundle.format import Bundle
         from rnnt_tui.core.bundle.record import record as run_record
 
+        if stream_mode:  # before NeMo: a checkpoint that cannot stream, or an --att-context it lacks
+            from rnnt_tui.core.stream.precheck import check_streaming_checkpoint
+
+            check_streaming_checkpoint(Path(checkpoint), att_context)
         inputs, bad = read_clips(Path(clips))
         for problem in bad:
             err.print(f"[bold yellow]skipped:[/] {problem.message()}", markup=True, highlight=False)
@@ -185,12 +189,13 @@ def _replay_stream(path: str, against: str, atol: str, rtol: str, json_mode: boo
     from rnnt_tui.cli.stream_cmd import print_stream
     from rnnt_tui.core.bundle.stream_replay import replay_stream
     from rnnt_tui.core.stream.markdown import to_markdown
-    from rnnt_tui.core.tolerances import Tolerance
+    from rnnt_tui.core.tolerances import Tolerance, tolerance_number
 
     try:
-        tolerance = Tolerance(atol=float(atol or 1e-3), rtol=float(rtol or 1e-3))
-    except ValueError:
-        raise click.UsageError("a streaming replay takes one --atol / --rtol number each") from None
+        tolerance = Tolerance(atol=tolerance_number(atol or "1e-3", "atol"),
+                              rtol=tolerance_number(rtol or "1e-3", "rtol"))
+    except ValueError as exc:
+        raise click.UsageError(f"{exc}; a streaming replay takes one --atol / --rtol number each") from None
     with status(json_mode) as progress:
         replayed = replay_stream(path, against, emitter(progress), tolerance=tolerance)
     reports = [r.to_json() for r in replayed.results]

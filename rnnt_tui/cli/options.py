@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +22,17 @@ if TYPE_CHECKING:
     from rnnt_tui.core.corpus.subset import Subset
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FiniteRange(click.FloatRange):
+    """`click.FloatRange` that also refuses NaN (every comparison with it is false, so a range lets it through) and
+    infinities: a usage error (exit 2), not a crash deep in the run."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def _candidate(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:

@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from rnnt_tui.cli.common import emit_json, err, guard, out, status
+from rnnt_tui.cli.options import FiniteRange
 from rnnt_tui.core.stream.config import OFFLINE_WINDOW_S
 from rnnt_tui.exit_codes import exit_code_for
 from rnnt_tui.formatting import num
@@ -28,11 +29,11 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
 @click.option("--att-context", default=None, metavar="L,R|all",
               help="The att context to stream with (one the model was trained with), or 'all' for a row per "
                    "lookahead. Default: the model's default context.")
-@click.option("--window", "window_s", type=click.FloatRange(0.5, 3600), default=None,
+@click.option("--window", "window_s", type=FiniteRange(0.5, 3600), default=None,
               help="Seconds per fixed window (offline models, long audio): cut, run, merge tokens by time.")
-@click.option("--overlap", "overlap_s", type=click.FloatRange(0, 3600), default=0.0, show_default=True,
+@click.option("--overlap", "overlap_s", type=FiniteRange(0, 3600), default=0.0, show_default=True,
               help="Seconds of overlap between windows (with --window).")
-@click.option("--mel-left", "mel_left_s", type=click.FloatRange(0, 60), default=0.0, show_default=True,
+@click.option("--mel-left", "mel_left_s", type=FiniteRange(0, 60), default=0.0, show_default=True,
               help="Seconds of audio fed before each window for left context and then dropped (with --window).")
 @click.option("--step", "step_packages", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="A third-party streaming step, caches as inputs and outputs, instead of rnnt-tui's conversion: "
@@ -47,13 +48,15 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
                    "program) instead of as inputs and outputs (--against mil or coreml).")
 @click.option("--no-offline", "no_offline", is_flag=True,
               help="Skip NeMo's offline (full-context) transcript, which the streaming one is compared with.")
-@click.option("--offline-window", "offline_window_s", type=click.FloatRange(1, 3600), default=OFFLINE_WINDOW_S,
+@click.option("--offline-window", "offline_window_s", type=FiniteRange(1, 3600), default=OFFLINE_WINDOW_S,
               show_default=True,
               help="Clips longer than this many seconds get NeMo's offline transcript in windows this long (a third "
                    "overlapping, tokens merged by time; said in the report): one full-context pass needs memory "
                    "quadratic in the clip.")
-@click.option("--atol", type=float, default=1e-3, show_default=True, help="Absolute tolerance per element.")
-@click.option("--rtol", type=float, default=1e-3, show_default=True, help="Relative tolerance per element.")
+@click.option("--atol", type=FiniteRange(min=0), default=1e-3, show_default=True,
+              help="Absolute tolerance per element.")
+@click.option("--rtol", type=FiniteRange(min=0), default=1e-3, show_default=True,
+              help="Relative tolerance per element.")
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the report as Markdown.")
 def stream(checkpoint: str | None, audio: str | None, against: str, att_context: str | None, window_s: float | None,
@@ -79,6 +82,9 @@ def stream(checkpoint: str | None, audio: str | None, against: str, att_context:
                                 overlap_s, mel_left_s, Tolerance(atol=atol, rtol=rtol),
                                 step_packages=step_packages, role_map=role_map, offline=not no_offline,
                                 offline_window_s=offline_window_s, cache_states=cache_states)
+        from rnnt_tui.core.stream.precheck import check_stream_inputs
+
+        check_stream_inputs(request)  # before NeMo: bad files and options refused at once
         with status(json_mode) as progress:
             if window_s is not None:
                 from rnnt_tui.core.stream.windows import run_windows

@@ -28,6 +28,7 @@ MIN_RATE, MAX_RATE = 1000, 1_000_000  # Hz; outside this a header rate is corrup
 MAX_CHANNELS = 256
 _BLOCK_FRAMES = 1 << 16
 SOXR = "soxr HQ"
+NOT_AUDIO = "not readable audio (corrupt, or not a format libsndfile reads)"
 NATIVE = "rnnt-tui: libsndfile float32 (what NeMo's transcribe() reads for a mono file at the model's rate)"
 #: how a user gets the tool's own samples with NeMo alone (then `model.transcribe([samples])`)
 NEMO_AVERAGE = ("AudioSegment.from_file(path, target_sr=<model rate>, channel_selector='average').samples "
@@ -122,8 +123,7 @@ def load_audio(path: Path | str, sample_rate: int, min_seconds: float | None = N
     except BadInputError:
         raise
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OSError, EOFError) as exc:
-        raise BadInputError(path, f"not readable audio (corrupt, or not a format libsndfile reads): {exc}") \
-            from exc
+        raise BadInputError(path, f"{NOT_AUDIO}: {exc}") from exc
     if read == 0:
         raise BadInputError(path, "holds zero audio samples")
     seconds = read / rate
@@ -139,6 +139,20 @@ def load_audio(path: Path | str, sample_rate: int, min_seconds: float | None = N
     return Audio(path=path, samples=mono, sample_rate=sample_rate, original_rate=rate, channels=channels,
                  subtype=subtype, format=fmt, resampler=SOXR if resampled else "none",
                  loader=loader if resampled or channels > 1 else NATIVE)
+
+
+def check_readable(path: Path | str) -> None:
+    """Refuse, from its header alone (no sample read), a clip `load_audio` would refuse as missing, empty, not
+    audio or with a corrupt header, in the same words: a front end says so before anything slow starts."""
+    import soundfile as sf
+
+    path = Path(path).expanduser()
+    check_file(path, "audio file")
+    try:
+        info = sf.info(str(path))
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OSError, EOFError) as exc:
+        raise BadInputError(path, f"{NOT_AUDIO}: {exc}") from exc
+    _check_header(path, int(info.samplerate), int(info.channels))
 
 
 def _too_long(path: Path, seconds: float, max_seconds: float | None) -> BadInputError:

@@ -8,6 +8,7 @@ joint 1e-1/1e-2) tightened for fp32, where exports of these components typically
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rnnt_tui.core.components import COMPONENTS
@@ -55,11 +56,20 @@ def parse_override(text: str, kind: str) -> dict[str, float]:
         for component in names:
             if component not in COMPONENTS:
                 raise ValueError(f"--{kind}: unknown component {component!r} (use {', '.join(COMPONENTS)})")
-            try:
-                out[component] = float(value)
-            except ValueError:
-                raise ValueError(f"--{kind}: {value!r} is not a number") from None
+            out[component] = tolerance_number(value, kind)
     return out
+
+
+def tolerance_number(value: str, kind: str) -> float:
+    """One `--atol` / `--rtol` value: a finite number >= 0 (NaN would pass every element, a negative none);
+    ValueError saying which otherwise."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"--{kind}: {value!r} is not a number") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"--{kind}: {value!r} is not a tolerance (a finite number >= 0)")
+    return number
 
 
 def resolve(precision: str, atol: dict[str, float] | None = None,

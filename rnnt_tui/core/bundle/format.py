@@ -259,9 +259,20 @@ class Bundle:
             if list(shape) != list(entry["shape"]) or dtype != np.dtype(entry["dtype"]):
                 raise BadInputError(self.path, f"array {name} has shape {list(shape)} {dtype}, but the manifest "
                                                f"says {entry['shape']} {np.dtype(entry['dtype'])}")
+        self.verify_files(files)
+
+    def verify_files(self, files: tuple[str, ...] | None = None) -> int:
+        """Check every file under the `files` prefixes (None: all) against the manifest; how many there were."""
+        checked = 0
         for rel, entry in self.manifest.get("files", {}).items():
             if files is None or any(rel.startswith(prefix.rstrip("/") + "/") for prefix in files):
                 self._check(f"file {rel}", {**entry, "file": rel})
+                checked += 1
+        return checked
+
+    def inside(self, rel: str) -> bool:
+        """Whether `rel` (a path a bundle document names) stays inside the bundle."""
+        return isinstance(rel, str) and not Path(rel).is_absolute() and _inside(self.root / rel, self.root)
 
     def _check(self, what: str, entry: dict[str, Any]) -> None:
         file = self.root / str(entry.get("file", ""))

@@ -96,6 +96,8 @@ def stream_block(recording: Recording) -> dict[str, Any] | None:
             raise BadInputError(bundle.path, f"its streaming record is format {version!r}; this rnnt-tui reads "
                                              f"{STREAM_FORMAT}: upgrade rnnt-tui to replay it")
         contexts: list[dict[str, Any]] = []
+        if not block["contexts"]:
+            raise ValueError("no att context is recorded")
         for context in block["contexts"]:
             [int(x) for x in context["att_context_size"]]
             if version == 1:  # one clip: its chunks and offline tokens on the context
@@ -103,15 +105,18 @@ def stream_block(recording: Recording) -> dict[str, Any] | None:
                                                  "offline_tokens": context["offline_tokens"]}]}
             if not context["clips"] or not set(STREAM_CANDIDATES) <= set(context["steps"]):
                 raise ValueError("a context without clips or streaming steps")
+            for rel in (context["steps"][c] for c in STREAM_CANDIDATES):
+                if not bundle.inside(rel):
+                    raise ValueError(f"streaming step {rel!r} is not a folder inside the bundle")
             for clip in context["clips"]:
-                recording.clips[int(clip["clip"])], list(clip["offline_tokens"])
+                recording.clips[int(clip["clip"])], [int(t) for t in clip["offline_tokens"]]
                 if not clip["chunks"]:
                     raise ValueError(f"clip {clip['clip']} has no chunks")
                 for chunk in clip["chunks"]:
                     for name in chunk["arrays"].values():
                         if not bundle.has(name):
                             raise ValueError(f"array {name} is not in the manifest")
-                    int(chunk["length"]), float(chunk["compute_ms"]), list(chunk["tokens"])
+                    int(chunk["length"]), float(chunk["compute_ms"]), [int(t) for t in chunk["tokens"]]
             if contexts and [c["clip"] for c in context["clips"]] != [c["clip"] for c in contexts[0]["clips"]]:
                 raise ValueError("its contexts record different clips")
             contexts.append(context)
@@ -151,7 +156,6 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
     from rnnt_tui.core.corpus.streaming import stream_record, stream_rows
     from rnnt_tui.core.stream.compare import _context
     from rnnt_tui.core.stream.config import StreamRequest
-    from rnnt_tui.core.stream.step_kinds import STEPS
 
     if against not in STREAM_CANDIDATES:
         raise RuntimeUnavailableError(f"a streaming bundle replays against {' or '.join(STREAM_CANDIDATES)}, "
@@ -174,7 +178,7 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
         try:
             for context in block["contexts"]:
                 pair = [int(x) for x in context["att_context_size"]]
-                step = STEPS[against].from_folder(recording.bundle.file(context["steps"][against]), pair)
+                step = _recorded_step(recording, context["steps"][against], against, pair)
                 notes += [f"{pair}: {n}" for n in step.notes]
                 try:
                     for clip in context["clips"]:
@@ -204,3 +208,23 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
         return StreamReplay(tuple(results), tuple(rows), tuple(recording.bundle.meta.get("skipped", [])))
     finally:
         recording.close()
+
+
+def _recorded_step(recording: Recording, rel: str, against: str, pair: list[int]) -> Any:
+    """The streaming step recorded at `rel`, its files checked against the manifest first; a step that is missing,
+    damaged or cannot be loaded is a BadInputError naming the bundle (not the scratch folder it was unpacked to)."""
+    from rnnt_tui.core.stream.step_kinds import STEPS
+
+    bundle = recording.bundle
+    if not bundle.verify_files((rel,)):
+        raise BadInputError(bundle.path, f"its {against} streaming step for att context {pair} ({rel}) is missing: "
+                                         "the bundle is damaged")
+    try:
+        return STEPS[against].from_folder(bundle.file(rel), pair)
+    except BadInputError as exc:
+        where = f"{exc.path.name}: " if exc.path is not None else ""
+        raise BadInputError(bundle.path, f"its {against} streaming step ({rel}) cannot be used: {where}"
+                                         f"{exc.problem}") from exc
+    except Exception as exc:
+        raise BadInputError(bundle.path, f"its {against} streaming step ({rel}) cannot be loaded "
+                                         f"({type(exc).__name__}: {exc})") from exc

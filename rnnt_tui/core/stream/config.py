@@ -81,7 +81,7 @@ def cache_states_problem(request: StreamRequest) -> str | None:
     return None
 
 
-def _pairs(value: Any) -> list[list[int]]:
+def pairs(value: Any) -> list[list[int]]:
     """att_context_size as a list of [left, right] pairs (NeMo accepts one pair or a list of pairs)."""
     items = list(value)
     if items and not isinstance(items[0], (list, tuple)) and not hasattr(items[0], "__len__"):
@@ -91,10 +91,16 @@ def _pairs(value: Any) -> list[list[int]]:
 
 def streaming_problem(encoder: Any) -> str | None:
     """Why this encoder cannot run NeMo's cache-aware streaming (None when it can)."""
-    style = getattr(encoder, "att_context_style", None)
-    contexts = _pairs(getattr(encoder, "att_context_size_all", None) or [[-1, -1]])
     if not hasattr(encoder, "cache_aware_stream_step"):
         return f"its encoder ({type(encoder).__name__}) has no cache-aware streaming step"
+    return context_problem(getattr(encoder, "att_context_style", None),
+                           pairs(getattr(encoder, "att_context_size_all", None) or [[-1, -1]]))
+
+
+def context_problem(style: Any, contexts: list[list[int]]) -> str | None:
+    """Why an encoder of this att_context_style and these [left, right] contexts cannot stream (None: it can);
+    from the restored encoder (`streaming_problem`) or, before NeMo, from the checkpoint's config
+    (`core.stream.precheck`)."""
     if style != "chunked_limited":
         return (f"not a cache-aware streaming model: att_context_style {style!r}, att_context_size {contexts} "
                 f"(streaming needs chunked_limited); --window S runs it in fixed windows")
@@ -109,7 +115,7 @@ def streaming_contexts(path: Path, encoder: Any) -> list[list[int]]:
     problem = streaming_problem(encoder)
     if problem is not None:
         raise BadInputError(path, problem)
-    return _pairs(encoder.att_context_size_all)
+    return pairs(encoder.att_context_size_all)
 
 
 def choose_contexts(path: Path, encoder: Any, wanted: str | None) -> list[list[int]]:
@@ -119,14 +125,25 @@ def choose_contexts(path: Path, encoder: Any, wanted: str | None) -> list[list[i
         return [contexts[0]]
     if wanted == ALL_CONTEXTS:
         return contexts
+    return [trained_context(path, wanted, contexts)]
+
+
+def parse_att_context(wanted: str) -> list[int]:
+    """An "L,R" `--att-context` as [left, right]; BadInputError for anything else."""
     try:
         left, right = (int(x) for x in wanted.split(","))
     except ValueError as exc:
         raise BadInputError(None, f"--att-context {wanted!r}: give L,R (e.g. 70,13) or 'all'") from exc
+    return [left, right]
+
+
+def trained_context(path: Path, wanted: str, contexts: list[list[int]]) -> list[int]:
+    """The "L,R" asked for, which must be one of the model's `contexts`; BadInputError naming `path` otherwise."""
+    left, right = parse_att_context(wanted)
     if [left, right] not in contexts:
         raise BadInputError(path, f"att_context_size [{left}, {right}] is not one the model was trained with "
                                   f"({contexts})")
-    return [[left, right]]
+    return [left, right]
 
 
 def subsampling_factor(encoder: Any) -> int:
