@@ -5,6 +5,7 @@ needed them fails here; each takes well under a second (they took ~7-17 s when N
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,17 @@ def test_tolerances_must_be_finite_and_not_negative() -> None:
     for text in ("nan", "inf", "-1", "joint=nan"):
         with pytest.raises(ValueError, match="is not a tolerance"):
             parse_override(text, "atol")
+
+
+def test_corpus_stream_of_a_checkpoint_that_cannot_stream_makes_no_out_folder(tmp_path: Path) -> None:
+    """It used to restore the model first (~7 s) and leave --out with an empty results.jsonl."""
+    manifest = tmp_path / "one.jsonl"
+    manifest.write_text(json.dumps({"audio_filepath": str(CLIP), "text": "x"}) + "\n")
+    out = tmp_path / "out"
+    line = refusal_line(light("corpus", str(OFFLINE), str(manifest), "--stream", "--against", "onnx", "--out",
+                              str(out)))
+    assert OFFLINE.name in line and "not a cache-aware streaming model" in line
+    line = refusal_line(light("corpus", str(STREAMING), str(manifest), "--stream", "--att-context", "9",
+                              "--against", "onnx", "--out", str(out)))
+    assert "--att-context '9'" in line
+    assert not out.exists()

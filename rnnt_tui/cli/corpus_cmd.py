@@ -106,6 +106,10 @@ def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_u
         target = Path(out_dir).expanduser() if out_dir else \
             _default_out(manifest_path, against + ("-stream" if stream_mode else "")
                          + (f"-{subset.kind}{subset.count}-{rest}" if subset else ""), parsed_shard)
+        if stream_mode:  # before NeMo and before --out is made: a checkpoint that cannot stream, a bad context
+            from rnnt_tui.core.stream.precheck import check_streaming_checkpoint
+
+            check_streaming_checkpoint(checkpoint_path(checkpoint), att_context)
         request = CorpusRequest(checkpoint_path(checkpoint), manifest_path, against, target,
                                 RuntimeOptions(precision=precision, compute_units=compute_units,
                                                packages_dir=packages),
