@@ -24,7 +24,7 @@ from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
-from rnnt_tui.core.names import RUNTIME_LABELS, Status
+from rnnt_tui.core.names import AUDIO_SUFFIXES, RUNTIME_LABELS, Status
 from rnnt_tui.core.stream.config import STREAM_CANDIDATES
 
 if TYPE_CHECKING:
@@ -37,8 +37,6 @@ MANIFEST_SUFFIXES = (".json", ".jsonl", ".txt", ".lst")
 
 def is_manifest(path: Path) -> bool:
     """A manifest or list by its suffix, or a folder of clips (a folder named like a clip is a bad clip)."""
-    from rnnt_tui.core.audio import AUDIO_SUFFIXES  # numpy: only once a file is picked, never at start-up
-
     suffix = path.suffix.lower()
     return suffix in MANIFEST_SUFFIXES or (path.is_dir() and suffix not in AUDIO_SUFFIXES)
 
