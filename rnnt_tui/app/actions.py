@@ -62,6 +62,7 @@ class Actions(Calls):
     export_dir: Path
     from_corpus: bool = False
     run_when_ready: bool = False  # an utterance opened from the Corpus tab runs every step at once
+    sweep_asked: bool  # u before the runtime check answered: the sweep screen opens when it does
 
     # -- messages from widgets ----------------------------------------------------------------------
     def on_pipeline_strip_selected(self, message: PipelineStrip.Selected) -> None:
@@ -307,6 +308,10 @@ class Actions(Calls):
     def action_sweep(self) -> None:
         from rnnt_tui.app.screens.sweep import SweepScreen
 
+        if "coreml" not in self.state.availability:  # not checked yet: the screen opens with the answer
+            self.sweep_asked = True
+            self.check_runtimes()
+            return
         self.push_screen(SweepScreen(self.state.availability.get("coreml"), self.state.options.against,
                                      self.run_sweep))
 
