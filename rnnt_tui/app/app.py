@@ -172,8 +172,10 @@ class RnntApp(Controller, App[int]):
         """The first frame is on screen: only now start the background work (the runtime check waits for the
         first session, `check_runtimes`). The objects alive now (Textual, Rich, the widget tree) live as long as
         the app: `gc.freeze()` keeps the cyclic GC from walking them again on every full collection (one such walk
-        was a 60 ms stall here)."""
+        was a 60 ms stall here); `rnnt-tui` turned the GC off for its start-up (`main.run_app`), so it is turned
+        back on here."""
         gc.freeze()
+        gc.enable()
         for note in self.notes:
             self.notify(note, title="Opening the bundle", severity="warning", timeout=10)
         self.open_checkpoint(self.state.checkpoint)
