@@ -3,7 +3,8 @@
 `rnnt-tui [CHECKPOINT] [AUDIO]` opens the app without click and reads the command line as `open` does; telling a
 bundle from a checkpoint and reading its bundle.json imports no numpy in the app's process; the runtime check is
 asked once the first session is ready (or when the Runtimes tab or the sweep needs it), never alongside the first
-open; `u` before its answer opens the sweep screen with it. The engine's half (a call sent ahead) is in
+open; `u` before its answer opens the sweep screen with it; a bundle's first open, sent ahead to an engine started
+before the app runs, is the session the app shows. The transport's half of a call sent ahead is in
 `test_app_engine.py`.
 """
 
@@ -16,11 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_app import screen_text, wait_for
+from test_app import busy, of_type, ready, screen_text, wait_for
+from textual.message import Message
 from textual.widgets import RadioButton
 
 from rnnt_tui.app.app import RnntApp
 from rnnt_tui.app.choices import RuntimeChoices
+from rnnt_tui.app.engine_process import NUMBERS_PER_CHILD, ProcessEngine
+from rnnt_tui.app.messages import EngineEvent
+from rnnt_tui.core.pipeline.events import SessionReady, SummaryRead
 from rnnt_tui.paths import demo_audio, demo_checkpoint
 
 #: calls `rnnt_tui.cli.main` (argv[1]) and then click's own reading of the same line (`cli.group.run`), with
@@ -111,3 +116,33 @@ async def test_the_sweep_asked_before_the_runtime_check_opens_with_its_answer() 
         if sys.platform != "darwin":
             await pilot.pause(0.1)
             assert "needs macOS" in screen_text(app)
+
+
+@pytest.mark.slow
+async def test_a_bundle_opened_ahead_is_the_session_the_app_shows(tmp_path: Path) -> None:
+    """`run_app`'s way with a bundle: the engine started `urgent` and the first open sent before the app runs; the
+    app's own first open takes that call over - one summary, one session - and the steps run on it."""
+    from click.testing import CliRunner
+
+    from rnnt_tui.cli.bundle_cmd import record
+
+    bundle = tmp_path / "demo-bundle"
+    result = CliRunner().invoke(record, [str(demo_checkpoint()), str(demo_audio()), "--out", str(bundle),
+                                         "--runs", "1", "--warmup", "0", "--export", "onnx"])
+    assert result.exit_code == 0, result.output
+    engine = ProcessEngine()
+    engine.start(urgent=True)
+    app = RnntApp(bundle, demo_audio(), RuntimeChoices(against="onnx", runs=1, warmup=0), engine=engine)
+    app.open_ahead()
+    messages: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        assert len(of_type(messages, SummaryRead)) == 1 and len(of_type(messages, SessionReady)) == 1
+        assert of_type(messages, SummaryRead)[0].recorded and "Ready" in app.status.text
+        first = next(m for m in messages if isinstance(m, EngineEvent))
+        assert first.envelope.seq == NUMBERS_PER_CHILD + 1  # the events of the open sent ahead: not sent again
+        await pilot.press("r")
+        await wait_for(pilot, lambda: "decode" in app.state.results and not busy(app), "every step")
+        statuses = {n: r.status for n, r in app.state.results.items()}
+        assert statuses.pop("preprocessor") == "reference-only"  # ONNX Runtime has no preprocessor
+        assert set(statuses.values()) == {"done"}, {n: r.error for n, r in app.state.results.items()}
