@@ -109,10 +109,13 @@ async def test_the_sweep_asked_before_the_runtime_check_opens_with_its_answer() 
 
     app = NoOpenApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
     async with app.run_test(size=(120, 40)) as pilot:
+        assert not app.state.availability
         await pilot.press("u")
-        assert app.runtimes_asked and not isinstance(app.screen, SweepScreen)  # not with an unknown Core ML
+        assert app.runtimes_asked
         await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), "the sweep screen", timeout=120)
-        assert "coreml" in app.state.availability
+        screen = app.screen
+        assert isinstance(screen, SweepScreen)
+        assert screen.availability is not None and screen.availability == app.state.availability["coreml"]
         if sys.platform != "darwin":
             await pilot.pause(0.1)
             assert "needs macOS" in screen_text(app)

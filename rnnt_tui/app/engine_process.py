@@ -12,10 +12,11 @@ the core's plain event, its call, session and sequence number; the child never i
 they happen and are posted to the app by the one reader thread, so the app receives them in the order the engine
 emitted them whatever call they belong to; the caller's cancel flag is forwarded. `stop()` kills the child, so
 quitting mid-import or mid-conversion is immediate (the artifact cache is atomic: a killed build leaves nothing).
-The child imports what an open needs (`Engine.PRELOAD`) before it serves. `rnnt-tui BUNDLE` starts its child
-before it imports Textual (`start(urgent=True)`, its output going to the app's log) and sends the app's first open
-as soon as the app object exists (`send_ahead`: its events are held until the app, on its first frame, makes that
-same call), so a replay's light open overlaps the app's start-up instead of following its first frame.
+The child's side is `engine_child` (it imports what an open needs, `Engine.PRELOAD`, before it serves).
+`rnnt-tui BUNDLE` starts its child before it imports Textual (`start(urgent=True)`, its output going to the app's
+log) and sends the app's first open as soon as the app object exists (`send_ahead`: its events are held until the
+app, on its first frame, makes that same call), so a replay's light open overlaps the app's start-up instead of
+following its first frame.
 A child that dies is reported to the calls that were sent to it (not to calls already sent to its replacement);
 until the next open, a call that needs the model it held fails the same way; a fresh child starts on the next
 call.
@@ -24,7 +25,6 @@ call.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import itertools
 import os
 import pickle
@@ -33,14 +33,14 @@ import socket
 import subprocess
 import sys
 import threading
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rnnt_tui.app.engine import ActiveWorkers, Envelope, Post
+from rnnt_tui.app.engine_child import ENGINE, NICENESS
 from rnnt_tui.core.errors import CancelledError, RnntTuiError
 
 if TYPE_CHECKING:
@@ -51,21 +51,18 @@ if TYPE_CHECKING:
 
 POLL_S = 0.05  # how often a waiting caller looks at its cancel flag
 _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding this rnnt_tui package
-#: the child's CPU priority (a nice increment): on a machine whose cores the model's work fills (torch uses them
-#: all), the screen still gets a core at once when it has something to draw; when it has not, the work runs at full
-#: speed. Set first thing, so the child's own start-up never competes with the app's first frame either - unless
-#: it was started `urgent` (a bundle's light open, sent ahead): then once its first call is done.
-NICENESS = 10
+#: the child's command line: its nice value (`engine_child.NICENESS`) is set first thing, so the child's own
+#: start-up never competes with the app's first frame either - unless it was started `urgent` (a bundle's light
+#: open, sent ahead): then once its first call is done (`engine_child.serve`)
 _CHILD = ("import os, sys\n"
           "if sys.argv[5] != 'urgent' and hasattr(os, 'nice'):\n"
           f"    try:\n        os.nice({NICENESS})\n    except OSError:\n        pass\n"
-          "sys.path.insert(0, sys.argv[1]); from rnnt_tui.app.engine_process import main; "
+          "sys.path.insert(0, sys.argv[1]); from rnnt_tui.app.engine_child import main; "
           "main(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == 'urgent')")
 NUMBERS_PER_CHILD = 10**12  # each child numbers its sessions and events from its own block
 #: the calls that use the model a child holds: after that child died they fail until the next open
 NEEDS_MODEL = ("rebuild", "run_steps", "set_joint_mode", "sweep", "run_corpus", "precision", "export", "run_stream",
                "coreai_drift")
-ENGINE = "rnnt_tui.app.engine:Engine"  # what the child serves
 
 
 class EngineStoppedError(RnntTuiError):
@@ -362,91 +359,3 @@ def _output_file(path: Path | None) -> Iterator[int | None]:
 
 def _decode(kind: str, blob: bytes) -> Any:
     return pickle.loads(blob)  # from our own child process, over a private pipe: core events and results
-
-
-def _encode_error(exc: BaseException) -> bytes:
-    """The exception itself when it pickles (the app's handler tells bad files, cancels and write errors apart
-    by type), else a RuntimeError with its text; unexpected ones carry the child's traceback as a note."""
-    if not isinstance(exc, RnntTuiError | OSError):
-        exc.add_note("In the engine process:\n" + "".join(traceback.format_exception(exc)).rstrip())
-    try:
-        blob = pickle.dumps(exc)
-        pickle.loads(blob)  # checks the exception can be rebuilt
-    except Exception:  # noqa: BLE001
-        fallback = RuntimeError(f"{type(exc).__name__}: {exc}")
-        fallback.__notes__ = list(getattr(exc, "__notes__", []))
-        blob = pickle.dumps(fallback)
-    return blob
-
-
-def main(fd: str, engine: str = ENGINE, numbering_from: int = 0, urgent: bool = False) -> None:
-    """The child process's entry point (at `NICENESS`, set by `_CHILD`, unless `urgent`): serve the app on the
-    socket it was handed, once it has imported what the first open needs (`PRELOAD` of the engine class)."""
-    module, _, name = engine.partition(":")
-    served = getattr(importlib.import_module(module), name)
-    for preload in getattr(served, "PRELOAD", ()):  # a call sent meanwhile waits in the socket
-        with contextlib.suppress(Exception):  # a module that cannot load fails the call that needs it, with why
-            importlib.import_module(preload)
-    serve(Connection(int(fd)), served(numbering_from), urgent)
-
-
-def lower_priority() -> None:
-    """`NICENESS` for every thread of this process (Linux keeps a nice value per thread; macOS per process)."""
-    if not hasattr(os, "setpriority"):
-        return
-    target = os.getpriority(os.PRIO_PROCESS, 0) + NICENESS
-    tasks = Path("/proc/self/task")
-    for tid in [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]:
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, tid, target)
-
-
-def serve(conn: Connection, engine: Any, urgent: bool = False) -> None:
-    """The child: one engine; each call in its own thread; exits when the app's end of the pipe closes. Events
-    are numbered and sent under the engine's one order lock (`Engine.emitter`), so the pipe carries them in
-    order; a call's reply is sent after its last event. `urgent`: the process lowers its priority once its
-    first call is done."""
-    send_lock = threading.Lock()
-    cancels: dict[int, threading.Event] = {}
-    lowered = threading.Lock() if urgent else None  # held once the priority is lowered
-
-    def send(kind: str, pipe_id: int, blob: bytes) -> None:
-        with send_lock:
-            conn.send((kind, pipe_id, blob))
-
-    def poster(pipe_id: int) -> Callable[[Any], None]:
-        def post(envelope: Any) -> None:
-            send("post", pipe_id, pickle.dumps(envelope))
-
-        return post
-
-    def run(pipe_id: int, cancel: threading.Event, method: str, args: tuple[Any, ...],
-            kwargs: dict[str, Any] | None) -> None:
-        try:
-            if kwargs is None:
-                result = getattr(engine, method)(*args)
-            else:
-                result = getattr(engine, method)(*args, poster(pipe_id), cancel, **kwargs)
-            send("done", pipe_id, pickle.dumps(result))
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-            send("error", pipe_id, _encode_error(exc))
-        finally:
-            cancels.pop(pipe_id, None)
-            if lowered is not None and lowered.acquire(blocking=False):  # the first call to end: once
-                lower_priority()
-
-    while True:
-        try:
-            item = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            break
-        if item[0] == "call":
-            _, pipe_id, method, args, kwargs = item
-            cancel = cancels[pipe_id] = threading.Event()
-            threading.Thread(target=run, args=(pipe_id, cancel, method, args, kwargs), daemon=True,
-                             name=f"rnnt-tui-engine-{method}").start()
-        elif item[0] == "cancel":
-            flag = cancels.get(item[1])  # one look-up: the call's thread may drop it at any moment
-            if flag is not None:
-                flag.set()
-    os._exit(0)  # the app is gone: do not wait for a thread still inside torch or an export
