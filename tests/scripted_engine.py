@@ -19,6 +19,8 @@ class ScriptedEngine(Engine):
     """`run_steps(["burst:N", "block", "hang"])`: N progress events, a step that waits for its cancel flag, a
     step that never returns. No engine lock: concurrent calls interleave, as the transport must survive."""
 
+    PRELOAD = ()  # the transport needs none of the core
+
     def run_steps(self, names: Sequence[str], post: Post, cancel: threading.Event, call: int = 0) -> None:
         emit = self.emitter(post, call, self.session_id)
         for name in names:

@@ -74,6 +74,7 @@ async def ready(pilot: Pilot[Any]) -> RnntApp:
     app = pilot.app
     assert isinstance(app, RnntApp)
     await wait_for(pilot, lambda: app.state.session is not None and not busy(app), "the session")
+    await wait_for(pilot, lambda: bool(app.state.availability), "the runtime check (asked once the session is up)")
     await pilot.pause(0.1)
     return app
 

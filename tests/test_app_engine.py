@@ -131,3 +131,23 @@ def test_the_engine_child_never_imports_textual(engine: ProcessEngine) -> None:
     modules = engine.invoke("modules")
     assert "rnnt_tui.app.engine" in modules and "rnnt_tui.core.pipeline.pipeline" in modules
     assert not [m for m in modules if m.split(".")[0] in ("textual", "rich")]
+
+
+def test_a_call_sent_ahead_is_adopted_by_the_same_call_and_dropped_for_another(engine: ProcessEngine) -> None:
+    """`send_ahead` (a bundle's first open, sent while the app builds its first frame): when the app makes the same
+    call it gets that call's events - the ones the child produced for it, whole and in order, under the app's call
+    id - and its result; when the app makes another call first, none of the earlier call's events reach it."""
+    from rnnt_tui.app.engine_process import NUMBERS_PER_CHILD
+
+    engine.send_ahead("open_checkpoint", 300)
+    inbox = Inbox()
+    engine.open_checkpoint(300, inbox, threading.Event(), call=7)  # type: ignore[arg-type]
+    assert texts(inbox.got, 7) == [str(i) for i in range(300)] and {e.call for e in inbox.got} == {7}
+    assert inbox.got[0].seq == NUMBERS_PER_CHILD + 1  # the first events this child numbered: not sent twice
+
+    engine.send_ahead("open_checkpoint", 50)
+    other = Inbox()
+    engine.open_checkpoint(4, other, threading.Event(), call=8)  # type: ignore[arg-type]
+    assert texts(other.got, 8) == ["0", "1", "2", "3"] and {e.call for e in other.got} == {8}
+    engine.run_steps(["burst:2"], other, threading.Event(), call=9)  # after the dropped call's events, if any
+    assert texts(other.got, 9) == ["0", "1"] and {e.call for e in other.got} == {8, 9}

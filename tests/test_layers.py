@@ -92,13 +92,14 @@ def test_coreml_conversion_does_not_import_the_runtimes() -> None:
 
 
 def test_widgets_and_screens_never_import_the_engine() -> None:
-    engine = ("rnnt_tui.app.engine", "rnnt_tui.app.engine_process")
+    engine = ("rnnt_tui.app.engine", "rnnt_tui.app.engine_process", "rnnt_tui.app.engine_child")
     assert _violations("rnnt_tui.app.widgets", engine) + _violations("rnnt_tui.app.screens", engine) == []
 
 
 def test_the_engine_process_never_imports_textual() -> None:
     assert _violations("rnnt_tui.app.engine", ("textual",)) == []
     assert _violations("rnnt_tui.app.engine_process", ("textual", "rnnt_tui.app.messages")) == []
+    assert _violations("rnnt_tui.app.engine_child", ("textual", "rnnt_tui.app.messages")) == []
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:

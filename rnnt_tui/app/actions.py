@@ -47,6 +47,7 @@ class Actions(Opening):
     """The app's actions (bound to keys and listed in the command palette)."""
 
     export_dir: Path
+    sweep_asked: bool  # u before the runtime check answered: the sweep screen opens when it does
 
     # -- messages from widgets ----------------------------------------------------------------------
     def on_pipeline_strip_selected(self, message: PipelineStrip.Selected) -> None:
@@ -160,6 +161,10 @@ class Actions(Opening):
     def action_sweep(self) -> None:
         from rnnt_tui.app.screens.sweep import SweepScreen
 
+        if "coreml" not in self.state.availability:  # not checked yet: the screen opens with the answer
+            self.sweep_asked = True
+            self.check_runtimes()
+            return
         self.push_screen(SweepScreen(self.state.availability.get("coreml"), self.state.options.against,
                                      self.run_sweep))
 

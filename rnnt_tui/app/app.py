@@ -120,6 +120,8 @@ class RnntApp(Controller, App[int]):
         self.stale_panes = set()
         self.premounting = []
         self.premount_inflight = None
+        self.runtimes_asked = False
+        self.sweep_asked = False
 
     # read-only views of the state (callers outside the app read these; the app itself uses `self.state`)
     @property
@@ -167,13 +169,15 @@ class RnntApp(Controller, App[int]):
         self.show_step_detail()
 
     def on_ready(self) -> None:
-        """The first frame is on screen: only now start the background work. The objects alive now (Textual,
-        Rich, the widget tree) live as long as the app: `gc.freeze()` keeps the cyclic GC from walking them
-        again on every full collection (one such walk was a 60 ms stall here)."""
+        """The first frame is on screen: only now start the background work (the runtime check waits for the
+        first session, `check_runtimes`). The objects alive now (Textual, Rich, the widget tree) live as long as
+        the app: `gc.freeze()` keeps the cyclic GC from walking them again on every full collection (one such walk
+        was a 60 ms stall here); `rnnt-tui` turned the GC off for its start-up (`main.run_app`), so it is turned
+        back on here."""
         gc.freeze()
+        gc.enable()
         for note in self.notes:
             self.notify(note, title="Opening the bundle", severity="warning", timeout=10)
-        self.check_runtimes()
         self.open_checkpoint(self.state.checkpoint)
 
     def on_unmount(self) -> None:

@@ -3,7 +3,8 @@
 Opening a bundle in the app without `--against` must not default to a runtime the bundle cannot replay (ONNX
 Runtime needs the export recorded with `record --export onnx`; the MIL interpreter and Core ML need the packages
 recorded with `--convert`), and the header must name the bundle's own clip, not the demo's. Only the bundle's
-JSON is read here (no arrays, nothing extracted): the first frame still comes at once.
+JSON is read here (no arrays, nothing extracted, numpy not imported: `core.bundle.identify`): the first frame
+still comes at once.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ class BundleChoice:
 def bundle_meta(path: Path) -> dict[str, Any] | None:
     """The bundle's `bundle.json`, or None when `path` is not a readable bundle (the engine reports why)."""
     if not (path.is_dir() or (path.suffix.lower() != ".nemo" and zipfile.is_zipfile(path))):
-        return None  # a checkpoint (a .nemo tar, which can look like a zip: torch's weights inside): no numpy yet
-    from rnnt_tui.core.bundle.format import BUNDLE_FILE, is_bundle  # numpy: only for what may be a bundle
+        return None  # a checkpoint (a .nemo tar, which can look like a zip: torch's weights inside)
+    from rnnt_tui.core.bundle.identify import BUNDLE_FILE, is_bundle
 
     if not is_bundle(path):
         return None

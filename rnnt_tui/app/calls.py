@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 class Calls(Drawing):
     """Every engine call the app makes."""
 
+    runtimes_asked: bool  # the runtime check was started (it runs once)
+
     # -- calls: each begins on this thread (so a cancel or a newer call makes its events stale at once) and
     #    runs in a thread worker that calls the engine through the client and reports by messages ------------
     def post_envelope(self, envelope: Envelope) -> None:
@@ -38,12 +40,31 @@ class Calls(Drawing):
         self.post_message(message_for(envelope))
 
     def check_runtimes(self) -> None:
+        """Which candidate runtimes can run here (the Runtimes tab, the sweep screen), asked once: when the first
+        session is ready, or sooner if the Runtimes tab is shown or the sweep asked for. Not alongside the first
+        open: in the engine process the two compete for a core and its GIL, and the check (importing each runtime's
+        module) delayed the session by 0.4-1.3 s on a loaded machine."""
+        if self.runtimes_asked:
+            return
+        self.runtimes_asked = True
         self.run_worker(self._check_runtimes, thread=True, exclusive=True, exit_on_error=False, group="runtimes",
                         description="checking runtimes")
+
+    async def mount_pane(self, pane: str) -> None:
+        if pane == "tab-runtimes":
+            self.check_runtimes()  # shown before the first session was ready: its choices need the check
+        await super().mount_pane(pane)
 
     def _check_runtimes(self) -> None:
         with self.client.engine.track():
             self.post_message(RuntimesChecked(self.client.check_runtimes()))
+
+    def open_ahead(self) -> None:
+        """Before the app runs: send its first open (`on_ready`'s) to an engine process at once, so the engine works
+        while the first frame is built; that open then waits for it (`ProcessEngine.send_ahead`)."""
+        send_ahead = getattr(self.client.engine, "send_ahead", None)
+        if send_ahead is not None:
+            send_ahead("open_checkpoint", self.state.request(None, self.state.checkpoint))
 
     def open_checkpoint(self, path: Path, audio: Path | None = None) -> None:
         """Open `path` (a checkpoint or bundle) with `audio` (by default the clip open now)."""

@@ -93,6 +93,9 @@ class Controller(Actions):
     def on_runtimes_checked(self, message: msg.RuntimesChecked) -> None:
         self.state.availability = message.availability
         self.draw_tabs("tab-runtimes")
+        if self.sweep_asked:  # u came before the check's answer: the sweep screen opens with it
+            self.sweep_asked = False
+            self.action_sweep()
 
     @applied
     def on_session_ready(self, message: msg.SessionReady) -> None:
@@ -106,6 +109,7 @@ class Controller(Actions):
         self.show_header()
         self.show_results()
         self.draw_tabs("tab-runtimes")
+        self.call_after_refresh(self.check_runtimes)  # the first session is up (and painted): only now, once
         if session.candidate_note:
             self.notify(f"{session.candidate_note}. The reference (NeMo / PyTorch) still runs.",
                         title=f"{s.labels['candidate']} cannot run here", severity="warning", timeout=10)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from rnnt_tui.core.corpus.subset import Subset
@@ -71,6 +71,15 @@ class ActiveWorkers:
 class Engine(ActiveWorkers):
     """The pipeline the app shows, used only under `lock` by worker threads (in the app's own process here;
     `engine_process.ProcessEngine` runs this same class in a child process)."""
+
+    #: what opening a checkpoint or a bundle imports before its first event (numpy, the pipeline, a bundle's
+    #: replay, the summary's YAML, the runtimes' light modules - never torch, NeMo or a runtime's library): the
+    #: engine process imports them as soon as it starts, while the app builds its first frame
+    PRELOAD: ClassVar[tuple[str, ...]] = (
+        "rnnt_tui.core.pipeline.pipeline", "rnnt_tui.core.pipeline.driver", "rnnt_tui.core.pipeline.session",
+        "rnnt_tui.core.bundle.replay", "rnnt_tui.core.bundle.candidates", "rnnt_tui.core.checkpoint",
+        "rnnt_tui.core.summary", "rnnt_tui.core.audio", "rnnt_tui.core.runtimes.onnx_runtime",
+        "rnnt_tui.core.runtimes.mil_runtime", "rnnt_tui.core.runtimes.package_inventory", "rnnt_tui.versions")
 
     def __init__(self, numbering_from: int = 0) -> None:
         """`numbering_from`: where session ids and sequence numbers start (a replacement engine process starts

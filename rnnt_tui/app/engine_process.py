@@ -12,6 +12,11 @@ the core's plain event, its call, session and sequence number; the child never i
 they happen and are posted to the app by the one reader thread, so the app receives them in the order the engine
 emitted them whatever call they belong to; the caller's cancel flag is forwarded. `stop()` kills the child, so
 quitting mid-import or mid-conversion is immediate (the artifact cache is atomic: a killed build leaves nothing).
+The child's side is `engine_child` (it imports what an open needs, `Engine.PRELOAD`, before it serves).
+`rnnt-tui BUNDLE` starts its child before it imports Textual (`start(urgent=True)`, its output going to the app's
+log) and sends the app's first open as soon as the app object exists (`send_ahead`: its events are held until the
+app, on its first frame, makes that same call), so a replay's light open overlaps the app's start-up instead of
+following its first frame.
 A child that dies is reported to the calls that were sent to it (not to calls already sent to its replacement);
 until the next open, a call that needs the model it held fails the same way; a fresh child starts on the next
 call.
@@ -20,7 +25,6 @@ call.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import itertools
 import os
 import pickle
@@ -29,14 +33,14 @@ import socket
 import subprocess
 import sys
 import threading
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rnnt_tui.app.engine import ActiveWorkers, Post
+from rnnt_tui.app.engine import ActiveWorkers, Envelope, Post
+from rnnt_tui.app.engine_child import ENGINE, NICENESS
 from rnnt_tui.core.errors import CancelledError, RnntTuiError
 
 if TYPE_CHECKING:
@@ -47,13 +51,18 @@ if TYPE_CHECKING:
 
 POLL_S = 0.05  # how often a waiting caller looks at its cancel flag
 _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding this rnnt_tui package
-_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from rnnt_tui.app.engine_process import main; "
-          "main(sys.argv[2], sys.argv[3], int(sys.argv[4]))")
+#: the child's command line: its nice value (`engine_child.NICENESS`) is set first thing, so the child's own
+#: start-up never competes with the app's first frame either - unless it was started `urgent` (a bundle's light
+#: open, sent ahead): then once its first call is done (`engine_child.serve`)
+_CHILD = ("import os, sys\n"
+          "if sys.argv[5] != 'urgent' and hasattr(os, 'nice'):\n"
+          f"    try:\n        os.nice({NICENESS})\n    except OSError:\n        pass\n"
+          "sys.path.insert(0, sys.argv[1]); from rnnt_tui.app.engine_child import main; "
+          "main(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == 'urgent')")
 NUMBERS_PER_CHILD = 10**12  # each child numbers its sessions and events from its own block
 #: the calls that use the model a child holds: after that child died they fail until the next open
 NEEDS_MODEL = ("rebuild", "run_steps", "set_joint_mode", "sweep", "run_corpus", "precision", "export", "run_stream",
                "coreai_drift")
-ENGINE = "rnnt_tui.app.engine:Engine"  # what the child serves
 
 
 class EngineStoppedError(RnntTuiError):
@@ -69,13 +78,42 @@ class _Call:
     conn: Connection
 
 
+class _Held:
+    """The sink of a call sent ahead (`ProcessEngine.send_ahead`): its events are kept until the app makes the same
+    call (`adopt`), then posted to the app's sink under the app's call id, in the order the child sent them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: list[Envelope] = []
+        self.post: Post | None = None
+        self.call = 0
+
+    def __call__(self, envelope: Envelope) -> None:
+        with self.lock:  # the reader's next event waits while `adopt` posts the held ones
+            if self.post is None:
+                self.events.append(envelope)
+                return
+            post, call = self.post, self.call
+        post(replace(envelope, call=call))
+
+    def adopt(self, post: Post, call: int) -> None:
+        with self.lock:
+            for envelope in self.events:
+                post(replace(envelope, call=call))
+            self.events.clear()
+            self.post, self.call = post, call
+
+
 class ProcessEngine(ActiveWorkers):
     """`engine.Engine`, run in a child process; the same methods, called from the app's worker threads."""
 
-    def __init__(self, engine: str = ENGINE) -> None:
-        """`engine`: the engine class the child runs, as `module:Class` (tests run a scripted one)."""
+    def __init__(self, engine: str = ENGINE, output: Path | None = None) -> None:
+        """`engine`: the engine class the child runs, as `module:Class` (tests run a scripted one). `output`: a
+        file for what the child writes to its stdout and stderr (native libraries' warnings), appended to; None:
+        this process's own (the app points them at its log while it runs)."""
         super().__init__()
         self._engine = engine
+        self._output = output
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
@@ -84,6 +122,8 @@ class ProcessEngine(ActiveWorkers):
         self._children = 0
         self._lost: int | None = None  # exit code of a child that died holding the model (until the next open)
         self._stopping = False
+        self._ahead: tuple[str, tuple[Any, ...], int, _Held] | None = None  # a call sent before it was made
+        self._urgent = False  # the next child runs its first call at normal priority
 
     # -- the Engine's methods -----------------------------------------------------------------------
     def open_checkpoint(self, request: Request, post: Post, cancel: threading.Event, call: int = 0) -> None:
@@ -128,6 +168,49 @@ class ProcessEngine(ActiveWorkers):
         result: list[Path] = self._call("export", (directory, stem))
         return result
 
+    def start(self, urgent: bool = False) -> None:
+        """Start the child now rather than on the first call (what the app does for a bundle before it imports
+        Textual). `urgent`: its first call (a bundle's open, `send_ahead`) runs at normal priority, so that it is
+        done by the time the first frame is: a replay's open is light; NeMo's restore would not be."""
+        with self._lock:
+            if not self._stopping:
+                self._urgent = urgent
+                self._started()
+
+    def send_ahead(self, method: str, *args: Any) -> None:
+        """Send `method(*args)` to the child now, before the app makes that call (its first open, while its first
+        frame is built). Its events are held; when the app makes the same call, it waits for this one and gets
+        its events then; if it makes another call first, this one is cancelled."""
+        with self._lock:
+            if self._stopping:
+                return
+            conn = self._started()
+            pipe_id, held = next(self._ids), _Held()
+            self._calls[pipe_id] = _Call(queue.Queue(), held, conn)
+            self._ahead = (method, args, pipe_id, held)
+            try:
+                conn.send(("call", pipe_id, method, args, {"call": 0}))
+            except OSError:
+                self._calls[pipe_id].inbox.put(("stopped", None))
+
+    def _take_ahead(self, method: str, args: tuple[Any, ...], post: Post | None, call: int) -> tuple[int, _Call] | None:
+        """The call sent ahead, if it is this one (called under `_lock`): its events now go to `post`. Another
+        call: the one sent ahead is cancelled and forgotten."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        sent, pipe_id, held = ahead[:2], ahead[2], ahead[3]
+        entry = self._calls.get(pipe_id)
+        if entry is not None and sent == (method, args) and entry.conn is self._conn:
+            if post is not None:
+                held.adopt(post, call)
+            return pipe_id, entry
+        self._calls.pop(pipe_id, None)
+        if entry is not None and entry.conn is self._conn:
+            with contextlib.suppress(OSError):
+                entry.conn.send(("cancel", pipe_id))
+        return None
+
     def stop(self) -> None:
         """Kill the child (quitting): every waiting call ends with `CancelledError` at once."""
         with self._lock:
@@ -146,7 +229,6 @@ class ProcessEngine(ActiveWorkers):
               cancel: threading.Event | None = None, call: int = 0) -> Any:
         """Send one call and wait for its reply. Its events are not handled here: the reader posts every event
         of every call itself, in the order the child sent them (one thread, so one order)."""
-        inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         with self._lock:
             if self._stopping:
                 raise CancelledError("the app is quitting")
@@ -157,13 +239,18 @@ class ProcessEngine(ActiveWorkers):
             elif self._lost is not None and method in NEEDS_MODEL:  # a fresh child would not hold the model
                 raise EngineStoppedError(f"the engine process stopped unexpectedly (exit code {self._lost}) and "
                                          f"the model went with it; open the checkpoint again (o)")
-            conn = self._started()
-            pipe_id = next(self._ids)
-            self._calls[pipe_id] = _Call(inbox, post, conn)
-            try:
-                conn.send(("call", pipe_id, method, args, {"call": call} if post is not None else None))
-            except OSError:
-                inbox.put(("stopped", None))
+            ahead = self._take_ahead(method, args, post, call)
+            if ahead is not None:
+                pipe_id, entry = ahead
+                inbox, conn = entry.inbox, entry.conn
+            else:
+                conn = self._started()
+                pipe_id, inbox = next(self._ids), queue.Queue()
+                self._calls[pipe_id] = _Call(inbox, post, conn)
+                try:
+                    conn.send(("call", pipe_id, method, args, {"call": call} if post is not None else None))
+                except OSError:
+                    inbox.put(("stopped", None))
         told_cancel = False
         try:
             while True:
@@ -204,9 +291,11 @@ class ProcessEngine(ActiveWorkers):
         mine, theirs = socket.socketpair()
         self._children += 1
         numbering = str(self._children * NUMBERS_PER_CHILD)
-        with theirs:
+        urgent, self._urgent = self._urgent, False  # a replacement child never is
+        with theirs, _output_file(self._output) as out:
             proc = subprocess.Popen([sys.executable, "-c", _CHILD, _ROOT, str(theirs.fileno()), self._engine,
-                                     numbering], pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+                                     numbering, "urgent" if urgent else "low"], pass_fds=(theirs.fileno(),),
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         conn = Connection(mine.detach())
         self._proc, self._conn = proc, conn
         threading.Thread(target=self._read, args=(conn, proc), name="rnnt-tui-engine-reader", daemon=True).start()
@@ -249,81 +338,24 @@ class ProcessEngine(ActiveWorkers):
             inbox.put(("stopped", proc.returncode))
 
 
+@contextlib.contextmanager
+def _output_file(path: Path | None) -> Iterator[int | None]:
+    """A descriptor appending to `path` for the child's stdout and stderr (None, or a file that cannot be opened:
+    the child shares this process's)."""
+    if path is None:
+        yield None
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def _decode(kind: str, blob: bytes) -> Any:
     return pickle.loads(blob)  # from our own child process, over a private pipe: core events and results
-
-
-def _encode_error(exc: BaseException) -> bytes:
-    """The exception itself when it pickles (the app's handler tells bad files, cancels and write errors apart
-    by type), else a RuntimeError with its text; unexpected ones carry the child's traceback as a note."""
-    if not isinstance(exc, RnntTuiError | OSError):
-        exc.add_note("In the engine process:\n" + "".join(traceback.format_exception(exc)).rstrip())
-    try:
-        blob = pickle.dumps(exc)
-        pickle.loads(blob)  # checks the exception can be rebuilt
-    except Exception:  # noqa: BLE001
-        fallback = RuntimeError(f"{type(exc).__name__}: {exc}")
-        fallback.__notes__ = list(getattr(exc, "__notes__", []))
-        blob = pickle.dumps(fallback)
-    return blob
-
-
-NICENESS = 10
-
-
-def main(fd: str, engine: str = ENGINE, numbering_from: int = 0) -> None:
-    """The child process's entry point: serve the app on the socket it was handed. At a lower CPU priority: on
-    a machine whose cores the model's work fills (torch uses them all), the screen still gets a core at once
-    when it has something to draw; when it has not, the work runs at full speed."""
-    if hasattr(os, "nice"):
-        with contextlib.suppress(OSError):
-            os.nice(NICENESS)
-    module, _, name = engine.partition(":")
-    serve(Connection(int(fd)), getattr(importlib.import_module(module), name)(numbering_from))
-
-
-def serve(conn: Connection, engine: Any) -> None:
-    """The child: one engine; each call in its own thread; exits when the app's end of the pipe closes. Events
-    are numbered and sent under the engine's one order lock (`Engine.emitter`), so the pipe carries them in
-    order; a call's reply is sent after its last event."""
-    send_lock = threading.Lock()
-    cancels: dict[int, threading.Event] = {}
-
-    def send(kind: str, pipe_id: int, blob: bytes) -> None:
-        with send_lock:
-            conn.send((kind, pipe_id, blob))
-
-    def poster(pipe_id: int) -> Callable[[Any], None]:
-        def post(envelope: Any) -> None:
-            send("post", pipe_id, pickle.dumps(envelope))
-
-        return post
-
-    def run(pipe_id: int, cancel: threading.Event, method: str, args: tuple[Any, ...],
-            kwargs: dict[str, Any] | None) -> None:
-        try:
-            if kwargs is None:
-                result = getattr(engine, method)(*args)
-            else:
-                result = getattr(engine, method)(*args, poster(pipe_id), cancel, **kwargs)
-            send("done", pipe_id, pickle.dumps(result))
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
-            send("error", pipe_id, _encode_error(exc))
-        finally:
-            cancels.pop(pipe_id, None)
-
-    while True:
-        try:
-            item = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            break
-        if item[0] == "call":
-            _, pipe_id, method, args, kwargs = item
-            cancel = cancels[pipe_id] = threading.Event()
-            threading.Thread(target=run, args=(pipe_id, cancel, method, args, kwargs), daemon=True,
-                             name=f"rnnt-tui-engine-{method}").start()
-        elif item[0] == "cancel":
-            flag = cancels.get(item[1])  # one look-up: the call's thread may drop it at any moment
-            if flag is not None:
-                flag.set()
-    os._exit(0)  # the app is gone: do not wait for a thread still inside torch or an export

@@ -15,6 +15,7 @@ from textual.widgets import TabbedContent
 
 from rnnt_tui.app.bundle_choice import choose
 from rnnt_tui.app.calls import Calls
+from rnnt_tui.core.names import AUDIO_SUFFIXES
 
 if TYPE_CHECKING:
     from rnnt_tui.app.widgets.corpus_view import CorpusView
@@ -25,8 +26,6 @@ MANIFEST_SUFFIXES = (".json", ".jsonl", ".txt", ".lst")
 
 def is_manifest(path: Path) -> bool:
     """A manifest or list by its suffix, or a folder of clips (a folder named like a clip is a bad clip)."""
-    from rnnt_tui.core.audio import AUDIO_SUFFIXES  # numpy: only once a file is picked, never at start-up
-
     suffix = path.suffix.lower()
     return suffix in MANIFEST_SUFFIXES or (path.is_dir() and suffix not in AUDIO_SUFFIXES)
 

@@ -11,25 +11,8 @@ import importlib
 
 import click
 
+from rnnt_tui.cli import COMMANDS
 from rnnt_tui.exit_codes import ExitCode
-
-#: subcommand -> "module:click command" in this package
-COMMANDS = {
-    "open": "open_app:open_app",
-    "inspect": "inspect_cmd:inspect",
-    "run": "run_cmd:run",
-    "compare": "compare_cmd:compare",
-    "convert": "convert_cmd:convert",
-    "cache": "cache_cmd:cache",
-    "corpus": "corpus_cmd:corpus",
-    "corpus-report": "corpus_cmd:corpus_report",
-    "record": "bundle_cmd:record",
-    "replay": "bundle_cmd:replay",
-    "precision": "precision_cmd:precision",
-    "lint": "precision_cmd:lint",
-    "stream": "stream_cmd:stream",
-    "coreai-drift": "coreai_cmd:coreai_drift",
-}
 
 
 class _LazyGroup(click.Group):

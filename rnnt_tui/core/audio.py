@@ -23,7 +23,6 @@ from rnnt_tui.core.archive import check_file
 from rnnt_tui.core.clip import ClipInfo
 from rnnt_tui.core.errors import BadInputError
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64")
 MIN_RATE, MAX_RATE = 1000, 1_000_000  # Hz; outside this a header rate is corrupt, not audio
 MAX_CHANNELS = 256
 _BLOCK_FRAMES = 1 << 16

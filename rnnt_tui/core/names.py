@@ -26,6 +26,9 @@ class Status(str, Enum):
         return self.value
 
 
+#: what an audio clip's file is called (anything else given as a clip is a manifest, a list or a folder)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64")
+
 #: the two sides of a comparison
 REFERENCE = "reference"
 CANDIDATE = "candidate"

@@ -36,7 +36,7 @@ def checkpoint_kind() -> FileKind:
 
 
 def audio_kind() -> FileKind:
-    from rnnt_tui.core.audio import AUDIO_SUFFIXES
+    from rnnt_tui.core.names import AUDIO_SUFFIXES
 
     return FileKind("audio", "Open a clip", tuple(AUDIO_SUFFIXES), "Audio (" + " ".join(AUDIO_SUFFIXES) + ")")
 

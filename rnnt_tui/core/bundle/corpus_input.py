@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnt_tui.core.audio import AUDIO_SUFFIXES
 from rnnt_tui.core.corpus.manifest import ManifestError, Utterance, read_manifest
 from rnnt_tui.core.errors import BadInputError
+from rnnt_tui.core.names import AUDIO_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -27,20 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from rnnt_tui.core.bundle.identify import BUNDLE_FILE, ZIP_SUFFIX
 from rnnt_tui.core.errors import BadInputError
 
 FORMAT_NAME = "rnnt-tui bundle"
 FORMAT_VERSION = 1
-BUNDLE_FILE = "bundle.json"
 MANIFEST_FILE = "manifest.json"
-ZIP_SUFFIX = ".rnntb"
 ARRAY_DIR = "arrays"
 _CHUNK = 8 * 1024 * 1024
-
-
-def is_bundle(path: Path) -> bool:
-    """Whether `path` is an rnnt-tui bundle (a folder with bundle.json, or a .rnntb zip) rather than a checkpoint."""
-    return path.suffix == ZIP_SUFFIX or (path.is_dir() and (path / BUNDLE_FILE).is_file())
 
 
 def sha256_file(path: Path) -> str:

@@ -260,7 +260,7 @@ def open_recording(path: Path | str, against: str | None, precision: str | None 
 
 def recording_for(request: Request) -> Recording | None:
     """The recording `request.checkpoint` names (a bundle), or None: it is a checkpoint, NeMo restores it."""
-    from rnnt_tui.core.bundle.format import is_bundle
+    from rnnt_tui.core.bundle.identify import is_bundle
 
     return open_recording(request.checkpoint, request.against) if is_bundle(request.checkpoint) else None
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rnnt_tui.core.archive import check_file
-from rnnt_tui.core.audio import AUDIO_SUFFIXES
 from rnnt_tui.core.errors import BadInputError
+from rnnt_tui.core.names import AUDIO_SUFFIXES
 
 NEMO, FOLDER, PATH_LIST = "nemo-manifest", "folder", "path-list"
 _MANIFEST_SUFFIXES = (".json", ".jsonl", ".manifest")
