@@ -183,6 +183,20 @@ class Drawing(_Base):
         else:
             self.mounted_panes.add("tab-tables")
             self.stale_panes.add("tab-tables")
+            self.call_after_refresh(self.warm_tables)
+
+    def warm_tables(self) -> None:
+        """While the Tables tab is hidden, render a few of its tables' lines per frame into their cell caches
+        (`LiveTable.warm`): its first paint then costs the layout and the lines' assembly, not ~140 cells rendered
+        through Rich in one frame (~45 ms)."""
+        from rnnt_tui.app.widgets.tables import LiveTable
+
+        if self.query_one(TabbedContent).active == "tab-tables":
+            return  # on screen: painted already
+        for table in self.query(LiveTable):
+            if table.warm():
+                self.call_after_refresh(self.warm_tables)
+                return
 
     async def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
         """A tab came on screen: mount its widgets the first time (the rest at once if they were being mounted

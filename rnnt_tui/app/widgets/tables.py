@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual.cache import LRUCache
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
@@ -40,7 +42,51 @@ class LiveTable(DataTable[Any]):
     COLUMNS: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, **kwargs: Any) -> None:
+        self._rows_only = False  # set while `set_cells` updates a row: the row is repainted, not the table
+        self._cells: LRUCache[tuple[Any, ...], tuple[Any, Any]] = LRUCache(4000)  # key -> (value, lines)
         super().__init__(zebra_stripes=True, cursor_type="row", **kwargs)
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Any, width: int, cursor: bool = False,
+                     hover: bool = False) -> Any:
+        """DataTable's cell rendering, reusing the lines of a cell whose value (the same object: cells are
+        replaced, never mutated), place, style and width are unchanged. DataTable keys its own cell cache by one
+        update counter, so after any change - a new row of results, a column grown by one character - it
+        rendered every visible cell again through Rich (~0.2-0.3 ms each, ~140 in the diffs table)."""
+        if column_index < 0 or row_index < -1:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        value = self.ordered_columns[column_index].label if row_index == -1 else \
+            self.get_cell_at(Coordinate(row_index, column_index))
+        key = (row_index, column_index, id(value), base_style, width, cursor, hover, self._show_hover_cursor,
+               self._pseudo_class_state, self.show_cursor, self.cursor_type)
+        hit = self._cells.get(key)
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        self._cells[key] = (value, lines)
+        return lines
+
+    def warm(self, lines: int = 3) -> bool:
+        """Render the next `lines` lines (header first) into the cell cache, off screen; False once every line
+        is. Called a few lines per frame while the table's tab is hidden, so the tab's first paint (run all shows
+        it) finds its cells rendered instead of rendering them all in one frame."""
+        start = getattr(self, "_warmed", 0)
+        total = self.header_height + self.row_count
+        self._pseudo_class_state = self.get_pseudo_class_state()  # as `render_lines` sets it before painting
+        for y in range(start, min(start + lines, total)):
+            self.render_line(y)
+        self._warmed = min(start + lines, total)
+        return self._warmed < total
+
+    def notify_style_update(self) -> None:
+        self._cells.clear()  # a new theme or a CSS change: the component styles the cells were rendered with
+        super().notify_style_update()
+
+    def refresh(self, *regions: Any, repaint: bool = True, layout: bool = False, recompose: bool = False) -> Any:
+        """As DataTable's, except that the whole-table repaint `update_cell` asks for is skipped while `set_cells`
+        updates one row (it repaints that row's lines itself)."""
+        if self._rows_only and not regions and repaint and not layout and not recompose:
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
@@ -58,15 +104,23 @@ class LiveTable(DataTable[Any]):
         """Update the cells whose value or style changed (each result re-sends every row)."""
         if key not in self.rows:
             return
-        for column, value in values.items():
-            value = _text(value)
-            old = self.get_cell(key, column)
-            if old == value and getattr(old, "style", None) == value.style:
-                continue
-            width, old_width = value.cell_len, _width(old)
-            widest = self.columns[ColumnKey(column)].content_width
-            resize = width > widest or (old_width >= widest and width < old_width)
-            self.update_cell(key, column, value, update_width=resize)
+        changed = False
+        self._rows_only = True
+        try:
+            for column, value in values.items():
+                value = _text(value)
+                old = self.get_cell(key, column)
+                if old == value and getattr(old, "style", None) == value.style:
+                    continue
+                width, old_width = value.cell_len, _width(old)
+                widest = self.columns[ColumnKey(column)].content_width
+                resize = width > widest or (old_width >= widest and width < old_width)
+                self.update_cell(key, column, value, update_width=resize)
+                changed = True
+        finally:
+            self._rows_only = False
+        if changed:
+            self.refresh_row(self.get_row_index(key))
 
     def reset_rows(self, keys: Iterable[str]) -> None:
         """Blank every value cell of `keys` (a new session), keeping the rows and their order."""
