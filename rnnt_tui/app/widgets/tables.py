@@ -7,7 +7,9 @@ Rows are created once (`prime`, when the table is mounted) from the component co
 Why the care: DataTable re-renders every visible cell after any update (its render caches are keyed by an update
 count), and a cell updated with `update_width=True` is measured again on idle - its whole column when it got
 narrower. So a cell is set only when it changed, as `Text` (a `str` would be parsed as markup at each render), and
-asks for a width update only when the column's width can change (it grows, or its widest cell shrinks).
+asks for a width update only when the column's width can change (it grows, or its widest cell shrinks); the row
+it is in is repainted, not the table, and each cell's rendered lines are kept until its value, style or width
+changes (`LiveTable._render_cell`); `warm` renders them while the table's tab is hidden.
 Every number shown is a field of a core result (`DiffStats`, `Timings`, `StepResult.to_json` for the RTF).
 """
 
