@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from rich.segment import Segment
 from rich.text import Text
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
@@ -46,6 +47,7 @@ class LiveTable(DataTable[Any]):
     def __init__(self, **kwargs: Any) -> None:
         self._rows_only = False  # set while `set_cells` updates a row: the row is repainted, not the table
         self._cells: LRUCache[tuple[Any, ...], tuple[Any, Any]] = LRUCache(4000)  # key -> (value, lines)
+        self._last_width: LRUCache[tuple[Any, ...], tuple[Any, int, Any]] = LRUCache(2000)  # -> (value, width, lines)
         super().__init__(zebra_stripes=True, cursor_type="row", **kwargs)
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Any, width: int, cursor: bool = False,
@@ -58,13 +60,18 @@ class LiveTable(DataTable[Any]):
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         value = self.ordered_columns[column_index].label if row_index == -1 else \
             self.get_cell_at(Coordinate(row_index, column_index))
-        key = (row_index, column_index, id(value), base_style, width, cursor, hover, self._show_hover_cursor,
-               self._pseudo_class_state, self.show_cursor, self.cursor_type)
-        hit = self._cells.get(key)
+        place = (row_index, column_index, id(value), base_style, cursor, hover, self._show_hover_cursor,
+                 self._pseudo_class_state, self.show_cursor, self.cursor_type)
+        hit = self._cells.get((*place, width))
         if hit is not None and hit[0] is value:
             return hit[1]
-        lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        self._cells[key] = (value, lines)
+        last = self._last_width.get(place)  # the same cell rendered at another width (its column grew)
+        lines = _widened(value, last[2], last[1], width, self.cell_padding) \
+            if last is not None and last[0] is value else None
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        self._cells[(*place, width)] = (value, lines)
+        self._last_width[place] = (value, width, lines)
         return lines
 
     def warm(self, lines: int = 3) -> bool:
@@ -81,6 +88,7 @@ class LiveTable(DataTable[Any]):
 
     def notify_style_update(self) -> None:
         self._cells.clear()  # a new theme or a CSS change: the component styles the cells were rendered with
+        self._last_width.clear()
         super().notify_style_update()
 
     def refresh(self, *regions: Any, repaint: bool = True, layout: bool = False, recompose: bool = False) -> Any:
@@ -173,6 +181,20 @@ class ShapesTable(LiveTable):
             else:
                 match, cand_cell = state_text(result.status), Text(DASH, style="dim")
             self.set_cells(key, {"reference": _tensor(info), "candidate": cand_cell, "match": match})
+
+
+def _widened(value: Any, lines: list[list[Segment]], width: int, new_width: int, padding: int) -> Any:
+    """A one-line, left-aligned `Text` cell rendered at `width`, at the wider `new_width`: the same segments with
+    the difference in blanks before the right padding, styled as that padding (Rich pads the text with the
+    padding's style, then DataTable styles both alike). None when the cell is anything else (Rich renders it)."""
+    if new_width <= width or not isinstance(value, Text) or value.justify not in (None, "default") or \
+            "\n" in value.plain or value.cell_len > width - 2 * padding or len(lines) != 1:
+        return None
+    line = lines[0]
+    if not line or line[-1].text != " " * padding or padding == 0 or Segment.get_line_length(line) != width:
+        return None
+    right = line[-1]
+    return [[*line[:-1], Segment(" " * (new_width - width), right.style), right]]
 
 
 def _text(value: Any) -> Text:
