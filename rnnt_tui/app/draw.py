@@ -244,7 +244,7 @@ class Drawing(_Base):
 
     def draw_tables(self, table: str) -> None:
         """One of the Tables tab's tables ("diffs" with the transcript line, "timings", "shapes"), from the state;
-        the next one after the next frame: a DataTable repaints all its visible cells after any change, so each
+        the next one after the next frame: a table whose column grew is laid out and repainted whole, so each
         table gets a frame of its own."""
         from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
 
