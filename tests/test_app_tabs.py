@@ -86,3 +86,28 @@ async def test_a_column_is_resized_only_when_its_width_can_change() -> None:
         await pilot.pause(0.1)
         assert column.content_width == start
         assert isinstance(table.get_cell("encoder/encoded", "rmse"), Text)  # never parsed as markup
+
+
+async def test_the_tables_paint_exactly_what_a_fresh_render_paints() -> None:
+    """A cell update repaints its row only and cells keep their rendered lines (`LiveTable`): after updates that
+    grow, keep and shrink columns, the lines on screen equal those of a render from scratch (all caches dropped)."""
+    from textual.geometry import Region
+
+    app = IdleApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        await pilot.pause(0.2)
+        table = app.query_one(DiffsTable)
+        shown = []
+        for cells in ({"rmse": "1.234567890123", "result": Text("pass", style="bold green")},  # grows
+                      {"rmse": "0.5", "cosine": "1 - 2.0e-07"},  # narrower / another column grows
+                      {"rmse": "0.25", "result": Text("FAIL", style="bold white on red")}):  # the widest shrank
+            table.set_cells("encoder/encoded", cells)
+            table.set_cells("joint/logits", {"max_abs": "3.5e-06"})
+            await pilot.pause(0.1)
+            whole = Region(0, 0, *table.size)
+            shown = [list(strip) for strip in table.render_lines(whole)]
+            table.notify_style_update()  # drops every cache (DataTable's and LiveTable's) and repaints it all
+            await pilot.pause(0.1)
+            assert shown == [list(strip) for strip in table.render_lines(whole)]
+        assert any("1 - 2.0e-07" in "".join(s.text for s in line) for line in shown)

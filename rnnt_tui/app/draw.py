@@ -183,6 +183,20 @@ class Drawing(_Base):
         else:
             self.mounted_panes.add("tab-tables")
             self.stale_panes.add("tab-tables")
+            self.call_after_refresh(self.warm_tables)
+
+    def warm_tables(self) -> None:
+        """While the Tables tab is hidden, render a few of its tables' lines per frame into their cell caches
+        (`LiveTable.warm`): its first paint then costs the layout and the lines' assembly, not ~140 cells rendered
+        through Rich in one frame (~45 ms)."""
+        from rnnt_tui.app.widgets.tables import LiveTable
+
+        if self.query_one(TabbedContent).active == "tab-tables":
+            return  # on screen: painted already
+        for table in self.query(LiveTable):
+            if table.warm():
+                self.call_after_refresh(self.warm_tables)
+                return
 
     async def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
         """A tab came on screen: mount its widgets the first time (the rest at once if they were being mounted
@@ -230,7 +244,7 @@ class Drawing(_Base):
 
     def draw_tables(self, table: str) -> None:
         """One of the Tables tab's tables ("diffs" with the transcript line, "timings", "shapes"), from the state;
-        the next one after the next frame: a DataTable repaints all its visible cells after any change, so each
+        the next one after the next frame: a table whose column grew is laid out and repainted whole, so each
         table gets a frame of its own."""
         from rnnt_tui.app.widgets.tables import DiffsTable, ShapesTable, TimingsTable
 
