@@ -111,6 +111,15 @@ def test_streaming_records_and_rows(full: tuple[Path, list[Any]]) -> None:
         max(e["max_drift_free_running"] for e in entries))
     md = (out / REPORT_MD).read_text()
     assert "## Streaming, per att context" in md and "| figure | NeMo streaming |" in md
+    # the live rows, kept one record at a time, end where the report's (rebuilt from results.jsonl) does
+    from rnnt_tui.core.corpus.records import UtteranceRecord
+    from rnnt_tui.core.corpus.streaming import stream_rows
+
+    finished = [e for e in events if isinstance(e, UtteranceFinished)]
+    records = [UtteranceRecord.from_json(r) for r in raw[1:]]
+    for k, event in enumerate(finished, 1):
+        assert event.totals["stream"] == stream_rows(records[:k])
+    assert json.loads(json.dumps(finished[-1].totals["stream"])) == report["stream"]
 
 
 def _comparable(report: dict[str, Any]) -> Any:

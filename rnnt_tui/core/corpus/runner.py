@@ -182,6 +182,7 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     are the run's); `loaded`: a restored model for a new pipeline."""
     from rnnt_tui.core.checkpoint import content_hash
     from rnnt_tui.core.corpus.report import rebuild_reports
+    from rnnt_tui.core.corpus.streaming import StreamTotals
     from rnnt_tui.core.pipeline.pipeline import Pipeline
     from rnnt_tui.core.summary import read_summary
     from rnnt_tui.paths import cache_dir
@@ -209,16 +210,15 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     tags = {key: (key, RUNTIME_LABELS.get(key, key), runs_on(key)) for key in pipes}
     streamer = _Streamer(request, cancel, loaded if loaded is not None else (pipe.loaded if not own else None))
     totals = RunningTotals()
-    streamed = [r for r in store.records if r.stream]  # `corpus --stream`: the per-context rows' records
+    # `corpus --stream`: the per-context rows, kept one record at a time like the headline (never rebuilt)
+    streamed = StreamTotals(store.records) if request.stream else None
     for record in store.records:
         totals.add(record)
 
     def headline() -> dict[str, Any]:
-        if not request.stream:
+        if streamed is None:
             return totals.headline()
-        from rnnt_tui.core.corpus.streaming import stream_rows
-
-        return {**totals.headline(), "stream": stream_rows(streamed)}
+        return {**totals.headline(), "stream": streamed.rows()}
 
     interrupted = True
     try:
@@ -249,8 +249,8 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
                 record = replace(record, candidate=key, candidate_label=tags[key][1], runs_on=tags[key][2])
             store.append(record)
             totals.add(record)
-            if record.stream:
-                streamed.append(record)
+            if streamed is not None:
+                streamed.add(record)
             eta, note = estimate.finished(key, record.wall_s, record.duration_s,
                                           entry.duration if isinstance(entry, Utterance) else None)
             yield UtteranceFinished(record, position, len(entries), headline(), eta, note)
