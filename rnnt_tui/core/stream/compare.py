@@ -209,7 +209,8 @@ class StreamSession:
             for context in self.contexts:
                 step = _step(loaded, context, request)
                 self.steps.append(step)
-                progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
+                progress(f"{step.label}: building the streaming step for att context {context}"
+                         + (" (caches in Core ML states)" if request.cache_states else ""), 0.0)
                 step.prepare(progress, cancel)
                 self.step_notes += [f"{context}: {n}" for n in step.notes]
         except BaseException:
