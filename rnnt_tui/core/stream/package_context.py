@@ -55,7 +55,7 @@ def package_contexts(packages: tuple[Path, ...], role_map: Path | None, engine: 
         wanted = {tuple(c): _wanted(model, c, single) for c in every}
     finally:
         set_context(model, default)
-    dynamic = any(v < 0 for v in (*declared_frames.values(), *declared_cache.values()))
+    dynamic = any(not isinstance(v, int) or v < 0 for v in (*declared_frames.values(), *declared_cache.values()))
     fits = [c for c in every if not dynamic and all(
         declared_frames[p] == wanted[tuple(c)][0][p] and declared_cache[p] == wanted[tuple(c)][1] for p in PHASES)]
     shapes = (f"a chunk of {_frames_text(declared_frames)} feature frames and a cache_last_channel of "
