@@ -111,6 +111,15 @@ def test_streaming_records_and_rows(full: tuple[Path, list[Any]]) -> None:
         max(e["max_drift_free_running"] for e in entries))
     md = (out / REPORT_MD).read_text()
     assert "## Streaming, per att context" in md and "| figure | NeMo streaming |" in md
+    # the live rows, kept one record at a time, end where the report's (rebuilt from results.jsonl) does
+    from rnnt_tui.core.corpus.records import UtteranceRecord
+    from rnnt_tui.core.corpus.streaming import stream_rows
+
+    finished = [e for e in events if isinstance(e, UtteranceFinished)]
+    records = [UtteranceRecord.from_json(r) for r in raw[1:]]
+    for k, event in enumerate(finished, 1):
+        assert event.totals["stream"] == stream_rows(records[:k])
+    assert json.loads(json.dumps(finished[-1].totals["stream"])) == report["stream"]
 
 
 def _comparable(report: dict[str, Any]) -> Any:
@@ -200,3 +209,37 @@ def test_every_lookahead_a_row_each(loaded: Any, tmp_path: Path) -> None:
     table = proc.stdout.split("Streaming per att context")[1]
     cells = [line.split("│")[1].strip() for line in table.split("\n\n")[0].splitlines() if line.startswith("│")]
     assert [c for c in cells if c.startswith("[")] == [str(c) for c in contexts]
+
+
+def test_cache_states_corpus_carries_the_caches_in_core_ml_states(streaming: Any, tmp_path: Path) -> None:
+    """`corpus --stream --cache-states --against mil`: every utterance streams through the stateful step (the MIL
+    interpreter), the run's settings and report.md say so, and the same run without it does not resume it."""
+    from rnnt_tui.core.pipeline.events import Progress
+
+    manifest = tmp_path / "short.json"
+    manifest.write_text("\n".join(json.dumps({"audio_filepath": str(DEMO / name), "text": text}) for name, text in
+                                  (("hello-world.wav", "hello world"), ("the-quick-brown-fox.wav", "the quick"))))
+    out = tmp_path / "out"
+    events = list(run_corpus(CorpusRequest(streaming.path, manifest, "mil", out, stream=True, cache_states=True),
+                             loaded=streaming))
+    assert isinstance(events[-1], CorpusFinished) and not events[-1].interrupted
+    assert any(isinstance(e, Progress) and "caches in Core ML states" in e.text for e in events)
+    raw = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
+    assert raw[0]["stream"]["cache_states"] is True and raw[0]["candidate_label"] == "Core ML program, MIL interpreter"
+    assert [r["status"] for r in raw[1:]] == ["ok", "ok"]
+    for record in raw[1:]:  # fp16 states, fp32 program: close to NeMo, as `stream --cache-states` is
+        assert 0 < record["stream"][0]["max_drift_free_running"] < 1e-3 and record["within_tolerance"]
+    assert "carries its encoder caches in Core ML states" in (out / REPORT_MD).read_text()
+    with pytest.raises(BadInputError, match=r"other settings.*cache_states"):
+        list(run_corpus(CorpusRequest(streaming.path, manifest, "mil", out, stream=True, resume=True),
+                        loaded=streaming))
+
+
+def test_cache_states_refused_where_the_step_has_no_states(manifest: Path, tmp_path: Path) -> None:
+    proc = _cli(str(CKPT), str(manifest), "--against", "onnx", "--stream", "--cache-states", "--out",
+                str(tmp_path / "a"))
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "--cache-states needs a Core ML program" in lines[0]
+    assert not (tmp_path / "a").exists()
+    proc = _cli(str(CKPT), str(manifest), "--against", "mil", "--cache-states", "--out", str(tmp_path / "b"))
+    assert proc.returncode == 2 and "--cache-states is for the streaming step: it needs --stream" in proc.stderr

@@ -46,11 +46,11 @@ def renamed(streaming: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     return paths[0], paths[1]
 
 
-def _run(loaded: Any, packages: tuple[Path, ...], role_map: Path | None) -> Any:
+def _run(loaded: Any, packages: tuple[Path, ...], role_map: Path | None, context: str | None = None) -> Any:
     from rnnt_tui.core.stream.compare import run_stream
     from rnnt_tui.core.stream.config import StreamRequest
 
-    request = StreamRequest(loaded.path, CLIP, "mil", step_packages=packages, role_map=role_map)
+    request = StreamRequest(loaded.path, CLIP, "mil", context, step_packages=packages, role_map=role_map)
     return run_stream(request, lambda e: None, loaded=loaded)
 
 
@@ -70,10 +70,15 @@ def test_map_with_an_unknown_role_refused(streaming: Any, renamed: tuple[Path, P
         _run(streaming, renamed, bad)
 
 
-def test_mapped_package_streams_like_nemo(streaming: Any, renamed: tuple[Path, Path], tmp_path: Path) -> None:
+def _role_map(tmp_path: Path) -> Path:
     role_map = tmp_path / "map.yaml"  # YAML here; JSON is read the same way
     role_map.write_text("x_in: audio_signal\nstate_a: cache_last_channel\nstate_b: cache_last_time\n"
                         "y: encoded\nstate_a_out: cache_last_channel_next\nstate_b_out: cache_last_time_next\n")
+    return role_map
+
+
+def test_mapped_package_streams_like_nemo(streaming: Any, renamed: tuple[Path, Path], tmp_path: Path) -> None:
+    role_map = _role_map(tmp_path)
     report = _run(streaming, renamed, role_map).to_json()
     assert report["candidate"] == "Core ML program, MIL interpreter"
     assert any("x_in=audio_signal" in n and renamed[0].name in n for n in report["candidate_notes"])
@@ -81,3 +86,31 @@ def test_mapped_package_streams_like_nemo(streaming: Any, renamed: tuple[Path, P
     assert len(chunks) >= 2 and all(c["ok"] for c in chunks)
     assert all(c["free_running"]["outputs"][0]["max_abs"] < 1e-3 for c in chunks)
     assert report["decode"]["candidate_text"] == report["decode"]["reference_text"]
+
+
+def test_every_lookahead_runs_the_one_context_the_package_declares(streaming: Any, renamed: tuple[Path, Path],
+                                                                    tmp_path: Path) -> None:
+    """`--att-context all` with fixed-shape packages built at [70, 13] (the model also has [70, 1]): that context
+    runs, and one note says the package declares it only (its chunk frames) and which context did not run."""
+    from factory import STREAMING_ATT_CONTEXTS
+
+    built, other = STREAMING_ATT_CONTEXTS
+    report = _run(streaming, renamed, _role_map(tmp_path), "all").to_json()
+    assert report["att_context_size"] == built and "contexts" not in report
+    (note,) = [n for n in report["notes"] if "--att-context all" in n]
+    assert renamed[0].name in note and f"{built} only" in note and f"not run at {other}" in note
+    assert all(c["ok"] for c in report["chunks"])
+
+
+def test_a_package_of_another_context_is_refused_naming_the_one_to_give(streaming: Any, renamed: tuple[Path, Path],
+                                                                         tmp_path: Path) -> None:
+    from factory import STREAMING_ATT_CONTEXTS
+
+    from rnnt_tui.core.errors import BadInputError
+
+    built, other = STREAMING_ATT_CONTEXTS
+    with pytest.raises(BadInputError) as caught:
+        _run(streaming, renamed, _role_map(tmp_path), ",".join(map(str, other)))
+    message = str(caught.value)
+    assert caught.value.path == renamed[0] and f"not att context {other}'s" in message
+    assert f"give --att-context {built[0]},{built[1]}" in message and "\n" not in message

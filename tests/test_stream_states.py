@@ -7,6 +7,7 @@ The small cache-aware model is the session's `streaming` fixture (random weights
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,91 @@ def test_coreml_cache_states_through_core_ml(streaming: Any, core_ml_label: str)
         assert isinstance(step, CoreMLStateStreamStep) and step.carried == len(report["chunks"]) - 2
     assert report["candidate"] == core_ml_label
     assert report["caches_carried_in"].startswith("Core ML states")
+    for chunk in report["chunks"]:
+        assert chunk["ok"] and chunk["free_running"]["outputs"][0]["max_abs"] < 1e-3, chunk
+    assert report["decode"]["candidate_text"] == report["decode"]["reference_text"]
+
+
+@pytest.fixture(scope="module")
+def state_bundle(streaming: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`record --stream --cache-states` of the small model on one clip: the stateful programs recorded too."""
+    from rnnt_tui.core.bundle.corpus_input import read_clips
+    from rnnt_tui.core.bundle.record import record
+    from rnnt_tui.core.pipeline.request import Settings
+
+    clips, bad = read_clips(CLIP)
+    assert len(clips) == 1 and not bad
+    return record(streaming.path, clips, tmp_path_factory.mktemp("state-bundle") / "b", convert="fp32",
+                  export_onnx=True, settings=Settings(runs=1, warmup=0), stream=True, cache_states=True)
+
+
+def _replayed(bundle: Path, against: str, cache_states: bool) -> dict[str, Any]:
+    from rnnt_tui.core.bundle.stream_replay import replay_stream
+
+    report: dict[str, Any] = replay_stream(str(bundle), against, lambda e: None, cache_states=cache_states).to_json()
+    return report
+
+
+def test_recorded_stateful_step_replays_through_the_mil_interpreter(streaming: Any, state_bundle: Path) -> None:
+    """The recorded stateful programs replay (no NeMo needed) with the caches in states, and the same bundle's
+    explicit-cache programs as before; both against the recorded NeMo chunks, close to each other."""
+    import json
+
+    steps = json.loads((state_bundle / "bundle.json").read_text())["stream"]["contexts"][0]["steps"]
+    assert sorted(steps) == ["mil", "mil-states", "onnx"]
+    stateful, explicit = _replayed(state_bundle, "mil", True), _replayed(state_bundle, "mil", False)
+    assert stateful["candidate"] == explicit["candidate"] == "Core ML program, MIL interpreter"
+    assert stateful["caches_carried_in"].startswith("Core ML states")
+    assert explicit["caches_carried_in"] == "explicit inputs and outputs"
+    assert len(stateful["chunks"]) == len(explicit["chunks"]) >= 3
+    for s, e in zip(stateful["chunks"], explicit["chunks"], strict=True):
+        assert s["ok"] and e["ok"]
+        assert s["free_running"]["outputs"][0]["max_abs"] < 1e-3
+        assert s["teacher_forced"]["outputs"][0]["max_abs"] == pytest.approx(
+            e["teacher_forced"]["outputs"][0]["max_abs"], abs=1e-3)
+    assert stateful["decode"]["candidate_text"] == stateful["decode"]["reference_text"]
+
+
+def test_replay_cache_states_refusals(state_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One line, exit 2: a candidate with no states, a streaming bundle recorded without them, an offline bundle;
+    recording states without --stream is a usage error."""
+    import json
+    import shutil
+
+    from rnnt_tui.cli import main
+
+    def refused(*args: str) -> str:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        assert code == 2 and captured.out == "" and captured.err.count("error:") == 1, captured
+        return " ".join(captured.err.split())
+
+    assert "--cache-states needs a Core ML program" in refused("replay", str(state_bundle), "--against", "onnx",
+                                                               "--cache-states")
+    plain = tmp_path / "plain"
+    shutil.copytree(state_bundle, plain)
+    meta = json.loads((plain / "bundle.json").read_text())
+    for context in meta["stream"]["contexts"]:
+        del context["steps"]["mil-states"]
+    (plain / "bundle.json").write_text(json.dumps(meta))
+    line = refused("replay", str(plain), "--against", "mil", "--cache-states")
+    assert "plain" in line and "recorded without --cache-states" in line
+    del meta["stream"]
+    (plain / "bundle.json").write_text(json.dumps(meta))
+    assert "holds no streaming record" in refused("replay", str(plain), "--against", "mil", "--cache-states")
+    if sys.platform != "darwin":  # Core ML predicts on macOS only: the reason, exit 3, never a made-up result
+        assert main(["replay", str(state_bundle), "--against", "coreml", "--cache-states"]) == 3
+        captured = capsys.readouterr()
+        assert "macOS" in captured.err and "Core ML states" not in captured.out
+    assert main(["record", str(CLIP), str(CLIP), "--out", str(tmp_path / "x"), "--cache-states"]) == 2
+    assert "--cache-states records the stateful streaming step: it needs --stream" in capsys.readouterr().err
+
+
+@pytest.mark.macos
+def test_recorded_stateful_step_replays_through_core_ml(state_bundle: Path, core_ml_label: str) -> None:
+    """On a Mac, Core ML predicts the recorded stateful programs (`make_state`, `predict(..., state=)`)."""
+    report = _replayed(state_bundle, "coreml", True)
+    assert report["candidate"] == core_ml_label and report["caches_carried_in"].startswith("Core ML states")
     for chunk in report["chunks"]:
         assert chunk["ok"] and chunk["free_running"]["outputs"][0]["max_abs"] < 1e-3, chunk
     assert report["decode"]["candidate_text"] == report["decode"]["reference_text"]

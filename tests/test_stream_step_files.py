@@ -107,6 +107,14 @@ def test_renamed_onnx_refused_before_the_checkpoint_then_mapped(streaming: Any, 
     _same_as_own(_run(streaming, "onnx", own_onnx), mapped)
 
 
+def test_every_lookahead_refused_for_a_dynamic_time_axis(streaming: Any, own_onnx: tuple[Path, Path]) -> None:
+    """NeMo's ONNX export takes any chunk length, so it does not say which att context its mask was traced at:
+    `--att-context all` is one line naming the file and why (exit 2); the default context runs as asked."""
+    line = refusal_line(_cli(str(streaming.path), str(CLIP), "--against", "onnx", "--step", str(own_onnx[0]),
+                             "--step", str(own_onnx[1]), "--att-context", "all", "--json", timeout=600))
+    assert own_onnx[0].name in line and "dynamic time axis" in line and "--att-context L,R" in line
+
+
 def test_a_step_of_the_wrong_kind_is_refused(tmp_path: Path) -> None:
     from rnnt_tui.core.errors import BadInputError
     from rnnt_tui.core.stream.package_io import package_roles

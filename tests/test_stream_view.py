@@ -46,3 +46,16 @@ async def test_stream_view_renders_and_steps() -> None:
         view.add_chunk(_chunk(3, "!", "!", 0.0))
         assert view.cursor == 3 and "hello world!" in _text(view)
     assert sparkline([0.0, 0.5, 1.0]) == "▁▄█"
+
+
+def test_stream_view_says_which_cache_feed_ran() -> None:
+    """The finished report names the candidate and where its caches were carried; chunk events alone say nothing."""
+    from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.core.stream.state_step import CARRIES
+    from rnnt_tui.core.stream.steps import StreamStep
+
+    assert "carried in" not in _text(StreamView(_report()))
+    for carried in (StreamStep.carries, CARRIES):
+        report = {**_report(), "candidate": "Core ML program, MIL interpreter", "caches_carried_in": carried}
+        text = " ".join(_text(StreamView(report)).split())
+        assert f"Core ML program, MIL interpreter · encoder caches carried in {' '.join(carried.split())}" in text

@@ -36,22 +36,28 @@ REPLAY_CANDIDATES = ("coreml", "mil", "onnx", "coreai")
               help="Also store NeMo's ONNX export, so `replay --against onnx` needs neither torch nor NeMo.")
 @click.option("--stream", "stream_mode", is_flag=True,
               help="Also record NeMo's chunked (cache-aware) reference on CLIP (or every clip of MANIFEST) and the "
-                   "streaming steps for onnx and mil, so `replay --against onnx|mil` runs the streaming comparison "
-                   "on every clip (implies --convert fp32 and --export onnx for the decoder and joint).")
+                   "streaming steps for onnx and mil, so `replay --against onnx|mil` (or coreml on a Mac) runs the "
+                   "streaming comparison on every clip (implies --convert fp32 and --export onnx for the decoder and "
+                   "joint).")
 @click.option("--att-context", default=None, metavar="L,R|all",
               help="With --stream: the att context to record (default: the model's), or 'all'.")
+@click.option("--cache-states", "cache_states", is_flag=True,
+              help="With --stream: also record the streaming step with its caches in Core ML states (a macOS 15 "
+                   "program), so `replay --against mil|coreml --cache-states` runs it.")
 @options.runs
 @options.warmup
 @options.threads
 @options.joint_chunk
 @options.json_mode
 def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str | None, export: str | None,
-           stream_mode: bool, att_context: str | None, runs: int, warmup: int, joint_chunk: int,
+           stream_mode: bool, att_context: str | None, cache_states: bool, runs: int, warmup: int, joint_chunk: int,
            json_mode: bool) -> None:
     """Record NeMo's reference on CLIP (or every clip of MANIFEST) into a bundle at --out."""
     settings = options.settings(runs, warmup, "validation", joint_chunk=joint_chunk)
     if att_context is not None and not stream_mode:
         raise click.UsageError("--att-context needs --stream")
+    if cache_states and not stream_mode:
+        raise click.UsageError("--cache-states records the stateful streaming step: it needs --stream")
     if stream_mode:
         if convert not in (None, "fp32"):
             raise click.UsageError("--stream records fp32 Core ML packages (its mil decoder and joint)")
@@ -73,7 +79,7 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
             path = run_record(Path(checkpoint).expanduser(), inputs, Path(out_path), joint=joint, convert=convert,
                               export_onnx=export == "onnx", settings=settings, progress=progress,
                               skipped=[{"line": b.line, "source": b.source, "problem": b.problem} for b in bad],
-                              stream=stream_mode, att_context=att_context)
+                              stream=stream_mode, att_context=att_context, cache_states=cache_states)
         bundle = Bundle.open(path, verify=False)
         try:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
@@ -85,7 +91,7 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
                        "transcripts": [c["decode"]["reference_text"] for c in bundle.meta["clips"]],
                        "stream": None if "stream" not in bundle.meta else [
                            {"att_context_size": c["att_context_size"], "clips": len(c["clips"]),
-                            "chunks": sum(len(clip["chunks"]) for clip in c["clips"])}
+                            "chunks": sum(len(clip["chunks"]) for clip in c["clips"]), "steps": sorted(c["steps"])}
                            for c in bundle.meta["stream"]["contexts"]]}
         finally:
             bundle.close()
@@ -119,8 +125,12 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
 @options.rtol
 @options.json_mode
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the report as Markdown.")
+@click.option("--cache-states", "cache_states", is_flag=True,
+              help="A streaming bundle recorded with --cache-states: run its stateful streaming step (caches in Core "
+                   "ML states) with --against mil (the MIL interpreter) or coreml (Core ML, macOS 15).")
 def replay(bundle_path: str, against: str, packages: str | None, compute_units: str, precision: str | None,
-           runs: int | None, warmup: int | None, atol: str, rtol: str, json_mode: bool, markdown: str | None) -> None:
+           runs: int | None, warmup: int | None, atol: str, rtol: str, json_mode: bool, markdown: str | None,
+           cache_states: bool) -> None:
     """Compare a candidate runtime with the NeMo reference recorded in BUNDLE (no torch, no NeMo)."""
     from rnnt_tui.core.tolerances import parse_override, resolve
 
@@ -131,7 +141,12 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
 
     def body() -> int:
         if _is_stream_bundle(bundle_path):
-            return _replay_stream(bundle_path, against, atol, rtol, json_mode, markdown)
+            return _replay_stream(bundle_path, against, atol, rtol, json_mode, markdown, cache_states)
+        if cache_states:
+            from rnnt_tui.core.errors import BadInputError
+
+            raise BadInputError(bundle_path, "holds no streaming record: --cache-states replays the stateful "
+                                             "streaming step of a bundle recorded with --stream --cache-states")
         from rnnt_tui.core.bundle.replay import open_recording, recorded_settings
         from rnnt_tui.core.options import RuntimeOptions
         from rnnt_tui.core.pipeline.driver import run_steps
@@ -184,7 +199,8 @@ def _is_stream_bundle(path: str) -> bool:
         bundle.close()
 
 
-def _replay_stream(path: str, against: str, atol: str, rtol: str, json_mode: bool, markdown: str | None) -> int:
+def _replay_stream(path: str, against: str, atol: str, rtol: str, json_mode: bool, markdown: str | None,
+                   cache_states: bool) -> int:
     """A streaming bundle: the streaming comparison against the recorded NeMo chunks (`stream`'s output)."""
     from rnnt_tui.cli.stream_cmd import print_stream
     from rnnt_tui.core.bundle.stream_replay import replay_stream
@@ -197,7 +213,7 @@ def _replay_stream(path: str, against: str, atol: str, rtol: str, json_mode: boo
     except ValueError as exc:
         raise click.UsageError(f"{exc}; a streaming replay takes one --atol / --rtol number each") from None
     with status(json_mode) as progress:
-        replayed = replay_stream(path, against, emitter(progress), tolerance=tolerance)
+        replayed = replay_stream(path, against, emitter(progress), tolerance=tolerance, cache_states=cache_states)
     reports = [r.to_json() for r in replayed.results]
     if markdown:
         Path(markdown).write_text("\n".join(to_markdown(r) for r in reports))
@@ -219,6 +235,7 @@ def _replay_stream(path: str, against: str, atol: str, rtol: str, json_mode: boo
                               str(list(context.att_context_size)), str(len(context.chunks)),
                               f"{context.max_drift:.2e}", repr(context.reference_text), repr(context.candidate_text))
         out.print(table)
+        out.print(f"[dim]candidate's encoder caches carried in {reports[0]['caches_carried_in']}[/]")
         out.print(_stream_table(list(replayed.rows)))
     return exit_code_for(replayed.status)
 

@@ -73,6 +73,9 @@ def gate_options(fn: Any) -> Any:
                    "loop vs the candidate's streaming step per utterance, against NeMo streaming and NeMo offline.")
 @click.option("--att-context", default=None, metavar="L,R|all",
               help="With --stream: the att context (one the model was trained with) or 'all' (a row per lookahead).")
+@click.option("--cache-states", "cache_states", is_flag=True,
+              help="With --stream and --against mil or coreml: the streaming step carries its caches in Core ML "
+                   "states (ct.StateType, a macOS 15 program) instead of as inputs and outputs.")
 @options.subset
 @options.rest
 @options.json_mode
@@ -80,7 +83,7 @@ def gate_options(fn: Any) -> Any:
 def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_units: str, precision: str,
            packages: str | None, runs: int, warmup: int, atol: str, rtol: str, joint_mode: str, joint_chunk: int,
            limit: int | None, shard: str | None, out_dir: str | None, resume: bool, stream_mode: bool,
-           att_context: str | None, subset_spec: str | None, rest: str, json_mode: bool,
+           att_context: str | None, cache_states: bool, subset_spec: str | None, rest: str, json_mode: bool,
            max_wer_delta: float | None, min_qoi: float | None,
            min_identical: float | None, max_out_of_tolerance: int) -> None:
     """Compare CHECKPOINT on every clip of MANIFEST (a NeMo manifest, a folder of audio files or a text file of
@@ -96,6 +99,8 @@ def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_u
     gates = _gates(max_wer_delta, min_qoi, min_identical, max_out_of_tolerance)
     if att_context is not None and not stream_mode:
         raise click.UsageError("--att-context needs --stream")
+    if cache_states and not stream_mode:
+        raise click.UsageError("--cache-states is for the streaming step: it needs --stream")
 
     def body() -> int:
         from rnnt_tui.core.corpus import demo_manifest
@@ -105,6 +110,7 @@ def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_u
         manifest_path = Path(manifest).expanduser() if manifest else demo_manifest()
         target = Path(out_dir).expanduser() if out_dir else \
             _default_out(manifest_path, against + ("-stream" if stream_mode else "")
+                         + ("-states" if cache_states else "")
                          + (f"-{subset.kind}{subset.count}-{rest}" if subset else ""), parsed_shard)
         if stream_mode:  # before NeMo and before --out is made: a checkpoint that cannot stream, a bad context
             from rnnt_tui.core.stream.precheck import check_streaming_checkpoint
@@ -113,7 +119,8 @@ def corpus(checkpoint: str | None, manifest: str | None, against: str, compute_u
         request = CorpusRequest(checkpoint_path(checkpoint), manifest_path, against, target,
                                 RuntimeOptions(precision=precision, compute_units=compute_units,
                                                packages_dir=packages),
-                                settings, limit, parsed_shard, resume, gates, stream_mode, att_context, subset)
+                                settings, limit, parsed_shard, resume, gates, stream_mode, att_context, subset,
+                                cache_states=cache_states)
         return _run(request, json_mode)
 
     guard(body)
@@ -255,7 +262,7 @@ def _tables(report: dict[str, Any]) -> list[Table]:
                       r["reference_text"] or "", r["candidate_text"] or "")
     tables.append(worst)
     if report.get("stream"):
-        tables.append(_stream_table(report["stream"]))
+        tables.append(_stream_table(report["stream"], bool((run.get("stream") or {}).get("cache_states"))))
     if report["problems"]:
         problems = Table(title=f"Not evaluated ({len(report['problems'])})", title_justify="left")
         for col in ("line", "audio", "status", "problem"):
@@ -279,8 +286,9 @@ def _candidates_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _stream_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Streaming per att context (reference: NeMo's cache-aware loop)", title_justify="left")
+def _stream_table(rows: list[dict[str, Any]], cache_states: bool = False) -> Table:
+    table = Table(title="Streaming per att context (reference: NeMo's cache-aware loop"
+                  + ("; the candidate's caches in Core ML states" if cache_states else "") + ")", title_justify="left")
     for col in ("att context", "latency ms", "utterances", "identical", "within tol.", "WER vs NeMo streaming",
                 "WER vs NeMo offline", "NeMo streaming vs offline", "QoI vs streaming / offline", "drift p90"):
         table.add_column(col, justify="right")

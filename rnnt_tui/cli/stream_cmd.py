@@ -28,7 +28,8 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
                    "by Apple's Core AI runtime).")
 @click.option("--att-context", default=None, metavar="L,R|all",
               help="The att context to stream with (one the model was trained with), or 'all' for a row per "
-                   "lookahead. Default: the model's default context.")
+                   "lookahead (with --step: the contexts the package's declared shapes fit). Default: the model's "
+                   "default context.")
 @click.option("--window", "window_s", type=FiniteRange(0.5, 3600), default=None,
               help="Seconds per fixed window (offline models, long audio): cut, run, merge tokens by time.")
 @click.option("--overlap", "overlap_s", type=FiniteRange(0, 3600), default=0.0, show_default=True,

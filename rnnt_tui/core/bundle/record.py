@@ -281,11 +281,11 @@ def _clip_meta(index: int, clip_input: ClipInput, clip: ClipRecord, roles: dict[
 def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str = AUTO, convert: str | None = None,
            export_onnx: bool = False, settings: Any = None, progress: Progress = no_progress,
            cancel: threading.Event | None = None, skipped: Iterable[dict[str, Any]] = (), stream: bool = False,
-           att_context: str | None = None) -> Path:
+           att_context: str | None = None, cache_states: bool = False) -> Path:
     """Record the reference on `clips` into a new bundle at `out` (a folder, or a `.rnntb` file); returns it.
     `skipped` lists manifest entries that named no usable clip (kept in the bundle, so a replay can say so).
     `stream`: also NeMo's chunked reference on every clip at `att_context` and the candidates' streaming steps
-    (`core.bundle.stream_record`)."""
+    (`core.bundle.stream_record`; with `cache_states` the stateful Core ML step too)."""
     from rnnt_tui.core.bundle.extras import add_coreai_assets, add_onnx_export, add_packages
     from rnnt_tui.core.pipeline import events
     from rnnt_tui.core.pipeline.driver import run_steps
@@ -293,6 +293,8 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
     from rnnt_tui.core.pipeline.request import Request, Settings
     from rnnt_tui.versions import all_versions
 
+    if cache_states and not stream:
+        raise ValueError("cache_states records the stateful streaming step: it needs stream")
     if joint not in JOINT_CHOICES:
         raise ValueError(f"unknown joint storage {joint!r}; choose one of {', '.join(JOINT_CHOICES)}")
     inputs = list(clips)
@@ -352,7 +354,7 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
             assert pipeline.loaded is not None
             meta["stream"] = add_stream(writer, pipeline.loaded, [(r.audio.samples, r.audio.sample_rate)
                                                                   for _, r, _ in records], att_context, progress,
-                                        cancel)
+                                        cancel, cache_states)
         return writer.finish(meta)
     except BaseException:
         writer.abort()

@@ -9,13 +9,15 @@ keep_all_outputs, start and audio seconds), the tokens so far and NeMo's compute
 offline tokens at that context; once per context the streaming_cfg and the algorithmic latency. The streaming
 steps (`core.stream.steps`: NeMo's ONNX export with cache support, the Core ML programs the MIL interpreter runs)
 are copied in from the artifact cache once per context, so `replay --against onnx|mil` runs the same comparison on
-every clip with no NeMo.
+every clip with no NeMo (and `--against coreml` on a Mac: Core ML predicts the same packages). With `cache_states`
+(`record --stream --cache-states`) the stateful Core ML programs (`core.stream.state_step`: the two float caches in
+Core ML states) are recorded too, under `steps` key `STATES_STEP`, for `replay --against mil|coreml --cache-states`.
 
 bundle.json `stream` (STREAM_FORMAT 2): {format, att_context, sample_rate, contexts: [{att_context_size,
-streaming_cfg, latency_ms, steps: {onnx|mil: folder}, clips: [{clip, offline_tokens, offline (how they were made,
-`OfflineHow`; absent: one pass), chunks: [{index, length, drop_extra_pre_encoded, keep_all_outputs, start_s,
-audio_s, encoded_length, tokens, compute_ms, arrays: {role: array name}}]}]}]}; `clip` is the index into bundle.json
-`clips`. Format 1 (one clip: `offline_tokens` and `chunks` on the context) is still read
+streaming_cfg, latency_ms, steps: {onnx|mil[|mil-states]: folder}, clips: [{clip, offline_tokens, offline (how
+they were made, `OfflineHow`; absent: one pass), chunks: [{index, length, drop_extra_pre_encoded, keep_all_outputs,
+start_s, audio_s, encoded_length, tokens, compute_ms, arrays: {role: array name}}]}]}]}; `clip` is the index into
+bundle.json `clips`. Format 1 (one clip: `offline_tokens` and `chunks` on the context) is still read
 (`core.bundle.stream_replay`).
 """
 
@@ -34,16 +36,19 @@ if TYPE_CHECKING:
 
 STREAM_FORMAT = 2
 STREAM_CANDIDATES = ("onnx", "mil")
+#: the `steps` key of the stateful programs (`record --stream --cache-states`)
+STATES_STEP = "mil-states"
 
 
 def add_stream(writer: BundleWriter, loaded: LoadedModel, clips: list[tuple[np.ndarray, int]],
-               att_context: str | None, progress: Progress, cancel: threading.Event | None) -> dict[str, Any]:
+               att_context: str | None, progress: Progress, cancel: threading.Event | None,
+               cache_states: bool = False) -> dict[str, Any]:
     """Record NeMo's chunked reference on every clip (samples, sample rate) at every context asked for, and each
-    candidate's streaming step."""
+    candidate's streaming step (and the stateful Core ML step with `cache_states`)."""
     from rnnt_tui.core.errors import CancelledError
     from rnnt_tui.core.stream.config import choose_contexts
     from rnnt_tui.core.stream.reference import CACHE_NAMES, NemoStream, set_context
-    from rnnt_tui.core.stream.step_kinds import STEPS
+    from rnnt_tui.core.stream.step_kinds import STATE_STEPS, STEPS
 
     reference = NemoStream(loaded)
     model = reference.model
@@ -80,15 +85,17 @@ def add_stream(writer: BundleWriter, loaded: LoadedModel, clips: list[tuple[np.n
                                  "chunks": chunks})
                 progress(f"att context {context}, clip {clip + 1}/{len(clips)}: {len(chunks)} chunks recorded", None)
             steps = {}
-            for against in STREAM_CANDIDATES:
-                step = STEPS[against](loaded, context, True)
-                progress(f"{step.label}: the streaming step for att context {context}", None)
+            kinds = [(against, STEPS[against]) for against in STREAM_CANDIDATES]
+            for key, kind in kinds + ([(STATES_STEP, STATE_STEPS["mil"])] if cache_states else []):
+                step = kind(loaded, context, True)
+                progress(f"{step.label}: the streaming step for att context {context}"
+                         + (" (caches in Core ML states)" if key == STATES_STEP else ""), None)
                 step.prepare(progress, cancel)
                 assert step.path is not None
-                rel = f"stream/steps/{against}/{name}"
+                rel = f"stream/steps/{key}/{name}"
                 for path in sorted(step.path.iterdir()):
                     writer.copy_tree(f"{rel}/{path.name}", path)
-                steps[against] = rel
+                steps[key] = rel
             out.append({"att_context_size": context, "streaming_cfg": reference.streaming_cfg(),
                         "latency_ms": reference.latency_ms(context), "steps": steps, "clips": recorded})
     finally:

@@ -1,5 +1,9 @@
-"""`replay BUNDLE --against onnx|mil` on a streaming bundle (`record --stream`): the streaming comparison with the
-recorded NeMo chunks as its reference, no NeMo and no torch, on every recorded clip (a manifest's: a corpus).
+"""`replay BUNDLE --against onnx|mil|coreml [--cache-states]` on a streaming bundle (`record --stream`): the streaming
+comparison with the recorded NeMo chunks as its reference, no NeMo and no torch, on every recorded clip (a
+manifest's: a corpus). `coreml` is Core ML predicting the recorded Core ML programs (macOS; elsewhere the reason it
+cannot, exit 3); `--cache-states` runs the stateful programs recorded with `record --stream --cache-states`
+(`core.stream.state_step`: the MIL interpreter with `mil`, Core ML with `coreml`), the report saying where the
+caches were carried; a bundle recorded without them, or another candidate, is refused in one line (exit 2).
 
 `RecordedStream` is a `core.stream.reference.StreamReference` read from the bundle (chunks rebuilt as
 `RefChunk`s: features, caches in - the first chunk's recorded, later ones the previous chunk's out - caches out,
@@ -23,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from rnnt_tui.core.bundle.replay import Recording, open_recording
-from rnnt_tui.core.bundle.stream_record import STREAM_CANDIDATES, STREAM_FORMAT
+from rnnt_tui.core.bundle.stream_record import STATES_STEP, STREAM_CANDIDATES, STREAM_FORMAT
 from rnnt_tui.core.errors import BadInputError, RuntimeUnavailableError
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.options import RuntimeOptions
@@ -34,6 +38,8 @@ from rnnt_tui.core.stream.result import OfflineHow, StreamResult
 from rnnt_tui.core.tolerances import Tolerance
 
 REPLAYED = f"{RUNTIME_LABELS['pytorch']}, recorded"
+#: the candidates a streaming bundle replays against: the recorded steps' runtimes, and Core ML on the mil programs
+REPLAY_CANDIDATES = (*STREAM_CANDIDATES, "coreml")
 
 
 class RecordedStream:
@@ -105,7 +111,7 @@ def stream_block(recording: Recording) -> dict[str, Any] | None:
                                                  "offline_tokens": context["offline_tokens"]}]}
             if not context["clips"] or not set(STREAM_CANDIDATES) <= set(context["steps"]):
                 raise ValueError("a context without clips or streaming steps")
-            for rel in (context["steps"][c] for c in STREAM_CANDIDATES):
+            for rel in context["steps"].values():
                 if not bundle.inside(rel):
                     raise ValueError(f"streaming step {rel!r} is not a folder inside the bundle")
             for clip in context["clips"]:
@@ -150,21 +156,32 @@ class StreamReplay:
 
 
 def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event | None = None,
-                  tolerance: Tolerance | None = None) -> StreamReplay:
-    """The streaming comparison of `against` against the recording in the bundle at `path`, clip by clip."""
+                  tolerance: Tolerance | None = None, cache_states: bool = False) -> StreamReplay:
+    """The streaming comparison of `against` against the recording in the bundle at `path`, clip by clip
+    (`cache_states`: the recorded stateful Core ML step)."""
     from rnnt_tui.core.bundle.corpus_input import utterance_of
     from rnnt_tui.core.corpus.streaming import stream_record, stream_rows
     from rnnt_tui.core.stream.compare import _context
-    from rnnt_tui.core.stream.config import StreamRequest
+    from rnnt_tui.core.stream.config import StreamRequest, cache_states_problem
+    from rnnt_tui.core.stream.step_kinds import STATE_STEPS, STEPS
 
-    if against not in STREAM_CANDIDATES:
-        raise RuntimeUnavailableError(f"a streaming bundle replays against {' or '.join(STREAM_CANDIDATES)}, "
+    if against not in REPLAY_CANDIDATES:
+        raise RuntimeUnavailableError(f"a streaming bundle replays against {', '.join(REPLAY_CANDIDATES)}, "
                                       f"not {against}")
+    problem = cache_states_problem(StreamRequest(Path(path), Path(path), against, cache_states=cache_states))
+    if problem:
+        raise BadInputError(None, problem)
     recording = open_recording(path, against)
     try:
         block = stream_block(recording)
         if block is None:
             raise BadInputError(recording.bundle.path, "holds no streaming record: record it with --stream")
+        if cache_states and any(STATES_STEP not in c["steps"] for c in block["contexts"]):
+            raise BadInputError(recording.bundle.path, "was recorded without --cache-states (its streaming steps "
+                                                       "carry the caches as inputs and outputs): record it with "
+                                                       "--stream --cache-states")
+        kinds, folder = (STATE_STEPS, STATES_STEP) if cache_states else (STEPS, "mil" if against == "coreml"
+                                                                         else against)
         progress = progress_of(emit, "stream")
         runtime = recording.candidate(against, RuntimeOptions())
         runtime.prepare(progress, cancel)
@@ -175,10 +192,12 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
         per_clip: dict[int, list[Any]] = {i: [] for i in indices}
         walls = dict.fromkeys(indices, 0.0)
         notes: list[str] = []
+        carries = ""
         try:
             for context in block["contexts"]:
                 pair = [int(x) for x in context["att_context_size"]]
-                step = _recorded_step(recording, context["steps"][against], against, pair)
+                step = _recorded_step(recording, kinds[against], context["steps"][folder], against, pair)
+                carries = step.carries
                 notes += [f"{pair}: {n}" for n in step.notes]
                 try:
                     for clip in context["clips"]:
@@ -198,7 +217,7 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
                 str(recording.bundle.path), str(audio["path"]),
                 float(audio.get("duration_s") or contexts[0].chunks[-1].start_s), REPLAYED, RUNTIME_LABELS[against],
                 tuple(notes), tuple(contexts), {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol},
-                tuple(recording.warnings)))
+                tuple(recording.warnings), caches_carried_in=carries))
         rows: list[dict[str, Any]] = []
         if len(results) > 1:
             records = [stream_record(result, utterance_of(recording.clips[index].get("entry", {}),
@@ -210,17 +229,16 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
         recording.close()
 
 
-def _recorded_step(recording: Recording, rel: str, against: str, pair: list[int]) -> Any:
-    """The streaming step recorded at `rel`, its files checked against the manifest first; a step that is missing,
-    damaged or cannot be loaded is a BadInputError naming the bundle (not the scratch folder it was unpacked to)."""
-    from rnnt_tui.core.stream.step_kinds import STEPS
-
+def _recorded_step(recording: Recording, kind: Any, rel: str, against: str, pair: list[int]) -> Any:
+    """The streaming step of `kind` (a `step_kinds` class) recorded at `rel`, its files checked against the manifest
+    first; a step that is missing, damaged or cannot be loaded is a BadInputError naming the bundle (not the scratch
+    folder it was unpacked to)."""
     bundle = recording.bundle
     if not bundle.verify_files((rel,)):
         raise BadInputError(bundle.path, f"its {against} streaming step for att context {pair} ({rel}) is missing: "
                                          "the bundle is damaged")
     try:
-        return STEPS[against].from_folder(bundle.file(rel), pair)
+        return kind.from_folder(bundle.file(rel), pair)
     except BadInputError as exc:
         where = f"{exc.path.name}: " if exc.path is not None else ""
         raise BadInputError(bundle.path, f"its {against} streaming step ({rel}) cannot be used: {where}"

@@ -18,7 +18,8 @@ Definitions (the report's schema documents them too):
   tail (for a higher-is-better figure such as cosine or argmax agreement, `p90` is the 10th percentile), so
   "p90" always reads "90 % of utterances are no worse than this". numpy's default (linear) percentiles; an
   utterance with a NaN figure counts as worst and is counted in `nan`.
-`RunningTotals` keeps the headline figures up to date one record at a time (for a live view).
+`RunningTotals` keeps the headline figures up to date one record at a time (for a live view), and
+`RunningPercentiles` a drift figure's percentiles.
 """
 
 from __future__ import annotations
@@ -126,19 +127,52 @@ def _delta(values: dict[str, float | None]) -> float | None:
 
 def percentiles(values: list[float], higher_is_worse: bool) -> dict[str, Any]:
     """p50/p90/p99/worst on the bad tail (see the module docstring); NaNs count as worst."""
-    import numpy as np
+    running = RunningPercentiles(higher_is_worse)
+    for value in values:
+        running.add(value)
+    return running.figures()
 
-    nan = sum(1 for v in values if math.isnan(v))
-    finite = np.array([v for v in values if not math.isnan(v)], dtype=np.float64)
-    out: dict[str, Any] = {"n": len(values), "nan": nan}
-    for p in PERCENTILES:
-        q = p if higher_is_worse else 100 - p
-        out[f"p{p}"] = float(np.percentile(finite, q)) if finite.size else None
-    if nan:
-        out["worst"] = math.nan
-    else:
-        out["worst"] = (float(finite.max()) if higher_is_worse else float(finite.min())) if finite.size else None
-    return out
+
+class RunningPercentiles:
+    """The values behind `percentiles`, added one at a time (a live view's drift): NaNs counted, the finite ones
+    kept in a numpy buffer that doubles when full, so `add` is O(1) and `figures` one numpy pass (no Python loop
+    over the values so far)."""
+
+    def __init__(self, higher_is_worse: bool) -> None:
+        import numpy as np
+
+        self.higher_is_worse = higher_is_worse
+        self.n = 0
+        self.nan = 0
+        self._finite = np.empty(16, dtype=np.float64)
+        self._size = 0
+
+    def add(self, value: float) -> None:
+        import numpy as np
+
+        self.n += 1
+        if math.isnan(value):
+            self.nan += 1
+            return
+        if self._size == self._finite.size:
+            self._finite = np.concatenate([self._finite, np.empty_like(self._finite)])
+        self._finite[self._size] = value
+        self._size += 1
+
+    def figures(self) -> dict[str, Any]:
+        import numpy as np
+
+        finite = self._finite[: self._size]
+        out: dict[str, Any] = {"n": self.n, "nan": self.nan}
+        for p in PERCENTILES:
+            q = p if self.higher_is_worse else 100 - p
+            out[f"p{p}"] = float(np.percentile(finite, q)) if finite.size else None
+        if self.nan:
+            out["worst"] = math.nan
+        else:
+            out["worst"] = (float(finite.max()) if self.higher_is_worse else float(finite.min())) if finite.size \
+                else None
+        return out
 
 
 def drift(records: list[UtteranceRecord]) -> dict[str, dict[str, Any]]:

@@ -155,6 +155,8 @@ def to_markdown(report: dict[str, Any]) -> str:
              *([f"- candidate runs on: {run['runs_on']}"] if run.get("runs_on") else []),
              *([f"- subset: {run['candidate_label']} on {run['subset']['spec']}, {run['subset']['rest_label']} on the "
                 "rest (each row says which ran it)"] if run.get("subset") else []),
+             *(["- streaming: the candidate's step carries its encoder caches in Core ML states (`--cache-states`)"]
+               if (run.get("stream") or {}).get("cache_states") else []),
              f"- manifest: `{run['manifest']}`" + (f" (shard {run['shard']})" if run.get("shard") else ""),
              f"- checkpoint SHA-256: `{run['checkpoint_sha256']}`",
              f"- utterances: {s['utterances']} ({s['evaluated']} evaluated, {s['errors']} bad input, "

@@ -68,6 +68,8 @@ class CorpusRequest:
     att_context: str | None = None  # with `stream`: None (the model's default), "L,R" or "all"
     #: `--subset`: `against` runs on these entries only, `subset.rest` on the others (`core.corpus.subset`)
     subset: Subset | None = None
+    #: with `stream`: the candidate's step carries its caches in Core ML states (`--cache-states`: mil, coreml)
+    cache_states: bool = False
 
     def against_for(self, index: int) -> str:
         """The candidate that runs the entry at manifest position `index`."""
@@ -78,8 +80,10 @@ class CorpusRequest:
         if not self.stream:
             return None
         tolerance = stream_tolerance(self.settings)
+        # `cache_states` only when asked, so a run recorded before the option resumes with the same settings
         return {"att_context": self.att_context or "default", "reference": "NeMo cache-aware streaming loop",
-                "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol}}
+                "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol},
+                **({"cache_states": True} if self.cache_states else {})}
 
 
 def stream_tolerance(settings: Settings) -> Any:
@@ -182,6 +186,7 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     are the run's); `loaded`: a restored model for a new pipeline."""
     from rnnt_tui.core.checkpoint import content_hash
     from rnnt_tui.core.corpus.report import rebuild_reports
+    from rnnt_tui.core.corpus.streaming import StreamTotals
     from rnnt_tui.core.pipeline.pipeline import Pipeline
     from rnnt_tui.core.summary import read_summary
     from rnnt_tui.paths import cache_dir
@@ -193,6 +198,7 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     manifest = read_manifest(request.manifest)
     read_summary(request.checkpoint)  # a bad checkpoint is refused before anything is written
     _check_available(request.against, request.stream)
+    _check_cache_states(request)
     if request.subset is not None:
         problem = request.subset.problem(request.against, request.stream)
         if problem is not None:
@@ -209,16 +215,15 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
     tags = {key: (key, RUNTIME_LABELS.get(key, key), runs_on(key)) for key in pipes}
     streamer = _Streamer(request, cancel, loaded if loaded is not None else (pipe.loaded if not own else None))
     totals = RunningTotals()
-    streamed = [r for r in store.records if r.stream]  # `corpus --stream`: the per-context rows' records
+    # `corpus --stream`: the per-context rows, kept one record at a time like the headline (never rebuilt)
+    streamed = StreamTotals(store.records) if request.stream else None
     for record in store.records:
         totals.add(record)
 
     def headline() -> dict[str, Any]:
-        if not request.stream:
+        if streamed is None:
             return totals.headline()
-        from rnnt_tui.core.corpus.streaming import stream_rows
-
-        return {**totals.headline(), "stream": stream_rows(streamed)}
+        return {**totals.headline(), "stream": streamed.rows()}
 
     interrupted = True
     try:
@@ -249,8 +254,8 @@ def run_corpus(request: CorpusRequest, cancel: threading.Event | None = None, lo
                 record = replace(record, candidate=key, candidate_label=tags[key][1], runs_on=tags[key][2])
             store.append(record)
             totals.add(record)
-            if record.stream:
-                streamed.append(record)
+            if streamed is not None:
+                streamed.add(record)
             eta, note = estimate.finished(key, record.wall_s, record.duration_s,
                                           entry.duration if isinstance(entry, Utterance) else None)
             yield UtteranceFinished(record, position, len(entries), headline(), eta, note)
@@ -297,7 +302,8 @@ class _Streamer:
         if self.session is None:
             r = self.request
             stream = StreamRequest(r.checkpoint, utterance.audio_path, r.against, r.att_context,
-                                   tolerance=stream_tolerance(r.settings), use_cache=r.options.use_cache)
+                                   tolerance=stream_tolerance(r.settings), use_cache=r.options.use_cache,
+                                   cache_states=r.cache_states)
             self.session = yield from _threaded(lambda emit: StreamSession(stream, emit, self.cancel, self.loaded),
                                                 keep)
         start = time.perf_counter()
@@ -353,6 +359,20 @@ def _check_available(against: str, stream: bool = False) -> None:
         raise RuntimeUnavailableError(f"{against} is not available: {exc}") from exc
     if not availability.ok:
         raise RuntimeUnavailableError(availability.reason)
+
+
+def _check_cache_states(request: CorpusRequest) -> None:
+    """A `cache_states` run the streaming step cannot honour is refused before anything is written."""
+    if not request.cache_states:
+        return
+    if not request.stream:
+        raise BadInputError(None, "--cache-states is for the streaming step: it needs --stream")
+    from rnnt_tui.core.stream.config import StreamRequest, cache_states_problem
+
+    problem = cache_states_problem(StreamRequest(request.checkpoint, request.manifest, request.against,
+                                                 cache_states=True))
+    if problem:
+        raise BadInputError(None, problem)
 
 
 def _check_candidate(pipe: Pipeline, session: Session) -> None:

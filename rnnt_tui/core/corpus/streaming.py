@@ -16,6 +16,7 @@ streaming), `within_tolerance`, `wer_vs_streaming` / `wer_vs_offline` (candidate
 reference transcript's words summed), `nemo_streaming_vs_offline`, and with manifest text `wer_text` {nemo_streaming,
 candidate, nemo_offline} and `qoi_vs_streaming` / `qoi_vs_offline` (share whose candidate word errors against the
 text are no more than NeMo streaming's / offline's), plus drift percentiles (free-running encoder max |Δ|).
+`StreamTotals` keeps those rows one record at a time (a live run's headline); `stream_rows` is it over a list.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import statistics
 from typing import TYPE_CHECKING, Any
 
-from rnnt_tui.core.corpus.aggregate import percentiles
+from rnnt_tui.core.corpus.aggregate import RunningPercentiles
 from rnnt_tui.core.corpus.manifest import Utterance
 from rnnt_tui.core.corpus.metrics import ErrorCounts, score
 from rnnt_tui.core.corpus.records import OK, StepFigures, UtteranceRecord
@@ -103,46 +104,96 @@ def stream_record(result: StreamResult, utterance: Utterance, wall_s: float) -> 
         scores=scores, wall_s=wall_s, resampler=result.resampler, audio_loader=result.audio_loader, stream=entries)
 
 
-def _rate(counts: list[dict[str, Any]]) -> float | None:
-    words = sum(c["length"] for c in counts)
-    errors = sum(ErrorCounts.from_json(c).errors for c in counts)
-    return errors / words if words else None
-
-
 def _share(hits: int, over: int) -> float | None:
     return hits / over if over else None
 
 
+class _WordRate:
+    """Word errors and reference words summed over entries: their WER (None over no words)."""
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.words = 0
+
+    def add(self, counts: dict[str, Any]) -> None:
+        self.words += counts["length"]
+        self.errors += ErrorCounts.from_json(counts).errors
+
+    def rate(self) -> float | None:
+        return self.errors / self.words if self.words else None
+
+
+class _ContextTotals:
+    """One att context's sums over the entries added so far (one row of `stream_rows`)."""
+
+    def __init__(self, latency_ms: float) -> None:
+        self.latency_ms = latency_ms  # the first entry's
+        self.utterances = self.identical = self.within_tolerance = self.streaming_equals_offline = 0
+        self.with_text = self.qoi_streaming = self.qoi_offline = 0
+        self.rates = {key: _WordRate() for key in ("vs_streaming", "vs_offline", "streaming_vs_offline")}
+        self.text_rates = {side: _WordRate() for side in (REFERENCE, CANDIDATE, OFFLINE)}
+        self.drift = RunningPercentiles(True)
+        self.step_error = RunningPercentiles(True)
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.utterances += 1
+        self.identical += entry["identical"]
+        self.within_tolerance += entry["ok"]
+        self.streaming_equals_offline += entry["streaming_equals_offline"]
+        for key, rate in self.rates.items():
+            rate.add(entry[key])
+        self.drift.add(entry["max_drift_free_running"])
+        self.step_error.add(entry["max_step_error_teacher_forced"])
+        scores = entry.get("text_scores")
+        if scores is None:
+            return
+        self.with_text += 1
+        for side, rate in self.text_rates.items():
+            rate.add(scores[side]["words"])
+        errors = {side: int(ErrorCounts.from_json(scores[side]["words"]).errors) for side in self.text_rates}
+        self.qoi_streaming += errors[CANDIDATE] <= errors[REFERENCE]
+        self.qoi_offline += errors[CANDIDATE] <= errors[OFFLINE]
+
+    def row(self, context: tuple[int, ...]) -> dict[str, Any]:
+        return {
+            "att_context_size": list(context), "latency_ms": self.latency_ms, "utterances": self.utterances,
+            "identical": _share(self.identical, self.utterances), "within_tolerance": self.within_tolerance,
+            "streaming_equals_offline": self.streaming_equals_offline,
+            "wer_vs_streaming": self.rates["vs_streaming"].rate(), "wer_vs_offline": self.rates["vs_offline"].rate(),
+            "nemo_streaming_vs_offline": self.rates["streaming_vs_offline"].rate(), "with_text": self.with_text,
+            "wer_text": {side: rate.rate() if self.with_text else None for side, rate in self.text_rates.items()},
+            "qoi_vs_streaming": _share(self.qoi_streaming, self.with_text),
+            "qoi_vs_offline": _share(self.qoi_offline, self.with_text),
+            "drift_free_running": self.drift.figures(), "step_error_teacher_forced": self.step_error.figures()}
+
+
+class StreamTotals:
+    """The per-context rows kept up to date one record at a time: `add` reads only the new record's entries, so a
+    live corpus view costs the same per utterance however many came before (rebuilding the rows from every
+    record so far made a run quadratic in its length)."""
+
+    def __init__(self, records: list[UtteranceRecord] | None = None) -> None:
+        self._contexts: dict[tuple[int, ...], _ContextTotals] = {}
+        for record in records or []:
+            self.add(record)
+
+    def add(self, record: UtteranceRecord) -> None:
+        if not (record.evaluated and record.stream):
+            return
+        for entry in record.stream:
+            context = tuple(entry["att_context_size"])
+            if context not in self._contexts:
+                self._contexts[context] = _ContextTotals(entry["latency_ms"])
+            self._contexts[context].add(entry)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One aggregate row per att context, in the order the contexts first appeared."""
+        return [totals.row(context) for context, totals in self._contexts.items()]
+
+
 def stream_rows(records: list[UtteranceRecord]) -> list[dict[str, Any]]:
     """One aggregate row per att context over the evaluated streaming records (see the module docstring)."""
-    by_context: dict[tuple[int, ...], list[dict[str, Any]]] = {}
-    for record in records:
-        if record.evaluated and record.stream:
-            for entry in record.stream:
-                by_context.setdefault(tuple(entry["att_context_size"]), []).append(entry)
-    rows = []
-    for context, entries in by_context.items():
-        texts = [e["text_scores"] for e in entries if "text_scores" in e]
-
-        def errors(scores: dict[str, Any], side: str) -> int:
-            return int(ErrorCounts.from_json(scores[side]["words"]).errors)
-
-        rows.append({
-            "att_context_size": list(context), "latency_ms": entries[0]["latency_ms"], "utterances": len(entries),
-            "identical": _share(sum(e["identical"] for e in entries), len(entries)),
-            "within_tolerance": sum(e["ok"] for e in entries),
-            "streaming_equals_offline": sum(e["streaming_equals_offline"] for e in entries),
-            "wer_vs_streaming": _rate([e["vs_streaming"] for e in entries]),
-            "wer_vs_offline": _rate([e["vs_offline"] for e in entries]),
-            "nemo_streaming_vs_offline": _rate([e["streaming_vs_offline"] for e in entries]),
-            "with_text": len(texts),
-            "wer_text": {side: _rate([t[side]["words"] for t in texts]) if texts else None
-                         for side in (REFERENCE, CANDIDATE, OFFLINE)},
-            "qoi_vs_streaming": _share(sum(errors(t, CANDIDATE) <= errors(t, REFERENCE) for t in texts), len(texts)),
-            "qoi_vs_offline": _share(sum(errors(t, CANDIDATE) <= errors(t, OFFLINE) for t in texts), len(texts)),
-            "drift_free_running": percentiles([e["max_drift_free_running"] for e in entries], True),
-            "step_error_teacher_forced": percentiles([e["max_step_error_teacher_forced"] for e in entries], True)})
-    return rows
+    return StreamTotals(records).rows()
 
 
 def stream_markdown(rows: list[dict[str, Any]]) -> list[str]:

@@ -28,7 +28,6 @@ from rnnt_tui.core.pipeline.events import Emit, Event, progress_of
 from rnnt_tui.core.stats.diff import diff_stats
 from rnnt_tui.core.stream.chunk_decode import ChunkGreedy
 from rnnt_tui.core.stream.config import (
-    ALL_CONTEXTS,
     STREAM_CANDIDATES,
     StreamRequest,
     cache_states_problem,
@@ -177,8 +176,6 @@ class StreamSession:
             from rnnt_tui.core.stream.package_io import package_roles
 
             package_roles(request.step_packages, request.role_map, request.against)
-            if request.att_context == ALL_CONTEXTS:
-                raise BadInputError(None, "--step packages are built for one att context: give --att-context L,R")
         self.request, self.emit, self.cancel = request, emit, cancel
         progress = progress_of(emit, JOB)
         if loaded is None:
@@ -195,6 +192,12 @@ class StreamSession:
                 model.change_decoding_strategy(decoder_type="rnnt", verbose=False)
             self.notes.append("the hybrid model was set to its transducer (rnnt) decoder for streaming")
         self.contexts = choose_contexts(request.checkpoint, model.encoder, request.att_context)
+        if request.step_packages:  # the contexts the package was built for (`--att-context all`), or a refusal
+            from rnnt_tui.core.stream.package_context import package_contexts
+
+            self.contexts, notes = package_contexts(request.step_packages, request.role_map, request.against, model,
+                                                    self.contexts, request.att_context)
+            self.notes += notes
         self.default_context = [int(x) for x in model.encoder.att_context_size]
         self.sample_rate = int(model.cfg.preprocessor.get("sample_rate", model.cfg.get("sample_rate", 16000)))
         self.runtime = _decoder_runtime(loaded, request.against, request.use_cache)
@@ -206,7 +209,8 @@ class StreamSession:
             for context in self.contexts:
                 step = _step(loaded, context, request)
                 self.steps.append(step)
-                progress(f"{step.label}: building the streaming step for att context {context}", 0.0)
+                progress(f"{step.label}: building the streaming step for att context {context}"
+                         + (" (caches in Core ML states)" if request.cache_states else ""), 0.0)
                 step.prepare(progress, cancel)
                 self.step_notes += [f"{context}: {n}" for n in step.notes]
         except BaseException:
