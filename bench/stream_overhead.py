@@ -25,6 +25,11 @@ clip's (NeMo's buffer featurises the whole clip before the first chunk, so part 
 the loop: hence also the growth from the long loop's first chunk event to its last). The one-pass
 offline transcript's extra peak (quadratic in the clip) is measured at 1 and 2 minutes for comparison.
 
+A/B runs: `--src CHECKOUT` measures another checkout's rnnt_tui (main's) with this script, `--tag` names the results
+file; `chunks_digest` (every chunk's JSON without its timings, the divergence, the transcripts) is equal when two
+versions compare identically; `per_chunk_median_ms` / `own_compute_split_s` show whether a change stretched the
+runtimes' own timed compute (which would flatter the ratio).
+
 Run:   OMP_NUM_THREADS=1 python bench/stream_overhead.py [--seconds 120] [--against onnx] [--memory-minutes 10]
        [--src CHECKOUT] [--tag NAME]   (--src: measure another checkout's rnnt_tui, e.g. main's, A/B)
 Writes bench/results/stream_overhead.json.
