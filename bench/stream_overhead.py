@@ -25,7 +25,13 @@ clip's (NeMo's buffer featurises the whole clip before the first chunk, so part 
 the loop: hence also the growth from the long loop's first chunk event to its last). The one-pass
 offline transcript's extra peak (quadratic in the clip) is measured at 1 and 2 minutes for comparison.
 
+A/B runs: `--src CHECKOUT` measures another checkout's rnnt_tui (main's) with this script, `--tag` names the results
+file; `chunks_digest` (every chunk's JSON without its timings, the divergence, the transcripts) is equal when two
+versions compare identically; `per_chunk_median_ms` / `own_compute_split_s` show whether a change stretched the
+runtimes' own timed compute (which would flatter the ratio).
+
 Run:   OMP_NUM_THREADS=1 python bench/stream_overhead.py [--seconds 120] [--against onnx] [--memory-minutes 10]
+       [--src CHECKOUT] [--tag NAME]   (--src: measure another checkout's rnnt_tui, e.g. main's, A/B)
 Writes bench/results/stream_overhead.json.
 """
 
@@ -33,7 +39,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
+import json
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -99,13 +109,28 @@ def _loop(compare: Any, reference: Any, audio: np.ndarray, rate: int, context: l
     parts["loop_peak_rss_mib"], parts["offline_extra_peak_mib"] = peaks["loop"], peaks["offline_extra"]
     return result, loop_s, rss, parts
 
+def _digest(result: Any) -> str:
+    """sha256 of every chunk's JSON without its timings, the divergence and the transcripts: equal digests = the
+    same comparison (for A/B runs of two versions of the loop)."""
+    chunks = [{k: v for k, v in c.to_json().items() if k != "timing_ms"} for c in result.chunks]
+    first = result.first_divergence
+    doc = {"chunks": chunks, "divergence": None if first is None else first.to_json(),
+           "texts": [result.reference_text, result.candidate_text, result.offline_text]}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--against", default="onnx", choices=("onnx", "mil"))
     ap.add_argument("--memory-minutes", type=float, default=10.0,
                     help="Also stream this long a clip and compare its peak RSS with a 1-minute clip's (0: skip).")
+    ap.add_argument("--src", type=Path, default=None,
+                    help="Measure the rnnt_tui package of this checkout (main's, for an A/B run); default: this one.")
+    ap.add_argument("--tag", default="stream_overhead", help="Results file name (bench/results/TAG.json).")
     args = ap.parse_args()
+    if args.src is not None:
+        sys.path.insert(0, str(args.src.resolve()))
     started, gate = ungated()
 
     import soundfile as sf
@@ -149,16 +174,22 @@ def main() -> None:
         "overhead_split_s": {"teacher_forced_feed": round(teacher_s, 3), "statistics": round(stats_s, 3),
                              "nemo_buffer_featurising_the_clip": round(setup_s, 3),
                              "rest": round(loop_s - own_s - teacher_s - stats_s - setup_s, 3)},
+        "own_compute_split_s": {k: round(sum(getattr(c, f"{k}_ms") for c in result.chunks) / 1000, 3)
+                                for k in ("reference", "candidate", "candidate_step")},
+        "per_chunk_median_ms": {k: round(float(np.median([getattr(c, f"{k}_ms") for c in result.chunks])), 3)
+                                for k in ("reference", "candidate", "candidate_step")},
+        "chunks_digest": _digest(result),
         "ratio_without_teacher_forced_feed": round((loop_s - teacher_s) / own_s, 4),
         "ratio_counting_nemo_featurising_as_its_compute": round(loop_s / (own_s + setup_s), 4),
         "rss_mib": {"after_10pct": round(early, 1), "last": round(rss[-1], 1), "max": round(max(rss), 1)},
         "rss_growth": round(growth, 4), "rss_flat": growth <= 0.10,
         "transcripts_identical": result.candidate_text == result.reference_text,
         "offline": result.offline_how.to_json(),
-        "repo": str(REPO), "note": "in-process; machine shared with other engineers (see load)"}
+        "repo": str(REPO), "src": str(Path(compare.__file__).resolve().parents[3]),
+        "note": "in-process; machine shared with other engineers (see load)"}
     del result
     print({k: v for k, v in payload.items() if k != "repo"}, flush=True)
-    save("stream_overhead", payload, gate, started)  # kept even if the memory part below does not finish
+    save(args.tag, payload, gate, started)  # kept even if the memory part below does not finish
     if args.memory_minutes > 0:
         # the one-pass offline transcript (quadratic in the clip) at 1 and 2 minutes, for comparison with the windows
         memory: dict[str, Any] = {}
@@ -197,7 +228,7 @@ def main() -> None:
                                      "transcript run as the comparison runs it (windowed above the offline window), "
                                      "its extra peak read apart"}
         print(payload["memory"])
-        save("stream_overhead", payload, gate, started)
+        save(args.tag, payload, gate, started)
 
 if __name__ == "__main__":
     main()

@@ -154,3 +154,26 @@ def test_offline_transcript_windowed_above_the_threshold_or_skipped(streaming: A
     assert "skipped (--no-offline)" in to_markdown(skipped.to_json())
     # the streaming side does not depend on how the offline transcript was made
     assert context.reference_text == windowed.contexts[0].reference_text
+
+
+def test_streaming_buffer_reuses_its_preprocessor_and_cuts_nemos_chunks(streaming: Any) -> None:
+    """The reference's buffer builds NeMo's streaming preprocessor once per model, and its chunks are exactly the
+    ones NeMo's own `CacheAwareStreamingAudioBuffer` cuts."""
+    import soundfile as sf
+    import torch
+    from nemo.collections.asr.parts.utils.streaming_utils import CacheAwareStreamingAudioBuffer
+
+    from rnnt_tui.core.stream.reference import streaming_buffer
+
+    audio, _ = sf.read(str(CLIP), dtype="float32")
+    model = streaming.eval()
+    ours, again = streaming_buffer(model), streaming_buffer(model)
+    assert ours.preprocessor is again.preprocessor
+    nemo = CacheAwareStreamingAudioBuffer(model, online_normalization=False, pad_and_drop_preencoded=False)
+    assert nemo.preprocessor is not ours.preprocessor
+    for buffer in (ours, nemo):
+        buffer.append_audio(audio, stream_id=-1)
+    pairs = list(zip(ours, nemo, strict=True))
+    assert len(pairs) > 2
+    for (chunk, length), (expected, expected_length) in pairs:
+        assert torch.equal(chunk, expected) and torch.equal(length, expected_length)
