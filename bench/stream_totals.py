@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import PY, REPO, emit, loadavg, save, spread
+from common import emit, run_child, save, spread, ungated
 
 WORDS = ["hello", "world", "the", "quick", "brown", "fox", "core", "ml", "on", "a", "mac"]
 
@@ -90,25 +90,18 @@ def main() -> None:
     if args.child:
         child(args.utterances, args.src)
         return
-    import json
-    import subprocess
-
-    started = time.monotonic()
-    before = loadavg()
+    started, gate = ungated()
     sources = [str(Path(s).resolve()) for s in args.src.split(",")]
     runs: dict[str, list[dict[str, Any]]] = {s: [] for s in sources}
     for _ in range(args.rounds):
         for src in sources:
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            command = [PY, __file__, "--child", "--src", src, "--utterances", str(args.utterances)]
-            proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=str(REPO), check=True)
-            runs[src].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            runs[src].append(run_child(Path(__file__), ["--src", src, "--utterances", str(args.utterances)], env))
             print(src, runs[src][-1], file=sys.stderr)
     results = {src: {"mode": r[0]["mode"],
                      "ms_per_utterance_last_10pct": spread([x["ms_per_utterance_last_10pct"] for x in r]),
                      "total_s": spread([x["total_s"] for x in r])} for src, r in runs.items()}
-    save("stream_totals", {"utterances": args.utterances, "load_before": before, "results": results},
-         started=started)
+    save("stream_totals", {"utterances": args.utterances, "results": results}, gate, started)
 
 
 if __name__ == "__main__":

@@ -506,7 +506,6 @@ async def test_a_mismatching_candidate_is_marked(monkeypatch: pytest.MonkeyPatch
         assert "█" in screen_text(app)  # the joint heatmaps are drawn
 
 
-@pytest.mark.slow
 async def test_a_bad_checkpoint_on_the_command_line_leaves_the_app_usable(tmp_path: Path) -> None:
     app = make_app(tmp_path / "nope.nemo")
     async with app.run_test(size=(100, 30)) as pilot:
