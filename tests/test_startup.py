@@ -77,7 +77,7 @@ def test_telling_a_bundle_from_a_checkpoint_imports_no_numpy(tmp_path: Path) -> 
     bundle = tmp_path / "b"
     bundle.mkdir()
     (bundle / "bundle.json").write_text(json.dumps({"clips": [{"name": "hello.wav"}], "packages": {"fp32": {}}}))
-    code = ("import json, sys; from pathlib import Path; from rnnt_tui.app.actions import is_manifest; "
+    code = ("import json, sys; from pathlib import Path; from rnnt_tui.app.opening import is_manifest; "
             "from rnnt_tui.app.bundle_choice import choose; "
             f"chosen = choose(Path({str(bundle)!r}), None); "
             "print(json.dumps([chosen.against, str(chosen.clip), is_manifest(chosen.clip), 'numpy' in sys.modules]))")

@@ -239,6 +239,8 @@ def _recorded_step(recording: Recording, kind: Any, rel: str, against: str, pair
                                          "the bundle is damaged")
     try:
         return kind.from_folder(bundle.file(rel), pair)
+    except RuntimeUnavailableError:
+        raise  # not the bundle's fault: this machine cannot run the candidate (exit 3)
     except BadInputError as exc:
         where = f"{exc.path.name}: " if exc.path is not None else ""
         raise BadInputError(bundle.path, f"its {against} streaming step ({rel}) cannot be used: {where}"
