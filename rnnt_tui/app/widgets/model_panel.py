@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from rnnt_tui.core.summary import ModelSummary
 
 
+#: the rows shown before the summary arrives (as many as it fills for an RNNT model and its clip): the panel's
+#: height is its rows', and a panel that grew when the summary came laid out and repainted everything below it
+PENDING_ROWS = ("file", "class", "encoder", "decoder", "joint", "vocab", "features", "clip")
+PENDING = Text("…", style="dim")
+
+
 def _join(*parts: Any) -> str:
     return " ".join(str(p) for p in parts if p not in (None, ""))
 
@@ -54,7 +60,12 @@ class ModelPanel(Static):
         table.add_column()
         s = self.summary
         if s is None:
-            table.add_row("model", Text(self.status, style="italic"))
+            if self.status.endswith("…"):  # being read: the rows the summary fills, so the panel keeps its height
+                for label in PENDING_ROWS:
+                    table.add_row(label, PENDING)
+                table.add_row("status", Text(self.status, style="italic"))
+            else:
+                table.add_row("model", Text(self.status, style="italic"))
             self.update(table)
             return
         self.border_title = f"Model · {s.kind.upper()}"
@@ -79,5 +90,7 @@ class ModelPanel(Static):
             a = self.audio
             notes = "; ".join(a.notes())
             table.add_row("clip", _join(a.path.name, f"{a.duration_s:.2f} s", f"({notes})" if notes else None))
+        else:
+            table.add_row("clip", PENDING)  # loaded next: its row is there already
         table.add_row("status", Text(self.status, style="italic"))
         self.update(table)
