@@ -52,7 +52,8 @@ class KeyFooter(Footer):
         self._shown = self.shown_keys() if self._bindings_ready else None
         for widget in super().compose():
             if isinstance(widget, FooterKey):
-                widget.set_reactive(FooterKey.compact, self.compact)
+                widget.set_reactive(FooterKey.compact, self.compact)  # so neither its watcher nor the binding runs
+                widget.set_class(self.compact, "-compact", update=False)  # what that watcher would have set
             yield widget
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
