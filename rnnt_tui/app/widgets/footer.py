@@ -51,7 +51,7 @@ class KeyFooter(Footer):
         then bound to the footer's value, so each restyled itself twice on mounting."""
         self._shown = self.shown_keys() if self._bindings_ready else None
         for widget in super().compose():
-            if isinstance(widget, FooterKey):
+            if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):  # that one is not bound
                 widget.set_reactive(FooterKey.compact, self.compact)  # so neither its watcher nor the binding runs
                 widget.set_class(self.compact, "-compact", update=False)  # what that watcher would have set
             yield widget

@@ -53,7 +53,7 @@ class ModelPanel(Static):
         self.refresh_view()
 
     def refresh_view(self) -> None:
-        if not self.is_mounted:
+        if not self.is_attached:  # (`is_mounted` is still False in `on_mount`: the first frame showed nothing)
             return
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)
