@@ -6,7 +6,7 @@ then recomposes on every publication - the screen coming up, the first focus, th
 focus: three composes in the first half second, each mounting and restyling ~13 keys, each key twice (it starts
 compact, then takes the footer's `compact`): ~30 ms of the UI thread each, the longest start-up stalls after the
 first frame. The keys shown (`Binding.show`) do not change with the focus here, so this footer checks, once per
-refresh at most, whether what it would show differs from what it shows, and builds each key in the footer's
+30 ms at most, whether what it would show differs from what it shows, and builds each key in the footer's
 compact state: one compose of ~12 ms. (Composing the keys with the first frame instead made it ~25 ms slower.)"""
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from textual.widgets._footer import FooterKey  # the key widget (Textual does no
 if TYPE_CHECKING:
     from textual.app import ComposeResult
     from textual.screen import Screen
+
+
+CHECK_AFTER = 0.03  # s: the keys are checked (and composed) this long after the bindings change
 
 
 class KeyFooter(Footer):
@@ -57,13 +60,15 @@ class KeyFooter(Footer):
             yield widget
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
-        """As `Footer.bindings_changed` (after the next refresh), but one check per refresh and no recompose
-        unless the keys shown changed."""
+        """As `Footer.bindings_changed`, but one check per `CHECK_AFTER` and no recompose unless the keys shown
+        changed."""
         self._bindings_ready = True
         if not screen.app.app_focus or not self.is_attached or screen is not self.screen or self._check_queued:
             return
         self._check_queued = True
-        self.call_after_refresh(self._recompose_if_changed)
+        # a timer, not `call_after_refresh`: its callbacks run straight after the refresh, so the first compose
+        # (~12 ms) ran in the same stall as the screen's second layout just after the first frame (~16 ms)
+        self.set_timer(CHECK_AFTER, self._recompose_if_changed)
 
     async def _recompose_if_changed(self) -> None:
         self._check_queued = False
