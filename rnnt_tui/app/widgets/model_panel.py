@@ -25,6 +25,15 @@ PENDING_ROWS = ("file", "class", "encoder", "decoder", "joint", "vocab", "featur
 PENDING = Text("…", style="dim")
 
 
+def _pending(status: str) -> Text:
+    """`PENDING_ROWS` and the status, laid out as the summary's grid lays them out (label column, one space)."""
+    width = max(len(label) for label in (*PENDING_ROWS, "status"))
+    text = Text()
+    for label in PENDING_ROWS:
+        text.append(f"{label:<{width}} ", style="bold").append_text(PENDING).append("\n")
+    return text.append(f"{'status':<{width}} ", style="bold").append(status, style="italic")
+
+
 def _join(*parts: Any) -> str:
     return " ".join(str(p) for p in parts if p not in (None, ""))
 
@@ -59,13 +68,11 @@ class ModelPanel(Static):
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         s = self.summary
+        if s is None and self.status.endswith("…"):  # being read: the rows the summary fills, so the panel keeps
+            self.update(_pending(self.status))  # its height (as Text: drawn in the first frame, a table costs more)
+            return
         if s is None:
-            if self.status.endswith("…"):  # being read: the rows the summary fills, so the panel keeps its height
-                for label in PENDING_ROWS:
-                    table.add_row(label, PENDING)
-                table.add_row("status", Text(self.status, style="italic"))
-            else:
-                table.add_row("model", Text(self.status, style="italic"))
+            table.add_row("model", Text(self.status, style="italic"))
             self.update(table)
             return
         self.border_title = f"Model · {s.kind.upper()}"
