@@ -23,5 +23,8 @@ async def test_the_pending_rows_show_from_the_first_frame() -> None:
         text = "\n".join(strip.text for strip in panel.render_lines(panel.region.reset_offset))
         assert "encoder" in text and "clip" in text and "reading the checkpoint…" in text
         panel.show(status="no model open · o opens a checkpoint")  # not pending: one line says so
-        await pilot.pause(0.1)
+        for _ in range(100):  # laid out on a later frame
+            await pilot.pause(0.02)
+            if panel.size.height == 1:
+                break
         assert panel.size.height == 1
