@@ -22,7 +22,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Header, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from rnnt_tui.app.choices import RuntimeChoices
@@ -36,6 +36,7 @@ from rnnt_tui.app.recent import Recent
 from rnnt_tui.app.screens.error import ErrorScreen
 from rnnt_tui.app.state import AppState
 from rnnt_tui.app.widgets.detail import DetailView
+from rnnt_tui.app.widgets.footer import KeyFooter
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
 from rnnt_tui.app.widgets.model_panel import ModelPanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
@@ -159,7 +160,7 @@ class RnntApp(Controller, App[int]):
             yield TabPane("Corpus", id="tab-corpus")
             yield TabPane("Streaming", id="tab-stream")
         yield StatusLine(id="status")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         if self.recent.theme in self.available_themes:
@@ -193,7 +194,7 @@ class RnntApp(Controller, App[int]):
             return
         self.is_mounted_layout = True
         self.set_class(narrow, "-narrow")
-        self.query_one(Footer).compact = narrow
+        self.query_one(KeyFooter).compact = narrow
         self.query_one(PipelineStrip).redraw()
         self.query_one(FusePanel).redraw()
         tabs = self.query_one(TabbedContent)

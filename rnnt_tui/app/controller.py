@@ -103,11 +103,9 @@ class Controller(Actions):
         self.recent.add("checkpoints", s.checkpoint)
         self.recent.add("audio", s.audio_path)
         self.save_recent()
-        self.draw_model()
-        self.draw_fuse()
-        self.reset_results()
         self.show_header()
-        self.show_results()
+        self.show_results()  # the step strip and the result tabs (emptied: a new session has no results)
+        self.call_after_refresh(self.draw_overview)  # a frame of its own: one frame drawing all was ~30-40 ms
         self.draw_tabs("tab-runtimes")
         self.call_after_refresh(self.check_runtimes)  # the first session is up (and painted): only now, once
         if session.candidate_note:

@@ -293,6 +293,11 @@ class Drawing(_Base):
         """Empty tables and pictures (the state's results were cleared)."""
         self.draw_tabs(*RESULT_PANES)
 
+    def draw_overview(self) -> None:
+        """The model and fuse panels, from the state."""
+        self.draw_model()
+        self.draw_fuse()
+
     def draw_fuse(self, saved: bool = True) -> None:
         session = self.state.session
         panel = self.query_one(FusePanel)

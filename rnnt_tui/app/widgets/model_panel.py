@@ -19,6 +19,21 @@ if TYPE_CHECKING:
     from rnnt_tui.core.summary import ModelSummary
 
 
+#: the rows shown before the summary arrives (as many as it fills for an RNNT model and its clip): the panel's
+#: height is its rows', and a panel that grew when the summary came laid out and repainted everything below it
+PENDING_ROWS = ("file", "class", "encoder", "decoder", "joint", "vocab", "features", "clip")
+PENDING = Text("…", style="dim")
+
+
+def _pending(status: str) -> Text:
+    """`PENDING_ROWS` and the status, laid out as the summary's grid lays them out (label column, one space)."""
+    width = max(len(label) for label in (*PENDING_ROWS, "status"))
+    text = Text()
+    for label in PENDING_ROWS:
+        text.append(f"{label:<{width}} ", style="bold").append_text(PENDING).append("\n")
+    return text.append(f"{'status':<{width}} ", style="bold").append(status, style="italic")
+
+
 def _join(*parts: Any) -> str:
     return " ".join(str(p) for p in parts if p not in (None, ""))
 
@@ -47,12 +62,15 @@ class ModelPanel(Static):
         self.refresh_view()
 
     def refresh_view(self) -> None:
-        if not self.is_mounted:
+        if not self.is_attached:  # (`is_mounted` is still False in `on_mount`: the first frame showed nothing)
             return
         table = Table.grid(padding=(0, 1))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
         s = self.summary
+        if s is None and self.status.endswith("…"):  # being read: the rows the summary fills, so the panel keeps
+            self.update(_pending(self.status))  # its height (as Text: drawn in the first frame, a table costs more)
+            return
         if s is None:
             table.add_row("model", Text(self.status, style="italic"))
             self.update(table)
@@ -79,5 +97,7 @@ class ModelPanel(Static):
             a = self.audio
             notes = "; ".join(a.notes())
             table.add_row("clip", _join(a.path.name, f"{a.duration_s:.2f} s", f"({notes})" if notes else None))
+        else:
+            table.add_row("clip", PENDING)  # loaded next: its row is there already
         table.add_row("status", Text(self.status, style="italic"))
         self.update(table)

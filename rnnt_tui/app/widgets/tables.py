@@ -48,6 +48,7 @@ class LiveTable(DataTable[Any]):
         self._rows_only = False  # set while `set_cells` updates a row: the row is repainted, not the table
         self._cells: LRUCache[tuple[Any, ...], tuple[Any, Any]] = LRUCache(4000)  # key -> (value, lines)
         self._last_width: LRUCache[tuple[Any, ...], tuple[Any, int, Any]] = LRUCache(2000)  # -> (value, width, lines)
+        self._size_before: Any = None  # the virtual size while `_update_dimensions` runs
         super().__init__(zebra_stripes=True, cursor_type="row", **kwargs)
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Any, width: int, cursor: bool = False,
@@ -93,10 +94,33 @@ class LiveTable(DataTable[Any]):
 
     def refresh(self, *regions: Any, repaint: bool = True, layout: bool = False, recompose: bool = False) -> Any:
         """As DataTable's, except that the whole-table repaint `update_cell` asks for is skipped while `set_cells`
-        updates one row (it repaints that row's lines itself)."""
+        updates one row (it repaints that row's lines itself), and a column that grew without changing the
+        table's box is a repaint of the table, not a layout of the screen (`_update_dimensions`)."""
         if self._rows_only and not regions and repaint and not layout and not recompose:
             return self
+        if layout and not regions and not recompose and self._same_box():
+            self._scroll_update(self.virtual_size)  # the horizontal scrollbar's thumb, if it has one
+            return super().refresh()
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
+
+    def _update_dimensions(self, new_rows: Iterable[Any]) -> None:
+        """DataTable's, noting the virtual size before, for `refresh`: a column grown by a result changes the
+        table's virtual width, which would lay the whole screen out again (~10-20 ms a step) although the table's
+        box - its container's width, its rows' height - is the same."""
+        self._size_before = self.virtual_size
+        try:
+            super()._update_dimensions(new_rows)
+        finally:
+            self._size_before = None
+
+    def _same_box(self) -> bool:
+        """During `_update_dimensions`: the new virtual size leaves the table's region as it is - the same height,
+        and a horizontal scrollbar before and after or neither (a width that only grew, once one is shown)."""
+        before, after = self._size_before, self.virtual_size
+        room = self.scrollable_content_region.width
+        if before is None or not room or after.height != before.height:
+            return False
+        return (before.width <= room and after.width <= room) or (room < before.width <= after.width)
 
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
