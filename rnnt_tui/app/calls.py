@@ -62,9 +62,7 @@ class Calls(Drawing):
     def open_ahead(self) -> None:
         """Before the app runs: send its first open (`on_ready`'s) to an engine process at once, so the engine works
         while the first frame is built; that open then waits for it (`ProcessEngine.send_ahead`)."""
-        send_ahead = getattr(self.client.engine, "send_ahead", None)
-        if send_ahead is not None:
-            send_ahead("open_checkpoint", self.state.request(None, self.state.checkpoint))
+        self.client.engine.send_ahead("open_checkpoint", self.state.request(None, self.state.checkpoint))
 
     def open_checkpoint(self, path: Path, audio: Path | None = None) -> None:
         """Open `path` (a checkpoint or bundle) with `audio` (by default the clip open now)."""

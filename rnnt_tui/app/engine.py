@@ -92,6 +92,10 @@ class Engine(ActiveWorkers):
         self._order = threading.Lock()
         self._seq = numbering_from
 
+    def send_ahead(self, method: str, *args: Any) -> None:
+        """Nothing to send ahead in the app's own process: the call runs when the app makes it
+        (`engine_process.ProcessEngine.send_ahead` starts it in the child before the first frame)."""
+
     def emitter(self, post: Post, call: int, session: int) -> Callable[[Event], None]:
         """The core's `emit` for one call: each event enveloped and numbered in the engine's one order."""
 
