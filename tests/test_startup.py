@@ -90,6 +90,17 @@ class NoOpenApp(RnntApp):
         pass
 
 
+async def test_the_first_frame_mounts_no_table() -> None:
+    """The Tables tab is not built for the first frame (it is mounted ahead, a widget a frame, once the clip has
+    loaded: NeMo then restores for seconds with an idle screen)."""
+    from rnnt_tui.app.widgets.tables import DiffsTable
+
+    app = NoOpenApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.2)
+        assert not app.query(DiffsTable) and "tab-tables" not in app.mounted_panes
+
+
 async def test_the_runtime_check_waits_for_the_runtimes_tab_when_no_session_is_ready() -> None:
     app = NoOpenApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
     async with app.run_test(size=(120, 40)) as pilot:

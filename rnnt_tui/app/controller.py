@@ -79,11 +79,14 @@ class Controller(Actions):
     @applied
     def on_clip_loaded(self, message: msg.ClipLoaded) -> None:
         self.draw_model()
+        # NeMo restores next (seconds with an idle screen): the Tables tab ("run all" shows it) is mounted ahead
+        # now, from the next frame (its import and each widget's mount a frame of their own, not this one's)
+        self.call_after_refresh(self.premount_tables)
 
     @applied
     def on_model_restored(self, message: msg.ModelRestored) -> None:
         self.draw_model()
-        self.premount_tables()  # while the candidate is prepared (seconds): "run all" shows the Tables tab
+        self.premount_tables()  # (begun at the clip: then nothing to do)
 
     @applied
     def on_progress(self, message: msg.Progress) -> None:

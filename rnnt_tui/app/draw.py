@@ -12,6 +12,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 
 from rnnt_tui.app.widgets.detail import DetailView
 from rnnt_tui.app.widgets.fuse_panel import FusePanel
+from rnnt_tui.app.widgets.in_place import update_in_place
 from rnnt_tui.app.widgets.model_panel import ModelPanel
 from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.app.widgets.status import StatusLine
@@ -259,9 +260,9 @@ class Drawing(_Base):
                 diffs.show(result, s.decode.token_agreement if s.decode is not None else None)
             line = self.query_one("#transcript-line", Static)
             text = transcript_line(s.decode, s.labels)
-            if getattr(line, "shown_text", None) != text:  # an update re-lays the screen out: only when it changed
+            if getattr(line, "shown_text", None) != text:
                 line.shown_text = text  # type: ignore[attr-defined]
-                line.update(text)
+                update_in_place(line, text)
             self.call_after_refresh(self.draw_tables, "timings")
         elif table == "timings":
             duration = s.audio.duration_s if s.audio is not None else 0.0

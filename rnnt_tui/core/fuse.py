@@ -40,11 +40,13 @@ class JointMode:
         return "log-probabilities" if self.log_softmax else "raw logits"
 
 
-def explain(mode_name: str, saved: JointMode) -> str:
-    """One line on what a mode means for the comparison."""
+def explain(mode_name: str, saved: JointMode | None) -> str:
+    """One line on what a mode means for the comparison (validation mode's does not depend on the saved flags)."""
     if mode_name == VALIDATION:
         return ("Validation mode: fuse off, log_softmax off - the reference joint returns raw logits, "
                 "the same quantity NeMo's export and Core ML joints emit, so the diff is like for like.")
+    if saved is None:
+        return "As saved: the joint keeps the flags the checkpoint was saved with."
     if saved.fuse_loss_wer:
         return ("As saved: fuse_loss_wer is on, so NeMo's joint wants lengths and transcripts and returns "
                 "loss/WER, not logits - the joint cannot be compared in this mode (greedy decode still works).")

@@ -15,6 +15,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from rnnt_tui.app.format import DASH, ms, num, passfail, shape, state_text, values
+from rnnt_tui.app.widgets.in_place import update_in_place
 from rnnt_tui.formatting import cosine
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class DetailView(VerticalScroll):
     def show(self, step: str, result: StepResult | None, labels: dict[str, str], status: str,
              hint: str = "") -> None:
         self.border_title = f"Step · {step}"
-        self.query_one("#detail-body", Static).update(render_detail(step, result, labels, status, hint))
+        update_in_place(self.query_one("#detail-body", Static), render_detail(step, result, labels, status, hint))
 
 
 def render_detail(step: str, result: StepResult | None, labels: dict[str, str], status: str,

@@ -20,9 +20,11 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import RadioButton, RadioSet, Static
 
+from rnnt_tui.app.widgets.in_place import update_in_place
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION, JointMode, explain
 
 FLAGS = ("fuse_loss_wer", "fused_batch_size", "log_softmax")
+READING = "Reading the checkpoint…"
 MODE_LABELS = {AS_SAVED: "as saved", VALIDATION: "validation"}  # short: the line below explains each
 
 
@@ -46,7 +48,7 @@ class FusePanel(Vertical):
         self.mode = VALIDATION
         self.probe: str | None = None
         self.busy = False
-        self.waiting = "Reading the checkpoint…"
+        self.waiting = READING
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="fuse-top"):
@@ -101,10 +103,16 @@ class FusePanel(Vertical):
         self.set_class(self.mode == AS_SAVED, "-as-saved")
         self._sync_radio()
         compact = self.app.has_class("-narrow")
-        self.query_one("#fuse-flags", Static).update(self._flags_lines() if compact else self._flags_table())
-        explanation = explain(self.mode, self.saved) if self.saved is not None else self.waiting
-        self.query_one("#fuse-explain", Static).update(Text(explanation))
-        self.query_one("#fuse-returns", Static).update(self._returns())
+        update_in_place(self.query_one("#fuse-flags", Static), self._flags_lines() if compact else self._flags_table())
+        update_in_place(self.query_one("#fuse-explain", Static), Text(self._explanation()))
+        update_in_place(self.query_one("#fuse-returns", Static), self._returns())
+
+    def _explanation(self) -> str:
+        """What the mode means, said while the checkpoint is read too (validation mode's meaning does not depend on
+        the saved flags, and the panel keeps its height when they come); with nothing open, why."""
+        if self.saved is None and self.waiting != READING:
+            return self.waiting
+        return explain(self.mode, self.saved)
 
     def _sync_radio(self) -> None:
         radio = self.query_one("#fuse-mode", RadioSet)

@@ -16,7 +16,7 @@ Every number shown is a field of a core result (`DiffStats`, `Timings`, `StepRes
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.segment import Segment
 from rich.text import Text
@@ -43,6 +43,9 @@ class LiveTable(DataTable[Any]):
     """A DataTable whose rows have stable keys and whose cells update in place."""
 
     COLUMNS: tuple[tuple[str, str], ...] = ()
+    #: columns' starting widths (a label padded to it): the width their results' format takes, so the first results
+    #: repaint their rows instead of growing the column and repainting the whole table, step after step
+    FLOORS: ClassVar[dict[str, int]] = {}
 
     def __init__(self, **kwargs: Any) -> None:
         self._rows_only = False  # set while `set_cells` updates a row: the row is repainted, not the table
@@ -124,8 +127,11 @@ class LiveTable(DataTable[Any]):
 
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
-            self.add_column(label, key=key)
+            self.add_column(label.ljust(self.FLOORS.get(key, 0)), key=key)
         self.prime()
+        if self.styles.overflow_x == "scroll":  # its scrollbar from now: made when first shown, it took a layout
+            self.show_horizontal_scrollbar = True
+            self.horizontal_scrollbar.display = True
 
     def prime(self) -> None:
         """Add the rows known before any result (their cells pending)."""
@@ -281,6 +287,8 @@ class DiffsTable(LiveTable):
                ("mean_abs", "mean abs"), ("rmse", "RMSE"), ("max_rel", "max rel"), ("cosine", "cosine"),
                ("snr", "SNR dB"), ("naninf", "NaN/Inf"), ("argmax", "argmax agree"), ("tol", "atol / rtol"),
                ("result", "result"))
+    FLOORS: ClassVar[dict[str, int]] = {  # `num`'s 3 digits in scientific notation, `cosine`'s "1 - x", a 4-D index
+        "max_abs": 8, "at": 14, "mean_abs": 8, "rmse": 8, "max_rel": 8, "cosine": 11, "tol": 16}
 
     def prime(self) -> None:
         for step in COMPONENTS:

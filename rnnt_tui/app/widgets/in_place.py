@@ -1,0 +1,57 @@
+"""Updating a Static without laying the whole screen out again when its box keeps its size.
+
+`Static.update` asks Textual for a layout, and a layout reflows every widget on the screen and repaints whatever it
+touched (5–25 ms on this app's screen, while steps run). Most of this app's updates keep the box as it was: a
+status word changes, a figure replaces a placeholder of as many lines, a step's detail is redrawn at the same
+height. `update_in_place` measures the new content at the widget's present width and asks for the layout only when
+the content's height (or, for a widget sized to its content, its width) differs from the old content's. The
+measure of what was set last is kept, so an update measures one content, not two.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+from weakref import WeakKeyDictionary
+
+from textual.visual import Visual, VisualType
+from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from textual.css.styles import RulesMap
+
+#: per widget: (content width, container width) measured at, and the (height, width) its content took there
+_MEASURED: WeakKeyDictionary[Static, tuple[tuple[int, int], tuple[int, int | None]]] = WeakKeyDictionary()
+
+
+def update_in_place(widget: Static, content: VisualType) -> None:
+    """`widget.update(content)`, laying the screen out only if `content` needs a box of another size."""
+    width = widget.content_size.width
+    if not widget.is_mounted or width <= 0:  # not laid out yet: its first layout measures it
+        _MEASURED.pop(widget, None)
+        widget.update(content)
+        return
+    at = (width, widget.container_size.width)
+    kept = _MEASURED.get(widget)
+    before = kept[1] if kept is not None and kept[0] == at else _measure(widget, widget.visual, at)
+    widget.update(content, layout=False)
+    widget.clear_cached_dimensions()
+    after = _measure(widget, widget.visual, at)
+    _MEASURED[widget] = (at, after)
+    if after != before:
+        widget.refresh(layout=True)
+
+
+def _measure(widget: Static, visual: Visual, at: tuple[int, int]) -> tuple[int, int | None]:
+    """`visual`'s height at the content width, and, for a widget sized to its content, the width it takes (its
+    content's, within the widget's cell limits)."""
+    rules = cast("RulesMap", widget.styles)  # what Textual's own `get_content_height` passes a visual
+    height = visual.get_height(rules, at[0])
+    if widget.styles.width is None or not widget.styles.width.is_auto:
+        return height, None
+    width = visual.get_optimal_width(rules, at[1])
+    low, high = widget.styles.min_width, widget.styles.max_width
+    if low is not None and low.is_cells:
+        width = max(width, int(low.value))
+    if high is not None and high.is_cells:
+        width = min(width, int(high.value))
+    return height, width
