@@ -22,6 +22,7 @@ class CountingScreen(Screen[None]):
         yield Static("one line", id="box")
         yield Static("flags", id="narrow")
         yield Static("below", id="below")
+        yield Static("one of two", id="tall")
         yield StatusLine(id="status")
 
     def _refresh_layout(self, *args: Any, **kwargs: Any) -> None:
@@ -30,7 +31,7 @@ class CountingScreen(Screen[None]):
 
 
 class Boxes(App[None]):
-    CSS = "#box { height: auto; } #narrow { width: auto; min-width: 20; height: 1; }"
+    CSS = "#box { height: auto; } #narrow { width: auto; min-width: 20; height: 1; } #tall { min-height: 2; }"
 
     def on_mount(self) -> None:
         self.push_screen(CountingScreen())
@@ -54,6 +55,7 @@ async def test_same_size_content_repaints_without_a_layout_and_other_sizes_get_o
         before = await settled(pilot)
         update_in_place(box, Text("another line"))  # one line for one line
         update_in_place(narrow, Text("fits in 20"))  # within its min-width
+        update_in_place(app.screen.query_one("#tall", Static), Text("two\nlines"))  # within its min-height
         after = await settled(pilot)
         assert after == before
         assert text_of(box) == "another line" and text_of(narrow) == "fits in 20"

@@ -17,6 +17,7 @@ from textual.visual import Visual, VisualType
 from textual.widgets import Static
 
 if TYPE_CHECKING:
+    from textual.css.scalar import Scalar
     from textual.css.styles import RulesMap
 
 #: per widget: (content width, container width) measured at, and the (height, width) its content took there
@@ -42,16 +43,22 @@ def update_in_place(widget: Static, content: VisualType) -> None:
 
 
 def _measure(widget: Static, visual: Visual, at: tuple[int, int]) -> tuple[int, int | None]:
-    """`visual`'s height at the content width, and, for a widget sized to its content, the width it takes (its
-    content's, within the widget's cell limits)."""
-    rules = cast("RulesMap", widget.styles)  # what Textual's own `get_content_height` passes a visual
-    height = visual.get_height(rules, at[0])
-    if widget.styles.width is None or not widget.styles.width.is_auto:
+    """The content height `visual` gives the box at the content width, and, for a widget sized to its content,
+    the content width it gives it - each within the widget's cell limits (min / max height and width, which
+    count the padding and border)."""
+    styles = widget.styles
+    rules = cast("RulesMap", styles)  # what Textual's own `get_content_height` passes a visual
+    gutter = styles.gutter
+    height = _within(visual.get_height(rules, at[0]), styles.min_height, styles.max_height, gutter.height)
+    if styles.width is None or not styles.width.is_auto:
         return height, None
     width = visual.get_optimal_width(rules, at[1])
-    low, high = widget.styles.min_width, widget.styles.max_width
+    return height, _within(width, styles.min_width, styles.max_width, gutter.width)
+
+
+def _within(size: int, low: Scalar | None, high: Scalar | None, gutter: int) -> int:
     if low is not None and low.is_cells:
-        width = max(width, int(low.value))
+        size = max(size, int(low.value) - gutter)
     if high is not None and high.is_cells:
-        width = min(width, int(high.value))
-    return height, width
+        size = min(size, int(high.value) - gutter)
+    return size
