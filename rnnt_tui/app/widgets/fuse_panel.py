@@ -95,7 +95,7 @@ class FusePanel(Vertical):
         self._render_all()
 
     def _render_all(self) -> None:
-        if not self.is_mounted:
+        if not self.is_mounted or not self.children:  # not composed yet, or being taken down (the app quitting)
             return
         self.border_subtitle = "f: switch"
         title = MODE_LABELS[self.mode].upper()
