@@ -4,6 +4,7 @@ frame lays out the Step tab only). No engine runs here: the app's background wor
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from rich.text import Text
 from textual.widgets import Input, RadioButton, TabbedContent
@@ -18,8 +19,8 @@ from rnnt_tui.paths import demo_audio, demo_checkpoint
 
 
 class IdleApp(RnntApp):
-    def on_ready(self) -> None:  # no engine: only what the widgets draw from the state
-        pass
+    def open_checkpoint(self, path: Path, audio: Path | None = None) -> None:  # nothing opens: only what the
+        pass  # widgets draw from the state (an `on_ready` override would not do: Textual calls RnntApp's too)
 
 
 async def test_tabs_are_mounted_when_shown_and_drawn_from_the_state() -> None:
