@@ -176,3 +176,62 @@ def test_an_fp16_bundle_gets_one_verdict_from_replay_and_from_the_app(checkpoint
     assert [c["status"] for c in replayed["components"]] == [c["status"] for c in app["components"]]
     assert replayed["status"] == app["status"] and code == ExitCode(
         {"ok": 0, "mismatch": 1, "failed": 4, "unavailable": 3}[app["status"]])
+
+
+def test_compare_corpus_replay_and_the_app_give_one_verdict(checkpoints: dict[str, Path], clip: Path,
+                                                           tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """One checkpoint, one clip, ONNX Runtime: `compare`, `corpus` (a one-clip manifest), `record` then `replay`, and
+    the app's way (`Pipeline.open` then `run_steps`, what the engine process runs) give the same status and the
+    same worst |Δ| per component, the same transcripts and one verdict."""
+    from rnnt_tui.core.bundle.corpus_input import ClipInput
+    from rnnt_tui.core.bundle.record import record
+    from rnnt_tui.core.components import COMPONENTS
+    from rnnt_tui.core.pipeline.driver import run_steps
+    from rnnt_tui.core.pipeline.pipeline import Pipeline
+    from rnnt_tui.core.pipeline.request import Request, Settings
+    from rnnt_tui.core.report import build_report
+
+    checkpoint, once = checkpoints["rnnt-char"], ("--runs", "1", "--warmup", "0")
+
+    def worst(report: dict[str, Any]) -> dict[str, tuple[str, float | None]]:
+        """Per component: its status and the largest max |Δ| over its compared outputs (None: none compared)."""
+        return {c["name"]: (c["status"], max((o["stats"]["max_abs"] for o in c["outputs"] if o.get("stats")),
+                                             default=None))
+                for c in report["components"]}
+
+    code, out, err = _run(capsys, "compare", str(checkpoint), str(clip), "--against", "onnx", *once, "--json")
+    compared = json.loads(out)
+    assert code == ExitCode({"ok": 0, "mismatch": 1}[compared["status"]]), err
+
+    pipeline = Pipeline()
+    try:
+        app = build_report(run_steps(pipeline.open(Request(checkpoint, clip, "onnx",
+                                                           settings=Settings(runs=1, warmup=0)))))
+    finally:
+        pipeline.close()
+
+    manifest = tmp_path / "one.json"
+    manifest.write_text(json.dumps({"audio_filepath": str(clip)}) + "\n")
+    code, out, err = _run(capsys, "corpus", str(checkpoint), str(manifest), "--against", "onnx",
+                          "--out", str(tmp_path / "corpus"), "--json")
+    assert code == ExitCode.OK, err
+    [row] = json.loads(out)["utterances"]
+
+    bundle = record(checkpoint, [ClipInput(clip)], tmp_path / "bundle", joint="full", export_onnx=True,
+                    settings=Settings(runs=1, warmup=0))
+    code, out, err = _run(capsys, "replay", str(bundle), "--against", "onnx", "--json")
+    replayed = json.loads(out)  # one clip: its report itself
+    assert code == ExitCode({"ok": 0, "mismatch": 1}[replayed["status"]]), err
+
+    assert worst(compared).keys() == set(COMPONENTS)
+    assert [max_abs is not None for _, max_abs in worst(compared).values()] == [False, True, True, True]
+    for name, (status, max_abs) in worst(compared).items():
+        for other in (worst(app), worst(replayed)):
+            assert other[name][0] == status and other[name][1] == pytest.approx(max_abs, rel=1e-5, abs=1e-7), name
+        if name != "preprocessor":  # (ONNX Runtime has no preprocessor: NeMo's export starts at the features)
+            assert row[f"{name}_max_abs"] == pytest.approx(max_abs, rel=1e-5, abs=1e-7), name
+    assert row["within_tolerance"] == all(s in ("done", "reference-only") for s, _ in worst(compared).values())
+    texts = {(r["decode"]["reference_text"], r["decode"]["candidate_text"]) for r in (compared, app, replayed)}
+    assert texts == {(row["reference_text"], row["candidate_text"])}
+    assert compared["status"] == app["status"] == replayed["status"]
