@@ -115,9 +115,12 @@ class _WordRate:
         self.errors = 0
         self.words = 0
 
-    def add(self, counts: dict[str, Any]) -> None:
+    def add(self, counts: dict[str, Any]) -> int:
+        """Add one entry's word counts; its error count."""
+        errors = int(ErrorCounts.from_json(counts).errors)
         self.words += counts["length"]
-        self.errors += ErrorCounts.from_json(counts).errors
+        self.errors += errors
+        return errors
 
     def rate(self) -> float | None:
         return self.errors / self.words if self.words else None
@@ -148,9 +151,7 @@ class _ContextTotals:
         if scores is None:
             return
         self.with_text += 1
-        for side, rate in self.text_rates.items():
-            rate.add(scores[side]["words"])
-        errors = {side: int(ErrorCounts.from_json(scores[side]["words"]).errors) for side in self.text_rates}
+        errors = {side: rate.add(scores[side]["words"]) for side, rate in self.text_rates.items()}
         self.qoi_streaming += errors[CANDIDATE] <= errors[REFERENCE]
         self.qoi_offline += errors[CANDIDATE] <= errors[OFFLINE]
 
