@@ -195,15 +195,26 @@ def ui_profile(ui_samples: list[list[Any]], start: float) -> dict[str, Any]:
     return {"samples": len(stacks), "top": top}
 
 
-def phase_of(t: float, events: list[list[Any]]) -> str:
-    """The phase at time t: the last app message before t, as a short label."""
+#: the messages that start a phase (`phase_of`)
+_LABELLED = ("Progress", "ModelRestored", "SessionReady", "StepStarted", "CandidateFailed", "Bench")
+
+
+def phase_of(t: float, events: list[list[Any]], gap_s: float = 0.0) -> str:
+    """The phase of a stall that started at t and lasted gap_s: the last app message before t, as a short label;
+    "run all" when the bench pressed `r` during the stall. The bench's own coroutine presses it on the UI thread's
+    loop, so the UI thread was idle then, and handling the key is the stall (a press 2 ms after the last tick is the
+    run-all stall, not the idle before it). An engine message can come during a stall made by something else
+    (the engine's reader thread posts it), so those keep the phase at t."""
+    during = [when for when, name, _ in events if t < when < t + gap_s and name == "Bench"]
+    if during:
+        t = during[0]
     label = "before the first worker message"
     for when, name, text in events:
         if when > t:
             break
         if name == "Progress":
             label = re.sub(r"\d+", "#", text.split(": ", 1)[-1].split("(")[0].split("…")[0].strip())
-        elif name in ("ModelRestored", "SessionReady", "StepStarted", "CandidateFailed", "Bench"):
+        elif name in _LABELLED[1:]:
             label = {"ModelRestored": "after restore", "SessionReady": "session ready (idle)",
                      "StepStarted": f"step {text}", "CandidateFailed": "candidate failed",
                      "Bench": "run all"}[name]
@@ -220,7 +231,7 @@ def analyse(run: dict[str, Any]) -> dict[str, Any]:
             sample = next((x for x in run["samples"] if abs(x["stall_start"] - (t - gap)) < 1e-3), None)
             busy = [th for th in (sample or {}).get("threads", []) if th["busy"] and th["thread"] != "bench-sampler"]
             culprits.append({"at_s": round(t - gap, 3), "stall_ms": round((gap - INTERVAL) * 1000, 1),
-                             "phase": phase_of(t - gap, events),
+                             "phase": phase_of(t - gap, events, gap),
                              **({"ui_profile": ui_profile(run["ui_samples"], t - gap)} if run.get("ui_samples")
                                 else {}),
                              "busy": [{"thread": th["thread"], "top": [short(f) for f in th["top"][:4]],
@@ -228,14 +239,14 @@ def analyse(run: dict[str, Any]) -> dict[str, Any]:
     marks = {name: round(when, 2) for when, name, _ in events if name in ("ModelRestored", "SessionReady")}
     by_phase: dict[str, float] = {}
     for index, (start, ms) in enumerate(stalls):
-        phase = "first layout and paint" if index == 0 else phase_of(start, events)
+        phase = "first layout and paint" if index == 0 else phase_of(start, events, ms / 1000 + INTERVAL)
         by_phase[phase] = max(by_phase.get(phase, 0.0), ms)
     later = [ms for _, ms in stalls[1:]]  # the first gap (on_mount to the first tick) spans the first layout/paint
     return {"status": run["status"], "max_stall_ms": round(max(ms for _, ms in stalls), 1) if stalls else None,
             "max_after_first_paint_ms": round(max(later), 1) if later else None,
             "ticks": len(ticks), "over_goal": sum(1 for _, ms in stalls if ms > GOAL_MS),
-            "worst": [{"at_s": round(s, 3), "stall_ms": round(ms, 1), "phase": phase_of(s, events)}
-                      for s, ms in worst],
+            "worst": [{"at_s": round(s, 3), "stall_ms": round(ms, 1),
+                       "phase": phase_of(s, events, ms / 1000 + INTERVAL)} for s, ms in worst],
             "max_by_phase_ms": {k: round(v, 1) for k, v in sorted(by_phase.items(), key=lambda kv: -kv[1])},
             "culprits": culprits, "marks_s": marks}
 
