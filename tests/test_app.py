@@ -95,9 +95,29 @@ def of_type(messages: list[Message], kind: type) -> list[Any]:
 
 
 async def test_summary_paints_before_restore_then_run_all_fills_tables(small: dict[str, Path]) -> None:
+    from textual.widgets import TabbedContent
+
+    from rnnt_tui.app.widgets.tables import LiveTable
+    from rnnt_tui.core.pipeline.events import StepStarted
+
     messages: list[Message] = []
     app = make_app(small["rnnt-char"])
-    async with app.run_test(size=(160, 45), message_hook=messages.append) as pilot:
+    shown: dict[str, list[list[str]]] = {"at the switch": [], "at the first step": []}
+
+    def hook(message: Message) -> None:
+        """The Tables tab's tables' visibility when the tab comes on screen and when the first step starts."""
+        messages.append(message)
+        if isinstance(message, TabbedContent.TabActivated) and message.pane.id == "tab-tables" \
+                and not shown["at the switch"]:  # (the hook sees the message again as it bubbles up)
+            key = "at the switch"
+        elif isinstance(message, EngineEvent) and isinstance(message.event, StepStarted) \
+                and not of_type(messages[:-1], StepStarted):
+            key = "at the first step"
+        else:
+            return
+        shown[key].append([str(t.styles.visibility) for t in app.query_one("#tables").query(LiveTable)])
+
+    async with app.run_test(size=(160, 45), message_hook=hook) as pilot:
         await wait_for(pilot, lambda: bool(of_type(messages, SummaryReady)), "the summary")
         await pilot.pause(0.1)
         trust = [n for n in app._notifications if "Only open checkpoints you trust" in n.message]
@@ -115,6 +135,9 @@ async def test_summary_paints_before_restore_then_run_all_fills_tables(small: di
         await settle(pilot)
         finished = [m.name for m in of_type(messages, StepFinished)]
         assert finished == list(STEPS)
+        # run all shows the Tables tab first, its three tables hidden for that frame, then one per frame, and only
+        # then starts the steps
+        assert shown == {"at the switch": [["hidden"] * 3], "at the first step": [["visible"] * 3]}
         assert app.state.results["encoder"].status == "done"
         assert app.state.results["joint"].status == "done"
         assert app.state.results["preprocessor"].status == "reference-only"  # ONNX export has no preprocessor

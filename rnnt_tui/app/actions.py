@@ -75,14 +75,12 @@ class Actions(Opening):
     def action_run_all(self) -> None:
         if not self._has_session():
             return
-        tabs = self.query_one(TabbedContent)
-        if tabs.active == "tab-tables":
+        if self.query_one(TabbedContent).active == "tab-tables":
             self.run_steps(list(STEPS))
             return
-        # The Tables tab comes on screen first: its layout, then Textual's second one (for the widgets it gave a
-        # size), each a frame of ~20 ms, are not shared with the first results' frames and the engine's work.
-        tabs.active = "tab-tables"
-        self.call_after_refresh(self.call_after_refresh, self.run_steps, list(STEPS))
+        # The Tables tab comes on screen first, a table per frame: those frames are not shared with the first
+        # results' frames and the engine's work.
+        self.show_tables_tab(partial(self.run_steps, list(STEPS)))
 
     def action_rerun(self) -> None:
         if self._has_session() and not self._busy_running():
