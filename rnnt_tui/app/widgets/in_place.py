@@ -4,8 +4,9 @@
 touched (5–25 ms on this app's screen, while steps run). Most of this app's updates keep the box as it was: a
 status word changes, a figure replaces a placeholder of as many lines, a step's detail is redrawn at the same
 height. `update_in_place` measures the new content at the widget's present width and asks for the layout only when
-the content's height (or, for a widget sized to its content, its width) differs from the old content's. The
-measure of what was set last is kept, so an update measures one content, not two.
+the content's height (or, for a widget sized to its content, its width) differs from the box's. A box sized to its
+content (`height: auto`) is compared with the size its last layout gave it, so an update measures one content; any
+other box with the old content's measure (kept from the last update, else measured too).
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ def update_in_place(widget: Static, content: VisualType) -> None:
         return
     at = (width, widget.container_size.width)
     kept = _MEASURED.get(widget)
-    before = kept[1] if kept is not None and kept[0] == at else _measure(widget, widget.visual, at)
+    if kept is not None and kept[0] == at:
+        before = kept[1]
+    elif widget.styles.height is not None and widget.styles.height.is_auto:  # the box is its content's size
+        auto_width = widget.styles.width is not None and widget.styles.width.is_auto
+        before = (widget.content_size.height, width if auto_width else None)
+    else:
+        before = _measure(widget, widget.visual, at)
     widget.update(content, layout=False)
     widget.clear_cached_dimensions()
     after = _measure(widget, widget.visual, at)

@@ -45,8 +45,7 @@ class StepBox(Static):
         if drawn == self._shown_as:
             return
         self._shown_as = drawn
-        for known in STATES:
-            self.set_class(known == status, f"-{known}")
+        self.update_classes({f"-{known}": known == status for known in STATES})  # one restyle, not one per class
         text = state_text(status, extra, self.step)
         if self.app.has_class("-narrow"):  # no border, so the name goes in the line
             symbol, _, style = STATES.get(status, ("?", status, ""))
