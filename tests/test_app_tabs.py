@@ -112,3 +112,22 @@ async def test_the_tables_paint_exactly_what_a_fresh_render_paints() -> None:
             await pilot.pause(0.1)
             assert shown == [list(strip) for strip in table.render_lines(whole)]
         assert any("1 - 2.0e-07" in "".join(s.text for s in line) for line in shown)
+
+
+async def test_work_deferred_a_frame_survives_a_modal_dismissed_before_it_refreshed() -> None:
+    """`after_frame` queues on the main screen: Textual's `call_after_refresh` queues on the screen on top, and a
+    modal dismissed before its next refresh dropped it (the runtime check of a session that became ready under the
+    error modal was never asked)."""
+    from textual.screen import ModalScreen
+
+    app = IdleApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        ran: list[str] = []
+        app.push_screen(ModalScreen())
+        await pilot.pause(0.1)
+        app.after_frame(ran.append, "ours")
+        main, modal = app.screen_stack
+        assert len(main._callbacks) == 1 and not modal._callbacks  # queued where the modal's dismissal cannot drop it
+        app.pop_screen()  # before the modal's next refresh
+        await pilot.pause(0.3)
+        assert ran == ["ours"]

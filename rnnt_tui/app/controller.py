@@ -81,7 +81,7 @@ class Controller(Actions):
         self.draw_model()
         # NeMo restores next (seconds with an idle screen): the Tables tab ("run all" shows it) is mounted ahead
         # now, from the next frame (its import and each widget's mount a frame of their own, not this one's)
-        self.call_after_refresh(self.premount_tables)
+        self.after_frame(self.premount_tables)
 
     @applied
     def on_model_restored(self, message: msg.ModelRestored) -> None:
@@ -108,9 +108,9 @@ class Controller(Actions):
         self.save_recent()
         self.show_header()
         self.show_results()  # the step strip and the result tabs (emptied: a new session has no results)
-        self.call_after_refresh(self.draw_overview)  # a frame of its own: one frame drawing all was ~30-40 ms
+        self.after_frame(self.draw_overview)  # a frame of its own: one frame drawing all was ~30-40 ms
         self.draw_tabs("tab-runtimes")
-        self.call_after_refresh(self.check_runtimes)  # the first session is up (and painted): only now, once
+        self.after_frame(self.check_runtimes)  # the first session is up (and painted): only now, once
         if session.candidate_note:
             self.notify(f"{session.candidate_note}. The reference (NeMo / PyTorch) still runs.",
                         title=f"{s.labels['candidate']} cannot run here", severity="warning", timeout=10)

@@ -6,7 +6,8 @@ engine event does - build on it). These methods only read the state and update w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, cast
 
 from textual.widgets import Static, TabbedContent, TabPane
 
@@ -160,6 +161,13 @@ class Drawing(_Base):
                 TimingsTable(self.state.labels, id="timings"), Label("Shapes", classes="table-title"),
                 ShapesTable(id="shapes")]
 
+    def after_frame(self, callback: Callable[..., object], *args: object) -> None:
+        """`call_after_refresh`, queued on the main screen. Textual queues it on the screen on top, and a modal
+        dismissed before its next refresh drops it: a session that became ready under the error modal never asked for
+        its runtime check, nor drew its panels. The main screen runs it after its next refresh, or when idle while
+        another screen is on top."""
+        self.screen_stack[0]._invoke_later(cast("Callable[[], None]", partial(callback, *args)), self)
+
     def premount_tables(self) -> None:
         """Mount the Tables tab's widgets before it is first shown ("run all" shows it), one widget per frame:
         mounting them all when the tab comes on screen stalled the UI for ~165 ms, and a hidden tab is neither laid
@@ -171,7 +179,7 @@ class Drawing(_Base):
         scroll = VerticalScroll(id="tables")
         self.premounting = [(self.query_one("#tab-tables", TabPane), scroll)] + \
             [(scroll, widget) for widget in self.tables_widgets()]
-        self.call_after_refresh(self.premount_next)
+        self.after_frame(self.premount_next)
 
     async def premount_next(self) -> None:
         """Mount the next widget of `premount_tables`; the rest after the next frame."""
@@ -182,11 +190,11 @@ class Drawing(_Base):
         await self.premount_inflight
         self.premount_inflight = None
         if self.premounting:
-            self.call_after_refresh(self.premount_next)
+            self.after_frame(self.premount_next)
         else:
             self.mounted_panes.add("tab-tables")
             self.stale_panes.add("tab-tables")
-            self.call_after_refresh(self.warm_tables)
+            self.after_frame(self.warm_tables)
 
     def warm_tables(self) -> None:
         """While the Tables tab is hidden, render a few of its tables' lines per frame into their cell caches
@@ -198,7 +206,7 @@ class Drawing(_Base):
             return  # on screen: painted already
         for table in self.query(LiveTable):
             if table.warm():
-                self.call_after_refresh(self.warm_tables)
+                self.after_frame(self.warm_tables)
                 return
 
     def show_tables_tab(self, then: Callable[[], object]) -> None:
@@ -216,11 +224,11 @@ class Drawing(_Base):
         def reveal(rest: list[LiveTable]) -> None:
             if rest:
                 rest[0].styles.visibility = "visible"
-                self.call_after_refresh(reveal, rest[1:])
+                self.after_frame(reveal, rest[1:])
             else:
-                self.call_after_refresh(then)
+                self.after_frame(then)
 
-        self.call_after_refresh(reveal, tables)
+        self.after_frame(reveal, tables)
 
     async def on_tabbed_content_tab_activated(self, message: TabbedContent.TabActivated) -> None:
         """A tab came on screen: mount its widgets the first time (the rest at once if they were being mounted
@@ -286,7 +294,7 @@ class Drawing(_Base):
             if getattr(line, "shown_text", None) != text:
                 line.shown_text = text  # type: ignore[attr-defined]
                 update_in_place(line, text)
-            self.call_after_refresh(self.draw_tables, "timings")
+            self.after_frame(self.draw_tables, "timings")
         elif table == "timings":
             duration = s.audio.duration_s if s.audio is not None else 0.0
             timings = self.query_one(TimingsTable)
@@ -294,7 +302,7 @@ class Drawing(_Base):
             timings.blank(blank)
             for result in s.results.values():
                 timings.show(result, duration)
-            self.call_after_refresh(self.draw_tables, "shapes")
+            self.after_frame(self.draw_tables, "shapes")
         else:
             shapes = self.query_one(ShapesTable)
             shapes.blank(blank)
