@@ -4,17 +4,13 @@ composed again when they change. No engine runs here."""
 
 from __future__ import annotations
 
+from idle_app import IdleApp
 from textual.widgets._footer import FooterKey
 
 from rnnt_tui.app.app import RnntApp
 from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.widgets.footer import CHECK_AFTER, KeyFooter
 from rnnt_tui.paths import demo_audio, demo_checkpoint
-
-
-class IdleApp(RnntApp):
-    def on_ready(self) -> None:  # no engine: only the screen
-        pass
 
 
 def _keys(app: RnntApp) -> list[FooterKey]:

@@ -3,17 +3,11 @@ does not grow the panel and re-lay out everything below it). No engine runs here
 
 from __future__ import annotations
 
-from pathlib import Path
+from idle_app import IdleApp
 
-from rnnt_tui.app.app import RnntApp
 from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.widgets.model_panel import PENDING_ROWS, ModelPanel
 from rnnt_tui.paths import demo_audio, demo_checkpoint
-
-
-class IdleApp(RnntApp):
-    def open_checkpoint(self, path: Path, audio: Path | None = None) -> None:  # no engine: the summary never comes
-        pass  # (an `on_ready` override would not do: Textual calls RnntApp's `on_ready` too, which opens)
 
 
 async def test_the_pending_rows_show_from_the_first_frame() -> None:

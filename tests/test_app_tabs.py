@@ -4,23 +4,17 @@ frame lays out the Step tab only). No engine runs here: the app's background wor
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
+from idle_app import IdleApp
 from rich.text import Text
 from textual.widgets import Input, RadioButton, TabbedContent
 from textual.widgets.data_table import ColumnKey
 
-from rnnt_tui.app.app import RnntApp
 from rnnt_tui.app.choices import RuntimeChoices
 from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 from rnnt_tui.app.widgets.tables import PENDING_CELL, DiffsTable, ShapesTable, TimingsTable
 from rnnt_tui.core.runtimes.base import Availability
 from rnnt_tui.paths import demo_audio, demo_checkpoint
-
-
-class IdleApp(RnntApp):
-    def open_checkpoint(self, path: Path, audio: Path | None = None) -> None:  # nothing opens: only what the
-        pass  # widgets draw from the state (an `on_ready` override would not do: Textual calls RnntApp's too)
 
 
 async def test_tabs_are_mounted_when_shown_and_drawn_from_the_state() -> None:

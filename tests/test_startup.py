@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from idle_app import IdleApp
 from test_app import busy, of_type, ready, screen_text, wait_for
 from textual.message import Message
 from textual.widgets import RadioButton
@@ -85,24 +86,19 @@ def test_telling_a_bundle_from_a_checkpoint_imports_no_numpy(tmp_path: Path) -> 
     assert json.loads(out.strip().splitlines()[-1]) == ["mil", "hello.wav", False, False]
 
 
-class NoOpenApp(RnntApp):
-    def open_checkpoint(self, path: Path, audio: Path | None = None) -> None:  # the first frame, without the first
-        pass  # open: no session will come (an `on_ready` override would not do: Textual calls RnntApp's too)
-
-
 async def test_the_first_frame_mounts_no_table() -> None:
     """The Tables tab is not built for the first frame (it is mounted ahead, a widget a frame, once the clip has
     loaded: NeMo then restores for seconds with an idle screen)."""
     from rnnt_tui.app.widgets.tables import DiffsTable
 
-    app = NoOpenApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
+    app = IdleApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.2)
         assert not app.query(DiffsTable) and "tab-tables" not in app.mounted_panes
 
 
 async def test_the_runtime_check_waits_for_the_runtimes_tab_when_no_session_is_ready() -> None:
-    app = NoOpenApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
+    app = IdleApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.2)
         assert not app.runtimes_asked and not [w for w in app.workers if w.group == "runtimes"]
@@ -118,7 +114,7 @@ async def test_the_runtime_check_waits_for_the_runtimes_tab_when_no_session_is_r
 async def test_the_sweep_asked_before_the_runtime_check_opens_with_its_answer() -> None:
     from rnnt_tui.app.screens.sweep import SweepScreen
 
-    app = NoOpenApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
+    app = IdleApp(demo_checkpoint(), demo_audio(), RuntimeChoices(against="onnx"))
     async with app.run_test(size=(120, 40)) as pilot:
         assert not app.state.availability
         await pilot.press("u")
