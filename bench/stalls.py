@@ -195,10 +195,6 @@ def ui_profile(ui_samples: list[list[Any]], start: float) -> dict[str, Any]:
     return {"samples": len(stacks), "top": top}
 
 
-#: the messages that start a phase (`phase_of`)
-_LABELLED = ("Progress", "ModelRestored", "SessionReady", "StepStarted", "CandidateFailed", "Bench")
-
-
 def phase_of(t: float, events: list[list[Any]], gap_s: float = 0.0) -> str:
     """The phase of a stall that started at t and lasted gap_s: the last app message before t, as a short label;
     "run all" when the bench pressed `r` during the stall. The bench's own coroutine presses it on the UI thread's
@@ -214,7 +210,7 @@ def phase_of(t: float, events: list[list[Any]], gap_s: float = 0.0) -> str:
             break
         if name == "Progress":
             label = re.sub(r"\d+", "#", text.split(": ", 1)[-1].split("(")[0].split("…")[0].strip())
-        elif name in _LABELLED[1:]:
+        elif name in ("ModelRestored", "SessionReady", "StepStarted", "CandidateFailed", "Bench"):
             label = {"ModelRestored": "after restore", "SessionReady": "session ready (idle)",
                      "StepStarted": f"step {text}", "CandidateFailed": "candidate failed",
                      "Bench": "run all"}[name]
