@@ -165,8 +165,9 @@ class Drawing(_Base):
         """`call_after_refresh`, queued on the main screen. Textual queues it on the screen on top, and a modal
         dismissed before its next refresh drops it: a session that became ready under the error modal never asked for
         its runtime check, nor drew its panels. The main screen runs it after its next refresh, or when idle while
-        another screen is on top."""
-        self.screen_stack[0]._invoke_later(cast("Callable[[], None]", partial(callback, *args)), self)
+        another screen is on top. Nothing once the app's screens are gone (as Textual's own drops it then)."""
+        if self.screen_stack:
+            self.screen_stack[0]._invoke_later(cast("Callable[[], None]", partial(callback, *args)), self)
 
     def premount_tables(self) -> None:
         """Mount the Tables tab's widgets before it is first shown ("run all" shows it), one widget per frame:
