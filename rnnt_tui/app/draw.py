@@ -6,8 +6,10 @@ engine event does - build on it). These methods only read the state and update w
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from textual.widgets import Static, TabbedContent, TabPane
 
@@ -165,9 +167,21 @@ class Drawing(_Base):
         """`call_after_refresh`, queued on the main screen. Textual queues it on the screen on top, and a modal
         dismissed before its next refresh drops it: a session that became ready under the error modal never asked for
         its runtime check, nor drew its panels. The main screen runs it after its next refresh, or when idle while
-        another screen is on top. Nothing once the app's screens are gone (as Textual's own drops it then)."""
+        another screen is on top. Nothing once the app's screens are gone (as Textual's own drops it then).
+
+        The callback first yields to the event loop once. With nothing to paint, Textual runs a queued callback at
+        the screen's next idle, and its message queue hands over the next message without yielding: a chain of
+        callbacks each queuing the next (the tables warmed a few lines at a time) ran back to back as one stall
+        (50-70 ms traced), the UI's timers and input waiting behind it."""
         if self.screen_stack:
-            self.screen_stack[0]._invoke_later(cast("Callable[[], None]", partial(callback, *args)), self)
+            self.screen_stack[0]._invoke_later(partial(self._after_yield, callback, *args), self)
+
+    @staticmethod
+    async def _after_yield(callback: Callable[..., object], *args: object) -> None:
+        await asyncio.sleep(0)
+        result = callback(*args)
+        if inspect.isawaitable(result):
+            await result
 
     def premount_tables(self) -> None:
         """Mount the Tables tab's widgets before it is first shown ("run all" shows it), one widget per frame:
