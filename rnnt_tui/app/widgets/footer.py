@@ -1,76 +1,180 @@
-"""The key bar: Textual's `Footer`, composed once after the first frame and again only when the keys it shows
-change.
+"""The key bar: the keys the main screen shows, drawn as one line by one widget.
 
-Why: Textual's `Footer` composes its keys after the screen first publishes its bindings (after the first frame),
-then recomposes on every publication - the screen coming up, the first focus, the refresh queued after the
-focus: three composes in the first half second, each mounting and restyling ~13 keys, each key twice (it starts
-compact, then takes the footer's `compact`): ~30 ms of the UI thread each, the longest start-up stalls after the
-first frame. The keys shown (`Binding.show`) do not change with the focus here, so this footer checks, once per
-30 ms at most, whether what it would show differs from what it shows, and builds each key in the footer's
-compact state: one compose of ~12 ms. (Composing the keys with the first frame instead made it ~25 ms slower.)"""
+Why one widget: Textual's `Footer` is a container of one `FooterKey` widget per key (13 here), composed only once
+the screen has published its bindings, after the first frame. That compose, and the layout of the screen it asked
+for, were a frame of ~25 ms of their own just after start-up (traced; one of the longest stalls of a session), and
+its 14 widgets were laid out again in every later layout of the screen. This bar draws the same line from the first
+frame - each key in the theme's footer colours with its description, the command palette's key on the right after
+a thin edge, compact below 120 columns as `Footer(compact=True)` is - and only repaints, never lays out, when the
+keys it shows change (a new keymap). As on `Footer`, clicking a key presses it (a disabled one rings the bell), and
+a hovered key is highlighted and shows its tooltip.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual.widgets import Footer
-from textual.widgets._footer import FooterKey  # the key widget (Textual does not export it)
+from rich.style import Style
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
 
 if TYPE_CHECKING:
-    from textual.app import ComposeResult
+    from textual import events
     from textual.screen import Screen
 
+EDGE = "▏"  # before the command palette's key (Textual's `vkey` border)
+SCROLL_STEP = 4  # cells per notch of the mouse wheel
 
-CHECK_AFTER = 0.03  # s: the keys are checked (and composed) this long after the bindings change
+
+@dataclass(frozen=True)
+class FooterItem:
+    """One key as the bar shows it."""
+
+    key: str  # what `App.simulate_key` presses
+    display: str  # how the key is written (`App.get_key_display`)
+    description: str
+    enabled: bool
+    tooltip: str
+    palette: bool = False  # the command palette's key, drawn on the right
 
 
-class KeyFooter(Footer):
-    """`Footer`, recomposed only for a change in the keys shown."""
+class KeyFooter(Widget, can_focus=False):
+    """The keys with `Binding.show`, one line, one widget."""
+
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"key-footer--key", "key-footer--description", "key-footer--hover",
+                                             "key-footer--edge"}
+    DEFAULT_CSS = """
+    KeyFooter {
+        dock: bottom;
+        height: 1;
+        color: $footer-foreground;
+        background: $footer-background;
+        & > .key-footer--key {
+            color: $footer-key-foreground;
+            background: $footer-key-background;
+            text-style: bold;
+        }
+        & > .key-footer--description {
+            color: $footer-description-foreground;
+            background: $footer-description-background;
+        }
+        & > .key-footer--hover {
+            background: $block-hover-background;
+        }
+        & > .key-footer--edge {
+            color: $foreground 20%;
+        }
+    }
+    """
+
+    compact = reactive(False)
+    """Less space around and between the keys (narrow terminals)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._shown: object = None  # what the last compose showed (`shown_keys`)
-        self._check_queued = False
+        self.items: tuple[FooterItem, ...] = ()
+        self.spans: list[tuple[int, int, FooterItem]] = []  # (first cell, end cell, item) as last drawn
+        self.hovered: FooterItem | None = None
+        self.scrolled = 0  # cells of keys scrolled off the left (the mouse wheel, as on `Footer`)
 
-    def shown_keys(self) -> object:
-        """What `Footer.compose` would show now: the bindings with `show`, the command palette's, the options."""
+    def on_mount(self) -> None:
+        self.items = self.shown_items()
+        self.screen.bindings_updated_signal.subscribe(self, self.bindings_changed)
+
+    def on_unmount(self) -> None:
+        self.screen.bindings_updated_signal.unsubscribe(self)
+
+    def shown_items(self) -> tuple[FooterItem, ...]:
+        """What `Footer` would show: the first binding with `show` of each action, then the command palette's."""
         active = self.screen.active_bindings
-        keys = tuple(
-            (binding, self.app.get_key_display(binding), enabled, tooltip)
-            for _node, binding, enabled, tooltip in active.values()
-            if binding.show
-        )
-        palette = active.get(self.app.COMMAND_PALETTE_BINDING)
-        return (
-            keys,
-            palette[1:] if palette is not None else None,
-            self.show_command_palette,
-            self.app.ENABLE_COMMAND_PALETTE,
-            self.combine_groups,
-        )
-
-    def compose(self) -> ComposeResult:
-        """`Footer.compose`, each key built already in the footer's `compact` state: a key starts compact and is
-        then bound to the footer's value, so each restyled itself twice on mounting."""
-        self._shown = self.shown_keys() if self._bindings_ready else None
-        for widget in super().compose():
-            if isinstance(widget, FooterKey) and not widget.has_class("-command-palette"):  # that one is not bound
-                widget.set_reactive(FooterKey.compact, self.compact)  # so neither its watcher nor the binding runs
-                widget.set_class(self.compact, "-compact", update=False)  # what that watcher would have set
-            yield widget
+        items: list[FooterItem] = []
+        actions: set[str] = set()
+        for _node, binding, enabled, tooltip in active.values():
+            if binding.show and binding.action not in actions:
+                actions.add(binding.action)
+                items.append(FooterItem(binding.key, self.app.get_key_display(binding), binding.description,
+                                        enabled, tooltip or ""))
+        palette = active.get(self.app.COMMAND_PALETTE_BINDING) if self.app.ENABLE_COMMAND_PALETTE else None
+        if palette is not None:
+            _node, binding, enabled, _tooltip = palette
+            items.append(FooterItem(binding.key, self.app.get_key_display(binding), binding.description, enabled,
+                                    binding.tooltip or binding.description, palette=True))
+        return tuple(items)
 
     def bindings_changed(self, screen: Screen[Any]) -> None:
-        """As `Footer.bindings_changed`, but one check per `CHECK_AFTER` and no recompose unless the keys shown
-        changed."""
-        self._bindings_ready = True
-        if not screen.app.app_focus or not self.is_attached or screen is not self.screen or self._check_queued:
+        """The screen published its bindings (focus moved, a tab changed, a keymap): repaint if the keys differ."""
+        if screen is not self.screen or not self.is_attached:
             return
-        self._check_queued = True
-        # a timer, not `call_after_refresh`: its callbacks run straight after the refresh, so the first compose
-        # (~12 ms) ran in the same stall as the screen's second layout just after the first frame (~16 ms)
-        self.set_timer(CHECK_AFTER, self._recompose_if_changed)
+        items = self.shown_items()
+        if items != self.items:
+            self.items = items
+            self.refresh()
 
-    async def _recompose_if_changed(self) -> None:
-        self._check_queued = False
-        if self.is_attached and self.shown_keys() != self._shown:
-            await self.recompose()
+    def render(self) -> Text:
+        styles = {name: self.get_component_rich_style(f"key-footer--{name}")
+                  for name in ("key", "description", "edge")}
+        hover = Style(bgcolor=self.get_component_rich_style("key-footer--hover").bgcolor)  # blended on the bar
+        dim = Style(dim=True)
+        left, right = Text(no_wrap=True, end=""), Text(no_wrap=True, end="")
+        left_spans: list[tuple[int, int, FooterItem]] = []
+        right_spans: list[tuple[int, int, FooterItem]] = []
+        for item in self.items:
+            text, spans = (right, right_spans) if item.palette else (left, left_spans)
+            if item.palette:
+                text.append(EDGE, styles["edge"])
+            extra = (hover if item == self.hovered else Style()) + (dim if not item.enabled else Style())
+            start = text.cell_len
+            compact = self.compact or item.palette  # the palette's key is compact on `Footer` too
+            key = item.display if compact else f" {item.display} "
+            description = f" {item.description}" if compact else f"{item.description} "
+            text.append(key, styles["key"] + extra)
+            text.append(description, styles["description"] + extra)
+            spans.append((start, text.cell_len, item))
+            if self.compact != item.palette:  # a compact key's margin; the palette's padding on a wide footer
+                text.append(" ")
+        room = max(self.size.width - right.cell_len, 0)  # the keys that do not fit scroll under the palette's
+        self.scrolled = min(self.scrolled, max(left.cell_len - room, 0))
+        shown = left[self.scrolled:self.scrolled + room]
+        self.spans = [(a - self.scrolled, b - self.scrolled, item) for a, b, item in left_spans] + \
+            [(room + a, room + b, item) for a, b, item in right_spans]
+        return Text.assemble(shown, " " * (room - shown.cell_len), right, no_wrap=True, end="")
+
+    def item_at(self, x: int) -> FooterItem | None:
+        return next((item for start, end, item in self.spans if start <= x < end), None)
+
+    def hover(self, item: FooterItem | None) -> None:
+        if item != self.hovered:
+            self.hovered = item
+            self.tooltip = item.tooltip or None if item is not None else None
+            self.refresh()
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        self.hover(self.item_at(event.x))
+
+    def on_leave(self, event: events.Leave) -> None:
+        self.hover(None)
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self.scroll_keys(SCROLL_STEP)
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self.scroll_keys(-SCROLL_STEP)
+
+    def scroll_keys(self, cells: int) -> None:
+        scrolled = max(self.scrolled + cells, 0)  # `render` stops it at the last key
+        if scrolled != self.scrolled:
+            self.scrolled = scrolled
+            self.hover(None)
+            self.refresh()
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        item = self.item_at(event.x)
+        if item is None:
+            return
+        if item.enabled:
+            self.app.simulate_key(item.key)
+        else:
+            self.app.bell()
