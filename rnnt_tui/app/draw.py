@@ -218,12 +218,11 @@ class Drawing(_Base):
         through Rich in one frame (~45 ms)."""
         from rnnt_tui.app.widgets.tables import LiveTable
 
-        if self.query_one(TabbedContent).active == "tab-tables":
-            return  # on screen: painted already
-        for table in self.query(LiveTable):
-            if table.warm():
-                self.after_frame(self.warm_tables)
-                return
+        if self.query_one(TabbedContent).active != "tab-tables":  # (on screen, it is painted already)
+            for table in self.query(LiveTable):
+                if table.warm():
+                    self.after_frame(self.warm_tables)
+                    return
         # The app's long-lived objects are now all made (the tabs' widgets, the modules imported for them, the
         # tables' caches): out of the cyclic GC's reach, as at the first frame (`RnntApp.on_ready`). Left in, each
         # full collection walked them again: 17-47 ms stalls traced while the 116 M model's steps ran.
