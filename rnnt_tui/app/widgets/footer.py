@@ -79,6 +79,7 @@ class KeyFooter(Widget, can_focus=False):
         self.spans: list[tuple[int, int, FooterItem]] = []  # (first cell, end cell, item) as last drawn
         self.hovered: FooterItem | None = None
         self.scrolled = 0  # cells of keys scrolled off the left (the mouse wheel, as on `Footer`)
+        self.overflow = 0  # cells of keys that did not fit, as last drawn: as far as `scrolled` goes
 
     def on_mount(self) -> None:
         self.items = self.shown_items()
@@ -136,7 +137,8 @@ class KeyFooter(Widget, can_focus=False):
             if self.compact != item.palette:  # a compact key's margin; the palette's padding on a wide footer
                 text.append(" ")
         room = max(self.size.width - right.cell_len, 0)  # the keys that do not fit scroll under the palette's
-        self.scrolled = min(self.scrolled, max(left.cell_len - room, 0))
+        self.overflow = max(left.cell_len - room, 0)
+        self.scrolled = min(self.scrolled, self.overflow)
         shown = left[self.scrolled:self.scrolled + room]
         self.spans = [(a - self.scrolled, b - self.scrolled, item) for a, b, item in left_spans] + \
             [(room + a, room + b, item) for a, b, item in right_spans]
@@ -164,7 +166,7 @@ class KeyFooter(Widget, can_focus=False):
         self.scroll_keys(-SCROLL_STEP)
 
     def scroll_keys(self, cells: int) -> None:
-        scrolled = max(self.scrolled + cells, 0)  # `render` stops it at the last key
+        scrolled = min(max(self.scrolled + cells, 0), self.overflow)
         if scrolled != self.scrolled:
             self.scrolled = scrolled
             self.hover(None)
