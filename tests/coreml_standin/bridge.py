@@ -53,7 +53,7 @@ _UNIT_DEVICES = {"CPU_ONLY": ("CPU",), "CPU_AND_GPU": ("CPU", "GPU"), "CPU_AND_N
 _PROGRAMS: dict[str, Any] = {}
 
 
-def _program(source: Path) -> Any:
+def _program(source: Path, function: str) -> Any:
     """The interpreter's program for the package `source`, loaded once per content: the stand-in compiles and loads
     the same packages many times (each compute unit, cold and cached loads of a sweep) into fresh temporary folders,
     and a program's execution plan depends only on its bytes. (Not part of the bridge: its time is not Core ML's.)"""
@@ -65,10 +65,33 @@ def _program(source: Path) -> Any:
     for file in sorted(f for f in (source.rglob("*") if source.is_dir() else [source]) if f.is_file()):
         digest.update(str(file.relative_to(source) if source.is_dir() else file.name).encode())
         digest.update(file.read_bytes())
-    key = digest.hexdigest()
+    key = f"{digest.hexdigest()}:{function}"
     if key not in _PROGRAMS:
-        _PROGRAMS[key] = MilProgram.load(source)
+        _PROGRAMS[key] = MilProgram.load(source, function)
     return _PROGRAMS[key]
+
+
+def _function(spec: Any, name: str) -> tuple[str, Any]:
+    """`MLModelConfiguration.functionName`: (the function loaded, its description): a multifunction program's named
+    function (its default when unnamed), else main; a name the model does not have fails the load."""
+    functions = {f.name: f for f in spec.description.functions}
+    if not functions:
+        if name not in ("", "main"):
+            raise ns_error(f"The model does not have a function named {name} (test stand-in)")
+        return "main", spec.description
+    chosen = name or spec.description.defaultFunctionName
+    if chosen not in functions:
+        raise ns_error(f"The model does not have a function named {chosen} (test stand-in)")
+    return chosen, functions[chosen]
+
+
+def _state_buffers(description: Any, make: Any) -> dict[str, Any]:
+    """state name -> `make(shape, dtype)` for each state `description` declares."""
+    out = {}
+    for feature in description.state:
+        arr = feature.type.stateType.arrayType
+        out[feature.name] = make(tuple(int(d) for d in arr.shape), DECLARED.get(int(arr.dataType), np.float32))
+    return out
 
 
 # -- state (CoreMLPython.mm: State::readState / writeState, Model::newState) ----------------------------------------
@@ -145,9 +168,10 @@ class _MLModelProxy:
         refusal = MACHINE.refuse(self.spec, compute_units)
         if refusal:
             raise ns_error(refusal)
+        self.function, self.description = _function(self.spec, function_name)
         if self.spec.WhichOneof("Type") == "mlProgram":
             try:
-                self._program = _program(source)
+                self._program = _program(source, self.function)
             except Exception as exc:  # the interpreter cannot read it: Core ML's load error in the stand-in
                 raise ns_error(f"test stand-in: the MIL interpreter cannot load the program ({exc})") from exc
         self._load_ns = time.perf_counter_ns() - start
@@ -167,7 +191,7 @@ class _MLModelProxy:
                             f"{self.spec.WhichOneof('Type')})")
         if state is not None:
             needs((15, 0), "Stateful predictions using MLState are only supported on macOS >= 15.0; it")
-        described = {f.name: f for f in self.spec.description.input}
+        described = {f.name: f for f in self.description.input}
         feeds: dict[str, np.ndarray] = {}
         for name, feature in described.items():
             if name not in features or features[name] is None:
@@ -177,6 +201,7 @@ class _MLModelProxy:
             dtype = DECLARED.get(int(feature.type.multiArrayType.dataType))
             feeds[name] = value.astype(dtype) if dtype is not None else value
         if state is not None:
+            self._check_state(state)
             feeds.update(state.buffers)
         start = time.perf_counter_ns()
         try:
@@ -186,7 +211,14 @@ class _MLModelProxy:
         self._last_predict_ns = time.perf_counter_ns() - start
         if state is not None:
             state.buffers.update({k: v for k, v in self._program.last_states.items() if k in state.buffers})
-        return {o.name: to_python(outputs[o.name]) for o in self.spec.description.output if o.name in outputs}
+        return {o.name: to_python(outputs[o.name]) for o in self.description.output if o.name in outputs}
+
+    def _check_state(self, state: _State) -> None:
+        """A state made by this model, or by another function of the same multifunction model declaring the same
+        states, is accepted; any other is refused (its buffers do not match this function's states)."""
+        held = {name: (buffer.shape, buffer.dtype) for name, buffer in state.buffers.items()}
+        if held != _state_buffers(self.description, lambda shape, dtype: (shape, np.dtype(dtype))):
+            raise ns_error(f"the state does not match the states of function {self.function} (test stand-in)")
 
     def batchPredict(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`Model::batchPredict`."""
@@ -206,12 +238,7 @@ class _MLModelProxy:
         """`Model::newState`: zeroed buffers for each state the description declares (macOS 15+)."""
         needs((15, 0), "Stateful model")
         MACHINE.new_states += 1
-        buffers = {}
-        for feature in self.spec.description.state:
-            arr = feature.type.stateType.arrayType
-            buffers[feature.name] = np.zeros(tuple(int(d) for d in arr.shape),
-                                             DECLARED.get(int(arr.dataType), np.float32))
-        return _State(buffers)
+        return _State(_state_buffers(self.description, np.zeros))
 
     @staticmethod
     def maximum_supported_specification_version() -> int:

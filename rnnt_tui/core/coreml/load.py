@@ -127,15 +127,18 @@ def compile_package(ct: Any, package: Path, destination: Path, units: str) -> fl
     return (time.perf_counter() - start) * 1000
 
 
-def open_compiled(ct: Any, compiled: Path, units: str, package: Path | None = None) -> tuple[Any, float]:
-    """Open a compiled model on `units`; returns (model, ms). `package` names the source in errors."""
+def open_compiled(ct: Any, compiled: Path, units: str, package: Path | None = None,
+                  function: str | None = None) -> tuple[Any, float]:
+    """Open a compiled model on `units` (of a multifunction model, `function`: `MLModelConfiguration.functionName`,
+    macOS 15+); returns (model, ms). `package` names the source in errors."""
     unit = compute_unit(ct, units)
     start = time.perf_counter()
     try:
-        model = ct.models.CompiledMLModel(str(compiled), unit)
+        model = ct.models.CompiledMLModel(str(compiled), unit, function_name=function)
     except Exception as exc:  # the bridge raises RuntimeError with Core ML's NSError text
         source = f"{package} (compiled at {compiled})" if package else str(compiled)
-        raise CoreMLLoadError(f"{source}: Core ML could not load it on {units}: {_reason(exc)}") from exc
+        what = f"its function {function}" if function else "it"
+        raise CoreMLLoadError(f"{source}: Core ML could not load {what} on {units}: {_reason(exc)}") from exc
     return model, (time.perf_counter() - start) * 1000
 
 
@@ -184,21 +187,22 @@ class CoreMLLoader:
         return self._private
 
     def load(self, path: Path, compute_units: str, cancel: threading.Event | None = None,
-             spec_version: int | None = None) -> OpenedModel:
-        """Load `path` (.mlpackage, .mlmodel or .mlmodelc) on `compute_units`; raises PackageTooNewError or
-        CoreMLLoadError with the reason."""
+             spec_version: int | None = None, function: str | None = None) -> OpenedModel:
+        """Load `path` (.mlpackage, .mlmodel or .mlmodelc; of a multifunction package, `function`) on
+        `compute_units`, compiled once whichever function is opened; raises PackageTooNewError or CoreMLLoadError
+        with the reason."""
         from rnnt_tui.core.cache import ArtifactCache, make_key
 
         ct = require()
         compute_unit(ct, compute_units)
         check_runnable(path, spec_version)
         if path.suffix == ".mlmodelc":
-            model, ms = open_compiled(ct, path, compute_units)
+            model, ms = open_compiled(ct, path, compute_units, None, function)
             return OpenedModel(model, path, compute_units, ms, None, "compiled model")
         if not self.use_cache:
             destination = Path(tempfile.mkdtemp(prefix=f"{path.stem}-", dir=self.private_dir())) / COMPILED_NAME
             fresh_ms = compile_package(ct, path, destination, compute_units)
-            model, ms = open_compiled(ct, destination, compute_units, path)
+            model, ms = open_compiled(ct, destination, compute_units, path, function)
             return OpenedModel(model, destination, compute_units, ms, fresh_ms, "compiled now")
         cache = ArtifactCache()
         key = make_key(kind="coreml-compiled", package=package_stamp(path), coremltools=ct.__version__,
@@ -212,7 +216,7 @@ class CoreMLLoader:
 
         entry, _ = cache.get_or_build(key, build, cancel)
         compiled = entry.path / COMPILED_NAME
-        model, ms = open_compiled(ct, compiled, compute_units, path)
+        model, ms = open_compiled(ct, compiled, compute_units, path, function)
         if compile_ms is None:
             LOAD_STATS.compiled_cache_hits += 1
             return OpenedModel(model, compiled, compute_units, ms, None, "compiled cache")

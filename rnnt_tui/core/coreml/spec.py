@@ -5,6 +5,9 @@ dtypes), metadata, model type and spec version.
 taken from the ML program's own types), `.mlmodelc` through the `metadata.json` Core ML's compiler writes. A spec
 read once can be kept as JSON and read back without coremltools (`PackageSpec.to_json` / `from_json`: a bundle
 records its packages' specs so a replay opens without importing it).
+A multifunction package (`ct.utils.save_multifunction`, macOS 15+: e.g. a streaming encoder's first-chunk and
+next-chunk functions sharing weights and states) declares each function's I/O apart: `function_of` picks one (the
+package's default when none is named), for this reader and the MIL interpreter's loader alike.
 `shape_warnings` flags declared shapes that bite at run time. Which package plays which component is
 `core.coreml.matching`'s job; this module never guesses roles.
 """
@@ -113,6 +116,9 @@ class PackageSpec:
     #: Core ML states (`ct.StateType`, `description.state`, macOS 15+): the buffers a stateful model reads and
     #: updates in place across predictions (always float16 in coremltools 9.0)
     states: tuple[TensorSpec, ...] = ()
+    #: a multifunction package's functions (empty: one `main`) and which one this spec describes
+    functions: tuple[str, ...] = ()
+    function: str = "main"
 
     @property
     def deployment_target(self) -> str | None:
@@ -138,6 +144,7 @@ class PackageSpec:
     def to_json(self) -> dict[str, Any]:
         return {"path": str(self.path), "model_type": self.model_type, "spec_version": self.spec_version,
                 "deployment_target": self.deployment_target, "states": [t.to_json() for t in self.states],
+                "functions": list(self.functions), "function": self.function,
                 "inputs": [t.to_json() for t in self.inputs],
                 "outputs": [t.to_json() for t in self.outputs], "metadata": dict(self.metadata)}
 
@@ -151,7 +158,9 @@ class PackageSpec:
                    metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
                    spec_version=None if version is None else int(version),
                    model_type=str(data.get("model_type", "mlProgram")),
-                   states=tuple(TensorSpec.from_json(t) for t in data.get("states") or ()))
+                   states=tuple(TensorSpec.from_json(t) for t in data.get("states") or ()),
+                   functions=tuple(str(f) for f in data.get("functions") or ()),
+                   function=str(data.get("function") or "main"))
 
 
 def _array_spec(feature: Any, mil_types: dict[str, tuple[tuple[int, ...], str]]) -> TensorSpec:
@@ -177,12 +186,27 @@ def _state_spec(feature: Any) -> TensorSpec:
     return TensorSpec(feature.name, tuple(int(d) for d in arr.shape), _ARRAY_DTYPES.get(int(arr.dataType), "unknown"))
 
 
-def _mil_types(spec: Any) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Shapes (-1 = unknown) and dtypes of the ML program's function inputs and outputs."""
+def function_of(spec: Any, path: Path, name: str | None = None) -> tuple[str, Any]:
+    """(function name, its description: `input`, `output`, `state`) of `spec`: the named function of a
+    multifunction package (its default when `name` is None), or `main` and the spec's own description.
+    BadInputError naming `path` and the functions it has when there is no such function."""
+    described = {f.name: f for f in spec.description.functions}
+    if not described:
+        if name not in (None, "main"):
+            raise BadInputError(path, f"has no function {name!r} (it has one function, main)")
+        return "main", spec.description
+    chosen = name or spec.description.defaultFunctionName or next(iter(described))
+    if chosen not in described:
+        raise BadInputError(path, f"has no function {chosen!r} (its functions: {', '.join(described)})")
+    return chosen, described[chosen]
+
+
+def _mil_types(spec: Any, name: str = "main") -> dict[str, tuple[tuple[int, ...], str]]:
+    """Shapes (-1 = unknown) and dtypes of the ML program's function `name`'s inputs and outputs."""
     out: dict[str, tuple[tuple[int, ...], str]] = {}
-    if spec.WhichOneof("Type") != "mlProgram" or "main" not in spec.mlProgram.functions:
+    if spec.WhichOneof("Type") != "mlProgram" or name not in spec.mlProgram.functions:
         return out
-    function = spec.mlProgram.functions["main"]
+    function = spec.mlProgram.functions[name]
     block = function.block_specializations[function.opset]
 
     def record(named: Any) -> None:
@@ -221,8 +245,9 @@ def _schema_spec(row: dict[str, Any]) -> TensorSpec:
     return TensorSpec(str(row.get("name", "")), shape, dtype, ranges, enumerated)
 
 
-def read_spec(path: Path | str) -> PackageSpec:
-    """Read a `.mlpackage`, `.mlmodel` or `.mlmodelc`'s declared I/O and metadata (works on any OS)."""
+def read_spec(path: Path | str, function: str | None = None) -> PackageSpec:
+    """Read a `.mlpackage`, `.mlmodel` or `.mlmodelc`'s declared I/O and metadata (works on any OS); of a
+    multifunction package, `function`'s (its default function's when None)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise BadInputError(path, "no such Core ML package")
@@ -242,12 +267,14 @@ def read_spec(path: Path | str) -> PackageSpec:
             spec = ct.utils.load_spec(str(path))
     except Exception as exc:  # protobuf and file errors alike mean "not a readable package"
         raise BadInputError(path, f"not a readable Core ML package ({type(exc).__name__}: {exc})") from exc
-    mil = _mil_types(spec)
-    return PackageSpec(path=path, inputs=tuple(_array_spec(f, mil) for f in spec.description.input),
-                       outputs=tuple(_array_spec(f, mil) for f in spec.description.output),
+    name, described = function_of(spec, path, function)
+    mil = _mil_types(spec, name)
+    return PackageSpec(path=path, inputs=tuple(_array_spec(f, mil) for f in described.input),
+                       outputs=tuple(_array_spec(f, mil) for f in described.output),
                        metadata=dict(spec.description.metadata.userDefined),
                        spec_version=int(spec.specificationVersion), model_type=str(spec.WhichOneof("Type")),
-                       states=tuple(_state_spec(f) for f in spec.description.state))
+                       states=tuple(_state_spec(f) for f in described.state),
+                       functions=tuple(f.name for f in spec.description.functions), function=name)
 
 
 def shape_warnings(spec: PackageSpec) -> list[str]:

@@ -1,6 +1,7 @@
-"""Read a saved Core ML ML program (.mlpackage / ML-program .mlmodel): its spec and its main function.
+"""Read a saved Core ML ML program (.mlpackage / ML-program .mlmodel): its spec and one function (`main`, or the
+named / default function of a multifunction package: `core.coreml.spec.function_of`).
 
-What runs is exactly the bytes a user ships (spec + weight.bin): the main function is read straight from the
+What runs is exactly the bytes a user ships (spec + weight.bin): the function is read straight from the
 protobuf (`load_proto`, fast) or, for what that reader leaves out (compressed weights, control flow), rebuilt by
 coremltools' own milproto loader. Every way a file can be unusable becomes one `BadInputError(path, problem)`;
 nothing is written next to the package.
@@ -23,11 +24,13 @@ class LoadedProgram:
     """The MIL Program of a package, with its spec (I/O descriptions, metadata) and weights directory."""
 
     path: Path
-    function: Any  # the main function: a load_proto.ProtoFunction, or a coremltools MIL Function
+    function: Any  # the function: a load_proto.ProtoFunction, or a coremltools MIL Function
     spec: Any  # coremltools.proto.Model_pb2.Model
     weights_dir: Path | None
     load_ms: float = 0.0  # reading the program and its weights
     program: Any = None  # the coremltools MIL Program, when the full loader read it
+    function_name: str = "main"
+    description: Any = None  # the function's I/O description (`input`, `output`, `state`); the spec's own for main
 
 
 def _weight_files(path: Path) -> list[Path]:
@@ -36,9 +39,10 @@ def _weight_files(path: Path) -> list[Path]:
     return []
 
 
-def load_program(path: Path | str) -> LoadedProgram:
-    """Load `path` into a MIL Program; BadInputError names the file and the problem when it cannot be used."""
-    from rnnt_tui.core.coreml.spec import load_coremltools
+def load_program(path: Path | str, function: str | None = None) -> LoadedProgram:
+    """Load `path`'s function `function` (main, or a multifunction package's default, when None) into a MIL
+    Program; BadInputError names the file and the problem when it cannot be used."""
+    from rnnt_tui.core.coreml.spec import function_of, load_coremltools
     from rnnt_tui.core.quiet import quiet
 
     path = Path(path).expanduser()
@@ -59,20 +63,21 @@ def load_program(path: Path | str) -> LoadedProgram:
     if kind != "mlProgram":
         raise BadInputError(path, f"a {kind or 'empty'} model, not an ML program: the MIL interpreter runs only "
                                   "ML programs (convert with convert_to='mlprogram')")
+    name, description = function_of(spec, path, function)
     weights_dir = Path(model.weights_dir) if getattr(model, "weights_dir", None) else None
     from coremltools.converters.mil.frontend.milproto.load import load  # coremltools: heavy, only here
 
-    from rnnt_tui.core.mil.load_proto import read_main
+    from rnnt_tui.core.mil.load_proto import read_function
 
     start = time.perf_counter()
     program = None
     try:
         with quiet():
-            function = read_main(spec, str(weights_dir) if weights_dir else "")
-            if function is None:  # compressed weights, nested blocks, ...: coremltools' full loader
+            read = read_function(spec, str(weights_dir) if weights_dir else "", name)
+            if read is None:  # compressed weights, nested blocks, ...: coremltools' full loader
                 program = load(model_spec=spec, specification_version=spec.specificationVersion,
                                file_weights_dir=str(weights_dir) if weights_dir else "")
-                function = program.functions["main"]
+                read = program.functions[name]
     except Exception as exc:  # a truncated weight.bin or a malformed program surface as many exception types
         weights = _weight_files(path)
         detail = f"{type(exc).__name__}: {exc}".strip()
@@ -82,5 +87,6 @@ def load_program(path: Path | str) -> LoadedProgram:
             raise BadInputError(path, f"weight.bin is missing ({detail})") from exc
         raise BadInputError(path, f"the ML program cannot be read (missing or truncated weight.bin, or a "
                                   f"malformed program: {detail[:300]})") from exc
-    return LoadedProgram(path=path, function=function, spec=spec, weights_dir=weights_dir,
-                         load_ms=(time.perf_counter() - start) * 1000, program=program)
+    return LoadedProgram(path=path, function=read, spec=spec, weights_dir=weights_dir,
+                         load_ms=(time.perf_counter() - start) * 1000, program=program, function_name=name,
+                         description=description)

@@ -1,4 +1,5 @@
-"""A fast reader of an ML program's main function straight from the protobuf, for the execution plan.
+"""A fast reader of an ML program's function (`main`, or one of a multifunction package's) straight from the
+protobuf, for the execution plan.
 
 coremltools' milproto loader rebuilds a full MIL Program: every op is re-created through the Builder with type
 and value inference (sympy solves symbolic reshapes), which takes a minute for a Parakeet-size encoder. The plan
@@ -69,19 +70,19 @@ def _var(named: Any) -> ProtoVar:
     return ProtoVar(named.name, np_dtype, int(tensor.rank), shape)
 
 
-def read_main(spec: Any, weights_dir: str) -> ProtoFunction | None:
-    """The main function of `spec` (an ML program), or None when the full loader must read it."""
+def read_function(spec: Any, weights_dir: str, name: str = "main") -> ProtoFunction | None:
+    """The function `name` of `spec` (an ML program), or None when the full loader must read it."""
     try:
-        return _read(spec, weights_dir)
+        return _read(spec, weights_dir, name)
     except _Unsupported:
         return None
 
 
-def _read(spec: Any, weights_dir: str) -> ProtoFunction:
+def _read(spec: Any, weights_dir: str, name: str) -> ProtoFunction:
     from coremltools.converters.mil._deployment_compatibility import AvailableTarget
     from coremltools.converters.mil.frontend.milproto.load import TranscriptionContext, _load_value
 
-    function = spec.mlProgram.functions["main"]
+    function = spec.mlProgram.functions[name]
     block = function.block_specializations[function.opset]
     context = TranscriptionContext(weights_dir)
     names: dict[str, ProtoVar] = {}

@@ -44,6 +44,7 @@ class MilProgram:
     plan_ms: float
     load_ms: float
     last_trace: OpTrace | None
+    function: str  # the function run: main, or one of a multifunction package's
 
     def __init__(self, path: Path, plan: Plan, inputs: dict[str, tuple[np.dtype[Any], tuple[int | None, ...]]],
                  plan_ms: float) -> None:
@@ -58,6 +59,7 @@ class MilProgram:
         self.precision = _precision(plan)
         self.plan_ms = plan_ms
         self.load_ms = 0.0
+        self.function = "main"
         self.last_trace = None
         self._flexible: dict[str, Flexibility] = {}
         #: state name -> (dtype, shape) of a stateful program's states; `last_states` their values after a run
@@ -65,15 +67,16 @@ class MilProgram:
         self.last_states: dict[str, np.ndarray] = {}
 
     @classmethod
-    def load(cls, path: Path | str) -> MilProgram:
-        """Load and plan the program at `path` (.mlpackage or ML-program .mlmodel); BadInputError when unusable."""
-        loaded = load_program(path)
+    def load(cls, path: Path | str, function: str | None = None) -> MilProgram:
+        """Load and plan the program at `path` (.mlpackage or ML-program .mlmodel; of a multifunction package,
+        `function`, its default when None); BadInputError when unusable."""
+        loaded = load_program(path, function)
         start = time.perf_counter()
-        function = loaded.function
-        flexible = _flexibility(loaded.spec)
+        body = loaded.function
+        flexible = _flexibility(loaded.description)
         inputs = {}
         states: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {}
-        for name, var in function.inputs.items():
+        for name, var in body.inputs.items():
             wrapped = _state_tensor(var)
             if wrapped is not None:  # a Core ML state: fed as a StateBox, not checked like an input
                 states[name] = wrapped
@@ -85,13 +88,14 @@ class MilProgram:
             if shapes:
                 shape = tuple(None if len({s[i] for s in shapes}) > 1 else d for i, d in enumerate(shape))
             inputs[name] = (held_dtype(mil_dtype(var) or np.dtype(np.float32)), shape)
-        plan = build_plan(function, loaded.path)
+        plan = build_plan(body, loaded.path)
         plan_ms = (time.perf_counter() - start) * 1000
         program = cls(loaded.path, plan, inputs, plan_ms)
         program._flexible = flexible
         program.states = states
         program.input_names = tuple(n for n in program.input_names if n not in states)
         program.load_ms = loaded.load_ms
+        program.function = loaded.function_name
         return program
 
     def input_dtype(self, name: str) -> np.dtype[Any]:
@@ -124,6 +128,7 @@ class MilProgram:
         """`run` with another plan of this program (e.g. some steps' out_dtypes widened to fp32) and/or some op
         outputs replaced by `values`; sets `last_trace` like `run`."""
         if state is not None:  # updated in place, as Core ML's predict(state=) does
+            self._check_state(state)
             boxes = state.boxes
         else:
             boxes = {name: StateBox(np.asarray(feeds[name], dtype) if name in feeds else np.zeros(shape, dtype))
@@ -135,6 +140,15 @@ class MilProgram:
         self.last_trace = op_trace
         self.last_states = {name: box.value for name, box in boxes.items()}
         return outputs
+
+    def _check_state(self, state: ProgramState) -> None:
+        """BadInputError unless `state` holds exactly this program's states, each in its shape and dtype (a state
+        made by another function of the same multifunction package passes when their states are declared alike)."""
+        held = {name: (box.value.dtype, tuple(box.value.shape)) for name, box in state.boxes.items()}
+        wanted = {name: (np.dtype(dtype), tuple(shape)) for name, (dtype, shape) in self.states.items()}
+        if held != wanted:
+            raise BadInputError(self.path, f"the state given to function {self.function} holds {_described(held)}; "
+                                           f"it declares {_described(wanted)}")
 
     def _feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [n for n in self.input_names if n not in feeds]
@@ -184,10 +198,15 @@ def _state_tensor(var: Any) -> tuple[np.dtype[Any], tuple[int, ...]] | None:
             tuple(int(d) for d in tensor.get_shape()))
 
 
-def _flexibility(spec: Any) -> dict[str, Flexibility]:
-    """input name -> (per-axis (lower, upper) ranges, upper -1 = unbounded) or (None, enumerated shapes)."""
+def _described(states: dict[str, tuple[np.dtype[Any], tuple[int, ...]]]) -> str:
+    return ", ".join(f"{name} {dtype} {list(shape)}" for name, (dtype, shape) in sorted(states.items())) or "none"
+
+
+def _flexibility(description: Any) -> dict[str, Flexibility]:
+    """input name -> (per-axis (lower, upper) ranges, upper -1 = unbounded) or (None, enumerated shapes), from the
+    function's I/O description."""
     out: dict[str, Flexibility] = {}
-    for feature in spec.description.input:
+    for feature in description.input:
         if feature.type.WhichOneof("Type") != "multiArrayType":
             continue
         arr = feature.type.multiArrayType
