@@ -44,26 +44,44 @@ def _encoder_outputs(step: Any, loaded: Any, context: list[int]) -> list[tuple[n
     return out
 
 
+def _weights_bytes(package: Path) -> int:
+    return sum(f.stat().st_size for f in package.rglob("*.bin") if f.parent.name == "weights")
+
+
 def test_mil_cache_states_match_explicit_caches_and_nemo(streaming: Any) -> None:
-    from rnnt_tui.core.stream.state_step import MilStateStreamStep
+    from rnnt_tui.core.coreml.spec import read_spec
+    from rnnt_tui.core.stream.state_step import MULTIFUNCTION, MilStateStreamStep
     from rnnt_tui.core.stream.steps import MilStreamStep
 
     with _session(streaming, "mil", True) as session:
         stateful = session.compare(CLIP).to_json()
         step = session.steps[0]
-        assert isinstance(step, MilStateStreamStep)
+        assert isinstance(step, MilStateStreamStep) and step.shared and step.path is not None
         context = list(stateful["att_context_size"])
         chunks = len(stateful["chunks"])
-        # chunk 0 writes the start caches, chunk 1 moves them to the next-chunk program's state, then they are
-        # carried; the teacher-forced feed writes the reference's caches from chunk 1 on
-        assert (step.carried, step.handovers, step.written) == (chunks - 2, 1, 1 + chunks - 1)
+        # one state for the whole clip: chunk 0 writes the start caches into it, the first-chunk function's state is
+        # the next-chunk function's, so it is carried from chunk 1 on; the teacher-forced feed writes the
+        # reference's caches into the other state from chunk 1 on
+        assert (step.carried, step.handovers, step.written) == (chunks - 1, 0, chunks)
         states = _encoder_outputs(step, streaming, context)
+        package = step.path / MULTIFUNCTION
+        assert sorted(p.name for p in step.path.iterdir() if p.suffix == ".mlpackage") == [MULTIFUNCTION]
+        first, after = read_spec(package, "first"), read_spec(package, "next")
+        assert first.functions == ("first", "next") and first.function == "first" and after.function == "next"
+        assert first.state_names == after.state_names == ("cache_last_channel", "cache_last_time")
+        assert first.input("features").shape[2] == step.frames["first"] != step.frames["next"]
+        stateful_weights = _weights_bytes(package)
     with _session(streaming, "mil", False) as session:
         explicit = session.compare(CLIP).to_json()
-        assert type(session.steps[0]) is MilStreamStep
-        plain = _encoder_outputs(session.steps[0], streaming, context)
+        plain_step = session.steps[0]
+        assert type(plain_step) is MilStreamStep and plain_step.path is not None
+        plain = _encoder_outputs(plain_step, streaming, context)
+        single = _weights_bytes(plain_step.path / "encoder-next.mlpackage")
+    # the two functions' weights are stored once: about one single-phase package's, not two
+    assert 0.9 * single < stateful_weights < 1.2 * single
     assert stateful["candidate"] == explicit["candidate"] == "Core ML program, MIL interpreter"
     assert stateful["caches_carried_in"].startswith("Core ML states")
+    assert "multifunction package" in stateful["caches_carried_in"]
     assert explicit["caches_carried_in"] == "explicit inputs and outputs"
     assert stateful["status"] == explicit["status"] == "ok"
     assert len(states) == len(plain) == chunks >= 3
@@ -112,7 +130,10 @@ def test_coreml_cache_states_through_core_ml(streaming: Any, core_ml_label: str)
     with _session(streaming, "coreml", True) as session:
         report = session.compare(CLIP).to_json()
         step = session.steps[0]
-        assert isinstance(step, CoreMLStateStreamStep) and step.carried == len(report["chunks"]) - 2
+        assert isinstance(step, CoreMLStateStreamStep) and step.shared
+        # each function opened as its own model from the one package, one state made for both
+        assert (step.carried, step.handovers) == (len(report["chunks"]) - 1, 0)
+        assert any("(function first)" in n for n in step.notes) and any("(function next)" in n for n in step.notes)
     assert report["candidate"] == core_ml_label
     assert report["caches_carried_in"].startswith("Core ML states")
     for chunk in report["chunks"]:
@@ -203,3 +224,23 @@ def test_recorded_stateful_step_replays_through_core_ml(state_bundle: Path, core
     for chunk in report["chunks"]:
         assert chunk["ok"] and chunk["free_running"]["outputs"][0]["max_abs"] < 1e-3, chunk
     assert report["decode"]["candidate_text"] == report["decode"]["reference_text"]
+
+
+def test_two_stateful_packages_recorded_before_the_multifunction_one_still_run(streaming: Any,
+                                                                               tmp_path: Path) -> None:
+    """A folder with a stateful package per phase (what `record --cache-states` wrote before the multifunction
+    package) still runs: its caches are handed over once, from the first-chunk program's state to the next one's."""
+    from rnnt_tui.core.stream.state_step import CARRIES_TWO_PACKAGES, MilStateStreamStep
+    from rnnt_tui.core.stream.steps import MilStreamStep
+
+    context = [int(x) for x in streaming.eval().encoder.att_context_size]
+    MilStreamStep._build(MilStateStreamStep(streaming, context, False), tmp_path)  # converted, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder-first.mlpackage", "encoder-next.mlpackage"]
+    step = MilStateStreamStep.from_folder(tmp_path, context)
+    assert not step.shared and step.carries == CARRIES_TWO_PACKAGES
+    outputs = _encoder_outputs(step, streaming, context)
+    chunks = len(outputs)
+    # written: the start caches by both feeds on chunk 0, then the reference's by the teacher-forced feed
+    assert chunks >= 3 and (step.carried, step.handovers, step.written) == (chunks - 2, 1, chunks + 1)
+    for teacher, free in outputs:
+        np.testing.assert_allclose(teacher, free, atol=1e-3, rtol=1e-3)

@@ -92,6 +92,10 @@ def _coreml_io(path: Path) -> StepIO:
     from rnnt_tui.core.coreml.spec import read_spec
 
     spec = read_spec(path)
+    if spec.functions:  # never run one of them for both phases unasked
+        raise BadInputError(path, f"a multifunction package (functions {', '.join(spec.functions)}): --step takes a "
+                                  "single-function package per phase (the tool's own multifunction step is "
+                                  "--cache-states)")
 
     def declared(t: Any) -> Declared:
         flexible = {i for i, (lo, hi) in enumerate(t.ranges or ()) if lo != hi}

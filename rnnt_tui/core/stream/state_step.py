@@ -1,27 +1,35 @@
 """Streaming steps with the encoder's two float caches in Core ML states (`stream --cache-states`, macOS 15+).
 
-The same conversion as `MilStreamStep` (two fixed programs, first and next chunk) but traced from
+The same conversion as `MilStreamStep` (fixed first-chunk and next-chunk programs) but traced from
 `StatefulStreamStepWrapper`: cache_last_channel and cache_last_time are registered buffers updated in place, which
 coremltools 9.0 converts to `ct.StateType` states (iOS18 / macOS 15 deployment target; coremltools accepts
 float16 states only, so the caches are rounded to fp16 between chunks while the program computes in fp32).
 cache_last_channel_len stays an explicit input and output. Each step returns the caches read back from the state
 (`read_state`), so the comparison sees the same layout as with explicit caches.
 
-Carrying: each phase's program has a pool of two engine states (`make_state`: the MIL interpreter's
-`ProgramState` or Core ML's `MLState`, both with `read_state` / `write_state`). A call whose caches are the ones a
-state of that program produced last is run on that state as it is - the free-running feed carries its caches in
-the state, nothing written. Other caches (the reference's, for the teacher-forced feed; a clip's start caches) are
-written into the least recently used state of the pool (`write_state`), so the free-running state is never
-overwritten. Two programs cannot share a state: the caches move once per clip from the first-chunk program's state
-to the next-chunk one's (read back, then written). `carried`, `written` and `handovers` count what happened.
+The two programs are merged into one multifunction package (`ct.utils.save_multifunction`, `MULTIFUNCTION`) with
+functions `first` and `next`: their weights are stored once, and both functions declare the same states, so one
+state made by either serves the whole clip, as an app ships it (`MLModel(..., function_name=...)` per function,
+one `make_state()`). Packages recorded before that (two stateful packages, `encoder-first.mlpackage` and
+`encoder-next.mlpackage`) still replay: two programs cannot share a state, so their caches move once per clip from
+the first-chunk program's state to the next-chunk one's (read back, then written).
+
+Carrying: the package's states form a pool of two engine states (`make_state`: the MIL interpreter's
+`ProgramState` or Core ML's `MLState`, both with `read_state` / `write_state`; one pool per program for the older
+layout). A call whose caches are the ones a state produced last is run on that state as it is - the free-running
+feed carries its caches in the state, nothing written. Other caches (the reference's, for the teacher-forced feed;
+a clip's start caches) are written into the least recently used state (`write_state`), so the free-running state
+is never overwritten. `carried`, `written` and `handovers` count what happened.
 
 - `MilStateStreamStep`: run by the tool's MIL interpreter ("Core ML program, MIL interpreter", never Core ML).
-- `CoreMLStateStreamStep`: the same packages predicted by Core ML (`MLModel.make_state`, `predict(..., state=)`,
+- `CoreMLStateStreamStep`: the same package predicted by Core ML (`MLModel.make_state`, `predict(..., state=)`,
   coremltools 9.0's MLState API); off macOS converted, then refused as `CoreMLStreamStep` is.
 """
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,14 +41,45 @@ from rnnt_tui.core.stream.steps import (
     MilStreamStep,
     StepOutput,
     open_coreml_phases,
+    phase_package,
 )
 
 #: the caches held in states (cache_last_channel_len stays an input and output)
 STATE_NAMES = ("cache_last_channel", "cache_last_time")
-CARRIES = ("Core ML states (ct.StateType, fp16, macOS 15+) for cache_last_channel and cache_last_time: the "
-           "free-running feed carries them in the state from chunk to chunk (moved once from the first-chunk "
-           "program's state to the next-chunk one's), the teacher-forced feed writes the reference's caches into a "
-           "state each chunk (write_state); cache_last_channel_len is an explicit input and output")
+#: the one package of both phases, a function each (named as the phases)
+MULTIFUNCTION = "encoder-stream.mlpackage"
+CARRIES = ("Core ML states (ct.StateType, fp16, macOS 15+) for cache_last_channel and cache_last_time, in one "
+           "multifunction package whose first-chunk and next-chunk functions share its weights and one state: the "
+           "free-running feed carries its caches in that state from the first chunk to the last, the "
+           "teacher-forced feed writes the reference's caches into a second state each chunk (write_state); "
+           "cache_last_channel_len is an explicit input and output")
+CARRIES_TWO_PACKAGES = ("Core ML states (ct.StateType, fp16, macOS 15+) for cache_last_channel and "
+                        "cache_last_time, in two packages recorded before the multifunction one: the free-running "
+                        "feed carries them in the state from chunk to chunk (moved once from the first-chunk "
+                        "program's state to the next-chunk one's), the teacher-forced feed writes the reference's "
+                        "caches into a state each chunk (write_state); cache_last_channel_len is an explicit input "
+                        "and output")
+
+
+def phase_programs(path: Path) -> dict[str, tuple[Path, str | None]]:
+    """phase -> (package, function) of the stateful programs in `path`: the multifunction package's functions, or
+    (recorded before it) a package per phase."""
+    if (path / MULTIFUNCTION).exists():
+        return {phase: (path / MULTIFUNCTION, phase) for phase in PHASES}
+    return {phase: (phase_package(path, phase), None) for phase in PHASES}
+
+
+def merge_phases(ct: Any, out: Path) -> None:
+    """Merge the per-phase packages in `out` into `MULTIFUNCTION` (a function per phase, weights deduplicated by
+    coremltools), then remove them."""
+    descriptor = ct.utils.MultiFunctionDescriptor()
+    for phase in PHASES:
+        descriptor.add_function(str(phase_package(out, phase)), src_function_name="main",
+                                target_function_name=phase)
+    descriptor.default_function_name = PHASES[0]
+    ct.utils.save_multifunction(descriptor, str(out / MULTIFUNCTION))
+    for phase in PHASES:
+        shutil.rmtree(phase_package(out, phase))
 
 
 class _Slot:
@@ -70,10 +109,19 @@ class _StatePool:
 
 
 class MilStateStreamStep(MilStreamStep):
-    artifact = "mlpackage-states"
+    artifact = "mlpackage-states-multifunction"
     carries = CARRIES
     #: phase -> its program's `make_state` and `predict(feeds, state)`
     makers: dict[str, Any]
+
+    def _build(self, out: Path) -> dict[str, Any]:
+        from rnnt_tui.core.coreml.spec import load_coremltools
+        from rnnt_tui.core.quiet import quiet
+
+        meta = super()._build(out)
+        with quiet():
+            merge_phases(load_coremltools()[0], out)
+        return {**meta, "package": MULTIFUNCTION, "functions": list(PHASES)}
 
     def _traceable(self, encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
                    chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
@@ -89,21 +137,28 @@ class MilStateStreamStep(MilStreamStep):
                   for name, t in zip(STATE_NAMES, (ch, tm), strict=True)]
         return {"minimum_deployment_target": ct.target.macOS15, "states": states}
 
-    def _load(self, path: Any) -> None:
+    def _load(self, path: Path) -> None:
         from rnnt_tui.core.coreml.spec import read_spec
         from rnnt_tui.core.mil.program import MilProgram
 
         self.predict, self.makers = {}, {}
-        for phase in PHASES:
-            package = path / f"encoder-{phase}.mlpackage"
-            self.frames[phase] = int(read_spec(package).input("features").shape[2])
-            program = MilProgram.load(package)
+        programs = phase_programs(path)
+        for phase, (package, function) in programs.items():
+            self.frames[phase] = int(read_spec(package, function).input("features").shape[2])
+            program = MilProgram.load(package, function)
             self.makers[phase] = program.make_state
             self.predict[phase] = lambda feeds, state, run=program.run: run(feeds, state=state)
-        self._start()
+        self._start(programs)
 
-    def _start(self) -> None:
-        self.pools = {phase: _StatePool(self.makers[phase]) for phase in PHASES}
+    def _start(self, programs: dict[str, tuple[Path, str | None]]) -> None:
+        """One pool of states for the multifunction package's functions (a pool per program for two packages)."""
+        self.shared = len({package for package, _ in programs.values()}) == 1
+        self.carries = CARRIES if self.shared else CARRIES_TWO_PACKAGES
+        if self.shared:
+            pool = _StatePool(self.makers[PHASES[0]])
+            self.pools = {phase: pool for phase in PHASES}
+        else:
+            self.pools = {phase: _StatePool(self.makers[phase]) for phase in PHASES}
         self.clock, self.carried, self.written, self.handovers = 0, 0, 0, 0
 
     def __call__(self, features: np.ndarray, length: int, caches: Caches, first: bool) -> StepOutput:
@@ -114,7 +169,7 @@ class MilStateStreamStep(MilStreamStep):
             self.carried += 1
         else:
             slot = pool.least_recent()
-            if any(other.holding(caches) is not None for other in self.pools.values()):
+            if any(other.holding(caches) is not None for other in self.pools.values() if other is not pool):
                 self.handovers += 1
             else:
                 self.written += 1
@@ -132,14 +187,16 @@ class MilStateStreamStep(MilStreamStep):
 
 
 class CoreMLStateStreamStep(MilStateStreamStep):
-    """The stateful packages predicted by Core ML (macOS 15; the Core ML test stand-in elsewhere in tests)."""
+    """The stateful package predicted by Core ML (macOS 15; the Core ML test stand-in elsewhere in tests): each
+    function opened as its own MLModel (`function_name`), one `make_state()` for both."""
 
     name = "coreml"
     close = CoreMLStreamStep.close
 
-    def _load(self, path: Any) -> None:
-        self.loader, models = open_coreml_phases(self, path)
+    def _load(self, path: Path) -> None:
+        programs = phase_programs(path)
+        self.loader, models = open_coreml_phases(self, path, programs)
         self.makers = {phase: model.make_state for phase, model in models.items()}
         self.predict = {phase: (lambda feeds, state, model=model: model.predict(feeds, state=state))
                         for phase, model in models.items()}
-        self._start()
+        self._start(programs)

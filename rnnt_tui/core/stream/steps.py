@@ -219,7 +219,7 @@ class MilStreamStep(StreamStep):
                 mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=inputs, outputs=outputs,
                                      compute_precision=ct.precision.FLOAT32, skip_model_load=True,
                                      **self._convert_options(ct, ch, tm))
-                mlmodel.save(str(out / f"encoder-{phase}.mlpackage"))
+                mlmodel.save(str(phase_package(out, phase)))
             shapes[phase] = frames
         return {"converter": "torch.jit.trace + ct.convert (fp32)", "frames": shapes, "context": self.context}
 
@@ -243,7 +243,7 @@ class MilStreamStep(StreamStep):
 
         self.predict = {}
         for phase in PHASES:
-            package = path / f"encoder-{phase}.mlpackage"
+            package = phase_package(path, phase)
             self.frames[phase] = int(read_spec(package).input("features").shape[2])
             self.predict[phase] = MilProgram.load(package).run
 
@@ -280,21 +280,27 @@ def step_output(out: dict[str, Any]) -> StepOutput:
              "cache_last_channel_len": np.asarray(out["cache_last_channel_len_next"], np.int64).reshape(-1)})
 
 
-def open_coreml_phases(step: MilStreamStep, path: Path) -> tuple[Any, dict[str, Any]]:
-    """Each phase's package in `path` opened by Core ML for `step` (each phase's frames and how it was loaded noted
-    on the step): the loader (closed with the step) and phase -> the opened MLModel. Shared by the explicit-cache
-    and stateful steps."""
+def phase_package(path: Path, phase: str) -> Path:
+    """The package of one phase's program in a step's folder (the explicit-cache layout)."""
+    return path / f"encoder-{phase}.mlpackage"
+
+
+def open_coreml_phases(step: MilStreamStep, path: Path, programs: dict[str, tuple[Path, str | None]] | None = None
+                       ) -> tuple[Any, dict[str, Any]]:
+    """Each phase's program in `path` opened by Core ML for `step` (each phase's frames and how it was loaded noted
+    on the step): the loader (closed with the step) and phase -> the opened MLModel. `programs`: phase -> (package,
+    function of a multifunction package), default a package per phase. Shared by the explicit-cache and stateful
+    steps."""
     from rnnt_tui.core.coreml.load import CoreMLLoader
     from rnnt_tui.core.coreml.spec import read_spec
     from rnnt_tui.core.names import DEFAULT_COMPUTE_UNITS
 
     loader = CoreMLLoader(step.use_cache)
     models: dict[str, Any] = {}
-    for phase in PHASES:
-        package = path / f"encoder-{phase}.mlpackage"
-        spec = read_spec(package)
-        opened = loader.load(package, DEFAULT_COMPUTE_UNITS, None, spec.spec_version)
+    for phase, (package, function) in (programs or {p: (phase_package(path, p), None) for p in PHASES}).items():
+        spec = read_spec(package, function)
+        opened = loader.load(package, DEFAULT_COMPUTE_UNITS, None, spec.spec_version, function)
         step.frames[phase] = int(spec.input("features").shape[2])
         models[phase] = opened.model
-        step.notes.append(f"{phase} chunk: {opened.how}")
+        step.notes.append(f"{phase} chunk{f' (function {function})' if function else ''}: {opened.how}")
     return loader, models
