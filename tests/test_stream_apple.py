@@ -63,6 +63,42 @@ def test_coreai_stream_matches_nemo(streaming: Any) -> None:
         again.close()
 
 
+@pytest.mark.skipif(coreai_problem(need_converter=True) is not None,
+                    reason=f"Core AI cannot run here: {coreai_problem(need_converter=True)}")
+def test_coreai_cache_states_carry_the_caches_in_core_ai_states(streaming: Any,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`--cache-states --against coreai`: the two float caches in Core AI states (the function's state arrays,
+    updated in place by the runtime), one state for the whole clip across the first-chunk and next-chunk functions.
+    Core AI keeps them in fp32, so the caches stay as close to NeMo as the explicit step's (Core ML's fp16 states
+    drift to ~1e-3); the report says Core AI states, never Core ML."""
+    from rnnt_tui.cli import main
+    from rnnt_tui.core.stream.compare import StreamSession
+    from rnnt_tui.core.stream.config import StreamRequest
+    from rnnt_tui.core.stream.coreai_step import CoreAIStateStreamStep
+
+    with StreamSession(StreamRequest(streaming.path, CLIP, "coreai", cache_states=True), lambda e: None,
+                       loaded=streaming) as session:
+        report = session.compare(CLIP).to_json()
+        step = session.steps[0]
+        assert isinstance(step, CoreAIStateStreamStep) and step.shared
+        chunks = len(report["chunks"])
+        assert (step.carried, step.handovers, step.written) == (chunks - 1, 0, chunks)
+        for phase in ("first", "next"):
+            desc = step.functions[phase].desc
+            assert list(desc.input_names) == ["features", "length", "cache_last_channel_len"]
+            assert sorted(desc.state_names) == ["b_cache_last_channel", "b_cache_last_time"]
+    assert report["candidate"].startswith("Core AI (")
+    assert report["caches_carried_in"].startswith("Core AI states") and "Core ML" not in report["caches_carried_in"]
+    _judged_chunks_close(report)
+    for chunk in report["chunks"][:-1]:  # the padded last chunk's caches are shown, not judged
+        for feed in ("teacher_forced", "free_running"):
+            assert max(o["max_abs"] for o in chunk[feed]["outputs"]) < 1e-4, (chunk["index"], feed)
+    assert main(["stream", str(streaming.path), str(CLIP), "--against", "coreai", "--cache-states",
+                 "--no-offline"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "carried in Core AI states" in out and "Core ML states" not in out
+
+
 @pytest.mark.macos
 def test_coreml_stream_predicts_the_step(streaming: Any, core_ml_label: str) -> None:
     report = _run(streaming, "coreml").to_json()

@@ -108,8 +108,7 @@ def test_cache_states_report_says_so(streaming: Any, tmp_path: Path, capsys: pyt
     assert "carried in Core ML states" in md.read_text()
 
 
-@pytest.mark.parametrize("args", [["--against", "onnx"], ["--against", "coreai"],
-                                  ["--against", "mil", "--window", "2"]])
+@pytest.mark.parametrize("args", [["--against", "onnx"], ["--against", "mil", "--window", "2"]])
 def test_cache_states_refused_where_it_cannot_work(streaming: Any, args: list[str],
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """Refused in one message (Rich may wrap it), exit 2, before NeMo restores anything."""

@@ -262,7 +262,10 @@ def _tables(report: dict[str, Any]) -> list[Table]:
                       r["reference_text"] or "", r["candidate_text"] or "")
     tables.append(worst)
     if report.get("stream"):
-        tables.append(_stream_table(report["stream"], bool((run.get("stream") or {}).get("cache_states"))))
+        from rnnt_tui.core.stream.config import states_kind
+
+        states = states_kind(run["against"]) if (run.get("stream") or {}).get("cache_states") else None
+        tables.append(_stream_table(report["stream"], states))
     if report["problems"]:
         problems = Table(title=f"Not evaluated ({len(report['problems'])})", title_justify="left")
         for col in ("line", "audio", "status", "problem"):
@@ -286,9 +289,10 @@ def _candidates_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def _stream_table(rows: list[dict[str, Any]], cache_states: bool = False) -> Table:
+def _stream_table(rows: list[dict[str, Any]], cache_states: str | None = None) -> Table:
+    """`cache_states`: whose states held the candidate's caches (None: inputs and outputs)."""
     table = Table(title="Streaming per att context (reference: NeMo's cache-aware loop"
-                  + ("; the candidate's caches in Core ML states" if cache_states else "") + ")", title_justify="left")
+                  + (f"; the candidate's caches in {cache_states}" if cache_states else "") + ")", title_justify="left")
     for col in ("att context", "latency ms", "utterances", "identical", "within tol.", "WER vs NeMo streaming",
                 "WER vs NeMo offline", "NeMo streaming vs offline", "QoI vs streaming / offline", "drift p90"):
         table.add_column(col, justify="right")

@@ -45,8 +45,9 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
                    "cache_last_time, cache_last_channel_len, encoded, encoded_length, *_next) for names rnnt-tui "
                    "does not know.")
 @click.option("--cache-states", "cache_states", is_flag=True,
-              help="Carry cache_last_channel and cache_last_time in Core ML states (ct.StateType, fp16, a macOS 15 "
-                   "program) instead of as inputs and outputs (--against mil or coreml).")
+              help="Carry cache_last_channel and cache_last_time in states instead of as inputs and outputs: Core ML "
+                   "states (ct.StateType, fp16, a macOS 15 multifunction package) with --against mil or coreml, "
+                   "Core AI states (fp32) with --against coreai.")
 @click.option("--no-offline", "no_offline", is_flag=True,
               help="Skip NeMo's offline (full-context) transcript, which the streaming one is compared with.")
 @click.option("--offline-window", "offline_window_s", type=FiniteRange(1, 3600), default=OFFLINE_WINDOW_S,

@@ -4,8 +4,8 @@ Renders a plain result and computes nothing: the `to_json` dict of `core.stream`
 growing: `add_chunk` takes one chunk's JSON as a `ChunkCompared` event arrives). One column per chunk: the
 free-running encoder drift as a heat cell (relative to the tolerance), the tokens each runtime emitted, the first
 divergence marked; above it, once the report is whole, what ran the candidate and where its encoder caches were
-carried (explicit inputs and outputs, or Core ML states: `stream --cache-states`). `n` steps the cursor one chunk
-(the transcripts show up to it); `p` steps back. Self-contained: the app hooks it up by mounting it in a tab and
+carried (explicit inputs and outputs, or Core ML / Core AI states: `stream --cache-states`). `n` steps the cursor one
+chunk (the transcripts show up to it); `p` steps back. Self-contained: the app hooks it up by mounting it in a tab and
 calling `show(report)` / `add_chunk(chunk_json)`.
 """
 
@@ -97,10 +97,10 @@ class StreamView(Static):
         return Group(*self._ran(), timeline, lines)
 
     def _ran(self) -> list[Text]:
-        """What ran the candidate and which cache feed it used (explicit caches or Core ML states), once the
+        """What ran the candidate and which cache feed it used (explicit caches, Core ML or Core AI states), once the
         report says (the finished report; chunk events alone do not)."""
         carried = self.report.get("caches_carried_in")
         if carried is None:
             return []
         return [Text.assemble((f"{self.report.get('candidate', 'candidate')}", "bold"), " · encoder caches carried in ",
-                              (carried, "bold cyan" if carried.startswith("Core ML states") else "bold"))]
+                              (carried, "bold" if carried.startswith("explicit") else "bold cyan"))]

@@ -117,22 +117,25 @@ class Executor:
         with native_stderr_captured(), quiet():
             return model.load_function(name, **tools)
 
-    def bind(self, function: Any, feed: dict[str, np.ndarray]) -> Callable[[], dict[str, Any]]:
+    def bind(self, function: Any, feed: dict[str, np.ndarray],
+             state: dict[str, Any] | None = None) -> Callable[[], dict[str, Any]]:
         """A zero-argument call of `function` on `feed` (converted to NDArrays now) returning the runtime's own
-        output arrays by name: only the call is in it (read them with `as_numpy`, outside any timing)."""
+        output arrays by name: only the call is in it (read them with `as_numpy`, outside any timing). `state`: the
+        function's state arrays by name (NDArrays the runtime reads and updates in place)."""
         from coreai.runtime import NDArray
 
         arrays = {k: NDArray(np.ascontiguousarray(v)) for k, v in feed.items()}
         run = self._loop.run_until_complete
 
         def call() -> dict[str, Any]:
-            result: dict[str, Any] = run(function(arrays))
+            result: dict[str, Any] = run(function(arrays, state=state) if state else function(arrays))
             return result
 
         return call
 
-    def call(self, function: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return as_numpy(self.bind(function, feed)())
+    def call(self, function: Any, feed: dict[str, np.ndarray],
+             state: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        return as_numpy(self.bind(function, feed, state)())
 
     def close(self) -> None:
         """Release every executable (and the runtime's temporary folders), then the loop."""

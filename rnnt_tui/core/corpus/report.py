@@ -44,6 +44,7 @@ from rnnt_tui.core.corpus.aggregate import Gates, aggregate, candidate_rows
 from rnnt_tui.core.corpus.records import UtteranceRecord
 from rnnt_tui.core.corpus.store import RESULTS_FILE, RunHeader, merge_results
 from rnnt_tui.core.names import CANDIDATE, REFERENCE
+from rnnt_tui.core.stream.config import states_kind
 
 SCHEMA = "rnnt-tui.corpus-report/1"
 REPORT_JSON, REPORT_MD, UTTERANCES_CSV = "report.json", "report.md", "utterances.csv"
@@ -155,8 +156,8 @@ def to_markdown(report: dict[str, Any]) -> str:
              *([f"- candidate runs on: {run['runs_on']}"] if run.get("runs_on") else []),
              *([f"- subset: {run['candidate_label']} on {run['subset']['spec']}, {run['subset']['rest_label']} on the "
                 "rest (each row says which ran it)"] if run.get("subset") else []),
-             *(["- streaming: the candidate's step carries its encoder caches in Core ML states (`--cache-states`)"]
-               if (run.get("stream") or {}).get("cache_states") else []),
+             *([f"- streaming: the candidate's step carries its encoder caches in {states_kind(run['against'])} "
+                "(`--cache-states`)"] if (run.get("stream") or {}).get("cache_states") else []),
              f"- manifest: `{run['manifest']}`" + (f" (shard {run['shard']})" if run.get("shard") else ""),
              f"- checkpoint SHA-256: `{run['checkpoint_sha256']}`",
              f"- utterances: {s['utterances']} ({s['evaluated']} evaluated, {s['errors']} bad input, "

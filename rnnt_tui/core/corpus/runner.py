@@ -68,7 +68,7 @@ class CorpusRequest:
     att_context: str | None = None  # with `stream`: None (the model's default), "L,R" or "all"
     #: `--subset`: `against` runs on these entries only, `subset.rest` on the others (`core.corpus.subset`)
     subset: Subset | None = None
-    #: with `stream`: the candidate's step carries its caches in Core ML states (`--cache-states`: mil, coreml)
+    #: with `stream`: the candidate's step carries its caches in states (`--cache-states`: mil, coreml, coreai)
     cache_states: bool = False
 
     def against_for(self, index: int) -> str:

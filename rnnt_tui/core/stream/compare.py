@@ -32,6 +32,7 @@ from rnnt_tui.core.stream.config import (
     StreamRequest,
     cache_states_problem,
     choose_contexts,
+    states_kind,
 )
 from rnnt_tui.core.stream.reference import CACHE_NAMES, NemoStream, RefChunk, StreamReference, set_context
 from rnnt_tui.core.stream.result import ChunkResult, ContextResult, Divergence, FeedResult, StreamResult, TensorDiff
@@ -210,7 +211,7 @@ class StreamSession:
                 step = _step(loaded, context, request)
                 self.steps.append(step)
                 progress(f"{step.label}: building the streaming step for att context {context}"
-                         + (" (caches in Core ML states)" if request.cache_states else ""), 0.0)
+                         + (f" (caches in {states_kind(request.against)})" if request.cache_states else ""), 0.0)
                 step.prepare(progress, cancel)
                 self.step_notes += [f"{context}: {n}" for n in step.notes]
         except BaseException:

@@ -21,8 +21,9 @@ WINDOW_CANDIDATES = ("onnx", "mil")
 WINDOWS_NOT_BUILT = {"coreml": "fixed windows against Core ML are not built yet (use --against mil for the same "
                                "Core ML programs run by the MIL interpreter)",
                      "coreai": "fixed windows against Core AI are not built yet"}
-#: candidates whose streaming step can hold the caches in Core ML states (`--cache-states`, macOS 15 programs)
-CACHE_STATE_CANDIDATES = ("mil", "coreml")
+#: candidates whose streaming step can hold the caches in states (`--cache-states`): Core ML states (macOS 15
+#: programs) with mil and coreml, Core AI states with coreai
+CACHE_STATE_CANDIDATES = ("mil", "coreml", "coreai")
 ALL_CONTEXTS = "all"
 #: clips longer than this many seconds get NeMo's offline transcript in windows this long (`--offline-window`)
 OFFLINE_WINDOW_S = 60.0
@@ -67,13 +68,19 @@ class StreamRequest:
                        role_map=self.role_map.expanduser().resolve() if self.role_map else None)
 
 
+def states_kind(against: str) -> str:
+    """Whose states `--cache-states` puts the caches in for candidate `against` (said wherever it is shown)."""
+    return "Core AI states" if against == "coreai" else "Core ML states"
+
+
 def cache_states_problem(request: StreamRequest) -> str | None:
     """Why `request.cache_states` cannot be honoured (None: it can, or was not asked for)."""
     if not request.cache_states:
         return None
     if request.against not in CACHE_STATE_CANDIDATES:
-        return (f"--cache-states needs a Core ML program (--against {' or '.join(CACHE_STATE_CANDIDATES)}); "
-                f"{request.against} carries the caches as inputs and outputs")
+        return (f"--cache-states needs a Core ML program or a Core AI asset (--against "
+                f"{', '.join(CACHE_STATE_CANDIDATES[:-1])} or {CACHE_STATE_CANDIDATES[-1]}); {request.against} "
+                "carries the caches as inputs and outputs")
     if request.window_s is not None:
         return "--cache-states is for cache-aware streaming, not --window"
     if request.step_packages:

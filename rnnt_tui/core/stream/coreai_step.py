@@ -18,9 +18,26 @@ from typing import Any
 
 import numpy as np
 
-from rnnt_tui.core.errors import RuntimeUnavailableError
+from rnnt_tui.core.errors import RuntimeUnavailableError, StepFailedError
 from rnnt_tui.core.pipeline.events import ProgressCallback
-from rnnt_tui.core.stream.steps import PHASES, Caches, StepOutput, StreamStep, drop_for, pre_encode, step_output
+from rnnt_tui.core.stream.state_step import STATE_NAMES, StateCarrying, stateful_traceable
+from rnnt_tui.core.stream.steps import (
+    PHASES,
+    Caches,
+    StepOutput,
+    StreamStep,
+    drop_for,
+    explicit_traceable,
+    pre_encode,
+    step_output,
+)
+
+#: where `CoreAIStateStreamStep` keeps the caches (said in the report)
+CARRIES = ("Core AI states (fp32 arrays given to each call as the function's state, updated in place by the "
+           "runtime) for cache_last_channel and cache_last_time: the free-running feed carries its caches in one "
+           "state from the first chunk to the last (the first-chunk and next-chunk functions declare the same "
+           "states), the teacher-forced feed writes the reference's caches into a second state each chunk; "
+           "cache_last_channel_len is an explicit input and output")
 
 
 class CoreAIStreamStep(StreamStep):
@@ -45,7 +62,6 @@ class CoreAIStreamStep(StreamStep):
         import torch
 
         from rnnt_tui.core.coreai.export import convert_module
-        from rnnt_tui.core.stream.wrapper import StreamStepWrapper
 
         clone = self._clone()
         cfg = clone.encoder.streaming_cfg
@@ -55,15 +71,19 @@ class CoreAIStreamStep(StreamStep):
         for phase in PHASES:
             chunk, pre = pre_encode(cfg, phase)
             frames[phase] = chunk + pre
-            example = (torch.zeros(1, int(clone.encoder._feat_in), frames[phase]),
-                       torch.tensor([frames[phase]], dtype=torch.int32), ch, tm, chl.to(torch.int32))
-            wrapper = StreamStepWrapper(clone.encoder, drop_for(cfg, phase)).eval()
-            notes += convert_module(wrapper, example, out / f"encoder-{phase}.aimodel",
-                                    input_names=StreamStepWrapper.INPUTS, output_names=StreamStepWrapper.OUTPUTS,
+            feats = torch.zeros(1, int(clone.encoder._feat_in), frames[phase])
+            module, names, example = self._traceable(clone.encoder, drop_for(cfg, phase), feats, frames[phase], ch,
+                                                     tm, chl)
+            notes += convert_module(module.eval(), example, out / f"encoder-{phase}.aimodel", input_names=names,
+                                    output_names=type(module).OUTPUTS,
                                     metadata={"component": f"stream-step-{phase}", "source_sha256": self.loaded.sha256,
                                               "frames": frames[phase]})
         return {"converter": "torch.export + coreai-torch TorchConverter (fp32)", "frames": frames,
                 "context": self.context, "notes": notes}
+
+    def _traceable(self, encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
+                   chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
+        return explicit_traceable(encoder, drop, feats, frames, ch, tm, chl)
 
     def _load(self, path: Path) -> None:
         from rnnt_tui.core.coreai.assets import read_asset
@@ -94,3 +114,60 @@ class CoreAIStreamStep(StreamStep):
         if executor is not None:
             executor.close()
         self.executor = None
+
+
+class CoreAIState:
+    """One set of a Core AI function's state arrays (the NDArrays a call reads and updates in place), read and written
+    by cache name as an `MLState` is (the converter names a state after its buffer: `b_cache_last_channel`)."""
+
+    def __init__(self, names: dict[str, str], shapes: dict[str, tuple[int, ...]]) -> None:
+        from coreai.runtime import NDArray
+
+        self.names = names
+        self.arrays = {engine: NDArray(np.zeros(shapes[engine], np.float32)) for engine in names.values()}
+
+    def read_state(self, name: str) -> np.ndarray:
+        return np.array(self.arrays[self.names[name]].numpy(), np.float32)
+
+    def write_state(self, name: str, value: np.ndarray) -> None:
+        from coreai.runtime import NDArray
+
+        self.arrays[self.names[name]] = NDArray(np.ascontiguousarray(value, np.float32))
+
+
+def state_layout(function: Any, asset: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """(cache name -> the function's state name, state name -> shape) of a converted stateful step; StepFailedError
+    naming the asset when a cache has no state."""
+    desc = function.desc
+    engine = list(desc.state_names)
+    names = {}
+    for cache in STATE_NAMES:
+        found = [s for s in engine if s == cache or s.endswith(f"_{cache}")]
+        if len(found) != 1:
+            raise StepFailedError(f"{asset}: no single state for {cache} (its states: {', '.join(engine) or 'none'})")
+        names[cache] = found[0]
+    return names, {s: tuple(int(d) for d in desc.state_descriptor(s).shape) for s in names.values()}
+
+
+class CoreAIStateStreamStep(StateCarrying, CoreAIStreamStep):
+    """`stream --cache-states --against coreai`: the step converted from `StatefulStreamStepWrapper`, its two float
+    caches in Core AI states (fp32: nothing rounded between chunks, unlike coremltools' fp16 states)."""
+
+    artifact = "aimodel-states"
+    carries = CARRIES
+
+    def _traceable(self, encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
+                   chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
+        return stateful_traceable(encoder, drop, feats, frames, ch, tm, chl)
+
+    def _load(self, path: Path) -> None:
+        super()._load(path)
+        self.makers, self.predict = {}, {}
+        layouts = {}
+        for phase in PHASES:
+            function = self.functions[phase]
+            layouts[phase] = names, shapes = state_layout(function, path / f"encoder-{phase}.aimodel")
+            self.makers[phase] = lambda names=names, shapes=shapes: CoreAIState(names, shapes)
+            self.predict[phase] = (lambda feeds, state, function=function:
+                                   self.executor.call(function, feeds, state.arrays))
+        self._start(layouts["first"] == layouts["next"])

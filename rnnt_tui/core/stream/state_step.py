@@ -40,6 +40,7 @@ from rnnt_tui.core.stream.steps import (
     CoreMLStreamStep,
     MilStreamStep,
     StepOutput,
+    StreamStep,
     open_coreml_phases,
     phase_package,
 )
@@ -108,53 +109,20 @@ class _StatePool:
         return min(self.slots, key=lambda s: s.used)
 
 
-class MilStateStreamStep(MilStreamStep):
-    artifact = "mlpackage-states-multifunction"
-    carries = CARRIES
-    #: phase -> its program's `make_state` and `predict(feeds, state)`
+class StateCarrying(StreamStep):
+    """A streaming step whose two float caches live in engine states between calls - anything read and written by
+    cache name (`read_state` / `write_state`: Core ML's `MLState`, the MIL interpreter's `ProgramState`, Core AI's
+    state arrays) - carried as the module docstring says. A subclass fills `makers` (phase -> a zeroed state) and
+    `predict` (phase -> predict(feeds, state) -> outputs named as `StatefulStreamStepWrapper.OUTPUTS`), then calls
+    `_start`."""
+
     makers: dict[str, Any]
+    predict: dict[str, Any]
 
-    def _build(self, out: Path) -> dict[str, Any]:
-        from rnnt_tui.core.coreml.spec import load_coremltools
-        from rnnt_tui.core.quiet import quiet
-
-        meta = super()._build(out)
-        with quiet():
-            merge_phases(load_coremltools()[0], out)
-        return {**meta, "package": MULTIFUNCTION, "functions": list(PHASES)}
-
-    def _traceable(self, encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
-                   chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
-        import torch
-
-        from rnnt_tui.core.stream.wrapper import StatefulStreamStepWrapper
-
-        example = (feats, torch.tensor([frames], dtype=torch.int32), chl.to(torch.int32))
-        return StatefulStreamStepWrapper(encoder, drop, ch, tm), StatefulStreamStepWrapper.INPUTS, example
-
-    def _convert_options(self, ct: Any, ch: Any, tm: Any) -> dict[str, Any]:
-        states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(t.shape), dtype=np.float16), name=name)
-                  for name, t in zip(STATE_NAMES, (ch, tm), strict=True)]
-        return {"minimum_deployment_target": ct.target.macOS15, "states": states}
-
-    def _load(self, path: Path) -> None:
-        from rnnt_tui.core.coreml.spec import read_spec
-        from rnnt_tui.core.mil.program import MilProgram
-
-        self.predict, self.makers = {}, {}
-        programs = phase_programs(path)
-        for phase, (package, function) in programs.items():
-            self.frames[phase] = int(read_spec(package, function).input("features").shape[2])
-            program = MilProgram.load(package, function)
-            self.makers[phase] = program.make_state
-            self.predict[phase] = lambda feeds, state, run=program.run: run(feeds, state=state)
-        self._start(programs)
-
-    def _start(self, programs: dict[str, tuple[Path, str | None]]) -> None:
-        """One pool of states for the multifunction package's functions (a pool per program for two packages)."""
-        self.shared = len({package for package, _ in programs.values()}) == 1
-        self.carries = CARRIES if self.shared else CARRIES_TWO_PACKAGES
-        if self.shared:
+    def _start(self, shared: bool) -> None:
+        """One pool of states for both phases when their functions share a state (a pool per program when not)."""
+        self.shared = shared
+        if shared:
             pool = _StatePool(self.makers[PHASES[0]])
             self.pools = {phase: pool for phase in PHASES}
         else:
@@ -186,6 +154,60 @@ class MilStateStreamStep(MilStreamStep):
         return np.asarray(out["encoded"], np.float32), int(np.asarray(out["encoded_length"]).reshape(-1)[0]), held
 
 
+class MilStateStreamStep(StateCarrying, MilStreamStep):
+    artifact = "mlpackage-states-multifunction"
+    carries = CARRIES
+
+    def _build(self, out: Path) -> dict[str, Any]:
+        from rnnt_tui.core.coreml.spec import load_coremltools
+        from rnnt_tui.core.quiet import quiet
+
+        meta = super()._build(out)
+        with quiet():
+            merge_phases(load_coremltools()[0], out)
+        return {**meta, "package": MULTIFUNCTION, "functions": list(PHASES)}
+
+    def _traceable(self, encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
+                   chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
+        return stateful_traceable(encoder, drop, feats, frames, ch, tm, chl)
+
+    def _convert_options(self, ct: Any, ch: Any, tm: Any) -> dict[str, Any]:
+        states = [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(t.shape), dtype=np.float16), name=name)
+                  for name, t in zip(STATE_NAMES, (ch, tm), strict=True)]
+        return {"minimum_deployment_target": ct.target.macOS15, "states": states}
+
+    def _load(self, path: Path) -> None:
+        from rnnt_tui.core.coreml.spec import read_spec
+        from rnnt_tui.core.mil.program import MilProgram
+
+        self.predict, self.makers = {}, {}
+        programs = phase_programs(path)
+        for phase, (package, function) in programs.items():
+            self.frames[phase] = int(read_spec(package, function).input("features").shape[2])
+            program = MilProgram.load(package, function)
+            self.makers[phase] = program.make_state
+            self.predict[phase] = lambda feeds, state, run=program.run: run(feeds, state=state)
+        self._start_programs(programs)
+
+    def _start_programs(self, programs: dict[str, tuple[Path, str | None]]) -> None:
+        """`_start`, one state shared when both phases are functions of one package."""
+        shared = len({package for package, _ in programs.values()}) == 1
+        self.carries = CARRIES if shared else CARRIES_TWO_PACKAGES
+        self._start(shared)
+
+
+def stateful_traceable(encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
+                       chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
+    """(module, input names, example input) of one phase with the two float caches in registered buffers
+    (`StatefulStreamStepWrapper`): what the Core ML and Core AI converters turn into states."""
+    import torch
+
+    from rnnt_tui.core.stream.wrapper import StatefulStreamStepWrapper
+
+    example = (feats, torch.tensor([frames], dtype=torch.int32), chl.to(torch.int32))
+    return StatefulStreamStepWrapper(encoder, drop, ch, tm), StatefulStreamStepWrapper.INPUTS, example
+
+
 class CoreMLStateStreamStep(MilStateStreamStep):
     """The stateful package predicted by Core ML (macOS 15; the Core ML test stand-in elsewhere in tests): each
     function opened as its own MLModel (`function_name`), one `make_state()` for both."""
@@ -199,4 +221,4 @@ class CoreMLStateStreamStep(MilStateStreamStep):
         self.makers = {phase: model.make_state for phase, model in models.items()}
         self.predict = {phase: (lambda feeds, state, model=model: model.predict(feeds, state=state))
                         for phase, model in models.items()}
-        self._start(programs)
+        self._start_programs(programs)

@@ -226,12 +226,7 @@ class MilStreamStep(StreamStep):
     def _traceable(self, encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
                    chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
         """(module to trace, its input names, an example input) of one phase: caches as inputs and outputs."""
-        import torch
-
-        from rnnt_tui.core.stream.wrapper import StreamStepWrapper
-
-        example = (feats, torch.tensor([frames], dtype=torch.int32), ch, tm, chl.to(torch.int32))
-        return StreamStepWrapper(encoder, drop), StreamStepWrapper.INPUTS, example
+        return explicit_traceable(encoder, drop, feats, frames, ch, tm, chl)
 
     def _convert_options(self, ct: Any, ch: Any, tm: Any) -> dict[str, Any]:
         """`ct.convert` options beyond the shared ones (the deployment target; states where the step has them)."""
@@ -270,6 +265,18 @@ class CoreMLStreamStep(MilStreamStep):
         loader = getattr(self, "loader", None)
         if loader is not None:
             loader.close()
+
+
+def explicit_traceable(encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
+                       chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
+    """(module, input names, example input) of one phase with the caches as inputs and outputs
+    (`StreamStepWrapper`), for the Core ML and Core AI converters."""
+    import torch
+
+    from rnnt_tui.core.stream.wrapper import StreamStepWrapper
+
+    example = (feats, torch.tensor([frames], dtype=torch.int32), ch, tm, chl.to(torch.int32))
+    return StreamStepWrapper(encoder, drop), StreamStepWrapper.INPUTS, example
 
 
 def step_output(out: dict[str, Any]) -> StepOutput:
