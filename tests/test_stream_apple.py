@@ -26,6 +26,10 @@ def _run(loaded: Any, against: str) -> Any:
     return run_stream(StreamRequest(loaded.path, CLIP, against), lambda e: None, loaded=loaded)
 
 
+def _bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
 def _judged_chunks_close(report: dict[str, Any]) -> None:
     chunks = report["chunks"]
     assert len(chunks) >= 2
@@ -72,9 +76,11 @@ def test_coreai_cache_states_carry_the_caches_in_core_ai_states(streaming: Any,
     Core AI keeps them in fp32, so the caches stay as close to NeMo as the explicit step's (Core ML's fp16 states
     drift to ~1e-3); the report says Core AI states, never Core ML."""
     from rnnt_tui.cli import main
+    from rnnt_tui.core.coreai.assets import read_asset
+    from rnnt_tui.core.progress import no_progress
     from rnnt_tui.core.stream.compare import StreamSession
     from rnnt_tui.core.stream.config import StreamRequest
-    from rnnt_tui.core.stream.coreai_step import CoreAIStateStreamStep
+    from rnnt_tui.core.stream.coreai_step import MULTIFUNCTION, CoreAIStateStreamStep, CoreAIStreamStep
 
     with StreamSession(StreamRequest(streaming.path, CLIP, "coreai", cache_states=True), lambda e: None,
                        loaded=streaming) as session:
@@ -86,7 +92,18 @@ def test_coreai_cache_states_carry_the_caches_in_core_ai_states(streaming: Any,
         for phase in ("first", "next"):
             desc = step.functions[phase].desc
             assert list(desc.input_names) == ["features", "length", "cache_last_channel_len"]
-            assert sorted(desc.state_names) == ["b_cache_last_channel", "b_cache_last_time"]
+            assert sorted(desc.state_names) == ["cache_last_channel", "cache_last_time"]
+        # one asset, a function per phase, the weights stored once (about one explicit single-phase asset's bytes)
+        assert step.path is not None and [p.name for p in step.path.glob("*.aimodel")] == [MULTIFUNCTION]
+        assert sorted(read_asset(step.path / MULTIFUNCTION).functions) == ["first", "next"]
+        explicit = CoreAIStreamStep(streaming, list(report["att_context_size"]))
+        try:
+            explicit.prepare(no_progress)
+            assert explicit.path is not None
+            single = _bytes(explicit.path / "encoder-next.aimodel")
+        finally:
+            explicit.close()
+        assert single < _bytes(step.path / MULTIFUNCTION) < 1.2 * single
     assert report["candidate"].startswith("Core AI (")
     assert report["caches_carried_in"].startswith("Core AI states") and "Core ML" not in report["caches_carried_in"]
     _judged_chunks_close(report)

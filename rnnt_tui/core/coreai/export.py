@@ -1,12 +1,13 @@
 """Any torch module to a Core AI `.aimodel` asset: `torch.export`, decompositions, `coreai_torch.TorchConverter`.
 
-Reusable on purpose (the components here; a streaming encoder step later): `convert_module(module, args, out,
-input_names=, output_names=, dynamic_shapes=)` exports, decomposes with coreai-torch's table plus `DECOMPOSITIONS`,
-converts with outputs named by role (Core AI would otherwise call them `view_4`, `permute_46`, … in no promised
-order) and saves the asset; what the libraries print or warn is captured and returned as notes. Memory: the
-exported program is dropped once converted (its weights are the model's own), and the converted program is dropped
-once its bytecode is written, before the file is hashed (`save_released`; coreai-core's `save_asset` reads the whole
-file back while the program is alive), so at most two copies of the weights (PyTorch's and the program's) are held.
+Reusable on purpose (the components here, the streaming encoder steps): `convert_module(module, args, out,
+input_names=, output_names=, dynamic_shapes=)` (`convert_entrypoints` for an asset of several functions) exports,
+decomposes with coreai-torch's table plus `DECOMPOSITIONS`, converts with outputs named by role (Core AI would
+otherwise call them `view_4`, `permute_46`, … in no promised order) and saves the asset; what the libraries print or
+warn is captured and returned as notes. Memory: the exported program is dropped once converted (its weights are the
+model's own), and the converted program is dropped once its bytecode is written, before the file is hashed
+(`save_released`; coreai-core's `save_asset` reads the whole file back while the program is alive), so at most two
+copies of the weights (PyTorch's and the program's) are held.
 
 Why extra decompositions: NeMo's preprocessor calls `torch.stft`, which torch.export decomposes into
 `aten.unfold` + `aten._fft_r2c`, and its per-feature normalisation calls `aten.isnan`; coreai-torch 0.4.3 lowers
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,9 +139,23 @@ def _clean(text: str) -> list[str]:
     lines: list[str] = []
     for raw in text.replace("\r", "\n").splitlines():
         line = raw.strip()
-        if line and "converting 1 program" not in line and line not in lines:
+        if line and not re.search(r"converting \d+ program", line) and line not in lines:
             lines.append(line)
     return lines
+
+
+@dataclass(frozen=True)
+class Entrypoint:
+    """One function of an asset to convert: `module` exported on `args`, its inputs, outputs and states named (states:
+    the module's registered buffers it updates in place, in order; None: coreai-torch's FX placeholder names)."""
+
+    name: str
+    module: Any
+    args: tuple[Any, ...]
+    input_names: Sequence[str]
+    output_names: Sequence[str]
+    state_names: Sequence[str] | None = None
+    dynamic_shapes: Any = None
 
 
 def convert_module(module: Any, args: tuple[Any, ...], out: Path, *, input_names: Sequence[str],
@@ -150,18 +167,31 @@ def convert_module(module: Any, args: tuple[Any, ...], out: Path, *, input_names
     `metadata` goes into the asset's custom metadata under `rnnt_tui.<key>`. `debug` keeps PyTorch stack traces in
     the asset (what Apple's comparator uses to name a drifting op's source line). `transform` rewrites the converted
     program before it is saved (weight compression, `core.coreai.weights`)."""
+    entry = Entrypoint("main", module, args, input_names, output_names, dynamic_shapes=dynamic_shapes)
+    return convert_entrypoints([entry], out, metadata=metadata, debug=debug, transform=transform)
+
+
+def convert_entrypoints(entries: Sequence[Entrypoint], out: Path, *, metadata: dict[str, Any] | None = None,
+                        debug: bool = True, transform: Callable[[Any], Any] | None = None) -> list[str]:
+    """`convert_module` for one asset of several functions (`TorchConverter`'s entrypoints: e.g. a streaming step's
+    first-chunk and next-chunk functions, whose shared weights coreai-torch stores once); returns notes."""
     coreai_torch = load_coreai_torch()
 
     if out.suffix != ".aimodel":
         raise ValueError(f"a Core AI asset's folder name ends in .aimodel, got {out.name}")
     with quiet() as q, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        program = export_program(module, args, dynamic_shapes)
         mode = coreai_torch.TorchConverter.Mode.DEBUG if debug else coreai_torch.TorchConverter.Mode.RELEASE
         converter = coreai_torch.TorchConverter(mode=mode)
-        converter.add_exported_program(program, input_names=list(input_names), output_names=list(output_names))
+        for entry in entries:
+            program = export_program(entry.module, entry.args, entry.dynamic_shapes)
+            states = {} if entry.state_names is None else {"state_names": list(entry.state_names)}
+            converter.add_exported_program(program, input_names=list(entry.input_names),
+                                           output_names=list(entry.output_names), entrypoint_name=entry.name,
+                                           **states)
+            del program
         ai_program = converter.to_coreai()
-        del program, converter
+        del converter
         gc.collect()
         if transform is not None:
             ai_program = transform(ai_program)

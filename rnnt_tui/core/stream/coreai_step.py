@@ -12,7 +12,9 @@ runtime, Linux CPU)" here).
 
 from __future__ import annotations
 
+import gc
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from rnnt_tui.core.stream.steps import (
     step_output,
 )
 
+#: the one asset of both phases (a function each, named as the phases) when the step is built as one
+MULTIFUNCTION = "encoder-stream.aimodel"
 #: where `CoreAIStateStreamStep` keeps the caches (said in the report)
 CARRIES = ("Core AI states (fp32 arrays given to each call as the function's state, updated in place by the "
            "runtime) for cache_last_channel and cache_last_time: the free-running feed carries its caches in one "
@@ -43,6 +47,8 @@ CARRIES = ("Core AI states (fp32 arrays given to each call as the function's sta
 class CoreAIStreamStep(StreamStep):
     name = "coreai"
     libraries = ("nemo_toolkit", "torch", "coreai-torch", "coreai-core")
+    #: one asset with a function per phase (`MULTIFUNCTION`) instead of an asset per phase
+    multifunction = False
 
     @property
     def label(self) -> str:
@@ -61,25 +67,39 @@ class CoreAIStreamStep(StreamStep):
     def _build(self, out: Path) -> dict[str, Any]:
         import torch
 
-        from rnnt_tui.core.coreai.export import convert_module
+        from rnnt_tui.core.coreai.export import Entrypoint, convert_entrypoints
 
         clone = self._clone()
         cfg = clone.encoder.streaming_cfg
         ch, tm, chl = clone.encoder.get_initial_cache_state(batch_size=1)
         frames: dict[str, int] = {}
-        notes: list[str] = []
+        entries: list[Entrypoint] = []
         for phase in PHASES:
             chunk, pre = pre_encode(cfg, phase)
             frames[phase] = chunk + pre
             feats = torch.zeros(1, int(clone.encoder._feat_in), frames[phase])
             module, names, example = self._traceable(clone.encoder, drop_for(cfg, phase), feats, frames[phase], ch,
                                                      tm, chl)
-            notes += convert_module(module.eval(), example, out / f"encoder-{phase}.aimodel", input_names=names,
-                                    output_names=type(module).OUTPUTS,
-                                    metadata={"component": f"stream-step-{phase}", "source_sha256": self.loaded.sha256,
-                                              "frames": frames[phase]})
+            entries.append(Entrypoint(phase, module.eval(), example, names, type(module).OUTPUTS,
+                                      getattr(type(module), "STATES", None)))
+        notes: list[str] = []
+        if self.multifunction:  # one asset, a function per phase: the weights stored once
+            notes += convert_entrypoints(entries, out / MULTIFUNCTION, metadata={
+                "component": "stream-step", "source_sha256": self.loaded.sha256, "frames": frames})
+        else:
+            for entry in entries:
+                notes += convert_entrypoints([replace(entry, name="main")], out / f"encoder-{entry.name}.aimodel",
+                                             metadata={"component": f"stream-step-{entry.name}",
+                                                       "source_sha256": self.loaded.sha256,
+                                                       "frames": frames[entry.name]})
         return {"converter": "torch.export + coreai-torch TorchConverter (fp32)", "frames": frames,
                 "context": self.context, "notes": notes}
+
+    def _programs(self, path: Path) -> dict[str, tuple[Path, str]]:
+        """phase -> (asset, function) in a step's folder."""
+        if self.multifunction:
+            return {phase: (path / MULTIFUNCTION, phase) for phase in PHASES}
+        return {phase: (path / f"encoder-{phase}.aimodel", "main") for phase in PHASES}
 
     def _traceable(self, encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
                    chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
@@ -93,13 +113,15 @@ class CoreAIStreamStep(StreamStep):
         self.executor: Any = Executor()
         lowering = self._cache()
         self.functions: dict[str, Any] = {}
-        for phase in PHASES:
-            asset = path / f"encoder-{phase}.aimodel"
-            self.frames[phase] = int(read_asset(asset).functions["main"].input("features").shape[2])
-            model, ms, cached, _ = self.executor.open(asset, lowering)
-            self.functions[phase] = self.executor.function(model)
-            self.notes.append(f"{phase} chunk loaded by {where_it_runs()} in {ms:.0f} ms "
-                              f"({'lowered program from the cache' if cached else 'lowered now'})")
+        opened: dict[Path, Any] = {}
+        for phase, (asset, function) in self._programs(path).items():
+            self.frames[phase] = int(read_asset(asset).functions[function].input("features").shape[2])
+            if asset not in opened:
+                opened[asset] = self.executor.open(asset, lowering)
+                _, ms, cached, _ = opened[asset]
+                self.notes.append(f"{asset.name} loaded by {where_it_runs()} in {ms:.0f} ms "
+                                  f"({'lowered program from the cache' if cached else 'lowered now'})")
+            self.functions[phase] = self.executor.function(opened[asset][0], function)
 
     def __call__(self, features: np.ndarray, length: int, caches: Caches, first: bool) -> StepOutput:
         out = self.executor.call(self.functions["first" if first else "next"], {
@@ -110,6 +132,11 @@ class CoreAIStreamStep(StreamStep):
         return step_output(out)
 
     def close(self) -> None:
+        """Release the functions (and whatever else holds the runtime's objects) before the executables: left to the
+        interpreter's exit, the Swift runtime can abort ("C++ exception handling detected ...") tearing them down
+        after itself (seen in 1 replay process in 3)."""
+        self.functions = {}
+        gc.collect()
         executor = getattr(self, "executor", None)
         if executor is not None:
             executor.close()
@@ -118,7 +145,7 @@ class CoreAIStreamStep(StreamStep):
 
 class CoreAIState:
     """One set of a Core AI function's state arrays (the NDArrays a call reads and updates in place), read and written
-    by cache name as an `MLState` is (the converter names a state after its buffer: `b_cache_last_channel`)."""
+    by cache name as an `MLState` is."""
 
     def __init__(self, names: dict[str, str], shapes: dict[str, tuple[int, ...]]) -> None:
         from coreai.runtime import NDArray
@@ -136,8 +163,9 @@ class CoreAIState:
 
 
 def state_layout(function: Any, asset: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
-    """(cache name -> the function's state name, state name -> shape) of a converted stateful step; StepFailedError
-    naming the asset when a cache has no state."""
+    """(cache name -> the function's state name, state name -> shape) of a converted stateful step (named as the
+    caches; coreai-torch's own default is the buffer's placeholder, `b_cache_last_channel`); StepFailedError naming the
+    asset when a cache has no state."""
     desc = function.desc
     engine = list(desc.state_names)
     names = {}
@@ -150,11 +178,13 @@ def state_layout(function: Any, asset: Path) -> tuple[dict[str, str], dict[str, 
 
 
 class CoreAIStateStreamStep(StateCarrying, CoreAIStreamStep):
-    """`stream --cache-states --against coreai`: the step converted from `StatefulStreamStepWrapper`, its two float
-    caches in Core AI states (fp32: nothing rounded between chunks, unlike coremltools' fp16 states)."""
+    """`stream --cache-states --against coreai`: the step converted from `StatefulStreamStepWrapper` into one asset
+    whose first-chunk and next-chunk functions share its weights, its two float caches in Core AI states named as the
+    caches (fp32: nothing rounded between chunks, unlike coremltools' fp16 states)."""
 
-    artifact = "aimodel-states"
+    artifact = "aimodel-states-multifunction"
     carries = CARRIES
+    multifunction = True
 
     def _traceable(self, encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,
                    chl: Any) -> tuple[Any, tuple[str, ...], tuple[Any, ...]]:
@@ -166,8 +196,12 @@ class CoreAIStateStreamStep(StateCarrying, CoreAIStreamStep):
         layouts = {}
         for phase in PHASES:
             function = self.functions[phase]
-            layouts[phase] = names, shapes = state_layout(function, path / f"encoder-{phase}.aimodel")
+            layouts[phase] = names, shapes = state_layout(function, path / MULTIFUNCTION)
             self.makers[phase] = lambda names=names, shapes=shapes: CoreAIState(names, shapes)
             self.predict[phase] = (lambda feeds, state, function=function:
                                    self.executor.call(function, feeds, state.arrays))
         self._start(layouts["first"] == layouts["next"])
+
+    def close(self) -> None:
+        self.pools, self.predict, self.makers = {}, {}, {}  # the state arrays and the calls holding the functions
+        super().close()
