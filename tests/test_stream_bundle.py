@@ -6,6 +6,7 @@ streaming format still replays; a malformed or newer streaming record is one lin
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -163,3 +164,33 @@ def test_a_damaged_streaming_step_is_one_line_naming_the_bundle(bundle: Path, tm
     assert len(lines) == 1 and str(copy) in " ".join(lines[0].split()) and says in lines[0], stderr
     assert "encoder-next.onnx" in lines[0]
     assert sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in copy.rglob("*")) == before
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("coreai_torch"), reason="coreai-torch is not installed")
+def test_the_core_ai_streaming_steps_are_recorded_and_replay_without_torch_or_nemo(bundle: Path, live: Any,
+                                                                                    tmp_path: Path) -> None:
+    """`record --stream --convert coreai --cache-states` keeps the Core AI assets and both Core AI streaming steps
+    (explicit caches, and caches in Core AI states); `replay --against coreai [--cache-states]` runs them through
+    Apple's Core AI runtime where torch and NeMo cannot be imported, as close to NeMo's recorded chunks as the live
+    ONNX comparison is; a bundle recorded without them is one line saying how to record it."""
+    from rnnt_tui.cli import main
+
+    out = tmp_path / "b"
+    assert main(["record", str(CKPT), str(DEMO / next(iter(CLIPS))), "--out", str(out), "--stream", "--convert",
+                 "coreai", "--cache-states"]) == 0
+    steps = json.loads((out / "bundle.json").read_text())["stream"]["contexts"][0]["steps"]
+    assert sorted(steps) == ["coreai", "coreai-states", "mil", "mil-states", "onnx"]
+    reference = live[1][0].contexts[0]
+    for args, carried in ((), "explicit inputs and outputs"), (("--cache-states",), "Core AI states"):
+        code, stdout, stderr = _replay(out, "--against", "coreai", *args, "--json")
+        assert code == 0, stderr[-3000:]
+        assert "HEAVY []" in stderr
+        report = json.loads(stdout)
+        assert report["candidate"].startswith("Core AI (") and report["caches_carried_in"].startswith(carried)
+        assert report["decode"]["candidate_text"] == report["decode"]["reference_text"] == reference.reference_text
+        assert len(report["chunks"]) == len(reference.chunks)
+        assert max(c["free_running"]["outputs"][0]["max_abs"] for c in report["chunks"]) < 1e-4
+    code, stdout, stderr = _replay(bundle, "--against", "coreai", "--cache-states")
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith("HEAVY")]
+    assert code == 2 and stdout == "" and len(lines) == 1, stderr
+    assert "record it with --stream --convert coreai --cache-states" in " ".join(lines[0].split())

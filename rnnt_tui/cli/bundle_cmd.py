@@ -38,12 +38,13 @@ REPLAY_CANDIDATES = ("coreml", "mil", "onnx", "coreai")
               help="Also record NeMo's chunked (cache-aware) reference on CLIP (or every clip of MANIFEST) and the "
                    "streaming steps for onnx and mil, so `replay --against onnx|mil` (or coreml on a Mac) runs the "
                    "streaming comparison on every clip (implies --convert fp32 and --export onnx for the decoder and "
-                   "joint).")
+                   "joint; with --convert coreai the Core AI assets and streaming step too, for --against coreai).")
 @click.option("--att-context", default=None, metavar="L,R|all",
               help="With --stream: the att context to record (default: the model's), or 'all'.")
 @click.option("--cache-states", "cache_states", is_flag=True,
               help="With --stream: also record the streaming step with its caches in Core ML states (a macOS 15 "
-                   "program), so `replay --against mil|coreml --cache-states` runs it.")
+                   "program), so `replay --against mil|coreml --cache-states` runs it (with --convert coreai, the "
+                   "Core AI step with its caches in Core AI states too).")
 @options.runs
 @options.warmup
 @options.threads
@@ -58,9 +59,11 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
         raise click.UsageError("--att-context needs --stream")
     if cache_states and not stream_mode:
         raise click.UsageError("--cache-states records the stateful streaming step: it needs --stream")
+    stream_coreai = stream_mode and convert == "coreai"
     if stream_mode:
-        if convert not in (None, "fp32"):
-            raise click.UsageError("--stream records fp32 Core ML packages (its mil decoder and joint)")
+        if convert not in (None, "fp32", "coreai"):
+            raise click.UsageError("--stream records fp32 Core ML packages (its mil decoder and joint), and Core AI "
+                                   "assets with --convert coreai")
         convert, export = "fp32", "onnx"
 
     def body() -> int:
@@ -79,7 +82,8 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
             path = run_record(Path(checkpoint).expanduser(), inputs, Path(out_path), joint=joint, convert=convert,
                               export_onnx=export == "onnx", settings=settings, progress=progress,
                               skipped=[{"line": b.line, "source": b.source, "problem": b.problem} for b in bad],
-                              stream=stream_mode, att_context=att_context, cache_states=cache_states)
+                              stream=stream_mode, att_context=att_context, cache_states=cache_states,
+                              stream_coreai=stream_coreai)
         bundle = Bundle.open(path, verify=False)
         try:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \

@@ -281,11 +281,12 @@ def _clip_meta(index: int, clip_input: ClipInput, clip: ClipRecord, roles: dict[
 def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str = AUTO, convert: str | None = None,
            export_onnx: bool = False, settings: Any = None, progress: Progress = no_progress,
            cancel: threading.Event | None = None, skipped: Iterable[dict[str, Any]] = (), stream: bool = False,
-           att_context: str | None = None, cache_states: bool = False) -> Path:
+           att_context: str | None = None, cache_states: bool = False, stream_coreai: bool = False) -> Path:
     """Record the reference on `clips` into a new bundle at `out` (a folder, or a `.rnntb` file); returns it.
     `skipped` lists manifest entries that named no usable clip (kept in the bundle, so a replay can say so).
     `stream`: also NeMo's chunked reference on every clip at `att_context` and the candidates' streaming steps
-    (`core.bundle.stream_record`; with `cache_states` the stateful Core ML step too)."""
+    (`core.bundle.stream_record`; with `cache_states` the stateful Core ML step too; with `stream_coreai` the Core AI
+    assets and streaming steps as well, `convert` staying the Core ML packages' precision)."""
     from rnnt_tui.core.bundle.extras import add_coreai_assets, add_onnx_export, add_packages
     from rnnt_tui.core.pipeline import events
     from rnnt_tui.core.pipeline.driver import run_steps
@@ -339,10 +340,10 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
             "settings": first.settings.to_json(), "joint": {"storage": storage, "why": why, "grid_bytes": grid_bytes},
             "steps": list(STEPS), "clips": clip_meta, "skipped": list(skipped), "versions": all_versions(),
             "packages": {}, "onnx": None, "coreai": None}
-        if convert == "coreai":
+        if convert == "coreai" or stream_coreai:
             assert pipeline.loaded is not None
             meta["coreai"] = add_coreai_assets(writer, pipeline.loaded, "fp32", progress, cancel)
-        elif convert:
+        if convert and convert != "coreai":
             assert pipeline.loaded is not None
             meta["packages"][convert] = add_packages(writer, pipeline.loaded, convert, progress, cancel)
         if export_onnx:
@@ -354,7 +355,7 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
             assert pipeline.loaded is not None
             meta["stream"] = add_stream(writer, pipeline.loaded, [(r.audio.samples, r.audio.sample_rate)
                                                                   for _, r, _ in records], att_context, progress,
-                                        cancel, cache_states)
+                                        cancel, cache_states, stream_coreai)
         return writer.finish(meta)
     except BaseException:
         writer.abort()

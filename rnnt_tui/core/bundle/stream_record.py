@@ -38,15 +38,18 @@ STREAM_FORMAT = 2
 STREAM_CANDIDATES = ("onnx", "mil")
 #: the `steps` key of the stateful programs (`record --stream --cache-states`)
 STATES_STEP = "mil-states"
+#: the `steps` keys of the Core AI steps (`record --stream --convert coreai`; the stateful one with --cache-states)
+CORE_AI_STEP, CORE_AI_STATES_STEP = "coreai", "coreai-states"
 
 
 def add_stream(writer: BundleWriter, loaded: LoadedModel, clips: list[tuple[np.ndarray, int]],
                att_context: str | None, progress: Progress, cancel: threading.Event | None,
-               cache_states: bool = False) -> dict[str, Any]:
+               cache_states: bool = False, coreai: bool = False) -> dict[str, Any]:
     """Record NeMo's chunked reference on every clip (samples, sample rate) at every context asked for, and each
-    candidate's streaming step (and the stateful Core ML step with `cache_states`)."""
+    candidate's streaming step (the Core AI step too with `coreai`; with `cache_states` the stateful Core ML step,
+    and the stateful Core AI step with `coreai`)."""
     from rnnt_tui.core.errors import CancelledError
-    from rnnt_tui.core.stream.config import choose_contexts
+    from rnnt_tui.core.stream.config import choose_contexts, states_kind
     from rnnt_tui.core.stream.reference import CACHE_NAMES, NemoStream, set_context
     from rnnt_tui.core.stream.step_kinds import STATE_STEPS, STEPS
 
@@ -86,10 +89,14 @@ def add_stream(writer: BundleWriter, loaded: LoadedModel, clips: list[tuple[np.n
                 progress(f"att context {context}, clip {clip + 1}/{len(clips)}: {len(chunks)} chunks recorded", None)
             steps = {}
             kinds = [(against, STEPS[against]) for against in STREAM_CANDIDATES]
-            for key, kind in kinds + ([(STATES_STEP, STATE_STEPS["mil"])] if cache_states else []):
+            kinds += [(CORE_AI_STEP, STEPS["coreai"])] if coreai else []
+            kinds += [(STATES_STEP, STATE_STEPS["mil"])] if cache_states else []
+            kinds += [(CORE_AI_STATES_STEP, STATE_STEPS["coreai"])] if cache_states and coreai else []
+            for key, kind in kinds:
                 step = kind(loaded, context, True)
                 progress(f"{step.label}: the streaming step for att context {context}"
-                         + (" (caches in Core ML states)" if key == STATES_STEP else ""), None)
+                         + (f" (caches in {states_kind(key.split('-')[0])})" if key.endswith("-states") else ""),
+                         None)
                 step.prepare(progress, cancel)
                 assert step.path is not None
                 rel = f"stream/steps/{key}/{name}"

@@ -1,9 +1,11 @@
-"""`replay BUNDLE --against onnx|mil|coreml [--cache-states]` on a streaming bundle (`record --stream`): the streaming
-comparison with the recorded NeMo chunks as its reference, no NeMo and no torch, on every recorded clip (a
+"""`replay BUNDLE --against onnx|mil|coreml|coreai [--cache-states]` on a streaming bundle (`record --stream`): the
+streaming comparison with the recorded NeMo chunks as its reference, no NeMo and no torch, on every recorded clip (a
 manifest's: a corpus). `coreml` is Core ML predicting the recorded Core ML programs (macOS; elsewhere the reason it
-cannot, exit 3); `--cache-states` runs the stateful programs recorded with `record --stream --cache-states`
-(`core.stream.state_step`: the MIL interpreter with `mil`, Core ML with `coreml`), the report saying where the
-caches were carried; a bundle recorded without them, or another candidate, is refused in one line (exit 2).
+cannot, exit 3); `coreai` is the Core AI runtime on the recorded Core AI assets and step (`record --stream --convert
+coreai`: the bundled runtime on Linux, the OS framework on macOS 27). `--cache-states` runs the stateful programs
+recorded with `record --stream --cache-states` (`core.stream.state_step`: the MIL interpreter with `mil`, Core ML
+with `coreml`; `core.stream.coreai_step`'s Core AI states with `coreai`), the report saying where the caches were
+carried; a bundle recorded without them, or another candidate, is refused in one line (exit 2).
 
 `RecordedStream` is a `core.stream.reference.StreamReference` read from the bundle (chunks rebuilt as
 `RefChunk`s: features, caches in - the first chunk's recorded, later ones the previous chunk's out - caches out,
@@ -27,7 +29,13 @@ from typing import Any
 import numpy as np
 
 from rnnt_tui.core.bundle.replay import Recording, open_recording
-from rnnt_tui.core.bundle.stream_record import STATES_STEP, STREAM_CANDIDATES, STREAM_FORMAT
+from rnnt_tui.core.bundle.stream_record import (
+    CORE_AI_STATES_STEP,
+    CORE_AI_STEP,
+    STATES_STEP,
+    STREAM_CANDIDATES,
+    STREAM_FORMAT,
+)
 from rnnt_tui.core.errors import BadInputError, RuntimeUnavailableError
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.options import RuntimeOptions
@@ -38,8 +46,16 @@ from rnnt_tui.core.stream.result import OfflineHow, StreamResult
 from rnnt_tui.core.tolerances import Tolerance
 
 REPLAYED = f"{RUNTIME_LABELS['pytorch']}, recorded"
-#: the candidates a streaming bundle replays against: the recorded steps' runtimes, and Core ML on the mil programs
-REPLAY_CANDIDATES = (*STREAM_CANDIDATES, "coreml")
+#: the candidates a streaming bundle replays against: the recorded steps' runtimes, Core ML on the mil programs, and
+#: Core AI on its own recorded step (`record --stream --convert coreai`)
+REPLAY_CANDIDATES = (*STREAM_CANDIDATES, "coreml", "coreai")
+
+
+def _step_key(against: str, cache_states: bool) -> str:
+    """The `steps` key of the recorded step `against` replays (Core ML runs the mil programs)."""
+    if against == "coreai":
+        return CORE_AI_STATES_STEP if cache_states else CORE_AI_STEP
+    return STATES_STEP if cache_states else ("mil" if against == "coreml" else against)
 
 
 class RecordedStream:
@@ -171,17 +187,25 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
     problem = cache_states_problem(StreamRequest(Path(path), Path(path), against, cache_states=cache_states))
     if problem:
         raise BadInputError(None, problem)
-    recording = open_recording(path, against)
+    try:
+        recording = open_recording(path, against)
+    except BadInputError as exc:  # a streaming bundle without Core AI assets: say how to record its Core AI step
+        if against == "coreai" and exc.path is not None:
+            _check_coreai_step(exc.path, cache_states)
+        raise
     try:
         block = stream_block(recording)
         if block is None:
             raise BadInputError(recording.bundle.path, "holds no streaming record: record it with --stream")
-        if cache_states and any(STATES_STEP not in c["steps"] for c in block["contexts"]):
+        folder = _step_key(against, cache_states)
+        missing = any(folder not in c["steps"] for c in block["contexts"])
+        if missing and against == "coreai":
+            _check_coreai_step(recording.bundle.path, cache_states, block)
+        if missing and cache_states:
             raise BadInputError(recording.bundle.path, "was recorded without --cache-states (its streaming steps "
                                                        "carry the caches as inputs and outputs): record it with "
                                                        "--stream --cache-states")
-        kinds, folder = (STATE_STEPS, STATES_STEP) if cache_states else (STEPS, "mil" if against == "coreml"
-                                                                         else against)
+        kinds = STATE_STEPS if cache_states else STEPS
         progress = progress_of(emit, "stream")
         runtime = recording.candidate(against, RuntimeOptions())
         runtime.prepare(progress, cancel)
@@ -192,7 +216,7 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
         per_clip: dict[int, list[Any]] = {i: [] for i in indices}
         walls = dict.fromkeys(indices, 0.0)
         notes: list[str] = []
-        carries = ""
+        carries, label = "", runtime.label  # the runtime that ran it (Core AI says which: Linux runtime or the OS's)
         try:
             for context in block["contexts"]:
                 pair = [int(x) for x in context["att_context_size"]]
@@ -215,7 +239,7 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
             audio = recording.clips[index]["audio"]
             results.append(StreamResult(
                 str(recording.bundle.path), str(audio["path"]),
-                float(audio.get("duration_s") or contexts[0].chunks[-1].start_s), REPLAYED, RUNTIME_LABELS[against],
+                float(audio.get("duration_s") or contexts[0].chunks[-1].start_s), REPLAYED, label,
                 tuple(notes), tuple(contexts), {"atol": request.tolerance.atol, "rtol": request.tolerance.rtol},
                 tuple(recording.warnings), caches_carried_in=carries))
         rows: list[dict[str, Any]] = []
@@ -227,6 +251,28 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
         return StreamReplay(tuple(results), tuple(rows), tuple(recording.bundle.meta.get("skipped", [])))
     finally:
         recording.close()
+
+
+def _check_coreai_step(path: Path, cache_states: bool, block: dict[str, Any] | None = None) -> None:
+    """BadInputError saying how to record it when the streaming bundle at `path` has no Core AI step of this kind
+    (`block`: its streaming record, read from the bundle when None); nothing when it is not a streaming bundle."""
+    if block is None:
+        from rnnt_tui.core.bundle.format import Bundle
+
+        try:
+            bundle = Bundle.open(path, verify=False)
+        except BadInputError:
+            return
+        try:
+            block = bundle.meta.get("stream")
+        finally:
+            bundle.close()
+    key = _step_key("coreai", cache_states)
+    if block and any(key not in (c.get("steps") or {}) for c in block.get("contexts") or ()):
+        raise BadInputError(path, "was recorded without the Core AI streaming step"
+                            + (" with its caches in states" if cache_states else "")
+                            + ": record it with --stream --convert coreai" + (" --cache-states" if cache_states
+                                                                               else ""))
 
 
 def _recorded_step(recording: Recording, kind: Any, rel: str, against: str, pair: list[int]) -> Any:
