@@ -807,6 +807,40 @@ async def test_streaming_tab_streams_the_demo_chunk_by_chunk_and_refuses_an_offl
 
 
 @pytest.mark.slow
+async def test_shift_s_streams_with_the_caches_in_states_and_says_where_they_were() -> None:
+    """S: the streaming comparison with the candidate's encoder caches in states (`stream --cache-states`) - the MIL
+    interpreter running the multifunction Core ML package's two functions on one state - and the Streaming tab says
+    they were carried in Core ML states; with ONNX Runtime (no states) a notice says why, and nothing runs."""
+    from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.core.stream.config import stream_demo
+
+    checkpoint, clip = stream_demo()
+    app = make_app(checkpoint, clip, against="mil")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("S")
+        await pilot.pause(0.1)
+        view = app.query_one("#stream-view", StreamView)
+        await wait_for(pilot, lambda: "status" in view.report and not busy(app), "the streaming comparison")
+        await pilot.pause(0.2)
+        report = view.report
+        assert report["caches_carried_in"].startswith("Core ML states") and "multifunction" in report[
+            "caches_carried_in"]
+        assert report["candidate"] == "Core ML program, MIL interpreter"
+        assert report["decode"]["candidate_text"] == report["decode"]["reference_text"]
+        assert "carried in Core ML states" in " ".join(screen_text(app).split())
+
+    app = make_app(checkpoint, clip, against="onnx")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("S")
+        await pilot.pause(0.2)
+        refusals = [n for n in app._notifications if n.title == "Cannot stream with states"]
+        assert refusals and "onnx" in refusals[-1].message
+        assert not busy(app) and not app.query("#stream-view")
+
+
+@pytest.mark.slow
 async def test_corpus_tab_streams_a_manifest(tmp_path: Path) -> None:
     """m on the Corpus tab: the corpus scores streaming transcripts (the runner's `corpus --stream`, on the open
     model); the per-context rows and the rows' streaming figures are the run's own report's."""

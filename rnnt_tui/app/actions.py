@@ -24,7 +24,7 @@ from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
-from rnnt_tui.core.stream.config import STREAM_CANDIDATES
+from rnnt_tui.core.stream.config import CACHE_STATE_CANDIDATES, STREAM_CANDIDATES
 
 if TYPE_CHECKING:
     from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
@@ -37,6 +37,7 @@ PALETTE_TITLES = {
     "export": "Export the report (JSON, Markdown, SVG)",
     "sweep": "Core ML compute-unit sweep",
     "stream": "Stream the clip chunk by chunk",
+    "stream_states": "Stream the clip chunk by chunk, the caches in Core ML / Core AI states",
     "precision": "Precision: fp16 hazards, lint, mixed precision (Core ML program, MIL interpreter)",
     "coreai_drift": "Core AI: name the first op that drifts from PyTorch (coreai_torch.debugging)",
     "toggle_theme": "Toggle light / dark theme",
@@ -173,8 +174,9 @@ class Actions(Opening):
         self.push_screen(SweepScreen(self.state.availability.get("coreml"), self.state.options.against,
                                      self.run_sweep))
 
-    async def action_stream(self) -> None:
-        """The streaming comparison of the open checkpoint and clip against the open candidate."""
+    async def action_stream(self, cache_states: bool = False) -> None:
+        """The streaming comparison of the open checkpoint and clip against the open candidate (`cache_states`: its
+        encoder caches in Core ML / Core AI states, `stream --cache-states`)."""
         if not self._has_session():
             return
         against = self.state.options.against
@@ -183,11 +185,20 @@ class Actions(Opening):
                         f"candidate is {against or 'none'} (choose one in the Runtimes tab, 5).",
                         title="Cannot stream", severity="warning", timeout=10)
             return
+        if cache_states and against not in CACHE_STATE_CANDIDATES:
+            self.notify(f"The caches go into states with {', '.join(CACHE_STATE_CANDIDATES)}; the open candidate "
+                        f"{against} carries them as inputs and outputs (s streams it so).",
+                        title="Cannot stream with states", severity="warning", timeout=10)
+            return
         await self.mount_pane("tab-stream")
         self.stream_view().show({"chunks": []})
         self.query_one(TabbedContent).active = "tab-stream"
         self.status.working("Streaming: restoring the checkpoint with NeMo…")
-        self.run_stream()
+        self.run_stream(cache_states)
+
+    async def action_stream_states(self) -> None:
+        """`action_stream` with the candidate's encoder caches in states."""
+        await self.action_stream(cache_states=True)
 
     def action_coreai_drift(self) -> None:
         """Name the first op where the open Core AI candidate drifts from PyTorch (Apple's coreai_torch.debugging),

@@ -95,6 +95,8 @@ class RnntApp(Controller, App[int]):
         _b("7", "tab('tab-corpus')", "Corpus tab", "A corpus run: progress, WER / QoI, utterances", show=False),
         _b("8", "tab('tab-stream')", "Streaming tab", "The streaming comparison, chunk by chunk", show=False),
         _b("s", "stream", "Stream", "Stream the clip chunk by chunk", show=False),
+        _b("S", "stream_states", "Stream (states)", "Stream the clip chunk by chunk, the candidate's encoder caches "
+                                                     "in Core ML / Core AI states (--cache-states)", show=False),
         _b("d", "coreai_drift", "Core AI drift", "Core AI: name the first op drifting from PyTorch in each "
                                                  "component out of tolerance (or the selected one)", show=False),
         _b("t", "toggle_theme", "Theme", "Switch between the light and the dark theme", show=False),

@@ -138,17 +138,17 @@ class Calls(Drawing):
             screen.post_message(PrecisionDone(report))
             self.post_message(JobDone("precision", f"Precision ({precision}): {report.get('status')}", call=call.id))
 
-    def run_stream(self) -> None:
+    def run_stream(self, cache_states: bool = False) -> None:
         call = self.client.begin("stream", "Streaming comparison cancelled")
-        self.run_worker(partial(self._stream_call, call), thread=True, exclusive=True, exit_on_error=False,
-                        group="stream", description="streaming comparison")
+        self.run_worker(partial(self._stream_call, call, cache_states), thread=True, exclusive=True,
+                        exit_on_error=False, group="stream", description="streaming comparison")
 
-    def _stream_call(self, call: Call) -> None:
+    def _stream_call(self, call: Call, cache_states: bool = False) -> None:
         """A checkpoint that does not stream or a candidate that cannot stream here is a notification saying why
         (the session on screen is untouched); the report goes to the Streaming tab."""
         with self.client.running(call):
             try:
-                report = self.client.run(call, "run_stream")
+                report = self.client.run(call, "run_stream", cache_states)
             except CancelledError:
                 self.post_message(JobDone("stream", call.cancelled_text, cancelled=True, call=call.id))
                 return

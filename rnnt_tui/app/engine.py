@@ -162,9 +162,10 @@ class Engine(ActiveWorkers):
                 raise RuntimeError("the model is still loading")
             return sweep(session, emit=self.emitter(post, call, self.session_id), cancel=cancel, drift=drift)
 
-    def run_stream(self, post: Post, cancel: threading.Event, call: int = 0) -> dict[str, Any]:
+    def run_stream(self, cache_states: bool, post: Post, cancel: threading.Event, call: int = 0) -> dict[str, Any]:
         """The streaming comparison (`core.stream.compare.run_stream`) of the open checkpoint and clip against the
-        open candidate, chunk by chunk; its report as JSON. A checkpoint that does not stream: `BadInputError`."""
+        open candidate, chunk by chunk (`cache_states`: the caches in states); its report as JSON. A checkpoint that
+        does not stream, or states the candidate cannot hold: `BadInputError`."""
         from rnnt_tui.core.stream.compare import run_stream
         from rnnt_tui.core.stream.config import StreamRequest
 
@@ -172,7 +173,8 @@ class Engine(ActiveWorkers):
             request = self.pipeline.request if self.pipeline is not None else None
             if request is None:
                 raise RuntimeError("the model is still loading")
-            stream = StreamRequest(request.checkpoint, request.clip, request.against or "onnx")
+            stream = StreamRequest(request.checkpoint, request.clip, request.against or "onnx",
+                                   cache_states=cache_states)
             emit = self.emitter(post, call, self.session_id)
             return run_stream(stream, emit, cancel).to_json()
 

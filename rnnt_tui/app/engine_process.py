@@ -155,8 +155,8 @@ class ProcessEngine(ActiveWorkers):
         result: list[SweepRow] = self._call("sweep", (drift,), post, cancel, call)
         return result
 
-    def run_stream(self, post: Post, cancel: threading.Event, call: int = 0) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("run_stream", (), post, cancel, call)
+    def run_stream(self, cache_states: bool, post: Post, cancel: threading.Event, call: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("run_stream", (cache_states,), post, cancel, call)
         return result
 
     def coreai_drift(self, components: list[str], post: Post, cancel: threading.Event,
