@@ -46,6 +46,18 @@ async def test_stream_view_renders_and_steps() -> None:
         view.add_chunk(_chunk(3, "!", "!", 0.0))
         assert view.cursor == 3 and "hello world!" in _text(view)
     assert sparkline([0.0, 0.5, 1.0]) == "▁▄█"
+    # a NaN keeps its place and shows; an unjudged value (the padded last chunk's caches) neither scales nor hides
+    assert sparkline([0.0, "nan", 1.0, None, float("inf")]) == "▁!█·!"
+    assert sparkline([0.5, 1.0, None]) == sparkline([0.5, 1.0]) + "·"
+
+
+def test_the_padded_last_chunks_caches_do_not_set_the_cache_drift_scale() -> None:
+    from rnnt_tui.app.widgets.stream_view import StreamView
+
+    report = _report()
+    report["chunks"][-1]["free_running"]["outputs"][1].update(max_abs=4.09, gates=False)
+    line = next(ln for ln in _text(StreamView(report)).splitlines() if ln.startswith("cache drift:"))
+    assert "▁█·" in line and "not judged" in line
 
 
 def test_stream_view_says_which_cache_feed_ran() -> None:

@@ -11,6 +11,7 @@ calling `show(report)` / `add_chunk(chunk_json)`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from rich.console import Group
@@ -30,12 +31,21 @@ def heat(value: float | str | None, atol: float) -> Text:
     return Text(f"{value:.0e}", style=style)
 
 
-def sparkline(values: list[float]) -> str:
-    finite = [v for v in values if isinstance(v, (int, float)) and v == v]
-    if not finite:
-        return ""
-    top = max(finite) or 1.0
-    return "".join(BLOCKS[min(len(BLOCKS) - 1, int(v / top * (len(BLOCKS) - 1)))] if v == v else "?" for v in finite)
+def sparkline(values: list[float | str | None]) -> str:
+    """One character per chunk, in order: a block scaled to the largest finite value; `!` for NaN / Inf (JSON "nan",
+    "inf": never dropped or hidden), `·` for None (a value shown but not judged, the padded last chunk's caches,
+    which would otherwise set the scale)."""
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    top = max(finite, default=0.0) or 1.0
+
+    def char(v: float | str | None) -> str:
+        if v is None:
+            return "·"
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            return "!"
+        return BLOCKS[min(len(BLOCKS) - 1, int(v / top * (len(BLOCKS) - 1)))]
+
+    return "".join(char(v) for v in values)
 
 
 class StreamView(Static):
@@ -90,10 +100,12 @@ class StreamView(Static):
         upto = chunks[: self.cursor + 1]
         ref = "".join(c["tokens"]["reference_text"] for c in upto)
         cand = "".join(c["tokens"]["candidate_text"] for c in upto)
-        drift = [c["free_running"]["outputs"][1]["max_abs"] for c in chunks]
+        caches = [c["free_running"]["outputs"][1] for c in chunks]
+        drift = [o["max_abs"] if o.get("gates", True) else None for o in caches]
         lines = Text.assemble(
             ("NeMo streaming: ", "bold"), ref, "\n", ("candidate:      ", "bold"),
-            (cand, "" if cand == ref else "red"), "\n", ("cache drift:    ", "bold"), sparkline(drift))
+            (cand, "" if cand == ref else "red"), "\n", ("cache drift:    ", "bold"), sparkline(drift),
+            ("  (· shown, not judged: the padded last chunk)", "dim") if None in drift else "")
         return Group(*self._ran(), timeline, lines)
 
     def _ran(self) -> list[Text]:
