@@ -8,6 +8,11 @@ step uses (`core.stream.wrapper.StreamStepWrapper`), one fp32 asset per phase wi
 zero-padded, its true length fed. Both assets live in one ArtifactCache entry; their lowered programs are kept in
 the cache too (`core.coreai.execute.Executor.open`). The label says which runtime ran it ("Core AI (Apple Core AI
 runtime, Linux CPU)" here).
+
+`CoreAIStateStreamStep` (`stream --cache-states --against coreai`) converts `StatefulStreamStepWrapper` instead:
+cache_last_channel and cache_last_time become the functions' Core AI states (fp32 arrays handed to each call and
+updated in place), and both phases are entrypoints of one asset (`MULTIFUNCTION`, `convert_entrypoints`) whose
+weights are stored once; one set of state arrays serves both functions (`state_step.StateCarrying` carries them).
 """
 
 from __future__ import annotations
