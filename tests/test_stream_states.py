@@ -165,8 +165,11 @@ def test_recorded_stateful_step_replays_through_the_mil_interpreter(streaming: A
     explicit-cache programs as before; both against the recorded NeMo chunks, close to each other."""
     import json
 
-    steps = json.loads((state_bundle / "bundle.json").read_text())["stream"]["contexts"][0]["steps"]
+    block = json.loads((state_bundle / "bundle.json").read_text())["stream"]
+    steps = block["contexts"][0]["steps"]
     assert sorted(steps) == ["mil", "mil-states", "onnx"]
+    # format 3: the stateful step is one multifunction package (an older rnnt-tui says to upgrade, not "missing")
+    assert block["format"] == 3
     stateful, explicit = _replayed(state_bundle, "mil", True), _replayed(state_bundle, "mil", False)
     assert stateful["candidate"] == explicit["candidate"] == "Core ML program, MIL interpreter"
     assert stateful["caches_carried_in"].startswith("Core ML states")

@@ -12,13 +12,17 @@ are copied in from the artifact cache once per context, so `replay --against onn
 every clip with no NeMo (and `--against coreml` on a Mac: Core ML predicts the same packages). With `cache_states`
 (`record --stream --cache-states`) the stateful Core ML programs (`core.stream.state_step`: the two float caches in
 Core ML states) are recorded too, under `steps` key `STATES_STEP`, for `replay --against mil|coreml --cache-states`.
+With `coreai` (`record --stream --convert coreai`) the Core AI step too (`CORE_AI_STEP`; and `CORE_AI_STATES_STEP`
+with `cache_states`), for `replay --against coreai [--cache-states]`.
 
-bundle.json `stream` (STREAM_FORMAT 2): {format, att_context, sample_rate, contexts: [{att_context_size,
-streaming_cfg, latency_ms, steps: {onnx|mil[|mil-states]: folder}, clips: [{clip, offline_tokens, offline (how
-they were made, `OfflineHow`; absent: one pass), chunks: [{index, length, drop_extra_pre_encoded, keep_all_outputs,
-start_s, audio_s, encoded_length, tokens, compute_ms, arrays: {role: array name}}]}]}]}; `clip` is the index into
-bundle.json `clips`. Format 1 (one clip: `offline_tokens` and `chunks` on the context) is still read
-(`core.bundle.stream_replay`).
+bundle.json `stream` (STREAM_FORMAT 3): {format, att_context, sample_rate, contexts: [{att_context_size,
+streaming_cfg, latency_ms, steps: {onnx|mil[|mil-states|coreai|coreai-states]: folder}, clips: [{clip,
+offline_tokens, offline (how they were made, `OfflineHow`; absent: one pass), chunks: [{index, length,
+drop_extra_pre_encoded, keep_all_outputs, start_s, audio_s, encoded_length, tokens, compute_ms, arrays: {role: array
+name}}]}]}]}; `clip` is the index into bundle.json `clips`. A bundle is written as format 3 only when it holds the
+stateful Core ML step, which is now one multifunction package (an older rnnt-tui, expecting a package per phase,
+then says to upgrade rather than failing on a missing package); otherwise as 2, which every reader since takes.
+Format 1 (one clip: `offline_tokens` and `chunks` on the context) is still read (`core.bundle.stream_replay`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from rnnt_tui.core.progress import Progress
 if TYPE_CHECKING:
     from rnnt_tui.core.checkpoint import LoadedModel
 
-STREAM_FORMAT = 2
+STREAM_FORMAT = 3
+#: what a bundle without the multifunction stateful step is written as (readable by rnnt-tui since format 2)
+STREAM_FORMAT_PLAIN = 2
 STREAM_CANDIDATES = ("onnx", "mil")
 #: the `steps` key of the stateful programs (`record --stream --cache-states`)
 STATES_STEP = "mil-states"
@@ -107,5 +113,5 @@ def add_stream(writer: BundleWriter, loaded: LoadedModel, clips: list[tuple[np.n
                         "latency_ms": reference.latency_ms(context), "steps": steps, "clips": recorded})
     finally:
         set_context(model, default)
-    return {"format": STREAM_FORMAT, "att_context": att_context or "default",
+    return {"format": STREAM_FORMAT if cache_states else STREAM_FORMAT_PLAIN, "att_context": att_context or "default",
             "sample_rate": clips[0][1] if clips else 16000, "contexts": out}
