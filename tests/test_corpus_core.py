@@ -67,6 +67,11 @@ def test_manifest_kinds_and_refusals(wavs: Path, tmp_path: Path) -> None:
         read_manifest(wavs / "a.wav")
     with pytest.raises(BadInputError, match="no such file"):
         read_manifest(tmp_path / "absent.json")
+    array = tmp_path / "clips.json"  # one JSON document: refused once, not as a malformed line per line
+    array.write_text(json.dumps([{"audio_filepath": "a.wav", "text": "a"}], indent=2))
+    with pytest.raises(BadInputError, match="is a JSON array, not a NeMo manifest") as refused:
+        read_manifest(array)
+    assert refused.value.path == array
 
 
 def test_shards_partition_the_limited_entries(wavs: Path) -> None:

@@ -152,6 +152,9 @@ def read_manifest(path: Path | str) -> Manifest:
     except OSError as exc:
         raise BadInputError(path, f"cannot be read: {exc.strerror or exc}") from exc
     first = next((ln.strip() for ln in lines if ln.strip()), "")
+    if first.startswith("["):  # one JSON document, not JSON lines: every line would be "malformed", none useful
+        raise BadInputError(path, "is a JSON array, not a NeMo manifest: a manifest has one JSON object per line "
+                                  '({"audio_filepath": ..., "text": ...})')
     if path.suffix.lower() in _MANIFEST_SUFFIXES or first.startswith("{"):
         entries, kind = list(_nemo_entries(path, lines)), NEMO
     else:
