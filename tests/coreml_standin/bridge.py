@@ -13,7 +13,9 @@ What the stand-in models beyond the MIL interpreter's arithmetic is the bridge's
 which arrays are accepted (int32, float32, float64; int8 only in wheels built with the macOS 26 SDK), fp16 outputs
 handed over as float32, shape checks against the model description, compiled models and their temporary compile
 folders, compute devices (all vs available), compute plans (op placement by a simple documented rule, NOT Core ML's
-partitioner), state, macOS version gates, and failures (a load refused on purpose, to exercise callers' paths).
+partitioner), state, multifunction programs (`functionName`: the named function, its default when unnamed; a state
+made by one function accepted by a sibling declaring the same states, as coremltools' prefill / decode guide uses
+it), macOS version gates, and failures (a load refused on purpose, to exercise callers' paths).
 
 This module is the model (`Model`, `State`, `ModelAsset` of CoreMLPython.mm) and the module surface coremltools
 imports; feature conversion is `features` (CoreMLPythonUtils.mm, CoreMLPythonArray.mm), devices, model structure and
