@@ -46,6 +46,7 @@ STREAM_CANDIDATES = ("onnx", "mil")
 STATES_STEP = "mil-states"
 #: the `steps` keys of the Core AI steps (`record --stream --convert coreai`; the stateful one with --cache-states)
 CORE_AI_STEP, CORE_AI_STATES_STEP = "coreai", "coreai-states"
+STATE_KEYS = (STATES_STEP, CORE_AI_STATES_STEP)
 
 
 def add_stream(writer: BundleWriter, loaded: LoadedModel, clips: list[tuple[np.ndarray, int]],
@@ -101,8 +102,7 @@ def add_stream(writer: BundleWriter, loaded: LoadedModel, clips: list[tuple[np.n
             for key, kind in kinds:
                 step = kind(loaded, context, True)
                 progress(f"{step.label}: the streaming step for att context {context}"
-                         + (f" (caches in {states_kind(key.split('-')[0])})" if key.endswith("-states") else ""),
-                         None)
+                         + (f" (caches in {states_kind(step.name)})" if key in STATE_KEYS else ""), None)
                 step.prepare(progress, cancel)
                 assert step.path is not None
                 rel = f"stream/steps/{key}/{name}"

@@ -198,10 +198,9 @@ def replay_stream(path: str, against: str, emit: Emit, cancel: threading.Event |
         if block is None:
             raise BadInputError(recording.bundle.path, "holds no streaming record: record it with --stream")
         folder = _step_key(against, cache_states)
-        missing = any(folder not in c["steps"] for c in block["contexts"])
-        if missing and against == "coreai":
+        if against == "coreai":
             _check_coreai_step(recording.bundle.path, cache_states, block)
-        if missing and cache_states:
+        if cache_states and any(folder not in c["steps"] for c in block["contexts"]):
             raise BadInputError(recording.bundle.path, "was recorded without --cache-states (its streaming steps "
                                                        "carry the caches as inputs and outputs): record it with "
                                                        "--stream --cache-states")

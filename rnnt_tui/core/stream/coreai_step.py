@@ -139,7 +139,7 @@ class CoreAIStreamStep(StreamStep):
     def close(self) -> None:
         """Release the functions (and whatever else holds the runtime's objects) before the executables: left to the
         interpreter's exit, the Swift runtime can abort ("C++ exception handling detected ...") tearing them down
-        after itself (seen in 1 replay process in 3)."""
+        after itself (2 replay processes in 5 did)."""
         self.functions = {}
         gc.collect()
         executor = getattr(self, "executor", None)
@@ -149,37 +149,32 @@ class CoreAIStreamStep(StreamStep):
 
 
 class CoreAIState:
-    """One set of a Core AI function's state arrays (the NDArrays a call reads and updates in place), read and written
-    by cache name as an `MLState` is."""
+    """One set of a Core AI function's state arrays (the NDArrays a call reads and updates in place, named as the
+    caches), read and written by cache name as an `MLState` is."""
 
-    def __init__(self, names: dict[str, str], shapes: dict[str, tuple[int, ...]]) -> None:
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
         from coreai.runtime import NDArray
 
-        self.names = names
-        self.arrays = {engine: NDArray(np.zeros(shapes[engine], np.float32)) for engine in names.values()}
+        self.arrays = {name: NDArray(np.zeros(shape, np.float32)) for name, shape in shapes.items()}
 
     def read_state(self, name: str) -> np.ndarray:
-        return np.array(self.arrays[self.names[name]].numpy(), np.float32)
+        return np.array(self.arrays[name].numpy(), np.float32)
 
     def write_state(self, name: str, value: np.ndarray) -> None:
         from coreai.runtime import NDArray
 
-        self.arrays[self.names[name]] = NDArray(np.ascontiguousarray(value, np.float32))
+        self.arrays[name] = NDArray(np.ascontiguousarray(value, np.float32))
 
 
-def state_layout(function: Any, asset: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
-    """(cache name -> the function's state name, state name -> shape) of a converted stateful step (named as the
-    caches; coreai-torch's own default is the buffer's placeholder, `b_cache_last_channel`); StepFailedError naming the
-    asset when a cache has no state."""
+def state_shapes(function: Any, asset: Path) -> dict[str, tuple[int, ...]]:
+    """cache name -> shape of a converted stateful step's states (named as the caches at conversion:
+    `Entrypoint.state_names`); StepFailedError naming the asset when a cache has no state."""
     desc = function.desc
-    engine = list(desc.state_names)
-    names = {}
-    for cache in STATE_NAMES:
-        found = [s for s in engine if s == cache or s.endswith(f"_{cache}")]
-        if len(found) != 1:
-            raise StepFailedError(f"{asset}: no single state for {cache} (its states: {', '.join(engine) or 'none'})")
-        names[cache] = found[0]
-    return names, {s: tuple(int(d) for d in desc.state_descriptor(s).shape) for s in names.values()}
+    missing = [cache for cache in STATE_NAMES if cache not in desc.state_names]
+    if missing:
+        raise StepFailedError(f"{asset}: no state for {', '.join(missing)} (its states: "
+                              f"{', '.join(desc.state_names) or 'none'})")
+    return {cache: tuple(int(d) for d in desc.state_descriptor(cache).shape) for cache in STATE_NAMES}
 
 
 class CoreAIStateStreamStep(StateCarrying, CoreAIStreamStep):
@@ -198,14 +193,14 @@ class CoreAIStateStreamStep(StateCarrying, CoreAIStreamStep):
     def _load(self, path: Path) -> None:
         super()._load(path)
         self.makers, self.predict = {}, {}
-        layouts = {}
+        shapes = {}
         for phase in PHASES:
             function = self.functions[phase]
-            layouts[phase] = names, shapes = state_layout(function, path / MULTIFUNCTION)
-            self.makers[phase] = lambda names=names, shapes=shapes: CoreAIState(names, shapes)
+            shapes[phase] = state_shapes(function, path / MULTIFUNCTION)
+            self.makers[phase] = lambda shape=shapes[phase]: CoreAIState(shape)
             self.predict[phase] = (lambda feeds, state, function=function:
                                    self.executor.call(function, feeds, state.arrays))
-        self._start(layouts["first"] == layouts["next"])
+        self._start(shapes["first"] == shapes["next"])
 
     def close(self) -> None:
         self.pools, self.predict, self.makers = {}, {}, {}  # the state arrays and the calls holding the functions

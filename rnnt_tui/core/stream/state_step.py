@@ -42,6 +42,7 @@ from rnnt_tui.core.stream.steps import (
     StepOutput,
     StreamStep,
     open_coreml_phases,
+    per_phase_programs,
     phase_package,
 )
 
@@ -67,7 +68,7 @@ def phase_programs(path: Path) -> dict[str, tuple[Path, str | None]]:
     (recorded before it) a package per phase."""
     if (path / MULTIFUNCTION).exists():
         return {phase: (path / MULTIFUNCTION, phase) for phase in PHASES}
-    return {phase: (phase_package(path, phase), None) for phase in PHASES}
+    return per_phase_programs(path)
 
 
 def merge_phases(ct: Any, out: Path) -> None:

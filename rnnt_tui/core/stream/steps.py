@@ -292,6 +292,11 @@ def phase_package(path: Path, phase: str) -> Path:
     return path / f"encoder-{phase}.mlpackage"
 
 
+def per_phase_programs(path: Path) -> dict[str, tuple[Path, str | None]]:
+    """phase -> (its own package, no function name): a step's folder with a package per phase."""
+    return {phase: (phase_package(path, phase), None) for phase in PHASES}
+
+
 def open_coreml_phases(step: MilStreamStep, path: Path, programs: dict[str, tuple[Path, str | None]] | None = None
                        ) -> tuple[Any, dict[str, Any]]:
     """Each phase's program in `path` opened by Core ML for `step` (each phase's frames and how it was loaded noted
@@ -304,7 +309,7 @@ def open_coreml_phases(step: MilStreamStep, path: Path, programs: dict[str, tupl
 
     loader = CoreMLLoader(step.use_cache)
     models: dict[str, Any] = {}
-    for phase, (package, function) in (programs or {p: (phase_package(path, p), None) for p in PHASES}).items():
+    for phase, (package, function) in (programs or per_phase_programs(path)).items():
         spec = read_spec(package, function)
         opened = loader.load(package, DEFAULT_COMPUTE_UNITS, None, spec.spec_version, function)
         step.frames[phase] = int(spec.input("features").shape[2])
