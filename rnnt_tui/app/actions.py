@@ -24,7 +24,7 @@ from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
-from rnnt_tui.core.stream.config import CACHE_STATE_CANDIDATES, STREAM_CANDIDATES
+from rnnt_tui.core.stream.config import STREAM_CANDIDATES, StreamRequest, cache_states_problem
 
 if TYPE_CHECKING:
     from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
@@ -185,10 +185,10 @@ class Actions(Opening):
                         f"candidate is {against or 'none'} (choose one in the Runtimes tab, 5).",
                         title="Cannot stream", severity="warning", timeout=10)
             return
-        if cache_states and against not in CACHE_STATE_CANDIDATES:
-            self.notify(f"The caches go into states with {', '.join(CACHE_STATE_CANDIDATES)}; the open candidate "
-                        f"{against} carries them as inputs and outputs (s streams it so).",
-                        title="Cannot stream with states", severity="warning", timeout=10)
+        problem = cache_states_problem(StreamRequest(Path(), Path(), against, cache_states=cache_states))
+        if problem:  # the words `stream --cache-states` refuses with
+            self.notify(f"{problem} (s streams it so).", title="Cannot stream with states", severity="warning",
+                        timeout=10)
             return
         await self.mount_pane("tab-stream")
         self.stream_view().show({"chunks": []})
