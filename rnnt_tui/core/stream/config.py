@@ -16,11 +16,8 @@ from rnnt_tui.core.tolerances import Tolerance
 
 #: candidates the cache-aware streaming comparison runs
 STREAM_CANDIDATES = ("onnx", "mil", "coreml", "coreai")
-#: candidates the fixed-window pipeline runs; the others are refused with WINDOWS_NOT_BUILT
-WINDOW_CANDIDATES = ("onnx", "mil")
-WINDOWS_NOT_BUILT = {"coreml": "fixed windows against Core ML are not built yet (use --against mil for the same "
-                               "Core ML programs run by the MIL interpreter)",
-                     "coreai": "fixed windows against Core AI are not built yet"}
+#: candidates the fixed-window pipeline runs (each window through the candidate's offline conversion)
+WINDOW_CANDIDATES = STREAM_CANDIDATES
 #: candidates whose streaming step can hold the caches in states (`--cache-states`): Core ML states (macOS 15
 #: programs) with mil and coreml, Core AI states with coreai
 CACHE_STATE_CANDIDATES = ("mil", "coreml", "coreai")

@@ -29,7 +29,6 @@ from rnnt_tui.core.pipeline.greedy import greedy_decode
 from rnnt_tui.core.stats.diff import diff_stats
 from rnnt_tui.core.stream.config import (
     WINDOW_CANDIDATES,
-    WINDOWS_NOT_BUILT,
     StreamRequest,
     cache_states_problem,
     frame_ms,
@@ -107,7 +106,7 @@ def _runtime(loaded: LoadedModel, against: str, use_cache: bool) -> Any:
     from rnnt_tui.core.runtimes import get_runtime_class
 
     if against not in WINDOW_CANDIDATES:
-        raise RuntimeUnavailableError(WINDOWS_NOT_BUILT.get(against, f"no windowed candidate {against!r}"))
+        raise RuntimeUnavailableError(f"no windowed candidate {against!r} (choose {', '.join(WINDOW_CANDIDATES)})")
     return get_runtime_class(against)(loaded, RuntimeOptions(use_cache=use_cache))
 
 
@@ -187,7 +186,7 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
         all_edits += edits(side, full_words, side_words)
     seams = [s[0] + request.overlap_s / 2 for s in spans[1:]]
     return WindowsResult(str(request.checkpoint), str(request.clip), audio.duration_s, RUNTIME_LABELS["pytorch"],
-                         RUNTIME_LABELS[request.against], request.window_s, request.overlap_s, request.mel_left_s,
+                         candidate.label, request.window_s, request.overlap_s, request.mel_left_s,
                          tuple(windows), tokens_to_text(loaded, full_tokens),
                          tokens_to_text(loaded, merged["reference"][0]), tokens_to_text(loaded, merged["candidate"][0]),
                          tuple(seams), tuple(all_edits))
