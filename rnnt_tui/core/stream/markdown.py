@@ -45,7 +45,8 @@ def _stream(report: dict[str, Any]) -> list[str]:
 def _windows(report: dict[str, Any]) -> list[str]:
     lines = [f"# Windows: {report['reference']} vs {report['candidate']}", "",
              f"- window {report['window_s']} s, overlap {report['overlap_s']} s, mel left context "
-             f"{report['mel_left_s']} s, {len(report['windows'])} windows, status **{report['status']}**", "",
+             f"{report['mel_left_s']} s, {len(report['windows'])} windows, status **{report['status']}**",
+             *(f"- {note}" for note in report.get("notes", [])), "",
              f"- full context: `{report['full_text']}`", f"- NeMo windowed: `{report['reference_text']}`",
              f"- candidate windowed: `{report['candidate_text']}`", "", "| seam s | side | kind | full | windowed |",
              "|---|---|---|---|---|"]

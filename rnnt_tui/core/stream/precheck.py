@@ -39,14 +39,14 @@ def check_stream_inputs(request: StreamRequest) -> None:
     problem = cache_states_problem(request)
     if problem:
         raise BadInputError(None, problem)
-    if request.window_s is not None and request.against not in WINDOW_CANDIDATES:
+    if request.windowed and request.against not in WINDOW_CANDIDATES:
         raise RuntimeUnavailableError(f"no windowed candidate {request.against!r} (choose "
                                       f"{', '.join(WINDOW_CANDIDATES)})")
     if request.step_packages:
         from rnnt_tui.core.stream.package_io import package_roles
 
         package_roles(request.step_packages, request.role_map, request.against)
-    if request.window_s is None:
+    if not request.windowed:
         check_streaming_checkpoint(request.checkpoint, request.att_context)
     else:
         from rnnt_tui.core.summary import read_summary
