@@ -58,3 +58,26 @@ def test_windows_through_core_ml(core_ml_label: str) -> None:
     report = run_windows(request, lambda event: None).to_json()
     assert report["candidate"] == core_ml_label
     _same_as_nemo(report)
+
+
+@needs_coreai
+def test_windows_through_a_users_core_ai_assets(tmp_path: Path) -> None:
+    """`--packages` of Core AI assets: they run every window; assets that take any length set no window."""
+    import shutil
+
+    from rnnt_tui.core.checkpoint import restore
+    from rnnt_tui.core.coreai.convert import convert_components
+    from rnnt_tui.core.errors import BadInputError
+    from rnnt_tui.core.stream.config import StreamRequest
+    from rnnt_tui.core.stream.windows import run_windows
+
+    loaded = restore(CKPT)
+    for asset in convert_components(loaded, precision="fp32", components=["encoder", "decoder", "joint"]):
+        shutil.copytree(asset.path, tmp_path / asset.path.name)
+    request = StreamRequest(CKPT, CLIP, "coreai", window_s=1.0, overlap_s=0.25, packages_dir=tmp_path,
+                            tolerance_given=False)
+    report = run_windows(request, lambda event: None, loaded=loaded).to_json()
+    assert report["packages"] == str(tmp_path) and "Apple Core AI runtime" in report["candidate"]
+    _same_as_nemo(report)
+    with pytest.raises(BadInputError, match="take any length, so they set no window: give --window S"):
+        run_windows(StreamRequest(CKPT, CLIP, "coreai", packages_dir=tmp_path), lambda event: None, loaded=loaded)
