@@ -162,13 +162,16 @@ def print_stream(report: dict[str, Any]) -> None:
         out.print("[yellow]NeMo's own streaming transcript differs from its offline one at this context[/]")
     if "contexts" in report:
         rows = Table(title="Every lookahead")
-        for col in ("att context", "latency ms", "chunks", "drift FR", "step error TF", "identical", "= offline"):
+        for col in ("att context", "latency ms", "chunks", "drift FR", "step error TF", "identical", "= offline",
+                    "WER vs offline: cand | NeMo"):
             rows.add_column(col, justify="right")
         for r in report["contexts"]:
+            wers = r["wer_vs_offline"]
             rows.add_row(str(r["att_context_size"]), num(r["latency_ms"]), str(r["chunks"]),
                          _v(r["max_drift_free_running"]), _v(r["max_step_error_teacher_forced"]),
                          "yes" if r["identical_transcript"] else "[red]no[/]",
-                         {True: "yes", False: "no", None: "-"}[r["streaming_equals_offline"]])
+                         {True: "yes", False: "no", None: "-"}[r["streaming_equals_offline"]],
+                         "-" if wers is None else f"{wers['candidate']:.1%} | {wers['nemo_streaming']:.1%}")
         out.print(rows)
     for note in report["notes"] + report["candidate_notes"]:
         err.print(f"[dim]{note}[/]")
