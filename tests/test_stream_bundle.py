@@ -139,6 +139,17 @@ def _edited(bundle: Path, tmp_path: Path, edit: Any) -> Path:
     (lambda s: s["contexts"][0]["clips"][0]["chunks"][0].update(tokens="abc"), "malformed"),
     (lambda s: s["contexts"][0]["steps"].update(onnx="../../.."), "not a folder inside the bundle"),
     (lambda s: s["contexts"][0]["steps"].update(onnx="/etc"), "not a folder inside the bundle"),
+    # every field the chunk loop reads is checked before it runs (these were a KeyError / TypeError, exit 4)
+    (lambda s: s["contexts"][0]["clips"][0]["chunks"][1].pop("index"), "malformed: KeyError 'index'"),
+    (lambda s: s["contexts"][0]["clips"][1]["chunks"][0].pop("start_s"), "malformed: KeyError 'start_s'"),
+    (lambda s: s["contexts"][0]["clips"][0]["chunks"][0]["arrays"].pop("in.cache_last_time"),
+     "clip 0 chunk 0 names no array in.cache_last_time"),
+    (lambda s: s["contexts"][0]["clips"][0]["chunks"][1]["arrays"].pop("encoded"),
+     "clip 0 chunk 1 names no array encoded"),
+    (lambda s: s["contexts"][0]["clips"][0].update(offline="windowed"), "malformed: TypeError"),
+    (lambda s: s["contexts"][0].pop("latency_ms"), "malformed: KeyError 'latency_ms'"),
+    (lambda s: s["contexts"][0].update(streaming_cfg=1), "malformed: TypeError"),
+    (lambda s: s.pop("sample_rate"), "malformed: KeyError 'sample_rate'"),
 ])
 def test_malformed_streaming_bundle_is_one_line(bundle: Path, tmp_path: Path, edit: Any, says: str) -> None:
     copy = _edited(bundle, tmp_path, edit)
