@@ -122,3 +122,14 @@ def test_corpus_stream_of_a_checkpoint_that_cannot_stream_makes_no_out_folder(tm
                               "--against", "onnx", "--out", str(out)))
     assert "--att-context '9'" in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [("stream", str(STREAMING), str(CLIP)),
+                                     ("compare", str(OFFLINE), str(CLIP), "--against", "onnx")])
+def test_a_markdown_file_in_a_missing_folder_is_refused_before_nemo(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """`--markdown` into a folder that does not exist: one line naming the file, exit 2, before anything runs (it
+    was a FileNotFoundError after the whole comparison, exit 4, the report lost)."""
+    target = tmp_path / "no-such-folder" / "report.md"
+    line = refusal_line(light(*command, "--markdown", str(target)))
+    assert str(target) in line and "the folder" in line and "does not exist" in line
+    assert list(tmp_path.iterdir()) == []

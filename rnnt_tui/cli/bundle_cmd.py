@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from rnnt_tui.cli import options
-from rnnt_tui.cli.common import emit_json, emitter, err, guard, out, status
+from rnnt_tui.cli.common import check_markdown, emit_json, emitter, err, guard, out, status, write_markdown
 from rnnt_tui.core.names import COMPUTE_UNITS, DEFAULT_COMPUTE_UNITS, PRECISIONS
 from rnnt_tui.exit_codes import exit_code_for
 from rnnt_tui.formatting import num
@@ -144,6 +144,7 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
         raise click.UsageError(str(exc)) from None
 
     def body() -> int:
+        check_markdown(markdown)
         if _is_stream_bundle(bundle_path):
             return _replay_stream(bundle_path, against, atol, rtol, json_mode, markdown, cache_states)
         if cache_states:
@@ -220,7 +221,7 @@ def _replay_stream(path: str, against: str, atol: str, rtol: str, json_mode: boo
         replayed = replay_stream(path, against, emitter(progress), tolerance=tolerance, cache_states=cache_states)
     reports = [r.to_json() for r in replayed.results]
     if markdown:
-        Path(markdown).write_text("\n".join(to_markdown(r) for r in reports))
+        write_markdown(markdown, "\n".join(to_markdown(r) for r in reports))
     if json_mode:
         emit_json(replayed.to_json())
     elif len(reports) == 1:
@@ -252,7 +253,7 @@ def _show(reports: list[dict[str, Any]], first: Any, json_mode: bool, markdown: 
     order = ("unavailable", "failed", "mismatch", "ok")
     overall = min((r["status"] for r in reports), key=lambda s: order.index(s) if s in order else 0)
     if markdown:
-        Path(markdown).write_text("\n".join(to_markdown(r) for r in reports))
+        write_markdown(markdown, "\n".join(to_markdown(r) for r in reports))
     if json_mode:
         emit_json(reports[0] if len(reports) == 1 else {"clips": reports, "status": overall, "corpus": corpus,
                                                         "bundle": {k: v for k, v in reports[0]["bundle"].items()

@@ -136,5 +136,29 @@ def run_guarded(fn: Callable[[], int]) -> int:
         return ExitCode.FAILED
 
 
+def check_markdown(value: str | None) -> None:
+    """Refuse a `--markdown FILE` that cannot be written - its folder missing or not writable - before the
+    comparison runs, naming the file (exit 2), not after it as an OSError (exit 4) with the report lost."""
+    if not value:
+        return
+    import os
+
+    path = Path(value).expanduser()
+    folder = path.parent
+    if not folder.is_dir():
+        raise BadInputError(path, f"cannot write the Markdown report: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise BadInputError(path, "cannot write the Markdown report: permission denied")
+
+
+def write_markdown(value: str, text: str) -> None:
+    """Write the `--markdown` report; a write that fails anyway (a full disk) is one line naming the file."""
+    path = Path(value).expanduser()
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise BadInputError(path, f"cannot write the Markdown report: {exc.strerror or exc}") from exc
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
