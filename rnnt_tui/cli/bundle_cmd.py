@@ -85,6 +85,9 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
                               stream=stream_mode, att_context=att_context, cache_states=cache_states,
                               stream_coreai=stream_coreai)
         bundle = Bundle.open(path, verify=False)
+        for entry in bundle.meta.get("skipped", [])[len(bad):]:  # clips whose audio the record refused
+            err.print(f"[bold yellow]skipped:[/] {Path(clips).name}:{entry['line']}: {entry['problem']}", markup=True,
+                      highlight=False)
         try:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
                 else path.stat().st_size
