@@ -96,6 +96,10 @@ def test_a_tail_shorter_than_an_encoder_frame_joins_the_last_window(tmp_path: Pa
     report = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
     assert [(w["start_s"], w["end_s"]) for w in report["windows"]] == [(0.0, 1.0), (1.0, 2.001)]
     assert all(w["encoder_ok"] for w in report["windows"]) and report["port_identical"]
+    from rnnt_tui.core.stream.windows import Window
+
+    shapes_differ = Window(0, 0.0, 1.0, 0.0, 1.0, float("nan"), False, "", "")  # as run_windows makes it then
+    assert json.loads(json.dumps(shapes_differ.to_json()))["encoder_max_abs"] is None
     tiny = tmp_path / "tiny.wav"
     sf.write(str(tiny), samples[:16], rate)
     line = refusal_line(_cli(str(DEMO / "demo-rnnt.nemo"), str(tiny), "--window", "1.0"))

@@ -12,6 +12,7 @@ transcript word by word (`seams`): words lost, doubled or changed, each with its
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,12 @@ class Window:
     candidate_text: str
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (round(v, 4) if isinstance(v, float) and k.endswith("_s") else v) for k, v in self.__dict__.items()}
+        """The window's figures; `encoder_max_abs` None when the two encoders' outputs differ in shape (NaN here,
+        which is not JSON), as a stream chunk's `max_abs` is."""
+        out = {k: (round(v, 4) if isinstance(v, float) and k.endswith("_s") else v) for k, v in self.__dict__.items()}
+        if math.isnan(self.encoder_max_abs):
+            out["encoder_max_abs"] = None
+        return out
 
 
 @dataclass(frozen=True)
