@@ -43,11 +43,17 @@ def _bad_clip(tmp_path: Path, kind: str) -> Path:
         path.write_bytes(bytes(range(256)) * 20)
     elif kind == "folder":
         path.mkdir()
+    elif kind == "zero-samples":  # a valid header and no sample: it was refused only after NeMo's import
+        import numpy as np
+        import soundfile as sf
+
+        sf.write(str(path), np.zeros(0, np.float32), 16000, subtype="PCM_16")
     return path  # "missing": not created
 
 
 @pytest.mark.parametrize(("kind", "says"), [("missing", "no such file"), ("empty", "is empty (0 bytes)"),
-                                            ("corrupt", "not readable audio"), ("folder", "is a directory")])
+                                            ("corrupt", "not readable audio"), ("folder", "is a directory"),
+                                            ("zero-samples", "holds zero audio samples")])
 def test_a_bad_clip_is_refused_before_nemo(tmp_path: Path, kind: str, says: str) -> None:
     clip = _bad_clip(tmp_path, kind)
     before = _tree(tmp_path)
