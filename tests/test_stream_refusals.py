@@ -139,3 +139,13 @@ def test_a_markdown_file_in_a_missing_folder_is_refused_before_nemo(tmp_path: Pa
     line = refusal_line(light(*command, "--markdown", str(target)))
     assert str(target) in line and "the folder" in line and "does not exist" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["take [final].wav", "x[/].wav", "sub[/red]"])
+def test_a_path_with_brackets_is_named_as_it_is(tmp_path: Path, name: str) -> None:
+    """Error lines are Rich markup: a path holding `[final]` lost it ("take .wav": the wrong file named), and one
+    holding `[/]` or `[/red]` crashed the error line itself (a MarkupError traceback, exit 1). The path is now
+    printed as it is, in the one line, exit 2."""
+    clip = tmp_path / name / "clip.wav" if name.startswith("sub") else tmp_path / name
+    line = refusal_line(light("stream", str(STREAMING), str(clip)))
+    assert f"{clip}: no such file" in line

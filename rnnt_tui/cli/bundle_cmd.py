@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from rnnt_tui.cli import options
 from rnnt_tui.cli.common import check_markdown, emit_json, emitter, err, guard, out, status, write_markdown
@@ -77,7 +78,7 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
             check_streaming_checkpoint(Path(checkpoint), att_context)
         inputs, bad = read_clips(Path(clips))
         for problem in bad:
-            err.print(f"[bold yellow]skipped:[/] {problem.message()}", markup=True, highlight=False)
+            err.print(f"[bold yellow]skipped:[/] {escape(problem.message())}", markup=True, highlight=False)
         with status(json_mode) as progress:
             path = run_record(Path(checkpoint).expanduser(), inputs, Path(out_path), joint=joint, convert=convert,
                               export_onnx=export == "onnx", settings=settings, progress=progress,
@@ -86,7 +87,8 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
                               stream_coreai=stream_coreai)
         bundle = Bundle.open(path, verify=False)
         for entry in bundle.meta.get("skipped", [])[len(bad):]:  # clips whose audio the record refused
-            err.print(f"[bold yellow]skipped:[/] {Path(clips).name}:{entry['line']}: {entry['problem']}", markup=True,
+            where = f"{Path(clips).name}:{entry['line']}"
+            err.print(f"[bold yellow]skipped:[/] {escape(where)}: {escape(entry['problem'])}", markup=True,
                       highlight=False)
         try:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
@@ -178,7 +180,7 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
                                                  packages_dir=packages), asked)
                 first = pipeline.open(request, reference=recording)
                 for warning in recording.warnings:
-                    err.print(f"[bold yellow]warning:[/] {warning}")
+                    err.print(f"[bold yellow]warning:[/] {escape(str(warning))}")
                 for index in range(len(recording.clips)):
                     started = time.perf_counter()
                     session = first if index == 0 else pipeline.session_for(index)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from rnnt_tui.cli.common import check_markdown, emit_json, err, guard, out, status, write_markdown
@@ -158,7 +159,7 @@ def print_stream(report: dict[str, Any]) -> None:
                          {True: "yes", False: "no", None: "-"}[r["streaming_equals_offline"]])
         out.print(rows)
     for note in report["notes"] + report["candidate_notes"]:
-        err.print(f"[dim]{note}[/]")
+        err.print(f"[dim]{escape(note)}[/]")
 
 
 def _print_windows(report: dict[str, Any]) -> None:
