@@ -51,6 +51,31 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "path": _record(root / "path", manifest, "--joint", "path", "--export", "onnx")}
 
 
+def test_a_manifest_clip_whose_audio_is_unusable_is_skipped_and_the_rest_recorded(tmp_path: Path) -> None:
+    """A manifest's clip with no samples, or not audio, is skipped with its line and why (stderr and the bundle's
+    `skipped`), as a missing one is, and the other clips are recorded: it stopped the whole record (exit 2, nothing
+    written). A lone clip that cannot be used is still refused, naming it."""
+    import soundfile as sf
+
+    from rnnt_tui.cli.bundle_cmd import record
+
+    zero, junk = tmp_path / "zero.wav", tmp_path / "junk.wav"
+    sf.write(str(zero), np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    junk.write_text("not audio")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps({"audio_filepath": str(p), "text": "x"})
+                                  for p in (zero, HELLO, junk, FOX)))
+    out = _record(tmp_path / "b", manifest)
+    meta = json.loads((out / "bundle.json").read_text())
+    assert [Path(c["audio"]["path"]).name for c in meta["clips"]] == [HELLO.name, FOX.name]
+    assert [(e["line"], e["problem"]) for e in meta["skipped"]] == [
+        (1, f"{zero}: holds zero audio samples"), (3, meta["skipped"][1]["problem"])]
+    assert meta["skipped"][1]["problem"].startswith(f"{junk}: not readable audio")
+    result = CliRunner().invoke(record, [str(demo_checkpoint()), str(zero), "--out", str(tmp_path / "lone")])
+    assert result.exit_code == 2 and "zero.wav: holds zero audio samples" in result.stderr
+    assert not (tmp_path / "lone").exists()
+
+
 def _tree_hash(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):

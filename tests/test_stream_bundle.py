@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,9 +70,10 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, live: Any) -> Path:
                   stream=True)
 
 
-def _replay(bundle: Path, *args: str) -> tuple[int, str, str]:
+def _replay(bundle: Path, *args: str, tmpdir: Path | None = None) -> tuple[int, str, str]:
+    env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir is not None else None
     done = subprocess.run([sys.executable, "-c", NO_HEAVY, "replay", str(bundle), *args], capture_output=True,
-                          text=True, timeout=600, cwd=ROOT)
+                          text=True, timeout=600, cwd=ROOT, env=env)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -139,6 +141,17 @@ def _edited(bundle: Path, tmp_path: Path, edit: Any) -> Path:
     (lambda s: s["contexts"][0]["clips"][0]["chunks"][0].update(tokens="abc"), "malformed"),
     (lambda s: s["contexts"][0]["steps"].update(onnx="../../.."), "not a folder inside the bundle"),
     (lambda s: s["contexts"][0]["steps"].update(onnx="/etc"), "not a folder inside the bundle"),
+    # every field the chunk loop reads is checked before it runs (these were a KeyError / TypeError, exit 4)
+    (lambda s: s["contexts"][0]["clips"][0]["chunks"][1].pop("index"), "malformed: KeyError 'index'"),
+    (lambda s: s["contexts"][0]["clips"][1]["chunks"][0].pop("start_s"), "malformed: KeyError 'start_s'"),
+    (lambda s: s["contexts"][0]["clips"][0]["chunks"][0]["arrays"].pop("in.cache_last_time"),
+     "clip 0 chunk 0 names no array in.cache_last_time"),
+    (lambda s: s["contexts"][0]["clips"][0]["chunks"][1]["arrays"].pop("encoded"),
+     "clip 0 chunk 1 names no array encoded"),
+    (lambda s: s["contexts"][0]["clips"][0].update(offline="windowed"), "malformed: TypeError"),
+    (lambda s: s["contexts"][0].pop("latency_ms"), "malformed: KeyError 'latency_ms'"),
+    (lambda s: s["contexts"][0].update(streaming_cfg=1), "malformed: TypeError"),
+    (lambda s: s.pop("sample_rate"), "malformed: KeyError 'sample_rate'"),
 ])
 def test_malformed_streaming_bundle_is_one_line(bundle: Path, tmp_path: Path, edit: Any, says: str) -> None:
     copy = _edited(bundle, tmp_path, edit)
@@ -174,7 +187,8 @@ def test_the_core_ai_streaming_steps_are_recorded_and_replay_without_torch_or_ne
     """`record --stream --convert coreai --cache-states` keeps the Core AI assets and both Core AI streaming steps
     (explicit caches, and caches in Core AI states); `replay --against coreai [--cache-states]` runs them through
     Apple's Core AI runtime where torch and NeMo cannot be imported, as close to NeMo's recorded chunks as the live
-    ONNX comparison is; a bundle recorded without them is one line saying how to record it."""
+    ONNX comparison is, leaving nothing in the temp dir (the lowered programs' scratch folder, one per replay
+    before, is removed); a bundle recorded without them is one line saying how to record it."""
     from rnnt_tui.cli import main
 
     out = tmp_path / "b"
@@ -184,8 +198,11 @@ def test_the_core_ai_streaming_steps_are_recorded_and_replay_without_torch_or_ne
     assert sorted(steps) == ["coreai", "coreai-states", "mil", "mil-states", "onnx"]
     reference = live[1][0].contexts[0]
     for args, carried in ((), "explicit inputs and outputs"), (("--cache-states",), "Core AI states"):
-        code, stdout, stderr = _replay(out, "--against", "coreai", *args, "--json")
+        scratch = tmp_path / f"tmp{len(args)}"
+        scratch.mkdir()
+        code, stdout, stderr = _replay(out, "--against", "coreai", *args, "--json", tmpdir=scratch)
         assert code == 0, stderr[-3000:]
+        assert not list(scratch.glob("rnnt-tui-stream-*")), sorted(scratch.iterdir())
         assert "HEAVY []" in stderr
         report = json.loads(stdout)
         assert report["candidate"].startswith("Core AI (") and report["caches_carried_in"].startswith(carried)

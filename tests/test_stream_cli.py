@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 DEMO = ROOT / "assets" / "demo"
 
@@ -66,6 +68,35 @@ def test_windows_on_an_offline_model(tmp_path: Path) -> None:
     lost = [e for s in seams for e in s["edits"]]
     assert (report["status"] == "ok") == (not any(e["side"] == "candidate" for e in lost))
     assert md.read_text().startswith("# Windows")
+
+
+def test_a_tail_shorter_than_an_encoder_frame_joins_the_last_window(tmp_path: Path) -> None:
+    """A clip 1 ms past a window boundary: the 1 ms tail was its own window, which NeMo encodes to no frame and the
+    ONNX export to one, so the port "emitted" a token there, the window's encoder figure was NaN (invalid JSON) and
+    the run a mismatch. The window before it now runs to the clip's end; a whole clip shorter than one encoder frame
+    is refused as `compare` refuses it."""
+    import soundfile as sf
+
+    from rnnt_tui.core.stream.windows import plan
+
+    assert plan(2.001, 1.0, 0.0, 0.04) == [(0.0, 1.0, 0.0, 1.0), (1.0, 2.001, 1.0, 3.001)]
+    assert plan(2.5, 1.0, 0.0, 0.04)[-1][:2] == (2.0, 2.5)  # a tail of one frame or more is its own window
+    samples, rate = sf.read(str(DEMO / "stream-demo.wav"), dtype="float32")
+    clip = tmp_path / "tail.wav"
+    sf.write(str(clip), samples[: 2 * rate + 16], rate)
+    proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(clip), "--window", "1.0", "--json")
+    assert proc.returncode in (0, 1), proc.stderr
+    report = json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert [(w["start_s"], w["end_s"]) for w in report["windows"]] == [(0.0, 1.0), (1.0, 2.001)]
+    assert all(w["encoder_ok"] for w in report["windows"]) and report["port_identical"]
+    from rnnt_tui.core.stream.windows import Window
+
+    shapes_differ = Window(0, 0.0, 1.0, 0.0, 1.0, float("nan"), False, "", "")  # as run_windows makes it then
+    assert json.loads(json.dumps(shapes_differ.to_json()))["encoder_max_abs"] is None
+    tiny = tmp_path / "tiny.wav"
+    sf.write(str(tiny), samples[:16], rate)
+    line = refusal_line(_cli(str(DEMO / "demo-rnnt.nemo"), str(tiny), "--window", "1.0"))
+    assert "tiny.wav" in line and "shorter than one encoder frame" in line
 
 
 def test_windows_against_mil() -> None:

@@ -43,11 +43,17 @@ def _bad_clip(tmp_path: Path, kind: str) -> Path:
         path.write_bytes(bytes(range(256)) * 20)
     elif kind == "folder":
         path.mkdir()
+    elif kind == "zero-samples":  # a valid header and no sample: it was refused only after NeMo's import
+        import numpy as np
+        import soundfile as sf
+
+        sf.write(str(path), np.zeros(0, np.float32), 16000, subtype="PCM_16")
     return path  # "missing": not created
 
 
 @pytest.mark.parametrize(("kind", "says"), [("missing", "no such file"), ("empty", "is empty (0 bytes)"),
-                                            ("corrupt", "not readable audio"), ("folder", "is a directory")])
+                                            ("corrupt", "not readable audio"), ("folder", "is a directory"),
+                                            ("zero-samples", "holds zero audio samples")])
 def test_a_bad_clip_is_refused_before_nemo(tmp_path: Path, kind: str, says: str) -> None:
     clip = _bad_clip(tmp_path, kind)
     before = _tree(tmp_path)
@@ -117,3 +123,24 @@ def test_corpus_stream_of_a_checkpoint_that_cannot_stream_makes_no_out_folder(tm
                               "--against", "onnx", "--out", str(out)))
     assert "--att-context '9'" in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [("stream", str(STREAMING), str(CLIP)),
+                                     ("compare", str(OFFLINE), str(CLIP), "--against", "onnx")])
+def test_a_markdown_file_in_a_missing_folder_is_refused_before_nemo(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """`--markdown` into a folder that does not exist: one line naming the file, exit 2, before anything runs (it
+    was a FileNotFoundError after the whole comparison, exit 4, the report lost)."""
+    target = tmp_path / "no-such-folder" / "report.md"
+    line = refusal_line(light(*command, "--markdown", str(target)))
+    assert str(target) in line and "the folder" in line and "does not exist" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["take [final].wav", "x[/].wav", "sub[/red]"])
+def test_a_path_with_brackets_is_named_as_it_is(tmp_path: Path, name: str) -> None:
+    """Error lines are Rich markup: a path holding `[final]` lost it ("take .wav": the wrong file named), and one
+    holding `[/]` or `[/red]` crashed the error line itself (a MarkupError traceback, exit 1). The path is now
+    printed as it is, in the one line, exit 2."""
+    clip = tmp_path / name / "clip.wav" if name.startswith("sub") else tmp_path / name
+    line = refusal_line(light("stream", str(STREAMING), str(clip)))
+    assert f"{clip}: no such file" in line

@@ -129,6 +129,9 @@ def test_a_step_of_the_wrong_kind_is_refused(tmp_path: Path) -> None:
         package_roles((model,), None, "coreai")
     with pytest.raises(BadInputError, match=r"vendor.onnx.*not a readable ONNX model"):
         package_roles((model,), None, "onnx")
+    model.write_bytes(b"")  # parses as an empty ModelProto: it was refused as lacking the input roles (see --map)
+    with pytest.raises(BadInputError, match=r"vendor.onnx: is empty \(0 bytes\), not an ONNX model$"):
+        package_roles((model,), None, "onnx")
 
 
 @pytest.mark.skipif(coreai_problem(need_converter=True) is not None,

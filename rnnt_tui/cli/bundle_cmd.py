@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from rnnt_tui.cli import options
-from rnnt_tui.cli.common import emit_json, emitter, err, guard, out, status
+from rnnt_tui.cli.common import check_markdown, emit_json, emitter, err, guard, out, status, write_markdown
 from rnnt_tui.core.names import COMPUTE_UNITS, DEFAULT_COMPUTE_UNITS, PRECISIONS
 from rnnt_tui.exit_codes import exit_code_for
 from rnnt_tui.formatting import num
@@ -77,7 +78,7 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
             check_streaming_checkpoint(Path(checkpoint), att_context)
         inputs, bad = read_clips(Path(clips))
         for problem in bad:
-            err.print(f"[bold yellow]skipped:[/] {problem.message()}", markup=True, highlight=False)
+            err.print(f"[bold yellow]skipped:[/] {escape(problem.message())}", markup=True, highlight=False)
         with status(json_mode) as progress:
             path = run_record(Path(checkpoint).expanduser(), inputs, Path(out_path), joint=joint, convert=convert,
                               export_onnx=export == "onnx", settings=settings, progress=progress,
@@ -85,6 +86,10 @@ def record(checkpoint: str, clips: str, out_path: str, joint: str, convert: str 
                               stream=stream_mode, att_context=att_context, cache_states=cache_states,
                               stream_coreai=stream_coreai)
         bundle = Bundle.open(path, verify=False)
+        for entry in bundle.meta.get("skipped", [])[len(bad):]:  # clips whose audio the record refused
+            where = f"{Path(clips).name}:{entry['line']}"
+            err.print(f"[bold yellow]skipped:[/] {escape(where)}: {escape(entry['problem'])}", markup=True,
+                      highlight=False)
         try:
             size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
                 else path.stat().st_size
@@ -144,6 +149,7 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
         raise click.UsageError(str(exc)) from None
 
     def body() -> int:
+        check_markdown(markdown)
         if _is_stream_bundle(bundle_path):
             return _replay_stream(bundle_path, against, atol, rtol, json_mode, markdown, cache_states)
         if cache_states:
@@ -174,7 +180,7 @@ def replay(bundle_path: str, against: str, packages: str | None, compute_units: 
                                                  packages_dir=packages), asked)
                 first = pipeline.open(request, reference=recording)
                 for warning in recording.warnings:
-                    err.print(f"[bold yellow]warning:[/] {warning}")
+                    err.print(f"[bold yellow]warning:[/] {escape(str(warning))}")
                 for index in range(len(recording.clips)):
                     started = time.perf_counter()
                     session = first if index == 0 else pipeline.session_for(index)
@@ -220,7 +226,7 @@ def _replay_stream(path: str, against: str, atol: str, rtol: str, json_mode: boo
         replayed = replay_stream(path, against, emitter(progress), tolerance=tolerance, cache_states=cache_states)
     reports = [r.to_json() for r in replayed.results]
     if markdown:
-        Path(markdown).write_text("\n".join(to_markdown(r) for r in reports))
+        write_markdown(markdown, "\n".join(to_markdown(r) for r in reports))
     if json_mode:
         emit_json(replayed.to_json())
     elif len(reports) == 1:
@@ -252,7 +258,7 @@ def _show(reports: list[dict[str, Any]], first: Any, json_mode: bool, markdown: 
     order = ("unavailable", "failed", "mismatch", "ok")
     overall = min((r["status"] for r in reports), key=lambda s: order.index(s) if s in order else 0)
     if markdown:
-        Path(markdown).write_text("\n".join(to_markdown(r) for r in reports))
+        write_markdown(markdown, "\n".join(to_markdown(r) for r in reports))
     if json_mode:
         emit_json(reports[0] if len(reports) == 1 else {"clips": reports, "status": overall, "corpus": corpus,
                                                         "bundle": {k: v for k, v in reports[0]["bundle"].items()

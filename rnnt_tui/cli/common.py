@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
 from rnnt_tui.core.progress import Progress
@@ -102,7 +103,8 @@ def emitter(progress: ProgressFn) -> Callable[[object], None]:
         elif isinstance(event, events.StepStarted):
             progress(f"running {event.name}", None)
         elif isinstance(event, events.CandidateFailed):
-            err.print(f"[bold red]{event.label} could not be prepared[/] (the reference still runs): {event.reason}")
+            err.print(f"[bold red]{escape(event.label)} could not be prepared[/] (the reference still runs): "
+                      f"{escape(str(event.reason))}")
             err.print(_indent(event.details), style="dim", markup=False, highlight=False)
 
     return emit
@@ -121,10 +123,10 @@ def run_guarded(fn: Callable[[], int]) -> int:
     try:
         return fn()
     except BadInputError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)  # a path may hold [...]
         return ExitCode.BAD_INPUT
     except RuntimeUnavailableError as exc:
-        err.print(f"[bold yellow]unavailable:[/] {exc}")
+        err.print(f"[bold yellow]unavailable:[/] {escape(str(exc))}")
         return ExitCode.UNAVAILABLE
     except (KeyboardInterrupt, CancelledError):
         err.print("interrupted")
@@ -132,8 +134,32 @@ def run_guarded(fn: Callable[[], int]) -> int:
     except click.UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - last line of defence: a message, not a traceback
-        err.print(f"[bold red]failed:[/] {type(exc).__name__}: {exc}")
+        err.print(f"[bold red]failed:[/] {type(exc).__name__}: {escape(str(exc))}")
         return ExitCode.FAILED
+
+
+def check_markdown(value: str | None) -> None:
+    """Refuse a `--markdown FILE` that cannot be written - its folder missing or not writable - before the
+    comparison runs, naming the file (exit 2), not after it as an OSError (exit 4) with the report lost."""
+    if not value:
+        return
+    import os
+
+    path = Path(value).expanduser()
+    folder = path.parent
+    if not folder.is_dir():
+        raise BadInputError(path, f"cannot write the Markdown report: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise BadInputError(path, "cannot write the Markdown report: permission denied")
+
+
+def write_markdown(value: str, text: str) -> None:
+    """Write the `--markdown` report; a write that fails anyway (a full disk) is one line naming the file."""
+    path = Path(value).expanduser()
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise BadInputError(path, f"cannot write the Markdown report: {exc.strerror or exc}") from exc
 
 
 def emit_json(data: Any) -> None:

@@ -3,14 +3,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
 from rnnt_tui.cli import options
-from rnnt_tui.cli.common import audio_path, checkpoint_path, emit_json, emitter, err, guard, out, status
+from rnnt_tui.cli.common import (
+    audio_path,
+    check_markdown,
+    checkpoint_path,
+    emit_json,
+    emitter,
+    err,
+    guard,
+    out,
+    status,
+    write_markdown,
+)
 from rnnt_tui.exit_codes import exit_code_for, sweep_exit_code
 from rnnt_tui.formatting import num
 
@@ -56,6 +66,7 @@ def compare(checkpoint: str | None, audio: str | None, against: str, compute_uni
         from rnnt_tui.core.pipeline.request import Request
         from rnnt_tui.core.report import Comparison, to_markdown
 
+        check_markdown(markdown)
         request = Request(checkpoint_path(checkpoint), audio_path(audio), against,
                           RuntimeOptions(precision=precision, compute_units=compute_units, packages_dir=packages,
                                          weights=weights),
@@ -70,7 +81,7 @@ def compare(checkpoint: str | None, audio: str | None, against: str, compute_uni
                 return _sweep(session, report, json_mode, progress, markdown, drift)
         print_packages(session, json_mode)
         if markdown:
-            Path(markdown).write_text(to_markdown(report))
+            write_markdown(markdown, to_markdown(report))
         if json_mode:
             emit_json({**report, "sweep": None} if sweep else report)
         else:
@@ -160,7 +171,7 @@ def _sweep(session: Any, report: dict[str, Any], json_mode: bool, progress: Any,
     rows = run_sweep(session, emit=emitter(progress), drift=drift)
     code = sweep_exit_code([str(r.status) for r in rows])
     if markdown:
-        Path(markdown).write_text(to_markdown(report) + sweep_markdown([r.to_json() for r in rows]))
+        write_markdown(markdown, to_markdown(report) + sweep_markdown([r.to_json() for r in rows]))
     if json_mode:
         emit_json({**report, "sweep": [r.to_json() for r in rows]})
         return code

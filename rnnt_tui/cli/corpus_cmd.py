@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -159,7 +160,7 @@ def _run(request: Any, json_mode: bool) -> int:
                 elif isinstance(event, events.Progress) and bar is not None and task is not None:
                     bar.update(task, description=event.text[:60])
                 elif isinstance(event, events.CandidateFailed):
-                    err.print(f"[bold red]{event.label} could not be prepared:[/] {event.reason}")
+                    err.print(f"[bold red]{escape(event.label)} could not be prepared:[/] {escape(str(event.reason))}")
                 elif isinstance(event, runner.UtteranceStarted) and bar is not None and task is not None:
                     bar.update(task, description=Path(event.audio).name[:40])
                 elif isinstance(event, runner.UtteranceFinished):
@@ -171,8 +172,8 @@ def _run(request: Any, json_mode: bool) -> int:
                     if record.status != "ok":
                         where = f"{request.manifest}:{record.line}" + \
                             (f" ({Path(record.audio).name})" if record.stage != "manifest" and record.audio else "")
-                        err.print(f"[yellow]{where}:[/] {record.status} ({record.stage}): {record.error}",
-                                  markup=True, highlight=False)
+                        err.print(f"[yellow]{escape(where)}:[/] {record.status} ({record.stage}): "
+                                  f"{escape(str(record.error))}", markup=True, highlight=False)
                 elif isinstance(event, runner.CorpusFinished):
                     finished = event
         except KeyboardInterrupt:

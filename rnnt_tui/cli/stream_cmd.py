@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
-from rnnt_tui.cli.common import emit_json, err, guard, out, status
+from rnnt_tui.cli.common import check_markdown, emit_json, err, guard, out, status, write_markdown
 from rnnt_tui.cli.options import FiniteRange
 from rnnt_tui.core.stream.config import OFFLINE_WINDOW_S
 from rnnt_tui.exit_codes import exit_code_for
@@ -91,6 +92,7 @@ def stream(checkpoint: str | None, audio: str | None, against: str, att_context:
         from rnnt_tui.core.stream.config import StreamRequest, stream_demo
         from rnnt_tui.core.tolerances import Tolerance
 
+        check_markdown(markdown)
         demo_ckpt, demo_clip = stream_demo()
         request = StreamRequest(Path(checkpoint).expanduser() if checkpoint else demo_ckpt,
                                 Path(audio).expanduser() if audio else demo_clip, against, att_context, window_s,
@@ -114,7 +116,7 @@ def stream(checkpoint: str | None, audio: str | None, against: str, att_context:
         if markdown:
             from rnnt_tui.core.stream.markdown import to_markdown
 
-            Path(markdown).write_text(to_markdown(report))
+            write_markdown(markdown, to_markdown(report))
         if json_mode:
             emit_json(report)
         elif windowed:
@@ -174,7 +176,7 @@ def print_stream(report: dict[str, Any]) -> None:
                          "-" if wers is None else f"{wers['candidate']:.1%} | {wers['nemo_streaming']:.1%}")
         out.print(rows)
     for note in report["notes"] + report["candidate_notes"]:
-        err.print(f"[dim]{note}[/]")
+        err.print(f"[dim]{escape(note)}[/]")
 
 
 def _print_windows(report: dict[str, Any]) -> None:

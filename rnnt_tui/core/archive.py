@@ -33,7 +33,7 @@ class ArchiveContents:
 
 def check_file(path: Path, what: str) -> None:
     """Refuse a path that is missing, a directory, not a regular file, unreadable or empty, naming it."""
-    a_what = f"{'an' if what[:1] in 'aeiou' else 'a'} {what}"
+    a_what = f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
     try:
         if not path.exists():
             raise BadInputError(path, f"no such file ({what} expected)")

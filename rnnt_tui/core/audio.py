@@ -141,17 +141,24 @@ def load_audio(path: Path | str, sample_rate: int, min_seconds: float | None = N
 
 
 def check_readable(path: Path | str) -> None:
-    """Refuse, from its header alone (no sample read), a clip `load_audio` would refuse as missing, empty, not
-    audio or with a corrupt header, in the same words: a front end says so before anything slow starts."""
+    """Refuse, from its header (at most one sample read), a clip `load_audio` would refuse as missing, empty, not
+    audio, with a corrupt header or holding no sample, in the same words: a front end says so before anything slow
+    starts."""
     import soundfile as sf
 
     path = Path(path).expanduser()
     check_file(path, "audio file")
     try:
-        info = sf.info(str(path))
+        with sf.SoundFile(str(path)) as handle:
+            _check_header(path, int(handle.samplerate), int(handle.channels))
+            # a header saying no frame is checked by reading one: a header may not know its length
+            empty = int(handle.frames) == 0 and handle.read(1, dtype="float32").size == 0
+    except BadInputError:
+        raise
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError, OSError, EOFError) as exc:
         raise BadInputError(path, f"{NOT_AUDIO}: {exc}") from exc
-    _check_header(path, int(info.samplerate), int(info.channels))
+    if empty:
+        raise BadInputError(path, "holds zero audio samples")
 
 
 def _too_long(path: Path, seconds: float, max_seconds: float | None) -> BadInputError:

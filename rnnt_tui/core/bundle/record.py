@@ -18,7 +18,7 @@ import datetime
 import platform
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from rnnt_tui.core.bundle.facts import CHAR, SENTENCEPIECE, fuse_view_to_json, p
 from rnnt_tui.core.bundle.format import BundleWriter, content_key
 from rnnt_tui.core.bundle.recorded import FULL, PATH
 from rnnt_tui.core.components import JOINT, STEPS
-from rnnt_tui.core.errors import StepFailedError
+from rnnt_tui.core.errors import BadInputError, StepFailedError
 from rnnt_tui.core.names import REFERENCE, Status
 from rnnt_tui.core.pipeline.greedy import greedy_decode
 from rnnt_tui.core.pipeline.grid import chunk_frames, grid_chunks
@@ -283,7 +283,9 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
            cancel: threading.Event | None = None, skipped: Iterable[dict[str, Any]] = (), stream: bool = False,
            att_context: str | None = None, cache_states: bool = False, stream_coreai: bool = False) -> Path:
     """Record the reference on `clips` into a new bundle at `out` (a folder, or a `.rnntb` file); returns it.
-    `skipped` lists manifest entries that named no usable clip (kept in the bundle, so a replay can say so).
+    `skipped` lists manifest entries that named no usable clip (kept in the bundle, so a replay can say so); a clip
+    of several whose audio cannot be used (no samples, NaN, not audio) joins them, the rest recorded, as `corpus`
+    goes on past a bad row; the refusal is raised when no clip is left.
     `stream`: also NeMo's chunked reference on every clip at `att_context` and the candidates' streaming steps
     (`core.bundle.stream_record`; with `cache_states` the stateful Core ML step too; with `stream_coreai` the Core AI
     assets and streaming steps as well, `convert` staying the Core ML packages' precision)."""
@@ -313,13 +315,28 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
         # each clip's session is released once its reference data is taken (runtimes and facts are shared: the
         # pipeline's own session, on the first clip, answers for them)
         records: list[tuple[ClipInput, ClipRecord, dict[str, np.ndarray]]] = []
+        skipped = list(skipped)
+        refused: BadInputError | None = None
         for index, clip_input in enumerate(inputs):
-            session = pipeline.open(request, cancel) if index == 0 else pipeline.session_for(clip_input.path)
+            try:
+                session = pipeline.open(replace(request, clip=clip_input.path), cancel) if pipeline.session is None \
+                    else pipeline.session_for(clip_input.path)
+            except BadInputError as exc:  # this clip's audio (the checkpoint's problems are every clip's)
+                if len(inputs) == 1 or exc.path is None or exc.path.resolve() != clip_input.path.resolve():
+                    raise
+                refused = refused or exc
+                skipped.append({"line": clip_input.line, "source": clip_input.source,
+                                "problem": f"{clip_input.path}: {exc.problem}"})
+                progress(f"skipped clip {index + 1}/{len(inputs)}: {exc}", index / len(inputs))
+                continue
             progress(f"reference on clip {index + 1}/{len(inputs)}: {clip_input.path.name}", index / len(inputs))
             run_steps(session, emit=emit, cancel=cancel)
             rec = clip_record(session)
             records.append((clip_input, rec, _tap_decode(session, rec)))
             del session
+        if not records:
+            assert refused is not None
+            raise refused
         first = pipeline.session
         assert first is not None
         classes = first.facts.summary.joint.num_classes_with_blank
@@ -327,7 +344,7 @@ def record(checkpoint: Path, clips: Iterable[ClipInput], out: Path, joint: str =
         storage, why = choose_joint(joint, grid_bytes)
         clip_meta = []
         for index, (clip_input, rec, path_arrays) in enumerate(records):
-            progress(f"writing clip {index + 1}/{len(inputs)}", index / len(inputs))
+            progress(f"writing clip {index + 1}/{len(records)}", index / len(records))
             prefix = f"clips/{index}"
             roles = {role: writer.array(f"{prefix}/{role}", value)
                      for role, value in {**rec.arrays, **path_arrays}.items()}

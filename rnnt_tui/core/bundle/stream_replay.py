@@ -79,13 +79,9 @@ class RecordedStream:
             if caches_in is None:
                 caches_in = {n: self.bundle.array(arrays[f"in.{n}"]) for n in CACHE_NAMES}
             caches_out = {n: self.bundle.array(arrays[f"out.{n}"]) for n in CACHE_NAMES}
-            yield RefChunk(index=int(chunk["index"]), features=self.bundle.array(arrays["features"]),
-                           length=int(chunk["length"]), drop_extra_pre_encoded=int(chunk["drop_extra_pre_encoded"]),
-                           keep_all_outputs=bool(chunk["keep_all_outputs"]), start_s=float(chunk["start_s"]),
-                           audio_s=float(chunk["audio_s"]), caches_in=caches_in,
-                           encoded=self.bundle.array(arrays["encoded"]), encoded_length=int(chunk["encoded_length"]),
-                           caches_out=caches_out, tokens=[int(t) for t in chunk["tokens"]],
-                           compute_ms=float(chunk["compute_ms"]))
+            yield RefChunk(features=self.bundle.array(arrays["features"]), caches_in=caches_in,
+                           encoded=self.bundle.array(arrays["encoded"]), caches_out=caches_out,
+                           **_chunk_fields(chunk))
             caches_in = caches_out
 
     def offline(self, audio: np.ndarray | None) -> OfflineTranscript:
@@ -106,6 +102,23 @@ class RecordedStream:
         return float(last["start_s"]) + float(last["audio_s"])
 
 
+def _chunk_fields(chunk: dict[str, Any]) -> dict[str, Any]:
+    """A recorded chunk's scalars and tokens as `RefChunk` takes them (KeyError, TypeError or ValueError when the
+    record lacks one or holds the wrong type): read here for the loop and for `stream_block`'s check alike."""
+    return {"index": int(chunk["index"]), "length": int(chunk["length"]),
+            "drop_extra_pre_encoded": int(chunk["drop_extra_pre_encoded"]),
+            "keep_all_outputs": bool(chunk["keep_all_outputs"]), "start_s": float(chunk["start_s"]),
+            "audio_s": float(chunk["audio_s"]), "encoded_length": int(chunk["encoded_length"]),
+            "tokens": [int(t) for t in chunk["tokens"]], "compute_ms": float(chunk["compute_ms"])}
+
+
+def _chunk_arrays(first: bool) -> tuple[str, ...]:
+    """The arrays a recorded chunk must name: the caches in on a clip's first chunk only (later chunks take the
+    previous chunk's out), the features, the encoder output and the caches out on every one."""
+    caches_in = tuple(f"in.{n}" for n in CACHE_NAMES) if first else ()
+    return (*caches_in, "features", "encoded", *(f"out.{n}" for n in CACHE_NAMES))
+
+
 def stream_block(recording: Recording) -> dict[str, Any] | None:
     """The bundle's streaming record, checked (None: not a streaming bundle)."""
     bundle = recording.bundle
@@ -120,8 +133,10 @@ def stream_block(recording: Recording) -> dict[str, Any] | None:
         contexts: list[dict[str, Any]] = []
         if not block["contexts"]:
             raise ValueError("no att context is recorded")
+        int(block["sample_rate"])
         for context in block["contexts"]:
             [int(x) for x in context["att_context_size"]]
+            dict(context["streaming_cfg"]), float(context["latency_ms"])
             if version == 1:  # one clip: its chunks and offline tokens on the context
                 context = {**context, "clips": [{"clip": 0, "chunks": context["chunks"],
                                                  "offline_tokens": context["offline_tokens"]}]}
@@ -134,11 +149,15 @@ def stream_block(recording: Recording) -> dict[str, Any] | None:
                 recording.clips[int(clip["clip"])], [int(t) for t in clip["offline_tokens"]]
                 if not clip["chunks"]:
                     raise ValueError(f"clip {clip['clip']} has no chunks")
-                for chunk in clip["chunks"]:
+                OfflineHow.from_json(clip.get("offline"))
+                for position, chunk in enumerate(clip["chunks"]):
                     for name in chunk["arrays"].values():
                         if not bundle.has(name):
                             raise ValueError(f"array {name} is not in the manifest")
-                    int(chunk["length"]), float(chunk["compute_ms"]), [int(t) for t in chunk["tokens"]]
+                    missing = [k for k in _chunk_arrays(position == 0) if k not in chunk["arrays"]]
+                    if missing:
+                        raise ValueError(f"clip {clip['clip']} chunk {position} names no array {', '.join(missing)}")
+                    _chunk_fields(chunk)
             if contexts and [c["clip"] for c in context["clips"]] != [c["clip"] for c in contexts[0]["clips"]]:
                 raise ValueError("its contexts record different clips")
             contexts.append(context)

@@ -146,6 +146,7 @@ class CoreAIStreamStep(StreamStep):
         if executor is not None:
             executor.close()
         self.executor = None
+        super().close()
 
 
 class CoreAIState:

@@ -69,6 +69,9 @@ def _onnx_io(path: Path) -> StepIO:
     import onnx  # the declared graph I/O only; onnxruntime loads it to run
     from onnx.helper import tensor_dtype_to_np_dtype
 
+    from rnnt_tui.core.archive import check_file
+
+    check_file(path, "ONNX model")  # an empty file parses as an empty model: it would be "no input has the role"
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf and file errors alike: not a readable model

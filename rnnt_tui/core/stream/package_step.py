@@ -188,3 +188,4 @@ class PackageStreamStep(StreamStep):
         if executor is not None:
             executor.close()
         self.executor = None
+        super().close()

@@ -77,6 +77,7 @@ class StreamStep(ABC):
         self.cached = False
         self.frames: dict[str, int] = {}
         self.path: Path | None = None  # the folder of programs (the cache entry it was built into), once prepared
+        self._scratch: Path | None = None  # without the user's cache: this step's own folder, removed by `close`
 
     @property
     def label(self) -> str:
@@ -88,14 +89,20 @@ class StreamStep(ABC):
         step = cls.__new__(cls)
         step.loaded, step.context, step.use_cache = None, list(context), False  # type: ignore[assignment]
         step.notes, step.prepare_ms, step.cached, step.path = [f"recorded: {path}"], 0.0, True, path
-        step.frames = {}
+        step.frames, step._scratch = {}, None
         step._load(path)
         return step
 
     def _cache(self) -> ArtifactCache:
-        import tempfile
+        """The user's artifact cache; without it (`use_cache` False, a recorded bundle's step) this step's scratch
+        folder, made once and removed by `close`, so nothing is left in the temp dir."""
+        if self.use_cache:
+            return ArtifactCache()
+        if self._scratch is None:
+            import tempfile
 
-        return ArtifactCache() if self.use_cache else ArtifactCache(Path(tempfile.mkdtemp(prefix="rnnt-tui-stream-")))
+            self._scratch = Path(tempfile.mkdtemp(prefix="rnnt-tui-stream-"))
+        return ArtifactCache(self._scratch)
 
     def _key(self, **extra: Any) -> str:
         versions = {lib: package_version(lib) for lib in self.libraries}
@@ -145,8 +152,14 @@ class StreamStep(ABC):
     def __call__(self, features: np.ndarray, length: int, caches: Caches, first: bool) -> StepOutput:
         """One chunk through the candidate's step."""
 
-    def close(self) -> None:  # noqa: B027 - a no-op unless the step opened something to release
-        """Release what `_load` opened (nothing to release by default)."""
+    def close(self) -> None:
+        """Release what `_load` opened (a subclass first, then this), and remove the scratch folder `_cache` made
+        without the user's cache (the step's programs or their lowered forms, once nothing holds them)."""
+        if self._scratch is not None:
+            import shutil
+
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
 
 class OnnxStreamStep(StreamStep):
@@ -265,6 +278,7 @@ class CoreMLStreamStep(MilStreamStep):
         loader = getattr(self, "loader", None)
         if loader is not None:
             loader.close()
+        StreamStep.close(self)  # not super(): CoreMLStateStreamStep borrows this function without the class
 
 
 def explicit_traceable(encoder: Any, drop: int, feats: Any, frames: int, ch: Any, tm: Any,

@@ -13,6 +13,7 @@ transcript word by word (`seams`): words lost, doubled or changed, each with its
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,12 @@ class Window:
     candidate_text: str
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (round(v, 4) if isinstance(v, float) and k.endswith("_s") else v) for k, v in self.__dict__.items()}
+        """The window's figures; `encoder_max_abs` None when the two encoders' outputs differ in shape (NaN here,
+        which is not JSON), as a stream chunk's `max_abs` is."""
+        out = {k: (round(v, 4) if isinstance(v, float) and k.endswith("_s") else v) for k, v in self.__dict__.items()}
+        if math.isnan(self.encoder_max_abs):
+            out["encoder_max_abs"] = None
+        return out
 
 
 @dataclass(frozen=True)
@@ -94,17 +100,21 @@ class WindowsResult:
                 "notes": list(self.notes)}
 
 
-def plan(clip_s: float, window_s: float, overlap_s: float) -> list[tuple[float, float, float, float]]:
-    """(start, end, keep_from, keep_to) of every window."""
+def plan(clip_s: float, window_s: float, overlap_s: float,
+         min_s: float = 0.0) -> list[tuple[float, float, float, float]]:
+    """(start, end, keep_from, keep_to) of every window. A last window that would be shorter than `min_s` (one
+    encoder frame: too short for the encoder to give a frame, where NeMo and a port disagree on its length) is not
+    cut: the window before it runs to the end of the clip instead."""
     stride = window_s - overlap_s
     starts = [0.0]
-    while starts[-1] + window_s < clip_s:
+    while starts[-1] + window_s < clip_s and clip_s - (starts[-1] + stride) >= min_s:
         starts.append(starts[-1] + stride)
     out = []
     for i, s in enumerate(starts):
+        last = i == len(starts) - 1
         keep_from = 0.0 if i == 0 else s + overlap_s / 2
-        keep_to = clip_s + 1.0 if i == len(starts) - 1 else s + window_s - overlap_s / 2
-        out.append((s, min(s + window_s, clip_s), keep_from, keep_to))
+        keep_to = clip_s + 1.0 if last else s + window_s - overlap_s / 2
+        out.append((s, clip_s if last else min(s + window_s, clip_s), keep_from, keep_to))
     return out
 
 
@@ -137,13 +147,14 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
         loaded = restore(request.checkpoint, cancel=cancel)
     model = loaded.eval()
     rate = int(model.cfg.preprocessor.get("sample_rate", 16000))
-    audio = load_audio(request.clip, rate)
+    frame_s = frame_ms(model) / 1000
+    audio = load_audio(request.clip, rate, min_seconds=frame_s)  # shorter: no encoder frame (as `compare` refuses)
     samples = audio.samples
     reference = TorchRuntime(loaded)
     reference.prepare()
     candidate = _runtime(loaded, request)
     candidate.prepare(lambda text, fraction=None: progress(text, fraction), cancel)
-    blank, cap, frame_s = int(model.decoder.blank_idx), max_symbols(loaded), frame_ms(model) / 1000
+    blank, cap = int(model.decoder.blank_idx), max_symbols(loaded)
     notes: list[str] = []
 
     def decode(runtime: Any, encoded: np.ndarray, length: int) -> tuple[list[int], list[int]]:
@@ -163,7 +174,7 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
         notes += [fit.note] if fit.note else []
         tol = _tolerance(request, candidate, notes)
         encoder = encoder_of(candidate)
-        spans = plan(audio.duration_s, fit.window_s, request.overlap_s)
+        spans = plan(audio.duration_s, fit.window_s, request.overlap_s, frame_s)
         for index, (start, end, keep_from, keep_to) in enumerate(spans):
             if cancel is not None and cancel.is_set():
                 raise CancelledError("cancelled between windows")
