@@ -807,6 +807,40 @@ async def test_streaming_tab_streams_the_demo_chunk_by_chunk_and_refuses_an_offl
 
 
 @pytest.mark.slow
+async def test_a_replaced_streaming_runs_late_report_does_not_land_on_the_new_run() -> None:
+    """s pressed again while a run was ending: the replaced run can still return its report (its last cancel check is
+    between chunks; NeMo's offline transcript and the report come after it). That late report is dropped: the
+    Streaming tab shows the new run only, whose chunks are never appended to the old report."""
+    from rnnt_tui.app.messages import ChunkCompared, StreamDone
+    from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.core.stream.config import stream_demo
+
+    checkpoint, clip = stream_demo()
+    app = make_app(checkpoint, clip, against="onnx")
+    messages: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        await pilot.press("s")
+        view = app.query_one("#stream-view", StreamView)
+        await wait_for(pilot, lambda: "status" in view.report and not busy(app), "the first streaming comparison")
+        finished = view.report
+        messages.clear()
+        await pilot.press("s")
+        await wait_for(pilot, lambda: any(isinstance(m, ChunkCompared) for m in messages), "the second run's chunk")
+        replaced = next(m for m in messages if isinstance(m, ChunkCompared)).envelope.call
+        await pilot.press("s")  # the third run replaces the second, live
+        assert app.client.is_stale(replaced)
+        # the second run's report arriving now, as it does when that run was past its last cancel check
+        app.post_message(StreamDone(finished, call=replaced))
+        await pilot.pause(0.2)
+        assert view.report is not finished, "the replaced run's report is on screen"
+        await wait_for(pilot, lambda: "status" in view.report and not busy(app), "the third streaming comparison")
+        indexes = [c["index"] for c in view.report["chunks"]]
+        last = [m for m in messages if isinstance(m, StreamDone)][-1]
+        assert indexes == sorted(set(indexes)) and last.call != replaced and view.report is last.report
+
+
+@pytest.mark.slow
 async def test_shift_s_streams_with_the_caches_in_states_and_says_where_they_were() -> None:
     """S: the streaming comparison with the candidate's encoder caches in states (`stream --cache-states`) - the MIL
     interpreter running the multifunction Core ML package's two functions on one state - and the Streaming tab says

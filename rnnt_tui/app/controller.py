@@ -217,6 +217,11 @@ class Controller(Actions):
         self.status.working(*(self.state.activity or ("Streaming…", None)))
 
     async def on_stream_done(self, message: msg.StreamDone) -> None:
+        """The whole report of the run on screen; one from a cancelled or replaced run is dropped (a run that
+        ended just as `s` was pressed again would otherwise land on the new run's view, whose chunks then append
+        to the old report)."""
+        if self.client.is_stale(message.call):
+            return
         await self.mount_pane("tab-stream")
         self.stream_view().show(message.report)
 
