@@ -841,6 +841,39 @@ async def test_a_replaced_streaming_runs_late_report_does_not_land_on_the_new_ru
 
 
 @pytest.mark.slow
+async def test_opening_another_clip_mid_stream_cancels_it_and_empties_the_streaming_tab(tmp_path: Path) -> None:
+    """A clip opened while a long streaming run is going: the run is cancelled (it held the model, so the new clip
+    waited for the whole run), and once the new clip's session is ready the Streaming tab no longer shows the old
+    clip's chunks or report under the new clip's name."""
+    import numpy as np
+    import soundfile as sf
+
+    from rnnt_tui.app.messages import ChunkCompared, StreamDone
+    from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.core.stream.config import stream_demo
+
+    checkpoint, clip = stream_demo()
+    samples, rate = sf.read(clip, dtype="float32")
+    long_clip = tmp_path / "long.wav"
+    sf.write(long_clip, np.tile(samples, 12), rate)  # about a minute: over a hundred chunks
+    app = make_app(checkpoint, long_clip, against="onnx")
+    messages: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        await pilot.press("s")
+        view = app.query_one("#stream-view", StreamView)
+        await wait_for(pilot, lambda: len(view.report["chunks"]) >= 3, "a few chunks of the long clip")
+        run = next(m for m in messages if isinstance(m, ChunkCompared)).envelope.call
+        app.open_audio(clip)  # what the clip picker (a) does with the file chosen
+        assert app.client.is_stale(run)  # cancelled with the open
+        await wait_for(pilot, lambda: app.state.session is not None and app.state.audio_path == clip
+                       and not busy(app), "the new clip's session")
+        await pilot.pause(0.2)
+        assert view.report == {"chunks": []}, "the old clip's streaming result is still on screen"
+        assert not any(isinstance(m, StreamDone) and m.call == run and "status" in view.report for m in messages)
+
+
+@pytest.mark.slow
 async def test_shift_s_streams_with_the_caches_in_states_and_says_where_they_were() -> None:
     """S: the streaming comparison with the candidate's encoder caches in states (`stream --cache-states`) - the MIL
     interpreter running the multifunction Core ML package's two functions on one state - and the Streaming tab says

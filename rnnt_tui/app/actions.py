@@ -135,7 +135,7 @@ class Actions(Opening):
         self.show_header()
         if s.session is None:
             return
-        self.cancel_calls("steps")
+        self.cancel_calls("steps", "stream")  # a streaming run is the old candidate's (and holds the model)
         s.set_steps(Status.PREPARING)
         self.draw_steps()
         self.rebuild_session()

@@ -108,6 +108,8 @@ class Controller(Actions):
         self.save_recent()
         self.show_header()
         self.show_results()  # the step strip and the result tabs (emptied: a new session has no results)
+        if "tab-stream" in self.mounted_panes:  # a streaming report is the old clip's, model's or candidate's
+            self.stream_view().show({"chunks": []})
         self.after_frame(self.draw_overview)  # a frame of its own: one frame drawing all was ~30-40 ms
         self.draw_tabs("tab-runtimes")
         self.after_frame(self.check_runtimes)  # the first session is up (and painted): only now, once
