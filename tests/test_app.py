@@ -874,6 +874,41 @@ async def test_opening_another_clip_mid_stream_cancels_it_and_empties_the_stream
 
 
 @pytest.mark.slow
+async def test_streaming_tab_at_80x24_keeps_its_cells_readable_scrolls_and_steps_chunks_with_n_and_p() -> None:
+    """At 80x24 the Streaming tab shows as many chunks as fit, whole (every chunk in one table cut each drift cell to
+    "8e-…", and a minute of audio left each column empty), scrolls to the transcripts and cache drift below the
+    timeline, and n / p step its chunk cursor after s (n used to run the next pipeline step on the Step tab)."""
+    import re
+
+    from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.core.stream.config import stream_demo
+
+    checkpoint, clip = stream_demo()
+    app = make_app(checkpoint, clip, against="onnx")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("s")
+        view = app.query_one("#stream-view", StreamView)
+        await wait_for(pilot, lambda: "status" in view.report and not busy(app), "the streaming comparison")
+        await pilot.pause(0.3)
+        total = len(view.report["chunks"])
+        text = screen_text(app)
+        drift_row = next(line for line in text.splitlines() if "│ drift" in line or "│ dri" in line)
+        cells = re.findall(r"\d+e-\d\d", drift_row)
+        assert cells and "…" not in drift_row, drift_row  # each shown chunk's drift whole
+        assert f"of {total}" in " ".join(text.split())  # which chunks are shown
+        assert view.cursor == total - 1
+        await pilot.press("p", "p")
+        assert view.cursor == total - 3 and app.query_one("TabbedContent").active == "tab-stream"  # type: ignore[attr-defined]
+        await pilot.press("n")
+        assert view.cursor == total - 2 and not busy(app)  # no pipeline step started
+        await pilot.press("end")
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "NeMo streaming:" in text and "cache drift:" in text
+
+
+@pytest.mark.slow
 async def test_shift_s_streams_with_the_caches_in_states_and_says_where_they_were() -> None:
     """S: the streaming comparison with the candidate's encoder caches in states (`stream --cache-states`) - the MIL
     interpreter running the multifunction Core ML package's two functions on one state - and the Streaming tab says

@@ -193,6 +193,7 @@ class Actions(Opening):
         await self.mount_pane("tab-stream")
         self.stream_view().show({"chunks": []})
         self.query_one(TabbedContent).active = "tab-stream"
+        self.stream_view().focus()  # (already on the tab: no activation to focus it) n / p step its chunk cursor
         self.status.working("Streaming: restoring the checkpoint with NeMo…")
         self.run_stream(cache_states)
 
