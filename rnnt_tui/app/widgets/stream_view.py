@@ -110,6 +110,10 @@ class StreamView(ScrollableContainer):
     def renderable_for(self, width: int | None = None) -> Group:
         """The drawing; `width`: the cells the timeline may take (None: every chunk gets a column)."""
         chunks = self.report.get("chunks", [])
+        if not chunks:  # a table of no chunk is one narrow column: its title wrapped a word per line down the tab
+            return Group(*self._ran(), Text.assemble(
+                "No chunk compared yet. ", ("s", "bold"), " streams the open clip chunk by chunk, ", ("S", "bold"),
+                " with the candidate's encoder caches in states.", style="dim"))
         atol = float(self.report.get("tolerance", {}).get("atol", 1e-3))
         divergence = (self.report.get("decode") or {}).get("first_divergence") or {}
         fit = max(1, (width - LABEL_CELLS) // CHUNK_CELLS) if width else len(chunks)
