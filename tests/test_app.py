@@ -807,6 +807,108 @@ async def test_streaming_tab_streams_the_demo_chunk_by_chunk_and_refuses_an_offl
 
 
 @pytest.mark.slow
+async def test_a_replaced_streaming_runs_late_report_does_not_land_on_the_new_run() -> None:
+    """s pressed again while a run was ending: the replaced run can still return its report (its last cancel check is
+    between chunks; NeMo's offline transcript and the report come after it). That late report is dropped: the
+    Streaming tab shows the new run only, whose chunks are never appended to the old report."""
+    from rnnt_tui.app.messages import ChunkCompared, StreamDone
+    from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.core.stream.config import stream_demo
+
+    checkpoint, clip = stream_demo()
+    app = make_app(checkpoint, clip, against="onnx")
+    messages: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        await pilot.press("s")
+        view = app.query_one("#stream-view", StreamView)
+        await wait_for(pilot, lambda: "status" in view.report and not busy(app), "the first streaming comparison")
+        finished = view.report
+        messages.clear()
+        await pilot.press("s")
+        await wait_for(pilot, lambda: any(isinstance(m, ChunkCompared) for m in messages), "the second run's chunk")
+        replaced = next(m for m in messages if isinstance(m, ChunkCompared)).envelope.call
+        await pilot.press("s")  # the third run replaces the second, live
+        assert app.client.is_stale(replaced)
+        # the second run's report arriving now, as it does when that run was past its last cancel check
+        app.post_message(StreamDone(finished, call=replaced))
+        await pilot.pause(0.2)
+        assert view.report is not finished, "the replaced run's report is on screen"
+        await wait_for(pilot, lambda: "status" in view.report and not busy(app), "the third streaming comparison")
+        indexes = [c["index"] for c in view.report["chunks"]]
+        last = [m for m in messages if isinstance(m, StreamDone)][-1]
+        assert indexes == sorted(set(indexes)) and last.call != replaced and view.report is last.report
+
+
+@pytest.mark.slow
+async def test_opening_another_clip_mid_stream_cancels_it_and_empties_the_streaming_tab(tmp_path: Path) -> None:
+    """A clip opened while a long streaming run is going: the run is cancelled (it held the model, so the new clip
+    waited for the whole run), and once the new clip's session is ready the Streaming tab no longer shows the old
+    clip's chunks or report under the new clip's name."""
+    import numpy as np
+    import soundfile as sf
+
+    from rnnt_tui.app.messages import ChunkCompared, StreamDone
+    from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.core.stream.config import stream_demo
+
+    checkpoint, clip = stream_demo()
+    samples, rate = sf.read(clip, dtype="float32")
+    long_clip = tmp_path / "long.wav"
+    sf.write(long_clip, np.tile(samples, 12), rate)  # about a minute: over a hundred chunks
+    app = make_app(checkpoint, long_clip, against="onnx")
+    messages: list[Message] = []
+    async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
+        await ready(pilot)
+        await pilot.press("s")
+        view = app.query_one("#stream-view", StreamView)
+        await wait_for(pilot, lambda: len(view.report["chunks"]) >= 3, "a few chunks of the long clip")
+        run = next(m for m in messages if isinstance(m, ChunkCompared)).envelope.call
+        app.open_audio(clip)  # what the clip picker (a) does with the file chosen
+        assert app.client.is_stale(run)  # cancelled with the open
+        await wait_for(pilot, lambda: app.state.session is not None and app.state.audio_path == clip
+                       and not busy(app), "the new clip's session")
+        await pilot.pause(0.2)
+        assert view.report == {"chunks": []}, "the old clip's streaming result is still on screen"
+        assert not any(isinstance(m, StreamDone) and m.call == run and "status" in view.report for m in messages)
+
+
+@pytest.mark.slow
+async def test_streaming_tab_at_80x24_keeps_its_cells_readable_scrolls_and_steps_chunks_with_n_and_p() -> None:
+    """At 80x24 the Streaming tab shows as many chunks as fit, whole (every chunk in one table cut each drift cell to
+    "8e-…", and a minute of audio left each column empty), scrolls to the transcripts and cache drift below the
+    timeline, and n / p step its chunk cursor after s (n used to run the next pipeline step on the Step tab)."""
+    import re
+
+    from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.core.stream.config import stream_demo
+
+    checkpoint, clip = stream_demo()
+    app = make_app(checkpoint, clip, against="onnx")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("s")
+        view = app.query_one("#stream-view", StreamView)
+        await wait_for(pilot, lambda: "status" in view.report and not busy(app), "the streaming comparison")
+        await pilot.pause(0.3)
+        total = len(view.report["chunks"])
+        text = screen_text(app)
+        drift_row = next(line for line in text.splitlines() if "│ drift" in line or "│ dri" in line)
+        cells = re.findall(r"\d+e-\d\d", drift_row)
+        assert cells and "…" not in drift_row, drift_row  # each shown chunk's drift whole
+        assert f"of {total}" in " ".join(text.split())  # which chunks are shown
+        assert view.cursor == total - 1
+        await pilot.press("p", "p")
+        assert view.cursor == total - 3 and app.query_one("TabbedContent").active == "tab-stream"  # type: ignore[attr-defined]
+        await pilot.press("n")
+        assert view.cursor == total - 2 and not busy(app)  # no pipeline step started
+        await pilot.press("end")
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "NeMo streaming:" in text and "cache drift:" in text
+
+
+@pytest.mark.slow
 async def test_shift_s_streams_with_the_caches_in_states_and_says_where_they_were() -> None:
     """S: the streaming comparison with the candidate's encoder caches in states (`stream --cache-states`) - the MIL
     interpreter running the multifunction Core ML package's two functions on one state - and the Streaming tab says

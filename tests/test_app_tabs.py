@@ -180,3 +180,21 @@ async def test_the_tables_made_ahead_are_taken_out_of_the_cyclic_gc_once_warmed(
         assert len(tables) == 3
         tracked = {id(o) for o in gc.get_objects()}  # every generation but the frozen one
         assert not any(id(t) in tracked for t in tables)
+
+
+async def test_resizing_the_terminal_across_120_columns_switches_the_layout() -> None:
+    """A terminal resized from 120x40 to 80x24 gets the narrow layout (the Model tab, the compact key bar), and back;
+    the layout used to keep the size the app started with (the resize handler read the size before Textual set it)."""
+    from rnnt_tui.app.widgets.footer import KeyFooter
+
+    app = IdleApp(demo_checkpoint(), demo_audio())
+    async with app.run_test(size=(120, 40)) as pilot:
+        tabs = app.query_one(TabbedContent)
+        assert not app.has_class("-narrow") and tabs.get_tab("tab-model").has_class("-hidden")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.2)
+        assert app.has_class("-narrow") and app.query_one(KeyFooter).compact
+        assert not tabs.get_tab("tab-model").has_class("-hidden")
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.2)
+        assert not app.has_class("-narrow") and tabs.get_tab("tab-model").has_class("-hidden")

@@ -184,3 +184,26 @@ def test_streaming_buffer_reuses_its_preprocessor_and_cuts_nemos_chunks(streamin
     assert len(pairs) > 2
     for (chunk, length), (expected, expected_length) in pairs:
         assert torch.equal(chunk, expected) and torch.equal(length, expected_length)
+
+
+@pytest.mark.parametrize("offline_window_s", [60.0, 0.5], ids=["one-pass", "windowed"])
+def test_a_cancel_after_the_last_chunk_stops_nemos_offline_transcript(streaming: Any, offline_window_s: float) -> None:
+    """The offline transcript runs after the chunk loop, whose cancel check is between chunks: a cancel that came
+    with the last chunk (the app's Esc, or s pressed again) used to let the offline pass - seconds of windows on a long
+    clip - and the report run to the end. Now the pass, and each of its windows, checks it first."""
+    import threading
+
+    from rnnt_tui.core.errors import CancelledError
+    from rnnt_tui.core.stream.compare import ChunkCompared, run_stream
+    from rnnt_tui.core.stream.config import StreamRequest
+
+    request = StreamRequest(streaming.path, CLIP, offline_window_s=offline_window_s)
+    last = len(run_stream(request, lambda e: None, loaded=streaming).contexts[0].chunks) - 1
+    cancel = threading.Event()
+
+    def emit(event: Any) -> None:
+        if isinstance(event, ChunkCompared) and event.chunk.index == last:
+            cancel.set()
+
+    with pytest.raises(CancelledError, match="offline transcript"):
+        run_stream(request, emit, cancel, loaded=streaming)

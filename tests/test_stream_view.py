@@ -71,3 +71,12 @@ def test_stream_view_says_which_cache_feed_ran() -> None:
         report = {**_report(), "candidate": "Core ML program, MIL interpreter", "caches_carried_in": carried}
         text = " ".join(_text(StreamView(report)).split())
         assert f"Core ML program, MIL interpreter · encoder caches carried in {' '.join(carried.split())}" in text
+
+
+def test_an_empty_stream_view_says_how_to_fill_it_instead_of_an_empty_table() -> None:
+    """No chunk yet (the tab before s, or a new session's): one line saying what fills it, not a table of no chunk,
+    whose title wrapped a word per line down a narrow column."""
+    from rnnt_tui.app.widgets.stream_view import StreamView
+
+    text = _text(StreamView({"chunks": []}))
+    assert "Chunk timeline" not in text and "s streams the open clip chunk by chunk" in " ".join(text.split())

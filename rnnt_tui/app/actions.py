@@ -135,7 +135,7 @@ class Actions(Opening):
         self.show_header()
         if s.session is None:
             return
-        self.cancel_calls("steps")
+        self.cancel_calls("steps", "stream")  # a streaming run is the old candidate's (and holds the model)
         s.set_steps(Status.PREPARING)
         self.draw_steps()
         self.rebuild_session()
@@ -193,6 +193,7 @@ class Actions(Opening):
         await self.mount_pane("tab-stream")
         self.stream_view().show({"chunks": []})
         self.query_one(TabbedContent).active = "tab-stream"
+        self.stream_view().focus()  # (already on the tab: no activation to focus it) n / p step its chunk cursor
         self.status.working("Streaming: restoring the checkpoint with NeMo…")
         self.run_stream(cache_states)
 

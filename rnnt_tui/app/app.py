@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -186,12 +186,15 @@ class RnntApp(Controller, App[int]):
     def on_unmount(self) -> None:
         self.client.stop()
 
-    def on_resize(self) -> None:
-        self.apply_layout()
+    def on_resize(self, event: events.Resize) -> None:
+        """The terminal's new size is the event's: this handler runs before Textual's own (`App._on_resize`) has
+        stored it, so `self.size` still said the old one and a resize across NARROW kept the old layout."""
+        self.apply_layout(event.size.width)
 
-    def apply_layout(self) -> None:
-        """Below NARROW columns: one-line pipeline, two-line fuse flags, the model summary in its own tab."""
-        narrow = self.size.width < NARROW
+    def apply_layout(self, width: int | None = None) -> None:
+        """Below NARROW columns (`width`, by default the app's): one-line pipeline, two-line fuse flags, the model
+        summary in its own tab."""
+        narrow = (self.size.width if width is None else width) < NARROW
         if narrow == self.has_class("-narrow") and self.is_mounted_layout:
             return
         self.is_mounted_layout = True

@@ -159,7 +159,7 @@ class Calls(Drawing):
                 self.call_from_thread(self.notify, text, title="Cannot stream", severity="warning", timeout=10)
                 self.post_message(JobDone("stream", "Streaming comparison not run", call=call.id))
                 return
-            self.post_message(StreamDone(report))
+            self.post_message(StreamDone(report, call=call.id))
             self.post_message(JobDone("stream", f"Streaming comparison: {report.get('status')}", call=call.id))
 
     def run_sweep(self, screen: SweepScreen, drift: bool = False) -> None:

@@ -261,6 +261,8 @@ class Drawing(_Base):
         await self.mount_pane(pane)
         if pane in self.stale_panes and self.query_one(TabbedContent).active == pane:
             self.draw_pane(pane)
+        if pane == "tab-stream" and self.query_one(TabbedContent).active == pane:
+            self.stream_view().focus()  # its n / p step the chunk cursor (unfocused, n ran a step, p opened precision)
 
     def draw_pane(self, pane: str) -> None:
         """Everything `pane` shows, from the state (table cells that did not change are left alone)."""

@@ -150,9 +150,11 @@ class RuntimesChecked(Message):
 
 @dataclass
 class StreamDone(Message):
-    """A streaming comparison ended: its whole report (`StreamResult.to_json`)."""
+    """A streaming comparison ended: its whole report (`StreamResult.to_json`). `call`: the client's call id (the
+    report of a call the user cancelled, or that a newer one replaced, must not land on the newer run's view)."""
 
     report: dict[str, Any]
+    call: int = 0
 
 
 @dataclass

@@ -113,7 +113,7 @@ class Opening(Calls):
     def open_path(self, path: Path | None) -> None:
         if path is None:
             return
-        self.cancel_calls("steps")
+        self.cancel_calls("steps", "stream")  # a streaming run is about the old model (and holds it until it ends)
         self.status.working(f"Reading {path.name}…")
         bundle = choose(path, self.state.options.against)
         if bundle is not None and bundle.against != self.state.options.against:
@@ -132,6 +132,6 @@ class Opening(Calls):
             self.state.audio_path = path
             self.open_checkpoint(self.state.checkpoint, path)
             return
-        self.cancel_calls("steps")
+        self.cancel_calls("steps", "stream")  # a streaming run is about the old clip (and holds the model till it ends)
         self.status.working(f"Reading {path.name}…")
         self.rebuild_session(path)

@@ -183,7 +183,7 @@ class StreamSession:
             progress("restoring the checkpoint with NeMo", None)
             loaded = restore(request.checkpoint, cancel=cancel)
         self.loaded = loaded
-        self.reference = NemoStream(loaded, request.offline_window_s if request.offline else None)
+        self.reference = NemoStream(loaded, request.offline_window_s if request.offline else None, cancel)
         model = loaded.eval()
         self.notes: list[str] = []
         if getattr(model, "cur_decoder", "rnnt") != "rnnt":  # a hybrid switched to CTC: stream its transducer head

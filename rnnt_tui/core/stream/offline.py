@@ -24,11 +24,13 @@ models fed from manifests, with its own merge.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from rnnt_tui.core.errors import CancelledError
 from rnnt_tui.core.nemo_decoding import hypothesis_tokens
 from rnnt_tui.core.stream.config import OFFLINE_OVERLAP, subsampling_factor
 from rnnt_tui.core.stream.result import OfflineHow
@@ -85,8 +87,17 @@ class OfflineWindows:
         return cls(chunk_mel, chunk_s, width, min(width - 1, max(1, round(width * OFFLINE_OVERLAP))))
 
 
-def windowed_tokens(model: Any, audio: np.ndarray, windows: OfflineWindows) -> OfflineTranscript:
-    """NeMo's offline transcript of `audio` in chunk-aligned `windows` (module docstring)."""
+def _check(cancel: threading.Event | None) -> None:
+    """`CancelledError` once `cancel` is set: the offline transcript comes after the last chunk, and on a long clip
+    its windows take seconds (18.8 s on 10 minutes): a cancel there used to go unheard until the report was done."""
+    if cancel is not None and cancel.is_set():
+        raise CancelledError("cancelled during NeMo's offline transcript")
+
+
+def windowed_tokens(model: Any, audio: np.ndarray, windows: OfflineWindows,
+                    cancel: threading.Event | None = None) -> OfflineTranscript:
+    """NeMo's offline transcript of `audio` in chunk-aligned `windows` (module docstring); `cancel` is checked
+    before each window."""
     import torch  # heavy: the model is already restored
 
     sub = subsampling_factor(model.encoder)
@@ -98,6 +109,7 @@ def windowed_tokens(model: Any, audio: np.ndarray, windows: OfflineWindows) -> O
         total = int(feats_len[0])
         spans = plan(total / step, float(windows.width), float(windows.overlap))  # in chunks
         for start, _end, keep_from, keep_to in spans:
+            _check(cancel)
             a = int(start) * step
             b = min(total, a + windows.width * step)
             encoded, encoded_len = model.forward(processed_signal=feats[:, :, a:b].contiguous(),
@@ -111,11 +123,13 @@ def windowed_tokens(model: Any, audio: np.ndarray, windows: OfflineWindows) -> O
 
 
 def offline_transcript(model: Any, audio: np.ndarray, context: list[int], window_s: float | None,
-                       sample_rate: int) -> OfflineTranscript:
-    """One pass on a clip up to `window_s` (rounded up to whole chunks), windows beyond it; None: skipped."""
+                       sample_rate: int, cancel: threading.Event | None = None) -> OfflineTranscript:
+    """One pass on a clip up to `window_s` (rounded up to whole chunks), windows beyond it; None: skipped. `cancel`
+    is checked before the pass and before each window (`CancelledError`)."""
     if window_s is None:
         return SKIPPED
+    _check(cancel)
     windows = OfflineWindows.of(model, context, window_s)
     if len(audio) <= math.ceil(windows.width * windows.chunk_s * sample_rate):
         return OfflineTranscript(offline_tokens(model, audio), OfflineHow("full"))
-    return windowed_tokens(model, audio, windows)
+    return windowed_tokens(model, audio, windows, cancel)

@@ -16,6 +16,7 @@ Only the caches of the current chunk are held by the loop; the records are the c
 from __future__ import annotations
 
 import functools
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -182,9 +183,11 @@ class StreamReference(Protocol):
 
 class NemoStream:
     """The live reference: NeMo's loop (`nemo_chunks`) and offline decode on a restored model; the offline
-    transcript in windows of `offline_window_s` beyond that length, skipped when it is None."""
+    transcript in windows of `offline_window_s` beyond that length, skipped when it is None; `cancel` (the
+    comparison's) stops it (`CancelledError`) before the pass or between its windows."""
 
-    def __init__(self, loaded: LoadedModel, offline_window_s: float | None = OFFLINE_WINDOW_S) -> None:
+    def __init__(self, loaded: LoadedModel, offline_window_s: float | None = OFFLINE_WINDOW_S,
+                 cancel: threading.Event | None = None) -> None:
         from rnnt_tui.core.nemo_decoding import max_symbols
 
         self.loaded = loaded
@@ -192,6 +195,7 @@ class NemoStream:
         self.blank = int(self.model.decoder.blank_idx)
         self.max_symbols = max_symbols(loaded)
         self.offline_window_s = offline_window_s
+        self.cancel = cancel
         self.context = [int(x) for x in self.model.encoder.att_context_size]
         streaming_buffer(self.model)  # its preprocessor built now, with the session, not before a clip's first chunk
 
@@ -206,7 +210,7 @@ class NemoStream:
     def offline(self, audio: np.ndarray | None) -> OfflineTranscript:
         assert audio is not None
         rate = int(self.model.cfg.preprocessor.get("sample_rate", 16000))
-        return offline_transcript(self.model, audio, self.context, self.offline_window_s, rate)
+        return offline_transcript(self.model, audio, self.context, self.offline_window_s, rate, self.cancel)
 
     def text(self, tokens: list[int]) -> str:
         from rnnt_tui.core.nemo_decoding import tokens_to_text
