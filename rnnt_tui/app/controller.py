@@ -217,8 +217,22 @@ class Controller(Actions):
         self.status.working(*(self.state.activity or ("Streaming…", None)))
 
     async def on_stream_done(self, message: msg.StreamDone) -> None:
+        if self.client.is_stale(message.call):
+            return  # cancelled or replaced (by another s, S or w): the newer request owns the tab
         await self.mount_pane("tab-stream")
         self.stream_view().show(message.report)
+
+    @applied_to("tab-stream")
+    def on_window_compared(self, message: msg.WindowCompared) -> None:
+        self.state.window_compared(message.event)
+        self.windows_view().add_window(message.event.window.to_json(), message.event.total)
+        self.status.working(*(self.state.activity or ("Windows…", None)))
+
+    async def on_windows_done(self, message: msg.WindowsDone) -> None:
+        if self.client.is_stale(message.call):
+            return
+        await self.mount_pane("tab-stream")
+        self.windows_view().show(message.report)
 
     # -- the end of a job -------------------------------------------------------------------------------
     def on_job_done(self, message: msg.JobDone) -> None:
