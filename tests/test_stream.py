@@ -113,6 +113,13 @@ def test_every_lookahead_gets_a_row(streaming: Any) -> None:
     assert rows[1]["chunks"] > rows[0]["chunks"]
     assert all(r["identical_transcript"] for r in rows)
     assert report["per_context"][0]["att_context_size"] == [70, 1]
+    from rnnt_tui.core.textmetrics import wer
+
+    for row, context in zip(rows, [report, *report["per_context"]], strict=True):  # WER vs NeMo's offline text
+        decode = context["decode"]
+        assert row["wer_vs_offline"] == decode["wer_vs_offline"] == {
+            "candidate": wer(decode["offline_text"], decode["candidate_text"]),
+            "nemo_streaming": wer(decode["offline_text"], decode["reference_text"])}
 
 
 def test_mil_stream_matches_nemo(streaming: Any) -> None:
@@ -147,7 +154,7 @@ def test_offline_transcript_windowed_above_the_threshold_or_skipped(streaming: A
 
     skipped = run_stream(StreamRequest(streaming.path, CLIP, offline=False), lambda e: None, loaded=streaming)
     context = skipped.contexts[0]
-    assert context.offline_how.mode == "skipped" and context.offline_text == ""
+    assert context.offline_how.mode == "skipped" and context.offline_text == "" and context.wer_vs_offline is None
     assert context.offline_vs_streaming is None and context.streaming_equals_offline is None
     decode = skipped.to_json()["decode"]
     assert decode["offline"]["mode"] == "skipped" and decode["streaming_equals_offline"] is None

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).parents[1]
 DEMO = ROOT / "assets" / "demo"
 
@@ -32,13 +30,6 @@ def refusal_line(proc: subprocess.CompletedProcess[str]) -> str:
 def test_offline_checkpoint_refused_without_window() -> None:
     line = refusal_line(_cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "hello-world.wav"), "--json"))
     assert "demo-rnnt.nemo" in line and "att_context_style 'regular'" in line
-
-
-@pytest.mark.parametrize("against", ["coreml", "coreai"])
-def test_unbuilt_window_candidates_refused(against: str) -> None:
-    proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "hello-world.wav"), "--window", "1.0", "--against", against)
-    assert proc.returncode == 3
-    assert "fixed windows against" in proc.stderr and "not built yet" in proc.stderr
 
 
 def test_window_plan_and_seams() -> None:

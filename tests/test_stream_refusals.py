@@ -70,11 +70,6 @@ def test_a_checkpoint_or_context_that_cannot_stream_is_refused_before_nemo(args:
         assert Path(args[0]).name in line
 
 
-def test_a_window_candidate_not_built_is_unavailable_before_nemo() -> None:
-    proc = light("stream", str(OFFLINE), str(CLIP), "--window", "1", "--against", "coreml")
-    assert proc.returncode == 3 and proc.stdout == "" and "not built yet" in proc.stderr
-
-
 @pytest.mark.parametrize(("args", "says"), [
     (("--window", "nan"), "'nan' is not a finite number"),
     (("--window", "1", "--overlap", "nan"), "'nan' is not a finite number"),

@@ -181,8 +181,10 @@ class Engine(ActiveWorkers):
     def run_windows(self, window_s: float, overlap_s: float, mel_left_s: float, post: Post,
                     cancel: threading.Event, call: int = 0) -> dict[str, Any]:
         """The fixed-window comparison (`core.stream.windows.run_windows`, `stream --window`) of the open clip against
-        the open candidate, on the model the session restored; its report as JSON. A candidate not built for
-        windows: `RuntimeUnavailableError`; a recorded bundle (no NeMo model): `BadInputError`."""
+        the open candidate (the session's `--packages` if it was opened with them, judged at their own tolerance), on
+        the model the session restored; its report as JSON. A candidate that cannot run here:
+        `RuntimeUnavailableError`; a recorded bundle (no NeMo model), a window the packages cannot take:
+        `BadInputError`."""
         from rnnt_tui.core.errors import BadInputError
         from rnnt_tui.core.stream.config import StreamRequest
         from rnnt_tui.core.stream.windows import run_windows
@@ -194,8 +196,10 @@ class Engine(ActiveWorkers):
                 raise RuntimeError("the model is still loading")
             if pipe.loaded is None:
                 raise BadInputError(request.checkpoint, "a recorded bundle holds no NeMo model to run in windows")
+            packages = request.options.packages_dir  # opened with --packages: the windows run through them
             windows = StreamRequest(request.checkpoint, request.clip, request.against or "onnx", window_s=window_s,
-                                    overlap_s=overlap_s, mel_left_s=mel_left_s)
+                                    overlap_s=overlap_s, mel_left_s=mel_left_s, tolerance_given=False,
+                                    packages_dir=Path(packages) if packages else None)
             emit = self.emitter(post, call, self.session_id)
             return run_windows(windows, emit, cancel, pipe.loaded).to_json()
 

@@ -36,6 +36,11 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
               help="Seconds of overlap between windows (with --window).")
 @click.option("--mel-left", "mel_left_s", type=FiniteRange(*MEL_LEFT_S_RANGE), default=0.0, show_default=True,
               help="Seconds of audio fed before each window for left context and then dropped (with --window).")
+@click.option("--packages", "packages_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None,
+              help="Windows through your own offline packages as an app ships them (a folder of Core ML packages, "
+                   "--against mil or coreml, or Core AI assets, --against coreai) instead of rnnt-tui's conversion; "
+                   "a fixed window they declare (e.g. 15 s) is the window when --window is not given.")
 @click.option("--step", "step_packages", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="A third-party streaming step, caches as inputs and outputs, instead of rnnt-tui's conversion: "
                    ".onnx (--against onnx; NeMo's export with cache_support maps by name), .mlpackage (--against mil "
@@ -62,14 +67,22 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable output on stdout.")
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None, help="Also write the report as Markdown.")
 def stream(checkpoint: str | None, audio: str | None, against: str, att_context: str | None, window_s: float | None,
-           overlap_s: float, mel_left_s: float, step_packages: tuple[Path, ...], role_map: Path | None,
+           overlap_s: float, mel_left_s: float, packages_dir: Path | None, step_packages: tuple[Path, ...],
+           role_map: Path | None,
            cache_states: bool, no_offline: bool, offline_window_s: float, atol: float, rtol: float, json_mode: bool,
            markdown: str | None) -> None:
     """Compare CHECKPOINT's streaming on AUDIO chunk by chunk: NeMo's cache-aware loop vs the candidate."""
     if window_s is not None and overlap_s >= window_s:
         raise click.UsageError("--overlap must be shorter than --window")
-    if window_s is not None and step_packages:
-        raise click.UsageError("--step is for cache-aware streaming, not --window")
+    windowed = window_s is not None or packages_dir is not None
+    if windowed and step_packages:
+        raise click.UsageError("--step is for cache-aware streaming, not --window / --packages")
+    if packages_dir is not None and against not in ("mil", "coreml", "coreai"):
+        raise click.UsageError("--packages is a folder of Core ML packages (--against mil or coreml) or Core AI assets "
+                               "(--against coreai)")
+    context = click.get_current_context()
+    tolerance_given = any(context.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+                          for name in ("atol", "rtol"))
     if role_map is not None and not step_packages:
         raise click.UsageError("--map names the roles of a --step package's tensors: give --step too")
 
@@ -83,12 +96,13 @@ def stream(checkpoint: str | None, audio: str | None, against: str, att_context:
                                 Path(audio).expanduser() if audio else demo_clip, against, att_context, window_s,
                                 overlap_s, mel_left_s, Tolerance(atol=atol, rtol=rtol),
                                 step_packages=step_packages, role_map=role_map, offline=not no_offline,
-                                offline_window_s=offline_window_s, cache_states=cache_states)
+                                offline_window_s=offline_window_s, cache_states=cache_states,
+                                packages_dir=packages_dir, tolerance_given=tolerance_given)
         from rnnt_tui.core.stream.precheck import check_stream_inputs
 
         check_stream_inputs(request)  # before NeMo: bad files and options refused at once
         with status(json_mode) as progress:
-            if window_s is not None:
+            if windowed:
                 from rnnt_tui.core.stream.windows import run_windows
 
                 result: Any = run_windows(request, emitter(progress))
@@ -103,7 +117,7 @@ def stream(checkpoint: str | None, audio: str | None, against: str, att_context:
             Path(markdown).write_text(to_markdown(report))
         if json_mode:
             emit_json(report)
-        elif window_s is not None:
+        elif windowed:
             _print_windows(report)
         else:
             print_stream(report)
@@ -148,13 +162,16 @@ def print_stream(report: dict[str, Any]) -> None:
         out.print("[yellow]NeMo's own streaming transcript differs from its offline one at this context[/]")
     if "contexts" in report:
         rows = Table(title="Every lookahead")
-        for col in ("att context", "latency ms", "chunks", "drift FR", "step error TF", "identical", "= offline"):
+        for col in ("att context", "latency ms", "chunks", "drift FR", "step error TF", "identical", "= offline",
+                    "WER vs offline: cand | NeMo"):
             rows.add_column(col, justify="right")
         for r in report["contexts"]:
+            wers = r["wer_vs_offline"]
             rows.add_row(str(r["att_context_size"]), num(r["latency_ms"]), str(r["chunks"]),
                          _v(r["max_drift_free_running"]), _v(r["max_step_error_teacher_forced"]),
                          "yes" if r["identical_transcript"] else "[red]no[/]",
-                         {True: "yes", False: "no", None: "-"}[r["streaming_equals_offline"]])
+                         {True: "yes", False: "no", None: "-"}[r["streaming_equals_offline"]],
+                         "-" if wers is None else f"{wers['candidate']:.1%} | {wers['nemo_streaming']:.1%}")
         out.print(rows)
     for note in report["notes"] + report["candidate_notes"]:
         err.print(f"[dim]{note}[/]")
@@ -182,6 +199,8 @@ def _print_windows(report: dict[str, Any]) -> None:
             seams.add_row(f"{seam['time_s']:.2f}", e["side"], e["kind"], f"{e['time_s']:.2f}", repr(e["full"]),
                           repr(e["windowed"]))
     out.print(seams if seams.row_count else "no word lost, doubled or changed at any seam")
+    for note in report["notes"]:
+        err.print(f"[dim]{note}[/]")
 
 
 def _v(value: Any) -> str:

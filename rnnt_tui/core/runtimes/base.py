@@ -83,6 +83,17 @@ class FunctionCall(BoundCall):
         return self._convert(raw)
 
 
+@dataclass(frozen=True)
+class TimeCapacity:
+    """The most a component's call takes on its time axis: `size` in the contract input's units (samples of
+    audio_signal, frames of features), `fixed` when that is the only size it takes (a fixed window, padded up to),
+    `path` the file that declares it."""
+
+    size: int
+    fixed: bool
+    path: Path
+
+
 class Runtime(ABC):
     """One way of running the model's components."""
 
@@ -118,6 +129,11 @@ class Runtime(ABC):
     def heads(self) -> tuple[str, ...]:
         """Extra bindable heads beyond `components` (fused mel+encoder, joint-decision heads)."""
         return ()
+
+    def time_capacity(self, component: str) -> TimeCapacity | None:
+        """The most one call of `component` (or head) takes on its input's time axis, as its files declare it;
+        None: any length (or nothing loaded for it)."""
+        return None
 
     @property
     def decodes_through_decision(self) -> bool:

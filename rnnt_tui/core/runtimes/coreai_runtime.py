@@ -33,6 +33,7 @@ from rnnt_tui.core.runtimes.base import (
     Progress,
     Runtime,
     RuntimeOptions,
+    TimeCapacity,
     no_progress,
 )
 from rnnt_tui.core.tolerances import COMPRESSED, FP16, FP32, Tolerance
@@ -266,6 +267,19 @@ class CoreAIRuntime(Runtime):
 
             frames = expected_frames(self.loaded, component, real)
         return {"features" if component == PREPROCESSOR else "encoded": (2, frames)}
+
+    def time_capacity(self, component: str) -> TimeCapacity | None:
+        maps = self.maps.get(component)
+        if not maps or component not in _TIME:
+            return None
+        contract, axis, _ = _TIME[component]
+        sizes = []
+        for fmap in maps:
+            declared = fmap.function.input(fmap.inputs[contract]).shape
+            if len(declared) <= axis or declared[axis] <= 0:
+                return None  # an entrypoint that takes any length
+            sizes.append(declared[axis])
+        return TimeCapacity(max(sizes), len(set(sizes)) == 1, maps[0].asset.path)
 
     def bind(self, component: str, inputs: dict[str, np.ndarray]) -> BoundCall:
         fmap, real, padded = self._choose(component, inputs)

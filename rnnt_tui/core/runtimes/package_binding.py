@@ -74,6 +74,22 @@ def package_feed(component: str, info: PackageInfo, inputs: dict[str, np.ndarray
     return feed, padded
 
 
+def time_capacity(component: str, info: PackageInfo) -> tuple[int, bool] | None:
+    """(the most its time input takes, whether that is its only size) for a package of `component`, from its declared
+    shapes (ranges, enumerated shapes or a fixed size); None when it has no time input or takes any length."""
+    axes = TIME_AXES.get(component, {})
+    contract = next((c for c in axes if c in info.inputs and c not in ("decoder_output",)), None)
+    if contract is None:
+        return None
+    spec = info.spec.input(info.inputs[contract])
+    axis = 1 if info.layouts.get(contract) == "BTD" else axes[contract]
+    if spec.enumerated:
+        sizes = {s[axis] for s in spec.enumerated if len(s) > axis}
+        return (max(sizes), len(sizes) == 1) if sizes else None
+    low, high = spec.bounds(axis)
+    return None if high == -1 else (high, low == high)
+
+
 def fit_time_axis(value: np.ndarray, axis: int, bounds: tuple[int, int], info: PackageInfo,
                   what: str) -> tuple[np.ndarray, int | None]:
     """Check `value`'s time axis against the package's bounds and zero-pad up to the lower bound (a fixed window,
@@ -83,7 +99,8 @@ def fit_time_axis(value: np.ndarray, axis: int, bounds: tuple[int, int], info: P
     if high != -1 and n > high:
         bound = info.spec.ours("max_frames")
         hint = f" (converted with max_frames={bound} encoder frames)" if bound else " (its fixed window)"
-        fix = "convert with a larger max_frames" if bound else "re-export it with a longer window"
+        fix = "convert with a larger max_frames" if bound else \
+            "re-export it with a longer window, or compare it in windows of its length (`rnnt-tui stream --packages`)"
         raise BadInputError(None, f"the clip is too long for {what} has {n} steps on the time axis but "
                                   f"{info.path.name} accepts at most {high}{hint}; use a shorter clip or {fix}")
     if n < low:

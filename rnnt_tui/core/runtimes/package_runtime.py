@@ -42,6 +42,7 @@ from rnnt_tui.core.runtimes.base import (
     Progress,
     Runtime,
     RuntimeOptions,
+    TimeCapacity,
     no_progress,
 )
 from rnnt_tui.core.runtimes.package_binding import (
@@ -55,6 +56,7 @@ from rnnt_tui.core.runtimes.package_binding import (
     tile_inputs,
     tiled_notes,
     tiled_outputs,
+    time_capacity,
 )
 from rnnt_tui.core.runtimes.package_inventory import (
     KnownPackages,
@@ -326,6 +328,13 @@ class PackageRuntime(Runtime):
         encoded [1,D,T] and decoder_output [1,H,U] and gives token_id, token_prob, duration [1,T,U] (and top_k_ids,
         top_k_logits [1,T,U,K] when it has them), for `core.decision.compare_decisions`."""
         return tuple(h for h in HEADS if self._has(h))
+
+    def time_capacity(self, component: str) -> TimeCapacity | None:
+        info = self.packages.get(component)
+        if info is None:
+            return None
+        found = time_capacity(component, info)
+        return None if found is None else TimeCapacity(found[0], found[1], info.path)
 
     @property
     def decodes_through_decision(self) -> bool:

@@ -16,11 +16,8 @@ from rnnt_tui.core.tolerances import Tolerance
 
 #: candidates the cache-aware streaming comparison runs
 STREAM_CANDIDATES = ("onnx", "mil", "coreml", "coreai")
-#: candidates the fixed-window pipeline runs; the others are refused with WINDOWS_NOT_BUILT
-WINDOW_CANDIDATES = ("onnx", "mil")
-WINDOWS_NOT_BUILT = {"coreml": "fixed windows against Core ML are not built yet (use --against mil for the same "
-                               "Core ML programs run by the MIL interpreter)",
-                     "coreai": "fixed windows against Core AI are not built yet"}
+#: candidates the fixed-window pipeline runs (each window through the candidate's offline conversion)
+WINDOW_CANDIDATES = STREAM_CANDIDATES
 #: candidates whose streaming step can hold the caches in states (`--cache-states`): Core ML states (macOS 15
 #: programs) with mil and coreml, Core AI states with coreai
 CACHE_STATE_CANDIDATES = ("mil", "coreml", "coreai")
@@ -43,6 +40,8 @@ class StreamRequest:
     the tool cannot map by name. `offline` False skips NeMo's offline transcript; otherwise clips longer than
     `offline_window_s` get it in windows (`core.stream.offline`). `cache_states`: the tool's Core ML step keeps
     cache_last_channel and cache_last_time in Core ML states (`core.stream.state_step`; `cache_states_problem`).
+    `packages_dir`: windows through the user's own offline packages (Core ML) or assets (Core AI) instead of the
+    tool's conversion; a fixed window they declare sets `window_s` when it is None (`core.stream.window_fit`).
     """
 
     checkpoint: Path
@@ -59,13 +58,21 @@ class StreamRequest:
     offline: bool = True  # False: NeMo's offline transcript is skipped (`--no-offline`)
     offline_window_s: float = OFFLINE_WINDOW_S  # clips longer than this get the offline transcript in windows this long
     cache_states: bool = False  # the two float caches in Core ML states (`--cache-states`), not inputs and outputs
+    packages_dir: Path | None = None  # windows only: the user's offline packages / assets (`--packages`), as shipped
+    tolerance_given: bool = True  # False: `tolerance` is the default, and a user's packages set their own
 
     def resolved(self) -> StreamRequest:
         from dataclasses import replace
 
         return replace(self, checkpoint=self.checkpoint.expanduser().resolve(), clip=self.clip.expanduser().resolve(),
                        step_packages=tuple(p.expanduser().resolve() for p in self.step_packages),
-                       role_map=self.role_map.expanduser().resolve() if self.role_map else None)
+                       role_map=self.role_map.expanduser().resolve() if self.role_map else None,
+                       packages_dir=self.packages_dir.expanduser().resolve() if self.packages_dir else None)
+
+    @property
+    def windowed(self) -> bool:
+        """The fixed-window pipeline (`--window`, or a user's packages whose fixed window sets it)."""
+        return self.window_s is not None or self.packages_dir is not None
 
 
 def states_kind(against: str) -> str:
@@ -81,7 +88,7 @@ def cache_states_problem(request: StreamRequest) -> str | None:
         return (f"--cache-states needs a Core ML program or a Core AI asset (--against "
                 f"{', '.join(CACHE_STATE_CANDIDATES[:-1])} or {CACHE_STATE_CANDIDATES[-1]}); {request.against} "
                 "carries the caches as inputs and outputs")
-    if request.window_s is not None:
+    if request.windowed:
         return "--cache-states is for cache-aware streaming, not --window"
     if request.step_packages:
         return "--cache-states converts rnnt-tui's own step; a --step package carries its caches as it was built"

@@ -33,11 +33,12 @@ def _stream(report: dict[str, Any]) -> list[str]:
               f"- NeMo offline ({d['offline']['description']}): `{d['offline_text']}`",
               f"- candidate: `{d['candidate_text']}`", f"- first divergence: {d['first_divergence'] or 'none'}"]
     if "contexts" in report:
-        lines += ["", "| att context | latency ms | chunks | drift FR | identical | = offline |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "| att context | latency ms | chunks | drift FR | identical | = offline | WER vs offline: "
+                      "candidate | WER vs offline: NeMo streaming |", "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['att_context_size']} | {_f(r['latency_ms'])} | {r['chunks']} | "
                   f"{_f(r['max_drift_free_running'])} | {r['identical_transcript']} | "
-                  f"{_f(r['streaming_equals_offline'])} |"
+                  f"{_f(r['streaming_equals_offline'])} | {_wer(r['wer_vs_offline'], 'candidate')} | "
+                  f"{_wer(r['wer_vs_offline'], 'nemo_streaming')} |"
                   for r in report["contexts"]]
     return lines
 
@@ -45,7 +46,8 @@ def _stream(report: dict[str, Any]) -> list[str]:
 def _windows(report: dict[str, Any]) -> list[str]:
     lines = [f"# Windows: {report['reference']} vs {report['candidate']}", "",
              f"- window {report['window_s']} s, overlap {report['overlap_s']} s, mel left context "
-             f"{report['mel_left_s']} s, {len(report['windows'])} windows, status **{report['status']}**", "",
+             f"{report['mel_left_s']} s, {len(report['windows'])} windows, status **{report['status']}**",
+             *(f"- {note}" for note in report.get("notes", [])), "",
              f"- full context: `{report['full_text']}`", f"- NeMo windowed: `{report['reference_text']}`",
              f"- candidate windowed: `{report['candidate_text']}`", "", "| seam s | side | kind | full | windowed |",
              "|---|---|---|---|---|"]
@@ -53,6 +55,10 @@ def _windows(report: dict[str, Any]) -> list[str]:
         for e in seam["edits"]:
             lines.append(f"| {seam['time_s']:.2f} | {e['side']} | {e['kind']} | `{e['full']}` | `{e['windowed']}` |")
     return lines
+
+
+def _wer(wers: dict[str, float] | None, side: str) -> str:
+    return "-" if wers is None else f"{wers[side]:.1%}"
 
 
 def to_markdown(report: dict[str, Any]) -> str:

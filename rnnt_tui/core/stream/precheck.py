@@ -2,7 +2,7 @@
 
 `rnnt-tui stream` calls `check_stream_inputs` (and `record --stream` calls `check_streaming_checkpoint`) first,
 so a missing or corrupt checkpoint or clip, a checkpoint whose config says it is not cache-aware, an
-`--att-context` that is malformed or not one the config lists, a windowed candidate not built yet, or
+`--att-context` that is malformed or not one the config lists, an unknown windowed candidate, or
 `--cache-states` on the wrong runtime is refused in a fraction of a second, not after NeMo's import (~5 s), the
 restore and the streaming step's conversion. The checks on the restored model (`config.streaming_contexts`,
 `audio.load_audio`) stay the authority; these only come first, in the same words. Nothing here imports NeMo or
@@ -18,7 +18,6 @@ from rnnt_tui.core.errors import BadInputError, RuntimeUnavailableError
 from rnnt_tui.core.stream.config import (
     ALL_CONTEXTS,
     WINDOW_CANDIDATES,
-    WINDOWS_NOT_BUILT,
     StreamRequest,
     cache_states_problem,
     context_problem,
@@ -40,14 +39,14 @@ def check_stream_inputs(request: StreamRequest) -> None:
     problem = cache_states_problem(request)
     if problem:
         raise BadInputError(None, problem)
-    if request.window_s is not None and request.against not in WINDOW_CANDIDATES:
-        raise RuntimeUnavailableError(WINDOWS_NOT_BUILT.get(request.against,
-                                                            f"no windowed candidate {request.against!r}"))
+    if request.windowed and request.against not in WINDOW_CANDIDATES:
+        raise RuntimeUnavailableError(f"no windowed candidate {request.against!r} (choose "
+                                      f"{', '.join(WINDOW_CANDIDATES)})")
     if request.step_packages:
         from rnnt_tui.core.stream.package_io import package_roles
 
         package_roles(request.step_packages, request.role_map, request.against)
-    if request.window_s is None:
+    if not request.windowed:
         check_streaming_checkpoint(request.checkpoint, request.att_context)
     else:
         from rnnt_tui.core.summary import read_summary

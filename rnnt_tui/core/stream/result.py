@@ -172,6 +172,17 @@ class ContextResult:
         return None if self.offline_how.mode == "skipped" else self.reference_text == self.offline_text
 
     @property
+    def wer_vs_offline(self) -> dict[str, float] | None:
+        """Word error rate against NeMo's offline transcript of the candidate's and of NeMo's own streaming one:
+        what streaming at this context costs, and what the port adds (None: the offline one was skipped)."""
+        if self.offline_how.mode == "skipped":
+            return None
+        from rnnt_tui.core.textmetrics import wer
+
+        return {"candidate": wer(self.offline_text, self.candidate_text),
+                "nemo_streaming": wer(self.offline_text, self.reference_text)}
+
+    @property
     def ok(self) -> bool:
         return all(c.ok for c in self.chunks) and self.candidate_text == self.reference_text
 
@@ -184,7 +195,7 @@ class ContextResult:
         return {"reference_text": self.reference_text, "offline_text": self.offline_text,
                 "offline": self.offline_how.to_json(), "candidate_text": self.candidate_text,
                 "first_divergence": None if self.first_divergence is None else self.first_divergence.to_json(),
-                "streaming_equals_offline": self.streaming_equals_offline,
+                "streaming_equals_offline": self.streaming_equals_offline, "wer_vs_offline": self.wer_vs_offline,
                 "offline_vs_streaming": None if self.offline_vs_streaming is None else {
                     "offline_so_far": self.offline_vs_streaming.reference_so_far,
                     "streaming_so_far": self.offline_vs_streaming.candidate_so_far},
@@ -196,8 +207,8 @@ class ContextResult:
                 "max_step_error_teacher_forced": max((c.teacher_forced.encoder_max_abs for c in self.chunks),
                                                      default=0.0),
                 "identical_transcript": self.candidate_text == self.reference_text,
-                "streaming_equals_offline": self.streaming_equals_offline, "offline": self.offline_how.mode,
-                "ok": self.ok}
+                "streaming_equals_offline": self.streaming_equals_offline, "wer_vs_offline": self.wer_vs_offline,
+                "offline": self.offline_how.mode, "ok": self.ok}
 
     def to_json(self) -> dict[str, Any]:
         return {"att_context_size": list(self.att_context_size), "streaming_cfg": self.streaming_cfg,

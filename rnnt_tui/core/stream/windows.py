@@ -5,7 +5,8 @@ runtimes ran it, as a `WindowCompared` event. The clip is cut into windows of `w
 between neighbours; each window is fed with `mel_left_s` of audio before it (mel and encoder left context), and
 tokens from that lead-in are dropped. Merging: a window owns the span from the middle of its left overlap to the
 middle of its right overlap, and keeps only its tokens whose time falls in that span (the common app rule).
-Both runtimes see the same features (the reference preprocessor's: NeMo's ONNX export has no preprocessor):
+Both runtimes see the same features (the reference preprocessor's: NeMo's ONNX export has no preprocessor; a
+user's fused mel+encoder package is fed the window's audio):
 the reference is NeMo / PyTorch, the candidate its converted encoder, decoder and joint (`get_runtime_class`),
 both decoded with `core.decode.greedy_decode`. The merged transcripts are compared with NeMo's full-context
 transcript word by word (`seams`): words lost, doubled or changed, each with its time and nearest seam.
@@ -22,6 +23,7 @@ import numpy as np
 from rnnt_tui.core.audio import load_audio
 from rnnt_tui.core.checkpoint import LoadedModel, restore
 from rnnt_tui.core.components import ENCODER, PREPROCESSOR
+from rnnt_tui.core.coreml.matching import MEL_ENCODER
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.nemo_decoding import max_symbols, tokens_to_pieces, tokens_to_text
@@ -30,12 +32,13 @@ from rnnt_tui.core.pipeline.greedy import greedy_decode
 from rnnt_tui.core.stats.diff import diff_stats
 from rnnt_tui.core.stream.config import (
     WINDOW_CANDIDATES,
-    WINDOWS_NOT_BUILT,
     StreamRequest,
     cache_states_problem,
     frame_ms,
 )
 from rnnt_tui.core.stream.seams import Edit, Word, by_seam, edits, words
+from rnnt_tui.core.stream.window_fit import capacity_s, encoder_of, fit_window
+from rnnt_tui.core.tolerances import FP16, FP32, Tolerance
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class WindowsResult:
     candidate_text: str
     seams_s: tuple[float, ...]
     edits: tuple[Edit, ...]
+    packages: str | None = None  # the user's packages run as the candidate (`--packages`), else the tool's conversion
+    notes: tuple[str, ...] = ()  # where the window came from, whose tolerance judged it
     tolerance: dict[str, float] = field(default_factory=dict)  # the encoder's per-window check: atol, rtol
 
     @property
@@ -98,7 +103,8 @@ class WindowsResult:
                 "windows": [w.to_json() for w in self.windows], "full_text": self.full_text,
                 "reference_text": self.reference_text, "candidate_text": self.candidate_text,
                 "port_identical": self.candidate_text == self.reference_text, "tolerance": self.tolerance,
-                "seams": by_seam(list(self.edits), list(self.seams_s))}
+                "seams": by_seam(list(self.edits), list(self.seams_s)), "packages": self.packages,
+                "notes": list(self.notes)}
 
 
 def plan(clip_s: float, window_s: float, overlap_s: float) -> list[tuple[float, float, float, float]]:
@@ -123,13 +129,18 @@ def _piece(before: str, after: str, own: str) -> tuple[str, str]:
     return (after[len(before):] if after.startswith(before) else " " + own), after
 
 
-def _runtime(loaded: LoadedModel, against: str, use_cache: bool) -> Any:
+def _runtime(loaded: LoadedModel, request: StreamRequest) -> Any:
+    """The candidate: the tool's offline conversion for `request.against`, or the user's packages in
+    `request.packages_dir`."""
     from rnnt_tui.core.options import RuntimeOptions
     from rnnt_tui.core.runtimes import get_runtime_class
 
-    if against not in WINDOW_CANDIDATES:
-        raise RuntimeUnavailableError(WINDOWS_NOT_BUILT.get(against, f"no windowed candidate {against!r}"))
-    return get_runtime_class(against)(loaded, RuntimeOptions(use_cache=use_cache))
+    if request.against not in WINDOW_CANDIDATES:
+        raise RuntimeUnavailableError(f"no windowed candidate {request.against!r} (choose "
+                                      f"{', '.join(WINDOW_CANDIDATES)})")
+    packages = str(request.packages_dir) if request.packages_dir else None
+    return get_runtime_class(request.against)(loaded, RuntimeOptions(use_cache=request.use_cache,
+                                                                     packages_dir=packages))
 
 
 def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | None = None,
@@ -137,7 +148,7 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
     from rnnt_tui.core.runtimes.torch_runtime import TorchRuntime
 
     request = request.resolved()
-    assert request.window_s is not None
+    assert request.windowed
     problem = cache_states_problem(request)
     if problem:
         raise BadInputError(None, problem)
@@ -151,10 +162,10 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
     samples = audio.samples
     reference = TorchRuntime(loaded)
     reference.prepare()
-    candidate = _runtime(loaded, request.against, request.use_cache)
+    candidate = _runtime(loaded, request)
     candidate.prepare(lambda text, fraction=None: progress(text, fraction), cancel)
     blank, cap, frame_s = int(model.decoder.blank_idx), max_symbols(loaded), frame_ms(model) / 1000
-    tol = request.tolerance
+    notes: list[str] = []
 
     def decode(runtime: Any, encoded: np.ndarray, length: int) -> tuple[list[int], list[int]]:
         result = greedy_decode(runtime, encoded, length, blank, max_symbols=cap, cancel=cancel)
@@ -167,8 +178,14 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
     merged: dict[str, tuple[list[int], list[float]]] = {"reference": ([], []), "candidate": ([], [])}
     so_far = {"reference": "", "candidate": ""}  # each side's merged transcript through the last window
     windows: list[Window] = []
-    spans = plan(audio.duration_s, request.window_s, request.overlap_s)
     try:
+        hop = round(float(model.cfg.preprocessor.get("window_stride", 0.01)) * rate)
+        # the tool's own conversions take any window up to their bound, and say so at the first window past it
+        fit = fit_window(request, capacity_s(candidate, features, rate, hop) if request.packages_dir else None)
+        notes += [fit.note] if fit.note else []
+        tol = _tolerance(request, candidate, notes)
+        encoder = encoder_of(candidate)
+        spans = plan(audio.duration_s, fit.window_s, request.overlap_s)
         for index, (start, end, keep_from, keep_to) in enumerate(spans):
             if cancel is not None and cancel.is_set():
                 raise CancelledError("cancelled between windows")
@@ -178,7 +195,9 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
             feats = features(samples[a:b])
             enc_inputs = {"features": feats["features"], "features_length": feats["features_length"]}
             ref_enc = reference.run(ENCODER, enc_inputs)
-            cand_enc = candidate.run(ENCODER, enc_inputs)
+            cand_enc = candidate.run(ENCODER, enc_inputs) if encoder == ENCODER else \
+                candidate.run(MEL_ENCODER, {"audio_signal": samples[None, a:b].astype(np.float32),
+                                            "length": np.array([b - a], np.int64)})
             n_ref, n_cand = int(ref_enc["encoded_length"][0]), int(cand_enc["encoded_length"][0])
             r, c = ref_enc["encoded"][:, :, :n_ref], cand_enc["encoded"][:, :, :n_cand]
             stats = diff_stats(r, c, tol.atol, tol.rtol) if r.shape == c.shape else None
@@ -212,7 +231,24 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
         all_edits += edits(side, full_words, side_words)
     seams = [s[0] + request.overlap_s / 2 for s in spans[1:]]
     return WindowsResult(str(request.checkpoint), str(request.clip), audio.duration_s, RUNTIME_LABELS["pytorch"],
-                         RUNTIME_LABELS[request.against], request.window_s, request.overlap_s, request.mel_left_s,
+                         candidate.label, fit.window_s, request.overlap_s, request.mel_left_s,
                          tuple(windows), tokens_to_text(loaded, full_tokens),
                          tokens_to_text(loaded, merged["reference"][0]), tokens_to_text(loaded, merged["candidate"][0]),
-                         tuple(seams), tuple(all_edits), tolerance=asdict(tol))
+                         tuple(seams), tuple(all_edits),
+                         str(request.packages_dir) if request.packages_dir else None, tuple(notes), asdict(tol))
+
+
+def _tolerance(request: StreamRequest, candidate: Any, notes: list[str]) -> Tolerance:
+    """The request's tolerance, or, for a user's packages when none was given, the one their programs' real
+    compute precision calls for (fp16 packages are judged as fp16), said in `notes`."""
+    if request.packages_dir is None or request.tolerance_given:
+        return request.tolerance
+    if encoder_of(candidate) == MEL_ENCODER:  # judged as the encoder output it gives, at its program's precision
+        own: Tolerance | None = (FP16 if candidate.tolerance_precision(MEL_ENCODER) == "fp16" else FP32)[ENCODER]
+    else:
+        own = (candidate.tolerances() or {}).get(ENCODER)
+    if own is None:
+        return request.tolerance
+    notes.append(f"encoder tolerance atol {own.atol:g}, rtol {own.rtol:g}: what the packages' compute precision "
+                 "calls for (give --atol / --rtol to choose)")
+    return own
