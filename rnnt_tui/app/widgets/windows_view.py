@@ -114,8 +114,12 @@ class WindowsView(VerticalScroll):
         line = Text.assemble((f"{r.get('reference', 'NeMo / PyTorch')} vs {r.get('candidate', 'candidate')}", "bold"),
                              f": {so_far} of {seconds(r['window_s'])} s, overlap {seconds(r['overlap_s'])} s, "
                              f"mel left context {seconds(r['mel_left_s'])} s")
+        if r.get("packages"):
+            line.append(f"\nthrough your packages: {r['packages']}")
         if "merge_rule" in r:
             line.append(f"\nmerge: {r['merge_rule']}", style="dim")
+        for note in r.get("notes", []):  # where the window came from, whose tolerance judged it
+            line.append(f"\n{note}", style="dim")
         return line
 
     def shown_windows(self) -> range:
