@@ -110,7 +110,7 @@ class WindowsView(VerticalScroll):
     def header(self) -> Text:
         r = self.report
         count = len(r["windows"])
-        so_far = f"{count} windows" if self.whole else f"{count} of {r.get('total', '?')} windows"
+        so_far = f"{count} windows" if self.whole else f"{count} of {r['total']} windows" if "total" in r else "windows"
         line = Text.assemble((f"{r.get('reference', 'NeMo / PyTorch')} vs {r.get('candidate', 'candidate')}", "bold"),
                              f": {so_far} of {seconds(r['window_s'])} s, overlap {seconds(r['overlap_s'])} s, "
                              f"mel left context {seconds(r['mel_left_s'])} s")
