@@ -173,14 +173,14 @@ def test_every_core_event_has_a_message_and_a_handler() -> None:
     from rnnt_tui.app import messages as msg
     from rnnt_tui.app.app import RnntApp
     from rnnt_tui.core.corpus import runner
-    from rnnt_tui.core.stream import compare
+    from rnnt_tui.core.stream import compare, windows
 
     def subclasses(module: Any) -> set[type]:
         return {c for _, c in inspect.getmembers(module, inspect.isclass)
                 if issubclass(c, ev.Event) and c is not ev.Event and c.__module__ == module.__name__}
 
     mapping = {**msg.PIPELINE_MESSAGES, **msg.corpus_messages(), **msg.stream_messages()}
-    assert subclasses(ev) | subclasses(runner) | subclasses(compare) == set(mapping)
+    assert subclasses(ev) | subclasses(runner) | subclasses(compare) | subclasses(windows) == set(mapping)
     for event_type, message_type in mapping.items():
         assert message_type.__name__ == event_type.__name__
         handler = getattr(RnntApp, f"on_{message_type.handler_name.removeprefix('on_')}", None)

@@ -53,6 +53,22 @@ def test_window_plan_and_seams() -> None:
     assert [(e.kind, e.full, e.windowed) for e in changed] == [("changed", "fox", "box")]
 
 
+def test_window_settings_rules_are_one_set() -> None:
+    """The app's `w` checks its settings with the rules `--window / --overlap / --mel-left` apply."""
+    from rnnt_tui.core.stream.config import windows_problem
+    from rnnt_tui.core.stream.windows import _piece
+
+    assert windows_problem(15, 2, 0) is None and windows_problem(0.5, 0, 60) is None
+    assert "0.5 to 3600" in (windows_problem(0.4, 0, 0) or "") and windows_problem(3601, 0, 0)
+    assert "shorter than the window" in (windows_problem(2, 2, 0) or "") and windows_problem(2, -0.1, 0)
+    assert "0 to 60" in (windows_problem(2, 0, 61) or "") and windows_problem(float("nan"), 0, 0)
+    assert _piece("the quick", "the quick brown", "brown") == (" brown", "the quick brown")
+    assert _piece("foo", "fox", "x") == (" x", "fox")  # not a prefix: the window's own text
+    for args in (("--window", "0.4"), ("--window", "2", "--overlap", "2"), ("--window", "2", "--mel-left", "61")):
+        proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "hello-world.wav"), *args)
+        assert proc.returncode == 2 and proc.stdout == "", (args, proc.stderr)
+
+
 def test_windows_on_an_offline_model(tmp_path: Path) -> None:
     md = tmp_path / "w.md"
     proc = _cli(str(DEMO / "demo-rnnt.nemo"), str(DEMO / "the-quick-brown-fox.wav"), "--window", "1.0",
@@ -61,6 +77,8 @@ def test_windows_on_an_offline_model(tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert len(report["windows"]) >= 2 and report["full_text"] == "the quick brown fox"
     assert report["port_identical"] and report["candidate_text"] == report["reference_text"]
+    for side in ("reference", "candidate"):  # each window's piece of the merged transcript: they make it up
+        assert "".join(w[f"{side}_piece"] for w in report["windows"]) == report[f"{side}_text"]
     diffs = [w["encoder_max_abs"] for w in report["windows"]]
     assert all(d < 1e-3 for d in diffs) and any(d > 0 for d in diffs)  # close, not bit-equal, and not rounded away
     seams = report["seams"]

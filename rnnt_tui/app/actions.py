@@ -24,9 +24,10 @@ from rnnt_tui.app.widgets.pipeline import PipelineStrip
 from rnnt_tui.core.components import STEPS
 from rnnt_tui.core.fuse import AS_SAVED, VALIDATION
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
-from rnnt_tui.core.stream.config import STREAM_CANDIDATES, StreamRequest, cache_states_problem
+from rnnt_tui.core.stream.config import STREAM_CANDIDATES, WINDOW_CANDIDATES, StreamRequest, cache_states_problem
 
 if TYPE_CHECKING:
+    from rnnt_tui.app.choices import WindowChoices
     from rnnt_tui.app.widgets.runtime_panel import RuntimePanel
 
 #: command-palette titles where the footer's short word would be vague
@@ -38,6 +39,7 @@ PALETTE_TITLES = {
     "sweep": "Core ML compute-unit sweep",
     "stream": "Stream the clip chunk by chunk",
     "stream_states": "Stream the clip chunk by chunk, the caches in Core ML / Core AI states",
+    "stream_windows": "Compare the clip in fixed windows (offline models, long audio)…",
     "precision": "Precision: fp16 hazards, lint, mixed precision (Core ML program, MIL interpreter)",
     "coreai_drift": "Core AI: name the first op that drifts from PyTorch (coreai_torch.debugging)",
     "toggle_theme": "Toggle light / dark theme",
@@ -192,6 +194,7 @@ class Actions(Opening):
             return
         await self.mount_pane("tab-stream")
         self.stream_view().show({"chunks": []})
+        self.show_streaming(windows=False)
         self.query_one(TabbedContent).active = "tab-stream"
         self.stream_view().focus()  # (already on the tab: no activation to focus it) n / p step its chunk cursor
         self.status.working("Streaming: restoring the checkpoint with NeMo…")
@@ -200,6 +203,42 @@ class Actions(Opening):
     async def action_stream_states(self) -> None:
         """`action_stream` with the candidate's encoder caches in states."""
         await self.action_stream(cache_states=True)
+
+    def action_stream_windows(self) -> None:
+        """Compare the open clip in fixed windows against the open candidate (`stream --window`): the window,
+        overlap and mel left context asked for first (the last ones run are offered)."""
+        from rnnt_tui.app.screens.windows import WindowsScreen
+
+        if not self._has_session():
+            return
+        against = self.state.options.against
+        if self.state.recorded:
+            self.notify("A recorded bundle holds no NeMo model to run in windows; open its checkpoint (o) to "
+                        "compare in windows.", title="Cannot compare in windows", severity="warning", timeout=10)
+            return
+        if against not in WINDOW_CANDIDATES:
+            self.notify(f"Fixed windows run against {', '.join(WINDOW_CANDIDATES)}; the open candidate is "
+                        f"{against or 'none'} (choose one in the Runtimes tab, 5).", title="Cannot compare in windows",
+                        severity="warning", timeout=10)
+            return
+
+        async def chosen(choices: WindowChoices | None) -> None:
+            if choices is not None:
+                await self.start_windows(choices)
+
+        self.push_screen(WindowsScreen(self.state.windows, self.state.labels["candidate"]), chosen)
+
+    async def start_windows(self, choices: WindowChoices) -> None:
+        """Run the fixed-window comparison with `choices` (remembered for the next `w`) in the Streaming tab."""
+        self.state.windows = choices
+        await self.mount_pane("tab-stream")
+        self.windows_view().start({"reference": self.state.labels["reference"],
+                                   "candidate": self.state.labels["candidate"], "window_s": choices.window_s,
+                                   "overlap_s": choices.overlap_s, "mel_left_s": choices.mel_left_s})
+        self.show_streaming(windows=True)
+        self.query_one(TabbedContent).active = "tab-stream"
+        self.status.working(f"Windows of {choices.window_s:g} s: preparing {self.state.labels['candidate']}…")
+        self.run_windows(choices)
 
     def action_coreai_drift(self) -> None:
         """Name the first op where the open Core AI candidate drifts from PyTorch (Apple's coreai_torch.debugging),

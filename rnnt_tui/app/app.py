@@ -97,6 +97,9 @@ class RnntApp(Controller, App[int]):
         _b("s", "stream", "Stream", "Stream the clip chunk by chunk", show=False),
         _b("S", "stream_states", "Stream (states)", "Stream the clip chunk by chunk, the candidate's encoder caches "
                                                      "in Core ML / Core AI states (--cache-states)", show=False),
+        _b("w", "stream_windows", "Windows", "Compare the clip in fixed windows (window, overlap, mel left context): "
+                                             "words lost, doubled or changed at the seams (stream --window)",
+           show=False),
         _b("d", "coreai_drift", "Core AI drift", "Core AI: name the first op drifting from PyTorch in each "
                                                  "component out of tolerance (or the selected one)", show=False),
         _b("t", "toggle_theme", "Theme", "Switch between the light and the dark theme", show=False),

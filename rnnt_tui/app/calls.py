@@ -16,15 +16,32 @@ from textual.worker import WorkerState
 
 from rnnt_tui.app.client import Call
 from rnnt_tui.app.draw import Drawing
-from rnnt_tui.app.messages import Exported, JobDone, RuntimesChecked, StreamDone, message_for
+from rnnt_tui.app.messages import Exported, JobDone, RuntimesChecked, StreamDone, WindowsDone, message_for
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
+from rnnt_tui.core.stream.config import WINDOWS_INSTEAD
 
 if TYPE_CHECKING:
+    from rnnt_tui.app.choices import WindowChoices
     from rnnt_tui.app.engine import Envelope
     from rnnt_tui.app.screens.coreai_drift import CoreAIDriftScreen
     from rnnt_tui.app.screens.precision import PrecisionScreen
     from rnnt_tui.app.screens.sweep import SweepScreen
     from rnnt_tui.core.corpus.subset import Subset
+
+
+#: the notification's title when the Streaming tab's call refuses
+REFUSAL_TITLES = {"run_stream": "Cannot stream", "run_windows": "Cannot compare in windows"}
+#: what a model that cannot stream is told to do instead, in the app (the core's words name the CLI's option)
+WINDOWS_KEY = "w compares it in fixed windows"
+
+
+def refusal_text(error: BadInputError | RuntimeUnavailableError) -> str:
+    """The words of a Streaming tab refusal: the file it is about first; the app's key where the core names the
+    CLI's `--window`."""
+    text = str(error)
+    if isinstance(error, BadInputError) and error.path is not None:
+        text = f"{error.path.name}: {error.problem}"
+    return text.replace(WINDOWS_INSTEAD, WINDOWS_KEY)
 
 
 class Calls(Drawing):
@@ -140,27 +157,39 @@ class Calls(Drawing):
 
     def run_stream(self, cache_states: bool = False) -> None:
         call = self.client.begin("stream", "Streaming comparison cancelled")
-        self.run_worker(partial(self._stream_call, call, cache_states), thread=True, exclusive=True,
-                        exit_on_error=False, group="stream", description="streaming comparison")
+        self._streaming_tab_call(call, "streaming comparison", "run_stream", (cache_states,), StreamDone)
 
-    def _stream_call(self, call: Call, cache_states: bool = False) -> None:
-        """A checkpoint that does not stream or a candidate that cannot stream here is a notification saying why
-        (the session on screen is untouched); the report goes to the Streaming tab."""
+    def run_windows(self, choices: WindowChoices) -> None:
+        """The fixed-window comparison (`stream --window`); one Streaming tab: it replaces a streaming call still
+        running (the same group), and a streaming call replaces it."""
+        call = self.client.begin("stream", "Windowed comparison cancelled")
+        self._streaming_tab_call(call, "windowed comparison", "run_windows",
+                                 (choices.window_s, choices.overlap_s, choices.mel_left_s), WindowsDone)
+
+    def _streaming_tab_call(self, call: Call, description: str, method: str, args: tuple[Any, ...],
+                            done: type[StreamDone | WindowsDone]) -> None:
+        self.run_worker(partial(self._streaming_call, call, description, method, args, done), thread=True,
+                        exclusive=True, exit_on_error=False, group="stream", description=description)
+
+    def _streaming_call(self, call: Call, description: str, method: str, args: tuple[Any, ...],
+                        done: type[StreamDone | WindowsDone]) -> None:
+        """The Streaming tab's calls (`s`, `S`, `w`): a checkpoint, candidate or clip the comparison cannot run is a
+        notification saying why (the session on screen is untouched); the report goes to the tab as `done`."""
+        name = description[0].upper() + description[1:]
         with self.client.running(call):
             try:
-                report = self.client.run(call, "run_stream", cache_states)
+                report = self.client.run(call, method, *args)
             except CancelledError:
                 self.post_message(JobDone("stream", call.cancelled_text, cancelled=True, call=call.id))
                 return
             except (BadInputError, RuntimeUnavailableError) as error:
-                text = str(error)
-                if isinstance(error, BadInputError) and error.path is not None:
-                    text = f"{error.path.name}: {error.problem}"
-                self.call_from_thread(self.notify, text, title="Cannot stream", severity="warning", timeout=10)
-                self.post_message(JobDone("stream", "Streaming comparison not run", call=call.id))
+                if not self.client.is_stale(call.id):  # a newer s, S or w replaced it: its refusal is moot
+                    self.call_from_thread(self.notify, refusal_text(error), title=REFUSAL_TITLES[method],
+                                          severity="warning", timeout=10)
+                self.post_message(JobDone("stream", f"{name} not run", call=call.id))
                 return
-            self.post_message(StreamDone(report, call=call.id))
-            self.post_message(JobDone("stream", f"Streaming comparison: {report.get('status')}", call=call.id))
+            self.post_message(done(report, call.id))
+            self.post_message(JobDone("stream", f"{name}: {report.get('status')}", call=call.id))
 
     def run_sweep(self, screen: SweepScreen, drift: bool = False) -> None:
         call = self.client.begin("sweep")

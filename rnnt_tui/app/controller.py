@@ -108,8 +108,9 @@ class Controller(Actions):
         self.save_recent()
         self.show_header()
         self.show_results()  # the step strip and the result tabs (emptied: a new session has no results)
-        if "tab-stream" in self.mounted_panes:  # a streaming report is the old clip's, model's or candidate's
+        if "tab-stream" in self.mounted_panes:  # a streaming or windowed report is the old clip's, model's or candidate's
             self.stream_view().show({"chunks": []})
+            self.stream_view().display, self.windows_view().display = True, False
         self.after_frame(self.draw_overview)  # a frame of its own: one frame drawing all was ~30-40 ms
         self.draw_tabs("tab-runtimes")
         self.after_frame(self.check_runtimes)  # the first session is up (and painted): only now, once
@@ -219,13 +220,22 @@ class Controller(Actions):
         self.status.working(*(self.state.activity or ("Streaming…", None)))
 
     async def on_stream_done(self, message: msg.StreamDone) -> None:
-        """The whole report of the run on screen; one from a cancelled or replaced run is dropped (a run that
-        ended just as `s` was pressed again would otherwise land on the new run's view, whose chunks then append
-        to the old report)."""
+        if self.client.is_stale(message.call):
+            return  # cancelled or replaced (by another s, S or w): the newer request owns the tab
+        await self.mount_pane("tab-stream")
+        self.stream_view().show(message.report)
+
+    @applied_to("tab-stream")
+    def on_window_compared(self, message: msg.WindowCompared) -> None:
+        self.state.window_compared(message.event)
+        self.windows_view().add_window(message.event.window.to_json(), message.event.total)
+        self.status.working(*(self.state.activity or ("Windows…", None)))
+
+    async def on_windows_done(self, message: msg.WindowsDone) -> None:
         if self.client.is_stale(message.call):
             return
         await self.mount_pane("tab-stream")
-        self.stream_view().show(message.report)
+        self.windows_view().show(message.report)
 
     # -- the end of a job -------------------------------------------------------------------------------
     def on_job_done(self, message: msg.JobDone) -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from rnnt_tui.app.state import AppState
     from rnnt_tui.app.widgets.corpus_view import CorpusView
     from rnnt_tui.app.widgets.stream_view import StreamView
+    from rnnt_tui.app.widgets.windows_view import WindowsView
     from rnnt_tui.core.corpus.subset import Subset
 
     _Base = App[int]
@@ -127,10 +128,13 @@ class Drawing(_Base):
             from rnnt_tui.app.widgets.corpus_view import CorpusView
 
             return [CorpusView(self.corpus_subset, id="corpus")]
-        if pane == "tab-stream":
+        if pane == "tab-stream":  # a streaming comparison (s, S) or a fixed-window one (w): the one that ran last
             from rnnt_tui.app.widgets.stream_view import StreamView
+            from rnnt_tui.app.widgets.windows_view import WindowsView
 
-            return [StreamView(id="stream-view")]
+            windows = WindowsView(id="windows-view")
+            windows.display = False
+            return [StreamView(id="stream-view"), windows]
         return []
 
     def corpus_view(self) -> CorpusView:
@@ -142,6 +146,18 @@ class Drawing(_Base):
         from rnnt_tui.app.widgets.stream_view import StreamView
 
         return self.query_one("#stream-view", StreamView)
+
+    def windows_view(self) -> WindowsView:
+        from rnnt_tui.app.widgets.windows_view import WindowsView
+
+        return self.query_one("#windows-view", WindowsView)
+
+    def show_streaming(self, windows: bool) -> None:
+        """The Streaming tab shows the fixed-window view (`windows`) or the chunk view; the one shown has the focus,
+        so `n` / `p` step it."""
+        self.stream_view().display = not windows
+        self.windows_view().display = windows
+        (self.windows_view() if windows else self.stream_view()).focus()
 
     async def mount_pane(self, pane: str) -> None:
         """Mount `pane`'s widgets now if they are not yet (it is shown, or an event is for it)."""

@@ -178,6 +178,31 @@ class Engine(ActiveWorkers):
             emit = self.emitter(post, call, self.session_id)
             return run_stream(stream, emit, cancel).to_json()
 
+    def run_windows(self, window_s: float, overlap_s: float, mel_left_s: float, post: Post,
+                    cancel: threading.Event, call: int = 0) -> dict[str, Any]:
+        """The fixed-window comparison (`core.stream.windows.run_windows`, `stream --window`) of the open clip against
+        the open candidate (the session's `--packages` if it was opened with them, judged at their own tolerance), on
+        the model the session restored; its report as JSON. A candidate that cannot run here:
+        `RuntimeUnavailableError`; a recorded bundle (no NeMo model), a window the packages cannot take:
+        `BadInputError`."""
+        from rnnt_tui.core.errors import BadInputError
+        from rnnt_tui.core.stream.config import StreamRequest
+        from rnnt_tui.core.stream.windows import run_windows
+
+        with self.lock:
+            pipe = self.pipeline
+            request = pipe.request if pipe is not None else None
+            if pipe is None or request is None:
+                raise RuntimeError("the model is still loading")
+            if pipe.loaded is None:
+                raise BadInputError(request.checkpoint, "a recorded bundle holds no NeMo model to run in windows")
+            packages = request.options.packages_dir  # opened with --packages: the windows run through them
+            windows = StreamRequest(request.checkpoint, request.clip, request.against or "onnx", window_s=window_s,
+                                    overlap_s=overlap_s, mel_left_s=mel_left_s, tolerance_given=False,
+                                    packages_dir=Path(packages) if packages else None)
+            emit = self.emitter(post, call, self.session_id)
+            return run_windows(windows, emit, cancel, pipe.loaded).to_json()
+
     def coreai_drift(self, components: Sequence[str], post: Post, cancel: threading.Event,
                      call: int = 0) -> dict[str, Any]:
         """Where the open Core AI candidate drifts from PyTorch (`core.coreai.drift.find_drift`, Apple's

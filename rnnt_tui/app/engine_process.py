@@ -62,7 +62,7 @@ _CHILD = ("import os, sys\n"
 NUMBERS_PER_CHILD = 10**12  # each child numbers its sessions and events from its own block
 #: the calls that use the model a child holds: after that child died they fail until the next open
 NEEDS_MODEL = ("rebuild", "run_steps", "set_joint_mode", "sweep", "run_corpus", "precision", "export", "run_stream",
-               "coreai_drift")
+               "run_windows", "coreai_drift")
 
 
 class EngineStoppedError(RnntTuiError):
@@ -157,6 +157,11 @@ class ProcessEngine(ActiveWorkers):
 
     def run_stream(self, cache_states: bool, post: Post, cancel: threading.Event, call: int = 0) -> dict[str, Any]:
         result: dict[str, Any] = self._call("run_stream", (cache_states,), post, cancel, call)
+        return result
+
+    def run_windows(self, window_s: float, overlap_s: float, mel_left_s: float, post: Post,
+                    cancel: threading.Event, call: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("run_windows", (window_s, overlap_s, mel_left_s), post, cancel, call)
         return result
 
     def coreai_drift(self, components: list[str], post: Post, cancel: threading.Event,

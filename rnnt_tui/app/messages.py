@@ -125,12 +125,17 @@ class ChunkCompared(EngineEvent):
     """One chunk of a streaming comparison compared."""
 
 
+class WindowCompared(EngineEvent):
+    """One window of a fixed-window comparison compared."""
+
+
 @functools.cache
 def stream_messages() -> dict[type[ev.Event], type[EngineEvent]]:
-    """The streaming comparison's events (its module loads numpy: only once a stream event arrived)."""
-    from rnnt_tui.core.stream import compare
+    """The streaming and fixed-window comparisons' events (their modules load numpy: only once such an event
+    arrived, which unpickling it has imported already)."""
+    from rnnt_tui.core.stream import compare, windows
 
-    return {compare.ChunkCompared: ChunkCompared}
+    return {compare.ChunkCompared: ChunkCompared, windows.WindowCompared: WindowCompared}
 
 
 def message_for(envelope: Envelope) -> EngineEvent:
@@ -150,8 +155,16 @@ class RuntimesChecked(Message):
 
 @dataclass
 class StreamDone(Message):
-    """A streaming comparison ended: its whole report (`StreamResult.to_json`). `call`: the client's call id (the
-    report of a call the user cancelled, or that a newer one replaced, must not land on the newer run's view)."""
+    """A streaming comparison ended: its whole report (`StreamResult.to_json`). `call`: the client's call id (a
+    report of a call cancelled or replaced since is not shown)."""
+
+    report: dict[str, Any]
+    call: int = 0
+
+
+@dataclass
+class WindowsDone(Message):
+    """A fixed-window comparison ended: its whole report (`WindowsResult.to_json`); `call` as `StreamDone`'s."""
 
     report: dict[str, Any]
     call: int = 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rnnt_tui.app.choices import WindowChoices
 from rnnt_tui.core.components import COMPONENTS, STEPS
 from rnnt_tui.core.fuse import VALIDATION, JointMode
 from rnnt_tui.core.names import RUNTIME_LABELS, Status
@@ -62,6 +63,7 @@ class AppState:
     labels: dict[str, str] = field(default_factory=dict)
     probe: str = ""
     corpus_stream: bool = False  # the Corpus tab's mode: streaming transcripts (`corpus --stream`) or offline
+    windows: WindowChoices = field(default_factory=WindowChoices)  # what `w` last ran with (this session)
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -165,6 +167,12 @@ class AppState:
         left, right = event.context
         self.activity = (f"Streaming [{left},{right}]: chunk {chunk.index + 1} "
                          f"{'ok' if chunk.ok else 'out of tolerance'}", None)
+
+    def window_compared(self, event: Any) -> None:
+        """Fold a `core.stream.windows.WindowCompared` in (not on `apply`, as `chunk_compared`)."""
+        window = event.window
+        self.activity = (f"Windows: window {window.index + 1} of {event.total} "
+                         f"{'ok' if window.encoder_ok else 'out of tolerance'}", (window.index + 1) / event.total)
 
     # -- events ----------------------------------------------------------------------------------------
     @functools.singledispatchmethod

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from rnnt_tui.cli.common import check_markdown, emit_json, err, guard, out, status, write_markdown
 from rnnt_tui.cli.options import FiniteRange
-from rnnt_tui.core.stream.config import OFFLINE_WINDOW_S
+from rnnt_tui.core.stream.config import MEL_LEFT_S_RANGE, OFFLINE_WINDOW_S, WINDOW_S_RANGE
 from rnnt_tui.exit_codes import exit_code_for
 from rnnt_tui.formatting import num
 
@@ -31,11 +31,11 @@ CHOICES = ("onnx", "mil", "coreml", "coreai")
               help="The att context to stream with (one the model was trained with), or 'all' for a row per "
                    "lookahead (with --step: the contexts the package's declared shapes fit). Default: the model's "
                    "default context.")
-@click.option("--window", "window_s", type=FiniteRange(0.5, 3600), default=None,
+@click.option("--window", "window_s", type=FiniteRange(*WINDOW_S_RANGE), default=None,
               help="Seconds per fixed window (offline models, long audio): cut, run, merge tokens by time.")
-@click.option("--overlap", "overlap_s", type=FiniteRange(0, 3600), default=0.0, show_default=True,
+@click.option("--overlap", "overlap_s", type=FiniteRange(0, WINDOW_S_RANGE[1]), default=0.0, show_default=True,
               help="Seconds of overlap between windows (with --window).")
-@click.option("--mel-left", "mel_left_s", type=FiniteRange(0, 60), default=0.0, show_default=True,
+@click.option("--mel-left", "mel_left_s", type=FiniteRange(*MEL_LEFT_S_RANGE), default=0.0, show_default=True,
               help="Seconds of audio fed before each window for left context and then dropped (with --window).")
 @click.option("--packages", "packages_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None,

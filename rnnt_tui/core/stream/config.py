@@ -95,6 +95,26 @@ def cache_states_problem(request: StreamRequest) -> str | None:
     return None
 
 
+#: what a windowed run's settings may be, in seconds (`stream --window / --overlap / --mel-left`, the app's `w`)
+WINDOW_S_RANGE = (0.5, 3600.0)
+MEL_LEFT_S_RANGE = (0.0, 60.0)
+
+
+def windows_problem(window_s: float, overlap_s: float, mel_left_s: float) -> str | None:
+    """Why these window settings cannot run (None: they can): the rules `stream --window` applies."""
+    import math
+
+    low, high = WINDOW_S_RANGE
+    if not math.isfinite(window_s) or not low <= window_s <= high:
+        return f"the window must be {low:g} to {high:g} s"
+    if not math.isfinite(overlap_s) or not 0 <= overlap_s < window_s:
+        return "the overlap must be 0 s or more and shorter than the window"
+    low, high = MEL_LEFT_S_RANGE
+    if not math.isfinite(mel_left_s) or not low <= mel_left_s <= high:
+        return f"the mel left context must be {low:g} to {high:g} s"
+    return None
+
+
 def pairs(value: Any) -> list[list[int]]:
     """att_context_size as a list of [left, right] pairs (NeMo accepts one pair or a list of pairs)."""
     items = list(value)
@@ -111,13 +131,17 @@ def streaming_problem(encoder: Any) -> str | None:
                            pairs(getattr(encoder, "att_context_size_all", None) or [[-1, -1]]))
 
 
+#: what a model that cannot stream is told to do instead (the CLI's words; the app names its key in their place)
+WINDOWS_INSTEAD = "--window S runs it in fixed windows"
+
+
 def context_problem(style: Any, contexts: list[list[int]]) -> str | None:
     """Why an encoder of this att_context_style and these [left, right] contexts cannot stream (None: it can);
     from the restored encoder (`streaming_problem`) or, before NeMo, from the checkpoint's config
     (`core.stream.precheck`)."""
     if style != "chunked_limited":
         return (f"not a cache-aware streaming model: att_context_style {style!r}, att_context_size {contexts} "
-                f"(streaming needs chunked_limited); --window S runs it in fixed windows")
+                f"(streaming needs chunked_limited); {WINDOWS_INSTEAD}")
     if any(right < 0 for _, right in contexts):
         return f"its att_context_size {contexts} has an unlimited right context, so chunks cannot be formed"
     return None

@@ -1,6 +1,7 @@
 """Fixed windows over long audio, the way apps run window-sized packages: cut, run both runtimes, merge by time.
 
-Entry point `run_windows(request, emit, cancel)`. The clip is cut into windows of `window_s` with `overlap_s`
+Entry point `run_windows(request, emit, cancel)`; progress goes out as `Progress` events and each window, once both
+runtimes ran it, as a `WindowCompared` event. The clip is cut into windows of `window_s` with `overlap_s`
 between neighbours; each window is fed with `mel_left_s` of audio before it (mel and encoder left context), and
 tokens from that lead-in are dropped. Merging: a window owns the span from the middle of its left overlap to the
 middle of its right overlap, and keeps only its tokens whose time falls in that span (the common app rule).
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from rnnt_tui.core.coreml.matching import MEL_ENCODER
 from rnnt_tui.core.errors import BadInputError, CancelledError, RuntimeUnavailableError
 from rnnt_tui.core.names import RUNTIME_LABELS
 from rnnt_tui.core.nemo_decoding import max_symbols, tokens_to_pieces, tokens_to_text
-from rnnt_tui.core.pipeline.events import Emit, progress_of
+from rnnt_tui.core.pipeline.events import Emit, Event, progress_of
 from rnnt_tui.core.pipeline.greedy import greedy_decode
 from rnnt_tui.core.stats.diff import diff_stats
 from rnnt_tui.core.stream.config import (
@@ -50,8 +51,10 @@ class Window:
     keep_to_s: float
     encoder_max_abs: float
     encoder_ok: bool
-    reference_text: str
+    reference_text: str  # the tokens this window kept, decoded on their own
     candidate_text: str
+    reference_piece: str = ""  # what this window adds to the merged transcript (the pieces concatenate to it)
+    candidate_piece: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The window's figures; `encoder_max_abs` None when the two encoders' outputs differ in shape (NaN here,
@@ -60,6 +63,15 @@ class Window:
         if math.isnan(self.encoder_max_abs):
             out["encoder_max_abs"] = None
         return out
+
+
+@dataclass(frozen=True)
+class WindowCompared(Event):
+    """One window run by both runtimes and compared (the app's window timeline grows by one column); `total`:
+    how many windows the clip is cut into."""
+
+    window: Window
+    total: int
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ class WindowsResult:
     edits: tuple[Edit, ...]
     packages: str | None = None  # the user's packages run as the candidate (`--packages`), else the tool's conversion
     notes: tuple[str, ...] = ()  # where the window came from, whose tolerance judged it
+    tolerance: dict[str, float] = field(default_factory=dict)  # the encoder's per-window check: atol, rtol
 
     @property
     def status(self) -> str:
@@ -95,7 +108,7 @@ class WindowsResult:
                               "right overlap",
                 "windows": [w.to_json() for w in self.windows], "full_text": self.full_text,
                 "reference_text": self.reference_text, "candidate_text": self.candidate_text,
-                "port_identical": self.candidate_text == self.reference_text,
+                "port_identical": self.candidate_text == self.reference_text, "tolerance": self.tolerance,
                 "seams": by_seam(list(self.edits), list(self.seams_s)), "packages": self.packages,
                 "notes": list(self.notes)}
 
@@ -116,6 +129,14 @@ def plan(clip_s: float, window_s: float, overlap_s: float,
         keep_to = clip_s + 1.0 if last else s + window_s - overlap_s / 2
         out.append((s, clip_s if last else min(s + window_s, clip_s), keep_from, keep_to))
     return out
+
+
+def _piece(before: str, after: str, own: str) -> tuple[str, str]:
+    """What a window added to a merged transcript (`before` → `after`: the decoding of the tokens kept so far, with
+    this window's), and `after`. A window's text decoded on its own (`own`) loses how it joins the one before (a
+    word glued across a seam, a SentencePiece word's space); the difference keeps it. Decoding is prefix-stable for
+    char and SentencePiece models; were it not, the piece is `own` after a space."""
+    return (after[len(before):] if after.startswith(before) else " " + own), after
 
 
 def _runtime(loaded: LoadedModel, request: StreamRequest) -> Any:
@@ -166,6 +187,7 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
                                             "length": np.array([len(chunk)], np.int64)})
 
     merged: dict[str, tuple[list[int], list[float]]] = {"reference": ([], []), "candidate": ([], [])}
+    so_far = {"reference": "", "candidate": ""}  # each side's merged transcript through the last window
     windows: list[Window] = []
     try:
         hop = round(float(model.cfg.preprocessor.get("window_stride", 0.01)) * rate)
@@ -190,7 +212,7 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
             n_ref, n_cand = int(ref_enc["encoded_length"][0]), int(cand_enc["encoded_length"][0])
             r, c = ref_enc["encoded"][:, :, :n_ref], cand_enc["encoded"][:, :, :n_cand]
             stats = diff_stats(r, c, tol.atol, tol.rtol) if r.shape == c.shape else None
-            texts = {}
+            texts, pieces = {}, {}
             for side, runtime, enc, n in (("reference", reference, ref_enc["encoded"], n_ref),
                                           ("candidate", candidate, cand_enc["encoded"], n_cand)):
                 tokens, frames = decode(runtime, enc, n)
@@ -200,9 +222,12 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
                 merged[side][0].extend(t for t, _ in kept)
                 merged[side][1].extend(time for _, time in kept)
                 texts[side] = tokens_to_text(loaded, [t for t, _ in kept])
+                pieces[side], so_far[side] = _piece(so_far[side], tokens_to_text(loaded, merged[side][0]), texts[side])
             windows.append(Window(index, start, end, keep_from, min(keep_to, audio.duration_s),
                                   float("nan") if stats is None else stats.max_abs,
-                                  stats is not None and stats.ok, texts["reference"], texts["candidate"]))
+                                  stats is not None and stats.ok, texts["reference"], texts["candidate"],
+                                  pieces["reference"], pieces["candidate"]))
+            emit(WindowCompared(windows[-1], len(spans)))
         progress("full-context reference", 0.95)
         feats = features(samples)
         full_enc = reference.run(ENCODER, {"features": feats["features"],
@@ -221,7 +246,7 @@ def run_windows(request: StreamRequest, emit: Emit, cancel: threading.Event | No
                          tuple(windows), tokens_to_text(loaded, full_tokens),
                          tokens_to_text(loaded, merged["reference"][0]), tokens_to_text(loaded, merged["candidate"][0]),
                          tuple(seams), tuple(all_edits),
-                         str(request.packages_dir) if request.packages_dir else None, tuple(notes))
+                         str(request.packages_dir) if request.packages_dir else None, tuple(notes), asdict(tol))
 
 
 def _tolerance(request: StreamRequest, candidate: Any, notes: list[str]) -> Tolerance:
