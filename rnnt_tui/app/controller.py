@@ -108,7 +108,7 @@ class Controller(Actions):
         self.save_recent()
         self.show_header()
         self.show_results()  # the step strip and the result tabs (emptied: a new session has no results)
-        if "tab-stream" in self.mounted_panes:  # a streaming or windowed report is the old clip's, model's or candidate's
+        if "tab-stream" in self.mounted_panes:  # the old clip's, model's or candidate's report
             self.stream_view().show({"chunks": []})
             self.stream_view().display, self.windows_view().display = True, False
         self.after_frame(self.draw_overview)  # a frame of its own: one frame drawing all was ~30-40 ms
